@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class BillingProjectConfig(AppConfig):
+    name = "billing_project"
+    verbose_name = "Billing"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from billing_project.celery import ensure_broker_folders
+        from billing_project.staff_groups import sync_staff_group_permissions
+
+        ensure_broker_folders()
+        # Permissions only exist after migrate has created them; keep the staff groups in step each time.
+        post_migrate.connect(sync_staff_group_permissions, dispatch_uid="sync_staff_group_permissions")

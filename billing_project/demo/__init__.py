@@ -1,0 +1,23 @@
+"""Demo data for ``manage.py seed_demo``: one module per app, each idempotent (keyed records, created only when
+missing), run in app order by ``seed_all``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
+
+# (label, step) in dependency order; later apps append their steps here.
+SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
+    ("staff users", seed_staff),
+    ("customers", seed_customers),
+]
+
+
+def seed_all(log: Callable[[str], None] = print) -> None:
+    for label, step in SEED_STEPS:
+        result = step()
+        log(f"  {label}: {result if isinstance(result, int) else 'ok'} created")
+
+
+__all__ = ["DEMO_STAFF", "SEED_STEPS", "DemoStaff", "seed_all"]

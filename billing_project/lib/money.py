@@ -1,0 +1,44 @@
+"""One rounding rule for every amount in the product (DESIGN.md, docs/decisions/money-and-rounding.md).
+
+Each line amount is rounded to the currency's minor unit with ROUND_HALF_UP; totals are sums of rounded lines.
+Amounts are ``Decimal``; a ``float`` is refused, never silently converted.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from moneyed import Money, get_currency
+
+
+class CurrencyMismatch(ValueError):
+    """Amounts in different currencies were combined; we never convert implicitly."""
+
+
+def minor_units(currency: str) -> int:
+    """ISO 4217 minor units: EUR 2, JPY 0, BHD 3 (py-moneyed's ``sub_unit`` is 100, 1, 1000)."""
+    return len(str(get_currency(currency.upper()).sub_unit)) - 1
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
+def round_amount(amount: Decimal | int, currency: str) -> Decimal:
+    if isinstance(amount, float):
+        raise TypeError("money amounts must be Decimal, not float")
+    return Decimal(amount).quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def round_money(amount: Money) -> Money:
+    return Money(round_amount(amount.amount, amount.currency.code), amount.currency.code)
+
+
+def sum_money(amounts: list[Money], currency: str) -> Money:
+    """Sum Money values that must all be in ``currency``; an empty list is zero in that currency."""
+    total = Decimal(0)
+    for money in amounts:
+        if money.currency.code != currency:
+            raise CurrencyMismatch(f"cannot add {money.currency.code} to {currency}")
+        total += money.amount
+    return Money(total, currency)

@@ -1,0 +1,30 @@
+"""Settings for the test suite: real PostgreSQL (DATABASE_URL or the local server) and Redis."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/billing")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+
+from billing_project.settings import *  # noqa: F403
+from billing_project.settings import env
+
+DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_billing")}
+CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+# Tests that need real workers start them explicitly; everything else runs tasks in-process.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+BILLING_TIMEZONE = "Europe/Berlin"
+# WhiteNoise scans STATIC_ROOT at start-up; tests never collect static files, so give it an empty folder.
+STATIC_ROOT = tempfile.mkdtemp(prefix="billing-test-static-")

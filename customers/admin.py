@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from customers.models import Customer
+from customers.selectors import customer_has_billing_history
+from customers.services import CustomerImportError, customer_archive, customer_unarchive, customers_import_csv
+
+
+class CustomerImportUploadForm(forms.Form):
+    file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the column list below.")
+    dry_run = forms.BooleanField(label="Dry run (check only, write nothing)", required=False, initial=True)
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("name", "email", "country", "currency", "tax_status", "payment_terms_days", "is_archived")
+    list_display_links = ("name",)
+    list_filter = ("is_archived", "tax_status", "currency", "country", "language")
+    search_fields = ("name", "legal_name", "email", "tax_id", "external_id")
+    show_full_result_count = False
+    list_per_page = 50
+    readonly_fields = ("created_at", "updated_at")
+    actions = ("archive_customers", "unarchive_customers")
+    fieldsets = (
+        (None, {"fields": ("name", "legal_name", "external_id", "is_archived")}),
+        ("Contact", {"fields": ("email", "cc_emails", "phone", "language")}),
+        (
+            "Billing address",
+            {"fields": ("address_line1", "address_line2", ("postal_code", "city"), "region", "country")},
+        ),
+        ("Tax and terms", {"fields": ("tax_id", "tax_status", "currency", "payment_terms_days")}),
+        ("Other", {"classes": ("collapse",), "fields": ("notes", "metadata", "created_at", "updated_at")}),
+    )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
+        if obj is not None and customer_has_billing_history(customer=obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        kept = [c for c in queryset if customer_has_billing_history(customer=c)]
+        if kept:
+            names = ", ".join(str(c) for c in kept[:5])
+            self.message_user(
+                request,
+                f"Not deleted, archive instead — these have billing history: {names}",
+                messages.WARNING,
+            )
+        queryset.exclude(pk__in=[c.pk for c in kept]).delete()
+
+    @admin.action(description="Archive selected customers", permissions=["change"])
+    def archive_customers(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        for customer in queryset:
+            customer_archive(customer=customer)
+        self.message_user(request, f"Archived {queryset.count()} customer(s).", messages.SUCCESS)
+
+    @admin.action(description="Unarchive selected customers", permissions=["change"])
+    def unarchive_customers(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        for customer in queryset:
+            customer_unarchive(customer=customer)
+        self.message_user(request, f"Unarchived {queryset.count()} customer(s).", messages.SUCCESS)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="customers_customer_import",
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request) or not self.has_change_permission(request):
+            return redirect(reverse("admin:customers_customer_changelist"))
+        from customers.services import IMPORT_COLUMNS, REQUIRED_COLUMNS
+
+        report = None
+        form = CustomerImportUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                report = customers_import_csv(stream=form.cleaned_data["file"], dry_run=form.cleaned_data["dry_run"])
+            except CustomerImportError as exc:
+                report = exc.report
+                self.message_user(request, report.summary(), messages.ERROR)
+            else:
+                self.message_user(request, report.summary(), messages.SUCCESS)
+                if not report.dry_run:
+                    return redirect(reverse("admin:customers_customer_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import customers from CSV",
+            "form": form,
+            "report": report,
+            "columns": IMPORT_COLUMNS,
+            "required_columns": REQUIRED_COLUMNS,
+        }
+        return TemplateResponse(request, "admin/customers/customer/import.html", context)

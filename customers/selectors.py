@@ -1,0 +1,25 @@
+"""Reads on customers that mean something (STYLE.md)."""
+
+from __future__ import annotations
+
+from django.db.models import ManyToOneRel
+
+from customers.models import Customer
+
+# Relations that are part of the customer itself, not billing history.
+_NOT_HISTORY = {"portal_users", "login_tokens"}
+
+
+def customer_has_billing_history(*, customer: Customer) -> bool:
+    """True when anything billing-related (subscriptions, invoices, payments, …) points at the customer.
+
+    It looks at every reverse foreign key, so models added by later apps count without changes here.
+    """
+    for relation in Customer._meta.related_objects:
+        if not isinstance(relation, ManyToOneRel) or relation.get_accessor_name() in _NOT_HISTORY:
+            continue
+        related_model = relation.related_model
+        assert not isinstance(related_model, str)
+        if related_model._default_manager.filter(**{relation.field.name: customer}).exists():
+            return True
+    return False

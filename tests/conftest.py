@@ -1,0 +1,81 @@
+"""Test plumbing: real PostgreSQL and Redis (REQUIRE_SERVICES=1 turns their absence into a failure), and no
+network beyond loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_REAL_CONNECT = socket.socket.connect
+_REAL_CONNECT_EX = socket.socket.connect_ex
+
+
+def _is_loopback(address: Any) -> bool:
+    if isinstance(address, str | bytes):  # unix socket path
+        return True
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        raise ConnectionRefusedError(f"tests may not reach the network: {address!r}")
+    return _REAL_CONNECT(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        raise ConnectionRefusedError(f"tests may not reach the network: {address!r}")
+    return _REAL_CONNECT_EX(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _service_address(url_env: str, default_host: str, default_port: int) -> tuple[str, int]:
+    from urllib.parse import urlparse
+
+    url = os.environ.get(url_env)
+    if not url:
+        return default_host, default_port
+    parsed = urlparse(url)
+    return parsed.hostname or default_host, parsed.port or default_port
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    required = os.environ.get("REQUIRE_SERVICES") == "1"
+    pg_ok = _reachable(*_service_address("DATABASE_URL", "127.0.0.1", 5432))
+    redis_ok = _reachable(*_service_address("CELERY_BROKER_URL", "127.0.0.1", 6379))
+    missing = [name for name, ok in (("PostgreSQL", pg_ok), ("Redis", redis_ok)) if not ok]
+    if missing and required:
+        raise pytest.UsageError(f"REQUIRE_SERVICES=1 but unreachable: {', '.join(missing)}")
+    for item in items:
+        if not pg_ok and "django_db_setup" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.skip(reason="PostgreSQL is not reachable"))
+        if not redis_ok and item.get_closest_marker("redis"):
+            item.add_marker(pytest.mark.skip(reason="Redis is not reachable"))
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings: Any, tmp_path: Any) -> Iterator[None]:
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    yield
