@@ -69,7 +69,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if missing and required:
         raise pytest.UsageError(f"REQUIRE_SERVICES=1 but unreachable: {', '.join(missing)}")
     for item in items:
-        if not pg_ok and "django_db_setup" in getattr(item, "fixturenames", ()):
+        needs_db = item.get_closest_marker("django_db") or "django_db_setup" in getattr(item, "fixturenames", ())
+        if not pg_ok and needs_db:
             item.add_marker(pytest.mark.skip(reason="PostgreSQL is not reachable"))
         if not redis_ok and item.get_closest_marker("redis"):
             item.add_marker(pytest.mark.skip(reason="Redis is not reachable"))

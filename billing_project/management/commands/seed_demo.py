@@ -13,7 +13,4 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write("Seeding demo data (records that already exist are kept as they are):")
         seed_all(log=self.stdout.write)
-        self.stdout.write("Staff logins (demo only):")
-        for member in DEMO_STAFF:
-            role = "superuser" if member.superuser else member.group
-            self.stdout.write(f"  {member.username} / {member.password}  ({role})")
+        self.stdout.write(f"Staff logins (demo only): {', '.join(f'{m.username}/{m.password}' for m in DEMO_STAFF)}")
