@@ -188,4 +188,8 @@ LOGGING = {
 
 # Billing defaults that later apps read; amounts are Decimal, never float.
 DEFAULT_PAYMENT_TERMS_DAYS = env.int("DEFAULT_PAYMENT_TERMS_DAYS", default=14)
+# False keeps every invoice the billing run generates as a draft for staff review (per customer: review_invoices).
+BILLING_AUTO_FINALIZE = env.bool("BILLING_AUTO_FINALIZE", default=True)
+# Subscriptions per billing-run chunk: one transaction and one Celery task each (STACK.md gotcha 11).
+BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
 ZERO = Decimal("0")

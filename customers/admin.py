@@ -37,7 +37,7 @@ class CustomerAdmin(admin.ModelAdmin):
             "Billing address",
             {"fields": ("address_line1", "address_line2", ("postal_code", "city"), "region", "country")},
         ),
-        ("Tax and terms", {"fields": ("tax_id", "tax_status", "currency", "payment_terms_days")}),
+        ("Tax and terms", {"fields": ("tax_id", "tax_status", "currency", "payment_terms_days", "review_invoices")}),
         ("Other", {"classes": ("collapse",), "fields": ("notes", "metadata", "created_at", "updated_at")}),
     )
 
