@@ -11,31 +11,58 @@ BILLING_CLERK = "Billing clerk"
 AUDITOR = "Auditor (read-only)"
 STAFF_GROUPS = (BILLING_ADMIN, BILLING_CLERK, AUDITOR)
 
-# app label -> actions. "*" = every model of the app. Billing admins may do everything in the billing apps
-# and the schedules; clerks do the daily work but delete nothing; auditors only look.
+CRUD = ("add", "change", "delete", "view")
+# Rules are (app label, model name or "*", actions); an action is a codename prefix, so "void" grants
+# "void_invoice". A more specific rule (a named model) replaces the app-wide one for that model.
+Rule = tuple[str, str, tuple[str, ...]]
 _BILLING_APPS = ("customers", "subscriptions", "invoicing", "payments")
-GROUP_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    BILLING_ADMIN: dict.fromkeys((*_BILLING_APPS, "django_celery_beat"), ("add", "change", "delete", "view")),
-    BILLING_CLERK: {
-        **dict.fromkeys(_BILLING_APPS, ("add", "change", "view")),
-        "django_celery_beat": ("view",),
-    },
-    AUDITOR: dict.fromkeys((*_BILLING_APPS, "django_celery_beat"), ("view",)),
+
+GROUP_PERMISSIONS: dict[str, list[Rule]] = {
+    # Billing admins may do everything in the billing apps and edit the schedules.
+    BILLING_ADMIN: [
+        *((app, "*", CRUD) for app in _BILLING_APPS),
+        ("invoicing", "invoice", (*CRUD, "finalize", "void", "mark_uncollectible")),
+        ("django_celery_beat", "*", CRUD),
+    ],
+    # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
+    # nothing, cannot void or write off, and only look at tax rates, number series and schedules.
+    BILLING_CLERK: [
+        *((app, "*", ("add", "change", "view")) for app in _BILLING_APPS),
+        ("invoicing", "invoice", ("add", "change", "view", "finalize")),
+        ("invoicing", "taxrate", ("view",)),
+        ("invoicing", "numberseries", ("view",)),
+        ("invoicing", "billingrun", ("view",)),
+        ("django_celery_beat", "*", ("view",)),
+    ],
+    AUDITOR: [*((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat"))],
 }
+
+
+def _actions_by_model(rules: list[Rule]) -> tuple[dict[str, tuple[str, ...]], dict[tuple[str, str], tuple[str, ...]]]:
+    per_app: dict[str, tuple[str, ...]] = {}
+    per_model: dict[tuple[str, str], tuple[str, ...]] = {}
+    for app_label, model, actions in rules:
+        if model == "*":
+            per_app[app_label] = actions
+        else:
+            per_model[(app_label, model)] = actions
+    return per_app, per_model
 
 
 def sync_staff_group_permissions(sender: Any = None, **kwargs: Any) -> None:
     from django.contrib.auth.models import Group, Permission
 
     using = kwargs.get("using", "default")
+    all_permissions = list(Permission.objects.using(using).select_related("content_type"))
     for group_name, rules in GROUP_PERMISSIONS.items():
         group = Group.objects.using(using).filter(name=group_name).first()
         if group is None:  # the migration that creates them has not run on this database yet
             continue
+        per_app, per_model = _actions_by_model(rules)
         wanted = []
-        for app_label, actions in rules.items():
-            codename_prefixes = tuple(f"{action}_" for action in actions)
-            for perm in Permission.objects.using(using).filter(content_type__app_label=app_label):
-                if perm.codename.startswith(codename_prefixes):
-                    wanted.append(perm)
+        for perm in all_permissions:
+            app_label, model = perm.content_type.app_label, perm.content_type.model
+            actions = per_model.get((app_label, model), per_app.get(app_label))
+            if actions and perm.codename.startswith(tuple(f"{action}_" for action in actions)):
+                wanted.append(perm)
         group.permissions.set(wanted)

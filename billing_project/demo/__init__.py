@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
+from invoicing.demo import seed_invoicing
 
 # (label, step) in dependency order; later apps append their steps here.
 SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("staff users", seed_staff),
     ("customers", seed_customers),
+    ("number series, tax rates, one-off invoices", seed_invoicing),
 ]
 
 

@@ -114,3 +114,23 @@ def test_staff_groups_grant_what_their_names_say(client, group, can_view, can_ad
 def test_admin_site_carries_the_product_name(admin_client):
     response = admin_client.get(reverse("admin:index"))
     assert b"Cadence Billing" in response.content
+
+
+@pytest.mark.parametrize(
+    ("group", "allowed", "refused"),
+    [
+        ("Billing admin", ["invoicing.void_invoice", "invoicing.change_taxrate"], []),
+        (
+            "Billing clerk",
+            ["invoicing.finalize_invoice", "invoicing.add_creditnote"],
+            ["invoicing.void_invoice", "invoicing.change_taxrate", "invoicing.delete_invoice"],
+        ),
+        ("Auditor (read-only)", ["invoicing.view_invoice"], ["invoicing.finalize_invoice", "invoicing.add_invoice"]),
+    ],
+)
+def test_invoicing_permissions_per_group(group, allowed, refused):
+    user = StaffUserFactory(group=group)
+    for perm in allowed:
+        assert user.has_perm(perm), perm
+    for perm in refused:
+        assert not user.has_perm(perm), perm

@@ -1,0 +1,522 @@
+"""Staff screens for invoicing. Drafts are edited here; everything else (finalize, void, uncollectible, credit
+notes) goes through ``invoicing.services``. Finalized invoices, credit notes and billing runs are read-only."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from billing_project.lib.money import round_amount
+from invoicing.models import (
+    BillingRun,
+    BillingRunError,
+    CreditNote,
+    CreditNoteLine,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoiceStatus,
+    NumberSeries,
+    NumberSeriesCounter,
+    TaxRate,
+)
+from invoicing.services import (
+    BulkOutcome,
+    CreditNoteLineSpec,
+    InvoiceError,
+    credit_note_issue,
+    invoice_recompute,
+    invoices_finalize_many,
+    invoices_mark_uncollectible_many,
+    invoices_void_many,
+)
+
+
+def _amount(value: Decimal | None, currency: str) -> str:
+    if value is None:
+        return "—"
+    return f"{round_amount(value, currency):,} {currency}"
+
+
+def _actor(request: HttpRequest) -> Any:
+    return request.user if request.user.is_authenticated else None
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- invoices -------------------------------------------------------------------------------------------
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    fields = (
+        "position",
+        "kind",
+        "description",
+        "quantity",
+        "unit_amount",
+        "discount_amount",
+        "period_start",
+        "period_end",
+        "proration",
+        "tax_name",
+        "tax_amount",
+        "total_amount",
+    )
+    readonly_fields = ("tax_name", "tax_amount", "total_amount")
+
+    def get_extra(self, request: HttpRequest, obj: Invoice | None = None, **kwargs: Any) -> int:
+        return 1 if obj is None or obj.is_draft else 0
+
+    def _editable(self, obj: Invoice | None) -> bool:
+        return obj is None or obj.is_draft
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
+class InvoiceEventInline(ReadOnlyInline):
+    model = InvoiceEvent
+    fields = ("at", "from_status", "to_status", "actor", "reason")
+    readonly_fields = fields
+
+
+class CreditNoteInline(ReadOnlyInline):
+    model = CreditNote
+    fields = ("number", "issue_date", "reason", "total", "amount_applied", "amount_to_customer_credit")
+    readonly_fields = fields
+    show_change_link = True
+
+
+_DRAFT_FIELDS = (
+    "customer",
+    "currency",
+    "billing_reason",
+    "number_series",
+    ("period_start", "period_end"),
+    "memo",
+    "footer",
+)
+_COMPUTED_FIELDS = (
+    "status",
+    "number",
+    "issue_date",
+    "due_date",
+    "finalized_at",
+    "paid_at",
+    "voided_at",
+    "subtotal",
+    "discount_total",
+    "tax_total",
+    "total",
+    "amount_paid",
+    "amount_credited",
+    "amount_due",
+    "tax_treatment",
+    "tax_note",
+    "tax_summary_display",
+    "customer_snapshot_display",
+    "seller_snapshot_display",
+)
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "customer", "status", "issue_date", "due_date", "total_display", "amount_due_display")
+    list_filter = ("status", "currency", "billing_reason", "issue_date")
+    search_fields = ("=number", "customer__name", "customer__email")
+    search_help_text = "Invoice number (exact), customer name or e-mail."
+    list_select_related = ("customer",)
+    show_full_result_count = False
+    list_per_page = 100
+    autocomplete_fields = ("customer",)
+    readonly_fields = _COMPUTED_FIELDS
+    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline)
+    actions = ("finalize_selected", "void_selected", "mark_uncollectible_selected")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
+        draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
+        if obj is None:
+            return draft
+        return [
+            *draft,
+            (
+                "Status",
+                {"fields": ("status", "number", ("issue_date", "due_date"), "finalized_at", "paid_at", "voided_at")},
+            ),
+            (
+                "Amounts",
+                {
+                    "fields": (
+                        ("subtotal", "discount_total", "tax_total", "total"),
+                        ("amount_paid", "amount_credited", "amount_due"),
+                        "tax_treatment",
+                        "tax_note",
+                        "tax_summary_display",
+                    )
+                },
+            ),
+            (
+                "Snapshots",
+                {"classes": ("collapse",), "fields": ("customer_snapshot_display", "seller_snapshot_display")},
+            ),
+        ]
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        return {"currency": settings.DEFAULT_CURRENCY, **super().get_changeform_initial_data(request)}
+
+    def get_inlines(self, request: HttpRequest, obj: Invoice | None) -> Any:
+        if obj is None:
+            return (InvoiceLineInline,)
+        return self.inlines
+
+    # Finalized invoices are read-only: Django then renders the view-only page and refuses a POST (403).
+    def has_change_permission(self, request: HttpRequest, obj: Invoice | None = None) -> bool:
+        if obj is not None and obj.is_finalized:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Invoice | None = None) -> bool:
+        if obj is not None and obj.is_finalized:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        kept = list(queryset.exclude(status=InvoiceStatus.DRAFT))
+        if kept:
+            self.message_user(
+                request,
+                f"Not deleted — finalized invoices are kept (void them instead): {', '.join(map(str, kept[:10]))}",
+                messages.WARNING,
+            )
+        queryset.filter(status=InvoiceStatus.DRAFT).delete()
+
+    def has_finalize_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.finalize_invoice")
+
+    def has_void_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.void_invoice")
+
+    def has_mark_uncollectible_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.mark_uncollectible_invoice")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        try:
+            invoice_recompute(invoice=form.instance)
+        except InvoiceError as exc:
+            self.message_user(request, f"Totals not recomputed: {exc}", messages.ERROR)
+
+    @admin.display(description="total", ordering="total")
+    def total_display(self, obj: Invoice) -> str:
+        return _amount(obj.total, obj.currency)
+
+    @admin.display(description="amount due", ordering="amount_due")
+    def amount_due_display(self, obj: Invoice) -> str:
+        return _amount(obj.amount_due, obj.currency)
+
+    @admin.display(description="tax summary")
+    def tax_summary_display(self, obj: Invoice) -> str:
+        if not obj.tax_summary:
+            return "—"
+        return format_html_join(
+            "",
+            "<div>{} ({} %): taxable {}, tax {}</div>",
+            (
+                (
+                    row["name"],
+                    row["percentage"],
+                    _amount(Decimal(row["taxable_amount"]), obj.currency),
+                    _amount(Decimal(row["tax_amount"]), obj.currency),
+                )
+                for row in obj.tax_summary
+            ),
+        )
+
+    @admin.display(description="customer (as invoiced)")
+    def customer_snapshot_display(self, obj: Invoice) -> str:
+        return _snapshot_html(obj.customer_snapshot)
+
+    @admin.display(description="seller (as invoiced)")
+    def seller_snapshot_display(self, obj: Invoice) -> str:
+        return _snapshot_html(obj.seller_snapshot)
+
+    def _report(self, request: HttpRequest, outcome: BulkOutcome, verb: str) -> None:
+        if outcome.succeeded:
+            self.message_user(request, f"{verb} {len(outcome.succeeded)} invoice(s).", messages.SUCCESS)
+        for invoice, message in outcome.failed:
+            self.message_user(request, f"{invoice}: not {verb.lower()} — {message}", messages.ERROR)
+
+    @admin.action(description="Finalize selected draft invoices", permissions=["finalize"])
+    def finalize_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        self._report(request, invoices_finalize_many(invoices=queryset, actor=_actor(request)), "Finalized")
+
+    @admin.action(description="Void selected invoices", permissions=["void"])
+    def void_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        self._report(request, invoices_void_many(invoices=queryset, actor=_actor(request)), "Voided")
+
+    @admin.action(description="Mark selected invoices uncollectible", permissions=["mark_uncollectible"])
+    def mark_uncollectible_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        outcome = invoices_mark_uncollectible_many(invoices=queryset, actor=_actor(request))
+        self._report(request, outcome, "Marked uncollectible")
+
+    # --- credit note screen ---
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:invoice_id>/credit-note/",
+                self.admin_site.admin_view(self.credit_note_view),
+                name="invoicing_invoice_credit_note",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        invoice = Invoice.objects.filter(pk=object_id).only("status").first()
+        can_credit = (
+            invoice is not None
+            and invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.PAID)
+            and request.user.has_perm("invoicing.add_creditnote")
+        )
+        extra_context = {**(extra_context or {}), "can_issue_credit_note": can_credit}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def credit_note_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
+        if not request.user.has_perm("invoicing.add_creditnote"):
+            raise PermissionDenied
+        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id)
+        form = CreditNoteIssueForm(request.POST or None, invoice=invoice)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                credit_note = credit_note_issue(
+                    invoice=invoice,
+                    reason=data["reason"],
+                    amount=data["amount"] if data["mode"] == "amount" else None,
+                    lines=[CreditNoteLineSpec(invoice_line_id=line.pk) for line in data["lines"]]
+                    if data["mode"] == "lines"
+                    else None,
+                    memo=data["memo"],
+                    actor=_actor(request),
+                )
+            except InvoiceError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request,
+                    f"Issued credit note {credit_note} for {_amount(credit_note.total, credit_note.currency)}"
+                    f" ({_amount(credit_note.amount_to_customer_credit, credit_note.currency)} to customer credit).",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": invoice,
+            "title": f"Issue a credit note for {invoice}",
+            "form": form,
+            "invoice": invoice,
+        }
+        return TemplateResponse(request, "admin/invoicing/invoice/credit_note.html", context)
+
+
+def _snapshot_html(snapshot: dict[str, Any]) -> str:
+    if not snapshot:
+        return "—"
+    return format_html(
+        "<table>{}</table>",
+        format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((k, v) for k, v in snapshot.items())),
+    )
+
+
+class CreditNoteIssueForm(forms.Form):
+    mode = forms.ChoiceField(
+        choices=[
+            ("full", "Full — everything still creditable"),
+            ("amount", "An amount (gross, tax included)"),
+            ("lines", "Selected lines (whole lines)"),
+        ],
+        widget=forms.RadioSelect,
+        initial="full",
+    )
+    amount = forms.DecimalField(required=False, min_value=Decimal("0.001"), decimal_places=3)
+    lines = forms.ModelMultipleChoiceField(
+        queryset=InvoiceLine.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+    reason = forms.CharField(max_length=500)
+    memo = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args: Any, invoice: Invoice, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        lines_field = self.fields["lines"]
+        assert isinstance(lines_field, forms.ModelMultipleChoiceField)
+        lines_field.queryset = invoice.lines.all()
+        lines_field.label_from_instance = lambda line: (  # type: ignore[method-assign,assignment]
+            f"{line.description} — {_amount(line.total_amount, invoice.currency)}"
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("mode") == "amount" and not data.get("amount"):
+            self.add_error("amount", "Enter the amount to credit.")
+        if data.get("mode") == "lines" and not data.get("lines"):
+            self.add_error("lines", "Choose at least one line.")
+        return data
+
+
+# --- credit notes ---------------------------------------------------------------------------------------
+
+
+class CreditNoteLineInline(ReadOnlyInline):
+    model = CreditNoteLine
+    fields = ("description", "quantity", "tax_name", "net_amount", "tax_amount", "total_amount")
+    readonly_fields = fields
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(admin.ModelAdmin):
+    list_display = ("number", "invoice", "customer", "issue_date", "total_display", "credit_display")
+    list_filter = ("currency", "issue_date")
+    search_fields = ("=number", "=invoice__number", "customer__name", "customer__email")
+    list_select_related = ("invoice", "customer")
+    show_full_result_count = False
+    inlines = (CreditNoteLineInline,)
+    readonly_fields = (
+        "number",
+        "invoice",
+        "customer",
+        "number_series",
+        "currency",
+        "issue_date",
+        "reason",
+        "memo",
+        "net_total",
+        "tax_total",
+        "total",
+        "amount_applied",
+        "amount_to_customer_credit",
+        "issued_at",
+        "issued_by",
+    )
+    fields = readonly_fields
+
+    # Issued from an invoice's page ("Issue credit note"); read-only afterwards.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="total", ordering="total")
+    def total_display(self, obj: CreditNote) -> str:
+        return _amount(obj.total, obj.currency)
+
+    @admin.display(description="to customer credit")
+    def credit_display(self, obj: CreditNote) -> str:
+        return _amount(obj.amount_to_customer_credit, obj.currency)
+
+
+# --- number series and tax rates ------------------------------------------------------------------------
+
+
+class NumberSeriesCounterInline(ReadOnlyInline):
+    model = NumberSeriesCounter
+    fields = ("year", "last_number")
+    readonly_fields = fields
+
+
+@admin.register(NumberSeries)
+class NumberSeriesAdmin(admin.ModelAdmin):
+    list_display = ("code", "name", "kind", "prefix", "format", "yearly_reset", "is_default")
+    list_filter = ("kind",)
+    inlines = (NumberSeriesCounterInline,)
+
+    def has_delete_permission(self, request: HttpRequest, obj: NumberSeries | None = None) -> bool:
+        if obj is not None and obj.counters.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+@admin.register(TaxRate)
+class TaxRateAdmin(admin.ModelAdmin):
+    list_display = ("name", "country", "region", "percentage", "inclusive", "active")
+    list_filter = ("active", "inclusive", "country")
+    search_fields = ("name", "country", "region")
+    list_editable = ("active",)
+
+
+# --- billing runs ---------------------------------------------------------------------------------------
+
+
+class BillingRunErrorInline(ReadOnlyInline):
+    model = BillingRunError
+    fields = ("subscription_id", "message", "traceback", "created_at")
+    readonly_fields = fields
+
+
+@admin.register(BillingRun)
+class BillingRunAdmin(admin.ModelAdmin):
+    list_display = ("started_at", "as_of", "dry_run", "status", "subscriptions_seen", "invoices_created", "failed")
+    list_filter = ("status", "dry_run")
+    date_hierarchy = "as_of"
+    show_full_result_count = False
+    inlines = (BillingRunErrorInline,)
+    readonly_fields = (
+        "started_at",
+        "finished_at",
+        "as_of",
+        "dry_run",
+        "status",
+        "subscriptions_seen",
+        "invoices_created",
+        "failed",
+        "totals",
+        "triggered_by",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,643 @@
+"""Invoices, their lines and events, number series, tax rates, credit notes and billing runs.
+
+Amounts are ``DecimalField`` columns next to one ``currency`` column per document, not django-money
+``MoneyField`` pairs: an invoice has nine amounts in one currency, and nine currency columns that could disagree
+(or a ``money_manager`` that a custom QuerySet must be wrapped in, STACK gotcha 4) buy nothing. Every amount is
+rounded in Python (``billing_project.lib.money.round_amount``) before it is stored; the ``*_money`` properties
+give ``Money`` values for display. Stored scale: 3 decimals for amounts (BHD has 3 minor digits), 6 for unit
+amounts (``0.0125`` per API call), 4 for quantities.
+
+Immutability of issued documents is enforced in three places that every write path goes through: ``save()``
+(including stale instances: the UPDATE is guarded by ``status='draft'``), ``QuerySet.update()`` (which is also
+what ``bulk_update`` calls) and ``delete()``. The fields staff processes may still change on an issued invoice
+are listed in ``Invoice.MUTABLE_AFTER_FINALIZE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any, ClassVar, TypedDict
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+from django_countries.fields import CountryField
+from moneyed import Money
+
+
+class _Digits(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+AMOUNT: _Digits = {"max_digits": 18, "decimal_places": 3}
+UNIT_AMOUNT: _Digits = {"max_digits": 20, "decimal_places": 6}
+QUANTITY: _Digits = {"max_digits": 16, "decimal_places": 4}
+PERCENTAGE: _Digits = {"max_digits": 7, "decimal_places": 4}
+ZERO = Decimal(0)
+
+
+class DocumentImmutable(Exception):
+    """An issued invoice, its lines or a credit note was about to be changed or deleted."""
+
+
+# --- Number series --------------------------------------------------------------------------------------
+
+
+class NumberSeries(models.Model):
+    """A gapless sequence of document numbers: ``format`` may use ``{prefix}``, ``{year}`` and ``{number}``
+    (with a format spec such as ``{number:06d}``). Numbers come from ``NumberSeriesCounter`` rows, one per year
+    when ``yearly_reset`` is on (else a single row with year 0), see docs/decisions/numbering.md."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "Invoices"
+        CREDIT_NOTE = "credit_note", "Credit notes"
+
+    code = models.SlugField(max_length=40, unique=True, help_text="Stable key used by code, e.g. 'invoices'.")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    prefix = models.CharField(max_length=20, blank=True)
+    format = models.CharField(
+        max_length=100,
+        default="{prefix}{year}-{number:06d}",
+        help_text="Placeholders: {prefix}, {year}, {number} (e.g. {number:06d} for six digits).",
+    )
+    yearly_reset = models.BooleanField(default=True, help_text="Restart at 1 on the first issue date of a year.")
+    is_default = models.BooleanField(default=False, help_text="Used for new documents of this kind.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "number series"
+        ordering = ["kind", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind"], condition=Q(is_default=True), name="number_series_one_default"),
+            models.CheckConstraint(condition=Q(kind__in=["invoice", "credit_note"]), name="number_series_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    def format_number(self, *, year: int, number: int) -> str:
+        return self.format.format(prefix=self.prefix, year=year, number=number)
+
+    def clean(self) -> None:
+        try:
+            first = self.format_number(year=2026, number=1)
+            second = self.format_number(year=2026, number=2)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValidationError({"format": f"Not a valid format: {exc}"}) from exc
+        if first == second or "{number" not in self.format:
+            raise ValidationError({"format": "The format must contain {number}."})
+        if self.yearly_reset and "{year" not in self.format:
+            raise ValidationError({"format": "A series that restarts every year must print {year}."})
+
+
+class NumberSeriesCounter(models.Model):
+    """The last number handed out, locked with SELECT … FOR UPDATE while a number is taken (never a sequence:
+    a sequence skips numbers on rollback)."""
+
+    series = models.ForeignKey(NumberSeries, on_delete=models.PROTECT, related_name="counters")
+    year = models.PositiveSmallIntegerField(help_text="0 for a series that never restarts.")
+    last_number = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "year"], name="number_series_counter_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.series.code} {self.year or ''}: {self.last_number}".replace("  ", " ")
+
+
+# --- Taxes ----------------------------------------------------------------------------------------------
+
+
+class TaxRate(models.Model):
+    name = models.CharField(max_length=100, help_text="Printed on the invoice, e.g. 'VAT 19 %'.")
+    country = CountryField()
+    region = models.CharField(max_length=100, blank=True, help_text="Empty: the whole country.")
+    percentage = models.DecimalField(**PERCENTAGE)
+    inclusive = models.BooleanField(default=False, help_text="Prices already include this tax.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["country", "region", "-active", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(percentage__gte=0) & Q(percentage__lte=100), name="tax_rate_percentage_0_100"
+            ),
+            models.UniqueConstraint(
+                fields=["country", "region"], condition=Q(active=True), name="tax_rate_one_active_per_region"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        where = f"{self.country}-{self.region}" if self.region else str(self.country)
+        return f"{self.name} ({where}, {self.percentage.normalize()} %{' incl.' if self.inclusive else ''})"
+
+
+# --- Invoices -------------------------------------------------------------------------------------------
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    OPEN = "open", "Open"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+
+
+FINALIZED_STATUSES = frozenset(
+    {InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}
+)
+
+
+class BillingReason(models.TextChoices):
+    SUBSCRIPTION_CYCLE = "subscription_cycle", "Subscription cycle"
+    SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change"
+    MANUAL = "manual", "Manual"
+    ONE_OFF = "one_off", "One-off"
+
+
+class TaxTreatment(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    EXEMPT = "exempt", "Exempt"
+    REVERSE_CHARGE = "reverse_charge", "Reverse charge"
+    OUTSIDE_SCOPE = "outside_scope", "Outside the scope of VAT"
+
+
+class InvoiceQuerySet(models.QuerySet["Invoice"]):
+    def drafts(self) -> InvoiceQuerySet:
+        return self.filter(status=InvoiceStatus.DRAFT)
+
+    def finalized(self) -> InvoiceQuerySet:
+        return self.exclude(status=InvoiceStatus.DRAFT)
+
+    def update(self, **kwargs: Any) -> int:
+        """Fields outside ``MUTABLE_AFTER_FINALIZE`` may only change on drafts. ``bulk_update`` comes through
+        here too. The check raises; the ``status='draft'`` filter closes the race with a concurrent finalize."""
+        if set(kwargs) <= Invoice.MUTABLE_AFTER_FINALIZE:
+            return super().update(**kwargs)
+        if self.finalized().exists():
+            raise DocumentImmutable(f"finalized invoices cannot change {', '.join(sorted(kwargs))}")
+        return super(InvoiceQuerySet, self.drafts()).update(**kwargs)
+
+    def bulk_update(self, objs: Iterable[Invoice], fields: Iterable[str], batch_size: int | None = None) -> int:
+        # Checked before bulk_update opens its transaction, so a refusal leaves the caller's transaction usable;
+        # update() above still guards every batch against a concurrent finalize.
+        objs, fields = list(objs), list(fields)
+        if not set(fields) <= Invoice.MUTABLE_AFTER_FINALIZE and (
+            Invoice.objects.filter(pk__in=[obj.pk for obj in objs]).finalized().exists()
+        ):
+            raise DocumentImmutable(f"finalized invoices cannot change {', '.join(sorted(fields))}")
+        return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.finalized().exists():
+            raise DocumentImmutable("finalized invoices cannot be deleted; void them instead")
+        return super().delete()
+
+
+class Invoice(models.Model):
+    # Changed by the services on an issued invoice (payments, credit notes, transitions); the PDF issue adds its
+    # own fields here. Everything else is frozen by finalization.
+    MUTABLE_AFTER_FINALIZE: ClassVar[frozenset[str]] = frozenset(
+        {"status", "amount_paid", "amount_credited", "amount_due", "paid_at", "voided_at", "updated_at"}
+    )
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices")
+    status = models.CharField(max_length=20, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    billing_reason = models.CharField(max_length=30, choices=BillingReason.choices, default=BillingReason.MANUAL)
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    number_series = models.ForeignKey(NumberSeries, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    number = models.CharField(max_length=60, blank=True, default="", help_text="Assigned at finalization.")
+    issue_date = models.DateField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True, help_text="Exclusive: the period is [start, end).")
+
+    subtotal = models.DecimalField(**AMOUNT, default=ZERO, help_text="Sum of line amounts before discounts.")
+    discount_total = models.DecimalField(**AMOUNT, default=ZERO)
+    tax_total = models.DecimalField(**AMOUNT, default=ZERO, help_text="Inclusive and exclusive tax.")
+    total = models.DecimalField(**AMOUNT, default=ZERO)
+    amount_paid = models.DecimalField(**AMOUNT, default=ZERO)
+    amount_credited = models.DecimalField(
+        **AMOUNT, default=ZERO, help_text="Part of the total settled by credit notes."
+    )
+    amount_due = models.DecimalField(**AMOUNT, default=ZERO)
+
+    tax_treatment = models.CharField(max_length=20, choices=TaxTreatment.choices, default=TaxTreatment.STANDARD)
+    tax_note = models.TextField(blank=True, help_text="Legal note printed with the totals (reverse charge, …).")
+    tax_summary = models.JSONField(default=list, blank=True, help_text="Per rate: taxable and tax amounts.")
+    memo = models.TextField(blank=True)
+    footer = models.TextField(blank=True)
+    customer_snapshot = models.JSONField(default=dict, blank=True)
+    seller_snapshot = models.JSONField(default=dict, blank=True)
+
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InvoiceQuerySet.as_manager()
+
+    # The status the row had when this instance was loaded or last saved (see save()).
+    _loaded_status: str | None = None
+
+    class Meta:
+        ordering = ["-pk"]
+        permissions = [
+            ("finalize_invoice", "Can finalize invoices"),
+            ("void_invoice", "Can void invoices"),
+            ("mark_uncollectible_invoice", "Can mark invoices uncollectible"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "due_date"], name="invoice_status_due_idx"),
+            models.Index(fields=["-issue_date", "-id"], name="invoice_issue_date_idx"),
+            models.Index(fields=["customer", "-issue_date"], name="invoice_customer_issue_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=InvoiceStatus.values), name="invoice_status_valid"),
+            models.CheckConstraint(
+                condition=Q(billing_reason__in=BillingReason.values), name="invoice_billing_reason_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(tax_treatment__in=TaxTreatment.values), name="invoice_tax_treatment_valid"
+            ),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="invoice_currency_iso"),
+            # finalized means numbered and dated; a draft has neither
+            models.CheckConstraint(
+                condition=(Q(status=InvoiceStatus.DRAFT) & Q(number=""))
+                | (
+                    ~Q(status=InvoiceStatus.DRAFT)
+                    & ~Q(number="")
+                    & Q(issue_date__isnull=False)
+                    & Q(due_date__isnull=False)
+                    & Q(number_series__isnull=False)
+                ),
+                name="invoice_finalized_means_numbered",
+            ),
+            models.UniqueConstraint(fields=["number"], condition=~Q(number=""), name="invoice_number_unique"),
+            models.CheckConstraint(
+                condition=Q(total__gte=0) | Q(status=InvoiceStatus.DRAFT), name="invoice_total_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_paid__gte=0) & Q(amount_credited__gte=0) & Q(discount_total__gte=0),
+                name="invoice_amounts_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_due=F("total") - F("amount_paid") - F("amount_credited"))
+                & (Q(amount_due__gte=0) | Q(status=InvoiceStatus.DRAFT)),
+                name="invoice_amount_due_balance",
+            ),
+            models.CheckConstraint(
+                condition=Q(period_start__isnull=True)
+                | Q(period_end__isnull=True)
+                | Q(period_end__gt=F("period_start")),
+                name="invoice_period_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"Draft #{self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._loaded_status in FINALIZED_STATUSES and not self._only_mutable(kwargs.get("update_fields")):
+            raise DocumentImmutable(f"invoice {self} is finalized and cannot be changed")
+        super().save(*args, **kwargs)
+        self._loaded_status = self.status
+
+    def _do_update(
+        self,
+        base_qs: Any,
+        using: Any,
+        pk_val: Any,
+        values: Any,
+        update_fields: Any,
+        forced_update: Any,
+    ) -> bool:
+        # An instance loaded as a draft may have been finalized meanwhile (another request, a worker): the UPDATE
+        # only matches drafts, and matching nothing while the row exists means it is frozen now.
+        if self._only_mutable(update_fields):
+            return bool(super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update))
+        updated = super()._do_update(
+            base_qs.filter(status=InvoiceStatus.DRAFT), using, pk_val, values, update_fields, forced_update
+        )
+        if not updated and base_qs.filter(pk=pk_val).exists():
+            raise DocumentImmutable(f"invoice {pk_val} is finalized and cannot be changed")
+        return bool(updated)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self.pk is not None and Invoice.objects.filter(pk=self.pk).finalized().exists():
+            raise DocumentImmutable(f"invoice {self} is finalized and cannot be deleted; void it instead")
+        return super().delete(*args, **kwargs)
+
+    @classmethod
+    def from_db(cls, db: Any, field_names: Any, values: Any) -> Invoice:
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_status = instance.__dict__.get("status")
+        return instance
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == InvoiceStatus.DRAFT
+
+    @property
+    def is_finalized(self) -> bool:
+        return self.status in FINALIZED_STATUSES
+
+    def money(self, field_name: str) -> Money:
+        return Money(getattr(self, field_name), self.currency)
+
+    @property
+    def total_money(self) -> Money:
+        return self.money("total")
+
+    @property
+    def amount_due_money(self) -> Money:
+        return self.money("amount_due")
+
+    def _only_mutable(self, update_fields: Iterable[str] | None) -> bool:
+        return update_fields is not None and set(update_fields) <= self.MUTABLE_AFTER_FINALIZE
+
+
+class LineKind(models.TextChoices):
+    RECURRING = "recurring", "Recurring fee"
+    USAGE = "usage", "Usage"
+    PRORATION = "proration", "Proration"
+    ONE_OFF = "one_off", "One-off"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class InvoiceLineQuerySet(models.QuerySet["InvoiceLine"]):
+    def of_finalized_invoices(self) -> InvoiceLineQuerySet:
+        return self.exclude(invoice__status=InvoiceStatus.DRAFT)
+
+    def update(self, **kwargs: Any) -> int:
+        if self.of_finalized_invoices().exists():
+            raise DocumentImmutable("lines of a finalized invoice cannot be changed")
+        return super(InvoiceLineQuerySet, self.filter(invoice__status=InvoiceStatus.DRAFT)).update(**kwargs)
+
+    def bulk_update(self, objs: Iterable[InvoiceLine], fields: Iterable[str], batch_size: int | None = None) -> int:
+        objs = list(objs)
+        if InvoiceLine.objects.filter(pk__in=[obj.pk for obj in objs]).of_finalized_invoices().exists():
+            raise DocumentImmutable("lines of a finalized invoice cannot be changed")
+        return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.of_finalized_invoices().exists():
+            raise DocumentImmutable("lines of a finalized invoice cannot be deleted")
+        return super().delete()
+
+
+class InvoiceLine(models.Model):
+    """One line. ``amount`` = quantity × unit amount; ``net_amount`` = amount − discount, without tax (for an
+    inclusive rate, amount − discount − tax); ``total_amount`` = what the line adds to the invoice total. Every
+    amount is rounded on its own (invoicing.taxes.compute_invoice_totals)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=20, choices=LineKind.choices, default=LineKind.ONE_OFF)
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(**QUANTITY, default=Decimal(1))
+    unit_amount = models.DecimalField(**UNIT_AMOUNT)
+    amount = models.DecimalField(**AMOUNT, default=ZERO)
+    discount_amount = models.DecimalField(**AMOUNT, default=ZERO)
+    net_amount = models.DecimalField(**AMOUNT, default=ZERO)
+    tax_rate = models.ForeignKey(TaxRate, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    tax_name = models.CharField(max_length=100, blank=True)
+    tax_percentage = models.DecimalField(**PERCENTAGE, default=ZERO)
+    tax_inclusive = models.BooleanField(default=False)
+    tax_amount = models.DecimalField(**AMOUNT, default=ZERO)
+    total_amount = models.DecimalField(**AMOUNT, default=ZERO)
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    proration = models.BooleanField(default=False)
+
+    objects = InvoiceLineQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["invoice", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="invoice_line_kind_valid"),
+            models.CheckConstraint(condition=Q(discount_amount__gte=0), name="invoice_line_discount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(tax_percentage__gte=0) & Q(tax_percentage__lte=100), name="invoice_line_tax_pct_0_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(total_amount=F("net_amount") + F("tax_amount")), name="invoice_line_total_balance"
+            ),
+            models.CheckConstraint(
+                condition=Q(period_start__isnull=True)
+                | Q(period_end__isnull=True)
+                | Q(period_end__gt=F("period_start")),
+                name="invoice_line_period_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # One query per save: lines are saved one by one only on drafts (admin, services); the billing run
+        # inserts the lines of the invoices it builds with bulk_create in the same transaction.
+        if not self._invoice_is_draft():
+            raise DocumentImmutable("lines of a finalized invoice cannot be added or changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if not self._invoice_is_draft():
+            raise DocumentImmutable("lines of a finalized invoice cannot be deleted")
+        return super().delete(*args, **kwargs)
+
+    def _invoice_is_draft(self) -> bool:
+        return Invoice.objects.filter(pk=self.invoice_id, status=InvoiceStatus.DRAFT).exists()
+
+
+class InvoiceEvent(models.Model):
+    """One row per status transition: who, when, from, to, why."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    from_status = models.CharField(max_length=20, choices=InvoiceStatus.choices)
+    to_status = models.CharField(max_length=20, choices=InvoiceStatus.choices)
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["invoice", "at", "pk"]
+        indexes = [models.Index(fields=["invoice", "at"], name="invoice_event_invoice_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} → {self.to_status}"
+
+
+# --- Credit notes ---------------------------------------------------------------------------------------
+
+
+class CreditNoteQuerySet(models.QuerySet["CreditNote"]):
+    def update(self, **kwargs: Any) -> int:
+        raise DocumentImmutable("credit notes are read-only once issued")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise DocumentImmutable("credit notes are read-only once issued")
+
+
+class CreditNote(models.Model):
+    """Issued in one step (there are no draft credit notes) and read-only from then on. ``amount_applied`` went
+    to the invoice's amount due; ``amount_to_customer_credit`` is what the payments app books as customer credit
+    (hooks.on_credit_note_issued)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")
+    number_series = models.ForeignKey(NumberSeries, on_delete=models.PROTECT, related_name="+")
+    number = models.CharField(max_length=60)
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    issue_date = models.DateField()
+    reason = models.CharField(max_length=500)
+    memo = models.TextField(blank=True)
+    net_total = models.DecimalField(**AMOUNT)
+    tax_total = models.DecimalField(**AMOUNT)
+    total = models.DecimalField(**AMOUNT)
+    amount_applied = models.DecimalField(**AMOUNT, help_text="Reduced the invoice's amount due.")
+    amount_to_customer_credit = models.DecimalField(**AMOUNT, help_text="Becomes customer credit (payments).")
+    tax_summary = models.JSONField(default=list, blank=True)
+    customer_snapshot = models.JSONField(default=dict, blank=True)
+    seller_snapshot = models.JSONField(default=dict, blank=True)
+    issued_at = models.DateTimeField()
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = CreditNoteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["customer", "-issue_date"], name="credit_note_customer_issue_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["number"], name="credit_note_number_unique"),
+            models.CheckConstraint(condition=~Q(number=""), name="credit_note_numbered"),
+            models.CheckConstraint(
+                condition=Q(total__gt=0) & Q(amount_applied__gte=0) & Q(amount_to_customer_credit__gte=0),
+                name="credit_note_amounts_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(total=F("amount_applied") + F("amount_to_customer_credit"))
+                & Q(total=F("net_total") + F("tax_total")),
+                name="credit_note_amounts_balance",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise DocumentImmutable(f"credit note {self} is read-only once issued")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise DocumentImmutable(f"credit note {self} is read-only once issued")
+
+    def money(self, field_name: str) -> Money:
+        return Money(getattr(self, field_name), self.currency)
+
+
+class CreditNoteLineQuerySet(models.QuerySet["CreditNoteLine"]):
+    def update(self, **kwargs: Any) -> int:
+        raise DocumentImmutable("credit notes are read-only once issued")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise DocumentImmutable("credit notes are read-only once issued")
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="lines")
+    invoice_line = models.ForeignKey(
+        InvoiceLine, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_note_lines"
+    )
+    position = models.PositiveIntegerField(default=0)
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(**QUANTITY, null=True, blank=True)
+    tax_name = models.CharField(max_length=100, blank=True)
+    tax_percentage = models.DecimalField(**PERCENTAGE, default=ZERO)
+    tax_inclusive = models.BooleanField(default=False)
+    net_amount = models.DecimalField(**AMOUNT)
+    tax_amount = models.DecimalField(**AMOUNT)
+    total_amount = models.DecimalField(**AMOUNT)
+
+    objects = CreditNoteLineQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["credit_note", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                # a line may be negative: a full credit note mirrors an invoice's proration credit lines
+                condition=Q(total_amount=F("net_amount") + F("tax_amount")),
+                name="credit_note_line_balance",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise DocumentImmutable("credit notes are read-only once issued")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise DocumentImmutable("credit notes are read-only once issued")
+
+
+# --- Billing runs ---------------------------------------------------------------------------------------
+
+
+class BillingRunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Finished with errors"
+    FAILED = "failed", "Failed"
+
+
+class BillingRun(models.Model):
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    as_of = models.DateField()
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=BillingRunStatus.choices, default=BillingRunStatus.RUNNING)
+    subscriptions_seen = models.PositiveIntegerField(default=0)
+    invoices_created = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    totals = models.JSONField(default=dict, blank=True, help_text='Per currency, as strings: {"EUR": "123.45"}.')
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["as_of"], name="billing_run_as_of_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=BillingRunStatus.values), name="billing_run_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Billing run {self.as_of}{' (dry run)' if self.dry_run else ''}"
+
+
+class BillingRunError(models.Model):
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="errors")
+    subscription_id = models.BigIntegerField(null=True, blank=True)
+    message = models.TextField()
+    traceback = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "pk"]
+
+    def __str__(self) -> str:
+        return f"subscription {self.subscription_id}: {self.message[:80]}"

@@ -1,0 +1,72 @@
+"""Gapless document numbers: a counter row locked with SELECT … FOR UPDATE inside the caller's transaction,
+plus a unique constraint on the numbers themselves (docs/decisions/numbering.md).
+
+A rollback undoes the increment together with the document that used it, so no number is lost; concurrent
+finalizations queue on the counter row. Allocate last in a transaction (after the slow work) to hold the
+lock briefly, and allocate a whole chunk at once when issuing many documents.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+
+from invoicing.models import NumberSeries, NumberSeriesCounter
+
+DEFAULT_SERIES: dict[str, dict[str, object]] = {
+    NumberSeries.Kind.INVOICE: {
+        "code": "invoices",
+        "name": "Invoices",
+        "prefix": "INV-",
+        "format": "{prefix}{year}-{number:06d}",
+        "yearly_reset": True,
+    },
+    NumberSeries.Kind.CREDIT_NOTE: {
+        "code": "credit-notes",
+        "name": "Credit notes",
+        "prefix": "CN-",
+        "format": "{prefix}{year}-{number:06d}",
+        "yearly_reset": True,
+    },
+}
+
+
+def number_series_default(*, kind: str) -> NumberSeries:
+    """The default series of a kind, created on first use (also by the demo seed) so that a fresh database
+    can finalize without setup."""
+    series = NumberSeries.objects.filter(kind=kind, is_default=True).first()
+    if series is not None:
+        return series
+    defaults = dict(DEFAULT_SERIES[kind])
+    code = str(defaults.pop("code"))
+    with transaction.atomic():
+        series, _ = NumberSeries.objects.get_or_create(
+            code=code, defaults={**defaults, "kind": kind, "is_default": True}
+        )
+    if not series.is_default and not NumberSeries.objects.filter(kind=kind, is_default=True).exists():
+        NumberSeries.objects.filter(pk=series.pk).update(is_default=True)
+        series.is_default = True
+    return series
+
+
+def number_series_allocate(*, series: NumberSeries, issue_date: dt.date, count: int = 1) -> list[str]:
+    """Return ``count`` consecutive numbers of ``series`` for documents issued on ``issue_date``.
+
+    Must run inside the caller's transaction (the one that saves the documents): the counter row stays locked
+    until it commits, and a rollback gives the numbers back. One lock and one UPDATE for the whole batch.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("number_series_allocate must run inside the transaction that stores the numbers")
+    year = issue_date.year if series.yearly_reset else 0
+    # Create the counter if missing without a race: ON CONFLICT DO NOTHING waits for a concurrent inserter.
+    NumberSeriesCounter.objects.bulk_create(
+        [NumberSeriesCounter(series=series, year=year, last_number=0)], ignore_conflicts=True
+    )
+    counter = NumberSeriesCounter.objects.select_for_update().get(series=series, year=year)
+    first = counter.last_number + 1
+    counter.last_number += count
+    counter.save(update_fields=["last_number"])
+    return [series.format_number(year=issue_date.year, number=n) for n in range(first, first + count)]

@@ -1,0 +1,766 @@
+"""Writes on invoices and credit notes. Plain functions, keyword-only and typed (STYLE.md).
+
+Every status change goes through ``_transition``: the allowed-transitions map, a guarded
+``UPDATE … WHERE status=<old>`` that must change exactly one row, and an ``InvoiceEvent`` row in the same
+transaction. Slow work after a write (PDF, e-mail, collection, customer credit) is handed to ``invoicing.hooks``
+via ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+from django.db.models import Max, Sum
+from django.utils import timezone
+
+from billing_project.lib.dates import billing_today
+from billing_project.lib.money import round_amount
+from invoicing import hooks
+from invoicing.models import (
+    BillingReason,
+    CreditNote,
+    CreditNoteLine,
+    DocumentImmutable,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+    NumberSeries,
+    TaxTreatment,
+)
+from invoicing.numbering import number_series_allocate, number_series_default
+from invoicing.taxes import (
+    TaxRateMissing,
+    TaxResolution,
+    apply_tax_resolution,
+    apply_totals,
+    compute_invoice_totals,
+    distribute_amount,
+    resolve_tax,
+    tax_of,
+    tax_rates_load,
+)
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    from customers.models import Customer
+
+ZERO = Decimal(0)
+S = InvoiceStatus
+
+ALLOWED_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    S.DRAFT: frozenset({S.OPEN, S.PAID}),  # paid directly when the total is zero
+    S.OPEN: frozenset({S.PAID, S.VOID, S.UNCOLLECTIBLE}),
+    S.UNCOLLECTIBLE: frozenset({S.PAID, S.VOID}),
+    S.PAID: frozenset(),  # corrections of a paid invoice are credit notes
+    S.VOID: frozenset(),
+}
+
+LINE_AMOUNT_FIELDS = [
+    "amount",
+    "discount_amount",
+    "net_amount",
+    "tax_rate",
+    "tax_name",
+    "tax_percentage",
+    "tax_inclusive",
+    "tax_amount",
+    "total_amount",
+]
+INVOICE_AMOUNT_FIELDS = [
+    "subtotal",
+    "discount_total",
+    "tax_total",
+    "total",
+    "amount_due",
+    "tax_summary",
+    "tax_treatment",
+    "tax_note",
+    "updated_at",
+]
+
+
+class InvoiceError(Exception):
+    """A request the invoice's state or amounts do not allow; the message names the invoice and the reason."""
+
+
+class InvoiceStateError(InvoiceError):
+    pass
+
+
+class PaymentExceedsAmountDue(InvoiceError):
+    pass
+
+
+class CreditNoteError(InvoiceError):
+    pass
+
+
+@dataclass(frozen=True)
+class InvoiceLineSpec:
+    """A line to put on a draft; amounts are ``Decimal`` in the invoice's currency (gross for inclusive rates)."""
+
+    description: str
+    unit_amount: Decimal
+    quantity: Decimal = Decimal(1)
+    discount_amount: Decimal = ZERO
+    kind: str = LineKind.ONE_OFF
+    period_start: dt.date | None = None
+    period_end: dt.date | None = None
+    proration: bool = False
+
+    def build(self, *, invoice: Invoice, position: int) -> InvoiceLine:
+        for name in ("unit_amount", "quantity", "discount_amount"):
+            if isinstance(getattr(self, name), float):
+                raise TypeError(f"{name} must be Decimal, not float")
+        return InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=self.kind,
+            description=self.description,
+            quantity=Decimal(self.quantity),
+            unit_amount=Decimal(self.unit_amount),
+            discount_amount=Decimal(self.discount_amount),
+            period_start=self.period_start,
+            period_end=self.period_end,
+            proration=self.proration,
+        )
+
+
+@dataclass(frozen=True)
+class CreditNoteLineSpec:
+    """Credit an invoice line, whole (``quantity=None``) or a part of its quantity."""
+
+    invoice_line_id: int
+    quantity: Decimal | None = None
+
+
+@dataclass
+class BulkOutcome:
+    """Result of an action on many invoices: each one succeeds or fails on its own."""
+
+    succeeded: list[Invoice] = field(default_factory=list)
+    failed: list[tuple[Invoice, str]] = field(default_factory=list)
+
+
+# --- snapshots ------------------------------------------------------------------------------------------
+
+
+def customer_snapshot(*, customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.pk,
+        "name": customer.name,
+        "legal_name": customer.display_legal_name,
+        "address_line1": customer.address_line1,
+        "address_line2": customer.address_line2,
+        "postal_code": customer.postal_code,
+        "city": customer.city,
+        "region": customer.region,
+        "country": str(customer.country),
+        "postal_address": customer.postal_address,
+        "tax_id": customer.tax_id,
+        "tax_status": customer.tax_status,
+        "language": customer.language,
+        "email": customer.email,
+    }
+
+
+def seller_snapshot() -> dict[str, Any]:
+    return {key: str(value) for key, value in settings.SELLER.items()}
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+
+def _actor_id(actor: AbstractBaseUser | None) -> Any:
+    return actor.pk if actor is not None and actor.is_authenticated else None
+
+
+def _lock_invoice(invoice_id: int) -> Invoice:
+    return Invoice.objects.select_for_update(of=("self",)).select_related("customer").get(pk=invoice_id)
+
+
+def _transition(
+    *,
+    invoice: Invoice,
+    to_status: str,
+    actor: AbstractBaseUser | None,
+    reason: str,
+    at: dt.datetime | None = None,
+    **updates: Any,
+) -> None:
+    """Move ``invoice`` (whose ``status`` is the status read under lock) to ``to_status`` with a guarded UPDATE,
+    and record the event. Must run inside a transaction."""
+    from_status = invoice.status
+    if to_status not in ALLOWED_TRANSITIONS[from_status]:
+        raise InvoiceStateError(f"invoice {invoice}: cannot go from {from_status} to {to_status}")
+    at = at or timezone.now()
+    changed = Invoice.objects.filter(pk=invoice.pk, status=from_status).update(
+        status=to_status, updated_at=at, **updates
+    )
+    if changed != 1:
+        raise InvoiceStateError(f"invoice {invoice} changed concurrently (no longer {from_status})")
+    InvoiceEvent.objects.create(
+        invoice_id=invoice.pk,
+        at=at,
+        actor_id=_actor_id(actor),
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason[:500],
+    )
+    invoice.status = to_status
+    for name, value in updates.items():
+        setattr(invoice, name, value)
+
+
+def _resolve(*, customer: Customer, strict: bool) -> TaxResolution:
+    rates = tax_rates_load(countries=[str(customer.country)])
+    try:
+        return resolve_tax(customer=customer, tax_rates_by_country=rates)
+    except TaxRateMissing:
+        if strict:
+            raise
+        # A draft shows provisional totals; finalizing refuses until a rate exists.
+        return TaxResolution(TaxTreatment.STANDARD, None, "")
+
+
+def _recompute(invoice: Invoice, lines: list[InvoiceLine], *, strict: bool) -> None:
+    resolution = _resolve(customer=invoice.customer, strict=strict)
+    apply_tax_resolution(lines, resolution)
+    apply_totals(invoice, lines, compute_invoice_totals(lines, invoice.currency))
+    invoice.tax_treatment = resolution.treatment
+    invoice.tax_note = resolution.note
+
+
+def _validated_currency(currency: str) -> str:
+    if currency not in settings.CURRENCIES:
+        raise InvoiceError(f"{currency} is not one of the billing currencies {', '.join(settings.CURRENCIES)}")
+    return currency
+
+
+# --- drafts ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def invoice_create_draft(
+    *,
+    customer: Customer,
+    currency: str | None = None,
+    billing_reason: str = BillingReason.MANUAL,
+    period_start: dt.date | None = None,
+    period_end: dt.date | None = None,
+    memo: str = "",
+    footer: str = "",
+    lines: Sequence[InvoiceLineSpec] = (),
+    number_series: NumberSeries | None = None,
+) -> Invoice:
+    """A draft with provisional totals (tax resolved from the customer as of now; finalization redoes it)."""
+    if number_series is not None and number_series.kind != NumberSeries.Kind.INVOICE:
+        raise InvoiceError(f"{number_series} is not an invoice number series")
+    invoice = Invoice(
+        customer=customer,
+        currency=_validated_currency(currency or customer.currency),
+        billing_reason=billing_reason,
+        period_start=period_start,
+        period_end=period_end,
+        memo=memo,
+        footer=footer,
+        number_series=number_series,
+    )
+    line_objects = [spec.build(invoice=invoice, position=index) for index, spec in enumerate(lines, start=1)]
+    try:
+        _recompute(invoice, line_objects, strict=False)
+    except ValueError as exc:
+        raise InvoiceError(str(exc)) from exc
+    invoice.save()
+    for line in line_objects:
+        line.invoice = invoice
+    InvoiceLine.objects.bulk_create(line_objects)
+    return invoice
+
+
+@transaction.atomic
+def invoice_line_add(*, invoice: Invoice, line: InvoiceLineSpec) -> InvoiceLine:
+    locked = _lock_invoice(invoice.pk)
+    if locked.status != S.DRAFT:
+        raise DocumentImmutable(f"invoice {locked} is finalized: lines cannot be added")
+    position = (locked.lines.aggregate(last=Max("position"))["last"] or 0) + 1
+    new_line = line.build(invoice=locked, position=position)
+    new_line.save()
+    _invoice_recompute_locked(locked)
+    new_line.refresh_from_db()
+    return new_line
+
+
+@transaction.atomic
+def invoice_recompute(*, invoice: Invoice) -> Invoice:
+    """Recompute a draft's taxes and totals after its lines changed (admin inline edits)."""
+    locked = _lock_invoice(invoice.pk)
+    if locked.status != S.DRAFT:
+        raise DocumentImmutable(f"invoice {locked} is finalized: its totals are frozen")
+    _invoice_recompute_locked(locked)
+    return locked
+
+
+def _invoice_recompute_locked(invoice: Invoice) -> None:
+    lines = list(invoice.lines.order_by("position", "pk"))
+    try:
+        _recompute(invoice, lines, strict=False)
+    except ValueError as exc:
+        raise InvoiceError(str(exc)) from exc
+    if lines:
+        InvoiceLine.objects.bulk_update(lines, LINE_AMOUNT_FIELDS)
+    invoice.save(update_fields=INVOICE_AMOUNT_FIELDS)
+
+
+# --- finalization ---------------------------------------------------------------------------------------
+
+
+def invoice_finalize(
+    *,
+    invoice: Invoice,
+    issue_date: dt.date | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> Invoice:
+    """Freeze a draft: recompute taxes and totals, snapshot customer and seller, take the next number of its
+    series, date it (due = issue + the customer's payment terms) and open it (or mark it paid at zero total).
+    ``issue_date`` is the as-of date, by default today in the billing timezone."""
+    issue_date = issue_date or billing_today()
+    with transaction.atomic():
+        locked = _lock_invoice(invoice.pk)
+        if locked.status != S.DRAFT:
+            raise InvoiceStateError(f"invoice {locked} is already {locked.status}")
+        lines = list(locked.lines.order_by("position", "pk"))
+        if not lines:
+            raise InvoiceError(f"invoice {locked} has no lines")
+        try:
+            _recompute(locked, lines, strict=True)
+        except TaxRateMissing as exc:
+            raise InvoiceError(f"invoice {locked}: {exc}") from exc
+        except ValueError as exc:
+            raise InvoiceError(f"invoice {locked}: {exc}") from exc
+        if locked.total < 0:
+            raise InvoiceError(f"invoice {locked}: the total {locked.total} is negative; issue a credit note instead")
+        InvoiceLine.objects.bulk_update(lines, LINE_AMOUNT_FIELDS)
+        customer = locked.customer
+        series = locked.number_series or number_series_default(kind=NumberSeries.Kind.INVOICE)
+        now = timezone.now()
+        to_status = S.PAID if locked.total == 0 else S.OPEN
+        # Allocate last: the counter row stays locked until commit, so keep the remaining work short.
+        [number] = number_series_allocate(series=series, issue_date=issue_date, count=1)
+        _transition(
+            invoice=locked,
+            to_status=to_status,
+            actor=actor,
+            reason="finalized" if to_status == S.OPEN else "finalized with a zero total",
+            at=now,
+            number=number,
+            number_series=series,
+            issue_date=issue_date,
+            due_date=issue_date + dt.timedelta(days=customer.payment_terms_days),
+            subtotal=locked.subtotal,
+            discount_total=locked.discount_total,
+            tax_total=locked.tax_total,
+            total=locked.total,
+            amount_due=locked.amount_due,
+            tax_summary=locked.tax_summary,
+            tax_treatment=locked.tax_treatment,
+            tax_note=locked.tax_note,
+            customer_snapshot=customer_snapshot(customer=customer),
+            seller_snapshot=seller_snapshot(),
+            finalized_at=now,
+            paid_at=now if to_status == S.PAID else None,
+        )
+        transaction.on_commit(partial(hooks.on_invoice_finalized, locked.pk))
+    locked._loaded_status = locked.status
+    return locked
+
+
+def invoices_issue_bulk(
+    *,
+    invoices: Sequence[tuple[Invoice, list[InvoiceLine]]],
+    issue_date: dt.date,
+    series: NumberSeries | None = None,
+    actor: AbstractBaseUser | None = None,
+) -> list[Invoice]:
+    """Build-and-finalize many new invoices in one transaction with a handful of queries (the billing run's
+    chunk path): one query for the tax rates, one counter lock for all numbers, ``bulk_create`` for invoices,
+    lines and events. Each ``Invoice`` is unsaved, with ``customer`` loaded and ``currency``, ``billing_reason``,
+    periods and memo set; its lines are unsaved ``InvoiceLine`` objects with quantity, unit amount, discount.
+    Raises (and writes nothing) if any invoice is invalid — the caller isolates failures per subscription
+    before calling this, or retries the chunk one by one."""
+    if not invoices:
+        return []
+    series = series or number_series_default(kind=NumberSeries.Kind.INVOICE)
+    now = timezone.now()
+    with transaction.atomic():
+        rates = tax_rates_load(countries={str(invoice.customer.country) for invoice, _ in invoices})
+        sellers = seller_snapshot()
+        for invoice, lines in invoices:
+            if invoice.pk is not None:
+                raise InvoiceError("invoices_issue_bulk only issues new invoices")
+            resolution = resolve_tax(customer=invoice.customer, tax_rates_by_country=rates)
+            apply_tax_resolution(lines, resolution)
+            apply_totals(invoice, lines, compute_invoice_totals(lines, invoice.currency))
+            if invoice.total < 0:
+                raise InvoiceError(f"invoice for {invoice.customer}: negative total {invoice.total}")
+            invoice.tax_treatment = resolution.treatment
+            invoice.tax_note = resolution.note
+            invoice.customer_snapshot = customer_snapshot(customer=invoice.customer)
+            invoice.seller_snapshot = sellers
+            invoice.issue_date = issue_date
+            invoice.due_date = issue_date + dt.timedelta(days=invoice.customer.payment_terms_days)
+            invoice.status = S.PAID if invoice.total == 0 else S.OPEN
+            invoice.finalized_at = now
+            invoice.paid_at = now if invoice.status == S.PAID else None
+            invoice.number_series = series
+        numbers = number_series_allocate(series=series, issue_date=issue_date, count=len(invoices))
+        for (invoice, _), number in zip(invoices, numbers, strict=True):
+            invoice.number = number
+        created = Invoice.objects.bulk_create([invoice for invoice, _ in invoices])
+        all_lines: list[InvoiceLine] = []
+        for invoice, lines in invoices:
+            for position, line in enumerate(lines, start=1):
+                line.invoice = invoice
+                line.position = line.position or position
+                all_lines.append(line)
+        InvoiceLine.objects.bulk_create(all_lines)
+        InvoiceEvent.objects.bulk_create(
+            [
+                InvoiceEvent(
+                    invoice=invoice,
+                    at=now,
+                    actor_id=_actor_id(actor),
+                    from_status=S.DRAFT,
+                    to_status=invoice.status,
+                    reason="issued by bulk finalization",
+                )
+                for invoice in created
+            ]
+        )
+        for invoice in created:
+            transaction.on_commit(partial(hooks.on_invoice_finalized, invoice.pk))
+    for invoice in created:
+        invoice._loaded_status = invoice.status
+    return created
+
+
+# --- other transitions ----------------------------------------------------------------------------------
+
+
+def invoice_void(*, invoice: Invoice, actor: AbstractBaseUser | None = None, reason: str = "") -> Invoice:
+    """Cancel an issued invoice: it keeps its number and amounts; nothing is due any more. An invoice with
+    payments or credit notes must be corrected with a credit note instead."""
+    with transaction.atomic():
+        locked = _lock_invoice(invoice.pk)
+        if locked.amount_paid > 0:
+            raise InvoiceStateError(f"invoice {locked} has payments: issue a credit note instead of voiding it")
+        if CreditNote.objects.filter(invoice=locked).exists():
+            raise InvoiceStateError(f"invoice {locked} has credit notes: it cannot be voided")
+        now = timezone.now()
+        _transition(invoice=locked, to_status=S.VOID, actor=actor, reason=reason or "voided", at=now, voided_at=now)
+    return locked
+
+
+def invoice_mark_uncollectible(*, invoice: Invoice, actor: AbstractBaseUser | None = None, reason: str = "") -> Invoice:
+    with transaction.atomic():
+        locked = _lock_invoice(invoice.pk)
+        _transition(invoice=locked, to_status=S.UNCOLLECTIBLE, actor=actor, reason=reason or "uncollectible")
+    return locked
+
+
+def invoice_apply_payment(
+    *,
+    invoice: Invoice,
+    amount: Decimal,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
+) -> Invoice:
+    """The payments app's hook: record ``amount`` (in the invoice's currency, already at its minor unit) as paid.
+    Never more than the amount due (overpayment is the payments app's customer credit); at zero due the
+    invoice becomes ``paid``."""
+    if not isinstance(amount, Decimal):
+        raise TypeError("amount must be a Decimal")
+    with transaction.atomic():
+        locked = _lock_invoice(invoice.pk)
+        if round_amount(amount, locked.currency) != amount or amount <= 0:
+            raise InvoiceError(f"invoice {locked}: {amount} is not a positive {locked.currency} amount")
+        if locked.status not in (S.OPEN, S.UNCOLLECTIBLE):
+            raise InvoiceStateError(f"invoice {locked} is {locked.status}: it takes no payments")
+        if amount > locked.amount_due:
+            raise PaymentExceedsAmountDue(
+                f"invoice {locked}: payment {amount} exceeds the amount due {locked.amount_due}"
+            )
+        amount_paid = locked.amount_paid + amount
+        amount_due = locked.amount_due - amount
+        now = timezone.now()
+        if amount_due == 0:
+            _transition(
+                invoice=locked,
+                to_status=S.PAID,
+                actor=actor,
+                reason=reason or "paid",
+                at=now,
+                amount_paid=amount_paid,
+                amount_due=amount_due,
+                paid_at=now,
+            )
+        else:
+            changed = Invoice.objects.filter(pk=locked.pk, status=locked.status).update(
+                amount_paid=amount_paid, amount_due=amount_due, updated_at=now
+            )
+            if changed != 1:  # pragma: no cover - the row is locked; kept as a guard against misuse
+                raise InvoiceStateError(f"invoice {locked} changed concurrently")
+            locked.amount_paid, locked.amount_due = amount_paid, amount_due
+    return locked
+
+
+def invoice_mark_paid(*, invoice: Invoice, actor: AbstractBaseUser | None = None, reason: str = "") -> Invoice:
+    """Settle the whole amount due outside the payments app (e.g. paid in cash, recorded by staff)."""
+    current = Invoice.objects.only("amount_due", "currency", "status").get(pk=invoice.pk)
+    if current.amount_due == 0:
+        raise InvoiceStateError(f"invoice {invoice} has nothing due")
+    return invoice_apply_payment(
+        invoice=invoice, amount=current.amount_due, actor=actor, reason=reason or "marked paid"
+    )
+
+
+# --- many at once (admin actions) -----------------------------------------------------------------------
+
+
+def _each(invoices: Iterable[Invoice], action: Callable[[Invoice], Invoice]) -> BulkOutcome:
+    outcome = BulkOutcome()
+    for invoice in sorted(invoices, key=lambda i: i.pk):
+        try:
+            outcome.succeeded.append(action(invoice))
+        except (InvoiceError, DocumentImmutable, ValidationError, DatabaseError) as exc:
+            outcome.failed.append((invoice, str(exc)))
+    return outcome
+
+
+def invoices_finalize_many(
+    *, invoices: Iterable[Invoice], issue_date: dt.date | None = None, actor: AbstractBaseUser | None = None
+) -> BulkOutcome:
+    """Finalize each invoice in its own transaction (in id order, so numbers follow creation order); one that
+    fails is reported and does not stop the others."""
+    issue_date = issue_date or billing_today()
+    return _each(invoices, lambda invoice: invoice_finalize(invoice=invoice, issue_date=issue_date, actor=actor))
+
+
+def invoices_void_many(
+    *, invoices: Iterable[Invoice], actor: AbstractBaseUser | None = None, reason: str = ""
+) -> BulkOutcome:
+    return _each(invoices, lambda invoice: invoice_void(invoice=invoice, actor=actor, reason=reason))
+
+
+def invoices_mark_uncollectible_many(
+    *, invoices: Iterable[Invoice], actor: AbstractBaseUser | None = None, reason: str = ""
+) -> BulkOutcome:
+    return _each(invoices, lambda invoice: invoice_mark_uncollectible(invoice=invoice, actor=actor, reason=reason))
+
+
+# --- credit notes ---------------------------------------------------------------------------------------
+
+
+def credit_note_issue(
+    *,
+    invoice: Invoice,
+    reason: str,
+    amount: Decimal | None = None,
+    lines: Sequence[CreditNoteLineSpec] | None = None,
+    issue_date: dt.date | None = None,
+    memo: str = "",
+    actor: AbstractBaseUser | None = None,
+) -> CreditNote:
+    """Issue a credit note against an open or paid invoice: in full (neither ``amount`` nor ``lines``), for
+    some lines (whole or part of their quantity), or for a gross ``amount`` split over the invoice's tax rates.
+    On an open invoice it first reduces the amount due (the invoice becomes paid at zero); the rest is recorded
+    as ``amount_to_customer_credit`` and handed to ``hooks.on_credit_note_issued`` after commit."""
+    if amount is not None and lines:
+        raise CreditNoteError("credit either an amount or lines, not both")
+    if not reason.strip():
+        raise CreditNoteError("a credit note needs a reason")
+    issue_date = issue_date or billing_today()
+    with transaction.atomic():
+        locked = _lock_invoice(invoice.pk)
+        if locked.status not in (S.OPEN, S.PAID):
+            raise CreditNoteError(f"invoice {locked} is {locked.status}: only open or paid invoices take credit notes")
+        currency = locked.currency
+        already = CreditNote.objects.filter(invoice=locked).aggregate(total=Sum("total"))["total"] or ZERO
+        creditable = locked.total - already
+        if lines:
+            credit_lines = _credit_lines_for_invoice_lines(locked, lines)
+        elif amount is not None:
+            credit_lines = _credit_lines_for_amount(locked, amount, reason)
+        elif already == 0:
+            credit_lines = _credit_lines_for_invoice_lines(
+                locked, [CreditNoteLineSpec(invoice_line_id=line.pk) for line in locked.lines.all()]
+            )
+        else:
+            credit_lines = _credit_lines_for_amount(locked, creditable, reason)
+        total = sum((line.total_amount for line in credit_lines), ZERO)
+        if total <= 0:
+            raise CreditNoteError(f"invoice {locked}: nothing to credit")
+        if total > creditable:
+            raise CreditNoteError(
+                f"invoice {locked}: {total} {currency} exceeds the creditable {creditable} {currency}"
+            )
+        applied = min(total, locked.amount_due) if locked.status == S.OPEN else ZERO
+        to_customer_credit = total - applied
+        series = number_series_default(kind=NumberSeries.Kind.CREDIT_NOTE)
+        [number] = number_series_allocate(series=series, issue_date=issue_date, count=1)
+        now = timezone.now()
+        net_total = sum((line.net_amount for line in credit_lines), ZERO)
+        summary: dict[tuple[str, str, bool], list[Decimal]] = {}
+        for line in credit_lines:
+            bucket = summary.setdefault((line.tax_name, str(line.tax_percentage), line.tax_inclusive), [ZERO, ZERO])
+            bucket[0] += line.net_amount
+            bucket[1] += line.tax_amount
+        credit_note = CreditNote.objects.create(
+            invoice=locked,
+            customer_id=locked.customer_id,
+            number_series=series,
+            number=number,
+            currency=currency,
+            issue_date=issue_date,
+            reason=reason[:500],
+            memo=memo,
+            net_total=net_total,
+            tax_total=total - net_total,
+            total=total,
+            amount_applied=applied,
+            amount_to_customer_credit=to_customer_credit,
+            tax_summary=[
+                {
+                    "name": name,
+                    "percentage": str(Decimal(pct).normalize()),
+                    "inclusive": inclusive,
+                    "taxable_amount": str(taxable),
+                    "tax_amount": str(tax),
+                }
+                for (name, pct, inclusive), (taxable, tax) in summary.items()
+            ],
+            customer_snapshot=locked.customer_snapshot,
+            seller_snapshot=locked.seller_snapshot,
+            issued_at=now,
+            issued_by_id=_actor_id(actor),
+        )
+        for position, line in enumerate(credit_lines, start=1):
+            line.credit_note = credit_note
+            line.position = position
+        CreditNoteLine.objects.bulk_create(credit_lines)
+        if applied:
+            amount_credited = locked.amount_credited + applied
+            amount_due = locked.amount_due - applied
+            if amount_due == 0:
+                _transition(
+                    invoice=locked,
+                    to_status=S.PAID,
+                    actor=actor,
+                    reason=f"settled by credit note {number}",
+                    at=now,
+                    amount_credited=amount_credited,
+                    amount_due=amount_due,
+                    paid_at=now,
+                )
+            else:
+                Invoice.objects.filter(pk=locked.pk, status=S.OPEN).update(
+                    amount_credited=amount_credited, amount_due=amount_due, updated_at=now
+                )
+        transaction.on_commit(partial(hooks.on_credit_note_issued, credit_note.pk, to_customer_credit))
+    return credit_note
+
+
+def _credit_lines_for_invoice_lines(invoice: Invoice, specs: Sequence[CreditNoteLineSpec]) -> list[CreditNoteLine]:
+    invoice_lines = {line.pk: line for line in invoice.lines.all()}
+    credited_before = dict(
+        CreditNoteLine.objects.filter(invoice_line__invoice=invoice)
+        .values_list("invoice_line_id")
+        .annotate(total=Sum("total_amount"))
+    )
+    currency = invoice.currency
+    result: list[CreditNoteLine] = []
+    seen: set[int] = set()
+    for spec in specs:
+        line = invoice_lines.get(spec.invoice_line_id)
+        if line is None:
+            raise CreditNoteError(f"line {spec.invoice_line_id} is not a line of invoice {invoice}")
+        if line.pk in seen:
+            raise CreditNoteError(f"line '{line}' is listed twice")
+        seen.add(line.pk)
+        quantity = line.quantity if spec.quantity is None else Decimal(spec.quantity)
+        if quantity <= 0 or quantity > line.quantity:
+            raise CreditNoteError(f"line '{line}': quantity {quantity} is not between 0 and {line.quantity}")
+        if quantity == line.quantity:
+            net, tax = line.net_amount, line.tax_amount
+        elif line.tax_inclusive:
+            gross = round_amount(line.total_amount * quantity / line.quantity, currency)
+            tax = tax_of(amount=gross, percentage=line.tax_percentage, inclusive=True, currency=currency)
+            net = gross - tax
+        else:
+            net = round_amount(line.net_amount * quantity / line.quantity, currency)
+            tax = tax_of(amount=net, percentage=line.tax_percentage, inclusive=False, currency=currency)
+        if net + tax == 0:
+            continue
+        if credited_before.get(line.pk, ZERO) + net + tax > line.total_amount and line.total_amount > 0:
+            raise CreditNoteError(f"line '{line}' would be credited more than its total {line.total_amount}")
+        result.append(
+            CreditNoteLine(
+                invoice_line=line,
+                description=line.description,
+                quantity=quantity,
+                tax_name=line.tax_name,
+                tax_percentage=line.tax_percentage,
+                tax_inclusive=line.tax_inclusive,
+                net_amount=net,
+                tax_amount=tax,
+                total_amount=net + tax,
+            )
+        )
+    return result
+
+
+def _credit_lines_for_amount(invoice: Invoice, amount: Decimal, reason: str) -> list[CreditNoteLine]:
+    """A gross amount, split over the invoice's tax rates in proportion to their gross totals; the tax in
+    each part is computed as inclusive tax of that rate (the amount the customer gets back includes it)."""
+    if not isinstance(amount, Decimal):
+        raise TypeError("amount must be a Decimal")
+    currency = invoice.currency
+    if round_amount(amount, currency) != amount or amount <= 0:
+        raise CreditNoteError(f"{amount} is not a positive {currency} amount")
+    groups = [row for row in invoice.tax_summary if Decimal(row["taxable_amount"]) + Decimal(row["tax_amount"]) > 0]
+    if not groups:
+        raise CreditNoteError(f"invoice {invoice} has nothing to credit")
+    parts = distribute_amount(
+        total=amount,
+        weights=[Decimal(row["taxable_amount"]) + Decimal(row["tax_amount"]) for row in groups],
+        currency=currency,
+    )
+    result = []
+    for row, part in zip(groups, parts, strict=True):
+        if not part:
+            continue
+        percentage = Decimal(row["percentage"])
+        tax = tax_of(amount=part, percentage=percentage, inclusive=True, currency=currency)
+        result.append(
+            CreditNoteLine(
+                description=f"Credit: {reason}"[:500],
+                tax_name=row["name"],
+                tax_percentage=percentage,
+                tax_inclusive=bool(row["inclusive"]),
+                net_amount=part - tax,
+                tax_amount=tax,
+                total_amount=part,
+            )
+        )
+    return result
