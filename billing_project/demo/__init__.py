@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
 from invoicing.demo import seed_invoicing
+from subscriptions.demo import seed_catalog_and_subscriptions
 
 # (label, step) in dependency order; later apps append their steps here.
 SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("staff users", seed_staff),
     ("customers", seed_customers),
+    ("catalog and subscriptions", seed_catalog_and_subscriptions),
     ("number series, tax rates, one-off invoices", seed_invoicing),
 ]
 

@@ -2,12 +2,26 @@
 
 from tests.factories.customers import CustomerFactory, StaffUserFactory
 from tests.factories.invoicing import InvoiceFactory, InvoiceLineFactory, NumberSeriesFactory, TaxRateFactory
+from tests.factories.subscriptions import (
+    CouponFactory,
+    PriceFactory,
+    PriceTierFactory,
+    ProductFactory,
+    SubscriptionFactory,
+    tiered_price,
+)
 
 __all__ = [
+    "CouponFactory",
     "CustomerFactory",
     "InvoiceFactory",
     "InvoiceLineFactory",
     "NumberSeriesFactory",
+    "PriceFactory",
+    "PriceTierFactory",
+    "ProductFactory",
     "StaffUserFactory",
+    "SubscriptionFactory",
     "TaxRateFactory",
+    "tiered_price",
 ]

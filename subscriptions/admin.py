@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from billing_project.lib.dates import billing_today
+from subscriptions.models import (
+    Coupon,
+    Discount,
+    PendingInvoiceItem,
+    Price,
+    PriceTier,
+    Product,
+    Subscription,
+    SubscriptionEvent,
+    SubscriptionItem,
+    UsageRecord,
+)
+from subscriptions.services import (
+    ItemSpec,
+    ProrationBehavior,
+    SubscriptionError,
+    subscription_cancel,
+    subscription_change,
+    subscription_change_preview,
+    subscription_pause,
+    subscription_resume,
+    usage_record_create,
+)
+
+
+class PriceTierInline(admin.TabularInline):
+    model = PriceTier
+    extra = 0
+
+
+class PriceInline(admin.TabularInline):
+    model = Price
+    extra = 0
+    fields = ("nickname", "unit_amount", "interval", "interval_count", "pricing_model", "usage_type", "active")
+    show_change_link = True
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ("name", "active", "created_at")
+    list_filter = ("active",)
+    search_fields = ("name",)
+    show_full_result_count = False
+    inlines = (PriceInline,)
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "product", "pricing_model", "usage_type", "interval", "tax_behavior", "active")
+    list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
+    list_select_related = ("product",)
+    search_fields = ("product__name", "nickname")
+    show_full_result_count = False
+    inlines = (PriceTierInline,)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Price | None = None) -> Any:
+        # A price that is in use is never edited: archive it and create a new one.
+        if obj is not None and obj.subscription_items.exists():
+            return [f.name for f in Price._meta.fields if f.name != "active"]
+        return ()
+
+    def get_inlines(self, request: HttpRequest, obj: Price | None) -> Any:
+        return () if obj is not None and obj.subscription_items.exists() else self.inlines
+
+
+class SubscriptionItemInline(admin.TabularInline):
+    model = SubscriptionItem
+    extra = 0
+    fields = ("price", "quantity", "removed_on")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SubscriptionEventInline(admin.TabularInline):
+    model = SubscriptionEvent
+    extra = 0
+    fields = ("at", "actor", "from_status", "to_status", "reason")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ChangePlanForm(forms.Form):
+    price: forms.ModelChoiceField[Price] = forms.ModelChoiceField(
+        queryset=Price.objects.filter(active=True).select_related("product")
+    )
+    quantity = forms.IntegerField(min_value=0, initial=1)
+    as_of = forms.DateField(label="Change date", help_text="YYYY-MM-DD, within the current period.")
+    proration_behavior = forms.ChoiceField(
+        choices=[(b.value, b.value.replace("_", " ")) for b in ProrationBehavior], initial="create_prorations"
+    )
+    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
+
+
+def _bulk(
+    label: str, service: Callable[..., Any], **kwargs: Any
+) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Subscription]], None]:
+    def action(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        done, failed = 0, []
+        for subscription in queryset.order_by("pk"):
+            try:
+                service(subscription=subscription, as_of=billing_today(), actor=request.user, **kwargs)
+                done += 1
+            except SubscriptionError as exc:
+                failed.append(f"#{subscription.pk}: {exc}")
+        model_admin.message_user(request, f"{label}: {done} subscription(s).", messages.SUCCESS)
+        if failed:
+            model_admin.message_user(request, "Not done — " + "; ".join(failed[:10]), messages.WARNING)
+
+    return action
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("pk", "customer", "status", "currency", "interval", "current_period_end", "next_billing_date")
+    list_filter = ("status", "currency", "interval", "collection_method", "items__price__product")
+    list_select_related = ("customer",)
+    search_fields = ("customer__name", "customer__email", "=id")
+    raw_id_fields = ("customer",)
+    show_full_result_count = False
+    list_per_page = 50
+    inlines = (SubscriptionItemInline, SubscriptionEventInline)
+    readonly_fields = (
+        "status",
+        "currency",
+        "interval",
+        "interval_count",
+        "start_date",
+        "billing_cycle_anchor",
+        "current_period_start",
+        "current_period_end",
+        "next_billing_date",
+        "usage_open_from",
+        "trial_end",
+        "cancel_at_period_end",
+        "canceled_at",
+        "ended_at",
+        "paused_at",
+        "created_at",
+        "updated_at",
+    )
+    actions = ("cancel_at_period_end", "cancel_now", "pause", "resume")
+    change_form_template = "admin/subscriptions/subscription/change_form.html"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # created through subscription_create (API, demo, imports), never a bare row
+
+    def has_delete_permission(self, request: HttpRequest, obj: Subscription | None = None) -> bool:
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
+        return (*self.readonly_fields, "customer") if obj is not None else self.readonly_fields
+
+    @admin.action(description="Cancel at period end", permissions=["change"])
+    def cancel_at_period_end(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        _bulk("Canceled at period end", subscription_cancel, at_period_end=True)(self, request, queryset)
+
+    @admin.action(description="Cancel now (prorated credit)", permissions=["change"])
+    def cancel_now(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        _bulk("Canceled", subscription_cancel, prorate_credit=True)(self, request, queryset)
+
+    @admin.action(description="Pause", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        _bulk("Paused", subscription_pause)(self, request, queryset)
+
+    @admin.action(description="Resume", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
+        _bulk("Resumed", subscription_resume)(self, request, queryset)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:object_id>/change-plan/",
+                self.admin_site.admin_view(self.change_plan_view),
+                name="subscriptions_subscription_change_plan",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_plan_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        subscription = get_object_or_404(Subscription.objects.select_related("customer"), pk=object_id)
+        if not self.has_change_permission(request, subscription):
+            return redirect(reverse("admin:subscriptions_subscription_change", args=[object_id]))
+        form = ChangePlanForm(request.POST or None, initial={"as_of": billing_today()})
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            items = [ItemSpec(price=data["price"], quantity=data["quantity"])]
+            try:
+                if data["confirm"]:
+                    subscription_change(
+                        subscription=subscription,
+                        items=items,
+                        as_of=data["as_of"],
+                        proration_behavior=ProrationBehavior(data["proration_behavior"]),
+                        actor=request.user,
+                    )
+                    self.message_user(request, "Plan changed.", messages.SUCCESS)
+                    return redirect(reverse("admin:subscriptions_subscription_change", args=[object_id]))
+                preview = subscription_change_preview(
+                    subscription=subscription,
+                    items=items,
+                    as_of=data["as_of"],
+                    proration_behavior=ProrationBehavior(data["proration_behavior"]),
+                )
+                form = ChangePlanForm(initial={**data, "confirm": True})
+            except (SubscriptionError, ValueError) as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": subscription,
+            "title": f"Change plan of subscription #{subscription.pk}",
+            "form": form,
+            "preview": preview,
+            "current_items": subscription.items.filter(removed_on__isnull=True).select_related("price__product"),
+        }
+        return TemplateResponse(request, "admin/subscriptions/subscription/change_plan.html", context)
+
+
+@admin.register(SubscriptionEvent)
+class SubscriptionEventAdmin(admin.ModelAdmin):
+    list_display = ("at", "subscription", "actor", "from_status", "to_status", "reason")
+    list_filter = ("to_status",)
+    list_select_related = ("subscription", "actor")
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    list_display = ("code", "percent_off", "amount_off", "duration", "duration_in_periods", "times_redeemed", "active")
+    list_filter = ("active", "duration")
+    search_fields = ("code", "name")
+    readonly_fields = ("times_redeemed",)
+    filter_horizontal = ("products",)
+    show_full_result_count = False
+
+
+@admin.register(Discount)
+class DiscountAdmin(admin.ModelAdmin):
+    list_display = ("coupon", "customer", "subscription", "start", "end", "periods_applied")
+    list_select_related = ("coupon", "customer", "subscription")
+    raw_id_fields = ("customer", "subscription")
+    readonly_fields = ("periods_applied",)
+    show_full_result_count = False
+
+
+@admin.register(PendingInvoiceItem)
+class PendingInvoiceItemAdmin(admin.ModelAdmin):
+    list_display = ("subscription", "description", "amount", "effective_on", "billed_at")
+    list_filter = ("kind", "proration")
+    list_select_related = ("subscription",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class UsageRecordForm(forms.ModelForm):
+    class Meta:
+        model = UsageRecord
+        fields = ("subscription_item", "quantity", "timestamp", "idempotency_key")
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    form = UsageRecordForm
+    list_display = ("timestamp", "subscription_item", "quantity", "usage_date", "billing_date", "idempotency_key")
+    list_select_related = ("subscription_item__price__product",)
+    raw_id_fields = ("subscription_item",)
+    search_fields = ("=idempotency_key",)
+    date_hierarchy = "usage_date"
+    show_full_result_count = False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: UsageRecord, form: Any, change: bool) -> None:
+        try:
+            record, created = usage_record_create(
+                subscription_item=obj.subscription_item,
+                quantity=obj.quantity,
+                timestamp=obj.timestamp,
+                idempotency_key=obj.idempotency_key,
+            )
+        except SubscriptionError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        obj.pk = record.pk
+        if not created:
+            self.message_user(request, "Already recorded (same idempotency key): ignored.", messages.WARNING)

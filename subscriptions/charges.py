@@ -1,0 +1,634 @@
+"""What is owed and when: the contract between ``subscriptions`` and ``invoicing``.
+
+The billing run, the "upcoming invoice" preview and ``charges_due`` share one code path: ``plans_for_chunk``
+loads a chunk of subscriptions with a fixed number of queries (7 at most, whatever the chunk size) and computes
+every due period in plain Python. ``services.plans_commit`` then advances the subscriptions in bulk.
+
+Periods (DESIGN.md): a period is the half-open date range ``[start, end)``. Recurring fees are billed at a
+period's start (in advance), usage for ``[start, end)`` at its end (in arrears). So the invoice issued at a
+boundary ``D`` holds the recurring fees of ``[D, next boundary)`` and the usage of ``[previous boundary, D)``,
+plus the pending prorations created before ``D``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import F, Max, OuterRef, Prefetch, Q, Subquery, Sum
+from djmoney.money import Money
+
+from billing_project.lib.money import round_amount
+from subscriptions.calendar import boundary_after, boundary_on_or_before, format_day
+from subscriptions.models import (
+    CouponDuration,
+    Discount,
+    LineKind,
+    PendingInvoiceItem,
+    Price,
+    Product,
+    Subscription,
+    SubscriptionItem,
+    SubscriptionStatus,
+    UsageRecord,
+)
+from subscriptions.pricing import DiscountRule, Tier, allocate_discounts, full_amount, price_parts, prorate
+
+BILLING_REASON_CYCLE = "subscription_cycle"
+BILLING_REASON_CREATE = "subscription_create"
+BILLING_REASON_CHANGE = "subscription_change"
+_UNIT_PLACES = Decimal("0.000001")
+
+
+@dataclass(frozen=True)
+class ChargeLine:
+    """One line to invoice. ``amount`` is rounded to the currency's minor unit and is the amount BEFORE discount
+    and tax; ``discount_amount`` (>= 0, rounded) is the part of the discounts allocated to this line, so the net
+    line is ``amount - discount_amount``. Only a proration credit has a negative amount."""
+
+    description: str
+    quantity: Decimal
+    unit_amount: Money  # may carry more decimals than the currency (0.0125 per API call)
+    amount: Money
+    discount_amount: Money
+    period_start: dt.date
+    period_end: dt.date  # exclusive
+    price_id: int | None
+    subscription_item_id: int | None
+    kind: str  # "recurring" | "usage" | "proration" | "one_off"
+    proration: bool
+    tax_behavior: str  # "exclusive" | "inclusive"
+    product_id: int | None = None
+    pending_item_id: int | None = None  # set when the line comes from a PendingInvoiceItem
+
+    @property
+    def net_amount(self) -> Money:
+        return self.amount - self.discount_amount
+
+
+@dataclass(frozen=True)
+class PeriodCharges:
+    """Everything one invoice of a subscription holds, for the billing boundary ``billing_date``.
+
+    - ``billing_date`` is the boundary D at which the invoice is issued (its natural invoice date).
+    - ``period_start``/``period_end`` is the service period the invoice is *for*: the recurring period
+      ``[D, next boundary)`` when it bills recurring fees; for the final invoice of a subscription that ends or
+      was canceled (no recurring fee), the usage window ``[previous boundary, D)``; for an "invoice now" change,
+      the rest of the current period.
+    - Each line carries its own period: recurring ``[D, next)``, usage ``[previous boundary, D)`` (late usage
+      included), prorations ``[change day, period end)``.
+    - ``period_key`` is unique per subscription and invoice: invoicing's "a period is billed at most once"
+      constraint should be on (subscription, period_key).
+    """
+
+    subscription_id: int
+    customer_id: int
+    currency: str
+    period_start: dt.date
+    period_end: dt.date
+    billing_reason: str  # "subscription_cycle" | "subscription_create" | "subscription_change"
+    lines: list[ChargeLine]
+    collection_method: str
+    days_until_due: int
+    billing_date: dt.date
+    period_key: str
+
+    @property
+    def subtotal(self) -> Money:
+        return sum((line.amount for line in self.lines), Money(0, self.currency))
+
+    @property
+    def discount_total(self) -> Money:
+        return sum((line.discount_amount for line in self.lines), Money(0, self.currency))
+
+
+@dataclass
+class BillingPlan:
+    """One subscription's due periods (in order, each exactly once) and what committing them changes.
+
+    A plan may have no periods when only the state moves on (a canceled trial, a metered-only subscription with
+    no usage yet): commit it all the same. ``services.plans_commit`` applies it, guarded by the old values."""
+
+    subscription_id: int
+    periods: list[PeriodCharges]
+    old_current_period_start: dt.date
+    old_next_billing_date: dt.date | None
+    old_status: str
+    new_current_period_start: dt.date
+    new_current_period_end: dt.date
+    new_next_billing_date: dt.date | None
+    new_usage_open_from: dt.date
+    new_status: str
+    new_ended_at: dt.date | None
+    status_reason: str = ""
+    discount_periods: dict[int, int] = field(default_factory=dict)  # discount id -> periods it applied to
+    pending_item_ids: list[int] = field(default_factory=list)
+
+    @property
+    def status_changes(self) -> bool:
+        return self.new_status != self.old_status
+
+
+# --- Loading (a fixed number of queries per chunk) ------------------------------------------------------
+
+
+@dataclass
+class _Usage:
+    total: Decimal = Decimal(0)
+    peak: Decimal | None = None
+    last_timestamp: dt.datetime | None = None
+    last_quantity: Decimal = Decimal(0)
+
+    def add(self, total: Decimal, peak: Decimal, last_timestamp: dt.datetime, last_quantity: Decimal) -> None:
+        self.total += total
+        self.peak = peak if self.peak is None else max(self.peak, peak)
+        if self.last_timestamp is None or last_timestamp >= self.last_timestamp:
+            self.last_timestamp, self.last_quantity = last_timestamp, last_quantity
+
+
+@dataclass
+class _Loaded:
+    items: dict[int, list[SubscriptionItem]]
+    discounts_by_subscription: dict[int, list[Discount]]
+    discounts_by_customer: dict[int, list[Discount]]
+    pending: dict[int, list[PendingInvoiceItem]]
+    usage: dict[int, dict[dt.date, tuple[Decimal, Decimal, dt.datetime, Decimal]]]  # item -> billing date -> agg
+    tiers: dict[int, list[Tier]]
+
+
+def _load(subscriptions: Sequence[Subscription], as_of: dt.date) -> _Loaded:
+    ids = [s.pk for s in subscriptions]
+    customer_ids = {s.customer_id for s in subscriptions}
+    items: dict[int, list[SubscriptionItem]] = defaultdict(list)
+    tiers: dict[int, list[Tier]] = {}
+    # Items still live, or removed while their usage is not billed yet (a removed metered item's last usage).
+    item_rows = (
+        SubscriptionItem.objects.filter(subscription_id__in=ids)
+        .filter(Q(removed_on__isnull=True) | Q(removed_on__gt=F("subscription__usage_open_from")))
+        .select_related("price__product")
+        .prefetch_related("price__tiers")
+        .order_by("pk")
+    )
+    for item in item_rows:
+        items[item.subscription_id].append(item)
+        price = item.price
+        if price.pk not in tiers:
+            tiers[price.pk] = [Tier(t.up_to, t.unit_amount, t.flat_amount) for t in price.tiers.all()]
+
+    by_subscription: dict[int, list[Discount]] = defaultdict(list)
+    by_customer: dict[int, list[Discount]] = defaultdict(list)
+    discount_rows = (
+        Discount.objects.filter(Q(subscription_id__in=ids) | Q(customer_id__in=customer_ids))
+        .exclude(coupon__duration=CouponDuration.ONCE, periods_applied__gte=1)
+        .exclude(coupon__duration=CouponDuration.REPEATING, periods_applied__gte=F("coupon__duration_in_periods"))
+        .filter(start__lte=as_of)
+        .select_related("coupon")
+        .prefetch_related(Prefetch("coupon__products", queryset=Product.objects.only("pk")))
+        .order_by("start", "pk")
+    )
+    for discount in discount_rows:
+        if discount.subscription_id is not None:
+            by_subscription[discount.subscription_id].append(discount)
+        elif discount.customer_id is not None:
+            by_customer[discount.customer_id].append(discount)
+
+    pending: dict[int, list[PendingInvoiceItem]] = defaultdict(list)
+    for pending_item in PendingInvoiceItem.objects.filter(
+        subscription_id__in=ids, billed_at__isnull=True, effective_on__lte=as_of
+    ).order_by("pk"):
+        pending[pending_item.subscription_id].append(pending_item)
+
+    usage: dict[int, dict[dt.date, tuple[Decimal, Decimal, dt.datetime, Decimal]]] = defaultdict(dict)
+    metered_item_ids = [i.pk for rows in items.values() for i in rows if i.price.is_metered]
+    if metered_item_ids:
+        last_in_day = (
+            UsageRecord.objects.filter(
+                subscription_item_id=OuterRef("subscription_item_id"), billing_date=OuterRef("billing_date")
+            )
+            .order_by("-timestamp", "-pk")
+            .values("quantity")[:1]
+        )
+        rows = (
+            UsageRecord.objects.filter(
+                subscription_item_id__in=metered_item_ids,
+                billing_date__gte=F("subscription_item__subscription__usage_open_from"),
+                billing_date__lt=as_of,
+            )
+            .values("subscription_item_id", "billing_date")
+            .annotate(
+                total=Sum("quantity"),
+                peak=Max("quantity"),
+                last_timestamp=Max("timestamp"),
+                last_quantity=Subquery(last_in_day),
+            )
+            .order_by()
+        )
+        for row in rows:
+            usage[row["subscription_item_id"]][row["billing_date"]] = (
+                row["total"],
+                row["peak"],
+                row["last_timestamp"],
+                row["last_quantity"],
+            )
+    return _Loaded(items, by_subscription, by_customer, pending, usage, tiers)
+
+
+def plans_for_chunk(*, subscription_ids: list[int], as_of: dt.date, lock: bool = False) -> list[BillingPlan]:
+    """The billing plans of the chunk's subscriptions that have something due on or before ``as_of``.
+
+    At most 7 queries whatever the chunk size (subscriptions, items with prices, tiers, discounts, coupon
+    products, pending items, usage aggregates per item and day). Paused subscriptions and those with nothing due
+    are left out. ``lock=True`` locks the subscription rows first (``FOR UPDATE SKIP LOCKED``; a row another
+    run holds is left out) — the billing run must use it inside its transaction so that usage ingested
+    concurrently (which takes the same row lock) lands either wholly before or wholly after the plan.
+    """
+    queryset = Subscription.objects.filter(pk__in=subscription_ids, next_billing_date__lte=as_of).exclude(
+        status=SubscriptionStatus.PAUSED
+    )
+    # The customer's payment terms ride along as a column, not as a query per subscription.
+    queryset = queryset.annotate(customer_terms_days=F("customer__payment_terms_days"))
+    if lock:
+        queryset = queryset.select_for_update(skip_locked=True, of=("self",))
+    subscriptions = list(queryset.order_by("pk"))
+    if not subscriptions:
+        return []
+    loaded = _load(subscriptions, as_of)
+    return [_plan(subscription, loaded, as_of) for subscription in subscriptions]
+
+
+def charges_due(*, subscription: Subscription, as_of: dt.date) -> list[PeriodCharges]:
+    """Every period of one subscription due on or before ``as_of`` — the billing run's own code path."""
+    plans = plans_for_chunk(subscription_ids=[subscription.pk], as_of=as_of)
+    return plans[0].periods if plans else []
+
+
+def upcoming_invoice(*, subscription: Subscription, as_of: dt.date) -> PeriodCharges | None:
+    """Preview of the next invoice: the first due period if one is due, else the one at the next billing date,
+    with the usage and pending prorations recorded so far. None when nothing more will be billed."""
+    subscription.refresh_from_db(fields=["next_billing_date", "status"])
+    if subscription.next_billing_date is None or subscription.status == SubscriptionStatus.PAUSED:
+        return None
+    at = max(as_of, subscription.next_billing_date)
+    plans = plans_for_chunk(subscription_ids=[subscription.pk], as_of=at)
+    if not plans or not plans[0].periods:
+        return None
+    return plans[0].periods[0]
+
+
+def change_invoice_now_charges(*, subscription: Subscription, pending_item_ids: list[int]) -> PeriodCharges | None:
+    """The "invoice now" half of a plan change: the change's pending proration lines as one PeriodCharges with
+    billing reason "subscription_change". Invoicing builds the invoice from it and then calls
+    ``services.pending_items_mark_billed`` in the same transaction; lines not marked billed by then simply go
+    to the next cycle invoice (never lost, never twice). None when those items were billed already."""
+    items = list(
+        PendingInvoiceItem.objects.filter(
+            subscription=subscription, pk__in=pending_item_ids, billed_at__isnull=True
+        ).order_by("pk")
+    )
+    if not items:
+        return None
+    lines = [_pending_line(item) for item in items]
+    start = min(line.period_start for line in lines)
+    end = max(line.period_end for line in lines)
+    return PeriodCharges(
+        subscription_id=subscription.pk,
+        customer_id=subscription.customer_id,
+        currency=subscription.currency,
+        period_start=start,
+        period_end=end,
+        billing_reason=BILLING_REASON_CHANGE,
+        lines=lines,
+        collection_method=subscription.collection_method,
+        days_until_due=subscription.effective_days_until_due,
+        billing_date=min(item.effective_on for item in items),
+        period_key=f"change:{items[0].pk}",
+    )
+
+
+# --- Computation (plain Python on loaded rows) ----------------------------------------------------------
+
+
+def _days_until_due(sub: Subscription) -> int:
+    if sub.days_until_due is not None:
+        return sub.days_until_due
+    terms = getattr(sub, "customer_terms_days", None)
+    return int(terms if terms is not None else sub.customer.payment_terms_days)
+
+
+def _money(amount: Decimal, currency: str) -> Money:
+    return Money(amount, currency)
+
+
+def _unit(amount: Decimal) -> Decimal:
+    return amount.quantize(_UNIT_PLACES)
+
+
+def _pending_line(item: PendingInvoiceItem) -> ChargeLine:
+    currency = str(item.amount.currency.code)
+    return ChargeLine(
+        description=item.description,
+        quantity=item.quantity,
+        unit_amount=item.unit_amount,
+        amount=item.amount,
+        discount_amount=_money(Decimal(0), currency),
+        period_start=item.period_start,
+        period_end=item.period_end,
+        price_id=item.price_id,
+        subscription_item_id=item.subscription_item_id,
+        kind=item.kind,
+        proration=item.proration,
+        tax_behavior=item.tax_behavior,
+        product_id=None,
+        pending_item_id=item.pk,
+    )
+
+
+@dataclass
+class _Draft:
+    description: str
+    quantity: Decimal
+    unit_amount: Decimal
+    amount: Decimal  # rounded
+    period_start: dt.date
+    period_end: dt.date
+    price: Price
+    item_id: int
+    kind: str
+    proration: bool
+
+
+def _describe(price: Price, quantity: Decimal | int, label: str, with_quantity: bool) -> str:
+    base = price.display_name
+    if with_quantity:
+        base = f"{base} × {Decimal(quantity).normalize():f}"
+    return f"{base} — {label}" if label else base
+
+
+def _recurring_drafts(
+    items: Iterable[SubscriptionItem], tiers: dict[int, list[Tier]], sub: Subscription, start: dt.date, end: dt.date
+) -> list[_Draft]:
+    """Recurring fees of [start, end); a first period shorter than a full one (anchor after the start date) is
+    prorated by days like a change."""
+    currency = sub.currency
+    full_start = boundary_on_or_before(
+        sub.billing_cycle_anchor, sub.interval, sub.interval_count, end - dt.timedelta(days=1)
+    )
+    partial = full_start != start
+    drafts = []
+    for item in items:
+        price = item.price
+        if item.removed_on is not None or price.is_metered:
+            continue
+        quantity = Decimal(item.quantity)
+        parts = price_parts(
+            pricing_model=price.pricing_model,
+            unit_amount=price.unit_amount.amount,
+            quantity=quantity,
+            tiers=tiers.get(price.pk, ()),
+            package_size=price.package_size,
+        )
+        if partial:
+            remaining, period_days = (end - start).days, (end - full_start).days
+            amount = prorate(full_amount(parts), remaining, period_days)
+            label = f"prorated {remaining}/{period_days} days from {format_day(start)}"
+            drafts.append(
+                _Draft(
+                    _describe(price, quantity, label, True),
+                    quantity,
+                    _unit(amount / quantity) if quantity else amount,
+                    round_amount(amount, currency),
+                    start,
+                    end,
+                    price,
+                    item.pk,
+                    LineKind.RECURRING,
+                    True,
+                )
+            )
+            continue
+        with_quantity = price.pricing_model != "flat"
+        for part in parts:
+            drafts.append(
+                _Draft(
+                    _describe(price, quantity, part.label, with_quantity),
+                    part.quantity,
+                    part.unit_amount,
+                    round_amount(part.amount, currency),
+                    start,
+                    end,
+                    price,
+                    item.pk,
+                    LineKind.RECURRING,
+                    False,
+                )
+            )
+    return drafts
+
+
+def _usage_drafts(
+    items: Iterable[SubscriptionItem],
+    loaded: _Loaded,
+    sub: Subscription,
+    window_start: dt.date,
+    window_end: dt.date,
+) -> list[_Draft]:
+    drafts = []
+    for item in items:
+        price = item.price
+        if not price.is_metered:
+            continue
+        per_day = loaded.usage.get(item.pk, {})
+        aggregate = _Usage()
+        seen = False
+        for day, (total, peak, last_timestamp, last_quantity) in per_day.items():
+            if window_start <= day < window_end:
+                aggregate.add(total, peak, last_timestamp, last_quantity)
+                seen = True
+        if not seen:
+            continue
+        if price.aggregation == "max":
+            quantity = aggregate.peak or Decimal(0)
+        elif price.aggregation == "last":
+            quantity = aggregate.last_quantity
+        else:
+            quantity = aggregate.total
+        parts = price_parts(
+            pricing_model=price.pricing_model,
+            unit_amount=price.unit_amount.amount,
+            quantity=quantity,
+            tiers=loaded.tiers.get(price.pk, ()),
+            package_size=price.package_size,
+        )
+        for part in parts:
+            label = f"usage {format_day(window_start)} – {format_day(window_end - dt.timedelta(days=1))}"
+            if part.label:
+                label = f"{label}, {part.label}"
+            drafts.append(
+                _Draft(
+                    _describe(price, part.quantity if price.pricing_model != "package" else quantity, label, True),
+                    part.quantity,
+                    part.unit_amount,
+                    round_amount(part.amount, sub.currency),
+                    window_start,
+                    window_end,
+                    price,
+                    item.pk,
+                    LineKind.USAGE,
+                    False,
+                )
+            )
+    return drafts
+
+
+def _discount_rules(
+    discounts: list[Discount], used: dict[int, int], billing_date: dt.date, currency: str
+) -> list[DiscountRule]:
+    rules = []
+    for discount in discounts:
+        coupon = discount.coupon
+        if discount.start > billing_date or (discount.end is not None and billing_date >= discount.end):
+            continue
+        limit = coupon.periods_limit
+        if limit is not None and discount.periods_applied + used.get(discount.pk, 0) >= limit:
+            continue
+        amount_off = None
+        if coupon.amount_off is not None:
+            if str(coupon.amount_off.currency.code) != currency:
+                continue  # refused when the discount is created; never converted
+            amount_off = coupon.amount_off.amount
+        rules.append(
+            DiscountRule(
+                discount_id=discount.pk,
+                percent_off=coupon.percent_off,
+                amount_off=amount_off,
+                product_ids=frozenset(p.pk for p in coupon.products.all()),
+            )
+        )
+    return rules
+
+
+def _finish(
+    sub: Subscription,
+    drafts: list[_Draft],
+    pending: list[PendingInvoiceItem],
+    discounts: list[Discount],
+    used: dict[int, int],
+    billing_date: dt.date,
+) -> list[ChargeLine]:
+    currency = sub.currency
+    rules = _discount_rules(discounts, used, billing_date, currency)
+    taken, applied = allocate_discounts(
+        amounts=[d.amount for d in drafts],
+        product_ids=[d.price.product_id for d in drafts],
+        eligible=[d.kind in (LineKind.RECURRING, LineKind.USAGE) for d in drafts],
+        rules=rules,
+        currency=currency,
+    )
+    for discount_id in applied:
+        used[discount_id] = used.get(discount_id, 0) + 1
+    lines = [
+        ChargeLine(
+            description=d.description,
+            quantity=d.quantity,
+            unit_amount=_money(d.unit_amount, currency),
+            amount=_money(d.amount, currency),
+            discount_amount=_money(discount, currency),
+            period_start=d.period_start,
+            period_end=d.period_end,
+            price_id=d.price.pk,
+            subscription_item_id=d.item_id,
+            kind=d.kind,
+            proration=d.proration,
+            tax_behavior=d.price.tax_behavior,
+            product_id=d.price.product_id,
+        )
+        for d, discount in zip(drafts, taken, strict=True)
+    ]
+    lines.extend(_pending_line(item) for item in pending)
+    return lines
+
+
+def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
+    items = loaded.items.get(sub.pk, [])
+    discounts = [
+        *loaded.discounts_by_subscription.get(sub.pk, []),
+        *loaded.discounts_by_customer.get(sub.customer_id, []),
+    ]
+    discounts.sort(key=lambda d: (d.start, d.pk))
+    pending_left = list(loaded.pending.get(sub.pk, []))
+    used: dict[int, int] = {}
+    plan = BillingPlan(
+        subscription_id=sub.pk,
+        periods=[],
+        old_current_period_start=sub.current_period_start,
+        old_next_billing_date=sub.next_billing_date,
+        old_status=sub.status,
+        new_current_period_start=sub.current_period_start,
+        new_current_period_end=sub.current_period_end,
+        new_next_billing_date=sub.next_billing_date,
+        new_usage_open_from=sub.usage_open_from,
+        new_status=sub.status,
+        new_ended_at=sub.ended_at,
+    )
+    cycle = (sub.billing_cycle_anchor, sub.interval, sub.interval_count)
+    boundary = sub.next_billing_date
+    while boundary is not None and boundary <= as_of:
+        usage_start = plan.new_usage_open_from
+        final = plan.new_status == SubscriptionStatus.CANCELED or (
+            sub.cancel_at_period_end and boundary == plan.new_current_period_end
+        )
+        reason = BILLING_REASON_CYCLE
+        drafts = _usage_drafts(items, loaded, sub, usage_start, boundary)
+        if final:
+            period_start, period_end = min(usage_start, boundary), boundary
+            if period_start >= period_end:  # canceled on its first day: the credit covers the current period
+                period_start, period_end = plan.new_current_period_start, plan.new_current_period_end
+            next_boundary = None
+            if plan.new_status != SubscriptionStatus.CANCELED:
+                plan.new_status = SubscriptionStatus.ENDED
+                plan.new_ended_at = boundary
+                plan.status_reason = "canceled at period end"
+        elif boundary == plan.new_current_period_start:
+            # The current period is not billed yet: a new subscription, a trial ended early, a resume.
+            period_start, period_end = boundary, plan.new_current_period_end
+            drafts = _recurring_drafts(items, loaded.tiers, sub, period_start, period_end) + drafts
+            next_boundary = period_end
+            if boundary == sub.start_date:
+                reason = BILLING_REASON_CREATE
+        else:
+            period_start = boundary
+            period_end = boundary_after(*cycle, boundary)
+            drafts = _recurring_drafts(items, loaded.tiers, sub, period_start, period_end) + drafts
+            plan.new_current_period_start, plan.new_current_period_end = period_start, period_end
+            next_boundary = period_end
+        if plan.new_status == SubscriptionStatus.TRIALING:
+            plan.new_status = SubscriptionStatus.ACTIVE
+            plan.status_reason = "trial ended"
+        due_pending = [p for p in pending_left if p.effective_on <= boundary]
+        pending_left = [p for p in pending_left if p.effective_on > boundary]
+        lines = _finish(sub, drafts, due_pending, discounts, used, boundary)
+        plan.pending_item_ids.extend(p.pk for p in due_pending)
+        if lines:
+            plan.periods.append(
+                PeriodCharges(
+                    subscription_id=sub.pk,
+                    customer_id=sub.customer_id,
+                    currency=sub.currency,
+                    period_start=period_start,
+                    period_end=period_end,
+                    billing_reason=reason,
+                    lines=lines,
+                    collection_method=sub.collection_method,
+                    days_until_due=_days_until_due(sub),
+                    billing_date=boundary,
+                    period_key=f"{boundary.isoformat()}{'/final' if final else ''}",
+                )
+            )
+        plan.new_usage_open_from = max(plan.new_usage_open_from, boundary)
+        plan.new_next_billing_date = next_boundary
+        boundary = next_boundary
+    plan.discount_periods = used
+    return plan

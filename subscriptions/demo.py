@@ -1,0 +1,157 @@
+"""Demo catalog and subscriptions for ``manage.py seed_demo``. Idempotent: products by name, prices by (product,
+nickname), coupons by code, subscriptions by ``metadata["demo_key"]`` (the customer's external id); only what is
+missing is created. Uses the demo customers DEMO-0001..DEMO-0060 (billing_project/demo/customers.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import transaction
+from djmoney.money import Money
+
+from billing_project.lib.dates import billing_today, billing_tz
+from billing_project.lib.money import round_amount
+from customers.models import Customer
+from subscriptions.charges import plans_for_chunk
+from subscriptions.models import Coupon, CouponDuration, Price, PriceTier, PricingModel, Product, Subscription
+from subscriptions.services import (
+    ItemSpec,
+    discount_create,
+    plans_commit,
+    subscription_cancel,
+    subscription_create,
+    subscription_mark_past_due,
+    subscription_pause,
+    usage_record_create,
+)
+
+# Roughly what one EUR buys, for plausible local list prices (not a conversion: each price is its own row).
+_RATE = {
+    "EUR": Decimal(1),
+    "USD": Decimal("1.1"),
+    "GBP": Decimal("0.9"),
+    "PLN": Decimal("4.3"),
+    "JPY": Decimal(160),
+    "CHF": Decimal(1),
+    "SEK": Decimal(11),
+    "BHD": Decimal("0.4"),
+}
+_STATUSES = ("active", "trialing", "active", "past_due", "paused", "canceled", "ended", "cancel_at_period_end")
+
+
+def _product(name: str, description: str) -> Product:
+    product, _ = Product.objects.get_or_create(name=name, defaults={"description": description})
+    return product
+
+
+def _price(product: Product, nickname: str, amount: Decimal, currency: str, **fields: object) -> Price:
+    price, created = Price.objects.get_or_create(
+        product=product,
+        nickname=nickname,
+        defaults={"unit_amount": Money(round_amount(amount * _RATE[currency], currency), currency), **fields},
+    )
+    if created and price.pricing_model == PricingModel.GRADUATED:
+        for up_to, unit in ((1000, Decimal("0.0100")), (10000, Decimal("0.0080")), (None, Decimal("0.0050"))):
+            PriceTier.objects.create(price=price, up_to=up_to, unit_amount=unit * _RATE[currency])
+    return price
+
+
+def _catalog(currency: str) -> dict[str, Price]:
+    starter = _product("Starter", "One workspace, e-mail support.")
+    seats = _product("Pro seats", "Per user, monthly or yearly.")
+    api = _product("API calls", "Metered, graduated tiers, billed in arrears.")
+    return {
+        "starter": _price(starter, f"monthly {currency}", Decimal("19.00"), currency),
+        "seats": _price(seats, f"monthly {currency}", Decimal("12.50"), currency, pricing_model=PricingModel.PER_UNIT),
+        "seats_yearly": _price(
+            seats,
+            f"yearly {currency}",
+            Decimal("125.00"),
+            currency,
+            pricing_model=PricingModel.PER_UNIT,
+            interval="year",
+        ),
+        "api": _price(
+            api,
+            f"monthly {currency}",
+            Decimal(0),
+            currency,
+            pricing_model=PricingModel.GRADUATED,
+            usage_type="metered",
+        ),
+        "trial": _price(starter, f"monthly with trial {currency}", Decimal("29.00"), currency, trial_days=14),
+    }
+
+
+def _coupons() -> dict[str, Coupon]:
+    specs = {
+        "WELCOME20": {"percent_off": Decimal(20), "duration": CouponDuration.ONCE},
+        "LAUNCH15": {"percent_off": Decimal(15), "duration": CouponDuration.REPEATING, "duration_in_periods": 3},
+        "LOYAL10": {"percent_off": Decimal(10), "duration": CouponDuration.FOREVER},
+        "EUR5OFF": {"amount_off": Money(Decimal(5), "EUR"), "duration": CouponDuration.ONCE},
+    }
+    return {code: Coupon.objects.get_or_create(code=code, defaults=fields)[0] for code, fields in specs.items()}
+
+
+def seed_catalog_and_subscriptions() -> int:
+    """Create the missing demo catalog and subscriptions; returns how many subscriptions were created."""
+    today = billing_today()
+    customers = list(Customer.objects.filter(external_id__startswith="DEMO-").order_by("external_id")[:60])
+    existing = set(
+        Subscription.objects.filter(metadata__has_key="demo_key").values_list("metadata__demo_key", flat=True)
+    )
+    created = 0
+    with transaction.atomic():
+        coupons = _coupons()
+        for index, customer in enumerate(customers):
+            if customer.external_id in existing:
+                continue
+            catalog = _catalog(customer.currency)
+            kind = _STATUSES[index % len(_STATUSES)]
+            start = today - dt.timedelta(days=index % 20 + 1 + (45 if kind == "ended" else 0))
+            if index % 9 == 0:
+                items = [ItemSpec(catalog["seats_yearly"], 3 + index % 5)]
+            elif kind == "trialing":
+                items = [ItemSpec(catalog["trial"], 1)]
+            elif index % 3 == 0:
+                items = [ItemSpec(catalog["seats"], 2 + index % 7), ItemSpec(catalog["api"], 0)]
+            else:
+                items = [ItemSpec(catalog["starter"], 1)]
+            subscription = subscription_create(
+                customer=customer,
+                items=items,
+                start_date=start,
+                trial_days=None if kind == "trialing" else 0,
+                collection_method="charge_automatically" if index % 4 == 0 else "send_invoice",
+                metadata={"demo_key": customer.external_id},
+            )
+            created += 1
+            coupon = (None, coupons["WELCOME20"], None, coupons["LAUNCH15"], None, coupons["LOYAL10"])[index % 6]
+            if customer.currency == "EUR" and index % 10 == 7:
+                coupon = coupons["EUR5OFF"]
+            if coupon is not None and kind not in ("canceled", "ended"):
+                discount_create(coupon=coupon, subscription=subscription, as_of=start)
+            for item in subscription.items.filter(price__usage_type="metered"):
+                for day in range(0, (today - start).days, 3):
+                    moment = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(10), tzinfo=billing_tz())
+                    usage_record_create(
+                        subscription_item=item,
+                        quantity=Decimal(150 + (index * 37 + day * 11) % 900),
+                        timestamp=moment,
+                        idempotency_key=f"demo-{customer.external_id}-{day}",
+                    )
+            if kind == "past_due":
+                subscription_mark_past_due(subscription=subscription, reason="demo: invoice overdue")
+            elif kind == "paused":
+                subscription_pause(subscription=subscription, as_of=today, reason="demo: seasonal break")
+            elif kind == "canceled":
+                subscription_cancel(subscription=subscription, as_of=today, reason="demo: customer left")
+            elif kind == "cancel_at_period_end":
+                subscription_cancel(subscription=subscription, as_of=today, at_period_end=True, reason="demo")
+            elif kind == "ended":
+                # Ended means its last period has run out: advance it (without invoices) through that boundary.
+                subscription_cancel(subscription=subscription, as_of=start, at_period_end=True, reason="demo")
+                end = subscription.current_period_end
+                plans_commit(plans=plans_for_chunk(subscription_ids=[subscription.pk], as_of=end))
+    return created

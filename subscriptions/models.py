@@ -1,0 +1,466 @@
+"""Catalog (products, prices, tiers), subscriptions and their items, coupons and discounts, usage and pending
+invoice items. Fields, constraints and tiny derived properties only: every write goes through ``services.py``,
+the billing arithmetic lives in ``pricing.py`` / ``charges.py``, the calendar in ``calendar.py``.
+
+Money columns are rounded in Python before they are saved (STACK.md gotcha 2); the default manager is kept on
+every model with a MoneyField (gotcha 4).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from djmoney.models.fields import MoneyField
+
+from customers.models import Customer
+
+
+class Interval(models.TextChoices):
+    DAY = "day", "Day"
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+    YEAR = "year", "Year"
+
+
+class PricingModel(models.TextChoices):
+    FLAT = "flat", "Flat fee"
+    PER_UNIT = "per_unit", "Per unit"
+    GRADUATED = "graduated", "Tiered (graduated)"
+    VOLUME = "volume", "Tiered (volume)"
+    PACKAGE = "package", "Package"
+
+
+class UsageType(models.TextChoices):
+    LICENSED = "licensed", "Licensed (quantity on the item, billed in advance)"
+    METERED = "metered", "Metered (usage records, billed in arrears)"
+
+
+class Aggregation(models.TextChoices):
+    SUM = "sum", "Sum of the period's usage"
+    MAX = "max", "Maximum in the period"
+    LAST = "last", "Last value in the period"
+
+
+class TaxBehavior(models.TextChoices):
+    EXCLUSIVE = "exclusive", "Exclusive (tax is added)"
+    INCLUSIVE = "inclusive", "Inclusive (tax is contained)"
+
+
+class Product(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [models.CheckConstraint(condition=~Q(name=""), name="product_name_not_empty")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Price(models.Model):
+    """What a product costs, how often and how it is counted. Once billed, a price is never edited: archive it
+    (``active=False``) and create a new one, so that every invoice line keeps pointing at what it billed."""
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="prices")
+    nickname = models.CharField(max_length=100, blank=True, help_text="e.g. 'monthly', 'yearly, 2 seats min'.")
+    # The currency of the price is the currency of this field (column unit_amount_currency).
+    unit_amount = MoneyField(
+        max_digits=19,
+        decimal_places=6,
+        default_currency=settings.DEFAULT_CURRENCY,
+        currency_choices=settings.CURRENCY_CHOICES,
+        help_text="Per unit, per package or the flat fee; may have more decimals than the currency (0.0125).",
+    )
+    interval = models.CharField(max_length=8, choices=Interval.choices, default=Interval.MONTH)
+    interval_count = models.PositiveSmallIntegerField(default=1)
+    pricing_model = models.CharField(max_length=12, choices=PricingModel.choices, default=PricingModel.FLAT)
+    usage_type = models.CharField(max_length=10, choices=UsageType.choices, default=UsageType.LICENSED)
+    aggregation = models.CharField(
+        max_length=4, choices=Aggregation.choices, default=Aggregation.SUM, help_text="Metered prices only."
+    )
+    package_size = models.PositiveIntegerField(null=True, blank=True, help_text="Package pricing: units per block.")
+    trial_days = models.PositiveSmallIntegerField(default=0)
+    tax_behavior = models.CharField(max_length=10, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["product__name", "pk"]
+        indexes = [models.Index(fields=["product", "active"], name="price_product_active_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(interval__in=Interval.values), name="price_interval_valid"),
+            models.CheckConstraint(condition=Q(interval_count__gte=1), name="price_interval_count_positive"),
+            models.CheckConstraint(condition=Q(pricing_model__in=PricingModel.values), name="price_model_valid"),
+            models.CheckConstraint(condition=Q(usage_type__in=UsageType.values), name="price_usage_type_valid"),
+            models.CheckConstraint(condition=Q(aggregation__in=Aggregation.values), name="price_aggregation_valid"),
+            models.CheckConstraint(condition=Q(tax_behavior__in=TaxBehavior.values), name="price_tax_behavior_valid"),
+            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="price_unit_amount_non_negative"),
+            models.CheckConstraint(
+                condition=~Q(pricing_model=PricingModel.PACKAGE) | Q(package_size__gte=1),
+                name="price_package_needs_size",
+            ),
+            models.CheckConstraint(
+                condition=~Q(usage_type=UsageType.METERED) | ~Q(pricing_model=PricingModel.FLAT),
+                name="price_metered_not_flat",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} — {self.unit_amount} / {self.interval_label}"
+
+    @property
+    def currency(self) -> str:
+        return str(self.unit_amount.currency.code)
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.product.name} ({self.nickname})" if self.nickname else self.product.name
+
+    @property
+    def is_metered(self) -> bool:
+        return self.usage_type == UsageType.METERED
+
+    @property
+    def is_tiered(self) -> bool:
+        return self.pricing_model in (PricingModel.GRADUATED, PricingModel.VOLUME)
+
+    @property
+    def interval_label(self) -> str:
+        return self.interval if self.interval_count == 1 else f"{self.interval_count} {self.interval}s"
+
+
+class PriceTier(models.Model):
+    """One row of a tiered price, in the price's currency. ``up_to`` is inclusive; the last tier has none."""
+
+    price = models.ForeignKey(Price, on_delete=models.CASCADE, related_name="tiers")
+    up_to = models.PositiveBigIntegerField(null=True, blank=True, help_text="Empty = and above (the last tier).")
+    unit_amount = models.DecimalField(max_digits=19, decimal_places=6, default=Decimal(0))
+    flat_amount = models.DecimalField(max_digits=19, decimal_places=3, default=Decimal(0))
+
+    class Meta:
+        ordering = ["price", F("up_to").asc(nulls_last=True)]
+        constraints = [
+            models.UniqueConstraint(fields=["price", "up_to"], name="price_tier_up_to_unique"),
+            models.UniqueConstraint(
+                fields=["price"], condition=Q(up_to__isnull=True), name="price_tier_one_open_ended"
+            ),
+            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="price_tier_unit_non_negative"),
+            models.CheckConstraint(condition=Q(flat_amount__gte=0), name="price_tier_flat_non_negative"),
+            models.CheckConstraint(condition=Q(up_to__isnull=True) | Q(up_to__gte=1), name="price_tier_up_to_pos"),
+        ]
+
+    def __str__(self) -> str:
+        return f"up to {self.up_to if self.up_to is not None else '∞'}: {self.unit_amount} + {self.flat_amount}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    TRIALING = "trialing", "Trialing"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    PAUSED = "paused", "Paused"
+    CANCELED = "canceled", "Canceled"
+    ENDED = "ended", "Ended"
+
+
+class CollectionMethod(models.TextChoices):
+    CHARGE_AUTOMATICALLY = "charge_automatically", "Charge automatically"
+    SEND_INVOICE = "send_invoice", "Send invoice"
+
+
+class Subscription(models.Model):
+    """A customer's recurring purchase. Period fields follow DESIGN.md: ``[current_period_start,
+    current_period_end)`` is half-open; ``next_billing_date`` is the boundary whose invoice is due next (the
+    start itself for a subscription whose first period is not billed yet, else ``current_period_end``; empty
+    once nothing more will be billed). ``usage_open_from`` is the first date whose usage is not billed yet.
+
+    Currency and interval are those of every item (checked by the services)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    interval = models.CharField(max_length=8, choices=Interval.choices)
+    interval_count = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=SubscriptionStatus.choices, default=SubscriptionStatus.ACTIVE)
+    start_date = models.DateField()
+    billing_cycle_anchor = models.DateField(help_text="Period boundaries are anchor + n × interval, clamped.")
+    current_period_start = models.DateField()
+    current_period_end = models.DateField()
+    next_billing_date = models.DateField(null=True, blank=True)
+    usage_open_from = models.DateField(help_text="Usage on or after this date is not billed yet.")
+    trial_end = models.DateField(null=True, blank=True)
+    cancel_at_period_end = models.BooleanField(default=False)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateField(null=True, blank=True)
+    paused_at = models.DateField(null=True, blank=True)
+    collection_method = models.CharField(
+        max_length=20, choices=CollectionMethod.choices, default=CollectionMethod.SEND_INVOICE
+    )
+    days_until_due = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty: customer's terms.")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [
+            # subscription_ids_due: "next billing date <= as_of, ordered by id" on an index.
+            models.Index(
+                fields=["next_billing_date", "id"],
+                name="subscription_next_billing_idx",
+                condition=Q(next_billing_date__isnull=False),
+            ),
+            models.Index(fields=["status", "id"], name="subscription_status_idx"),
+            models.Index(fields=["customer", "status"], name="subscription_customer_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=SubscriptionStatus.values), name="subscription_status_ok"),
+            models.CheckConstraint(condition=Q(interval__in=Interval.values), name="subscription_interval_ok"),
+            models.CheckConstraint(condition=Q(interval_count__gte=1), name="subscription_interval_count_pos"),
+            models.CheckConstraint(
+                condition=Q(collection_method__in=CollectionMethod.values), name="subscription_collection_ok"
+            ),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="subscription_currency_iso"),
+            models.CheckConstraint(
+                condition=Q(current_period_start__lt=F("current_period_end")), name="subscription_period_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(days_until_due__isnull=True) | Q(days_until_due__lte=365), name="subscription_due_max"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status=SubscriptionStatus.TRIALING) | Q(trial_end__isnull=False),
+                name="subscription_trialing_has_trial_end",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status__in=[SubscriptionStatus.CANCELED, SubscriptionStatus.ENDED])
+                | Q(ended_at__isnull=False),
+                name="subscription_terminal_has_ended_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Subscription #{self.pk} ({self.customer_id}, {self.status})"
+
+    @property
+    def effective_days_until_due(self) -> int:
+        if self.days_until_due is not None:
+            return self.days_until_due
+        return int(self.customer.payment_terms_days)
+
+
+class SubscriptionItem(models.Model):
+    """A price on a subscription, with a quantity (seats) for licensed prices. An item removed by a change keeps
+    its row (``removed_on``): invoice lines and usage records point at it."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="items")
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="subscription_items")
+    quantity = models.PositiveIntegerField(default=1)
+    removed_on = models.DateField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["subscription", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "price"],
+                condition=Q(removed_on__isnull=True),
+                name="subscription_item_price_unique_live",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.price.display_name} × {self.quantity}"
+
+
+class SubscriptionEvent(models.Model):
+    """Every status change and plan change: who, when, from, to, why (STYLE.md's state-machine rule)."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    from_status = models.CharField(max_length=10, choices=SubscriptionStatus.choices)
+    to_status = models.CharField(max_length=10, choices=SubscriptionStatus.choices)
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["subscription", "at", "pk"]
+        indexes = [models.Index(fields=["subscription", "at"], name="subscription_event_sub_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} → {self.to_status}: {self.reason}"
+
+
+class CouponDuration(models.TextChoices):
+    ONCE = "once", "Once"
+    REPEATING = "repeating", "Repeating (N periods)"
+    FOREVER = "forever", "Forever"
+
+
+class Coupon(models.Model):
+    code = models.CharField(max_length=50, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    percent_off = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    amount_off = MoneyField(
+        max_digits=19,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        default_currency=None,
+        currency_choices=settings.CURRENCY_CHOICES,
+    )
+    duration = models.CharField(max_length=10, choices=CouponDuration.choices, default=CouponDuration.ONCE)
+    duration_in_periods = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Repeating only.")
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
+    times_redeemed = models.PositiveIntegerField(default=0)
+    redeem_by = models.DateField(null=True, blank=True)
+    products = models.ManyToManyField(Product, blank=True, help_text="Empty: applies to every product.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(percent_off__isnull=False) & Q(amount_off__isnull=True))
+                | (Q(percent_off__isnull=True) & Q(amount_off__isnull=False)),
+                name="coupon_percent_xor_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(percent_off__isnull=True) | (Q(percent_off__gt=0) & Q(percent_off__lte=100)),
+                name="coupon_percent_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(amount_off__isnull=True) | Q(amount_off__gt=0), name="coupon_amount_positive"
+            ),
+            models.CheckConstraint(condition=Q(duration__in=CouponDuration.values), name="coupon_duration_valid"),
+            models.CheckConstraint(
+                condition=(Q(duration=CouponDuration.REPEATING) & Q(duration_in_periods__gte=1))
+                | (~Q(duration=CouponDuration.REPEATING) & Q(duration_in_periods__isnull=True)),
+                name="coupon_repeating_has_periods",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_redemptions__isnull=True) | Q(times_redeemed__lte=F("max_redemptions")),
+                name="coupon_redemptions_within_max",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        off = f"{self.percent_off}%" if self.percent_off is not None else str(self.amount_off)
+        return f"{self.code} ({off} off, {self.get_duration_display().lower()})"
+
+    @property
+    def periods_limit(self) -> int | None:
+        if self.duration == CouponDuration.ONCE:
+            return 1
+        if self.duration == CouponDuration.REPEATING:
+            return self.duration_in_periods
+        return None
+
+
+class Discount(models.Model):
+    """A coupon applied to a customer (all their subscriptions) or to one subscription, from ``start`` until
+    ``end`` (exclusive) or until the coupon's periods are used up (``periods_applied``)."""
+
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="discounts")
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.PROTECT, related_name="discounts")
+    subscription = models.ForeignKey(
+        Subscription, null=True, blank=True, on_delete=models.PROTECT, related_name="discounts"
+    )
+    start = models.DateField()
+    end = models.DateField(null=True, blank=True)
+    periods_applied = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["start", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(customer__isnull=False) & Q(subscription__isnull=True))
+                | (Q(customer__isnull=True) & Q(subscription__isnull=False)),
+                name="discount_customer_xor_subscription",
+            ),
+            models.CheckConstraint(condition=Q(end__isnull=True) | Q(end__gt=F("start")), name="discount_end_after"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.coupon.code} from {self.start}"
+
+
+class LineKind(models.TextChoices):
+    RECURRING = "recurring", "Recurring"
+    USAGE = "usage", "Usage"
+    PRORATION = "proration", "Proration"
+    ONE_OFF = "one_off", "One-off"
+
+
+class PendingInvoiceItem(models.Model):
+    """A line waiting for an invoice: prorations of a change ("add to next invoice" or "invoice now") and the
+    credit of a prorated cancellation. Consumed (``billed_at``) by the plan that bills it, exactly once."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="pending_items")
+    subscription_item = models.ForeignKey(
+        SubscriptionItem, null=True, blank=True, on_delete=models.PROTECT, related_name="pending_items"
+    )
+    price = models.ForeignKey(Price, null=True, blank=True, on_delete=models.PROTECT, related_name="pending_items")
+    description = models.CharField(max_length=300)
+    quantity = models.DecimalField(max_digits=19, decimal_places=6)
+    unit_amount = MoneyField(max_digits=19, decimal_places=6, currency_choices=settings.CURRENCY_CHOICES)
+    amount = MoneyField(max_digits=19, decimal_places=3, currency_choices=settings.CURRENCY_CHOICES)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    kind = models.CharField(max_length=10, choices=LineKind.choices, default=LineKind.PRORATION)
+    proration = models.BooleanField(default=True)
+    tax_behavior = models.CharField(max_length=10, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
+    effective_on = models.DateField(help_text="The change date; billed at the first boundary on or after it.")
+    invoice_now = models.BooleanField(default=False)
+    billed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["subscription", "pk"]
+        indexes = [
+            models.Index(
+                fields=["subscription", "id"], name="pending_item_unbilled_idx", condition=Q(billed_at__isnull=True)
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="pending_item_kind_valid"),
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="pending_item_quantity_non_negative"),
+            # Only a proration credit may be negative.
+            models.CheckConstraint(
+                condition=Q(amount__gte=0) | Q(proration=True), name="pending_item_negative_only_proration"
+            ),
+            models.CheckConstraint(condition=Q(period_start__lt=F("period_end")), name="pending_item_period_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class UsageRecord(models.Model):
+    """Usage of a metered item. ``billing_date`` decides which period bills it: the usage date in the billing
+    timezone, or — when that period was already billed (late usage) — the first open date, so late usage goes
+    to the next period instead of being lost. A re-sent record (same idempotency key) is ignored."""
+
+    subscription_item = models.ForeignKey(SubscriptionItem, on_delete=models.PROTECT, related_name="usage_records")
+    quantity = models.DecimalField(max_digits=19, decimal_places=6)
+    timestamp = models.DateTimeField()
+    usage_date = models.DateField(help_text="The timestamp's date in BILLING_TIMEZONE.")
+    billing_date = models.DateField()
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-timestamp", "-pk"]
+        indexes = [models.Index(fields=["subscription_item", "billing_date"], name="usage_item_billing_date_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=0), name="usage_quantity_non_negative"),
+            models.CheckConstraint(condition=Q(billing_date__gte=F("usage_date")), name="usage_billing_not_before"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} on {self.usage_date} ({self.idempotency_key})"

@@ -1,0 +1,1020 @@
+"""Writes on subscriptions. Plain functions, keyword-only and typed (STYLE.md); every one that depends on
+"today" takes ``as_of`` (a date in BILLING_TIMEZONE).
+
+Status changes go through ``_transition``: an explicit map of allowed transitions, an ``UPDATE … WHERE
+status=<old>`` that must change exactly one row, and a ``SubscriptionEvent`` (who, when, from, to, why).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import IO, Any
+
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
+from django.utils import timezone
+from djmoney.money import Money
+
+from billing_project.lib.dates import billing_date_of, billing_tz
+from billing_project.lib.money import CurrencyMismatch, round_amount
+from customers.models import Customer
+from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
+from subscriptions.charges import BillingPlan, ChargeLine
+from subscriptions.models import (
+    CollectionMethod,
+    Coupon,
+    CouponDuration,
+    Discount,
+    LineKind,
+    PendingInvoiceItem,
+    Price,
+    Subscription,
+    SubscriptionEvent,
+    SubscriptionItem,
+    SubscriptionStatus,
+    UsageRecord,
+)
+from subscriptions.pricing import Tier, full_amount, price_parts, prorate
+
+Status = SubscriptionStatus
+Actor = User | AnonymousUser | None
+
+
+class SubscriptionError(ValueError):
+    """A request the subscription's rules refuse; the message says why, for staff."""
+
+
+class IntervalMismatch(SubscriptionError):
+    pass
+
+
+class InvalidTransition(SubscriptionError):
+    pass
+
+
+class ConcurrentUpdate(SubscriptionError):
+    pass
+
+
+class CouponNotRedeemable(SubscriptionError):
+    pass
+
+
+class UsageRejected(SubscriptionError):
+    pass
+
+
+class IdempotencyConflict(UsageRejected):
+    pass
+
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.TRIALING: frozenset({Status.ACTIVE, Status.CANCELED, Status.ENDED}),
+    Status.ACTIVE: frozenset({Status.PAST_DUE, Status.PAUSED, Status.CANCELED, Status.ENDED}),
+    Status.PAST_DUE: frozenset({Status.ACTIVE, Status.PAUSED, Status.CANCELED, Status.ENDED}),
+    Status.PAUSED: frozenset({Status.ACTIVE, Status.CANCELED}),
+    Status.CANCELED: frozenset(),
+    Status.ENDED: frozenset(),
+}
+
+
+class ProrationBehavior(StrEnum):
+    CREATE_PRORATIONS = "create_prorations"  # add the prorations to the next invoice (default)
+    ALWAYS_INVOICE = "always_invoice"  # invoice them now (charges.change_invoice_now_charges)
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    price: Price
+    quantity: int = 1
+
+
+def _event(subscription: Subscription, *, from_status: str, to_status: str, actor: Actor, reason: str) -> None:
+    SubscriptionEvent.objects.create(
+        subscription=subscription,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor if isinstance(actor, User) else None,
+        reason=reason[:300],
+    )
+
+
+def _transition(subscription: Subscription, *, to: str, actor: Actor, reason: str, **changes: Any) -> Subscription:
+    old = subscription.status
+    if to not in ALLOWED_TRANSITIONS[old]:
+        raise InvalidTransition(f"a {old} subscription cannot become {to}")
+    updated = Subscription.objects.filter(pk=subscription.pk, status=old).update(
+        status=to, updated_at=timezone.now(), **changes
+    )
+    if updated != 1:
+        raise ConcurrentUpdate(f"subscription #{subscription.pk} changed meanwhile; reload and retry")
+    _event(subscription, from_status=old, to_status=to, actor=actor, reason=reason)
+    subscription.refresh_from_db()
+    return subscription
+
+
+def _locked(subscription: Subscription) -> Subscription:
+    """Lock the row and reload the caller's instance from it, so the caller sees what the service did."""
+    Subscription.objects.select_for_update().filter(pk=subscription.pk).values_list("pk").get()
+    subscription.refresh_from_db()
+    return subscription
+
+
+def _cycle_of(items: list[ItemSpec]) -> tuple[str, str, int]:
+    if not items:
+        raise SubscriptionError("a subscription needs at least one item")
+    first = items[0].price
+    prices = set()
+    for spec in items:
+        price = spec.price
+        if price.pk in prices:
+            raise SubscriptionError(f"{price.display_name} is listed twice; use one item with a quantity")
+        prices.add(price.pk)
+        if spec.quantity < 0 or (spec.quantity == 0 and not price.is_metered):
+            raise SubscriptionError(f"{price.display_name}: the quantity must be at least 1")
+        if price.currency != first.currency:
+            raise CurrencyMismatch(
+                f"all items of a subscription share one currency: {price.display_name} is in {price.currency}, "
+                f"{first.display_name} in {first.currency}"
+            )
+        if (price.interval, price.interval_count) != (first.interval, first.interval_count):
+            raise IntervalMismatch(
+                f"all items of a subscription share one billing interval: {price.display_name} is every "
+                f"{price.interval_label}, {first.display_name} every {first.interval_label}"
+            )
+    return first.currency, first.interval, first.interval_count
+
+
+# --- Create ---------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def subscription_create(
+    *,
+    customer: Customer,
+    items: list[ItemSpec],
+    start_date: dt.date,
+    trial_days: int | None = None,
+    trial_end: dt.date | None = None,
+    billing_cycle_anchor: dt.date | None = None,
+    collection_method: str = CollectionMethod.SEND_INVOICE,
+    days_until_due: int | None = None,
+    metadata: dict[str, Any] | None = None,
+    coupon: Coupon | None = None,
+    actor: Actor = None,
+) -> Subscription:
+    """Start a subscription on ``start_date``. With a trial (``trial_end``, or ``trial_days``, defaulting to the
+    longest trial of its prices) nothing is charged until the trial ends, and the cycle is anchored on that day.
+    Without one, the first period is billed at the start (in advance); ``billing_cycle_anchor`` (a later date)
+    makes the first period a prorated partial one ending on the anchor."""
+    currency, interval, interval_count = _cycle_of(items)
+    if currency != customer.currency:
+        raise CurrencyMismatch(f"{customer} is billed in {customer.currency}, the prices are in {currency}")
+    if trial_end is None:
+        days = max(spec.price.trial_days for spec in items) if trial_days is None else trial_days
+        trial_end = start_date + dt.timedelta(days=days) if days > 0 else None
+    if trial_end is not None and trial_end <= start_date:
+        raise SubscriptionError("the trial must end after the start date")
+    subscription = Subscription(
+        customer=customer,
+        currency=currency,
+        interval=interval,
+        interval_count=interval_count,
+        start_date=start_date,
+        collection_method=collection_method,
+        days_until_due=days_until_due,
+        metadata=metadata or {},
+    )
+    if trial_end is not None:
+        subscription.status = Status.TRIALING
+        subscription.trial_end = trial_end
+        subscription.billing_cycle_anchor = trial_end
+        subscription.current_period_start = start_date
+        subscription.current_period_end = trial_end
+        subscription.next_billing_date = trial_end
+        subscription.usage_open_from = trial_end
+    else:
+        anchor = billing_cycle_anchor or start_date
+        subscription.status = Status.ACTIVE
+        subscription.billing_cycle_anchor = anchor
+        subscription.current_period_start = start_date
+        subscription.current_period_end = boundary_after(anchor, interval, interval_count, start_date)
+        subscription.next_billing_date = start_date
+        subscription.usage_open_from = start_date
+    subscription.save()
+    SubscriptionItem.objects.bulk_create(
+        [SubscriptionItem(subscription=subscription, price=spec.price, quantity=spec.quantity) for spec in items]
+    )
+    _event(subscription, from_status=subscription.status, to_status=subscription.status, actor=actor, reason="created")
+    if coupon is not None:
+        discount_create(coupon=coupon, subscription=subscription, as_of=start_date)
+    return subscription
+
+
+# --- Change with proration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChangePreview:
+    """The exact lines a change would create, before it is made (empty when nothing is prorated)."""
+
+    lines: list[ChargeLine]
+    change_date: dt.date
+    period_start: dt.date
+    period_end: dt.date
+    prorated: bool
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount.amount for line in self.lines), Decimal(0))
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    subscription: Subscription
+    lines: list[ChargeLine]
+    pending_item_ids: list[int]
+    invoice_now: bool
+
+
+def _tiers(price: Price) -> list[Tier]:
+    return [Tier(t.up_to, t.unit_amount, t.flat_amount) for t in price.tiers.all()]
+
+
+def _full_amount(price: Price, quantity: int) -> Decimal:
+    parts = price_parts(
+        pricing_model=price.pricing_model,
+        unit_amount=price.unit_amount.amount,
+        quantity=Decimal(quantity),
+        tiers=_tiers(price) if price.is_tiered else (),
+        package_size=price.package_size,
+    )
+    return full_amount(parts)
+
+
+def proration_line(
+    *,
+    price: Price,
+    quantity: int,
+    credit: bool,
+    change_date: dt.date,
+    period_start: dt.date,
+    period_end: dt.date,
+    subscription_item_id: int | None,
+) -> ChargeLine:
+    """One proration line (docs/proration.md): fraction = (end − d) / (end − start) in days, the change day
+    counting as remaining; amount = ± round(full amount × fraction), rounded on its own."""
+    remaining, period_days = (period_end - change_date).days, (period_end - period_start).days
+    currency = price.currency
+    signed = prorate(_full_amount(price, quantity), remaining, period_days) * (-1 if credit else 1)
+    amount = round_amount(signed, currency)
+    what = "Unused time on" if credit else "Remaining time on"
+    description = (
+        f"{what} {price.display_name} × {quantity} from {format_day(change_date)} ({remaining}/{period_days} days)"
+    )
+    return ChargeLine(
+        description=description,
+        quantity=Decimal(quantity),
+        unit_amount=Money((signed / quantity).quantize(Decimal("0.000001")) if quantity else signed, currency),
+        amount=Money(amount, currency),
+        discount_amount=Money(0, currency),
+        period_start=change_date,
+        period_end=period_end,
+        price_id=price.pk,
+        subscription_item_id=subscription_item_id,
+        kind=LineKind.PRORATION,
+        proration=True,
+        tax_behavior=price.tax_behavior,
+        product_id=price.product_id,
+    )
+
+
+def _full_period_start(subscription: Subscription) -> dt.date:
+    """The start of the full period that ends at current_period_end (earlier than current_period_start only for
+    a partial first period): prorations are fractions of what a full period costs."""
+    return boundary_on_or_before(
+        subscription.billing_cycle_anchor,
+        subscription.interval,
+        subscription.interval_count,
+        subscription.current_period_end - dt.timedelta(days=1),
+    )
+
+
+def _change_lines(
+    subscription: Subscription, items: list[ItemSpec], as_of: dt.date, behavior: ProrationBehavior
+) -> tuple[ChangePreview, dict[int, SubscriptionItem]]:
+    if subscription.status not in (Status.ACTIVE, Status.PAST_DUE, Status.TRIALING):
+        raise SubscriptionError(f"a {subscription.status} subscription cannot change plan")
+    currency, interval, interval_count = _cycle_of(items)
+    if currency != subscription.currency:
+        raise CurrencyMismatch(f"the subscription is billed in {subscription.currency}, the new prices in {currency}")
+    if (interval, interval_count) != (subscription.interval, subscription.interval_count):
+        raise IntervalMismatch(
+            "a plan change keeps the billing interval; cancel and start a new subscription to change it"
+        )
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if not start <= as_of < end:
+        raise SubscriptionError(
+            f"the change date {as_of} lies outside the current period {start} – {end}; bill the due periods first"
+        )
+    old = {item.price_id: item for item in subscription.items.filter(removed_on__isnull=True).select_related("price")}
+    new = {spec.price.pk: spec for spec in items}
+    if {pid: item.quantity for pid, item in old.items()} == {pid: spec.quantity for pid, spec in new.items()}:
+        raise SubscriptionError("nothing changes: the new items are the current ones")
+    already_billed = subscription.next_billing_date == end and subscription.status != Status.TRIALING
+    prorated = behavior != ProrationBehavior.NONE and already_billed
+    lines: list[ChargeLine] = []
+    if prorated:
+        full_start = _full_period_start(subscription)
+        for price_id, item in old.items():
+            spec = new.get(price_id)
+            if item.price.is_metered or (spec is not None and spec.quantity == item.quantity):
+                continue
+            lines.append(
+                proration_line(
+                    price=item.price,
+                    quantity=item.quantity,
+                    credit=True,
+                    change_date=as_of,
+                    period_start=full_start,
+                    period_end=end,
+                    subscription_item_id=item.pk,
+                )
+            )
+        for price_id, spec in new.items():
+            current = old.get(price_id)
+            if spec.price.is_metered or (current is not None and current.quantity == spec.quantity):
+                continue
+            lines.append(
+                proration_line(
+                    price=spec.price,
+                    quantity=spec.quantity,
+                    credit=False,
+                    change_date=as_of,
+                    period_start=full_start,
+                    period_end=end,
+                    subscription_item_id=current.pk if current is not None else None,
+                )
+            )
+    preview = ChangePreview(lines=lines, change_date=as_of, period_start=start, period_end=end, prorated=prorated)
+    return preview, old
+
+
+def subscription_change_preview(
+    *,
+    subscription: Subscription,
+    items: list[ItemSpec],
+    as_of: dt.date,
+    proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
+) -> ChangePreview:
+    """The exact proration lines ``subscription_change`` would create with the same arguments; writes nothing."""
+    preview, _ = _change_lines(subscription, items, as_of, ProrationBehavior(proration_behavior))
+    return preview
+
+
+@transaction.atomic
+def subscription_change(
+    *,
+    subscription: Subscription,
+    items: list[ItemSpec],
+    as_of: dt.date,
+    proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
+    actor: Actor = None,
+    reason: str = "",
+) -> ChangeResult:
+    """Replace the subscription's items by ``items`` (quantity up/down, price switch, upgrade, downgrade) on
+    ``as_of``. Prorations credit the unused time of the old items and charge the remaining time of the new ones;
+    they become pending invoice items: billed with the next invoice (default) or, with ``always_invoice``,
+    returned by ``charges.change_invoice_now_charges`` for an immediate invoice. ``none`` prorates nothing."""
+    behavior = ProrationBehavior(proration_behavior)
+    subscription = _locked(subscription)
+    preview, old = _change_lines(subscription, items, as_of, behavior)
+    new_item_by_price: dict[int, SubscriptionItem] = {}
+    for price_id, item in old.items():
+        if price_id not in {spec.price.pk for spec in items}:
+            item.removed_on = as_of
+            item.save(update_fields=["removed_on"])
+    for spec in items:
+        current = old.get(spec.price.pk)
+        if current is None:
+            new_item_by_price[spec.price.pk] = SubscriptionItem.objects.create(
+                subscription=subscription, price=spec.price, quantity=spec.quantity
+            )
+        elif current.quantity != spec.quantity:
+            current.quantity = spec.quantity
+            current.save(update_fields=["quantity"])
+    invoice_now = behavior == ProrationBehavior.ALWAYS_INVOICE
+    pending = [
+        PendingInvoiceItem(
+            subscription=subscription,
+            subscription_item_id=line.subscription_item_id
+            or (new_item_by_price[line.price_id].pk if line.price_id in new_item_by_price else None),
+            price_id=line.price_id,
+            description=line.description,
+            quantity=line.quantity,
+            unit_amount=line.unit_amount,  # type: ignore[misc]
+            amount=line.amount,  # type: ignore[misc]
+            period_start=line.period_start,
+            period_end=line.period_end,
+            kind=line.kind,
+            proration=True,
+            tax_behavior=line.tax_behavior,
+            effective_on=as_of,
+            invoice_now=invoice_now,
+        )
+        for line in preview.lines
+    ]
+    created = PendingInvoiceItem.objects.bulk_create(pending)
+    summary = ", ".join(f"{spec.price.display_name} × {spec.quantity}" for spec in items)
+    _event(
+        subscription,
+        from_status=subscription.status,
+        to_status=subscription.status,
+        actor=actor,
+        reason=f"plan changed on {as_of} to {summary} ({behavior.value}){': ' + reason if reason else ''}",
+    )
+    subscription.updated_at = timezone.now()
+    subscription.save(update_fields=["updated_at"])
+    return ChangeResult(
+        subscription=subscription,
+        lines=preview.lines,
+        pending_item_ids=[p.pk for p in created],
+        invoice_now=invoice_now,
+    )
+
+
+# --- Trial, cancel, pause, resume, past due -------------------------------------------------------------
+
+
+@transaction.atomic
+def subscription_end_trial(*, subscription: Subscription, as_of: dt.date, actor: Actor = None) -> Subscription:
+    """End a trial early on ``as_of``: the first paid period starts that day and is billed at once."""
+    subscription = _locked(subscription)
+    if subscription.status != Status.TRIALING or subscription.trial_end is None:
+        raise InvalidTransition("only a trialing subscription can end its trial")
+    if not subscription.start_date <= as_of < subscription.trial_end:
+        raise SubscriptionError(f"the trial runs {subscription.start_date} – {subscription.trial_end}")
+    end = add_interval(as_of, subscription.interval, subscription.interval_count, 1)
+    return _transition(
+        subscription,
+        to=Status.ACTIVE,
+        actor=actor,
+        reason=f"trial ended early on {as_of}",
+        trial_end=as_of,
+        billing_cycle_anchor=as_of,
+        current_period_start=as_of,
+        current_period_end=end,
+        next_billing_date=as_of,
+        usage_open_from=as_of,
+    )
+
+
+@transaction.atomic
+def subscription_cancel(
+    *,
+    subscription: Subscription,
+    as_of: dt.date,
+    at_period_end: bool = False,
+    prorate_credit: bool = False,
+    actor: Actor = None,
+    reason: str = "",
+) -> Subscription:
+    """Cancel at the end of the current period (billing stops there; status becomes ``ended``) or now.
+
+    Cancel now: status ``canceled`` on ``as_of``; the final invoice (at ``as_of``) bills the usage so far and,
+    with ``prorate_credit``, credits the unused time of the already billed period, like a change to nothing."""
+    subscription = _locked(subscription)
+    why = f": {reason}" if reason else ""
+    if at_period_end:
+        if subscription.status not in (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE):
+            raise InvalidTransition(f"a {subscription.status} subscription cannot be canceled at period end")
+        if subscription.cancel_at_period_end:
+            return subscription
+        Subscription.objects.filter(pk=subscription.pk).update(
+            cancel_at_period_end=True, canceled_at=timezone.now(), updated_at=timezone.now()
+        )
+        _event(
+            subscription,
+            from_status=subscription.status,
+            to_status=subscription.status,
+            actor=actor,
+            reason=f"cancel at period end ({subscription.current_period_end}) requested{why}",
+        )
+        subscription.refresh_from_db()
+        return subscription
+    if Status.CANCELED not in ALLOWED_TRANSITIONS[subscription.status]:
+        raise InvalidTransition(f"a {subscription.status} subscription cannot be canceled")
+    start, end = subscription.current_period_start, subscription.current_period_end
+    if as_of < start or (as_of >= end and subscription.status != Status.PAUSED):
+        raise SubscriptionError(f"cancel within the current period {start} – {end}; bill the due periods first")
+    billed = subscription.next_billing_date == end and subscription.status != Status.TRIALING
+    if prorate_credit and billed and as_of < end:
+        full_start = _full_period_start(subscription)
+        credits = []
+        for item in subscription.items.filter(removed_on__isnull=True).select_related("price"):
+            if item.price.is_metered:
+                continue
+            line = proration_line(
+                price=item.price,
+                quantity=item.quantity,
+                credit=True,
+                change_date=as_of,
+                period_start=full_start,
+                period_end=end,
+                subscription_item_id=item.pk,
+            )
+            credits.append(
+                PendingInvoiceItem(
+                    subscription=subscription,
+                    subscription_item_id=item.pk,
+                    price_id=item.price_id,
+                    description=line.description,
+                    quantity=line.quantity,
+                    unit_amount=line.unit_amount,  # type: ignore[misc]
+                    amount=line.amount,  # type: ignore[misc]
+                    period_start=line.period_start,
+                    period_end=line.period_end,
+                    kind=LineKind.PRORATION,
+                    proration=True,
+                    tax_behavior=line.tax_behavior,
+                    effective_on=as_of,
+                )
+            )
+        PendingInvoiceItem.objects.bulk_create(credits)
+    return _transition(
+        subscription,
+        to=Status.CANCELED,
+        actor=actor,
+        reason=f"canceled on {as_of}{' with prorated credit' if prorate_credit else ''}{why}",
+        canceled_at=timezone.now(),
+        ended_at=as_of,
+        cancel_at_period_end=False,
+        next_billing_date=as_of,
+        paused_at=None,
+    )
+
+
+@transaction.atomic
+def subscription_pause(
+    *, subscription: Subscription, as_of: dt.date, actor: Actor = None, reason: str = ""
+) -> Subscription:
+    """Pause: no invoices while paused. The period already billed runs to its end; see ``subscription_resume``."""
+    subscription = _locked(subscription)
+    return _transition(
+        subscription,
+        to=Status.PAUSED,
+        actor=actor,
+        reason=f"paused on {as_of}{': ' + reason if reason else ''}",
+        paused_at=as_of,
+    )
+
+
+@transaction.atomic
+def subscription_resume(
+    *, subscription: Subscription, as_of: dt.date, actor: Actor = None, reason: str = ""
+) -> Subscription:
+    """Resume a paused subscription. Back within the period already billed: nothing else changes. Later: the
+    periods in between are not billed; the cycle re-anchors on ``as_of`` and the new period is billed that day
+    (with any usage not billed yet)."""
+    subscription = _locked(subscription)
+    if subscription.status != Status.PAUSED:
+        raise InvalidTransition(f"a {subscription.status} subscription is not paused")
+    changes: dict[str, Any] = {"paused_at": None}
+    if as_of >= subscription.current_period_end:
+        changes.update(
+            billing_cycle_anchor=as_of,
+            current_period_start=as_of,
+            current_period_end=add_interval(as_of, subscription.interval, subscription.interval_count, 1),
+            next_billing_date=as_of,
+        )
+    return _transition(
+        subscription,
+        to=Status.ACTIVE,
+        actor=actor,
+        reason=f"resumed on {as_of}{': ' + reason if reason else ''}",
+        **changes,
+    )
+
+
+@transaction.atomic
+def subscription_mark_past_due(*, subscription: Subscription, actor: Actor = None, reason: str = "") -> Subscription:
+    """For invoicing/dunning: an invoice of this subscription is overdue."""
+    return _transition(_locked(subscription), to=Status.PAST_DUE, actor=actor, reason=reason or "invoice overdue")
+
+
+@transaction.atomic
+def subscription_mark_paid_up(*, subscription: Subscription, actor: Actor = None, reason: str = "") -> Subscription:
+    """For payments: the overdue invoices are paid."""
+    return _transition(_locked(subscription), to=Status.ACTIVE, actor=actor, reason=reason or "overdue invoices paid")
+
+
+# --- Coupons and discounts ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def discount_create(
+    *,
+    coupon: Coupon,
+    as_of: dt.date,
+    subscription: Subscription | None = None,
+    customer: Customer | None = None,
+    end: dt.date | None = None,
+) -> Discount:
+    """Redeem ``coupon`` for one subscription or for a customer (all their subscriptions) from ``as_of``.
+
+    A customer-wide discount must be ``forever`` (optionally until ``end``): a once / repeating coupon counts
+    billed periods, which only a single subscription has."""
+    if (subscription is None) == (customer is None):
+        raise SubscriptionError("a discount applies to a subscription or to a customer, not both")
+    coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)
+    if not coupon.active:
+        raise CouponNotRedeemable(f"coupon {coupon.code} is not active")
+    if coupon.redeem_by is not None and as_of > coupon.redeem_by:
+        raise CouponNotRedeemable(f"coupon {coupon.code} could be redeemed until {coupon.redeem_by}")
+    if coupon.max_redemptions is not None and coupon.times_redeemed >= coupon.max_redemptions:
+        raise CouponNotRedeemable(f"coupon {coupon.code} has been redeemed {coupon.max_redemptions} times already")
+    currency = subscription.currency if subscription is not None else customer.currency  # type: ignore[union-attr]
+    if coupon.amount_off is not None and str(coupon.amount_off.currency.code) != currency:
+        raise CurrencyMismatch(
+            f"coupon {coupon.code} is an amount in {coupon.amount_off.currency.code}, not {currency}"
+        )
+    if customer is not None and coupon.duration != CouponDuration.FOREVER:
+        raise SubscriptionError("a customer-wide discount needs a 'forever' coupon; apply it to a subscription")
+    if subscription is not None and subscription.status in (Status.CANCELED, Status.ENDED):
+        raise SubscriptionError("the subscription has ended")
+    discount = Discount.objects.create(
+        coupon=coupon, subscription=subscription, customer=customer, start=as_of, end=end
+    )
+    Coupon.objects.filter(pk=coupon.pk).update(times_redeemed=F("times_redeemed") + 1)
+    return discount
+
+
+def price_archive(*, price: Price) -> Price:
+    """Prices are never edited once used: archive, then create the replacement."""
+    if price.active:
+        price.active = False
+        price.save(update_fields=["active"])
+    return price
+
+
+# --- Usage ----------------------------------------------------------------------------------------------
+
+
+def _usage_record(
+    *, item: SubscriptionItem, subscription: Subscription, quantity: Decimal, timestamp: dt.datetime, key: str
+) -> UsageRecord:
+    """Validate one usage record against its (locked) subscription and decide its billing date."""
+    if not item.price.is_metered:
+        raise UsageRejected(f"item #{item.pk} ({item.price.display_name}) is not metered")
+    if isinstance(quantity, float) or quantity < 0:
+        raise UsageRejected("the quantity must be a non-negative Decimal")
+    if not key or len(key) > 200:
+        raise UsageRejected("an idempotency key of 1–200 characters is required")
+    if timezone.is_naive(timestamp):
+        raise UsageRejected("the timestamp needs a time zone")
+    usage_date = billing_date_of(timestamp)
+    if subscription.next_billing_date is None or subscription.status == Status.ENDED:
+        raise UsageRejected(f"subscription #{subscription.pk} has ended; its usage can no longer be billed")
+    if subscription.status == Status.CANCELED and subscription.ended_at and usage_date >= subscription.ended_at:
+        raise UsageRejected(f"subscription #{subscription.pk} was canceled on {subscription.ended_at}")
+    if usage_date < subscription.start_date:
+        raise UsageRejected(f"the usage date {usage_date} is before the subscription started")
+    if item.removed_on is not None and (
+        usage_date >= item.removed_on or item.removed_on <= subscription.usage_open_from
+    ):
+        raise UsageRejected(f"item #{item.pk} was removed on {item.removed_on}")
+    if subscription.trial_end is not None and usage_date < subscription.trial_end:
+        billing_date = usage_date  # trial usage is free: before usage_open_from, never billed
+    else:
+        # Usage of a period already billed (late) goes to the first open period, never lost.
+        billing_date = max(usage_date, subscription.usage_open_from)
+    return UsageRecord(
+        subscription_item=item,
+        quantity=quantity,
+        timestamp=timestamp,
+        usage_date=usage_date,
+        billing_date=billing_date,
+        idempotency_key=key,
+    )
+
+
+def _same_record(existing: UsageRecord, item_id: int, quantity: Decimal, timestamp: dt.datetime) -> bool:
+    return (
+        existing.subscription_item_id == item_id and existing.quantity == quantity and existing.timestamp == timestamp
+    )
+
+
+def usage_record_create(
+    *, subscription_item: SubscriptionItem, quantity: Decimal, timestamp: dt.datetime, idempotency_key: str
+) -> tuple[UsageRecord, bool]:
+    """Record usage once. A re-sent record (same idempotency key, same values) returns the stored one and
+    ``False``; the same key with other values is refused (``IdempotencyConflict``).
+
+    Takes the subscription row lock so that a billing run (which locks it too) sees the record wholly before or
+    wholly after its plan."""
+    quantity = Decimal(quantity)
+    existing = UsageRecord.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        if _same_record(existing, subscription_item.pk, quantity, timestamp):
+            return existing, False
+        raise IdempotencyConflict(f"idempotency key '{idempotency_key}' was used for another record")
+    try:
+        with transaction.atomic():
+            subscription = Subscription.objects.select_for_update(no_key=True).get(pk=subscription_item.subscription_id)
+            item = SubscriptionItem.objects.select_related("price").get(pk=subscription_item.pk)
+            record = _usage_record(
+                item=item, subscription=subscription, quantity=quantity, timestamp=timestamp, key=idempotency_key
+            )
+            record.save()
+            return record, True
+    except IntegrityError:
+        existing = UsageRecord.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None and _same_record(existing, subscription_item.pk, quantity, timestamp):
+            return existing, False
+        raise
+
+
+USAGE_COLUMNS = ("subscription_item_id", "quantity", "timestamp", "idempotency_key")
+MAX_IMPORT_BYTES = 50 * 1024 * 1024
+
+
+@dataclass
+class UsageImportRowError:
+    row: int  # line number in the file, the header being line 1
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}, column '{self.column}': {self.message}"
+
+
+@dataclass
+class UsageImportReport:
+    created: int = 0
+    duplicates: int = 0  # re-sent records (same key and values), ignored
+    errors: list[UsageImportRowError] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        if self.errors:
+            return f"{len(self.errors)} error(s); nothing was written."
+        verb = "Dry run: would record" if self.dry_run else "Recorded"
+        return f"{verb} {self.created} usage record(s); ignored {self.duplicates} already recorded."
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "duplicates": self.duplicates,
+            "dry_run": self.dry_run,
+            "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in self.errors],
+        }
+
+
+class UsageImportError(Exception):
+    def __init__(self, report: UsageImportReport):
+        super().__init__(report.summary())
+        self.report = report
+
+
+def _parse_timestamp(value: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return moment.replace(tzinfo=billing_tz()) if timezone.is_naive(moment) else moment
+
+
+def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> UsageImportReport:
+    """Import usage records from CSV (columns: subscription_item_id, quantity, timestamp, idempotency_key), all
+    or nothing. Timestamps are ISO 8601; without an offset they are read in BILLING_TIMEZONE. Rows already
+    recorded (same key and values) are ignored, so a re-sent file is harmless. Raises ``UsageImportError``
+    carrying a report that names each bad row and column."""
+    report = UsageImportReport(dry_run=dry_run)
+    raw = stream.read()
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_IMPORT_BYTES:
+            report.errors.append(UsageImportRowError(1, "(file)", "the file is larger than 50 MB"))
+            raise UsageImportError(report)
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            report.errors.append(UsageImportRowError(1, "(file)", f"the file is not UTF-8 text (byte {exc.start})"))
+            raise UsageImportError(report) from exc
+    else:
+        text = raw.lstrip("\ufeff")
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    reader.fieldnames = header
+    for column in header:
+        if column not in USAGE_COLUMNS:
+            report.errors.append(UsageImportRowError(1, column, "unknown column"))
+    for column in USAGE_COLUMNS:
+        if column not in header:
+            report.errors.append(UsageImportRowError(1, column, "required column is missing"))
+    rows = list(reader) if not report.errors else []
+    if not rows and not report.errors:
+        report.errors.append(UsageImportRowError(2, "(file)", "the file has no data rows"))
+    if report.errors:
+        raise UsageImportError(report)
+
+    parsed: list[tuple[int, int, Decimal, dt.datetime, str]] = []
+    seen_keys: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        values = {column: (row.get(column) or "").strip() for column in USAGE_COLUMNS}
+        errors_before = len(report.errors)
+        item_id = quantity = moment = None
+        try:
+            item_id = int(values["subscription_item_id"])
+        except ValueError:
+            report.errors.append(UsageImportRowError(line, "subscription_item_id", "not a whole number"))
+        try:
+            quantity = Decimal(values["quantity"])
+            if not quantity.is_finite() or quantity < 0:
+                raise InvalidOperation
+        except InvalidOperation:
+            report.errors.append(UsageImportRowError(line, "quantity", "not a non-negative number"))
+        try:
+            moment = _parse_timestamp(values["timestamp"])
+        except ValueError:
+            report.errors.append(UsageImportRowError(line, "timestamp", "not an ISO 8601 date and time"))
+        key = values["idempotency_key"]
+        if not key or len(key) > 200:
+            report.errors.append(UsageImportRowError(line, "idempotency_key", "required, at most 200 characters"))
+        elif key in seen_keys:
+            report.errors.append(
+                UsageImportRowError(line, "idempotency_key", f"duplicate of row {seen_keys[key]} in this file")
+            )
+        else:
+            seen_keys[key] = line
+        if len(report.errors) == errors_before:
+            assert item_id is not None and quantity is not None and moment is not None
+            parsed.append((line, item_id, quantity, moment, key))
+
+    with transaction.atomic():
+        items = {
+            item.pk: item
+            for item in SubscriptionItem.objects.filter(pk__in={p[1] for p in parsed}).select_related("price")
+        }
+        # Lock the subscriptions in id order (STYLE.md: fixed lock order), like usage_record_create does one.
+        subscriptions = {
+            sub.pk: sub
+            for sub in Subscription.objects.select_for_update(no_key=True)
+            .filter(pk__in={item.subscription_id for item in items.values()})
+            .order_by("pk")
+        }
+        existing = {
+            record.idempotency_key: record
+            for record in UsageRecord.objects.filter(idempotency_key__in=[p[4] for p in parsed])
+        }
+        new_records: list[UsageRecord] = []
+        for line, item_id, quantity, moment, key in parsed:
+            item = items.get(item_id)
+            if item is None:
+                report.errors.append(UsageImportRowError(line, "subscription_item_id", f"no item #{item_id}"))
+                continue
+            if key in existing:
+                if _same_record(existing[key], item_id, quantity, moment):
+                    report.duplicates += 1
+                else:
+                    report.errors.append(
+                        UsageImportRowError(line, "idempotency_key", "already used for another record")
+                    )
+                continue
+            try:
+                new_records.append(
+                    _usage_record(
+                        item=item,
+                        subscription=subscriptions[item.subscription_id],
+                        quantity=quantity,
+                        timestamp=moment,
+                        key=key,
+                    )
+                )
+            except UsageRejected as exc:
+                column = "timestamp" if "date" in str(exc) or "canceled" in str(exc) else "subscription_item_id"
+                report.errors.append(UsageImportRowError(line, column, str(exc)))
+        report.errors.sort(key=lambda e: e.row)
+        if report.errors:
+            transaction.set_rollback(True)
+            raise UsageImportError(report)
+        report.created = len(new_records)
+        if not dry_run:
+            UsageRecord.objects.bulk_create(new_records, batch_size=1000)
+    return report
+
+
+# --- Billing run: commit plans --------------------------------------------------------------------------
+
+_PLAN_FIELDS = (
+    "current_period_start",
+    "current_period_end",
+    "next_billing_date",
+    "usage_open_from",
+    "status",
+    "ended_at",
+    "updated_at",
+)
+
+
+def plans_commit(*, plans: list[BillingPlan], actor: Actor = None) -> list[int]:
+    """Apply the plans' advancement in bulk, in the caller's transaction (the one that writes the invoices).
+
+    Guarded: a subscription advances only while its current period start, next billing date and status are
+    still those the plan was computed from, so a period is advanced once even if two runs overlap. Returns the
+    ids that were advanced; a planned id missing from it was changed meanwhile (roll back its invoice).
+    A fixed number of queries: lock+read subscriptions and pending items, update, events, discounts, pending."""
+    if not plans:
+        return []
+    by_id = {plan.subscription_id: plan for plan in plans}
+    now = timezone.now()
+    with transaction.atomic():
+        current = (
+            Subscription.objects.select_for_update()
+            .filter(pk__in=list(by_id))
+            .order_by("pk")
+            .values_list("pk", "current_period_start", "next_billing_date", "status")
+        )
+        planned_pending = [item_id for plan in plans for item_id in plan.pending_item_ids]
+        still_pending = set(
+            PendingInvoiceItem.objects.select_for_update()
+            .filter(pk__in=planned_pending, billed_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+            if planned_pending
+            else []
+        )
+        advanced = [
+            pk
+            for pk, period_start, next_billing_date, status in current
+            if (period_start, next_billing_date, status)
+            == (by_id[pk].old_current_period_start, by_id[pk].old_next_billing_date, by_id[pk].old_status)
+            # A pending line billed meanwhile ("invoice now") must not be billed twice.
+            and all(item_id in still_pending for item_id in by_id[pk].pending_item_ids)
+        ]
+        if not advanced:
+            return []
+        Subscription.objects.bulk_update(
+            [
+                Subscription(
+                    pk=pk,
+                    current_period_start=by_id[pk].new_current_period_start,
+                    current_period_end=by_id[pk].new_current_period_end,
+                    next_billing_date=by_id[pk].new_next_billing_date,
+                    usage_open_from=by_id[pk].new_usage_open_from,
+                    status=by_id[pk].new_status,
+                    ended_at=by_id[pk].new_ended_at,
+                    updated_at=now,
+                )
+                for pk in advanced
+            ],
+            list(_PLAN_FIELDS),
+        )
+        events = [
+            SubscriptionEvent(
+                subscription_id=pk,
+                from_status=by_id[pk].old_status,
+                to_status=by_id[pk].new_status,
+                actor=actor if isinstance(actor, User) else None,
+                reason=by_id[pk].status_reason or "billing run",
+            )
+            for pk in advanced
+            if by_id[pk].status_changes
+        ]
+        if events:
+            SubscriptionEvent.objects.bulk_create(events)
+        increments: dict[int, int] = defaultdict(int)
+        for pk in advanced:
+            for discount_id, periods in by_id[pk].discount_periods.items():
+                increments[discount_id] += periods
+        if increments:
+            Discount.objects.filter(pk__in=list(increments)).update(
+                periods_applied=F("periods_applied")
+                + Case(*(When(pk=pk, then=Value(n)) for pk, n in increments.items()), default=Value(0))
+            )
+        pending_ids = [item_id for pk in advanced for item_id in by_id[pk].pending_item_ids]
+        if pending_ids:
+            PendingInvoiceItem.objects.filter(pk__in=pending_ids, billed_at__isnull=True).update(billed_at=now)
+    return advanced
+
+
+def pending_items_mark_billed(*, pending_item_ids: list[int]) -> list[int]:
+    """Mark pending items billed by an "invoice now" invoice; returns those that were still unbilled (an id
+    missing from the answer was billed by someone else: do not invoice it twice)."""
+    with transaction.atomic():
+        ids = list(
+            PendingInvoiceItem.objects.select_for_update()
+            .filter(pk__in=pending_item_ids, billed_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        PendingInvoiceItem.objects.filter(pk__in=ids).update(billed_at=timezone.now())
+    return ids

@@ -1,0 +1,97 @@
+"""factory_boy factories for the subscriptions app. Subscriptions are created through the service, so every
+factory-made subscription is in a state the services could have produced."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import factory
+from djmoney.money import Money
+
+from subscriptions.models import Coupon, CouponDuration, Price, PriceTier, PricingModel, Product, UsageType
+from subscriptions.services import ItemSpec, subscription_create
+from tests.factories.customers import CustomerFactory
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+
+    name = factory.Sequence(lambda n: f"Plan {n}")
+
+
+class PriceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Price
+
+    product = factory.SubFactory(ProductFactory)
+    unit_amount = Money(Decimal("31.00"), "EUR")
+    interval = "month"
+    interval_count = 1
+    pricing_model = PricingModel.FLAT
+
+    class Params:
+        per_unit = factory.Trait(pricing_model=PricingModel.PER_UNIT)
+        yearly = factory.Trait(interval="year")
+        metered = factory.Trait(usage_type=UsageType.METERED, pricing_model=PricingModel.PER_UNIT)
+        archived = factory.Trait(active=False)
+
+
+class PriceTierFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PriceTier
+
+    price = factory.SubFactory(PriceFactory, pricing_model=PricingModel.GRADUATED)
+    up_to = None
+    unit_amount = Decimal("1")
+    flat_amount = Decimal("0")
+
+
+def tiered_price(*, model: str, tiers: list[tuple[int | None, str, str]], **kwargs: Any) -> Price:
+    """A graduated/volume price with ``tiers`` as (up_to, unit amount, flat amount)."""
+    price = PriceFactory(pricing_model=model, unit_amount=Money(0, kwargs.pop("currency", "EUR")), **kwargs)
+    for up_to, unit, flat in tiers:
+        PriceTier.objects.create(price=price, up_to=up_to, unit_amount=Decimal(unit), flat_amount=Decimal(flat))
+    return price
+
+
+class CouponFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Coupon
+
+    code = factory.Sequence(lambda n: f"COUPON{n}")
+    percent_off = Decimal("10")
+    duration = CouponDuration.ONCE
+
+    class Params:
+        forever = factory.Trait(duration=CouponDuration.FOREVER)
+        repeating = factory.Trait(duration=CouponDuration.REPEATING, duration_in_periods=3)
+        amount = factory.Trait(percent_off=None, amount_off=Money(Decimal("5.00"), "EUR"))
+
+
+class SubscriptionFactory(factory.Factory):
+    """``SubscriptionFactory(price=..., quantity=..., start_date=...)`` → ``subscription_create``."""
+
+    class Meta:
+        model = dict  # built through the service, see _create
+
+    customer = factory.SubFactory(CustomerFactory)
+    price = factory.SubFactory(PriceFactory)
+    quantity = 1
+    start_date = dt.date(2026, 1, 1)
+    trial_days = 0
+
+    @classmethod
+    def _create(cls, model_class: Any, *args: Any, **kwargs: Any) -> Any:
+        price = kwargs.pop("price")
+        quantity = kwargs.pop("quantity")
+        items = kwargs.pop("items", None) or [ItemSpec(price=price, quantity=quantity)]
+        customer = kwargs.pop("customer")
+        if customer.currency != items[0].price.currency:
+            customer.currency = items[0].price.currency
+            customer.save(update_fields=["currency"])
+        return subscription_create(customer=customer, items=items, **kwargs)
+
+    _build = _create
