@@ -154,6 +154,7 @@ FINALIZED_STATUSES = frozenset(
 
 
 class BillingReason(models.TextChoices):
+    SUBSCRIPTION_CREATE = "subscription_create", "Subscription start"
     SUBSCRIPTION_CYCLE = "subscription_cycle", "Subscription cycle"
     SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change"
     MANUAL = "manual", "Manual"
@@ -207,6 +208,15 @@ class Invoice(models.Model):
     )
 
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices")
+    subscription = models.ForeignKey(
+        "subscriptions.Subscription", on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
+    )
+    # Which billing period of the subscription this invoice bills (subscriptions.charges.PeriodCharges.period_key);
+    # unique per subscription, so no period is ever billed twice, whatever runs twice or overlaps.
+    period_key = models.CharField(max_length=40, blank=True, default="")
+    billing_run = models.ForeignKey(
+        "invoicing.BillingRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="invoices"
+    )
     status = models.CharField(max_length=20, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
     billing_reason = models.CharField(max_length=30, choices=BillingReason.choices, default=BillingReason.MANUAL)
     currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
@@ -259,6 +269,11 @@ class Invoice(models.Model):
             models.Index(fields=["customer", "-issue_date"], name="invoice_customer_issue_idx"),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_key"],
+                condition=Q(subscription__isnull=False) & ~Q(period_key=""),
+                name="invoice_subscription_period_once",
+            ),
             models.CheckConstraint(condition=Q(status__in=InvoiceStatus.values), name="invoice_status_valid"),
             models.CheckConstraint(
                 condition=Q(billing_reason__in=BillingReason.values), name="invoice_billing_reason_valid"
@@ -415,6 +430,12 @@ class InvoiceLine(models.Model):
     period_start = models.DateField(null=True, blank=True)
     period_end = models.DateField(null=True, blank=True)
     proration = models.BooleanField(default=False)
+    price = models.ForeignKey(
+        "subscriptions.Price", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_lines"
+    )
+    subscription_item = models.ForeignKey(
+        "subscriptions.SubscriptionItem", on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_lines"
+    )
 
     objects = InvoiceLineQuerySet.as_manager()
 
@@ -614,6 +635,10 @@ class BillingRun(models.Model):
     invoices_created = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     totals = models.JSONField(default=dict, blank=True, help_text='Per currency, as strings: {"EUR": "123.45"}.')
+    drafts_created = models.PositiveIntegerField(default=0, help_text="Invoices kept as drafts for review.")
+    chunks_total = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    dispatch = models.CharField(max_length=10, default="inline", help_text="inline (one process) or celery.")
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
