@@ -193,3 +193,9 @@ BILLING_AUTO_FINALIZE = env.bool("BILLING_AUTO_FINALIZE", default=True)
 # Subscriptions per billing-run chunk: one transaction and one Celery task each (STACK.md gotcha 11).
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
 ZERO = Decimal("0")
+
+# --- Documents and e-mail delivery (invoicing: PDFs, invoice e-mails, tracking webhooks) -----------------
+# [delivery settings]
+
+# --- Payments (gateways, automatic collection, bank import) --------------------------------------------
+# [payments settings]
