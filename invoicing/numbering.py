@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from invoicing.models import NumberSeries, NumberSeriesCounter
 
@@ -61,12 +61,28 @@ def number_series_allocate(*, series: NumberSeries, issue_date: dt.date, count: 
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("number_series_allocate must run inside the transaction that stores the numbers")
     year = issue_date.year if series.yearly_reset else 0
-    # Create the counter if missing without a race: ON CONFLICT DO NOTHING waits for a concurrent inserter.
-    NumberSeriesCounter.objects.bulk_create(
-        [NumberSeriesCounter(series=series, year=year, last_number=0)], ignore_conflicts=True
-    )
-    counter = NumberSeriesCounter.objects.select_for_update().get(series=series, year=year)
-    first = counter.last_number + 1
-    counter.last_number += count
-    counter.save(update_fields=["last_number"])
-    return [series.format_number(year=issue_date.year, number=n) for n in range(first, first + count)]
+    last = _counter_advance(series_id=series.pk, year=year, count=count)
+    if last is None:
+        # First number of this series (or year): create the counter without a race — ON CONFLICT DO NOTHING
+        # waits for a concurrent inserter — then take the numbers.
+        NumberSeriesCounter.objects.bulk_create(
+            [NumberSeriesCounter(series=series, year=year, last_number=0)], ignore_conflicts=True
+        )
+        last = _counter_advance(series_id=series.pk, year=year, count=count)
+        assert last is not None
+    first = last - count + 1
+    return [series.format_number(year=issue_date.year, number=n) for n in range(first, last + 1)]
+
+
+def _counter_advance(*, series_id: int, year: int, count: int) -> int | None:
+    """One statement: the UPDATE takes the row lock (held until the caller's transaction ends, so concurrent
+    issuers queue here) and RETURNING hands back the new last number — no separate SELECT … FOR UPDATE."""
+    table = NumberSeriesCounter._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_number = last_number + %s WHERE series_id = %s AND year = %s "  # noqa: S608
+            "RETURNING last_number",
+            [count, series_id, year],
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])

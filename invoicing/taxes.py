@@ -111,6 +111,7 @@ def resolve_tax(*, customer: Customer, tax_rates_by_country: Mapping[str, Sequen
 class LineLike(Protocol):
     """What the arithmetic needs from a line; ``InvoiceLine`` satisfies it."""
 
+    amount: Decimal
     quantity: Decimal
     unit_amount: Decimal
     discount_amount: Decimal
@@ -177,11 +178,17 @@ def compute_line_amounts(
     tax_percentage: Decimal,
     tax_inclusive: bool,
     currency: str,
+    amount: Decimal | None = None,
 ) -> LineAmounts:
+    """``amount`` given: the line's amount was already computed and rounded upstream (a proration, a tier's
+    flat fee) and is taken as it is; otherwise it is round(quantity × unit amount)."""
     for value in (quantity, unit_amount, discount_amount, tax_percentage):
         if not isinstance(value, Decimal | int):
             raise TypeError(f"line amounts must be Decimal, not {type(value).__name__}")
-    amount = round_amount(Decimal(quantity) * Decimal(unit_amount), currency)
+    if amount is None:
+        amount = round_amount(Decimal(quantity) * Decimal(unit_amount), currency)
+    elif amount != round_amount(amount, currency):
+        raise ValueError(f"a given line amount must be rounded to the currency: {amount} {currency}")
     discount = round_amount(discount_amount, currency)
     if discount < 0:
         raise ValueError("a discount is a positive amount taken off the line")
@@ -193,8 +200,9 @@ def compute_line_amounts(
     return LineAmounts(amount=amount, discount_amount=discount, net_amount=net, tax_amount=tax, total_amount=net + tax)
 
 
-def compute_invoice_totals(lines: Sequence[LineLike], currency: str) -> InvoiceTotals:
-    """Round every line on its own, then add the rounded values: the PDF adds up to the cent."""
+def compute_invoice_totals(lines: Sequence[LineLike], currency: str, *, amounts_given: bool = False) -> InvoiceTotals:
+    """Round every line on its own, then add the rounded values: the PDF adds up to the cent.
+    ``amounts_given``: take each line's ``amount`` as computed upstream instead of quantity × unit amount."""
     computed = tuple(
         compute_line_amounts(
             quantity=line.quantity,
@@ -203,6 +211,9 @@ def compute_invoice_totals(lines: Sequence[LineLike], currency: str) -> InvoiceT
             tax_percentage=line.tax_percentage,
             tax_inclusive=line.tax_inclusive,
             currency=currency,
+            # Lines priced from the catalog (they carry a price) were computed upstream — tiers, prorations —
+            # and keep their rounded amount; manual lines are quantity × unit amount.
+            amount=Decimal(line.amount) if amounts_given or getattr(line, "price_id", None) else None,
         )
         for line in lines
     )
@@ -233,7 +244,8 @@ def apply_tax_resolution(lines: Iterable[InvoiceLine], resolution: TaxResolution
         line.tax_rate = resolution.rate if resolution.treatment == TaxTreatment.STANDARD else None
         line.tax_name = resolution.name
         line.tax_percentage = resolution.percentage
-        line.tax_inclusive = resolution.inclusive
+        if not getattr(line, "price_id", None):  # a catalog price says itself whether it includes tax
+            line.tax_inclusive = resolution.inclusive
 
 
 def apply_totals(invoice: Invoice, lines: Sequence[InvoiceLine], totals: InvoiceTotals) -> None:

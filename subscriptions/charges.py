@@ -18,10 +18,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import F, Max, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models import Exists, F, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from djmoney.money import Money
 
 from billing_project.lib.money import round_amount
+from customers.models import Customer
 from subscriptions.calendar import boundary_after, boundary_on_or_before, format_day
 from subscriptions.models import (
     CouponDuration,
@@ -29,6 +30,7 @@ from subscriptions.models import (
     LineKind,
     PendingInvoiceItem,
     Price,
+    PriceTier,
     Product,
     Subscription,
     SubscriptionItem,
@@ -126,6 +128,7 @@ class BillingPlan:
     status_reason: str = ""
     discount_periods: dict[int, int] = field(default_factory=dict)  # discount id -> periods it applied to
     pending_item_ids: list[int] = field(default_factory=list)
+    customer: Customer | None = None  # loaded with the subscription, for the invoice
 
     @property
     def status_changes(self) -> bool:
@@ -161,7 +164,7 @@ class _Loaded:
 
 def _load(subscriptions: Sequence[Subscription], as_of: dt.date) -> _Loaded:
     ids = [s.pk for s in subscriptions]
-    customer_ids = {s.customer_id for s in subscriptions}
+    customer_ids = {s.customer_id for s in subscriptions if getattr(s, "has_discounts", True)}
     items: dict[int, list[SubscriptionItem]] = defaultdict(list)
     tiers: dict[int, list[Tier]] = {}
     # Items still live, or removed while their usage is not billed yet (a removed metered item's last usage).
@@ -169,19 +172,27 @@ def _load(subscriptions: Sequence[Subscription], as_of: dt.date) -> _Loaded:
         SubscriptionItem.objects.filter(subscription_id__in=ids)
         .filter(Q(removed_on__isnull=True) | Q(removed_on__gt=F("subscription__usage_open_from")))
         .select_related("price__product")
-        .prefetch_related("price__tiers")
         .order_by("pk")
     )
+    tiered_price_ids: set[int] = set()
     for item in item_rows:
         items[item.subscription_id].append(item)
-        price = item.price
-        if price.pk not in tiers:
-            tiers[price.pk] = [Tier(t.up_to, t.unit_amount, t.flat_amount) for t in price.tiers.all()]
+        tiers.setdefault(item.price_id, [])
+        if item.price.is_tiered:
+            tiered_price_ids.add(item.price_id)
+    # Tiers, discounts and pending items are read only when the chunk has some (flags on the subscription
+    # query), so a plain chunk costs a plain number of queries.
+    if tiered_price_ids:
+        for tier in PriceTier.objects.filter(price_id__in=tiered_price_ids).order_by("price_id", "up_to"):
+            tiers[tier.price_id].append(Tier(tier.up_to, tier.unit_amount, tier.flat_amount))
 
     by_subscription: dict[int, list[Discount]] = defaultdict(list)
     by_customer: dict[int, list[Discount]] = defaultdict(list)
+    with_discounts = [s.pk for s in subscriptions if getattr(s, "has_discounts", True)]
     discount_rows = (
-        Discount.objects.filter(Q(subscription_id__in=ids) | Q(customer_id__in=customer_ids))
+        Discount.objects.none()
+        if not with_discounts
+        else Discount.objects.filter(Q(subscription_id__in=with_discounts) | Q(customer_id__in=customer_ids))
         .exclude(coupon__duration=CouponDuration.ONCE, periods_applied__gte=1)
         .exclude(coupon__duration=CouponDuration.REPEATING, periods_applied__gte=F("coupon__duration_in_periods"))
         .filter(start__lte=as_of)
@@ -196,9 +207,14 @@ def _load(subscriptions: Sequence[Subscription], as_of: dt.date) -> _Loaded:
             by_customer[discount.customer_id].append(discount)
 
     pending: dict[int, list[PendingInvoiceItem]] = defaultdict(list)
-    for pending_item in PendingInvoiceItem.objects.filter(
-        subscription_id__in=ids, billed_at__isnull=True, effective_on__lte=as_of
-    ).order_by("pk"):
+    with_pending = [s.pk for s in subscriptions if getattr(s, "has_pending", True)]
+    for pending_item in (
+        PendingInvoiceItem.objects.filter(
+            subscription_id__in=with_pending, billed_at__isnull=True, effective_on__lte=as_of
+        ).order_by("pk")
+        if with_pending
+        else ()
+    ):
         pending[pending_item.subscription_id].append(pending_item)
 
     usage: dict[int, dict[dt.date, tuple[Decimal, Decimal, dt.datetime, Decimal]]] = defaultdict(dict)
@@ -248,15 +264,23 @@ def plans_for_chunk(*, subscription_ids: list[int], as_of: dt.date, lock: bool =
     queryset = Subscription.objects.filter(pk__in=subscription_ids, next_billing_date__lte=as_of).exclude(
         status=SubscriptionStatus.PAUSED
     )
-    # The customer's payment terms ride along as a column, not as a query per subscription.
-    queryset = queryset.annotate(customer_terms_days=F("customer__payment_terms_days"))
+    # The customer rides along in the same query (the invoice needs its address, tax status and terms).
+    queryset = queryset.select_related("customer").annotate(
+        customer_terms_days=F("customer__payment_terms_days"),
+        has_discounts=Exists(Discount.objects.filter(subscription_id=OuterRef("pk")))
+        | Exists(Discount.objects.filter(customer_id=OuterRef("customer_id"))),
+        has_pending=Exists(PendingInvoiceItem.objects.filter(subscription_id=OuterRef("pk"), billed_at__isnull=True)),
+    )
     if lock:
         queryset = queryset.select_for_update(skip_locked=True, of=("self",))
     subscriptions = list(queryset.order_by("pk"))
     if not subscriptions:
         return []
     loaded = _load(subscriptions, as_of)
-    return [_plan(subscription, loaded, as_of) for subscription in subscriptions]
+    plans = [_plan(subscription, loaded, as_of) for subscription in subscriptions]
+    for plan, subscription in zip(plans, subscriptions, strict=True):
+        plan.customer = subscription.customer
+    return plans
 
 
 def charges_due(*, subscription: Subscription, as_of: dt.date) -> list[PeriodCharges]:

@@ -925,7 +925,7 @@ _PLAN_FIELDS = (
 )
 
 
-def plans_commit(*, plans: list[BillingPlan], actor: Actor = None) -> list[int]:
+def plans_commit(*, plans: list[BillingPlan], actor: Actor = None, locked: bool = False) -> list[int]:
     """Apply the plans' advancement in bulk, in the caller's transaction (the one that writes the invoices).
 
     Guarded: a subscription advances only while its current period start, next billing date and status are
@@ -936,74 +936,84 @@ def plans_commit(*, plans: list[BillingPlan], actor: Actor = None) -> list[int]:
         return []
     by_id = {plan.subscription_id: plan for plan in plans}
     now = timezone.now()
-    with transaction.atomic():
-        current = (
-            Subscription.objects.select_for_update()
-            .filter(pk__in=list(by_id))
-            .order_by("pk")
-            .values_list("pk", "current_period_start", "next_billing_date", "status")
-        )
-        planned_pending = [item_id for plan in plans for item_id in plan.pending_item_ids]
-        still_pending = set(
-            PendingInvoiceItem.objects.select_for_update()
-            .filter(pk__in=planned_pending, billed_at__isnull=True)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-            if planned_pending
-            else []
-        )
-        advanced = [
-            pk
-            for pk, period_start, next_billing_date, status in current
-            if (period_start, next_billing_date, status)
-            == (by_id[pk].old_current_period_start, by_id[pk].old_next_billing_date, by_id[pk].old_status)
-            # A pending line billed meanwhile ("invoice now") must not be billed twice.
-            and all(item_id in still_pending for item_id in by_id[pk].pending_item_ids)
-        ]
+    with transaction.atomic(savepoint=False):
+        # locked: the caller planned under FOR UPDATE in this very transaction (plans_for_chunk(lock=True)), so
+        # the rows cannot have changed since and the guard holds without reading them again.
+        advanced = list(by_id) if locked else _unchanged_since_planned(by_id)
         if not advanced:
             return []
-        Subscription.objects.bulk_update(
-            [
-                Subscription(
-                    pk=pk,
-                    current_period_start=by_id[pk].new_current_period_start,
-                    current_period_end=by_id[pk].new_current_period_end,
-                    next_billing_date=by_id[pk].new_next_billing_date,
-                    usage_open_from=by_id[pk].new_usage_open_from,
-                    status=by_id[pk].new_status,
-                    ended_at=by_id[pk].new_ended_at,
-                    updated_at=now,
-                )
-                for pk in advanced
-            ],
-            list(_PLAN_FIELDS),
-        )
-        events = [
-            SubscriptionEvent(
-                subscription_id=pk,
-                from_status=by_id[pk].old_status,
-                to_status=by_id[pk].new_status,
-                actor=actor if isinstance(actor, User) else None,
-                reason=by_id[pk].status_reason or "billing run",
+        _apply_plans(by_id, advanced, actor=actor, now=now)
+    return advanced
+
+
+def _unchanged_since_planned(by_id: dict[int, BillingPlan]) -> list[int]:
+    current = (
+        Subscription.objects.select_for_update()
+        .filter(pk__in=list(by_id))
+        .order_by("pk")
+        .values_list("pk", "current_period_start", "next_billing_date", "status")
+    )
+    planned_pending = [item_id for plan in by_id.values() for item_id in plan.pending_item_ids]
+    still_pending = set(
+        PendingInvoiceItem.objects.select_for_update()
+        .filter(pk__in=planned_pending, billed_at__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        if planned_pending
+        else []
+    )
+    return [
+        pk
+        for pk, period_start, next_billing_date, status in current
+        if (period_start, next_billing_date, status)
+        == (by_id[pk].old_current_period_start, by_id[pk].old_next_billing_date, by_id[pk].old_status)
+        # A pending line billed meanwhile ("invoice now") must not be billed twice.
+        and all(item_id in still_pending for item_id in by_id[pk].pending_item_ids)
+    ]
+
+
+def _apply_plans(by_id: dict[int, BillingPlan], advanced: list[int], *, actor: Actor, now: Any) -> None:
+    Subscription.objects.bulk_update(
+        [
+            Subscription(
+                pk=pk,
+                current_period_start=by_id[pk].new_current_period_start,
+                current_period_end=by_id[pk].new_current_period_end,
+                next_billing_date=by_id[pk].new_next_billing_date,
+                usage_open_from=by_id[pk].new_usage_open_from,
+                status=by_id[pk].new_status,
+                ended_at=by_id[pk].new_ended_at,
+                updated_at=now,
             )
             for pk in advanced
-            if by_id[pk].status_changes
-        ]
-        if events:
-            SubscriptionEvent.objects.bulk_create(events)
-        increments: dict[int, int] = defaultdict(int)
-        for pk in advanced:
-            for discount_id, periods in by_id[pk].discount_periods.items():
-                increments[discount_id] += periods
-        if increments:
-            Discount.objects.filter(pk__in=list(increments)).update(
-                periods_applied=F("periods_applied")
-                + Case(*(When(pk=pk, then=Value(n)) for pk, n in increments.items()), default=Value(0))
-            )
-        pending_ids = [item_id for pk in advanced for item_id in by_id[pk].pending_item_ids]
-        if pending_ids:
-            PendingInvoiceItem.objects.filter(pk__in=pending_ids, billed_at__isnull=True).update(billed_at=now)
-    return advanced
+        ],
+        list(_PLAN_FIELDS),
+    )
+    events = [
+        SubscriptionEvent(
+            subscription_id=pk,
+            from_status=by_id[pk].old_status,
+            to_status=by_id[pk].new_status,
+            actor=actor if isinstance(actor, User) else None,
+            reason=by_id[pk].status_reason or "billing run",
+        )
+        for pk in advanced
+        if by_id[pk].status_changes
+    ]
+    if events:
+        SubscriptionEvent.objects.bulk_create(events)
+    increments: dict[int, int] = defaultdict(int)
+    for pk in advanced:
+        for discount_id, periods in by_id[pk].discount_periods.items():
+            increments[discount_id] += periods
+    if increments:
+        Discount.objects.filter(pk__in=list(increments)).update(
+            periods_applied=F("periods_applied")
+            + Case(*(When(pk=pk, then=Value(n)) for pk, n in increments.items()), default=Value(0))
+        )
+    pending_ids = [item_id for pk in advanced for item_id in by_id[pk].pending_item_ids]
+    if pending_ids:
+        PendingInvoiceItem.objects.filter(pk__in=pending_ids, billed_at__isnull=True).update(billed_at=now)
 
 
 def pending_items_mark_billed(*, pending_item_ids: list[int]) -> list[int]:

@@ -1,0 +1,439 @@
+"""The billing run (DESIGN.md flow 1): every subscription period due on or before ``as_of`` becomes exactly one
+invoice, finalized and numbered, and the subscription moves on — in chunks, set-based, exactly once.
+
+How a chunk of up to ``BILLING_RUN_CHUNK_SIZE`` subscriptions is billed, in ONE transaction:
+1. ``subscriptions.charges.plans_for_chunk(lock=True)`` locks the chunk's subscription rows
+   (``FOR UPDATE SKIP LOCKED``: rows another run holds are left to it) and computes every due period in Python;
+2. invoices and lines are built in memory, taxed and totalled with the pure functions of ``taxes.py``;
+3. one ``UPDATE … RETURNING`` takes a block of numbers; ``bulk_create`` writes invoices, lines and events;
+4. ``plans_commit`` advances the subscriptions, guarded by their old values;
+5. the run's chunk counter moves on in the same transaction.
+A unique constraint on (subscription, period_key) refuses a second invoice for a period whatever runs twice.
+If anything in the chunk fails, the chunk is rolled back and billed again one subscription per transaction,
+so one failing subscription is recorded (``BillingRunError``) and never stops the others.
+After commit, each finalized invoice goes to ``hooks.on_invoice_finalized`` (delivery, automatic collection).
+
+Dispatch: ``inline`` bills the chunks in this process (the command's default); ``celery`` enqueues one task per
+chunk (ids, never one task per subscription: Celery closes the DB connection after each task) and the last
+chunk to finish closes the run. Run statistics are always recomputed from the invoices themselves, so a chunk
+that a broker delivers twice cannot count twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Sum
+from django.utils import timezone
+
+from billing_project.lib.money import round_amount
+from customers.models import Customer
+from invoicing import hooks
+from invoicing.models import (
+    BillingRun,
+    BillingRunError,
+    BillingRunStatus,
+    Invoice,
+    InvoiceEvent,
+    InvoiceLine,
+    InvoiceStatus,
+    NumberSeries,
+    TaxRate,
+    TaxTreatment,
+)
+from invoicing.numbering import number_series_allocate, number_series_default
+from invoicing.services import customer_snapshot, seller_snapshot
+from invoicing.taxes import (
+    TaxRateMissing,
+    TaxResolution,
+    apply_tax_resolution,
+    apply_totals,
+    compute_invoice_totals,
+    resolve_tax,
+    tax_rates_load,
+)
+from subscriptions.charges import BillingPlan, PeriodCharges, plans_for_chunk
+from subscriptions.selectors import subscription_ids_due
+from subscriptions.services import plans_commit
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_INLINE = "inline"
+DISPATCH_CELERY = "celery"
+TaxRates = dict[str, list[TaxRate]]
+
+
+class ConcurrentBilling(Exception):
+    """A subscription changed between planning and committing (another run, a plan change): roll back."""
+
+
+class InvoiceNeedsReview(Exception):
+    pass
+
+
+@dataclass
+class ChunkOutcome:
+    subscriptions: int = 0
+    invoices: int = 0
+    drafts: int = 0
+    failed: int = 0
+    totals: dict[str, Decimal] = field(default_factory=dict)
+    errors: list[tuple[int | None, str]] = field(default_factory=list)
+
+    def add_invoice(self, invoice: Invoice) -> None:
+        if invoice.status == InvoiceStatus.DRAFT:
+            self.drafts += 1
+            return
+        self.invoices += 1
+        self.totals[invoice.currency] = self.totals.get(invoice.currency, Decimal(0)) + invoice.total
+
+    def merge(self, other: ChunkOutcome) -> None:
+        self.subscriptions += other.subscriptions
+        self.invoices += other.invoices
+        self.drafts += other.drafts
+        self.failed += other.failed
+        for currency, amount in other.totals.items():
+            self.totals[currency] = self.totals.get(currency, Decimal(0)) + amount
+        self.errors.extend(other.errors)
+
+
+# --- building invoices in memory ------------------------------------------------------------------------
+
+
+def _hold_for_review(customer: Customer) -> bool:
+    return not settings.BILLING_AUTO_FINALIZE or customer.review_invoices
+
+
+def invoice_from_period(
+    *, period: PeriodCharges, customer: Customer, tax_rates: TaxRates, run: BillingRun | None
+) -> tuple[Invoice, list[InvoiceLine]]:
+    """The draft invoice (unsaved) for one due period, taxed and totalled in memory, without a query: the
+    customer and the tax rates are loaded by the caller once per chunk. Raises ``TaxRateMissing`` for a taxable
+    customer whose country has no rate; ``provisional_invoice_from_period`` builds the untaxed draft then."""
+    resolution = resolve_tax(customer=customer, tax_rates_by_country=tax_rates)
+    return _invoice(period=period, customer=customer, resolution=resolution, run=run)
+
+
+def provisional_invoice_from_period(
+    *, period: PeriodCharges, customer: Customer, run: BillingRun | None
+) -> tuple[Invoice, list[InvoiceLine]]:
+    # As a draft shows it in invoicing.services: untaxed; finalizing refuses until a rate exists.
+    return _invoice(period=period, customer=customer, resolution=TaxResolution(TaxTreatment.STANDARD, None), run=run)
+
+
+def _invoice(
+    *, period: PeriodCharges, customer: Customer, resolution: TaxResolution, run: BillingRun | None
+) -> tuple[Invoice, list[InvoiceLine]]:
+    invoice = Invoice(
+        customer=customer,
+        subscription_id=period.subscription_id,
+        period_key=period.period_key,
+        billing_run=run if run is not None and run.pk else None,
+        billing_reason=period.billing_reason,
+        currency=period.currency,
+        period_start=period.period_start,
+        period_end=period.period_end,
+        status=InvoiceStatus.DRAFT,
+    )
+    lines = [
+        InvoiceLine(
+            invoice=invoice,
+            position=position,
+            kind=charge.kind,
+            description=charge.description[:500],
+            quantity=charge.quantity,
+            unit_amount=charge.unit_amount.amount,
+            amount=charge.amount.amount,
+            discount_amount=charge.discount_amount.amount,
+            period_start=charge.period_start,
+            period_end=charge.period_end,
+            proration=charge.proration,
+            price_id=charge.price_id,
+            subscription_item_id=charge.subscription_item_id,
+            tax_inclusive=charge.tax_behavior == "inclusive",
+        )
+        for position, charge in enumerate(period.lines, start=1)
+    ]
+    apply_tax_resolution(lines, resolution)
+    apply_totals(invoice, lines, compute_invoice_totals(lines, invoice.currency, amounts_given=True))
+    invoice.tax_treatment = resolution.treatment
+    invoice.tax_note = resolution.note
+    invoice.due_date = None
+    invoice._days_until_due = period.days_until_due  # type: ignore[attr-defined]
+    return invoice, lines
+
+
+def _issue_in_memory(
+    invoices: Sequence[Invoice], *, series: NumberSeries, issue_date: dt.date, now: dt.datetime
+) -> None:
+    """Finalize the invoices in memory: numbers (one locked statement for the block), dates, snapshots."""
+    numbers = number_series_allocate(series=series, issue_date=issue_date, count=len(invoices)) if invoices else []
+    seller = seller_snapshot()
+    for invoice, number in zip(invoices, numbers, strict=True):
+        invoice.number = number
+        invoice.number_series = series
+        invoice.issue_date = issue_date
+        invoice.due_date = issue_date + dt.timedelta(days=invoice._days_until_due)  # type: ignore[attr-defined]
+        invoice.customer_snapshot = customer_snapshot(customer=invoice.customer)
+        invoice.seller_snapshot = seller
+        invoice.status = InvoiceStatus.PAID if invoice.total == 0 else InvoiceStatus.OPEN
+        invoice.finalized_at = now
+        invoice.paid_at = now if invoice.status == InvoiceStatus.PAID else None
+
+
+def _build(
+    plans: Sequence[BillingPlan], *, tax_rates: TaxRates, run: BillingRun | None, outcome: ChunkOutcome
+) -> tuple[list[Invoice], list[Invoice], list[InvoiceLine]]:
+    """(to finalize, to keep as drafts, all lines). A draft is kept for staff when the customer (or the
+    installation) reviews invoices, when the period nets to a credit (a negative invoice cannot be issued: staff
+    turn it into customer credit), or when no tax rate is configured for a taxable customer."""
+    to_issue: list[Invoice] = []
+    drafts: list[Invoice] = []
+    all_lines: list[InvoiceLine] = []
+    for plan in plans:
+        assert plan.customer is not None
+        for period in plan.periods:
+            try:
+                invoice, lines = invoice_from_period(
+                    period=period, customer=plan.customer, tax_rates=tax_rates, run=run
+                )
+                review_reason = ""
+            except TaxRateMissing as exc:
+                invoice, lines = provisional_invoice_from_period(period=period, customer=plan.customer, run=run)
+                review_reason = f"held for review: {exc}"
+            if not review_reason and invoice.total < 0:
+                review_reason = f"held for review: the period nets to a credit of {invoice.total} {invoice.currency}"
+            if not review_reason and _hold_for_review(plan.customer):
+                review_reason = "held for review (customer setting)"
+            if review_reason:
+                invoice.memo = review_reason
+                drafts.append(invoice)
+            else:
+                to_issue.append(invoice)
+            all_lines.extend(lines)
+    return to_issue, drafts, all_lines
+
+
+# --- one chunk ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every chunk of a run shares, loaded once per run and process: the tax rates and the series."""
+
+    tax_rates: TaxRates
+    series: NumberSeries
+
+
+@functools.lru_cache(maxsize=8)
+def run_context(run_id: int | None) -> RunContext:
+    """Per process and run (a worker bills many chunks of one run): the same rates for the whole run."""
+    return RunContext(tax_rates=tax_rates_load(), series=number_series_default(kind=NumberSeries.Kind.INVOICE))
+
+
+def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext) -> ChunkOutcome:
+    """Bill a chunk inside the caller's transaction. Raises on any problem so the caller can roll back."""
+    outcome = ChunkOutcome()
+    plans = plans_for_chunk(subscription_ids=list(subscription_ids), as_of=as_of, lock=True)
+    outcome.subscriptions = len(plans)
+    to_issue, drafts, lines = _build(plans, tax_rates=context.tax_rates, run=run, outcome=outcome)
+    now = timezone.now()
+    if to_issue:
+        _issue_in_memory(to_issue, series=context.series, issue_date=as_of, now=now)
+    created = Invoice.objects.bulk_create([*to_issue, *drafts])
+    for line in lines:
+        line.invoice_id = line.invoice.pk
+    InvoiceLine.objects.bulk_create(lines)
+    if to_issue:
+        InvoiceEvent.objects.bulk_create(
+            [
+                InvoiceEvent(
+                    invoice=invoice,
+                    at=now,
+                    from_status=InvoiceStatus.DRAFT,
+                    to_status=invoice.status,
+                    reason=f"issued by billing run {run.pk}",
+                )
+                for invoice in to_issue
+            ]
+        )
+    advanced = set(plans_commit(plans=plans, locked=True))
+    missed = [plan.subscription_id for plan in plans if plan.subscription_id not in advanced]
+    if missed:
+        raise ConcurrentBilling(f"subscriptions changed while being billed: {missed[:10]}")
+    for invoice in created:
+        invoice._loaded_status = invoice.status
+        outcome.add_invoice(invoice)
+    for invoice in to_issue:
+        transaction.on_commit(partial(hooks.on_invoice_finalized, invoice.pk))
+    return outcome
+
+
+def billing_run_chunk(
+    *, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext | None = None
+) -> ChunkOutcome:
+    """Bill one chunk; never raises for a subscription's problem (it is recorded on the run)."""
+    context = context or run_context(run.pk)
+    try:
+        with transaction.atomic():
+            outcome = _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+            BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1)
+        return outcome
+    except Exception:
+        logger.warning(
+            "billing run %s: a chunk of %d failed as a whole; billing it one by one", run.pk, len(subscription_ids)
+        )
+    outcome = ChunkOutcome()
+    for subscription_id in subscription_ids:
+        try:
+            with transaction.atomic():
+                outcome.merge(_bill(run=run, subscription_ids=[subscription_id], as_of=as_of, context=context))
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            logger.warning("billing run %s: subscription %s failed: %s", run.pk, subscription_id, message)
+            outcome.failed += 1
+            outcome.errors.append((subscription_id, message))
+            BillingRunError.objects.create(
+                run=run, subscription_id=subscription_id, message=message[:2000], traceback=traceback.format_exc()
+            )
+    BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1)
+    return outcome
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def billing_run(
+    *,
+    as_of: dt.date,
+    dry_run: bool = False,
+    customer_id: int | None = None,
+    chunk_size: int | None = None,
+    dispatch: str = DISPATCH_INLINE,
+    actor: Any = None,
+    on_progress: Callable[[int], object] | None = None,
+) -> BillingRun:
+    """Bill every subscription period due on or before ``as_of`` (optionally for one customer).
+
+    Returns the ``BillingRun`` row; with ``dry_run`` an unsaved one carrying what the run would do (nothing is
+    written, no number is taken). With ``dispatch="celery"`` the row is returned while workers bill the chunks.
+    """
+    size = chunk_size or settings.BILLING_RUN_CHUNK_SIZE
+    ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id))
+    chunks = list(_chunks(ids, size))
+    if dry_run:
+        return _dry_run(as_of=as_of, chunks=chunks, subscriptions_seen=len(ids), on_progress=on_progress)
+    run = BillingRun.objects.create(
+        started_at=timezone.now(),
+        as_of=as_of,
+        status=BillingRunStatus.RUNNING,
+        subscriptions_seen=len(ids),
+        chunks_total=len(chunks),
+        dispatch=dispatch,
+        triggered_by=actor if getattr(actor, "pk", None) else None,
+    )
+    if dispatch == DISPATCH_CELERY and chunks:
+        from invoicing.billing_tasks import billing_run_chunk_task
+
+        for chunk in chunks:
+            billing_run_chunk_task.delay_on_commit(run.pk, chunk, as_of.isoformat())
+        return run
+    context = RunContext(tax_rates=tax_rates_load(), series=number_series_default(kind=NumberSeries.Kind.INVOICE))
+    for chunk in chunks:
+        billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of, context=context)
+        if on_progress is not None:
+            on_progress(len(chunk))
+    return billing_run_finish(run_id=run.pk)
+
+
+def billing_run_finish(*, run_id: int) -> BillingRun:
+    """Close a run: counts and totals per currency recomputed from the invoices it wrote (so a chunk delivered
+    twice by the broker cannot count twice), status from its errors. Safe to call more than once."""
+    run = BillingRun.objects.get(pk=run_id)
+    by_status = (
+        Invoice.objects.filter(billing_run_id=run_id)
+        .values("currency", "status")
+        .annotate(n=Count("pk"), total=Sum("total"))
+        .order_by()
+    )
+    invoices = drafts = 0
+    totals: dict[str, Decimal] = {}
+    for row in by_status:
+        if row["status"] == InvoiceStatus.DRAFT:
+            drafts += row["n"]
+        else:
+            invoices += row["n"]
+            totals[row["currency"]] = totals.get(row["currency"], Decimal(0)) + row["total"]
+    failed = run.errors.count()
+    if failed and not (invoices or drafts):
+        status = BillingRunStatus.FAILED
+    elif failed:
+        status = BillingRunStatus.PARTIAL
+    else:
+        status = BillingRunStatus.SUCCEEDED
+    BillingRun.objects.filter(pk=run_id).update(
+        invoices_created=invoices,
+        drafts_created=drafts,
+        failed=failed,
+        totals=_totals_json(totals),
+        status=status,
+        finished_at=run.finished_at or timezone.now(),
+    )
+    run.refresh_from_db()
+    return run
+
+
+def _totals_json(totals: dict[str, Decimal]) -> dict[str, str]:
+    """Per currency, as strings in the currency's minor unit: {"EUR": "110.67", "JPY": "1357"}."""
+    return {currency: str(round_amount(amount, currency)) for currency, amount in sorted(totals.items())}
+
+
+def _dry_run(
+    *, as_of: dt.date, chunks: list[list[int]], subscriptions_seen: int, on_progress: Callable[[int], object] | None
+) -> BillingRun:
+    run = BillingRun(started_at=timezone.now(), as_of=as_of, dry_run=True, subscriptions_seen=subscriptions_seen)
+    outcome = ChunkOutcome()
+    rates = tax_rates_load()
+    for chunk in chunks:
+        plans = plans_for_chunk(subscription_ids=chunk, as_of=as_of, lock=False)
+        to_issue, drafts, _ = _build(plans, tax_rates=rates, run=None, outcome=outcome)
+        for invoice in to_issue:
+            invoice.status = InvoiceStatus.OPEN
+            outcome.add_invoice(invoice)
+        for invoice in drafts:
+            outcome.add_invoice(invoice)
+        if on_progress is not None:
+            on_progress(len(chunk))
+    run.invoices_created = outcome.invoices
+    run.drafts_created = outcome.drafts
+    run.totals = _totals_json(outcome.totals)
+    run.status = BillingRunStatus.SUCCEEDED
+    run.finished_at = timezone.now()
+    return run
+
+
+__all__ = [
+    "DISPATCH_CELERY",
+    "DISPATCH_INLINE",
+    "ChunkOutcome",
+    "TaxTreatment",
+    "billing_run",
+    "billing_run_chunk",
+    "billing_run_finish",
+    "invoice_from_period",
+]

@@ -1,0 +1,33 @@
+"""Celery tasks of the billing run. Thin: parse, call one service (STYLE.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+
+from billing_project.lib.dates import billing_today
+
+
+@shared_task(name="invoicing.run_billing", acks_late=True)
+def run_billing(as_of: str | None = None) -> int:
+    """The daily beat task: bill everything due today (in BILLING_TIMEZONE) by fanning chunks out to workers."""
+    from invoicing.billing_run import DISPATCH_CELERY, billing_run
+
+    run = billing_run(as_of=dt.date.fromisoformat(as_of) if as_of else billing_today(), dispatch=DISPATCH_CELERY)
+    return run.pk
+
+
+@shared_task(name="invoicing.billing_run_chunk", acks_late=True)
+def billing_run_chunk_task(run_id: int, subscription_ids: list[int], as_of: str) -> int:
+    """Bill one chunk of a run; the chunk that completes the run closes it. Redelivery is harmless: billed
+    subscriptions have moved on, and the run's figures are recomputed from its invoices."""
+    from invoicing.billing_run import billing_run_chunk, billing_run_finish
+    from invoicing.models import BillingRun
+
+    run = BillingRun.objects.get(pk=run_id)
+    outcome = billing_run_chunk(run=run, subscription_ids=subscription_ids, as_of=dt.date.fromisoformat(as_of))
+    run.refresh_from_db(fields=["chunks_done", "chunks_total"])
+    if run.chunks_done >= run.chunks_total:
+        billing_run_finish(run_id=run_id)
+    return outcome.invoices
