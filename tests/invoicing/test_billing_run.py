@@ -94,7 +94,9 @@ def test_catch_up_after_missed_days_bills_each_due_period_exactly_once():
     run = billing_run(as_of=dt.date(2026, 4, 1))
     assert run.invoices_created == 3
     periods = list(
-        Invoice.objects.filter(subscription=subscription).order_by("period_start").values_list("period_start", "period_end")
+        Invoice.objects.filter(subscription=subscription)
+        .order_by("period_start")
+        .values_list("period_start", "period_end")
     )
     assert periods == [
         (dt.date(2026, 1, 31), dt.date(2026, 2, 28)),
@@ -169,9 +171,7 @@ def test_staff_finalize_a_reviewed_draft_keeping_the_computed_proration_amounts(
     pro = PriceFactory(unit_amount=Money(D("10.00"), "EUR"), per_unit=True)
     subscription = SubscriptionFactory(customer=customer, price=pro, quantity=3, start_date=dt.date(2026, 3, 1))
     billing_run(as_of=dt.date(2026, 3, 1))
-    subscription_change(
-        subscription=subscription, items=[ItemSpec(price=pro, quantity=5)], as_of=dt.date(2026, 3, 14)
-    )
+    subscription_change(subscription=subscription, items=[ItemSpec(price=pro, quantity=5)], as_of=dt.date(2026, 3, 14))
     billing_run(as_of=dt.date(2026, 4, 1))
     draft = Invoice.objects.get(period_start=dt.date(2026, 4, 1))
     amounts = sorted(draft.lines.values_list("amount", flat=True))
@@ -357,4 +357,4 @@ def test_paused_subscription_is_not_billed_until_resumed():
     assert billing_run(as_of=dt.date(2026, 3, 1)).invoices_created == 0
     subscription.refresh_from_db()
     assert subscription.status == SubscriptionStatus.PAUSED
-    assert InvoiceStatus.OPEN == Invoice.objects.get().status
+    assert Invoice.objects.get().status == InvoiceStatus.OPEN
