@@ -12,6 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_project.settings")
 app = Celery("billing_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# The billing run's tasks live beside the service they call (invoicing/billing_tasks.py).
+app.autodiscover_tasks(lambda: ["invoicing"], related_name="billing_tasks")
 
 
 def ensure_broker_folders() -> None:

@@ -192,6 +192,9 @@ DEFAULT_PAYMENT_TERMS_DAYS = env.int("DEFAULT_PAYMENT_TERMS_DAYS", default=14)
 BILLING_AUTO_FINALIZE = env.bool("BILLING_AUTO_FINALIZE", default=True)
 # Subscriptions per billing-run chunk: one transaction and one Celery task each (STACK.md gotcha 11).
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
+# After an invoice is finalized it is handed to delivery (PDF, e-mail) and automatic collection. Off only for
+# bulk loads and benchmarks that must not send anything.
+BILLING_AFTER_FINALIZE_HOOKS = env.bool("BILLING_AFTER_FINALIZE_HOOKS", default=True)
 ZERO = Decimal("0")
 
 # --- Documents and e-mail delivery (invoicing: PDFs, invoice e-mails, tracking webhooks) -----------------

@@ -95,3 +95,31 @@ class SubscriptionFactory(factory.Factory):
         return subscription_create(customer=customer, items=items, **kwargs)
 
     _build = _create
+
+
+def bulk_subscriptions(*, count: int, items: list[tuple[Price, int]], start_date: dt.date) -> list[int]:
+    """``count`` identical subscriptions, fast: the service creates one, its rows are copied in bulk (same state,
+    one customer each). For volume tests and benchmarks; returns the subscription ids."""
+    from subscriptions.models import Subscription, SubscriptionItem
+
+    customers = CustomerFactory.create_batch(count, currency=items[0][0].currency)
+    template = subscription_create(
+        customer=customers[0], items=[ItemSpec(price=p, quantity=q) for p, q in items], start_date=start_date
+    )
+    template_items = list(template.items.all())
+    copies = []
+    for customer in customers[1:]:
+        copy = Subscription.objects.get(pk=template.pk)
+        copy.pk = None
+        copy.customer = customer
+        copies.append(copy)
+    created = Subscription.objects.bulk_create(copies, batch_size=2000)
+    SubscriptionItem.objects.bulk_create(
+        [
+            SubscriptionItem(subscription=subscription, price=item.price, quantity=item.quantity)
+            for subscription in created
+            for item in template_items
+        ],
+        batch_size=5000,
+    )
+    return [template.pk, *(s.pk for s in created)]

@@ -14,39 +14,16 @@ from djmoney.money import Money
 from invoicing.billing_run import billing_run
 from invoicing.models import BillingRun, Invoice
 from subscriptions.models import Subscription
-from subscriptions.services import ItemSpec
-from tests.factories import CustomerFactory, NumberSeriesFactory, PriceFactory, TaxRateFactory
+from tests.factories import NumberSeriesFactory, PriceFactory, TaxRateFactory
+from tests.factories.subscriptions import bulk_subscriptions
 
 JAN_1 = dt.date(2026, 1, 1)
 
 
 def _subscriptions(count: int) -> None:
-    """Many subscriptions, fast: the service for one, then bulk copies of its rows (same state)."""
-    from subscriptions.models import SubscriptionItem
-    from subscriptions.services import subscription_create
-
     price = PriceFactory(unit_amount=Money(Decimal("31.00"), "EUR"))
     seats = PriceFactory(unit_amount=Money(Decimal("7.50"), "EUR"), per_unit=True)
-    customers = CustomerFactory.create_batch(count)
-    template = subscription_create(
-        customer=customers[0],
-        items=[ItemSpec(price=price, quantity=1), ItemSpec(price=seats, quantity=3)],
-        start_date=JAN_1,
-    )
-    copies = []
-    for customer in customers[1:]:
-        copy = Subscription.objects.get(pk=template.pk)
-        copy.pk = None
-        copy.customer = customer
-        copies.append(copy)
-    created = Subscription.objects.bulk_create(copies)
-    SubscriptionItem.objects.bulk_create(
-        [
-            SubscriptionItem(subscription=subscription, price=item.price, quantity=item.quantity)
-            for subscription in created
-            for item in template.items.all()
-        ]
-    )
+    bulk_subscriptions(count=count, items=[(price, 1), (seats, 3)], start_date=JAN_1)
 
 
 @pytest.fixture
