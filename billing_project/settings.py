@@ -199,6 +199,55 @@ ZERO = Decimal("0")
 
 # --- Documents and e-mail delivery (invoicing: PDFs, invoice e-mails, tracking webhooks) -----------------
 # [delivery settings]
+# The customer portal's public base URL: invoices link to {PORTAL_BASE_URL}/portal/invoices/<number>/.
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
+# The TrueType fonts embedded in every PDF (shipped in the repo: DejaVu covers €, ł, ő, Greek, Cyrillic).
+INVOICE_PDF_FONT_DIR = env.path("INVOICE_PDF_FONT_DIR", default=str(BASE_DIR / "static" / "fonts"))
+# Send the invoice e-mail when an invoice is finalized (manual / one-off / "send invoice" subscriptions).
+INVOICE_EMAIL_ON_FINALIZE = env.bool("INVOICE_EMAIL_ON_FINALIZE", default=True)
+# Sender of customer e-mails (defaults to DEFAULT_FROM_EMAIL) and an optional Reply-To.
+BILLING_FROM_EMAIL = env.str("BILLING_FROM_EMAIL", default=DEFAULT_FROM_EMAIL)
+BILLING_REPLY_TO = env.list("BILLING_REPLY_TO", default=[])
+# Attempts per e-mail before it is marked failed (5xx / timeouts are retried; 4xx fail at once), and the base of
+# the exponential back-off in seconds (60 → 1, 2, 4, 8 min …, capped at one hour).
+EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=6)
+EMAIL_RETRY_BACKOFF_SECONDS = env.int("EMAIL_RETRY_BACKOFF_SECONDS", default=60)
+# PDF rendering retries (a failed render is retried by its task, then shows as "missing" in the admin).
+PDF_RENDER_MAX_RETRIES = env.int("PDF_RENDER_MAX_RETRIES", default=5)
+# Basic-auth credentials "user:password" the provider must send to /anymail/<provider>/tracking/.
+if env.str("ANYMAIL_WEBHOOK_SECRET", default=""):
+    ANYMAIL = {**ANYMAIL, "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET")}
 
 # --- Payments (gateways, automatic collection, bank import) --------------------------------------------
 # [payments settings]
+# Gateway charged for saved payment methods that name none: "sandbox" (test cards, no network) or "stripe".
+PAYMENTS_DEFAULT_GATEWAY = env.str("PAYMENTS_DEFAULT_GATEWAY", default="sandbox")
+# Customer credit is applied to each invoice when it is finalized.
+PAYMENTS_APPLY_CREDIT_ON_FINALIZE = env.bool("PAYMENTS_APPLY_CREDIT_ON_FINALIZE", default=True)
+# Soft-declined automatic charges are retried this many days after the first try (hard declines never).
+PAYMENTS_RETRY_SCHEDULE_DAYS = [int(days) for days in env.list("PAYMENTS_RETRY_SCHEDULE_DAYS", default=["3", "5", "7"])]
+# After the last failed try: "past_due" moves the subscription to past due, "none" leaves it as it is.
+PAYMENTS_FAILED_SUBSCRIPTION_POLICY = env.str("PAYMENTS_FAILED_SUBSCRIPTION_POLICY", default="past_due")
+# A try still "processing" after this many minutes (a crashed worker) is re-sent with the same idempotency key.
+PAYMENTS_PROCESSING_TIMEOUT_MINUTES = env.int("PAYMENTS_PROCESSING_TIMEOUT_MINUTES", default=15)
+# Webhooks signed longer ago than this are refused (replay protection).
+PAYMENTS_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENTS_WEBHOOK_TOLERANCE_SECONDS", default=300)
+PAYMENTS_SANDBOX_WEBHOOK_SECRET = env.str("PAYMENTS_SANDBOX_WEBHOOK_SECRET", default="whsec_sandbox_demo")
+# Bank CSV columns: our field = the column header in the bank's file (override per import with --mapping).
+PAYMENTS_BANK_CSV_MAPPING = env.dict(
+    "PAYMENTS_BANK_CSV_MAPPING",
+    default={
+        "transaction_id": "Transaction ID",
+        "booking_date": "Booking date",
+        "amount": "Amount",
+        "currency": "Currency",
+        "counterparty_name": "Counterparty",
+        "counterparty_iban": "IBAN",
+        "remittance": "Remittance information",
+    },
+)
+# "Your payment failed — update your card" e-mails link to {PORTAL_BASE_URL}/portal/ (set in the delivery block).
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)

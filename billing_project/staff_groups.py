@@ -22,6 +22,7 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
     BILLING_ADMIN: [
         *((app, "*", CRUD) for app in _BILLING_APPS),
         ("invoicing", "invoice", (*CRUD, "finalize", "void", "mark_uncollectible")),
+        ("payments", "payment", (*CRUD, "refund")),
         ("django_celery_beat", "*", CRUD),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete

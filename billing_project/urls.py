@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 
@@ -13,5 +13,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # [delivery urls]
+    # E-mail provider tracking webhooks (basic auth: ANYMAIL["WEBHOOK_SECRET"]), e.g. /anymail/postmark/tracking/.
+    path("anymail/", include("anymail.urls")),
     # [payments urls]
+    # Gateway webhooks, /webhooks/<gateway>/.
+    path("webhooks/", include("payments.urls")),
 ]

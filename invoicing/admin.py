@@ -10,7 +10,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
+from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -18,17 +19,22 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from billing_project.lib.money import round_amount
+from invoicing import delivery, documents
 from invoicing.models import (
     BillingRun,
     BillingRunError,
     CreditNote,
     CreditNoteLine,
+    EmailAddressStatus,
+    EmailEvent,
+    EmailStatus,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
     InvoiceStatus,
     NumberSeries,
     NumberSeriesCounter,
+    OutboundEmail,
     TaxRate,
 )
 from invoicing.services import (
@@ -119,6 +125,57 @@ class CreditNoteInline(ReadOnlyInline):
     show_change_link = True
 
 
+class OutboundEmailInline(ReadOnlyInline):
+    model = OutboundEmail
+    fk_name = "invoice"
+    verbose_name_plural = "e-mail history"
+    fields = ("queued_at", "kind", "recipients", "subject", "status", "attempts", "sent_at", "last_error")
+    readonly_fields = fields
+    show_change_link = True
+    ordering = ("-queued_at", "-pk")
+
+    @admin.display(description="recipients")
+    def recipients(self, obj: OutboundEmail) -> str:
+        return ", ".join([*obj.to_emails, *(f"cc {address}" for address in obj.cc_emails)])
+
+
+class PdfStateFilter(admin.SimpleListFilter):
+    title = "PDF"
+    parameter_name = "pdf"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (documents.PdfState.MISSING, "Missing"),
+            (documents.PdfState.STALE, "Stale"),
+            (documents.PdfState.CURRENT, "Current"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in (documents.PdfState.MISSING, documents.PdfState.STALE, documents.PdfState.CURRENT):
+            return queryset.filter(pdf_state=self.value())
+        return queryset
+
+
+def _bounced(email_path: str) -> Exists:
+    return Exists(EmailAddressStatus.objects.filter(email=Lower(OuterRef(email_path)), bounced_at__isnull=False))
+
+
+class BillingEmailBouncedFilter(admin.SimpleListFilter):
+    title = "billing e-mail bounced"
+    parameter_name = "email_bounced"
+    email_path = "customer__email"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Bounced"), ("no", "Not bounced")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(_bounced(self.email_path))
+        if self.value() == "no":
+            return queryset.exclude(_bounced(self.email_path))
+        return queryset
+
+
 _DRAFT_FIELDS = (
     "customer",
     "currency",
@@ -148,13 +205,23 @@ _COMPUTED_FIELDS = (
     "tax_summary_display",
     "customer_snapshot_display",
     "seller_snapshot_display",
+    "documents_display",
 )
 
 
 @admin.register(Invoice)
 class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "customer", "status", "issue_date", "due_date", "total_display", "amount_due_display")
-    list_filter = ("status", "currency", "billing_reason", "issue_date")
+    list_display = (
+        "__str__",
+        "customer",
+        "status",
+        "issue_date",
+        "due_date",
+        "total_display",
+        "amount_due_display",
+        "pdf_display",
+    )
+    list_filter = ("status", "currency", "billing_reason", "issue_date", PdfStateFilter, BillingEmailBouncedFilter)
     search_fields = ("=number", "customer__name", "customer__email")
     search_help_text = "Invoice number (exact), customer name or e-mail."
     list_select_related = ("customer",)
@@ -162,8 +229,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_per_page = 100
     autocomplete_fields = ("customer",)
     readonly_fields = _COMPUTED_FIELDS
-    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline)
-    actions = ("finalize_selected", "void_selected", "mark_uncollectible_selected")
+    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline, OutboundEmailInline)
+    actions = ("finalize_selected", "void_selected", "mark_uncollectible_selected", "resend_email_selected")
 
     def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
@@ -173,7 +240,17 @@ class InvoiceAdmin(admin.ModelAdmin):
             *draft,
             (
                 "Status",
-                {"fields": ("status", "number", ("issue_date", "due_date"), "finalized_at", "paid_at", "voided_at")},
+                {
+                    "fields": (
+                        "status",
+                        "number",
+                        ("issue_date", "due_date"),
+                        "finalized_at",
+                        "paid_at",
+                        "voided_at",
+                        "documents_display",
+                    )
+                },
             ),
             (
                 "Amounts",
@@ -196,9 +273,50 @@ class InvoiceAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"currency": settings.DEFAULT_CURRENCY, **super().get_changeform_initial_data(request)}
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Invoice]:
+        # One LEFT JOIN to the stored PDF: the column and the filter read the state without a query per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                pdf_state=Case(
+                    When(status=InvoiceStatus.DRAFT, then=Value("")),
+                    When(pdf__isnull=True, then=Value(documents.PdfState.MISSING)),
+                    When(pdf__source_updated_at=F("updated_at"), then=Value(documents.PdfState.CURRENT)),
+                    default=Value(documents.PdfState.STALE),
+                )
+            )
+        )
+
+    @admin.display(description="PDF", ordering="pdf_state")
+    def pdf_display(self, obj: Invoice) -> str:
+        state = getattr(obj, "pdf_state", "")
+        if not state:
+            return "—"
+        if state == documents.PdfState.CURRENT:
+            return format_html('<a href="{}">PDF</a>', reverse("admin:invoicing_invoice_pdf", args=[obj.pk]))
+        return format_html('<strong style="color:#b42318">{}</strong>', state)
+
+    @admin.display(description="documents")
+    def documents_display(self, obj: Invoice) -> str:
+        if obj.pk is None:
+            return "—"
+        state = ""
+        if obj.is_finalized:
+            pdf = documents.DocumentPdf.objects.filter(invoice=obj).first()
+            state = documents.invoice_pdf_state(invoice=obj, pdf=pdf)
+        return format_html(
+            '<a href="{}">Download PDF</a> · <a href="{}" target="_blank" rel="noopener">HTML preview</a>{}',
+            reverse("admin:invoicing_invoice_pdf", args=[obj.pk]),
+            reverse("admin:invoicing_invoice_preview", args=[obj.pk]),
+            format_html(" · stored PDF: <strong>{}</strong>", state) if state else "",
+        )
+
     def get_inlines(self, request: HttpRequest, obj: Invoice | None) -> Any:
         if obj is None:
             return (InvoiceLineInline,)
+        if obj.is_draft:  # drafts are never e-mailed: no history to show (and no formset to post)
+            return tuple(inline for inline in self.inlines if inline is not OutboundEmailInline)
         return self.inlines
 
     # Finalized invoices are read-only: Django then renders the view-only page and refuses a POST (403).
@@ -286,6 +404,21 @@ class InvoiceAdmin(admin.ModelAdmin):
     def void_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         self._report(request, invoices_void_many(invoices=queryset, actor=_actor(request)), "Voided")
 
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.add_outboundemail")
+
+    @admin.action(description="Resend invoice e-mail (with PDF)", permissions=["resend"])
+    def resend_email_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        sent = 0
+        for invoice in queryset.select_related("customer").order_by("pk"):
+            if invoice.is_draft:
+                self.message_user(request, f"{invoice}: not sent — drafts are not e-mailed", messages.ERROR)
+                continue
+            delivery.invoice_email_resend(invoice=invoice)
+            sent += 1
+        if sent:
+            self.message_user(request, f"Queued {sent} invoice e-mail(s).", messages.SUCCESS)
+
     @admin.action(description="Mark selected invoices uncollectible", permissions=["mark_uncollectible"])
     def mark_uncollectible_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         outcome = invoices_mark_uncollectible_many(invoices=queryset, actor=_actor(request))
@@ -300,8 +433,29 @@ class InvoiceAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.credit_note_view),
                 name="invoicing_invoice_credit_note",
             ),
+            path("<int:invoice_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
+            path(
+                "<int:invoice_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="invoicing_invoice_preview",
+            ),
             *super().get_urls(),
         ]
+
+    def pdf_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
+        invoice = get_object_or_404(Invoice, pk=invoice_id)
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
+        filename, content = documents.invoice_pdf_bytes(invoice_id=invoice.pk)
+        response = HttpResponse(content, content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
+        return response
+
+    def preview_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
+        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id)
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
+        return HttpResponse(documents.render_invoice_html(invoice=invoice))
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
@@ -431,8 +585,32 @@ class CreditNoteAdmin(admin.ModelAdmin):
         "amount_to_customer_credit",
         "issued_at",
         "issued_by",
+        "pdf_link",
     )
     fields = readonly_fields
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:credit_note_id>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="invoicing_creditnote_pdf",
+            ),
+            *super().get_urls(),
+        ]
+
+    def pdf_view(self, request: HttpRequest, credit_note_id: int) -> HttpResponse:
+        credit_note = get_object_or_404(CreditNote, pk=credit_note_id)
+        if not self.has_view_permission(request, credit_note):
+            raise PermissionDenied
+        filename, content = documents.credit_note_pdf_bytes(credit_note_id=credit_note.pk)
+        response = HttpResponse(content, content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
+        return response
+
+    @admin.display(description="PDF")
+    def pdf_link(self, obj: CreditNote) -> str:
+        return format_html('<a href="{}">Download PDF</a>', reverse("admin:invoicing_creditnote_pdf", args=[obj.pk]))
 
     # Issued from an invoice's page ("Issue credit note"); read-only afterwards.
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -520,3 +698,93 @@ class BillingRunAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- e-mail delivery ------------------------------------------------------------------------------------
+
+
+class EmailEventInline(ReadOnlyInline):
+    model = EmailEvent
+    fields = ("received_at", "occurred_at", "event_type", "recipient", "description", "event_id")
+    readonly_fields = fields
+
+
+class RecipientBouncedFilter(BillingEmailBouncedFilter):
+    title = "billing e-mail bounced"
+    email_path = "customer__email"
+
+
+@admin.register(OutboundEmail)
+class OutboundEmailAdmin(admin.ModelAdmin):
+    """Read-only history of customer e-mails; failed ones show their last error."""
+
+    list_display = ("queued_at", "kind", "customer", "invoice", "recipients", "status", "attempts", "last_error_short")
+    list_filter = ("status", "kind", RecipientBouncedFilter)
+    search_fields = ("=invoice__number", "customer__name", "customer__email", "=provider_message_id")
+    list_select_related = ("customer", "invoice")
+    show_full_result_count = False
+    date_hierarchy = "queued_at"
+    inlines = (EmailEventInline,)
+    readonly_fields = (
+        "kind",
+        "status",
+        "customer",
+        "invoice",
+        "credit_note",
+        "recipients",
+        "from_email",
+        "subject",
+        "language",
+        "template",
+        "attach_pdf",
+        "attempts",
+        "last_error",
+        "esp_name",
+        "provider_message_id",
+        "idempotency_key",
+        "queued_at",
+        "claimed_at",
+        "sent_at",
+        "delivered_at",
+        "opened_at",
+        "bounced_at",
+        "failed_at",
+        "body_text",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="recipients")
+    def recipients(self, obj: OutboundEmail) -> str:
+        return ", ".join([*obj.to_emails, *(f"cc {address}" for address in obj.cc_emails)])
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj: OutboundEmail) -> str:
+        if obj.status != EmailStatus.FAILED and not obj.last_error:
+            return ""
+        return obj.last_error[:120]
+
+
+@admin.register(EmailAddressStatus)
+class EmailAddressStatusAdmin(admin.ModelAdmin):
+    list_display = ("email", "bounced_at", "complained_at", "reason", "updated_at")
+    list_filter = (("bounced_at", admin.EmptyFieldListFilter), ("complained_at", admin.EmptyFieldListFilter))
+    search_fields = ("email",)
+    readonly_fields = ("email", "bounced_at", "complained_at", "reason", "updated_at")
+    actions = ("clear_flags",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Clear bounce / complaint flags (address fixed or confirmed)")
+    def clear_flags(self, request: HttpRequest, queryset: QuerySet[EmailAddressStatus]) -> None:
+        changed = queryset.update(bounced_at=None, complained_at=None, reason="")
+        self.message_user(request, f"Cleared {changed} address(es).", messages.SUCCESS)

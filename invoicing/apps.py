@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class InvoicingConfig(AppConfig):
     name = "invoicing"
+
+    def ready(self) -> None:
+        from invoicing import delivery, hooks, webhooks
+
+        # After an invoice or credit note is committed: render its PDF, e-mail the invoice (invoicing.delivery).
+        hooks.register_invoice_finalized(delivery.on_invoice_finalized)
+        hooks.register_credit_note_issued(delivery.on_credit_note_issued)
+        webhooks.connect()

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django_countries.fields import CountryField
 from moneyed import Money
 
@@ -666,3 +667,151 @@ class BillingRunError(models.Model):
 
     def __str__(self) -> str:
         return f"subscription {self.subscription_id}: {self.message[:80]}"
+
+
+# --- Documents (PDFs) and e-mail delivery ---------------------------------------------------------------
+
+
+class DocumentPdf(models.Model):
+    """The stored PDF of one invoice or credit note (invoicing.documents). Kept beside the document rather than
+    on it because credit notes are read-only rows. ``source_updated_at`` is the invoice's ``updated_at`` the PDF
+    was rendered from: a later payment, credit or status change moves ``updated_at`` and makes the PDF stale
+    (read under the same snapshot as the content, so a change during rendering is never hidden)."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, null=True, blank=True, related_name="pdf")
+    credit_note = models.OneToOneField(CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="pdf")
+    file = models.FileField(max_length=300)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+    rendered_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "document PDF"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(invoice__isnull=False) & Q(credit_note__isnull=True))
+                | (Q(invoice__isnull=True) & Q(credit_note__isnull=False)),
+                name="document_pdf_one_document",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.file.name
+
+
+class EmailKind(models.TextChoices):
+    INVOICE = "invoice", "Invoice"
+    INVOICE_RESEND = "invoice_resend", "Invoice (resent by staff)"
+    CREDIT_NOTE = "credit_note", "Credit note"
+    REMINDER = "reminder", "Payment reminder"
+    PAYMENT_RECEIPT = "payment_receipt", "Payment receipt"
+    PAYMENT_FAILED = "payment_failed", "Payment failed"
+    OTHER = "other", "Other"
+
+
+class EmailStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained (spam)"
+    FAILED = "failed", "Failed"
+
+
+class OutboundEmail(models.Model):
+    """One message to a customer, queued by ``invoicing.delivery.email_queue`` and sent by a Celery task.
+    ``idempotency_key`` is unique, so queueing the same message twice yields the same row; the sending task
+    claims the row (``queued`` → ``sending``) with a guarded UPDATE, so a task that runs twice sends once."""
+
+    kind = models.CharField(max_length=30, choices=EmailKind.choices)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="outbound_emails")
+    invoice = models.ForeignKey(
+        Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="outbound_emails"
+    )
+    credit_note = models.ForeignKey(
+        CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="outbound_emails"
+    )
+    attach_pdf = models.BooleanField(default=False, help_text="Attach the invoice's / credit note's PDF.")
+    language = models.CharField(max_length=8, default="en")
+    from_email = models.CharField(max_length=254)
+    to_emails = models.JSONField(default=list)
+    cc_emails = models.JSONField(default=list, blank=True)
+    subject = models.CharField(max_length=300)
+    body_text = models.TextField()
+    body_html = models.TextField(blank=True)
+    template = models.CharField(max_length=100)
+    status = models.CharField(max_length=20, choices=EmailStatus.choices, default=EmailStatus.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    esp_name = models.CharField("provider", max_length=40, blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    queued_at = models.DateTimeField()
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "outbound e-mail"
+        ordering = ["-queued_at", "-pk"]
+        indexes = [
+            models.Index(fields=["provider_message_id"], name="outbound_email_message_id_idx"),
+            models.Index(fields=["status", "queued_at"], name="outbound_email_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=EmailStatus.values), name="outbound_email_status_valid"),
+            models.CheckConstraint(condition=Q(kind__in=EmailKind.values), name="outbound_email_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {', '.join(self.to_emails)} ({self.status})"
+
+
+class EmailEvent(models.Model):
+    """A tracking event from the e-mail provider (anymail webhooks), stored once per provider event id: a
+    replayed webhook finds its row and changes nothing."""
+
+    event_id = models.CharField(max_length=200, unique=True)
+    outbound_email = models.ForeignKey(
+        OutboundEmail, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    esp_name = models.CharField("provider", max_length=40)
+    event_type = models.CharField(max_length=30)
+    recipient = models.CharField(max_length=254, blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField()
+    description = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "e-mail event"
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.recipient}"
+
+
+class EmailAddressStatus(models.Model):
+    """Deliverability of an address, learnt from tracking events: a bounced billing address is shown to staff
+    (invoice and e-mail admin filters). Addresses are stored lower-cased."""
+
+    email = models.CharField(max_length=254, unique=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "e-mail address status"
+        verbose_name_plural = "e-mail address statuses"
+        ordering = ["email"]
+        constraints = [models.CheckConstraint(condition=Q(email=Lower("email")), name="email_status_lowercase")]
+
+    def __str__(self) -> str:
+        return self.email

@@ -764,3 +764,57 @@ def _credit_lines_for_amount(invoice: Invoice, amount: Decimal, reason: str) -> 
             )
         )
     return result
+
+
+# --- payments: refunds (appended for the payments app) ---------------------------------------------------
+
+
+def invoice_reverse_payment(
+    *,
+    invoice: Invoice,
+    amount: Decimal,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "",
+) -> Invoice:
+    """The payments app's hook for a refund: ``amount`` (in the invoice's currency, at its minor unit) of what was
+    paid is given back, so it is due again. A paid invoice re-opens. This is the one way out of ``paid``, and
+    deliberately not in ``ALLOWED_TRANSITIONS``: no staff action may re-open a paid invoice, only a refund of
+    money that settled it. The re-opening writes an ``InvoiceEvent`` like every transition."""
+    if not isinstance(amount, Decimal):
+        raise TypeError("amount must be a Decimal")
+    with transaction.atomic():
+        locked = _lock_invoice(invoice.pk)
+        if round_amount(amount, locked.currency) != amount or amount <= 0:
+            raise InvoiceError(f"invoice {locked}: {amount} is not a positive {locked.currency} amount")
+        if amount > locked.amount_paid:
+            raise InvoiceError(f"invoice {locked}: cannot reverse {amount}, only {locked.amount_paid} was paid")
+        if locked.status not in (S.OPEN, S.UNCOLLECTIBLE, S.PAID):
+            raise InvoiceStateError(f"invoice {locked} is {locked.status}: it has no payments to reverse")
+        amount_paid = locked.amount_paid - amount
+        amount_due = locked.amount_due + amount
+        now = timezone.now()
+        from_status = locked.status
+        to_status = S.OPEN if from_status == S.PAID else from_status
+        changed = Invoice.objects.filter(pk=locked.pk, status=from_status).update(
+            status=to_status,
+            amount_paid=amount_paid,
+            amount_due=amount_due,
+            paid_at=None if to_status == S.OPEN else locked.paid_at,
+            updated_at=now,
+        )
+        if changed != 1:  # pragma: no cover - the row is locked; kept as a guard against misuse
+            raise InvoiceStateError(f"invoice {locked} changed concurrently")
+        if to_status != from_status:
+            InvoiceEvent.objects.create(
+                invoice_id=locked.pk,
+                at=now,
+                actor_id=_actor_id(actor),
+                from_status=from_status,
+                to_status=to_status,
+                reason=(reason or "payment refunded")[:500],
+            )
+        locked.status, locked.amount_paid, locked.amount_due = to_status, amount_paid, amount_due
+        if to_status == S.OPEN:
+            locked.paid_at = None
+        locked._loaded_status = to_status
+    return locked

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import IO, Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from djmoney.money import Money
@@ -946,6 +946,23 @@ def plans_commit(*, plans: list[BillingPlan], actor: Actor = None, locked: bool 
     return advanced
 
 
+def _advance_postgresql(rows: list[tuple[Any, ...]], *, now: Any) -> None:
+    """One UPDATE … FROM unnest(arrays) for the whole chunk. ``bulk_update`` builds a CASE WHEN per row and
+    field — half the time of a 1,000-subscription chunk went into compiling it."""
+    columns = list(zip(*rows, strict=True))
+    table = Subscription._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {table} AS s SET current_period_start = v.start, current_period_end = v.end_,
+                   next_billing_date = v.next_billing, usage_open_from = v.usage_from, status = v.status,
+                   ended_at = v.ended, updated_at = %s
+               FROM unnest(%s::bigint[], %s::date[], %s::date[], %s::date[], %s::date[], %s::varchar[], %s::date[])
+                   AS v(id, start, end_, next_billing, usage_from, status, ended)
+               WHERE s.id = v.id""",  # noqa: S608 — the table name is ours, every value is a parameter
+            [now, *(list(column) for column in columns)],
+        )
+
+
 def _unchanged_since_planned(by_id: dict[int, BillingPlan]) -> list[int]:
     current = (
         Subscription.objects.select_for_update()
@@ -973,22 +990,37 @@ def _unchanged_since_planned(by_id: dict[int, BillingPlan]) -> list[int]:
 
 
 def _apply_plans(by_id: dict[int, BillingPlan], advanced: list[int], *, actor: Actor, now: Any) -> None:
-    Subscription.objects.bulk_update(
-        [
-            Subscription(
-                pk=pk,
-                current_period_start=by_id[pk].new_current_period_start,
-                current_period_end=by_id[pk].new_current_period_end,
-                next_billing_date=by_id[pk].new_next_billing_date,
-                usage_open_from=by_id[pk].new_usage_open_from,
-                status=by_id[pk].new_status,
-                ended_at=by_id[pk].new_ended_at,
-                updated_at=now,
-            )
-            for pk in advanced
-        ],
-        list(_PLAN_FIELDS),
-    )
+    rows = [
+        (
+            pk,
+            by_id[pk].new_current_period_start,
+            by_id[pk].new_current_period_end,
+            by_id[pk].new_next_billing_date,
+            by_id[pk].new_usage_open_from,
+            by_id[pk].new_status,
+            by_id[pk].new_ended_at,
+        )
+        for pk in advanced
+    ]
+    if connection.vendor == "postgresql":
+        _advance_postgresql(rows, now=now)
+    else:
+        Subscription.objects.bulk_update(
+            [
+                Subscription(
+                    pk=pk,
+                    current_period_start=start,
+                    current_period_end=end,
+                    next_billing_date=next_billing,
+                    usage_open_from=usage_from,
+                    status=status,
+                    ended_at=ended,
+                    updated_at=now,
+                )
+                for pk, start, end, next_billing, usage_from, status, ended in rows
+            ],
+            list(_PLAN_FIELDS),
+        )
     events = [
         SubscriptionEvent(
             subscription_id=pk,

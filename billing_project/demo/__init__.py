@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
 from invoicing.demo import seed_invoicing
+from payments.demo import seed_payments
 from subscriptions.demo import seed_catalog_and_subscriptions
 
 # (label, step) in dependency order; later apps append their steps here.
@@ -15,6 +16,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("customers", seed_customers),
     ("catalog and subscriptions", seed_catalog_and_subscriptions),
     ("number series, tax rates, one-off invoices", seed_invoicing),
+    ("payments: cards, payments, credit, failed attempts", seed_payments),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from tests.factories.customers import CustomerFactory, StaffUserFactory
 from tests.factories.invoicing import InvoiceFactory, InvoiceLineFactory, NumberSeriesFactory, TaxRateFactory
+from tests.factories.payments import BankStatementFactory, BankTransactionFactory, PaymentMethodFactory, record_payment
 from tests.factories.subscriptions import (
     CouponFactory,
     PriceFactory,
@@ -12,16 +13,20 @@ from tests.factories.subscriptions import (
 )
 
 __all__ = [
+    "BankStatementFactory",
+    "BankTransactionFactory",
     "CouponFactory",
     "CustomerFactory",
     "InvoiceFactory",
     "InvoiceLineFactory",
     "NumberSeriesFactory",
+    "PaymentMethodFactory",
     "PriceFactory",
     "PriceTierFactory",
     "ProductFactory",
     "StaffUserFactory",
     "SubscriptionFactory",
     "TaxRateFactory",
+    "record_payment",
     "tiered_price",
 ]

@@ -1,0 +1,182 @@
+"""Amounts, dates, quantities and fixed wording of customer documents, in the customer's language.
+
+Babel does the locale work (``format_currency(Decimal("1234.5"), "EUR", locale="de_DE")`` → ``1.234,50 €``;
+``en`` → ``€1,234.50``); amounts are rounded with the product's one rounding rule first
+(``billing_project.lib.money.round_amount``) so the document shows exactly what is stored. The fixed wording of
+the PDF lives here as one dict per language rather than in gettext catalogues: it is a few dozen labels, read by
+one template, and a missing German label falls back to English instead of to an empty string.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from babel import Locale
+from babel.dates import format_date as babel_format_date
+from babel.numbers import format_currency, format_decimal
+
+from billing_project.lib.money import round_amount
+
+SUPPORTED_LANGUAGES = ("en", "de")
+DEFAULT_LANGUAGE = "en"
+# The Babel locale of each customer language (language alone would be fine for en; de_DE pins the region).
+_LOCALES = {"en": "en_US", "de": "de_DE"}
+
+
+def document_language(language: str | None) -> str:
+    language = (language or "").split("-")[0].split("_")[0].lower()
+    return language if language in SUPPORTED_LANGUAGES else DEFAULT_LANGUAGE
+
+
+@lru_cache(maxsize=16)
+def _locale(language: str) -> Locale:
+    return Locale.parse(_LOCALES[document_language(language)])
+
+
+def money(amount: Decimal | str | int, currency: str, language: str) -> str:
+    """``€1,234.50`` (en), ``1.234,50 €`` (de); JPY without and BHD with three decimals."""
+    value = round_amount(Decimal(amount), currency)
+    return format_currency(value, currency, locale=_locale(language), currency_digits=True)
+
+
+def unit_price(amount: Decimal, currency: str, language: str) -> str:
+    """Unit prices keep their extra precision (``€0.0125`` per API call) but never show fewer digits than the
+    currency has (``€31.00``, not ``€31``)."""
+    value = Decimal(amount)
+    rounded = round_amount(value, currency)
+    shown = rounded if rounded == value else value.normalize()
+    return format_currency(shown, currency, locale=_locale(language), currency_digits=False, decimal_quantization=False)
+
+
+def quantity(value: Decimal, language: str) -> str:
+    """At most four decimals, no trailing zeros: ``1``, ``2.5``, ``1,250.125`` / ``1.250,125``."""
+    return format_decimal(value, format="#,##0.####", locale=_locale(language))
+
+
+def percentage(value: Decimal | str, language: str) -> str:
+    return format_decimal(Decimal(value), format="#,##0.##", locale=_locale(language)) + " %"
+
+
+def date(value: dt.date | None, language: str) -> str:
+    """``Mar 2, 2026`` (en), ``02.03.2026`` (de); empty for no date."""
+    if value is None:
+        return ""
+    return babel_format_date(value, format="medium", locale=_locale(language))
+
+
+def period(start: dt.date | None, end: dt.date | None, language: str) -> str:
+    """A half-open period ``[start, end)`` printed with its last day inclusive, as customers read periods."""
+    if start is None or end is None:
+        return ""
+    last_day = end - dt.timedelta(days=1) if end > start else end
+    return f"{date(start, language)} – {date(last_day, language)}"
+
+
+def iban(value: str) -> str:
+    compact = "".join(value.split()).upper()
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "invoice": "Invoice",
+        "credit_note": "Credit note",
+        "draft": "DRAFT — not a valid invoice",
+        "number": "Number",
+        "issue_date": "Issue date",
+        "due_date": "Due date",
+        "period": "Service period",
+        "credited_invoice": "Credits invoice",
+        "reason": "Reason",
+        "customer_tax_id": "Customer VAT ID",
+        "seller_tax_id": "VAT ID",
+        "bill_to": "Bill to",
+        "pos": "#",
+        "description": "Description",
+        "quantity": "Qty",
+        "unit_price": "Unit price",
+        "tax": "Tax",
+        "amount": "Amount",
+        "discount": "Discount",
+        "subtotal": "Subtotal",
+        "net_total": "Net total",
+        "tax_on": "{name} on {taxable}",
+        "tax_included": "incl.",
+        "total": "Total",
+        "amount_paid": "Amount paid",
+        "amount_credited": "Credited",
+        "amount_due": "Amount due",
+        "credit_total": "Total credited",
+        "payment": "Payment",
+        "pay_by_transfer": "Please transfer {amount} by {due_date}, quoting {number}, to:",
+        "bank": "Bank",
+        "iban": "IBAN",
+        "bic": "BIC",
+        "pay_online": "Or pay online:",
+        "paid_thanks": "This invoice is paid. Thank you!",
+        "void": "This invoice has been cancelled (void). Nothing is due.",
+        "credit_applied": "{applied} reduced the amount due of invoice {invoice}.",
+        "credit_to_balance": "{amount} is added to your credit balance.",
+        "page_prefix": "Page",
+        "page_of": "of",
+        "reverse_charge": "Reverse charge",
+        "exempt": "Tax exempt",
+        "outside_scope": "Outside the scope of VAT",
+    },
+    "de": {
+        "invoice": "Rechnung",
+        "credit_note": "Gutschrift",
+        "draft": "ENTWURF — keine gültige Rechnung",
+        "number": "Nummer",
+        "issue_date": "Rechnungsdatum",
+        "due_date": "Fällig am",
+        "period": "Leistungszeitraum",
+        "credited_invoice": "Zu Rechnung",
+        "reason": "Grund",
+        "customer_tax_id": "USt-IdNr. Kunde",
+        "seller_tax_id": "USt-IdNr.",
+        "bill_to": "Rechnungsempfänger",
+        "pos": "Pos.",
+        "description": "Beschreibung",
+        "quantity": "Menge",
+        "unit_price": "Einzelpreis",
+        "tax": "USt.",
+        "amount": "Betrag",
+        "discount": "Rabatt",
+        "subtotal": "Zwischensumme",
+        "net_total": "Nettobetrag",
+        "tax_on": "{name} auf {taxable}",
+        "tax_included": "enth.",
+        "total": "Gesamtbetrag",
+        "amount_paid": "Bezahlt",
+        "amount_credited": "Gutgeschrieben",
+        "amount_due": "Offener Betrag",
+        "credit_total": "Gutschriftsbetrag",
+        "payment": "Zahlung",
+        "pay_by_transfer": "Bitte überweisen Sie {amount} bis {due_date} unter Angabe von {number} an:",
+        "bank": "Bank",
+        "iban": "IBAN",
+        "bic": "BIC",
+        "pay_online": "Oder online bezahlen:",
+        "paid_thanks": "Diese Rechnung ist bezahlt. Vielen Dank!",
+        "void": "Diese Rechnung wurde storniert. Es ist nichts zu zahlen.",
+        "credit_applied": "{applied} wurden mit Rechnung {invoice} verrechnet.",
+        "credit_to_balance": "{amount} werden Ihrem Guthaben gutgeschrieben.",
+        "page_prefix": "Seite",
+        "page_of": "von",
+        "reverse_charge": "Steuerschuldnerschaft des Leistungsempfängers",
+        "exempt": "Steuerbefreit",
+        "outside_scope": "Nicht im Inland steuerbar",
+    },
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    return {**LABELS[DEFAULT_LANGUAGE], **LABELS[document_language(language)]}
+
+
+def label(language: str, key: str, **values: Any) -> str:
+    return labels(language)[key].format(**values)

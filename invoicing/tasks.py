@@ -1,0 +1,42 @@
+"""Celery tasks of invoicing's documents and delivery: thin — load by id, call one service (STYLE.md)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from invoicing import delivery, documents
+from invoicing.models import CreditNote, Invoice
+
+# A render that fails (storage, database) is retried with back-off; one that still fails shows as "missing" in
+# the admin and is rendered again by `manage.py render_pdfs --missing`.
+_RENDER_RETRY = {
+    "autoretry_for": (Exception,),
+    "dont_autoretry_for": (Invoice.DoesNotExist, CreditNote.DoesNotExist),
+    "retry_backoff": 10,
+    "retry_backoff_max": 600,
+    "max_retries": settings.PDF_RENDER_MAX_RETRIES,
+}
+
+
+@shared_task(name="invoicing.render_invoice_pdf", **_RENDER_RETRY)
+def render_invoice_pdf(invoice_id: int) -> str:
+    return documents.invoice_pdf_store(invoice_id=invoice_id).sha256
+
+
+@shared_task(name="invoicing.render_credit_note_pdf", **_RENDER_RETRY)
+def render_credit_note_pdf(credit_note_id: int) -> str:
+    return documents.credit_note_pdf_store(credit_note_id=credit_note_id).sha256
+
+
+@shared_task(bind=True, name="invoicing.send_outbound_email", max_retries=None)
+def send_outbound_email(self, email_id: int) -> str:  # type: ignore[no-untyped-def]
+    """Send one OutboundEmail; the service decides whether a failure is retried (and caps the attempts)."""
+    outcome = delivery.outbound_email_send(email_id=email_id)
+    while outcome.retry and self.request.is_eager:
+        # Eager mode (tests, scripts without a worker) has no queue to wait in: retry at once, still capped by
+        # EMAIL_MAX_ATTEMPTS in the service.
+        outcome = delivery.outbound_email_send(email_id=email_id)
+    if outcome.retry:
+        raise self.retry(countdown=delivery.retry_countdown(outcome.attempts))
+    return outcome.status

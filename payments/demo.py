@@ -1,0 +1,88 @@
+"""Demo data for payments (``seed_payments``, a step of ``manage.py seed_demo`` after invoicing's): saved sandbox
+cards, a full payment, a partial payment, an overpayment (→ customer credit) and failed card attempts, on the
+one-off invoices ``invoicing.demo`` creates for DEMO-0001, DEMO-0002, DEMO-0008 and DEMO-0017.
+
+Idempotent: cards are keyed by token, payments by reference, attempts by invoice (none are made for an invoice
+that has attempts)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from billing_project.lib.dates import billing_today
+from customers.models import Customer
+from invoicing.demo import DEMO_MEMO
+from invoicing.models import Invoice
+from payments.models import Payment, PaymentAttempt, PaymentMethod, PaymentMethodKind
+from payments.services import invoice_charge_now, payment_method_add, payment_record
+
+# external id → (sandbox token, brand, last4)
+_CARDS = {
+    "DEMO-0001": ("pm_card_visa", "visa", "4242"),
+    "DEMO-0002": ("pm_card_mastercard", "mastercard", "4444"),
+    "DEMO-0017": ("pm_card_chargeDeclinedInsufficientFunds", "visa", "9995"),
+}
+
+
+def _demo_invoice(customer: Customer) -> Invoice | None:
+    return Invoice.objects.filter(customer=customer, memo=DEMO_MEMO).exclude(number="").order_by("pk").first()
+
+
+def seed_payments() -> int:
+    """Create what is missing; returns the number of records created."""
+    created = 0
+    today = billing_today()
+    customers = {
+        c.external_id: c
+        for c in Customer.objects.filter(external_id__in=["DEMO-0001", "DEMO-0002", "DEMO-0008", "DEMO-0017"])
+    }
+    for external_id, (token, brand, last4) in _CARDS.items():
+        customer = customers.get(external_id)
+        if customer is None or PaymentMethod.objects.filter(gateway="sandbox", token=f"{token}:{external_id}").exists():
+            continue
+        payment_method_add(
+            customer=customer,
+            gateway="sandbox",
+            token=f"{token}:{external_id}",
+            brand=brand,
+            last4=last4,
+            exp_month=12,
+            exp_year=today.year + 3,
+        )
+        created += 1
+    # (external id, reference, share of the invoice's total: "full", "partial" (40 %), "over" (+50.00))
+    for external_id, reference, kind in (
+        ("DEMO-0001", "Demo payment DEMO-0001 (bank transfer)", "full"),
+        ("DEMO-0002", "Demo payment DEMO-0002 (first instalment)", "partial"),
+        ("DEMO-0008", "Demo payment DEMO-0008 (paid too much)", "over"),
+    ):
+        customer = customers.get(external_id)
+        invoice = _demo_invoice(customer) if customer else None
+        if customer is None or invoice is None or Payment.objects.filter(reference=reference).exists():
+            continue
+        if kind == "full":
+            amount = invoice.total
+        elif kind == "partial":
+            amount = (invoice.total * Decimal("0.4")).quantize(Decimal("0.01"))
+        else:
+            amount = invoice.total + Decimal("50.00")
+        payment_record(
+            customer=customer,
+            amount=amount,
+            currency=invoice.currency,
+            received_on=today,
+            method=PaymentMethodKind.BANK_TRANSFER,
+            reference=reference,
+            invoice=invoice,
+        )
+        created += 1
+    customer = customers.get("DEMO-0017")
+    invoice = _demo_invoice(customer) if customer else None
+    # Insufficient funds (a soft decline): retried in 3 days by retry_payments.
+    if (
+        invoice is not None
+        and not PaymentAttempt.objects.filter(invoice=invoice).exists()
+        and invoice_charge_now(invoice=invoice, as_of=today) is not None
+    ):
+        created += 1
+    return created

@@ -1,0 +1,520 @@
+"""Payments, their allocation to invoices, the customer credit ledger, refunds, saved payment methods, automatic
+charge attempts, bank transactions and gateway webhook events.
+
+Amounts are ``DecimalField`` columns next to one ``currency`` column per row, as in invoicing (see
+docs/decisions/payments.md): a payment, its allocations, its refunds and the invoices they settle all carry the
+same currency, and one column per row cannot disagree with itself. Every amount is rounded in Python with
+``billing_project.lib.money.round_amount`` before it is stored; ``amount_money`` gives a ``Money`` for display.
+
+Rows here are records of what happened: the services in ``payments.services`` are the only writers, status
+columns only move through guarded ``UPDATE … WHERE status=<old>`` statements, and the database refuses what must
+never happen twice (gateway references, bank transaction ids, webhook event ids, idempotency keys).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from moneyed import Money
+
+from invoicing.models import AMOUNT
+
+ZERO = Decimal(0)
+CURRENCY_ISO = Q(currency__regex=r"^[A-Z]{3}$")
+
+
+class Gateway(models.TextChoices):
+    SANDBOX = "sandbox", "Sandbox (test cards)"
+    STRIPE = "stripe", "Stripe"
+
+
+# --- Payment methods ------------------------------------------------------------------------------------
+
+
+class PaymentMethod(models.Model):
+    """A card (or other instrument) the customer saved at a gateway; we keep only the gateway's id and what staff
+    need to recognise it, never card numbers."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payment_methods")
+    gateway = models.CharField(max_length=20, choices=Gateway.choices, default=Gateway.SANDBOX)
+    token = models.CharField(
+        "gateway id", max_length=255, help_text="The gateway's id of the saved method, e.g. pm_… at Stripe."
+    )
+    gateway_customer_id = models.CharField(
+        max_length=255, blank=True, help_text="The gateway's customer id the method is attached to (cus_… at Stripe)."
+    )
+    brand = models.CharField(max_length=30, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField("default", default=False)
+    is_active = models.BooleanField(default=True, help_text="Inactive methods are never charged.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["customer", "-is_default", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "token"], name="payment_method_gateway_token_unique"),
+            models.UniqueConstraint(
+                fields=["customer"], condition=Q(is_default=True), name="payment_method_one_default"
+            ),
+            models.CheckConstraint(condition=Q(gateway__in=Gateway.values), name="payment_method_gateway_valid"),
+            models.CheckConstraint(
+                condition=Q(exp_month__isnull=True) | (Q(exp_month__gte=1) & Q(exp_month__lte=12)),
+                name="payment_method_exp_month_1_12",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = f"{self.brand or 'card'} •••• {self.last4}" if self.last4 else self.token
+        if self.exp_month and self.exp_year:
+            label += f" ({self.exp_month:02d}/{self.exp_year % 100:02d})"
+        return label
+
+    def expired_on(self, day: dt.date) -> bool:
+        """True when the card's expiry month lies before ``day`` (a card is valid through its expiry month)."""
+        if not (self.exp_month and self.exp_year):
+            return False
+        return (self.exp_year, self.exp_month) < (day.year, day.month)
+
+
+# --- Payments -------------------------------------------------------------------------------------------
+
+
+class PaymentMethodKind(models.TextChoices):
+    BANK_TRANSFER = "bank_transfer", "Bank transfer"
+    CARD = "card", "Card"
+    CASH = "cash", "Cash"
+    CHEQUE = "cheque", "Cheque"
+    OTHER = "other", "Other"
+
+
+class PaymentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUNDED = "refunded", "Refunded"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+
+
+class Payment(models.Model):
+    """Money received from a customer. A succeeded payment is allocated to invoices (``PaymentAllocation``) and
+    whatever is left becomes customer credit (an ``overpayment`` ledger entry)."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payments")
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    amount_refunded = models.DecimalField(**AMOUNT, default=ZERO)
+    method = models.CharField(max_length=20, choices=PaymentMethodKind.choices, default=PaymentMethodKind.BANK_TRANSFER)
+    status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.SUCCEEDED)
+    reference = models.CharField(max_length=255, blank=True, help_text="Remittance text, cheque number, receipt…")
+    received_on = models.DateField()
+    invoice = models.ForeignKey(
+        "invoicing.Invoice",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="named_payments",
+        help_text="The invoice the payer named, if any.",
+    )
+    gateway = models.CharField(max_length=20, blank=True, help_text="sandbox, stripe, or bank for statement imports.")
+    gateway_reference = models.CharField(max_length=255, blank=True)
+    payment_method = models.ForeignKey(
+        PaymentMethod, on_delete=models.PROTECT, null=True, blank=True, related_name="payments"
+    )
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_on", "-pk"]
+        permissions = [("refund_payment", "Can refund payments")]
+        indexes = [
+            models.Index(fields=["customer", "-received_on"], name="payment_customer_received_idx"),
+            models.Index(fields=["-received_on", "-id"], name="payment_received_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_reference"],
+                condition=~Q(gateway_reference=""),
+                name="payment_gateway_reference_unique",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=F("amount")),
+                name="payment_refunded_within_amount",
+            ),
+            models.CheckConstraint(condition=Q(status__in=PaymentStatus.values), name="payment_status_valid"),
+            models.CheckConstraint(condition=Q(method__in=PaymentMethodKind.values), name="payment_method_valid"),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="payment_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payment #{self.pk} {self.amount} {self.currency}"
+
+    @property
+    def amount_money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def refundable_amount(self) -> Decimal:
+        return self.amount - self.amount_refunded
+
+
+class PaymentAllocation(models.Model):
+    """Part of a payment that settled part of an invoice. ``amount_refunded`` is the part a refund gave back,
+    re-opening the invoice's amount due by as much."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="payment_allocations")
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    amount_refunded = models.DecimalField(**AMOUNT, default=ZERO)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["payment", "pk"]
+        indexes = [models.Index(fields=["invoice"], name="payment_alloc_invoice_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_allocation_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__gte=0) & Q(amount_refunded__lte=F("amount")),
+                name="payment_allocation_refunded_within_amount",
+            ),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="payment_allocation_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} → {self.invoice}"
+
+    @property
+    def net_amount(self) -> Decimal:
+        return self.amount - self.amount_refunded
+
+
+# --- Customer credit ------------------------------------------------------------------------------------
+
+
+class CreditEntryKind(models.TextChoices):
+    OVERPAYMENT = "overpayment", "Overpayment"
+    CREDIT_NOTE = "credit_note", "Credit note"
+    APPLIED_TO_INVOICE = "applied_to_invoice", "Applied to invoice"
+    REFUND = "refund", "Refund"
+    MANUAL_ADJUSTMENT = "manual_adjustment", "Manual adjustment"
+
+
+class CreditLedgerEntry(models.Model):
+    """One movement of a customer's credit balance in one currency; the balance is the sum of the entries. Added
+    credit is positive, used or refunded credit negative. Entries are never changed: a correction is another
+    entry (a manual adjustment with a reason)."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_entries")
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    kind = models.CharField(max_length=20, choices=CreditEntryKind.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries")
+    invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries"
+    )
+    credit_note = models.ForeignKey(
+        "invoicing.CreditNote", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries"
+    )
+    refund = models.ForeignKey(
+        "payments.Refund", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_entries"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "credit ledger entry"
+        verbose_name_plural = "credit ledger entries"
+        ordering = ["customer", "-created_at", "-pk"]
+        indexes = [models.Index(fields=["customer", "currency"], name="credit_entry_customer_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=CreditEntryKind.values), name="credit_entry_kind_valid"),
+            models.CheckConstraint(condition=~Q(amount=0), name="credit_entry_amount_not_zero"),
+            models.CheckConstraint(
+                condition=~Q(kind__in=[CreditEntryKind.OVERPAYMENT, CreditEntryKind.CREDIT_NOTE]) | Q(amount__gt=0),
+                name="credit_entry_additions_positive",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=[CreditEntryKind.APPLIED_TO_INVOICE, CreditEntryKind.REFUND]) | Q(amount__lt=0),
+                name="credit_entry_uses_negative",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=CreditEntryKind.MANUAL_ADJUSTMENT) | ~Q(reason=""),
+                name="credit_entry_manual_needs_reason",
+            ),
+            # The invoicing hook may run again (a retried delivery): one entry per credit note.
+            models.UniqueConstraint(
+                fields=["credit_note"],
+                condition=Q(kind=CreditEntryKind.CREDIT_NOTE),
+                name="credit_entry_one_per_credit_note",
+            ),
+            # Credit is applied once, at finalization.
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(kind=CreditEntryKind.APPLIED_TO_INVOICE),
+                name="credit_entry_applied_once_per_invoice",
+            ),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="credit_entry_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.amount} {self.currency}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise ValueError("credit ledger entries are never changed; add an adjustment instead")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+# --- Refunds --------------------------------------------------------------------------------------------
+
+
+class RefundStatus(models.TextChoices):
+    PROCESSING = "processing", "Processing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Refund(models.Model):
+    """Money given back: part or all of a payment (through its gateway for card payments, recorded for manual
+    ones), or customer credit paid out (``payment`` empty). Its effects — less customer credit and/or re-opened
+    invoices — are booked when it succeeds."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="refunds")
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="refunds")
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    status = models.CharField(max_length=20, choices=RefundStatus.choices, default=RefundStatus.PROCESSING)
+    reason = models.CharField(max_length=500)
+    method = models.CharField(max_length=20, choices=PaymentMethodKind.choices, default=PaymentMethodKind.BANK_TRANSFER)
+    gateway = models.CharField(max_length=20, blank=True)
+    gateway_reference = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    amount_from_credit = models.DecimalField(**AMOUNT, default=ZERO, help_text="Part that reduced customer credit.")
+    amount_reopened = models.DecimalField(**AMOUNT, default=ZERO, help_text="Part that re-opened invoices.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=RefundStatus.values), name="refund_status_valid"),
+            models.CheckConstraint(condition=Q(method__in=PaymentMethodKind.values), name="refund_method_valid"),
+            models.CheckConstraint(
+                condition=Q(amount_from_credit__gte=0) & Q(amount_reopened__gte=0), name="refund_parts_non_negative"
+            ),
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_reference"],
+                condition=~Q(gateway_reference=""),
+                name="refund_gateway_reference_unique",
+            ),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="refund_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund #{self.pk} {self.amount} {self.currency}"
+
+
+# --- Automatic collection -------------------------------------------------------------------------------
+
+
+class AttemptStatus(models.TextChoices):
+    PROCESSING = "processing", "Processing"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class DeclineType(models.TextChoices):
+    SOFT = "soft", "Soft (retried)"
+    HARD = "hard", "Hard (not retried)"
+
+
+class PaymentAttempt(models.Model):
+    """One try to charge an invoice to a saved payment method. The row is committed as ``processing`` before the
+    gateway is called; the gateway's idempotency key is derived from its id, so re-sending after a crash can
+    never charge twice."""
+
+    invoice = models.ForeignKey("invoicing.Invoice", on_delete=models.PROTECT, related_name="payment_attempts")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payment_attempts")
+    payment_method = models.ForeignKey(
+        PaymentMethod, on_delete=models.PROTECT, null=True, blank=True, related_name="attempts"
+    )
+    attempt_number = models.PositiveSmallIntegerField()
+    attempted_on = models.DateField(help_text="The as-of date of the try (billing timezone).")
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    status = models.CharField(max_length=20, choices=AttemptStatus.choices, default=AttemptStatus.PROCESSING)
+    gateway = models.CharField(max_length=20, choices=Gateway.choices)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    gateway_reference = models.CharField(max_length=255, blank=True)
+    decline_code = models.CharField(max_length=60, blank=True)
+    decline_type = models.CharField(max_length=10, choices=DeclineType.choices, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    next_retry_on = models.DateField(null=True, blank=True, help_text="Empty: not retried (any more).")
+    final_failure = models.BooleanField(default=False, help_text="The last try of this invoice's retry schedule.")
+    payment = models.OneToOneField(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="attempt")
+    processing_since = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    failure_email_sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["next_retry_on", "id"], name="attempt_next_retry_idx", condition=Q(next_retry_on__isnull=False)
+            ),
+            models.Index(fields=["status", "processing_since"], name="attempt_status_idx"),
+        ]
+        constraints = [
+            # A retry that runs twice (two beat workers, a re-run command) cannot create the same try twice.
+            models.UniqueConstraint(fields=["invoice", "attempt_number"], name="attempt_invoice_number_unique"),
+            # At most one try of an invoice is in flight.
+            models.UniqueConstraint(
+                fields=["invoice"], condition=Q(status="processing"), name="attempt_one_processing_per_invoice"
+            ),
+            models.CheckConstraint(condition=Q(status__in=AttemptStatus.values), name="attempt_status_valid"),
+            models.CheckConstraint(
+                condition=Q(decline_type="") | Q(decline_type__in=DeclineType.values), name="attempt_decline_type_valid"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="attempt_amount_positive"),
+            models.CheckConstraint(condition=Q(attempt_number__gte=1), name="attempt_number_positive"),
+            models.CheckConstraint(
+                condition=~Q(status="succeeded") | Q(payment__isnull=False), name="attempt_succeeded_has_payment"
+            ),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="attempt_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.attempt_number} on invoice {self.invoice_id} ({self.status})"
+
+
+# --- Bank reconciliation --------------------------------------------------------------------------------
+
+
+class BankStatementFormat(models.TextChoices):
+    CSV = "csv", "CSV"
+    CAMT053 = "camt053", "ISO 20022 CAMT.053"
+
+
+class BankStatement(models.Model):
+    filename = models.CharField(max_length=255, blank=True)
+    format = models.CharField(max_length=10, choices=BankStatementFormat.choices)
+    statement_id = models.CharField(max_length=140, blank=True, help_text="The bank's id of the statement, if any.")
+    sha256 = models.CharField(max_length=64)
+    transactions_new = models.PositiveIntegerField(default=0)
+    transactions_duplicate = models.PositiveIntegerField(default=0)
+    matched = models.PositiveIntegerField(default=0)
+    queued = models.PositiveIntegerField(default=0)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    imported_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-imported_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(format__in=BankStatementFormat.values), name="bank_statement_format_ok")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_format_display()} {self.filename or self.statement_id} ({self.imported_at:%Y-%m-%d})"
+
+
+class BankTransactionStatus(models.TextChoices):
+    MATCHED = "matched", "Matched automatically"
+    UNMATCHED = "unmatched", "Unmatched"
+    AMBIGUOUS = "ambiguous", "Ambiguous"
+    ASSIGNED = "assigned", "Assigned by staff"
+    IGNORED = "ignored", "Ignored"
+
+
+QUEUE_STATUSES = (BankTransactionStatus.UNMATCHED, BankTransactionStatus.AMBIGUOUS)
+
+
+class BankTransaction(models.Model):
+    """An incoming credit on the business's bank account. Matched ones became a payment; the others wait in the
+    reconciliation queue until staff assign them to a customer (and invoice) or ignore them."""
+
+    statement = models.ForeignKey(BankStatement, on_delete=models.PROTECT, related_name="transactions")
+    transaction_id = models.CharField(max_length=200, unique=True, help_text="The bank's unique reference.")
+    booking_date = models.DateField()
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    counterparty_name = models.CharField(max_length=200, blank=True)
+    counterparty_iban = models.CharField(max_length=40, blank=True)
+    remittance = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=BankTransactionStatus.choices)
+    match_note = models.CharField(max_length=500, blank=True)
+    suggested_invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    payment = models.OneToOneField(
+        Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="bank_transaction"
+    )
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-booking_date", "-pk"]
+        indexes = [models.Index(fields=["status", "-booking_date"], name="bank_tx_status_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="bank_tx_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=BankTransactionStatus.values), name="bank_tx_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status__in=[BankTransactionStatus.MATCHED, BankTransactionStatus.ASSIGNED])
+                | Q(payment__isnull=False),
+                name="bank_tx_matched_has_payment",
+            ),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="bank_tx_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.booking_date} {self.amount} {self.currency} {self.counterparty_name}".strip()
+
+
+# --- Webhooks -------------------------------------------------------------------------------------------
+
+
+class WebhookEvent(models.Model):
+    """A gateway event as received (signature verified). Stored once per (gateway, event id); processed once."""
+
+    gateway = models.CharField(max_length=20, choices=Gateway.choices)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "event_id"], name="webhook_event_unique"),
+            models.CheckConstraint(condition=Q(gateway__in=Gateway.values), name="webhook_event_gateway_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.event_type} {self.event_id}"
