@@ -195,7 +195,15 @@ BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
 # After an invoice is finalized it is handed to delivery (PDF, e-mail) and automatic collection. Off only for
 # bulk loads and benchmarks that must not send anything.
 BILLING_AFTER_FINALIZE_HOOKS = env.bool("BILLING_AFTER_FINALIZE_HOOKS", default=True)
+# Signed deep links from e-mails into the portal (billing_project/lib/links.py) expire after this many days.
+PORTAL_LINK_MAX_AGE_DAYS = env.int("PORTAL_LINK_MAX_AGE_DAYS", default=45)
 ZERO = Decimal("0")
+
+# --- Dunning and schedules (invoicing: reminder policies, late fees, setup_schedules) ---------------------
+# [dunning settings]
+
+# --- Customer portal (customers: login tokens; invoicing/payments: portal pages) --------------------------
+# [portal settings]
 
 # --- Documents and e-mail delivery (invoicing: PDFs, invoice e-mails, tracking webhooks) -----------------
 # [delivery settings]

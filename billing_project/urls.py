@@ -12,6 +12,8 @@ urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    # [portal urls]
+    # [dunning urls]
     # [delivery urls]
     # E-mail provider tracking webhooks (basic auth: ANYMAIL["WEBHOOK_SECRET"]), e.g. /anymail/postmark/tracking/.
     path("anymail/", include("anymail.urls")),
