@@ -24,10 +24,11 @@ demo: install
 	mkdir -p var/mail var/media var/broker/queue var/broker/processed
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
 	$(DEMO_ENV) $(PY) manage.py seed_demo
+	$(DEMO_ENV) $(PY) manage.py setup_schedules
 	@$(DEMO_ENV) $(PY) manage.py demo_banner
 	@set -e; \
 	$(DEMO_ENV) $(BIN)/celery -A billing_project worker --beat --pool=solo --loglevel=INFO \
-		--schedule=var/celerybeat-schedule >var/worker.log 2>&1 & worker=$$!; \
+		>var/worker.log 2>&1 & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null || true' EXIT INT TERM; \
 	echo "Worker + beat running (log: var/worker.log). Serving on http://127.0.0.1:8000 — Ctrl-C stops both."; \
 	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000

@@ -201,9 +201,32 @@ ZERO = Decimal("0")
 
 # --- Dunning and schedules (invoicing: reminder policies, late fees, setup_schedules) ---------------------
 # [dunning settings]
+# Invoices read per batch by send_reminders (one query for the invoices, one for their done steps).
+DUNNING_BATCH_SIZE = env.int("DUNNING_BATCH_SIZE", default=500)
+# Local times (BILLING_TIMEZONE, "HH:MM") at which `setup_schedules` first schedules the daily jobs. Outside
+# 02:00–03:59, the hours a daylight-saving change skips or repeats. Staff edit them in the admin afterwards.
+SCHEDULE_BILLING_RUN_AT = env.str("SCHEDULE_BILLING_RUN_AT", default="05:00")
+SCHEDULE_PAYMENT_RETRIES_AT = env.str("SCHEDULE_PAYMENT_RETRIES_AT", default="07:00")
+SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
+# Every this many minutes: re-render missing or stale PDFs.
+SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
 
 # --- Customer portal (customers: login tokens; invoicing/payments: portal pages) --------------------------
 # [portal settings]
+# Sign-in links: single use, valid this many minutes (staff invitations: hours).
+PORTAL_LOGIN_TOKEN_MAX_AGE_MINUTES = env.int("PORTAL_LOGIN_TOKEN_MAX_AGE_MINUTES", default=15)
+PORTAL_INVITE_MAX_AGE_HOURS = env.int("PORTAL_INVITE_MAX_AGE_HOURS", default=72)
+# Sign-in link requests allowed per e-mail address and per client IP within the window (Django's cache counts them:
+# with several web processes CACHE_URL must name a shared cache, e.g. redis://127.0.0.1:6379/2).
+PORTAL_LOGIN_RATE_PER_EMAIL = env.int("PORTAL_LOGIN_RATE_PER_EMAIL", default=5)
+PORTAL_LOGIN_RATE_PER_IP = env.int("PORTAL_LOGIN_RATE_PER_IP", default=20)
+PORTAL_LOGIN_RATE_WINDOW_SECONDS = env.int("PORTAL_LOGIN_RATE_WINDOW_SECONDS", default=900)
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# A portal session ends this long after sign-in (the browser's cookie too).
+PORTAL_SESSION_MAX_AGE_SECONDS = env.int("PORTAL_SESSION_MAX_AGE_SECONDS", default=12 * 3600)
+# Customers may cancel their subscriptions (at the end of the current period) in the portal.
+PORTAL_ALLOW_CANCEL = env.bool("PORTAL_ALLOW_CANCEL", default=True)
+PORTAL_INVOICES_PER_PAGE = env.int("PORTAL_INVOICES_PER_PAGE", default=25)
 
 # --- Documents and e-mail delivery (invoicing: PDFs, invoice e-mails, tracking webhooks) -----------------
 # [delivery settings]

@@ -13,6 +13,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # [portal urls]
+    path("portal/", include("billing_project.portal")),
     # [dunning urls]
     # [delivery urls]
     # E-mail provider tracking webhooks (basic auth: ANYMAIL["WEBHOOK_SECRET"]), e.g. /anymail/postmark/tracking/.

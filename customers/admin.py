@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -10,7 +10,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from customers.models import Customer
+from customers.models import Customer, PortalUser
 from customers.selectors import customer_has_billing_history
 from customers.services import CustomerImportError, customer_archive, customer_unarchive, customers_import_csv
 
@@ -18,6 +18,14 @@ from customers.services import CustomerImportError, customer_archive, customer_u
 class CustomerImportUploadForm(forms.Form):
     file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the column list below.")
     dry_run = forms.BooleanField(label="Dry run (check only, write nothing)", required=False, initial=True)
+
+
+class PortalUserInline(admin.TabularInline):
+    model = PortalUser
+    extra = 0
+    fields = ("email", "is_active", "invited_at", "last_login_at")
+    readonly_fields = ("invited_at", "last_login_at")
+    verbose_name_plural = "portal users (sign in with an e-mailed link; use the “Invite to portal” action)"
 
 
 @admin.register(Customer)
@@ -29,7 +37,8 @@ class CustomerAdmin(admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
     readonly_fields = ("created_at", "updated_at")
-    actions = ("archive_customers", "unarchive_customers")
+    actions = ("archive_customers", "unarchive_customers", "invite_to_portal")
+    inlines: ClassVar[list[Any]] = [PortalUserInline]
     fieldsets = (
         (None, {"fields": ("name", "legal_name", "external_id", "is_archived")}),
         ("Contact", {"fields": ("email", "cc_emails", "phone", "language")}),
@@ -68,6 +77,25 @@ class CustomerAdmin(admin.ModelAdmin):
         for customer in queryset:
             customer_unarchive(customer=customer)
         self.message_user(request, f"Unarchived {queryset.count()} customer(s).", messages.SUCCESS)
+
+    @admin.action(description="Invite to portal (e-mail a sign-in link to the billing e-mail)", permissions=["change"])
+    def invite_to_portal(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        from customers.portal import send_login_email
+        from customers.portal_services import PortalInviteError, portal_user_invite
+
+        invited, problems = 0, []
+        for customer in queryset:
+            try:
+                link = portal_user_invite(customer=customer)
+            except PortalInviteError as exc:
+                problems.append(str(exc))
+                continue
+            send_login_email(link, invite=True)
+            invited += 1
+        if invited:
+            self.message_user(request, f"Sent {invited} portal invitation(s).", messages.SUCCESS)
+        if problems:
+            self.message_user(request, "Not invited: " + "; ".join(problems[:5]), messages.WARNING)
 
     def get_urls(self) -> list[Any]:
         return [

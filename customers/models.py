@@ -185,3 +185,59 @@ def normalize_tax_id(tax_id: str, country_code: str) -> str:
             raise ValidationError(f"'{tax_id}' is not a valid tax id for {country}.")
         return str(module.compact(value))
     return value.upper()
+
+
+# --- Customer portal ------------------------------------------------------------------------------------
+
+
+class PortalUser(models.Model):
+    """A person who may sign in to the customer portal for ``customer`` (a customer may have several). There is
+    no password: they sign in with a single-use link e-mailed to ``email`` (``LoginToken``). An e-mail address
+    belongs to at most one portal user, so a login link always means exactly one customer."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="portal_users")
+    email = models.EmailField("e-mail", max_length=254)
+    is_active = models.BooleanField("active", default=True, help_text="Inactive users cannot sign in.")
+    invited_at = models.DateTimeField(null=True, blank=True)
+    last_login_at = models.DateTimeField("last login", null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "portal user"
+        ordering = ["customer", "email", "pk"]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="portal_user_email_unique_ci"),
+            models.CheckConstraint(condition=~Q(email=""), name="portal_user_email_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class LoginToken(models.Model):
+    """One e-mailed sign-in link. Only the SHA-256 of the random token is stored, so neither a database dump
+    nor staff can use a link; it is consumed once by a guarded ``UPDATE … WHERE used_at IS NULL AND expires_at >
+    now`` (customers.portal_services.portal_login_consume)."""
+
+    portal_user = models.ForeignKey(PortalUser, on_delete=models.CASCADE, related_name="login_tokens")
+    token_hash = models.CharField(max_length=64, unique=True, help_text="sha256 hex of the token.")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    requested_ip = models.GenericIPAddressField(null=True, blank=True)
+    is_invite = models.BooleanField(default=False, help_text="Sent by staff (longer expiry) rather than requested.")
+
+    class Meta:
+        verbose_name = "login token"
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["expires_at"], name="login_token_expires_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="login_token_expiry_after"),
+            models.CheckConstraint(
+                condition=Q(token_hash__regex=r"^[0-9a-f]{64}$"),  # noqa: S106 - a format, not a secret
+                name="login_token_hash_hex",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"login token {self.pk} for {self.portal_user_id}"

@@ -10,7 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Exists, F, OuterRef, QuerySet, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -18,13 +18,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from billing_project.lib.dates import billing_today
 from billing_project.lib.money import round_amount
-from invoicing import delivery, documents
+from invoicing import delivery, documents, dunning
 from invoicing.models import (
     BillingRun,
     BillingRunError,
     CreditNote,
     CreditNoteLine,
+    CustomerDunningSettings,
+    DunningAction,
+    DunningActionStatus,
+    DunningPolicy,
+    DunningStep,
     EmailAddressStatus,
     EmailEvent,
     EmailStatus,
@@ -139,6 +145,63 @@ class OutboundEmailInline(ReadOnlyInline):
         return ", ".join([*obj.to_emails, *(f"cc {address}" for address in obj.cc_emails)])
 
 
+class DunningActionInline(ReadOnlyInline):
+    model = DunningAction
+    fk_name = "invoice"
+    verbose_name_plural = "reminder history (dunning)"
+    fields = ("at", "as_of", "scheduled_for", "step", "action", "status", "email_link", "late_fee_invoice", "detail")
+    readonly_fields = fields
+    ordering = ("at", "pk")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DunningAction]:
+        return super().get_queryset(request).select_related("step", "outbound_email", "late_fee_invoice")
+
+    @admin.display(description="e-mail")
+    def email_link(self, obj: DunningAction) -> str:
+        if obj.outbound_email is None:
+            return "—"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:invoicing_outboundemail_change", args=[obj.outbound_email_id]),
+            obj.outbound_email.get_status_display(),
+        )
+
+
+def _latest_dunning_step() -> Subquery:
+    return Subquery(
+        DunningAction.objects.filter(invoice=OuterRef("pk"), status=DunningActionStatus.DONE, step__isnull=False)
+        .order_by("-scheduled_for", "-pk")
+        .values("step_id")[:1]
+    )
+
+
+class DunningStageFilter(admin.SimpleListFilter):
+    """Invoices by the last dunning step that took effect (or: none yet, or on hold)."""
+
+    title = "dunning stage"
+    parameter_name = "dunning"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        steps = DunningStep.objects.select_related("policy").order_by("policy__name", "offset_days", "pk")
+        return [
+            ("held", "On hold"),
+            ("none", "Overdue, no step yet"),
+            *((str(step.pk), f"{step.policy.name}: {step}") for step in steps),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value == "held":
+            return queryset.filter(Q(hold_reminders=True) | Q(customer__dunning_settings__hold_reminders=True))
+        if value == "none":
+            return queryset.filter(status=InvoiceStatus.OPEN, due_date__lt=billing_today()).exclude(
+                Exists(DunningAction.objects.filter(invoice=OuterRef("pk"), status=DunningActionStatus.DONE))
+            )
+        if value and value.isdigit():
+            return queryset.annotate(dunning_step=_latest_dunning_step()).filter(dunning_step=int(value))
+        return queryset
+
+
 class PdfStateFilter(admin.SimpleListFilter):
     title = "PDF"
     parameter_name = "pdf"
@@ -187,6 +250,7 @@ _DRAFT_FIELDS = (
 )
 _COMPUTED_FIELDS = (
     "status",
+    "hold_reminders",
     "number",
     "issue_date",
     "due_date",
@@ -221,7 +285,16 @@ class InvoiceAdmin(admin.ModelAdmin):
         "amount_due_display",
         "pdf_display",
     )
-    list_filter = ("status", "currency", "billing_reason", "issue_date", PdfStateFilter, BillingEmailBouncedFilter)
+    list_filter = (
+        "status",
+        "currency",
+        "billing_reason",
+        "issue_date",
+        DunningStageFilter,
+        "hold_reminders",
+        PdfStateFilter,
+        BillingEmailBouncedFilter,
+    )
     search_fields = ("=number", "customer__name", "customer__email")
     search_help_text = "Invoice number (exact), customer name or e-mail."
     list_select_related = ("customer",)
@@ -229,8 +302,16 @@ class InvoiceAdmin(admin.ModelAdmin):
     list_per_page = 100
     autocomplete_fields = ("customer",)
     readonly_fields = _COMPUTED_FIELDS
-    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline, OutboundEmailInline)
-    actions = ("finalize_selected", "void_selected", "mark_uncollectible_selected", "resend_email_selected")
+    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline, OutboundEmailInline, DunningActionInline)
+    actions = (
+        "finalize_selected",
+        "void_selected",
+        "mark_uncollectible_selected",
+        "resend_email_selected",
+        "send_reminder_now",
+        "hold_reminders_selected",
+        "release_reminders_selected",
+    )
 
     def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
@@ -248,6 +329,7 @@ class InvoiceAdmin(admin.ModelAdmin):
                         "finalized_at",
                         "paid_at",
                         "voided_at",
+                        "hold_reminders",
                         "documents_display",
                     )
                 },
@@ -315,8 +397,8 @@ class InvoiceAdmin(admin.ModelAdmin):
     def get_inlines(self, request: HttpRequest, obj: Invoice | None) -> Any:
         if obj is None:
             return (InvoiceLineInline,)
-        if obj.is_draft:  # drafts are never e-mailed: no history to show (and no formset to post)
-            return tuple(inline for inline in self.inlines if inline is not OutboundEmailInline)
+        if obj.is_draft:  # drafts are never e-mailed or chased: no history to show (and no formset to post)
+            return tuple(inline for inline in self.inlines if inline not in (OutboundEmailInline, DunningActionInline))
         return self.inlines
 
     # Finalized invoices are read-only: Django then renders the view-only page and refuses a POST (403).
@@ -418,6 +500,37 @@ class InvoiceAdmin(admin.ModelAdmin):
             sent += 1
         if sent:
             self.message_user(request, f"Queued {sent} invoice e-mail(s).", messages.SUCCESS)
+
+    def has_send_reminder_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.add_dunningaction")
+
+    @admin.action(description="Send a payment reminder now", permissions=["send_reminder"])
+    def send_reminder_now(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        sent = 0
+        for invoice in queryset.select_related("customer").order_by("pk"):
+            try:
+                dunning.dunning_reminder_send_now(invoice=invoice, actor=_actor(request))
+            except dunning.DunningError as exc:
+                self.message_user(request, f"{invoice}: no reminder — {exc}", messages.ERROR)
+            else:
+                sent += 1
+        if sent:
+            self.message_user(request, f"Queued {sent} reminder(s).", messages.SUCCESS)
+
+    def has_hold_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("invoicing.change_invoice")
+
+    @admin.action(description="Hold reminders (disputed)", permissions=["hold"])
+    def hold_reminders_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        for invoice in queryset:
+            dunning.invoice_hold_reminders_set(invoice=invoice, hold=True)
+        self.message_user(request, f"Reminders held for {len(queryset)} invoice(s).", messages.SUCCESS)
+
+    @admin.action(description="Release the reminder hold", permissions=["hold"])
+    def release_reminders_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        for invoice in queryset:
+            dunning.invoice_hold_reminders_set(invoice=invoice, hold=False)
+        self.message_user(request, f"Reminders released for {len(queryset)} invoice(s).", messages.SUCCESS)
 
     @admin.action(description="Mark selected invoices uncollectible", permissions=["mark_uncollectible"])
     def mark_uncollectible_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
@@ -788,3 +901,107 @@ class EmailAddressStatusAdmin(admin.ModelAdmin):
     def clear_flags(self, request: HttpRequest, queryset: QuerySet[EmailAddressStatus]) -> None:
         changed = queryset.update(bounced_at=None, complained_at=None, reason="")
         self.message_user(request, f"Cleared {changed} address(es).", messages.SUCCESS)
+
+
+# --- dunning --------------------------------------------------------------------------------------------
+
+
+class DunningStepInline(admin.TabularInline):
+    model = DunningStep
+    extra = 0
+    fields = ("offset_days", "action", "template", "late_fee_amount", "late_fee_currency", "late_fee_percent")
+    ordering = ("offset_days", "pk")
+
+
+@admin.register(DunningPolicy)
+class DunningPolicyAdmin(admin.ModelAdmin):
+    list_display = ("name", "is_default", "steps_display", "updated_at")
+    search_fields = ("name",)
+    inlines = (DunningStepInline,)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DunningPolicy]:
+        return super().get_queryset(request).prefetch_related("steps")
+
+    @admin.display(description="steps")
+    def steps_display(self, obj: DunningPolicy) -> str:
+        steps = sorted(obj.steps.all(), key=lambda step: (step.offset_days, step.pk))
+        return format_html_join("", "<div>{}</div>", ((str(step),) for step in steps)) or "—"
+
+    def has_delete_permission(self, request: HttpRequest, obj: DunningPolicy | None = None) -> bool:
+        # A policy whose steps have been applied keeps its history; make another policy the default instead.
+        if obj is not None and DunningAction.objects.filter(step__policy=obj).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+@admin.register(CustomerDunningSettings)
+class CustomerDunningSettingsAdmin(admin.ModelAdmin):
+    list_display = ("customer", "policy", "hold_reminders", "note", "updated_at")
+    list_filter = ("hold_reminders", "policy")
+    search_fields = ("customer__name", "customer__email")
+    list_select_related = ("customer", "policy")
+    autocomplete_fields = ("customer",)
+    fields = ("customer", "policy", "hold_reminders", "note")
+
+
+@admin.register(DunningAction)
+class DunningActionAdmin(admin.ModelAdmin):
+    """Read-only log of every dunning step that happened (or was superseded / skipped)."""
+
+    list_display = ("at", "invoice", "step", "action", "status", "as_of", "scheduled_for", "detail")
+    list_filter = ("action", "status")
+    search_fields = ("=invoice__number",)
+    list_select_related = ("invoice", "step", "step__policy")
+    show_full_result_count = False
+    date_hierarchy = "as_of"
+    readonly_fields = (
+        "invoice",
+        "step",
+        "action",
+        "status",
+        "as_of",
+        "scheduled_for",
+        "at",
+        "outbound_email",
+        "late_fee_invoice",
+        "detail",
+        "actor",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- The customer page, with its dunning settings --------------------------------------------------------
+# customers cannot import invoicing (apps import leftwards only), so invoicing extends the customer admin that
+# is registered (payments extends it again the same way).
+class CustomerDunningSettingsInline(admin.StackedInline):
+    model = CustomerDunningSettings
+    fk_name = "customer"
+    fields = ("policy", "hold_reminders", "note")
+    extra = 0
+    max_num = 1
+    verbose_name = "dunning settings"
+    verbose_name_plural = "dunning settings"
+
+
+def _extend_customer_admin() -> None:
+    from customers.models import Customer
+
+    base = type(admin.site._registry[Customer])
+
+    class CustomerAdmin(base):  # type: ignore[valid-type, misc]
+        inlines = [*base.inlines, CustomerDunningSettingsInline]
+
+    admin.site.unregister(Customer)
+    admin.site.register(Customer, CustomerAdmin)
+
+
+_extend_customer_admin()

@@ -9,6 +9,7 @@ lock briefly, and allocate a whole chunk at once when issuing many documents.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -86,3 +87,43 @@ def _counter_advance(*, series_id: int, year: int, count: int) -> int | None:
         )
         row = cursor.fetchone()
     return None if row is None else int(row[0])
+
+
+def number_series_allocate_for_new_invoices(
+    *, series: NumberSeries, issue_date: dt.date, numbers: int, invoice_ids: int
+) -> tuple[list[str], list[int]]:
+    """``numbers`` consecutive numbers and ``invoice_ids`` fresh invoice primary keys in ONE statement on
+    PostgreSQL (the billing run's chunk path writes invoices with COPY and needs their ids before the lines).
+
+    The data-modifying CTE runs exactly once, so the counter moves by ``numbers`` under its row lock exactly as
+    in ``number_series_allocate``; ids come from the invoice table's sequence (gaps in ids are harmless).
+    Elsewhere (the SQLite demo) the ids list is empty: ``bulk_create`` assigns them."""
+    from invoicing.models import Invoice
+
+    if connection.vendor != "postgresql" or invoice_ids == 0:
+        allocated = number_series_allocate(series=series, issue_date=issue_date, count=numbers) if numbers else []
+        return allocated, []
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("numbers must be allocated inside the transaction that stores them")
+    ids_sql = "nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
+    ids_params: list[Any] = [Invoice._meta.db_table, Invoice._meta.pk.column, invoice_ids]
+    if numbers == 0:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {ids_sql}", ids_params)
+            return [], [row[0] for row in cursor.fetchall()]
+    year = issue_date.year if series.yearly_reset else 0
+    table = NumberSeriesCounter._meta.db_table
+    sql = (
+        f"WITH counter AS (UPDATE {table} SET last_number = last_number + %s "  # noqa: S608
+        f"WHERE series_id = %s AND year = %s RETURNING last_number) SELECT (SELECT last_number FROM counter), {ids_sql}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [numbers, series.pk, year, *ids_params])
+        rows = cursor.fetchall()
+    last = rows[0][0]
+    if last is None:  # the first number of this series (or year): create the counter on the plain path
+        return number_series_allocate(series=series, issue_date=issue_date, count=numbers), [row[1] for row in rows]
+    first = last - numbers + 1
+    return [series.format_number(year=issue_date.year, number=n) for n in range(first, last + 1)], [
+        row[1] for row in rows
+    ]

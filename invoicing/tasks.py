@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+
 from celery import shared_task
 from django.conf import settings
 
-from invoicing import delivery, documents
+from billing_project.lib.dates import billing_today
+from invoicing import delivery, documents, dunning
 from invoicing.models import CreditNote, Invoice
+
+logger = logging.getLogger(__name__)
 
 # A render that fails (storage, database) is retried with back-off; one that still fails shows as "missing" in
 # the admin and is rendered again by `manage.py render_pdfs --missing`.
@@ -40,3 +46,37 @@ def send_outbound_email(self, email_id: int) -> str:  # type: ignore[no-untyped-
     if outcome.retry:
         raise self.retry(countdown=delivery.retry_countdown(outcome.attempts))
     return outcome.status
+
+
+# --- periodic jobs (schedules: billing_project/schedules.py) --------------------------------------------
+
+
+@shared_task(name="invoicing.send_reminders", acks_late=True)
+def send_reminders(as_of: str | None = None) -> dict[str, object]:
+    """The daily dunning run. "Today" is the date in BILLING_TIMEZONE (not UTC, not the worker's zone), so a
+    run shortly after midnight or on a daylight-saving day chases the right day; runs are idempotent."""
+    result = dunning.send_reminders(as_of=dt.date.fromisoformat(as_of) if as_of else billing_today())
+    summary = result.as_dict()
+    summary.pop("steps")
+    return summary
+
+
+@shared_task(name="invoicing.render_missing_pdfs", acks_late=True)
+def render_missing_pdfs() -> dict[str, int]:
+    """Render the PDFs that are missing or stale — what `manage.py render_pdfs --missing` does, with the same
+    selectors and store functions. One broken document never stops the others; it stays "missing" and is tried
+    again next time."""
+    rendered = failed = 0
+    invoice_ids = documents.invoices_needing_pdf(only_missing_or_stale=True).values_list("pk", flat=True)
+    credit_note_ids = documents.credit_notes_needing_pdf(only_missing=True).values_list("pk", flat=True)
+    jobs = [(documents.invoice_pdf_store, "invoice_id", pk) for pk in invoice_ids] + [
+        (documents.credit_note_pdf_store, "credit_note_id", pk) for pk in credit_note_ids
+    ]
+    for store, argument, pk in jobs:
+        try:
+            store(**{argument: pk})
+            rendered += 1
+        except Exception:
+            logger.exception("rendering the PDF of %s %s failed", argument, pk)
+            failed += 1
+    return {"rendered": rendered, "failed": failed}

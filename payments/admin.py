@@ -572,11 +572,12 @@ class BankStatementAdmin(ReadOnlyAdmin):
 
 
 # --- The customer page, with its payment side ------------------------------------------------------------
-# customers cannot import payments (apps import leftwards only), so payments extends the customer admin.
-from customers.admin import CustomerAdmin as _BaseCustomerAdmin  # noqa: E402
+# customers cannot import payments (apps import leftwards only), so payments extends the customer admin that is
+# registered (customers' own, already extended by invoicing).
+_BaseCustomerAdmin: Any = type(admin.site._registry[Customer])
 
 
-class CustomerAdmin(_BaseCustomerAdmin):
+class CustomerAdmin(_BaseCustomerAdmin):  # type: ignore[misc, valid-type]
     inlines = [*_BaseCustomerAdmin.inlines, CustomerPaymentMethodInline, CustomerCreditLedgerInline]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:

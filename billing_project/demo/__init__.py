@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from billing_project.demo.calendar import bill_up_to_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
+from billing_project.portal import seed_portal
 from invoicing.demo import seed_invoicing
+from invoicing.dunning import seed_dunning
 from payments.demo import seed_payments
 from subscriptions.demo import seed_catalog_and_subscriptions
 
@@ -17,6 +20,9 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("catalog and subscriptions", seed_catalog_and_subscriptions),
     ("number series, tax rates, one-off invoices", seed_invoicing),
     ("payments: cards, payments, credit, failed attempts", seed_payments),
+    ("dunning policy", seed_dunning),
+    ("invoices: billing runs up to today, then today's reminders", bill_up_to_today),
+    ("portal user", seed_portal),
 ]
 
 

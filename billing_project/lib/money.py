@@ -6,6 +6,7 @@ Amounts are ``Decimal``; a ``float`` is refused, never silently converted.
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_UP, Decimal
 
 from moneyed import Money, get_currency
@@ -15,11 +16,13 @@ class CurrencyMismatch(ValueError):
     """Amounts in different currencies were combined; we never convert implicitly."""
 
 
+@functools.lru_cache(maxsize=64)
 def minor_units(currency: str) -> int:
     """ISO 4217 minor units: EUR 2, JPY 0, BHD 3 (py-moneyed's ``sub_unit`` is 100, 1, 1000)."""
     return len(str(get_currency(currency.upper()).sub_unit)) - 1
 
 
+@functools.lru_cache(maxsize=64)
 def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 

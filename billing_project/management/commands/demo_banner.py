@@ -19,5 +19,7 @@ class Command(BaseCommand):
         for member in DEMO_STAFF:
             role = "superuser" if member.superuser else member.group
             self.stdout.write(f"  user {member.username!r:10} password {member.password!r:10} {role}")
-        self.stdout.write(f"E-mails are written to {settings.EMAIL_FILE_PATH}/")
+        self.stdout.write("Customer portal: http://127.0.0.1:8000/portal/ — sign in as portal@demo.example;")
+        self.stdout.write(f"  the sign-in link is e-mailed, i.e. written as a file under {settings.EMAIL_FILE_PATH}/")
+        self.stdout.write(f"E-mails (invoices, reminders, sign-in links) are written to {settings.EMAIL_FILE_PATH}/")
         self.stdout.write(line)

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from billing_project.schedules import job_schedules, schedules_setup
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the django-celery-beat entries of every periodic job (billing run, payment retries, reminders, "
+        "PDF rendering) in BILLING_TIMEZONE. Idempotent: existing entries keep what staff changed; none is deleted."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        jobs = {job.name: job for job in job_schedules()}
+        for outcome in schedules_setup():
+            job = jobs[outcome.name]
+            self.stdout.write(f"{outcome.outcome:>7}  {job.name} ({job.task}, {job.when})")

@@ -1,0 +1,261 @@
+"""The customer portal's composition: the overview page (amount due, credit, next invoice, subscriptions), the
+billing details and subscription pages, and the URLconf that mounts the apps' portal views under ``/portal/``.
+
+Who may see what is decided once, in ``customers.portal.PortalView`` (every view here derives from it); each
+app's portal selectors take that customer. Apps import leftwards, so the pages that need several apps live here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import path, reverse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django_countries import countries
+from django_countries.fields import LazyTypedChoiceField  # type: ignore[attr-defined]
+
+from billing_project.lib.dates import billing_today
+from customers import portal as customer_portal
+from customers.models import Customer, PortalUser
+from customers.portal import PortalView
+from customers.portal_services import customer_update_billing_details
+from invoicing import portal as invoicing_portal
+from invoicing.portal import money, portal_amount_due, portal_invoices
+from payments import portal as payments_portal
+from payments.selectors import customer_credit_balances
+from subscriptions.models import Subscription, SubscriptionItem, SubscriptionStatus
+from subscriptions.services import SubscriptionError, subscription_cancel
+
+CANCELABLE = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+LIVE = (*CANCELABLE, SubscriptionStatus.PAUSED)
+SUBSCRIPTION_STATUS_LABELS: dict[str, Any] = {
+    SubscriptionStatus.TRIALING: _("Trial"),
+    SubscriptionStatus.ACTIVE: _("Active"),
+    SubscriptionStatus.PAST_DUE: _("Payment overdue"),
+    SubscriptionStatus.PAUSED: _("Paused"),
+    SubscriptionStatus.CANCELED: _("Cancelled"),
+    SubscriptionStatus.ENDED: _("Ended"),
+}
+
+
+# --- selectors ------------------------------------------------------------------------------------------
+
+
+def portal_subscriptions(*, customer: Customer) -> QuerySet[Subscription]:
+    items = SubscriptionItem.objects.filter(removed_on__isnull=True).select_related("price__product")
+    return (
+        Subscription.objects.filter(customer=customer)
+        .prefetch_related(Prefetch("items", queryset=items, to_attr="current_items"))
+        .order_by("-pk")
+    )
+
+
+def portal_subscription_get(*, customer: Customer, subscription_id: int) -> Subscription:
+    subscription = portal_subscriptions(customer=customer).filter(pk=subscription_id).first()
+    if subscription is None:
+        raise Http404("no such subscription")
+    return subscription
+
+
+def portal_next_invoice_date(*, subscriptions: list[Subscription]) -> dt.date | None:
+    dates = [s.next_billing_date for s in subscriptions if s.status in LIVE and s.next_billing_date]
+    return min(dates) if dates else None
+
+
+def _subscription_rows(subscriptions: list[Subscription]) -> list[dict[str, Any]]:
+    rows = []
+    for subscription in subscriptions:
+        items = [
+            f"{item.price.product.name}{f' × {item.quantity}' if item.quantity != 1 else ''}"
+            for item in getattr(subscription, "current_items", [])
+        ]
+        rows.append(
+            {
+                "subscription": subscription,
+                "items": items,
+                "status_label": str(SUBSCRIPTION_STATUS_LABELS.get(subscription.status, subscription.status)),
+                "period_last_day": subscription.current_period_end - dt.timedelta(days=1),
+                "can_cancel": settings.PORTAL_ALLOW_CANCEL
+                and subscription.status in CANCELABLE
+                and not subscription.cancel_at_period_end,
+                "ends_on": subscription.current_period_end if subscription.cancel_at_period_end else None,
+            }
+        )
+    return rows
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+
+class OverviewView(PortalView):
+    nav = "overview"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        subscriptions = list(portal_subscriptions(customer=self.customer))
+        due = portal_amount_due(customer=self.customer)
+        credit = {c: a for c, a in customer_credit_balances(customer=self.customer).items() if a}
+        recent = list(portal_invoices(customer=self.customer)[:5])
+        return self.render(
+            request,
+            "portal/overview.html",
+            {
+                "amount_due": [money(amount, currency) for currency, amount in sorted(due.items())]
+                or [money(0, self.customer.currency)],
+                "has_due": bool(due),
+                "credit": [money(amount, currency) for currency, amount in sorted(credit.items())]
+                or [money(0, self.customer.currency)],
+                "next_invoice_date": portal_next_invoice_date(subscriptions=subscriptions),
+                "subscriptions": _subscription_rows([s for s in subscriptions if s.status in LIVE]),
+                "recent": [invoicing_portal.invoice_row(invoice) for invoice in recent],
+            },
+        )
+
+
+class SubscriptionListView(PortalView):
+    nav = "subscriptions"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        subscriptions = list(portal_subscriptions(customer=self.customer))
+        return self.render(
+            request,
+            "portal/subscriptions.html",
+            {"rows": _subscription_rows(subscriptions), "allow_cancel": settings.PORTAL_ALLOW_CANCEL},
+        )
+
+
+class SubscriptionCancelView(PortalView):
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, subscription_id: int) -> HttpResponse:
+        if not settings.PORTAL_ALLOW_CANCEL:
+            raise Http404("cancelling in the portal is switched off")
+        subscription = portal_subscription_get(customer=self.customer, subscription_id=subscription_id)
+        assert self.access.portal_user is not None
+        try:
+            subscription = subscription_cancel(
+                subscription=subscription,
+                as_of=billing_today(),
+                at_period_end=True,
+                reason=f"requested in the customer portal by {self.access.portal_user.email}",
+            )
+        except SubscriptionError:
+            messages.error(request, gettext("This subscription cannot be cancelled any more."))
+        else:
+            messages.success(
+                request,
+                gettext("Your subscription will end on %(date)s. You will not be billed after that.")
+                % {"date": subscription.current_period_end.isoformat()},
+            )
+        return redirect(reverse("portal:subscriptions"))
+
+
+class BillingDetailsForm(forms.Form):
+    legal_name = forms.CharField(label=_("Company or full name"), max_length=200, required=False)
+    email = forms.EmailField(label=_("Billing e-mail"), max_length=254)
+    cc_emails = forms.CharField(
+        label=_("Further invoice recipients"),
+        required=False,
+        help_text=_("Comma-separated e-mail addresses."),
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    address_line1 = forms.CharField(label=_("Address line 1"), max_length=200, required=False)
+    address_line2 = forms.CharField(label=_("Address line 2"), max_length=200, required=False)
+    postal_code = forms.CharField(label=_("Postal code"), max_length=20, required=False)
+    city = forms.CharField(label=_("City"), max_length=100, required=False)
+    region = forms.CharField(label=_("Region / state"), max_length=100, required=False)
+    country = LazyTypedChoiceField(label=_("Country"), choices=countries)
+    tax_id = forms.CharField(
+        label=_("VAT number"),
+        max_length=40,
+        required=False,
+        help_text=_("EU VAT numbers are checked (format and check digit)."),
+    )
+
+
+class BillingDetailsView(PortalView):
+    nav = "billing"
+
+    def _page(self, request: HttpRequest, form: BillingDetailsForm, status: int = 200) -> HttpResponse:
+        return self.render(request, "portal/billing_details.html", {"form": form}, status=status)
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        initial = {name: getattr(self.customer, name) for name in BillingDetailsForm.base_fields}
+        initial["country"] = str(self.customer.country)
+        return self._page(request, BillingDetailsForm(initial=initial))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = BillingDetailsForm(request.POST)
+        if form.is_valid():
+            try:
+                customer_update_billing_details(customer=self.customer, data=dict(form.cleaned_data))
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, gettext("Your billing details were saved. New invoices will use them."))
+                return redirect(reverse("portal:billing_details"))
+        return self._page(request, form, status=400)
+
+
+# --- demo -----------------------------------------------------------------------------------------------
+
+DEMO_PORTAL_EMAIL = "portal@demo.example"
+
+
+def seed_portal() -> int:
+    """Give the first demo customer with invoices a portal user (``DEMO_PORTAL_EMAIL``); returns its id."""
+    from invoicing.models import Invoice
+
+    customer_id = (
+        Invoice.objects.finalized().order_by("customer_id").values_list("customer_id", flat=True).first()
+        or Customer.objects.order_by("pk").values_list("pk", flat=True).first()
+    )
+    if customer_id is None:
+        raise RuntimeError("seed customers first")
+    portal_user, _created = PortalUser.objects.update_or_create(
+        email=DEMO_PORTAL_EMAIL, defaults={"customer_id": customer_id, "is_active": True}
+    )
+    return portal_user.pk
+
+
+# --- URLs -----------------------------------------------------------------------------------------------
+
+app_name = "portal"
+urlpatterns = [
+    path("", OverviewView.as_view(), name="overview"),
+    path("login/", customer_portal.login_request, name="login"),
+    path("login/sent/", customer_portal.login_sent, name="login_sent"),
+    path("login/<str:token>/", customer_portal.login_confirm, name="login_confirm"),
+    path("logout/", customer_portal.logout, name="logout"),
+    path("link/<str:token>/", invoicing_portal.invoice_link, name="invoice_link"),
+    path("invoices/", invoicing_portal.InvoiceListView.as_view(), name="invoices"),
+    path("invoices/<str:number>/", invoicing_portal.InvoiceDetailView.as_view(), name="invoice_detail"),
+    path("invoices/<str:number>/pdf/", invoicing_portal.InvoicePdfView.as_view(), name="invoice_pdf"),
+    path("invoices/<str:number>/pay/", payments_portal.InvoicePayView.as_view(), name="invoice_pay"),
+    path("credit-notes/", invoicing_portal.CreditNoteListView.as_view(), name="credit_notes"),
+    path("credit-notes/<str:number>/pdf/", invoicing_portal.CreditNotePdfView.as_view(), name="credit_note_pdf"),
+    path("payments/", payments_portal.PaymentListView.as_view(), name="payments"),
+    path("payments/<int:payment_id>/", payments_portal.PaymentDetailView.as_view(), name="payment_detail"),
+    path("payment-methods/", payments_portal.PaymentMethodListView.as_view(), name="payment_methods"),
+    path(
+        "payment-methods/<int:payment_method_id>/default/",
+        payments_portal.PaymentMethodDefaultView.as_view(),
+        name="payment_method_default",
+    ),
+    path(
+        "payment-methods/<int:payment_method_id>/remove/",
+        payments_portal.PaymentMethodRemoveView.as_view(),
+        name="payment_method_remove",
+    ),
+    path("subscriptions/", SubscriptionListView.as_view(), name="subscriptions"),
+    path("subscriptions/<int:subscription_id>/cancel/", SubscriptionCancelView.as_view(), name="subscription_cancel"),
+    path("billing/", BillingDetailsView.as_view(), name="billing_details"),
+]

@@ -1,0 +1,128 @@
+"""Every periodic job of the product, as django-celery-beat entries (``manage.py setup_schedules``).
+
+The table is the single list of what beat runs; docs/decisions/dunning.md and the README show it to people. Daily
+jobs run at local times in ``BILLING_TIMEZONE`` (crontabs carry that zone), outside 02:00–03:59 so that a
+daylight-saving change never skips or repeats them; each job computes its own "today" with
+``billing_project.lib.dates.billing_today()`` and is idempotent, so even a repeated run does nothing twice.
+
+``schedules_setup()`` upserts by name: a missing entry is created; an existing one keeps its time, its
+enabled flag and its arguments — whatever staff changed in the admin — and only a task path the code renamed is
+corrected. Nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+
+@dataclass(frozen=True)
+class JobSchedule:
+    name: str
+    task: str
+    description: str
+    command: str
+    daily_at: str = ""  # "HH:MM" local time in BILLING_TIMEZONE, or …
+    every_minutes: int = 0  # … an interval
+
+    @property
+    def when(self) -> str:
+        if self.daily_at:
+            return f"daily at {self.daily_at} ({settings.BILLING_TIMEZONE})"
+        return f"every {self.every_minutes} minutes"
+
+
+def job_schedules() -> list[JobSchedule]:
+    """The table, with times from settings (read at call time, so tests and deployments can change them)."""
+    return [
+        JobSchedule(
+            name="Billing run",
+            task="invoicing.run_billing",
+            description="Bill every subscription period due today: invoices, finalized and numbered, then PDFs, "
+            "e-mails and automatic charges.",
+            command="manage.py billing_run --as-of YYYY-MM-DD [--dry-run] [--async]",
+            daily_at=settings.SCHEDULE_BILLING_RUN_AT,
+        ),
+        JobSchedule(
+            name="Payment retries",
+            task="payments.retry_payments",
+            description="Retry soft-declined automatic charges that are due today; send unsent failure e-mails.",
+            command="(task only) celery -A billing_project call payments.retry_payments",
+            daily_at=settings.SCHEDULE_PAYMENT_RETRIES_AT,
+        ),
+        JobSchedule(
+            name="Payment recovery",
+            task="payments.recover_attempts",
+            description="Re-send payment attempts a crashed worker left 'processing' (same idempotency key).",
+            command="(task only) celery -A billing_project call payments.recover_attempts",
+            every_minutes=10,
+        ),
+        JobSchedule(
+            name="Payment reminders (dunning)",
+            task="invoicing.send_reminders",
+            description="Apply the dunning steps due today: reminder e-mails, late fees, suspension, "
+            "uncollectible — each step once per invoice.",
+            command="manage.py send_reminders --as-of YYYY-MM-DD [--dry-run] [--json]",
+            daily_at=settings.SCHEDULE_REMINDERS_AT,
+        ),
+        JobSchedule(
+            name="Render missing PDFs",
+            task="invoicing.render_missing_pdfs",
+            description="Render the PDFs of invoices and credit notes whose stored PDF is missing or stale.",
+            command="manage.py render_pdfs --missing",
+            every_minutes=settings.SCHEDULE_RENDER_PDFS_EVERY_MINUTES,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class SetupOutcome:
+    name: str
+    outcome: str  # created, updated, kept
+
+
+def _hour_minute(value: str) -> tuple[str, str]:
+    hour, minute = value.split(":")
+    if not (0 <= int(hour) < 24 and 0 <= int(minute) < 60):
+        raise ValueError(f"not a time of day: {value!r}")
+    return str(int(hour)), str(int(minute))
+
+
+@transaction.atomic
+def schedules_setup() -> list[SetupOutcome]:
+    """Create the beat entries that are missing; leave existing ones as staff left them (see module doc)."""
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    outcomes = []
+    for job in job_schedules():
+        existing = PeriodicTask.objects.select_for_update().filter(name=job.name).first()
+        if existing is not None:
+            if existing.task != job.task:
+                existing.task = job.task
+                existing.save(update_fields=["task"])
+                outcomes.append(SetupOutcome(job.name, "updated"))
+            else:
+                outcomes.append(SetupOutcome(job.name, "kept"))
+            continue
+        task = PeriodicTask(name=job.name, task=job.task, description=job.description, kwargs="{}")
+        if job.daily_at:
+            hour, minute = _hour_minute(job.daily_at)
+            crontab_fields = {
+                "minute": minute,
+                "hour": hour,
+                "day_of_week": "*",
+                "day_of_month": "*",
+                "month_of_year": "*",
+                "timezone": settings.BILLING_TIMEZONE,
+            }
+            crontab = CrontabSchedule.objects.filter(**crontab_fields).order_by("pk").first()
+            task.crontab = crontab or CrontabSchedule.objects.create(**crontab_fields)
+        else:
+            interval_fields = {"every": job.every_minutes, "period": IntervalSchedule.MINUTES}
+            interval = IntervalSchedule.objects.filter(**interval_fields).order_by("pk").first()
+            task.interval = interval or IntervalSchedule.objects.create(**interval_fields)
+        task.save()
+        outcomes.append(SetupOutcome(job.name, "created"))
+    return outcomes

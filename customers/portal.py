@@ -1,0 +1,224 @@
+"""The customer portal's sign-in, and the one place that decides who a portal request is for.
+
+Who: ``portal_access(request)`` reads the session and returns a ``PortalAccess`` — a signed-in portal user
+(the whole customer), or a deep-link visitor (one invoice of one customer, no sign-in) — or None. Every portal
+view derives from ``PortalView``, which resolves it once, 302s to the sign-in page without it, and hands
+``self.access.customer`` to the selectors of each app, which filter by it (and by ``access.invoice_id`` for a
+deep link). Portal state lives under its own session keys, apart from the staff admin's login.
+
+Sign-in e-mail: sent here with Django's ``EmailMultiAlternatives``, not through ``invoicing.delivery.email_queue``:
+customers may not import invoicing (apps import leftwards), and the queue stores each message's body in
+``OutboundEmail`` — a stored sign-in link would defeat keeping only the token's hash. A lost sign-in e-mail is
+not retried; the customer asks for a new link (they expire in 15 minutes anyway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
+from django.views import View
+
+from customers.models import Customer, PortalUser
+from customers.portal_services import (
+    LoginLink,
+    portal_login_consume,
+    portal_login_rate_allows,
+    portal_login_request,
+    portal_login_token_is_valid,
+)
+
+SESSION_USER_KEY = "portal_user_id"
+SESSION_LINK_KEY = "portal_link"
+SESSION_NEXT_KEY = "portal_next"
+# A deep link's visit lasts this long in the session; the signed link itself lives PORTAL_LINK_MAX_AGE_DAYS.
+LINK_GRANT_SECONDS = 3600
+LANGUAGES = ("en", "de")
+
+
+@dataclass(frozen=True)
+class PortalAccess:
+    customer: Customer
+    portal_user: PortalUser | None = None
+    invoice_id: int | None = None  # a deep-link visit: this invoice only
+
+    @property
+    def is_link(self) -> bool:
+        return self.portal_user is None
+
+
+def portal_access(request: HttpRequest) -> PortalAccess | None:
+    user_id = request.session.get(SESSION_USER_KEY)
+    if user_id is not None:
+        portal_user = PortalUser.objects.select_related("customer").filter(pk=user_id, is_active=True).first()
+        if portal_user is not None:
+            return PortalAccess(customer=portal_user.customer, portal_user=portal_user)
+        request.session.flush()  # deactivated meanwhile: the session ends now
+        return None
+    grant = request.session.get(SESSION_LINK_KEY)
+    if isinstance(grant, dict) and grant.get("expires", 0) > timezone.now().timestamp():
+        customer = Customer.objects.filter(pk=int(grant.get("customer_id") or 0)).first()
+        if customer is not None:
+            return PortalAccess(customer=customer, invoice_id=int(grant["invoice_id"]))
+    return None
+
+
+def portal_link_grant(request: HttpRequest, *, invoice_id: int, customer_id: int) -> None:
+    """Remember a verified deep link for this browser: that invoice, for ``LINK_GRANT_SECONDS``."""
+    request.session.cycle_key()
+    request.session[SESSION_LINK_KEY] = {
+        "invoice_id": invoice_id,
+        "customer_id": customer_id,
+        "expires": timezone.now().timestamp() + LINK_GRANT_SECONDS,
+    }
+
+
+def activate_customer_language(request: HttpRequest, customer: Customer) -> None:
+    language = customer.language if customer.language in LANGUAGES else settings.LANGUAGE_CODE
+    translation.activate(language)
+    request.LANGUAGE_CODE = language  # type: ignore[attr-defined]
+
+
+class PortalView(View):
+    """Base of every page behind the sign-in. ``link_allowed`` views also serve a deep-link visitor (the
+    invoice views check that it is *their* invoice through the selectors)."""
+
+    link_allowed = False
+    access: PortalAccess
+    nav = ""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        access = portal_access(request)
+        if access is None or (access.is_link and not self.link_allowed):
+            if request.method == "GET":
+                request.session[SESSION_NEXT_KEY] = request.get_full_path()
+            return redirect(reverse("portal:login"))
+        self.access = access
+        activate_customer_language(request, access.customer)
+        return super().dispatch(request, *args, **kwargs)
+
+    @property
+    def customer(self) -> Customer:
+        return self.access.customer
+
+    def render(self, request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
+        return render(
+            request,
+            template,
+            {"access": self.access, "customer": self.access.customer, "nav": self.nav, **context},
+            status=status,
+        )
+
+
+# --- sign-in --------------------------------------------------------------------------------------------
+
+
+class LoginRequestForm(forms.Form):
+    email = forms.EmailField(
+        label=_("E-mail address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """REMOTE_ADDR: behind a reverse proxy it must be the client's address (gunicorn with
+    ``--forwarded-allow-ips`` and a proxy that sets it), or every visitor shares the proxy's IP limit."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def login_url(token: str) -> str:
+    return f"{settings.PORTAL_BASE_URL.rstrip('/')}{reverse('portal:login_confirm', args=[token])}"
+
+
+def send_login_email(link: LoginLink, *, invite: bool = False) -> None:
+    customer = link.portal_user.customer
+    language = customer.language if customer.language in LANGUAGES else "en"
+    expires_minutes = max(1, round((link.expires_at - timezone.now()).total_seconds() / 60))
+    context = {
+        "url": login_url(link.token),
+        "customer_name": customer.display_legal_name,
+        "email": link.portal_user.email,
+        "invite": invite,
+        "expires_minutes": expires_minutes,
+        "expires_hours": round(expires_minutes / 60),
+        "product_name": settings.PRODUCT_NAME,
+        "seller_name": settings.SELLER.get("legal_name", ""),
+    }
+    with translation.override(language):
+        subject = " ".join(render_to_string("portal/emails/login_subject.txt", context).split())
+        text = render_to_string("portal/emails/login.txt", context)
+        html = render_to_string("portal/emails/login.html", {**context, "lang": language})
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=settings.BILLING_FROM_EMAIL,
+        to=[link.portal_user.email],
+        reply_to=list(settings.BILLING_REPLY_TO) or None,
+    )
+    message.attach_alternative(html, "text/html")
+    message.send()
+
+
+def _safe_next(request: HttpRequest) -> str:
+    target = request.session.pop(SESSION_NEXT_KEY, "") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
+        return str(target)
+    return reverse("portal:overview")
+
+
+def login_request(request: HttpRequest) -> HttpResponse:
+    """Ask for a sign-in link. The answer is the same page whether or not the address has portal access."""
+    if portal_access(request) is not None and not request.session.get(SESSION_LINK_KEY):
+        return redirect(reverse("portal:overview"))
+    form = LoginRequestForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        email = form.cleaned_data["email"]
+        ip = client_ip(request)
+        if not portal_login_rate_allows(email=email, ip=ip):
+            form.add_error(None, _("Too many sign-in requests. Please wait a few minutes and try again."))
+            return render(request, "portal/login.html", {"form": form}, status=429)
+        link = portal_login_request(email=email, ip=ip)
+        if link is not None:
+            send_login_email(link)
+        return redirect(reverse("portal:login_sent"))
+    return render(request, "portal/login.html", {"form": form})
+
+
+def login_sent(request: HttpRequest) -> HttpResponse:
+    return render(request, "portal/login_sent.html", {"expires_minutes": settings.PORTAL_LOGIN_TOKEN_MAX_AGE_MINUTES})
+
+
+def login_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button; POST signs in. Mail scanners that open links must not use up the single use."""
+    if request.method == "POST":
+        portal_user = portal_login_consume(token=token)
+        if portal_user is None:
+            return render(request, "portal/login_invalid.html", status=400)
+        next_url = _safe_next(request)
+        request.session.pop(SESSION_LINK_KEY, None)
+        request.session.cycle_key()  # a new session id at sign-in: no fixation
+        request.session[SESSION_USER_KEY] = portal_user.pk
+        request.session.set_expiry(settings.PORTAL_SESSION_MAX_AGE_SECONDS)
+        activate_customer_language(request, portal_user.customer)
+        return redirect(next_url)
+    if not portal_login_token_is_valid(token=token):
+        return render(request, "portal/login_invalid.html", status=400)
+    return render(request, "portal/login_confirm.html", {"token": token})
+
+
+def logout(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return redirect(reverse("portal:overview"))
+    request.session.flush()
+    return redirect(reverse("portal:login") + "?signed_out=1")

@@ -1,0 +1,210 @@
+"""Portal pages of invoicing: the invoice list, an invoice (as the PDF shows it) and its PDF, credit notes, and the
+signed deep link from e-mails (``/portal/link/<token>/``).
+
+Every query starts from a selector below that takes the customer (and, for a deep-link visit, the one invoice
+it grants): ownership is checked here and nowhere else. Another customer's document is a 404, never a 403, so a
+number that exists elsewhere looks exactly like one that does not. Drafts are never shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from billing_project.lib.links import InvalidLink, invoice_link_verify
+from customers.models import Customer
+from customers.portal import PortalView, portal_access, portal_link_grant
+from invoicing import formatting as fmt
+from invoicing.documents import credit_note_pdf_bytes, invoice_context, invoice_pdf_bytes
+from invoicing.models import CreditNote, Invoice, InvoiceStatus
+
+PORTAL_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
+PAYABLE_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+STATUS_LABELS: dict[str, Any] = {
+    InvoiceStatus.OPEN: _("Open"),
+    InvoiceStatus.PAID: _("Paid"),
+    InvoiceStatus.VOID: _("Void"),
+    InvoiceStatus.UNCOLLECTIBLE: _("Overdue"),
+}
+
+
+# --- selectors: every portal read of invoices goes through these ----------------------------------------
+
+
+def portal_invoices(*, customer: Customer, status: str | None = None) -> QuerySet[Invoice]:
+    """The customer's issued invoices, newest first; ``status`` one of ``PORTAL_STATUSES`` or None for all."""
+    invoices = Invoice.objects.filter(customer=customer).finalized()
+    if status:
+        invoices = invoices.filter(status=status)
+    return invoices.only(
+        "pk", "customer", "number", "status", "issue_date", "due_date", "currency", "total", "amount_due"
+    ).order_by("-issue_date", "-pk")
+
+
+def portal_invoice_get(*, customer: Customer, number: str, only_invoice_id: int | None = None) -> Invoice:
+    """One issued invoice of the customer by number, with its lines; 404 otherwise. ``only_invoice_id`` narrows
+    a deep-link visit to the invoice it was signed for."""
+    invoices = Invoice.objects.filter(customer=customer, number=number).finalized()
+    if only_invoice_id is not None:
+        invoices = invoices.filter(pk=only_invoice_id)
+    invoice = invoices.prefetch_related("lines").first()
+    if invoice is None:
+        raise Http404("no such invoice")
+    return invoice
+
+
+def portal_open_invoices(*, customer: Customer) -> QuerySet[Invoice]:
+    return portal_invoices(customer=customer).filter(status__in=PAYABLE_STATUSES, amount_due__gt=0)
+
+
+def portal_amount_due(*, customer: Customer) -> dict[str, Any]:
+    """Amount due per currency (most customers have one)."""
+    totals: dict[str, Any] = {}
+    for currency, amount in portal_open_invoices(customer=customer).values_list("currency", "amount_due"):
+        totals[currency] = totals.get(currency, 0) + amount
+    return totals
+
+
+def portal_credit_notes(*, customer: Customer) -> QuerySet[CreditNote]:
+    return (
+        CreditNote.objects.filter(customer=customer, invoice__customer=customer)
+        .select_related("invoice")
+        .only("pk", "number", "issue_date", "reason", "currency", "total", "customer", "invoice__number")
+        .order_by("-issue_date", "-pk")
+    )
+
+
+def portal_credit_note_get(*, customer: Customer, number: str) -> CreditNote:
+    credit_note = portal_credit_notes(customer=customer).filter(number=number).first()
+    if credit_note is None:
+        raise Http404("no such credit note")
+    return credit_note
+
+
+def invoice_is_payable(invoice: Invoice) -> bool:
+    return invoice.status in PAYABLE_STATUSES and invoice.amount_due > 0
+
+
+def status_label(status: str) -> str:
+    return str(STATUS_LABELS.get(status, status))
+
+
+def invoice_row(invoice: Invoice) -> dict[str, Any]:
+    return {
+        "invoice": invoice,
+        "status_label": status_label(invoice.status),
+        "total": money(invoice.total, invoice.currency),
+        "amount_due": money(invoice.amount_due, invoice.currency),
+        "payable": invoice_is_payable(invoice),
+    }
+
+
+def money(amount: Any, currency: str) -> str:
+    from django.utils.translation import get_language
+
+    return fmt.money(amount, currency, fmt.document_language(get_language()))
+
+
+# --- views ----------------------------------------------------------------------------------------------
+
+
+class InvoiceListView(PortalView):
+    nav = "invoices"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        status = request.GET.get("status", "")
+        if status not in PORTAL_STATUSES:
+            status = ""
+        page = Paginator(
+            portal_invoices(customer=self.customer, status=status or None), settings.PORTAL_INVOICES_PER_PAGE
+        ).get_page(request.GET.get("page"))
+        rows = [invoice_row(invoice) for invoice in page.object_list]
+        statuses = [(value, status_label(value)) for value in PORTAL_STATUSES]
+        return self.render(
+            request,
+            "portal/invoicing/invoice_list.html",
+            {"page": page, "rows": rows, "status": status, "statuses": statuses},
+        )
+
+
+class InvoiceDetailView(PortalView):
+    nav = "invoices"
+    link_allowed = True
+
+    def get(self, request: HttpRequest, number: str) -> HttpResponse:
+        invoice = portal_invoice_get(customer=self.customer, number=number, only_invoice_id=self.access.invoice_id)
+        document = invoice_context(invoice=invoice, lines=list(invoice.lines.all()))
+        return self.render(
+            request,
+            "portal/invoicing/invoice_detail.html",
+            {
+                "invoice": invoice,
+                "status_label": status_label(invoice.status),
+                "doc": document,
+                "payable": invoice_is_payable(invoice),
+                "amount_due": money(invoice.amount_due, invoice.currency),
+            },
+        )
+
+
+class InvoicePdfView(PortalView):
+    link_allowed = True
+
+    def get(self, request: HttpRequest, number: str) -> HttpResponse:
+        invoice = portal_invoice_get(customer=self.customer, number=number, only_invoice_id=self.access.invoice_id)
+        filename, content = invoice_pdf_bytes(invoice_id=invoice.pk)
+        return pdf_response(filename, content)
+
+
+class CreditNoteListView(PortalView):
+    nav = "credit_notes"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        page = Paginator(portal_credit_notes(customer=self.customer), settings.PORTAL_INVOICES_PER_PAGE).get_page(
+            request.GET.get("page")
+        )
+        rows = [{"note": note, "total": money(note.total, note.currency)} for note in page.object_list]
+        return self.render(request, "portal/invoicing/credit_note_list.html", {"page": page, "rows": rows})
+
+
+class CreditNotePdfView(PortalView):
+    def get(self, request: HttpRequest, number: str) -> HttpResponse:
+        credit_note = portal_credit_note_get(customer=self.customer, number=number)
+        filename, content = credit_note_pdf_bytes(credit_note_id=credit_note.pk)
+        return pdf_response(filename, content)
+
+
+def pdf_response(filename: str, content: bytes) -> HttpResponse:
+    response = HttpResponse(content, content_type="application/pdf")
+    safe_name = "".join(char for char in filename if char.isalnum() or char in "._-") or "document.pdf"
+    response["Content-Disposition"] = f'attachment; filename="{safe_name}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def invoice_link(request: HttpRequest, token: str) -> HttpResponse:
+    """A signed link from an e-mail: verify it, remember that one invoice for this browser, show it. A signed-in
+    portal user of the same customer simply goes to the invoice; nothing else is unlocked by a link."""
+    try:
+        link = invoice_link_verify(token)
+    except InvalidLink:
+        return render(request, "portal/link_invalid.html", status=404)
+    invoice = Invoice.objects.finalized().filter(pk=link.invoice_id).only("pk", "number", "customer_id").first()
+    if invoice is None:
+        return render(request, "portal/link_invalid.html", status=404)
+    access = portal_access(request)
+    if access is None or access.is_link or access.customer.pk != invoice.customer_id:
+        if access is not None and not access.is_link:
+            request.session.flush()  # signed in as another customer: a link never mixes two customers
+        portal_link_grant(request, invoice_id=invoice.pk, customer_id=invoice.customer_id)
+    target = reverse("portal:invoice_detail", args=[invoice.number])
+    if link.purpose == "pay":
+        target = reverse("portal:invoice_pay", args=[invoice.number])
+    return redirect(target)

@@ -1,0 +1,70 @@
+"""setup_schedules: the beat entries of every periodic job, once, in BILLING_TIMEZONE, never overwriting staff."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from billing_project.schedules import job_schedules
+
+pytestmark = pytest.mark.django_db
+
+TASKS = {
+    "invoicing.run_billing",
+    "payments.retry_payments",
+    "payments.recover_attempts",
+    "invoicing.send_reminders",
+    "invoicing.render_missing_pdfs",
+}
+
+
+def test_three_runs_create_each_schedule_once(capsys):
+    for _ in range(3):
+        call_command("setup_schedules")
+    assert sorted(PeriodicTask.objects.values_list("task", flat=True)) == sorted(TASKS)
+    assert PeriodicTask.objects.count() == len(job_schedules()) == len(TASKS)
+    assert CrontabSchedule.objects.count() == 3  # three daily jobs at three different times
+    assert "kept" in capsys.readouterr().out
+
+
+def test_daily_jobs_run_at_local_time_in_the_billing_timezone():
+    call_command("setup_schedules")
+    reminders = PeriodicTask.objects.select_related("crontab").get(task="invoicing.send_reminders")
+    assert (reminders.crontab.hour, reminders.crontab.minute) == ("9", "0")
+    assert str(reminders.crontab.timezone) == "Europe/Berlin"
+    billing = PeriodicTask.objects.select_related("crontab").get(task="invoicing.run_billing")
+    assert billing.crontab.hour not in ("2", "3")  # hours a DST switch skips or repeats
+    pdfs = PeriodicTask.objects.select_related("interval").get(task="invoicing.render_missing_pdfs")
+    assert (pdfs.interval.every, pdfs.interval.period) == (30, "minutes")
+
+
+def test_a_time_and_flag_staff_changed_are_kept():
+    call_command("setup_schedules")
+    task = PeriodicTask.objects.get(task="invoicing.send_reminders")
+    task.crontab = CrontabSchedule.objects.create(minute="30", hour="10", timezone="Europe/Berlin")
+    task.enabled = False
+    task.save()
+    call_command("setup_schedules")
+    task.refresh_from_db()
+    assert (task.crontab.hour, task.crontab.minute, task.enabled) == ("10", "30", False)
+    assert PeriodicTask.objects.filter(task="invoicing.send_reminders").count() == 1
+
+
+def test_a_renamed_task_path_is_corrected_but_nothing_is_deleted():
+    call_command("setup_schedules")
+    PeriodicTask.objects.filter(name="Payment reminders (dunning)").update(task="invoicing.old_name")
+    PeriodicTask.objects.create(
+        name="Staff's own job", task="invoicing.run_billing", interval=None, crontab=CrontabSchedule.objects.first()
+    )
+    call_command("setup_schedules")
+    assert PeriodicTask.objects.get(name="Payment reminders (dunning)").task == "invoicing.send_reminders"
+    assert PeriodicTask.objects.filter(name="Staff's own job").exists()
+
+
+def test_schedules_name_tasks_that_exist():
+    from billing_project.celery import app
+
+    app.loader.import_default_modules()
+    for job in job_schedules():
+        assert job.task in app.tasks, job.task
