@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypedDict
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
 from django.db.models.functions import Lower
 from django_countries.fields import CountryField
 from moneyed import Money
@@ -38,6 +38,16 @@ UNIT_AMOUNT: _Digits = {"max_digits": 20, "decimal_places": 6}
 QUANTITY: _Digits = {"max_digits": 16, "decimal_places": 4}
 PERCENTAGE: _Digits = {"max_digits": 7, "decimal_places": 4}
 ZERO = Decimal(0)
+
+
+# Amounts are stored with 3 decimals. PostgreSQL keeps them as exact numerics; SQLite (the demo) as binary
+# floats, where 1.235 + 0.124 is not 1.359. A "sums to" check therefore allows less than half a unit of the
+# third decimal — on PostgreSQL that is exactly equality, on SQLite it absorbs the float error.
+_HALF_UNIT = Value(Decimal("0.0005"))
+
+
+def sums_to(field: str, expression: Any) -> Q:
+    return Q(**{f"{field}__gt": expression - _HALF_UNIT}) & Q(**{f"{field}__lt": expression + _HALF_UNIT})
 
 
 class DocumentImmutable(Exception):
@@ -317,7 +327,7 @@ class Invoice(models.Model):
                 name="invoice_amounts_non_negative",
             ),
             models.CheckConstraint(
-                condition=Q(amount_due=F("total") - F("amount_paid") - F("amount_credited"))
+                condition=sums_to("amount_due", F("total") - F("amount_paid") - F("amount_credited"))
                 & (Q(amount_due__gte=0) | Q(status=InvoiceStatus.DRAFT)),
                 name="invoice_amount_due_balance",
             ),
@@ -462,7 +472,7 @@ class InvoiceLine(models.Model):
                 condition=Q(tax_percentage__gte=0) & Q(tax_percentage__lte=100), name="invoice_line_tax_pct_0_100"
             ),
             models.CheckConstraint(
-                condition=Q(total_amount=F("net_amount") + F("tax_amount")), name="invoice_line_total_balance"
+                condition=sums_to("total_amount", F("net_amount") + F("tax_amount")), name="invoice_line_total_balance"
             ),
             models.CheckConstraint(
                 condition=Q(period_start__isnull=True)
@@ -561,8 +571,8 @@ class CreditNote(models.Model):
                 name="credit_note_amounts_non_negative",
             ),
             models.CheckConstraint(
-                condition=Q(total=F("amount_applied") + F("amount_to_customer_credit"))
-                & Q(total=F("net_total") + F("tax_total")),
+                condition=sums_to("total", F("amount_applied") + F("amount_to_customer_credit"))
+                & sums_to("total", F("net_total") + F("tax_total")),
                 name="credit_note_amounts_balance",
             ),
         ]
@@ -612,7 +622,7 @@ class CreditNoteLine(models.Model):
         constraints = [
             models.CheckConstraint(
                 # a line may be negative: a full credit note mirrors an invoice's proration credit lines
-                condition=Q(total_amount=F("net_amount") + F("tax_amount")),
+                condition=sums_to("total_amount", F("net_amount") + F("tax_amount")),
                 name="credit_note_line_balance",
             ),
         ]

@@ -14,17 +14,19 @@ from subscriptions.models import Subscription, SubscriptionStatus
 def bill_up_to_today() -> int:
     today = billing_today()
     invoices = 0
+    failed: set[int] = set()
     while True:
         next_date = (
             Subscription.objects.filter(next_billing_date__lte=today)
             .exclude(status=SubscriptionStatus.PAUSED)
+            .exclude(pk__in=failed)
             .aggregate(first=Min("next_billing_date"))["first"]
         )
         if next_date is None:
             break
         run = billing_run(as_of=next_date)
         invoices += run.invoices_created + run.drafts_created
-        if run.invoices_created + run.drafts_created == 0 and run.failed:
-            break  # nothing can move on (the errors are on the run, in the admin)
+        # A subscription that fails stays due; leave it (its error is on the run, in the admin) and go on.
+        failed.update(pk for pk in run.errors.values_list("subscription_id", flat=True) if pk is not None)
     send_reminders(as_of=today)
     return invoices
