@@ -119,7 +119,8 @@ CURRENCY_CHOICES = [(code, code) for code in CURRENCIES]
 # --- The seller, printed on every invoice ---------------------------------------------------------------
 SELLER = {
     "legal_name": env.str("SELLER_LEGAL_NAME", default="Cadence Demo GmbH"),
-    "address": env.str("SELLER_ADDRESS", default="Friedrichstraße 123\n10117 Berlin"),
+    # the environment holds one line: a literal \n (backslash, n) separates the address lines
+    "address": env.str("SELLER_ADDRESS", default="Friedrichstraße 123\n10117 Berlin").replace("\\n", "\n"),
     "country": env.str("SELLER_COUNTRY", default="DE"),
     "tax_id": env.str("SELLER_TAX_ID", default="DE136695976"),
     "email": env.str("SELLER_EMAIL", default="billing@example.com"),

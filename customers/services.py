@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -11,6 +10,7 @@ from django import forms
 from django.db import models, transaction
 from django.db.models.functions import Lower
 
+from billing_project.lib.csvfile import RowError, read_csv
 from customers.models import Customer
 from customers.selectors import customer_has_billing_history
 
@@ -74,14 +74,8 @@ class CustomerImportForm(forms.ModelForm):
         fields = list(IMPORT_COLUMNS)
 
 
-@dataclass
-class ImportRowError:
-    row: int  # the line number in the file, the header being line 1
-    column: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"row {self.row}, column '{self.column}': {self.message}"
+# A problem in the file: row (the header is line 1), column, message.
+ImportRowError = RowError
 
 
 @dataclass
@@ -110,27 +104,6 @@ class CustomerImportError(Exception):
         self.report = report
 
 
-def _read_csv(stream: IO[bytes] | IO[str]) -> tuple[list[str], list[dict[str, str]]]:
-    raw = stream.read()
-    if isinstance(raw, bytes):
-        if len(raw) > MAX_IMPORT_BYTES:
-            raise ValueError(f"the file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"the file is not UTF-8 text (byte {exc.start})") from exc
-    else:
-        text = raw.lstrip("\ufeff")
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel  # type: ignore[assignment]
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    return header, list(reader)
-
-
 def customers_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> ImportReport:
     """Import customers from CSV, all or nothing.
 
@@ -141,7 +114,7 @@ def customers_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) 
     """
     report = ImportReport(dry_run=dry_run)
     try:
-        header, rows = _read_csv(stream)
+        header, rows = read_csv(stream, max_bytes=MAX_IMPORT_BYTES)
     except (ValueError, csv.Error) as exc:
         report.errors.append(ImportRowError(row=1, column="(file)", message=str(exc)))
         raise CustomerImportError(report) from exc

@@ -22,7 +22,8 @@ import io
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -554,3 +555,38 @@ def credit_notes_needing_pdf(*, only_missing: bool) -> QuerySet[CreditNote]:
     if only_missing:
         credit_notes = credit_notes.filter(pdf__isnull=True)
     return credit_notes.order_by("pk")
+
+
+@dataclass
+class RenderOutcome:
+    rendered: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def pdfs_render(*, only_missing: bool, on_progress: Callable[[int], object] | None = None) -> RenderOutcome:
+    """Render (and store) the PDFs of every invoice and credit note — or only those missing or stale. One
+    broken document never stops the others: it is reported, stays "missing" and is tried again next time.
+    The command ``render_pdfs`` and the periodic task ``invoicing.render_missing_pdfs`` both call this."""
+    invoice_ids = list(invoices_needing_pdf(only_missing_or_stale=only_missing).values_list("pk", flat=True))
+    credit_note_ids = list(credit_notes_needing_pdf(only_missing=only_missing).values_list("pk", flat=True))
+    jobs: list[tuple[Callable[..., object], str, int]] = [
+        (invoice_pdf_store, "invoice_id", pk) for pk in invoice_ids
+    ] + [(credit_note_pdf_store, "credit_note_id", pk) for pk in credit_note_ids]
+    outcome = RenderOutcome()
+    for store, argument, pk in jobs:
+        try:
+            store(**{argument: pk})
+            outcome.rendered += 1
+        except Exception as exc:
+            logger.exception("rendering the PDF of %s %s failed", argument, pk)
+            outcome.failed.append(f"{argument.removesuffix('_id').replace('_', ' ')} {pk}: {exc}")
+        if on_progress is not None:
+            on_progress(1)
+    return outcome
+
+
+def pdfs_needing_render_count(*, only_missing: bool) -> int:
+    return (
+        invoices_needing_pdf(only_missing_or_stale=only_missing).count()
+        + credit_notes_needing_pdf(only_missing=only_missing).count()
+    )

@@ -63,20 +63,6 @@ def send_reminders(as_of: str | None = None) -> dict[str, object]:
 
 @shared_task(name="invoicing.render_missing_pdfs", acks_late=True)
 def render_missing_pdfs() -> dict[str, int]:
-    """Render the PDFs that are missing or stale — what `manage.py render_pdfs --missing` does, with the same
-    selectors and store functions. One broken document never stops the others; it stays "missing" and is tried
-    again next time."""
-    rendered = failed = 0
-    invoice_ids = documents.invoices_needing_pdf(only_missing_or_stale=True).values_list("pk", flat=True)
-    credit_note_ids = documents.credit_notes_needing_pdf(only_missing=True).values_list("pk", flat=True)
-    jobs = [(documents.invoice_pdf_store, "invoice_id", pk) for pk in invoice_ids] + [
-        (documents.credit_note_pdf_store, "credit_note_id", pk) for pk in credit_note_ids
-    ]
-    for store, argument, pk in jobs:
-        try:
-            store(**{argument: pk})
-            rendered += 1
-        except Exception:
-            logger.exception("rendering the PDF of %s %s failed", argument, pk)
-            failed += 1
-    return {"rendered": rendered, "failed": failed}
+    """Render the PDFs that are missing or stale (what `manage.py render_pdfs --missing` does)."""
+    outcome = documents.pdfs_render(only_missing=True)
+    return {"rendered": outcome.rendered, "failed": len(outcome.failed)}

@@ -21,7 +21,14 @@ from billing_project.lib.dates import billing_today
 from billing_project.lib.money import CurrencyMismatch, round_amount
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
-from payments.bank_import import ReconciliationError, bank_transaction_assign, bank_transaction_ignore
+from payments.bank_import import (
+    BankImportError,
+    ReconciliationError,
+    bank_statement_import,
+    bank_transaction_assign,
+    bank_transaction_ignore,
+    parse_mapping,
+)
 from payments.models import (
     QUEUE_STATUSES,
     BankStatement,
@@ -562,6 +569,21 @@ class BankTransactionAdmin(ReadOnlyAdmin):
         )
 
 
+class BankStatementUploadForm(forms.Form):
+    file = forms.FileField(label="Statement file", help_text="CSV export of your bank, or ISO 20022 CAMT.053 XML.")
+    format = forms.ChoiceField(
+        choices=[("", "From the file name (.xml = CAMT.053, else CSV)"), ("csv", "CSV"), ("camt053", "CAMT.053")],
+        required=False,
+    )
+    mapping = forms.CharField(
+        required=False,
+        label="CSV columns",
+        help_text="Only if your bank's headers differ from the configured ones, e.g. "
+        "amount=Betrag,booking_date=Buchungstag,currency_default=EUR",
+    )
+    dry_run = forms.BooleanField(label="Dry run (check only, write nothing)", required=False, initial=True)
+
+
 @admin.register(BankStatement)
 class BankStatementAdmin(ReadOnlyAdmin):
     list_display = ("imported_at", "format", "filename", "statement_id", "transactions_new", "matched", "queued")
@@ -569,6 +591,49 @@ class BankStatementAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BankStatement]:
         return super().get_queryset(request).select_related("imported_by")
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="payments_bankstatement_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload a statement: matched transactions become payments, the rest go to the reconciliation queue;
+        the same statement twice creates nothing; a bad file is refused whole with its problems listed."""
+        if not request.user.has_perm("payments.add_payment"):
+            raise PermissionDenied
+        report = None
+        form = BankStatementUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            fmt = form.cleaned_data["format"] or ("camt053" if upload.name.lower().endswith(".xml") else "csv")
+            try:
+                report = bank_statement_import(
+                    data=upload.read(),
+                    format=fmt,
+                    filename=upload.name,
+                    mapping=parse_mapping(form.cleaned_data["mapping"]),
+                    dry_run=form.cleaned_data["dry_run"],
+                    actor=request.user,
+                )
+            except ValueError as exc:  # a malformed column mapping
+                form.add_error("mapping", str(exc))
+            except BankImportError as exc:
+                report = exc.report
+                self.message_user(request, report.summary(), messages.ERROR)
+            else:
+                self.message_user(request, report.summary(), messages.SUCCESS)
+                if not report.dry_run:
+                    return HttpResponseRedirect(reverse("admin:payments_banktransaction_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Import a bank statement",
+            "form": form,
+            "report": report,
+        }
+        return TemplateResponse(request, "admin/payments/bankstatement/import.html", context)
 
 
 # --- The customer page, with its payment side ------------------------------------------------------------

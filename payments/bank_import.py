@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import io
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -34,6 +33,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing_project.lib.csvfile import decode_text, read_csv
 from billing_project.lib.money import CurrencyMismatch, round_amount
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
@@ -186,12 +186,7 @@ def _check_money(amount: Decimal, currency: str) -> str | None:
 
 
 def _decode(data: bytes) -> str:
-    if len(data) > MAX_STATEMENT_BYTES:
-        raise ValueError(f"the file is larger than {MAX_STATEMENT_BYTES // (1024 * 1024)} MB")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"the file is not UTF-8 text (byte {exc.start})") from exc
+    return decode_text(data, max_bytes=MAX_STATEMENT_BYTES)
 
 
 # --- CSV ------------------------------------------------------------------------------------------------
@@ -220,16 +215,9 @@ def parse_csv(
     columns = {**settings.PAYMENTS_BANK_CSV_MAPPING, **(mapping or {})}
     default_currency = columns.pop("currency_default", "")
     try:
-        text = _decode(data)
-    except ValueError as exc:
+        header, csv_rows = read_csv(data, max_bytes=MAX_STATEMENT_BYTES)
+    except (ValueError, csv.Error) as exc:
         return [], 0, [ImportProblem(0, "", str(exc))]
-    try:
-        dialect: Any = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
     problems: list[ImportProblem] = []
     if not header:
         return [], 0, [ImportProblem(0, "", "the file is empty")]
@@ -253,7 +241,7 @@ def parse_csv(
         column = columns.get(name, "")
         return str(record.get(column) or "").strip() if column in header else ""
 
-    for line, record in enumerate(reader, start=2):
+    for line, record in enumerate(csv_rows, start=2):
         if not any((value or "").strip() for value in record.values() if isinstance(value, str)):
             continue
         row_problems: list[ImportProblem] = []

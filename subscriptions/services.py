@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -22,6 +21,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from djmoney.money import Money
 
+from billing_project.lib.csvfile import RowError, read_csv
 from billing_project.lib.dates import billing_date_of, billing_tz
 from billing_project.lib.money import CurrencyMismatch, round_amount
 from customers.models import Customer
@@ -746,14 +746,7 @@ USAGE_COLUMNS = ("subscription_item_id", "quantity", "timestamp", "idempotency_k
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 
 
-@dataclass
-class UsageImportRowError:
-    row: int  # line number in the file, the header being line 1
-    column: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"row {self.row}, column '{self.column}': {self.message}"
+UsageImportRowError = RowError
 
 
 @dataclass
@@ -799,28 +792,18 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
     recorded (same key and values) are ignored, so a re-sent file is harmless. Raises ``UsageImportError``
     carrying a report that names each bad row and column."""
     report = UsageImportReport(dry_run=dry_run)
-    raw = stream.read()
-    if isinstance(raw, bytes):
-        if len(raw) > MAX_IMPORT_BYTES:
-            report.errors.append(UsageImportRowError(1, "(file)", "the file is larger than 50 MB"))
-            raise UsageImportError(report)
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            report.errors.append(UsageImportRowError(1, "(file)", f"the file is not UTF-8 text (byte {exc.start})"))
-            raise UsageImportError(report) from exc
-    else:
-        text = raw.lstrip("\ufeff")
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    try:
+        header, all_rows = read_csv(stream, max_bytes=MAX_IMPORT_BYTES)
+    except (ValueError, csv.Error) as exc:
+        report.errors.append(UsageImportRowError(1, "(file)", str(exc)))
+        raise UsageImportError(report) from exc
     for column in header:
         if column not in USAGE_COLUMNS:
             report.errors.append(UsageImportRowError(1, column, "unknown column"))
     for column in USAGE_COLUMNS:
         if column not in header:
             report.errors.append(UsageImportRowError(1, column, "required column is missing"))
-    rows = list(reader) if not report.errors else []
+    rows = all_rows if not report.errors else []
     if not rows and not report.errors:
         report.errors.append(UsageImportRowError(2, "(file)", "the file has no data rows"))
     if report.errors:

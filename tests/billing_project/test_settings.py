@@ -48,6 +48,7 @@ def test_settings_are_read_from_the_environment():
             "SELLER_LEGAL_NAME": "Acme Billing Inc.",
             "SELLER_TAX_ID": "US-12-3456789",
             "SELLER_IBAN": "GB33BUKB20201555555555",
+            "SELLER_ADDRESS": "1 Main St\\nSpringfield, IL 62701",
             "DEBUG": "true",
             "ALLOWED_HOSTS": "billing.acme.test,portal.acme.test",
         }
@@ -62,6 +63,7 @@ def test_settings_are_read_from_the_environment():
     assert values["seller"]["legal_name"] == "Acme Billing Inc."
     assert values["seller"]["tax_id"] == "US-12-3456789"
     assert values["seller"]["iban"] == "GB33BUKB20201555555555"
+    assert values["seller"]["address"] == "1 Main St\nSpringfield, IL 62701"
     assert values["debug"] is True
     assert values["hosts"] == ["billing.acme.test", "portal.acme.test"]
 

@@ -199,3 +199,36 @@ def test_an_invoice_of_another_customer_named_with_ours_is_ambiguous(invoices):
     report = bank_statement_import(data=data, format="csv")
     assert report.queued == 1
     assert "several customers" in BankTransaction.objects.get().match_note
+
+
+def test_admin_upload_dry_run_then_import_then_the_same_file_again(admin_client, invoices):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    a, _ = invoices
+    data = _csv([("TX-9", "2026-03-12", "100.00", "EUR", "Kunde GmbH", "", f"Invoice {a.number}")])
+    url = reverse("admin:payments_bankstatement_import")
+    response = admin_client.post(url, {"file": SimpleUploadedFile("march.csv", data), "dry_run": "on"})
+    assert response.status_code == 200
+    assert b"Dry run" in response.content
+    assert BankTransaction.objects.count() == 0
+    response = admin_client.post(url, {"file": SimpleUploadedFile("march.csv", data)})
+    assert response.status_code == 302
+    a.refresh_from_db()
+    assert a.status == InvoiceStatus.PAID
+    admin_client.post(url, {"file": SimpleUploadedFile("march.csv", data)})
+    assert BankTransaction.objects.filter(transaction_id="TX-9").count() == 1
+    assert Payment.objects.count() == 1
+
+
+def test_admin_upload_of_a_bad_file_lists_the_problems_and_writes_nothing(admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    data = _csv([("TX-1", "not a date", "100.00", "EUR", "X", "", "")])
+    response = admin_client.post(
+        reverse("admin:payments_bankstatement_import"), {"file": SimpleUploadedFile("bad.csv", data)}
+    )
+    assert response.status_code == 200
+    assert b"<td>row 2" in response.content
+    assert BankStatement.objects.count() == 0 and BankTransaction.objects.count() == 0
