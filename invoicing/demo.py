@@ -55,6 +55,10 @@ def _tax_name(percentage: str) -> str:
 @transaction.atomic
 def seed_invoicing() -> int:
     """Create what is missing; returns the number of records created."""
+    return seed_tax_rates_and_series() + seed_one_off_invoices()
+
+
+def seed_tax_rates_and_series() -> int:
     created = 0
     for kind in (NumberSeries.Kind.INVOICE, NumberSeries.Kind.CREDIT_NOTE):
         before = NumberSeries.objects.filter(kind=kind).exists()
@@ -68,6 +72,11 @@ def seed_invoicing() -> int:
     ]
     TaxRate.objects.bulk_create(new_rates)
     created += len(new_rates)
+    return created
+
+
+def seed_one_off_invoices() -> int:
+    created = 0
     customers = {c.external_id: c for c in Customer.objects.filter(external_id__in=[e for e, _ in _DEMO_INVOICES])}
     already = set(Invoice.objects.filter(memo=DEMO_MEMO).values_list("customer__external_id", flat=True))
     issue_date = billing_today()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from billing_project.demo.calendar import bill_up_to_today
+from billing_project.demo.calendar import bill_up_to_today, remind_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
 from billing_project.portal import seed_portal
-from invoicing.demo import seed_invoicing
+from invoicing.demo import seed_one_off_invoices, seed_tax_rates_and_series
 from invoicing.dunning import seed_dunning
 from payments.demo import seed_payments
 from subscriptions.demo import seed_catalog_and_subscriptions
@@ -18,12 +18,23 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("staff users", seed_staff),
     ("customers", seed_customers),
     ("catalog and subscriptions", seed_catalog_and_subscriptions),
-    ("number series, tax rates, one-off invoices", seed_invoicing),
+    ("number series and tax rates", seed_tax_rates_and_series),
+    ("invoices: a billing run for each billing date up to today", bill_up_to_today),
+    ("one-off invoices", seed_one_off_invoices),
     ("payments: cards, payments, credit, failed attempts", seed_payments),
     ("dunning policy", seed_dunning),
-    ("invoices: billing runs up to today, then today's reminders", bill_up_to_today),
-    ("portal user", seed_portal),
+    ("today's payment reminders (e-mails)", remind_today),
+    ("portal user", lambda: _count_created(seed_portal, "customers.PortalUser")),
 ]
+
+
+def _count_created(step: Callable[[], object], model_label: str) -> int:
+    from django.apps import apps
+
+    model = apps.get_model(model_label)
+    before = model._default_manager.count()
+    step()
+    return model._default_manager.count() - before
 
 
 def seed_all(log: Callable[[str], None] = print) -> None:
