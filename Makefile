@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: install
-	mkdir -p var/mail var/media var/broker/queue var/broker/processed
+	mkdir -p var/mail var/media var/broker/queue var/broker/processed var/broker/control
 	$(DEMO_ENV) $(PY) manage.py migrate --noinput
 	$(DEMO_ENV) $(PY) manage.py seed_demo
 	$(DEMO_ENV) $(PY) manage.py setup_schedules

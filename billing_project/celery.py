@@ -19,7 +19,7 @@ app.autodiscover_tasks(lambda: ["invoicing"], related_name="billing_tasks")
 def ensure_broker_folders() -> None:
     """The filesystem transport needs its folders before the first ``delay()`` (STACK.md gotcha 10)."""
     options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         folder = options.get(key)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
