@@ -11,7 +11,8 @@ How a chunk of up to ``BILLING_RUN_CHUNK_SIZE`` subscriptions is billed, in ONE 
 A unique constraint on (subscription, period_key) refuses a second invoice for a period whatever runs twice.
 If anything in the chunk fails, the chunk is rolled back and billed again one subscription per transaction,
 so one failing subscription is recorded (``BillingRunError``) and never stops the others.
-After commit, each finalized invoice goes to ``hooks.on_invoice_finalized`` (delivery, automatic collection).
+After commit, one task per chunk hands the finalized invoices to ``hooks.on_invoice_finalized`` on the workers
+(delivery: PDF and e-mail; payments: credit and automatic collection).
 
 Dispatch: ``inline`` bills the chunks in this process (the command's default); ``celery`` enqueues one task per
 chunk (ids, never one task per subscription: Celery closes the DB connection after each task) and the last
@@ -30,7 +31,6 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import partial
 from typing import Any, ClassVar, cast
 
 from django.conf import settings
@@ -41,7 +41,6 @@ from django.utils import timezone
 from billing_project.lib.bulk import copy_insert, copy_rows
 from billing_project.lib.money import round_amount
 from customers.models import Customer
-from invoicing import hooks
 from invoicing.models import (
     BillingRun,
     BillingRunError,
@@ -320,8 +319,12 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     for invoice in created:
         invoice._loaded_status = invoice.status
         outcome.add_invoice(invoice)
-    for invoice in to_issue:
-        transaction.on_commit(partial(hooks.on_invoice_finalized, invoice.pk))
+    if to_issue and settings.BILLING_AFTER_FINALIZE_HOOKS:
+        # One task per chunk hands the new invoices to delivery and collection on the workers: running the
+        # hooks here, per invoice, would make PDF and e-mail work the billing run's bottleneck.
+        from invoicing.billing_tasks import invoices_finalized_task
+
+        invoices_finalized_task.delay_on_commit([invoice.pk for invoice in to_issue])
     return outcome
 
 

@@ -358,3 +358,15 @@ def test_paused_subscription_is_not_billed_until_resumed():
     subscription.refresh_from_db()
     assert subscription.status == SubscriptionStatus.PAUSED
     assert Invoice.objects.get().status == InvoiceStatus.OPEN
+
+
+def test_each_chunk_hands_its_invoices_to_delivery_in_one_task(monkeypatch, django_capture_on_commit_callbacks):
+    from invoicing import billing_tasks
+
+    sent: list[list[int]] = []
+    monkeypatch.setattr(billing_tasks.invoices_finalized_task, "delay", lambda ids: sent.append(ids))
+    SubscriptionFactory.create_batch(3, start_date=JAN_1)
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run(as_of=JAN_1, chunk_size=2)
+    assert [len(ids) for ids in sent] == [2, 1]
+    assert sorted(pk for ids in sent for pk in ids) == sorted(Invoice.objects.values_list("pk", flat=True))
