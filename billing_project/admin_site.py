@@ -1,8 +1,59 @@
+from __future__ import annotations
+
+import hashlib
+from functools import partial
+from typing import Any
+
 from django.conf import settings
 from django.contrib import admin
+from django.core.cache import cache
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path
+from django.utils import timezone
 
 
 class BillingAdminSite(admin.AdminSite):
     site_header = settings.PRODUCT_NAME
     site_title = settings.PRODUCT_NAME
     index_title = "Back-office"
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        """The app list, with the dashboard (billing_project.dashboard) above it for staff who may view
+        invoices."""
+        from billing_project.dashboard import dashboard_context
+        from billing_project.lib.dates import billing_today
+        from billing_project.reports import PERMISSION
+
+        context = dict(extra_context or {})
+        if request.user.has_perm(PERMISSION):
+            as_of = billing_today()
+            # The figures aggregate over every invoice and subscription: computed at most once a minute per
+            # set of permissions (links depend on them), so the busiest page of the admin stays cheap.
+            permissions = ",".join(sorted(request.user.get_all_permissions()))
+            key = f"admin-dashboard:{as_of}:{hashlib.sha256(permissions.encode()).hexdigest()[:16]}"
+            dashboard = cache.get(key)
+            if dashboard is None:
+                dashboard = dashboard_context(as_of=as_of, user=request.user)
+                dashboard["computed_at"] = timezone.now()
+                cache.set(key, dashboard, settings.DASHBOARD_CACHE_SECONDS)
+            context["dashboard"] = dashboard
+        return super().index(request, extra_context=context)
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        from billing_project import reports
+
+        # Before the default URLs: their catch-all "<app_label>/" would otherwise take "reports/".
+        return [
+            path(
+                "reports/",
+                self.admin_view(partial(reports.reports_index_view, site=self)),
+                name="reports",
+            ),
+            path(
+                "reports/<slug:slug>/",
+                self.admin_view(partial(reports.report_view, site=self)),
+                name="report",
+            ),
+            *super().get_urls(),
+        ]

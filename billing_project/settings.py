@@ -198,6 +198,8 @@ BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
 # After an invoice is finalized it is handed to delivery (PDF, e-mail) and automatic collection. Off only for
 # bulk loads and benchmarks that must not send anything.
 BILLING_AFTER_FINALIZE_HOOKS = env.bool("BILLING_AFTER_FINALIZE_HOOKS", default=True)
+# The admin dashboard's figures are recomputed at most this often (seconds; 0 = on every page view).
+DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=60)
 # Signed deep links from e-mails into the portal (billing_project/lib/links.py) expire after this many days.
 PORTAL_LINK_MAX_AGE_DAYS = env.int("PORTAL_LINK_MAX_AGE_DAYS", default=45)
 ZERO = Decimal("0")

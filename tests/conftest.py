@@ -77,6 +77,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """The cache (dashboard figures, portal rate limits) never carries one test's data into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings: Any, tmp_path: Any) -> Iterator[None]:
     settings.MEDIA_ROOT = str(tmp_path / "media")
     yield

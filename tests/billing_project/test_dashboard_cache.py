@@ -1,0 +1,19 @@
+import pytest
+from django.urls import reverse
+
+from tests.factories import CustomerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_dashboard_figures_are_computed_once_a_minute_then_served_in_a_few_queries(
+    admin_client, django_assert_max_num_queries, settings
+):
+    settings.DASHBOARD_CACHE_SECONDS = 60
+    CustomerFactory.create_batch(3)
+    first = admin_client.get(reverse("admin:index"))
+    assert first.status_code == 200 and b"billing-dashboard" in first.content
+    with django_assert_max_num_queries(6):
+        second = admin_client.get(reverse("admin:index"))
+    assert b"billing-dashboard" in second.content
+    assert b"refreshed every minute" in second.content
