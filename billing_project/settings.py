@@ -198,6 +198,10 @@ BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
 # After an invoice is finalized it is handed to delivery (PDF, e-mail) and automatic collection. Off only for
 # bulk loads and benchmarks that must not send anything.
 BILLING_AFTER_FINALIZE_HOOKS = env.bool("BILLING_AFTER_FINALIZE_HOOKS", default=True)
+# Account codes of the accounting export (invoicing/exports.py; docs/decisions/accounting-export.md), as JSON:
+# {"receivables": "1200", "bank": "1000", "revenue": "4000", "tax_payable": "2200", "customer_credit": "2300",
+#  "revenue_by_product": {...}, "tax_by_rate": {...}, "xero_tax_types": {...}}; anything left out keeps its default.
+ACCOUNTING_ACCOUNTS = env.json("ACCOUNTING_ACCOUNTS", default={})
 # The admin dashboard's figures are recomputed at most this often (seconds; 0 = on every page view).
 DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=60)
 # Signed deep links from e-mails into the portal (billing_project/lib/links.py) expire after this many days.

@@ -18,9 +18,18 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from billing_project.lib.admin_search import NumberOrCustomerSearchMixin
+from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
 from billing_project.lib.money import round_amount
 from invoicing import delivery, documents, dunning
+from invoicing.exports import (
+    ExportError,
+    ExportFormat,
+    accounting_export_filename,
+    accounting_export_write,
+    can_export_accounting,
+)
 from invoicing.models import (
     BillingRun,
     BillingRunError,
@@ -274,7 +283,7 @@ _COMPUTED_FIELDS = (
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmin):
     list_display = (
         "__str__",
         "customer",
@@ -296,7 +305,7 @@ class InvoiceAdmin(admin.ModelAdmin):
         BillingEmailBouncedFilter,
     )
     search_fields = ("=number", "customer__name", "customer__email")
-    search_help_text = "Invoice number (exact), customer name or e-mail."
+    search_help_text = "Invoice number (exact), or the customer's name, e-mail, VAT number or external id."
     list_select_related = ("customer",)
     show_full_result_count = False
     list_per_page = 100
@@ -350,6 +359,8 @@ class InvoiceAdmin(admin.ModelAdmin):
                 "Snapshots",
                 {"classes": ("collapse",), "fields": ("customer_snapshot_display", "seller_snapshot_display")},
             ),
+            # this method replaces StaffEditsMixin.get_fieldsets, so the section is named here
+            ("Staff edits", {"fields": ("staff_edits",)}),
         ]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
@@ -524,12 +535,14 @@ class InvoiceAdmin(admin.ModelAdmin):
     def hold_reminders_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         for invoice in queryset:
             dunning.invoice_hold_reminders_set(invoice=invoice, hold=True)
+            self.log_change(request, invoice, "Reminders held.")
         self.message_user(request, f"Reminders held for {len(queryset)} invoice(s).", messages.SUCCESS)
 
     @admin.action(description="Release the reminder hold", permissions=["hold"])
     def release_reminders_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         for invoice in queryset:
             dunning.invoice_hold_reminders_set(invoice=invoice, hold=False)
+            self.log_change(request, invoice, "Reminder hold released.")
         self.message_user(request, f"Reminders released for {len(queryset)} invoice(s).", messages.SUCCESS)
 
     @admin.action(description="Mark selected invoices uncollectible", permissions=["mark_uncollectible"])
@@ -548,12 +561,48 @@ class InvoiceAdmin(admin.ModelAdmin):
             ),
             path("<int:invoice_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
             path(
+                "accounting-export/",
+                self.admin_site.admin_view(self.accounting_export_view),
+                name="invoicing_invoice_accounting_export",
+            ),
+            path(
                 "<int:invoice_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),
                 name="invoicing_invoice_preview",
             ),
             *super().get_urls(),
         ]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "can_export_accounting": can_export_accounting(request.user)}
+        return super().changelist_view(request, extra_context)
+
+    def accounting_export_view(self, request: HttpRequest) -> HttpResponse:
+        if not can_export_accounting(request.user):
+            raise PermissionDenied
+        form = AccountingExportForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            filename = accounting_export_filename(
+                export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
+            )
+            response = HttpResponse(content_type="text/csv; charset=utf-8")
+            try:
+                accounting_export_write(
+                    out=response, export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
+                )
+            except ExportError as exc:
+                form.add_error(None, str(exc))
+            else:
+                response["Content-Disposition"] = f'attachment; filename="{filename}"'
+                return response
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Accounting export",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/invoicing/invoice/accounting_export.html", context)
 
     def pdf_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
         invoice = get_object_or_404(Invoice, pk=invoice_id)
@@ -628,6 +677,18 @@ def _snapshot_html(snapshot: dict[str, Any]) -> str:
         "<table>{}</table>",
         format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((k, v) for k, v in snapshot.items())),
     )
+
+
+class AccountingExportForm(forms.Form):
+    date_from = forms.DateField(label="From", help_text="YYYY-MM-DD, included.")
+    date_to = forms.DateField(label="To", help_text="YYYY-MM-DD, included.")
+    format = forms.ChoiceField(choices=ExportFormat.choices, initial=ExportFormat.CSV, widget=forms.RadioSelect)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
+            self.add_error("date_to", "The period ends before it starts.")
+        return data
 
 
 class CreditNoteIssueForm(forms.Form):
@@ -1002,6 +1063,3 @@ def _extend_customer_admin() -> None:
 
     admin.site.unregister(Customer)
     admin.site.register(Customer, CustomerAdmin)
-
-
-_extend_customer_admin()

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
 from billing_project.lib.money import CurrencyMismatch, round_amount
 from customers.models import Customer
@@ -175,7 +176,7 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(StaffEditsMixin, admin.ModelAdmin):
     list_display = ("__str__", "customer", "amount", "currency", "method", "status", "received_on", "reference")
     list_filter = ("status", "method", "currency", "gateway", "received_on")
     search_fields = ("=id", "customer__name", "customer__email", "reference", "=gateway_reference")
@@ -230,6 +231,11 @@ class PaymentAdmin(admin.ModelAdmin):
             except (PaymentError, CurrencyMismatch) as exc:
                 form.add_error(None, str(exc))
             else:
+                self.log_addition(
+                    request,
+                    payment,
+                    f"Recorded {round_amount(payment.amount, payment.currency)} {payment.currency} ({payment.method}).",
+                )
                 self.message_user(request, f"{payment} recorded.", messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:payments_payment_change", args=[payment.pk]))
         return _form_page(
@@ -260,6 +266,12 @@ class PaymentAdmin(admin.ModelAdmin):
             except PaymentError as exc:
                 form.add_error(None, str(exc))
             else:
+                self.log_change(
+                    request,
+                    payment,
+                    f"Refund #{refund.pk}: {round_amount(refund.amount, refund.currency)} {refund.currency}, "
+                    f"{refund.status}.",
+                )
                 level = messages.SUCCESS if refund.status == "succeeded" else messages.WARNING
                 self.message_user(request, f"{refund}: {refund.get_status_display()}.", level)
                 return HttpResponseRedirect(reverse("admin:payments_payment_change", args=[payment.pk]))

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
 from subscriptions.models import (
     Coupon,
@@ -89,6 +90,8 @@ class SubscriptionItemInline(admin.TabularInline):
 
 
 class SubscriptionEventInline(admin.TabularInline):
+    """The status history (who, when, from, to, why): written by the services, never edited."""
+
     model = SubscriptionEvent
     extra = 0
     fields = ("at", "actor", "from_status", "to_status", "reason")
@@ -96,6 +99,12 @@ class SubscriptionEventInline(admin.TabularInline):
     can_delete = False
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -130,7 +139,7 @@ def _bulk(
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(admin.ModelAdmin):
+class SubscriptionAdmin(StaffEditsMixin, admin.ModelAdmin):
     list_display = ("pk", "customer", "status", "currency", "interval", "current_period_end", "next_billing_date")
     list_filter = ("status", "currency", "interval", "collection_method", "items__price__product")
     list_select_related = ("customer",)
@@ -168,7 +177,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
-        return (*self.readonly_fields, "customer") if obj is not None else self.readonly_fields
+        fields = tuple(super().get_readonly_fields(request, obj))  # the staff edits block, on existing ones
+        return (*fields, "customer") if obj is not None else fields
 
     @admin.action(description="Cancel at period end", permissions=["change"])
     def cancel_at_period_end(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:

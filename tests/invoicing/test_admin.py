@@ -175,3 +175,28 @@ def test_billing_runs_are_read_only(admin_client):
     assert page.status_code == 200 and "boom" in page.content.decode()
     assert 'name="_save"' not in page.content.decode()
     assert admin_client.get(reverse("admin:invoicing_billingrun_add")).status_code == 403
+
+
+def test_invoice_search_by_number_email_name_and_vat_number(admin_client):
+    from django.urls import reverse
+
+    from tests.factories import CustomerFactory, InvoiceFactory, NumberSeriesFactory, TaxRateFactory
+
+    NumberSeriesFactory(default_invoices=True)
+    TaxRateFactory(country="DE")
+    anna = CustomerFactory(name="Anna Bäckerei GmbH", email="Billing@Anna.example", tax_id="DE136695976")
+    other = CustomerFactory(name="Zeta AG")
+    mine = InvoiceFactory(customer=anna, finalized=True)
+    theirs = InvoiceFactory(customer=other, finalized=True)
+    url = reverse("admin:invoicing_invoice_changelist")
+
+    def found(term: str) -> set[str]:
+        response = admin_client.get(url, {"q": term})
+        return {n for n in (mine.number, theirs.number) if n.encode() in response.content}
+
+    assert found(mine.number) == {mine.number}
+    assert found(mine.number.lower()) == {mine.number}
+    assert found("billing@anna.example") == {mine.number}
+    assert found("bäckerei") == {mine.number}
+    assert found("DE 136 695 976") == {mine.number}
+    assert found("Zeta") == {theirs.number}

@@ -1,0 +1,659 @@
+"""Accounting export: the invoices, credit notes and payments of a period, for the accountant's books.
+
+Three layouts of the same documents (docs/decisions/accounting-export.md):
+
+- ``csv`` — one row per document line (invoice and credit note lines; a payment's allocations and the part that
+  became customer credit), every column plain text, for a spreadsheet;
+- ``journal`` — double-entry lines (debit / credit per account) that balance to zero per document;
+- ``xero`` — Xero's "Sales invoice import" CSV template (invoices and credit notes; Xero imports payments
+  separately).
+
+The period is the closed date range ``[date_from, date_to]`` of issue dates (invoices, credit notes) and received
+dates (payments). Drafts are never exported; void invoices appear in the plain CSV with their status and are left
+out of the journal and the Xero file. Every string cell goes through ``csv_safe.safe_cell`` (formula injection);
+amounts are rounded to the currency's minor unit and written as numbers.
+
+Payments belong to the payments app, which imports invoicing and not the other way round (apps import leftwards
+only). The export is invoicing's job (DESIGN.md), so it reads the two payment tables through the app registry —
+read-only, in this one module — instead of importing ``payments.models``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.apps import apps
+from django.conf import settings
+from django.db import models
+from django.db.models import Prefetch, QuerySet
+
+from billing_project.lib.csv_safe import safe_cell
+from billing_project.lib.money import round_amount
+from invoicing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
+
+ZERO = Decimal(0)
+
+# Account codes of the journal and the Xero file. Override any of them with the ACCOUNTING_ACCOUNTS setting (a
+# dict, e.g. from the ACCOUNTING_ACCOUNTS environment variable as JSON); missing keys keep these defaults.
+DEFAULT_ACCOUNTS: dict[str, Any] = {
+    "receivables": "1200",
+    "bank": "1000",
+    "revenue": "4000",
+    "tax_payable": "2200",
+    "customer_credit": "2300",
+    # product id (as a string) or product name → revenue account; other lines go to "revenue"
+    "revenue_by_product": {},
+    # tax name as printed on the line (e.g. "VAT 19 %") → tax account; other rates go to "tax_payable"
+    "tax_by_rate": {},
+    # tax name → Xero TaxType (the tax rate's display name in the Xero organisation)
+    "xero_tax_types": {},
+    # Xero TaxType of lines without tax
+    "xero_no_tax": "Tax Exempt",
+}
+
+# Xero reads dates in the organisation's regional format; DD/MM/YYYY is what its template documents (UK, EU, AU,
+# NZ). A US organisation would need %m/%d/%Y.
+XERO_DATE_FORMAT = "%d/%m/%Y"
+PAYMENT_STATUSES_RECEIVED = ("succeeded", "partially_refunded", "refunded")
+
+
+class TextSink(Protocol):
+    """Where the CSV goes: a text file, ``sys.stdout``, a command's stdout or an ``HttpResponse``."""
+
+    def write(self, text: str, /) -> Any: ...
+
+
+class ExportFormat(models.TextChoices):
+    CSV = "csv", "Plain CSV (one row per document line)"
+    JOURNAL = "journal", "Double-entry journal (CSV)"
+    XERO = "xero", "Xero sales invoice import (CSV)"
+
+
+class ExportError(Exception):
+    """The export cannot be written (a document that does not balance, a bad period)."""
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    date: dt.date
+    document_type: str
+    document_number: str
+    customer: str
+    account: str
+    description: str
+    currency: str
+    debit: Decimal
+    credit: Decimal
+
+
+@dataclass
+class ExportSummary:
+    format: str
+    date_from: dt.date
+    date_to: dt.date
+    invoices: int = 0
+    credit_notes: int = 0
+    payments: int = 0
+    rows: int = 0
+    skipped_void: int = 0
+
+    def __str__(self) -> str:
+        void = f", {self.skipped_void} void invoice(s) left out" if self.skipped_void else ""
+        return (
+            f"{self.format}: {self.invoices} invoice(s), {self.credit_notes} credit note(s), {self.payments} "
+            f"payment(s), {self.rows} row(s) for {self.date_from}..{self.date_to}{void}"
+        )
+
+
+@dataclass
+class _Counts:
+    invoices: int = 0
+    credit_notes: int = 0
+    payments: int = 0
+    skipped_void: int = 0
+
+
+def accounting_accounts() -> dict[str, Any]:
+    configured = getattr(settings, "ACCOUNTING_ACCOUNTS", None) or {}
+    return {**DEFAULT_ACCOUNTS, **configured}
+
+
+# --- selectors ------------------------------------------------------------------------------------------
+
+
+def export_invoices(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Invoice]:
+    """Finalized invoices issued in the period (void ones included: the caller decides), by date and number."""
+    lines = InvoiceLine.objects.select_related("price__product").order_by("position", "pk")
+    return (
+        Invoice.objects.finalized()
+        .filter(issue_date__gte=date_from, issue_date__lte=date_to)
+        .prefetch_related(Prefetch("lines", queryset=lines))
+        .order_by("issue_date", "number")
+    )
+
+
+def export_credit_notes(*, date_from: dt.date, date_to: dt.date) -> QuerySet[CreditNote]:
+    lines = CreditNoteLine.objects.select_related("invoice_line__price__product").order_by("position", "pk")
+    return (
+        CreditNote.objects.filter(issue_date__gte=date_from, issue_date__lte=date_to)
+        .select_related("invoice")
+        .prefetch_related(Prefetch("lines", queryset=lines))
+        .order_by("issue_date", "number")
+    )
+
+
+def export_payments(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Any]:
+    """Payments received in the period (later refunds do not change what was received), with their allocations."""
+    payment_model = apps.get_model("payments", "Payment")
+    allocation_model = apps.get_model("payments", "PaymentAllocation")
+    allocations = allocation_model.objects.select_related("invoice").order_by("pk")
+    return (
+        payment_model.objects.filter(
+            received_on__gte=date_from, received_on__lte=date_to, status__in=PAYMENT_STATUSES_RECEIVED
+        )
+        .select_related("customer")
+        .prefetch_related(Prefetch("allocations", queryset=allocations))
+        .order_by("received_on", "pk")
+    )
+
+
+def payment_number(payment: Any) -> str:
+    """Payments have no number series; the export names them by id."""
+    return f"PAY-{payment.pk}"
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+
+def _amount(value: Decimal, currency: str) -> Decimal:
+    return round_amount(value, currency)
+
+
+def _plain(value: Decimal) -> Decimal:
+    """Without trailing zeros and never in exponent notation: 1.0000 → 1, 10.0000 → 10, 0.012500 → 0.0125."""
+    normalized = value.normalize()
+    exponent = normalized.as_tuple().exponent
+    return normalized.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else normalized
+
+
+def _quantity(value: Decimal | None) -> Decimal | str:
+    return "" if value is None else _plain(value)
+
+
+def _percentage(value: Decimal) -> Decimal:
+    return _plain(value) if value else ZERO
+
+
+def _unit_amount(value: Decimal, currency: str) -> Decimal:
+    """At the currency's minor unit when that is exact (100.000000 → 100.00), else as precise as stored."""
+    rounded = _amount(value, currency)
+    return rounded if rounded == value else _plain(value)
+
+
+def _contact_name(snapshot: dict[str, Any], fallback: str) -> str:
+    return str(snapshot.get("legal_name") or snapshot.get("name") or fallback)
+
+
+def _revenue_account(product: Any, accounts: dict[str, Any]) -> str:
+    if product is not None:
+        by_product = accounts["revenue_by_product"]
+        for key in (str(product.pk), product.name):
+            if key in by_product:
+                return str(by_product[key])
+    return str(accounts["revenue"])
+
+
+def _tax_account(tax_name: str, accounts: dict[str, Any]) -> str:
+    return str(accounts["tax_by_rate"].get(tax_name, accounts["tax_payable"]))
+
+
+def _tax_label(tax_name: str, percentage: Decimal) -> str:
+    return tax_name or f"Tax {_percentage(percentage)} %"
+
+
+def _invoice_line_product(line: InvoiceLine | None) -> Any:
+    if line is None or line.price is None:
+        return None
+    return line.price.product
+
+
+def _writer(out: TextSink) -> Any:
+    return csv.writer(out, lineterminator="\r\n")
+
+
+def _safe(row: Iterable[Any]) -> list[str]:
+    return [safe_cell(value) for value in row]
+
+
+# --- journal --------------------------------------------------------------------------------------------
+
+
+class _Entry:
+    """The journal lines of one document, merged per (account, description); signs pick the side."""
+
+    def __init__(self, *, date: dt.date, document_type: str, number: str, customer: str, currency: str) -> None:
+        self.date, self.document_type, self.number = date, document_type, number
+        self.customer, self.currency = customer, currency
+        self.amounts: dict[tuple[str, str], Decimal] = {}
+
+    def debit(self, account: str, description: str, amount: Decimal) -> None:
+        key = (account, description)
+        self.amounts[key] = self.amounts.get(key, ZERO) + amount
+
+    def credit(self, account: str, description: str, amount: Decimal) -> None:
+        self.debit(account, description, -amount)
+
+    def lines(self) -> list[JournalLine]:
+        lines = [
+            JournalLine(
+                date=self.date,
+                document_type=self.document_type,
+                document_number=self.number,
+                customer=self.customer,
+                account=account,
+                description=description,
+                currency=self.currency,
+                debit=_amount(amount, self.currency) if amount > 0 else ZERO,
+                credit=_amount(-amount, self.currency) if amount < 0 else ZERO,
+            )
+            for (account, description), amount in self.amounts.items()
+            if amount != 0
+        ]
+        debits = sum((line.debit for line in lines), ZERO)
+        credits = sum((line.credit for line in lines), ZERO)
+        if debits != credits:
+            raise ExportError(
+                f"{self.document_type} {self.number} does not balance: debits {debits}, credits {credits}"
+            )
+        return lines
+
+
+def invoice_journal(invoice: Invoice, *, accounts: dict[str, Any]) -> list[JournalLine]:
+    """Receivables (debit, the total) against revenue per account and tax payable per rate (credit)."""
+    entry = _Entry(
+        date=invoice.issue_date,  # type: ignore[arg-type]
+        document_type="invoice",
+        number=invoice.number,
+        customer=_contact_name(invoice.customer_snapshot, str(invoice.customer_id)),
+        currency=invoice.currency,
+    )
+    entry.debit(str(accounts["receivables"]), f"Invoice {invoice.number}", invoice.total)
+    for line in invoice.lines.all():
+        entry.credit(_revenue_account(_invoice_line_product(line), accounts), "Revenue", line.net_amount)
+        if line.tax_amount:
+            entry.credit(
+                _tax_account(line.tax_name, accounts), _tax_label(line.tax_name, line.tax_percentage), line.tax_amount
+            )
+    return entry.lines()
+
+
+def credit_note_journal(credit_note: CreditNote, *, accounts: dict[str, Any]) -> list[JournalLine]:
+    """The mirror of an invoice: revenue and tax debited back; credited to receivables for the part that reduced
+    the invoice's amount due and to customer credit for the rest."""
+    entry = _Entry(
+        date=credit_note.issue_date,
+        document_type="credit_note",
+        number=credit_note.number,
+        customer=_contact_name(credit_note.customer_snapshot, str(credit_note.customer_id)),
+        currency=credit_note.currency,
+    )
+    for line in credit_note.lines.all():
+        entry.debit(_revenue_account(_invoice_line_product(line.invoice_line), accounts), "Revenue", line.net_amount)
+        if line.tax_amount:
+            entry.debit(
+                _tax_account(line.tax_name, accounts), _tax_label(line.tax_name, line.tax_percentage), line.tax_amount
+            )
+    entry.credit(str(accounts["receivables"]), f"Invoice {credit_note.invoice.number}", credit_note.amount_applied)
+    entry.credit(str(accounts["customer_credit"]), "Customer credit", credit_note.amount_to_customer_credit)
+    return entry.lines()
+
+
+def payment_journal(payment: Any, *, accounts: dict[str, Any]) -> list[JournalLine]:
+    """Bank (debit, the amount received) against receivables per settled invoice and customer credit for the
+    part that settled nothing (overpayment)."""
+    number = payment_number(payment)
+    entry = _Entry(
+        date=payment.received_on,
+        document_type="payment",
+        number=number,
+        customer=payment.customer.display_legal_name,
+        currency=payment.currency,
+    )
+    entry.debit(str(accounts["bank"]), f"Payment {number}", payment.amount)
+    allocated = ZERO
+    for allocation in payment.allocations.all():
+        entry.credit(str(accounts["receivables"]), f"Invoice {allocation.invoice.number}", allocation.amount)
+        allocated += allocation.amount
+    entry.credit(str(accounts["customer_credit"]), "Customer credit (overpayment)", payment.amount - allocated)
+    return entry.lines()
+
+
+def journal_lines(*, date_from: dt.date, date_to: dt.date, counts: _Counts | None = None) -> Iterator[JournalLine]:
+    counts = counts if counts is not None else _Counts()
+    accounts = accounting_accounts()
+    for invoice in export_invoices(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        if invoice.status == InvoiceStatus.VOID:
+            counts.skipped_void += 1
+            continue
+        counts.invoices += 1
+        yield from invoice_journal(invoice, accounts=accounts)
+    for credit_note in export_credit_notes(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.credit_notes += 1
+        yield from credit_note_journal(credit_note, accounts=accounts)
+    for payment in export_payments(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.payments += 1
+        yield from payment_journal(payment, accounts=accounts)
+
+
+JOURNAL_HEADER = (
+    "date",
+    "document_type",
+    "document_number",
+    "customer",
+    "account",
+    "description",
+    "debit",
+    "credit",
+    "currency",
+)
+
+
+def _journal_rows(lines: Iterable[JournalLine]) -> Iterator[list[Any]]:
+    for line in lines:
+        yield [
+            line.date.isoformat(),
+            line.document_type,
+            line.document_number,
+            line.customer,
+            line.account,
+            line.description,
+            line.debit if line.debit else "",
+            line.credit if line.credit else "",
+            line.currency,
+        ]
+
+
+# --- plain CSV ------------------------------------------------------------------------------------------
+
+PLAIN_HEADER = (
+    "document_type",
+    "document_number",
+    "status",
+    "date",
+    "due_date",
+    "customer",
+    "customer_email",
+    "customer_tax_id",
+    "currency",
+    "line",
+    "description",
+    "quantity",
+    "unit_amount",
+    "net_amount",
+    "tax_name",
+    "tax_percentage",
+    "tax_amount",
+    "line_total",
+    "document_total",
+    "reference",
+)
+
+
+def _plain_rows(*, date_from: dt.date, date_to: dt.date, counts: _Counts) -> Iterator[list[Any]]:
+    for invoice in export_invoices(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.invoices += 1
+        snapshot, currency = invoice.customer_snapshot, invoice.currency
+        for position, line in enumerate(invoice.lines.all(), start=1):
+            yield [
+                "invoice",
+                invoice.number,
+                invoice.status,
+                invoice.issue_date.isoformat(),  # type: ignore[union-attr]
+                invoice.due_date.isoformat(),  # type: ignore[union-attr]
+                _contact_name(snapshot, str(invoice.customer_id)),
+                snapshot.get("email", ""),
+                snapshot.get("tax_id", ""),
+                currency,
+                position,
+                line.description,
+                _quantity(line.quantity),
+                _unit_amount(line.unit_amount, currency),
+                _amount(line.net_amount, currency),
+                line.tax_name,
+                _percentage(line.tax_percentage),
+                _amount(line.tax_amount, currency),
+                _amount(line.total_amount, currency),
+                _amount(invoice.total, currency),
+                "",
+            ]
+    for credit_note in export_credit_notes(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.credit_notes += 1
+        snapshot, currency = credit_note.customer_snapshot, credit_note.currency
+        for position, cn_line in enumerate(credit_note.lines.all(), start=1):
+            yield [
+                "credit_note",
+                credit_note.number,
+                "issued",
+                credit_note.issue_date.isoformat(),
+                "",
+                _contact_name(snapshot, str(credit_note.customer_id)),
+                snapshot.get("email", ""),
+                snapshot.get("tax_id", ""),
+                currency,
+                position,
+                cn_line.description,
+                _quantity(cn_line.quantity),
+                "",
+                _amount(cn_line.net_amount, currency),
+                cn_line.tax_name,
+                _percentage(cn_line.tax_percentage),
+                _amount(cn_line.tax_amount, currency),
+                _amount(cn_line.total_amount, currency),
+                _amount(credit_note.total, currency),
+                credit_note.invoice.number,
+            ]
+    for payment in export_payments(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.payments += 1
+        currency, customer = payment.currency, payment.customer
+        parts = [(f"Allocated to {a.invoice.number}", a.amount, a.invoice.number) for a in payment.allocations.all()]
+        leftover = payment.amount - sum((amount for _, amount, _ in parts), ZERO)
+        if leftover:
+            parts.append(("To customer credit", leftover, ""))
+        for position, (description, amount, invoice_number) in enumerate(parts, start=1):
+            yield [
+                "payment",
+                payment_number(payment),
+                payment.status,
+                payment.received_on.isoformat(),
+                "",
+                customer.display_legal_name,
+                customer.email,
+                customer.tax_id,
+                currency,
+                position,
+                description,
+                "",
+                "",
+                _amount(amount, currency),
+                "",
+                "",
+                "",
+                _amount(amount, currency),
+                _amount(payment.amount, currency),
+                invoice_number or payment.reference,
+            ]
+
+
+# --- Xero -----------------------------------------------------------------------------------------------
+
+# The column names of Xero's "Sales invoice import" CSV template, in its order (* = required by Xero).
+XERO_HEADER = (
+    "*ContactName",
+    "EmailAddress",
+    "POAddressLine1",
+    "POAddressLine2",
+    "POAddressLine3",
+    "POAddressLine4",
+    "POCity",
+    "PORegion",
+    "POPostalCode",
+    "POCountry",
+    "*InvoiceNumber",
+    "Reference",
+    "*InvoiceDate",
+    "*DueDate",
+    "InventoryItemCode",
+    "*Description",
+    "*Quantity",
+    "*UnitAmount",
+    "Discount",
+    "*AccountCode",
+    "*TaxType",
+    "TrackingName1",
+    "TrackingOption1",
+    "TrackingName2",
+    "TrackingOption2",
+    "Currency",
+    "BrandingTheme",
+)
+
+
+def _xero_contact(snapshot: dict[str, Any], fallback: str) -> list[Any]:
+    return [
+        _contact_name(snapshot, fallback),
+        snapshot.get("email", ""),
+        snapshot.get("address_line1", ""),
+        snapshot.get("address_line2", ""),
+        "",
+        "",
+        snapshot.get("city", ""),
+        snapshot.get("region", ""),
+        snapshot.get("postal_code", ""),
+        snapshot.get("country", ""),
+    ]
+
+
+def _xero_tax_type(tax_name: str, tax_amount: Decimal, accounts: dict[str, Any]) -> str:
+    if not tax_amount:
+        return str(accounts["xero_no_tax"])
+    return str(accounts["xero_tax_types"].get(tax_name, tax_name))
+
+
+def _xero_quantity_and_unit(line: InvoiceLine, currency: str) -> tuple[Decimal | str, Decimal]:
+    """Tax-exclusive amounts (import with "Amounts are: Tax exclusive"): quantity × unit amount where that is
+    exactly the line's net amount, else one unit of the net amount, so Xero's line totals equal ours."""
+    if not line.tax_inclusive and line.quantity * line.unit_amount == line.net_amount:
+        return _quantity(line.quantity), _unit_amount(line.unit_amount, currency)
+    return Decimal(1), _amount(line.net_amount, currency)
+
+
+def _xero_rows(*, date_from: dt.date, date_to: dt.date, counts: _Counts) -> Iterator[list[Any]]:
+    accounts = accounting_accounts()
+    tail = ["", "", "", ""]
+    for invoice in export_invoices(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        if invoice.status == InvoiceStatus.VOID:
+            counts.skipped_void += 1
+            continue
+        counts.invoices += 1
+        contact = _xero_contact(invoice.customer_snapshot, str(invoice.customer_id))
+        for line in invoice.lines.all():
+            quantity, unit = _xero_quantity_and_unit(line, invoice.currency)
+            yield [
+                *contact,
+                invoice.number,
+                "",
+                invoice.issue_date.strftime(XERO_DATE_FORMAT),  # type: ignore[union-attr]
+                invoice.due_date.strftime(XERO_DATE_FORMAT),  # type: ignore[union-attr]
+                "",
+                line.description,
+                quantity,
+                unit,
+                "",
+                _revenue_account(_invoice_line_product(line), accounts),
+                _xero_tax_type(line.tax_name, line.tax_amount, accounts),
+                *tail,
+                invoice.currency,
+                "",
+            ]
+    # Xero imports a document whose total is negative as a credit note.
+    for credit_note in export_credit_notes(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.credit_notes += 1
+        contact = _xero_contact(credit_note.customer_snapshot, str(credit_note.customer_id))
+        issue_date = credit_note.issue_date.strftime(XERO_DATE_FORMAT)
+        for cn_line in credit_note.lines.all():
+            yield [
+                *contact,
+                credit_note.number,
+                credit_note.invoice.number,
+                issue_date,
+                issue_date,
+                "",
+                cn_line.description,
+                Decimal(1),
+                -_amount(cn_line.net_amount, credit_note.currency),
+                "",
+                _revenue_account(_invoice_line_product(cn_line.invoice_line), accounts),
+                _xero_tax_type(cn_line.tax_name, cn_line.tax_amount, accounts),
+                *tail,
+                credit_note.currency,
+                "",
+            ]
+
+
+# --- writing --------------------------------------------------------------------------------------------
+
+
+def accounting_export_write(
+    *, out: TextSink, export_format: str, date_from: dt.date, date_to: dt.date
+) -> ExportSummary:
+    """Write the export of ``[date_from, date_to]`` in ``export_format`` to ``out`` (text, CSV)."""
+    if date_to < date_from:
+        raise ExportError(f"the period ends ({date_to}) before it starts ({date_from})")
+    counts = _Counts()
+    rows: Iterator[list[Any]]
+    if export_format == ExportFormat.CSV:
+        header: tuple[str, ...] = PLAIN_HEADER
+        rows = _plain_rows(date_from=date_from, date_to=date_to, counts=counts)
+    elif export_format == ExportFormat.JOURNAL:
+        header = JOURNAL_HEADER
+        rows = _journal_rows(journal_lines(date_from=date_from, date_to=date_to, counts=counts))
+    elif export_format == ExportFormat.XERO:
+        header = XERO_HEADER
+        rows = _xero_rows(date_from=date_from, date_to=date_to, counts=counts)
+    else:
+        raise ExportError(f"unknown format {export_format!r}: choose {', '.join(ExportFormat.values)}")
+    writer = _writer(out)
+    writer.writerow(header)
+    written = 0
+    for row in rows:
+        writer.writerow(_safe(row))
+        written += 1
+    return ExportSummary(
+        format=str(export_format),
+        date_from=date_from,
+        date_to=date_to,
+        invoices=counts.invoices,
+        credit_notes=counts.credit_notes,
+        payments=counts.payments,
+        rows=written,
+        skipped_void=counts.skipped_void,
+    )
+
+
+def accounting_export_filename(*, export_format: str, date_from: dt.date, date_to: dt.date) -> str:
+    return f"accounting-{export_format}-{date_from.isoformat()}-{date_to.isoformat()}.csv"
+
+
+def can_export_accounting(user: Any) -> bool:
+    """Who may download the export: whoever may see invoices, credit notes and payments (billing admins, clerks
+    and auditors by the staff groups)."""
+    return bool(
+        user.is_active
+        and user.is_staff
+        and user.has_perms(("invoicing.view_invoice", "invoicing.view_creditnote", "payments.view_payment"))
+    )

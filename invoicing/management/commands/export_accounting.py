@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from invoicing.exports import ExportError, ExportFormat, accounting_export_write
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise CommandError(f"'{value}' is not a date in the form YYYY-MM-DD") from exc
+
+
+class Command(BaseCommand):
+    help = (
+        "Export the invoices, credit notes and payments of a period (both dates included) as a plain CSV, a "
+        "double-entry journal or a Xero sales invoice import file."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--from", dest="date_from", required=True, help="First day, YYYY-MM-DD.")
+        parser.add_argument("--to", dest="date_to", required=True, help="Last day (included), YYYY-MM-DD.")
+        parser.add_argument("--format", dest="export_format", choices=ExportFormat.values, default=ExportFormat.CSV)
+        parser.add_argument("--output", help="File to write; without it the CSV goes to standard output.")
+
+    def handle(
+        self,
+        *args: Any,
+        date_from: str,
+        date_to: str,
+        export_format: str,
+        output: str | None = None,
+        **options: Any,
+    ) -> None:
+        start, end = _date(date_from), _date(date_to)
+        if output is None:
+            try:
+                summary = accounting_export_write(
+                    out=self.stdout, export_format=export_format, date_from=start, date_to=end
+                )
+            except ExportError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stderr.write(f"Exported {summary}.")
+            return
+        # Written next to the target and renamed into place: a failed export never leaves half a file behind.
+        directory = os.path.dirname(os.path.abspath(output))
+        handle, partial = tempfile.mkstemp(prefix=".export-", suffix=".csv", dir=directory)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+                summary = accounting_export_write(out=out, export_format=export_format, date_from=start, date_to=end)
+            os.replace(partial, output)
+        except ExportError as exc:
+            os.unlink(partial)
+            raise CommandError(str(exc)) from exc
+        except BaseException:
+            os.unlink(partial)
+            raise
+        self.stdout.write(f"Exported {summary} to {output}.")
