@@ -151,6 +151,7 @@ class CustomerAdmin(StaffEditsMixin, admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Import customers from CSV",
+            "submit_label": "Import",
             "form": form,
             "report": report,
             "columns": IMPORT_COLUMNS,

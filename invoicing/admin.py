@@ -600,6 +600,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Accounting export",
+            "submit_label": "Download",
             "form": form,
         }
         return TemplateResponse(request, "admin/invoicing/invoice/accounting_export.html", context)

@@ -642,6 +642,7 @@ class BankStatementAdmin(ReadOnlyAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Import a bank statement",
+            "submit_label": "Import",
             "form": form,
             "report": report,
         }
