@@ -1059,8 +1059,34 @@ def _extend_customer_admin() -> None:
 
     base = type(admin.site._registry[Customer])
 
+    class CustomerBouncedFilter(BillingEmailBouncedFilter):
+        email_path = "email"
+
     class CustomerAdmin(base):  # type: ignore[valid-type, misc]
         inlines = [*base.inlines, CustomerDunningSettingsInline]
+        list_filter = (CustomerBouncedFilter, *base.list_filter)
+
+        def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+            fields = tuple(super().get_readonly_fields(request, obj))
+            return (*fields, "billing_email_status") if obj is not None else fields
+
+        def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+            fieldsets = list(super().get_fieldsets(request, obj))
+            if obj is not None:
+                fieldsets.insert(1, ("Deliverability", {"fields": ("billing_email_status",)}))
+            return fieldsets
+
+        @admin.display(description="billing e-mail")
+        def billing_email_status(self, obj: Any) -> str:
+            status = EmailAddressStatus.objects.filter(email=obj.email.lower()).first()
+            if status is None or not (status.bounced_at or status.complained_at):
+                return "delivering (no bounce or complaint recorded)"
+            what = "BOUNCED" if status.bounced_at else "COMPLAINED (marked as spam)"
+            when = status.bounced_at or status.complained_at
+            return format_html("<strong>{}</strong> on {} — {}", what, f"{when:%Y-%m-%d %H:%M}", status.reason or "")
 
     admin.site.unregister(Customer)
     admin.site.register(Customer, CustomerAdmin)
+
+
+_extend_customer_admin()

@@ -151,3 +151,21 @@ def test_event_finds_its_message_by_metadata_when_the_id_is_unknown(client, sent
     _post(client, payload)
     sent_email.refresh_from_db()
     assert sent_email.status == EmailStatus.DELIVERED
+
+
+def test_a_bounced_billing_address_is_flagged_on_the_customer_page_and_in_its_filter(admin_client):
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from invoicing.models import EmailAddressStatus
+    from tests.factories import CustomerFactory
+
+    bounced = CustomerFactory(name="Bouncy GmbH", email="Billing@Bouncy.example")
+    fine = CustomerFactory(name="Fine AG")
+    EmailAddressStatus.objects.create(email="billing@bouncy.example", bounced_at=timezone.now(), reason="mailbox full")
+    page = admin_client.get(reverse("admin:customers_customer_change", args=[bounced.pk])).content.decode()
+    assert "BOUNCED" in page and "mailbox full" in page
+    assert "dunning settings" in page.lower()  # invoicing's part of the customer page is there too
+    assert "delivering" in admin_client.get(reverse("admin:customers_customer_change", args=[fine.pk])).content.decode()
+    listing = admin_client.get(reverse("admin:customers_customer_changelist"), {"email_bounced": "yes"}).content
+    assert b"Bouncy GmbH" in listing and b"Fine AG" not in listing
