@@ -959,7 +959,7 @@ class EmailAddressStatusAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Clear bounce / complaint flags (address fixed or confirmed)")
+    @admin.action(description="Clear bounce / complaint flags (address fixed or confirmed)", permissions=["change"])
     def clear_flags(self, request: HttpRequest, queryset: QuerySet[EmailAddressStatus]) -> None:
         changed = queryset.update(bounced_at=None, complained_at=None, reason="")
         self.message_user(request, f"Cleared {changed} address(es).", messages.SUCCESS)
