@@ -33,6 +33,7 @@ from django.db import models
 from django.db.models import Prefetch, QuerySet
 
 from billing_project.lib.csv_safe import safe_cell
+from billing_project.lib.dates import billing_date_of, billing_tz
 from billing_project.lib.money import round_amount
 from invoicing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
 
@@ -46,6 +47,8 @@ DEFAULT_ACCOUNTS: dict[str, Any] = {
     "revenue": "4000",
     "tax_payable": "2200",
     "customer_credit": "2300",
+    # credit granted or taken back by hand (goodwill, corrections): the other side of a manual adjustment
+    "credit_adjustments": "6900",
     # product id (as a string) or product name → revenue account; other lines go to "revenue"
     "revenue_by_product": {},
     # tax name as printed on the line (e.g. "VAT 19 %") → tax account; other rates go to "tax_payable"
@@ -101,12 +104,19 @@ class ExportSummary:
     payments: int = 0
     rows: int = 0
     skipped_void: int = 0
+    refunds: int = 0
+    credit_movements: int = 0
 
     def __str__(self) -> str:
         void = f", {self.skipped_void} void invoice(s) left out" if self.skipped_void else ""
+        more = "".join(
+            f", {count} {label}"
+            for count, label in ((self.refunds, "refund(s)"), (self.credit_movements, "customer credit movement(s)"))
+            if count
+        )
         return (
             f"{self.format}: {self.invoices} invoice(s), {self.credit_notes} credit note(s), {self.payments} "
-            f"payment(s), {self.rows} row(s) for {self.date_from}..{self.date_to}{void}"
+            f"payment(s){more}, {self.rows} row(s) for {self.date_from}..{self.date_to}{void}"
         )
 
 
@@ -116,6 +126,8 @@ class _Counts:
     credit_notes: int = 0
     payments: int = 0
     skipped_void: int = 0
+    refunds: int = 0
+    credit_movements: int = 0
 
 
 def accounting_accounts() -> dict[str, Any]:
@@ -159,6 +171,40 @@ def export_payments(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Any]:
         .select_related("customer")
         .prefetch_related(Prefetch("allocations", queryset=allocations))
         .order_by("received_on", "pk")
+    )
+
+
+def _period_moments(date_from: dt.date, date_to: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """[start of date_from, start of the day after date_to) in the billing timezone."""
+    tz = billing_tz()
+    return (
+        dt.datetime.combine(date_from, dt.time.min, tzinfo=tz),
+        dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time.min, tzinfo=tz),
+    )
+
+
+def export_refunds(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Any]:
+    """Refunds paid out in the period (processed, in the billing timezone)."""
+    start, end = _period_moments(date_from, date_to)
+    refund_model = apps.get_model("payments", "Refund")
+    return (
+        refund_model.objects.filter(status="succeeded", processed_at__gte=start, processed_at__lt=end)
+        .select_related("customer")
+        .order_by("processed_at", "pk")
+    )
+
+
+def export_credit_movements(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Any]:
+    """Customer credit used to settle invoices, and credit granted or taken back by hand, in the period. (Credit
+    from overpayments, credit notes and refunds is booked with those documents.)"""
+    start, end = _period_moments(date_from, date_to)
+    entry_model = apps.get_model("payments", "CreditLedgerEntry")
+    return (
+        entry_model.objects.filter(
+            kind__in=("applied_to_invoice", "manual_adjustment"), created_at__gte=start, created_at__lt=end
+        )
+        .select_related("customer", "invoice")
+        .order_by("created_at", "pk")
     )
 
 
@@ -333,6 +379,43 @@ def payment_journal(payment: Any, *, accounts: dict[str, Any]) -> list[JournalLi
     return entry.lines()
 
 
+def refund_journal(refund: Any, *, accounts: dict[str, Any]) -> list[JournalLine]:
+    """Bank (credit, the money paid back) against receivables for the part that re-opened invoices and customer
+    credit for the rest (credit paid out, or taken back from the customer's balance)."""
+    entry = _Entry(
+        date=billing_date_of(refund.processed_at),
+        document_type="refund",
+        number=f"REF-{refund.pk}",
+        customer=refund.customer.display_legal_name,
+        currency=refund.currency,
+    )
+    entry.credit(str(accounts["bank"]), f"Refund REF-{refund.pk}", refund.amount)
+    entry.debit(str(accounts["receivables"]), "Invoices re-opened", refund.amount_reopened)
+    entry.debit(str(accounts["customer_credit"]), "Customer credit", refund.amount - refund.amount_reopened)
+    return entry.lines()
+
+
+def credit_movement_journal(movement: Any, *, accounts: dict[str, Any]) -> list[JournalLine]:
+    """Credit applied to an invoice: customer credit (debit) settles receivables (credit). A manual adjustment:
+    customer credit against the adjustments account, in the direction of its sign."""
+    entry = _Entry(
+        date=billing_date_of(movement.created_at),
+        document_type="customer_credit",
+        number=f"CR-{movement.pk}",
+        customer=movement.customer.display_legal_name,
+        currency=movement.currency,
+    )
+    amount = movement.amount  # the ledger's sign: + credit granted, − credit used
+    if movement.kind == "applied_to_invoice":
+        number = movement.invoice.number if movement.invoice_id else ""
+        entry.debit(str(accounts["customer_credit"]), "Customer credit applied", -amount)
+        entry.credit(str(accounts["receivables"]), f"Invoice {number}".strip(), -amount)
+    else:
+        entry.debit(str(accounts["credit_adjustments"]), movement.reason or "Credit adjustment", amount)
+        entry.credit(str(accounts["customer_credit"]), "Customer credit", amount)
+    return entry.lines()
+
+
 def journal_lines(*, date_from: dt.date, date_to: dt.date, counts: _Counts | None = None) -> Iterator[JournalLine]:
     counts = counts if counts is not None else _Counts()
     accounts = accounting_accounts()
@@ -348,6 +431,12 @@ def journal_lines(*, date_from: dt.date, date_to: dt.date, counts: _Counts | Non
     for payment in export_payments(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
         counts.payments += 1
         yield from payment_journal(payment, accounts=accounts)
+    for refund in export_refunds(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.refunds += 1
+        yield from refund_journal(refund, accounts=accounts)
+    for movement in export_credit_movements(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
+        counts.credit_movements += 1
+        yield from credit_movement_journal(movement, accounts=accounts)
 
 
 JOURNAL_HEADER = (
@@ -642,6 +731,8 @@ def accounting_export_write(
         payments=counts.payments,
         rows=written,
         skipped_void=counts.skipped_void,
+        refunds=counts.refunds,
+        credit_movements=counts.credit_movements,
     )
 
 

@@ -254,3 +254,45 @@ def test_export_reads_a_bounded_number_of_queries(series, vat_de, django_assert_
         with django_assert_max_num_queries(8):
             _, summary = _export(export_format)
         assert summary.invoices == 20
+
+
+def test_journal_books_refunds_credit_applied_and_manual_adjustments_balanced(march):
+    import time_machine
+
+    from payments.services import customer_credit_adjust, customer_credit_apply, payment_refund
+
+    beta = march["payment"].customer
+    with time_machine.travel(dt.datetime(2026, 3, 20, 12, tzinfo=dt.UTC), tick=False):
+        extra = InvoiceFactory(
+            customer=beta, lines=[{"description": "Extra", "unit_amount": D("5.00")}], finalized=dt.date(2026, 3, 20)
+        )
+        assert customer_credit_apply(invoice=extra) == D("5.95")  # of the 10.50 the payment left
+        refund = payment_refund(payment=march["payment"], amount=D("2.00"), reason="Returned overpayment")
+        adjustment = customer_credit_adjust(
+            customer=march["first"].customer, amount=D("5.00"), currency="EUR", reason="Goodwill for the outage"
+        )
+    text, summary = _export("journal")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    by_document: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
+    for r in rows:
+        by_document[r["document_number"]].append((r["account"], r["description"], r["debit"], r["credit"]))
+    applied = next(
+        n for n in by_document if n.startswith("CR-") and any("applied" in d for _, d, _, _ in by_document[n])
+    )
+    assert by_document[applied] == [
+        ("2300", "Customer credit applied", "5.95", ""),
+        ("1200", f"Invoice {extra.number}", "", "5.95"),
+    ]
+    assert by_document[f"REF-{refund.pk}"] == [
+        ("1000", f"Refund REF-{refund.pk}", "", "2.00"),
+        ("2300", "Customer credit", "2.00", ""),
+    ]
+    assert by_document[f"CR-{adjustment.pk}"] == [
+        ("6900", "Goodwill for the outage", "5.00", ""),
+        ("2300", "Customer credit", "", "5.00"),
+    ]
+    for lines in by_document.values():  # every document balances
+        debit = sum((D(d) for _, _, d, _ in lines if d), D(0))
+        credit = sum((D(c) for _, _, _, c in lines if c), D(0))
+        assert debit == credit
+    assert "1 refund(s), 2 customer credit movement(s)" in str(summary)
