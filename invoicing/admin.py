@@ -3,6 +3,7 @@ notes) goes through ``invoicing.services``. Finalized invoices, credit notes and
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -184,6 +185,25 @@ def _latest_dunning_step() -> Subquery:
     )
 
 
+class OverdueFilter(admin.SimpleListFilter):
+    """Open invoices past their due date (in the billing timezone), by how late: what a clerk chases first."""
+
+    title = "overdue"
+    parameter_name = "overdue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Overdue"), ("30", "More than 30 days"), ("90", "More than 90 days"), ("no", "Not overdue")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        today = billing_today()
+        late = {"yes": 0, "30": 30, "90": 90}.get(self.value() or "")
+        if late is not None:
+            return queryset.filter(status=InvoiceStatus.OPEN, due_date__lt=today - dt.timedelta(days=late))
+        if self.value() == "no":
+            return queryset.exclude(status=InvoiceStatus.OPEN, due_date__lt=today)
+        return queryset
+
+
 class DunningStageFilter(admin.SimpleListFilter):
     """Invoices by the last dunning step that took effect (or: none yet, or on hold)."""
 
@@ -299,6 +319,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
         "currency",
         "billing_reason",
         "issue_date",
+        OverdueFilter,
         DunningStageFilter,
         "hold_reminders",
         PdfStateFilter,

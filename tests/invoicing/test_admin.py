@@ -200,3 +200,32 @@ def test_invoice_search_by_number_email_name_and_vat_number(admin_client):
     assert found("bäckerei") == {mine.number}
     assert found("DE 136 695 976") == {mine.number}
     assert found("Zeta") == {theirs.number}
+
+
+def test_overdue_filter_finds_open_invoices_past_due_by_how_late(admin_client):
+    import datetime as dt
+
+    import time_machine
+    from django.urls import reverse
+
+    from invoicing.services import invoice_apply_payment
+    from tests.factories import InvoiceFactory, NumberSeriesFactory, TaxRateFactory
+
+    NumberSeriesFactory(default_invoices=True)
+    TaxRateFactory(country="DE")
+    very_late = InvoiceFactory(finalized=dt.date(2026, 1, 2))  # due 16 Jan
+    late = InvoiceFactory(finalized=dt.date(2026, 2, 20))  # due 6 Mar
+    current = InvoiceFactory(finalized=dt.date(2026, 3, 10))  # due 24 Mar
+    paid = InvoiceFactory(finalized=dt.date(2026, 1, 2))
+    invoice_apply_payment(invoice=paid, amount=paid.amount_due)
+    url = reverse("admin:invoicing_invoice_changelist")
+    with time_machine.travel(dt.datetime(2026, 4, 20, 10, tzinfo=dt.UTC)):
+
+        def listed(value: str) -> set[str]:
+            content = admin_client.get(url, {"overdue": value}).content
+            return {i.number for i in (very_late, late, current, paid) if i.number.encode() in content}
+
+        assert listed("yes") == {very_late.number, late.number, current.number}
+        assert listed("30") == {very_late.number, late.number}
+        assert listed("90") == {very_late.number}
+        assert listed("no") == {paid.number}
