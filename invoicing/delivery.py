@@ -37,6 +37,7 @@ from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing_project.lib.links import invoice_link_url
 from invoicing import documents
 from invoicing import formatting as fmt
 from invoicing.models import (
@@ -205,7 +206,9 @@ def invoice_email_context(invoice: Invoice) -> dict[str, Any]:
         "is_due": invoice.amount_due > 0,
         "issue_date": fmt.date(invoice.issue_date, lang),
         "due_date": fmt.date(invoice.due_date, lang),
-        "pay_url": documents.portal_invoice_url(invoice.number),
+        # signed, scoped to this invoice and expiring: it opens the invoice without signing in (the PDF keeps
+        # the plain portal address, since a printed document outlives any link's expiry)
+        "pay_url": invoice_link_url(invoice_id=invoice.pk, purpose="pay"),
         "iban": fmt.iban(str(seller.get("iban", ""))),
         "bic": seller.get("bic", ""),
     }

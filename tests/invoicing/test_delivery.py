@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal as D
 from unittest import mock
 
@@ -13,6 +14,7 @@ from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from django.core import mail
 from django.urls import reverse
 
+from billing_project.lib.links import invoice_link_verify
 from invoicing import delivery
 from invoicing.models import EmailKind, EmailStatus, OutboundEmail
 from invoicing.services import invoice_finalize
@@ -49,7 +51,10 @@ def test_finalized_manual_invoice_is_emailed_with_pdf_to_billing_and_cc(
     [message] = mail.outbox
     assert message.to == ["billing@kunde.example"] and message.cc == ["ap@kunde.example"]
     assert message.subject == f"Invoice {invoice.number} from Cadence Demo GmbH"
-    assert "please find attached invoice" in message.body and "/portal/invoices/" in message.body
+    assert "please find attached invoice" in message.body
+    # the pay link is signed for this invoice, so it opens it without signing in
+    [link] = re.findall(r"/portal/link/([^/\s]+)/", message.body)
+    assert invoice_link_verify(link).invoice_id == invoice.pk
     [(html, mimetype)] = message.alternatives
     assert mimetype == "text/html" and invoice.number in html
     [(filename, content, content_type)] = message.attachments
