@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from billing_project.lib.admin_readonly import ReadOnlyMixin
 from billing_project.lib.admin_search import NumberOrCustomerSearchMixin
 from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
@@ -75,19 +76,10 @@ def _actor(request: HttpRequest) -> Any:
     return request.user if request.user.is_authenticated else None
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- invoices -------------------------------------------------------------------------------------------
@@ -758,7 +750,7 @@ class CreditNoteLineInline(ReadOnlyInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(admin.ModelAdmin):
+class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("number", "invoice", "customer", "issue_date", "total_display", "credit_display")
     list_filter = ("currency", "issue_date")
     search_fields = ("=number", "=invoice__number", "customer__name", "customer__email")
@@ -809,14 +801,6 @@ class CreditNoteAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">Download PDF</a>', reverse("admin:invoicing_creditnote_pdf", args=[obj.pk]))
 
     # Issued from an invoice's page ("Issue credit note"); read-only afterwards.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="total", ordering="total")
     def total_display(self, obj: CreditNote) -> str:
@@ -866,7 +850,7 @@ class BillingRunErrorInline(ReadOnlyInline):
 
 
 @admin.register(BillingRun)
-class BillingRunAdmin(admin.ModelAdmin):
+class BillingRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("started_at", "as_of", "dry_run", "status", "subscriptions_seen", "invoices_created", "failed")
     list_filter = ("status", "dry_run")
     date_hierarchy = "as_of"
@@ -886,15 +870,6 @@ class BillingRunAdmin(admin.ModelAdmin):
     )
     fields = readonly_fields
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 # --- e-mail delivery ------------------------------------------------------------------------------------
 
@@ -911,7 +886,7 @@ class RecipientBouncedFilter(BillingEmailBouncedFilter):
 
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(admin.ModelAdmin):
+class OutboundEmailAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Read-only history of customer e-mails; failed ones show their last error."""
 
     list_display = ("queued_at", "kind", "customer", "invoice", "recipients", "status", "attempts", "last_error_short")
@@ -948,15 +923,6 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         "body_text",
     )
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="recipients")
     def recipients(self, obj: OutboundEmail) -> str:
@@ -1028,7 +994,7 @@ class CustomerDunningSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(DunningAction)
-class DunningActionAdmin(admin.ModelAdmin):
+class DunningActionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Read-only log of every dunning step that happened (or was superseded / skipped)."""
 
     list_display = ("at", "invoice", "step", "action", "status", "as_of", "scheduled_for", "detail")
@@ -1051,15 +1017,6 @@ class DunningActionAdmin(admin.ModelAdmin):
         "actor",
     )
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- The customer page, with its dunning settings --------------------------------------------------------

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from billing_project.lib.admin_readonly import ReadOnlyMixin
 from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
 from billing_project.lib.money import CurrencyMismatch, round_amount
@@ -58,18 +59,9 @@ def _customer_widget(model: Any, field: str = "customer") -> AutocompleteSelect:
     return AutocompleteSelect(model._meta.get_field(field), admin.site)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- forms ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from billing_project.lib.admin_readonly import ReadOnlyMixin
 from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
 from subscriptions.models import (
@@ -89,7 +90,7 @@ class SubscriptionItemInline(admin.TabularInline):
         return False
 
 
-class SubscriptionEventInline(admin.TabularInline):
+class SubscriptionEventInline(ReadOnlyMixin, admin.TabularInline):
     """The status history (who, when, from, to, why): written by the services, never edited."""
 
     model = SubscriptionEvent
@@ -97,15 +98,6 @@ class SubscriptionEventInline(admin.TabularInline):
     fields = ("at", "actor", "from_status", "to_status", "reason")
     readonly_fields = fields
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ChangePlanForm(forms.Form):
@@ -248,20 +240,11 @@ class SubscriptionAdmin(StaffEditsMixin, admin.ModelAdmin):
 
 
 @admin.register(SubscriptionEvent)
-class SubscriptionEventAdmin(admin.ModelAdmin):
+class SubscriptionEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("at", "subscription", "actor", "from_status", "to_status", "reason")
     list_filter = ("to_status",)
     list_select_related = ("subscription", "actor")
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Coupon)
