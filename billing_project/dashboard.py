@@ -12,18 +12,18 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from django.db.models import Case, CharField, Count, F, Model, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import TruncMonth
 from django.urls import reverse
 
 from billing_project.charts import Bar, bar_chart
 from billing_project.lib.money import round_amount
+from billing_project.lib.queries import counts
 from invoicing.models import BillingRun, EmailAddressStatus, Invoice, InvoiceStatus
 from payments.models import QUEUE_STATUSES, AttemptStatus, BankTransaction, PaymentAttempt
-from subscriptions.models import Interval, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
+from subscriptions.models import Interval, PriceTier, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
 from subscriptions.pricing import Tier, full_amount, price_parts
 
 ZERO = Decimal(0)
@@ -70,11 +70,10 @@ def mrr_by_currency(*, as_of: dt.date) -> dict[str, Decimal]:
     """Monthly recurring revenue per currency: the live licensed items of active and past-due subscriptions,
     each priced as the billing run would price its quantity (flat, per unit, package, graduated, volume),
     normalised to a month and rounded once per currency. Metered usage, discounts and taxes are left out."""
-    items = (
+    items = list(
         SubscriptionItem.objects.filter(subscription__status__in=MRR_STATUSES, price__usage_type=UsageType.LICENSED)
         .filter(Q(removed_on__isnull=True) | Q(removed_on__gt=as_of))
         .select_related("price")
-        .prefetch_related("price__tiers")
         .only(
             "quantity",
             "price__unit_amount",
@@ -85,16 +84,20 @@ def mrr_by_currency(*, as_of: dt.date) -> dict[str, Decimal]:
             "price__interval_count",
         )
     )
+    tiered = {item.price_id for item in items if item.price.is_tiered}
+    tiers: dict[int, list[Tier]] = defaultdict(list)
+    if tiered:  # one more query, only when some live item has a tiered price
+        for tier in PriceTier.objects.filter(price_id__in=tiered):  # Meta.ordering: by up_to, open end last
+            tiers[tier.price_id].append(Tier(tier.up_to, tier.unit_amount, tier.flat_amount))
     totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
     for item in items:
         price = item.price
-        tiers = [Tier(t.up_to, t.unit_amount, t.flat_amount) for t in price.tiers.all()] if price.is_tiered else []
         amount = full_amount(
             price_parts(
                 pricing_model=price.pricing_model,
                 unit_amount=price.unit_amount.amount,
                 quantity=Decimal(item.quantity),
-                tiers=tiers,
+                tiers=tiers.get(price.pk, []),
                 package_size=price.package_size,
             )
         )
@@ -152,28 +155,67 @@ def recognised_invoices() -> QuerySet[Invoice]:
     return Invoice.objects.finalized().exclude(status=InvoiceStatus.VOID)
 
 
+RECOGNISED_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
+
+
+def bucket_lookups(as_of: dt.date) -> dict[str, dict[str, dt.date]]:
+    """Each ageing bucket as lookups on the due date (as ``ageing_bucket`` classifies), for filters and links."""
+    days = dt.timedelta
+    return {
+        "current": {"due_date__gte": as_of},
+        "1-30": {"due_date__gte": as_of - days(days=30), "due_date__lt": as_of},
+        "31-60": {"due_date__gte": as_of - days(days=60), "due_date__lt": as_of - days(days=30)},
+        "61-90": {"due_date__gte": as_of - days(days=90), "due_date__lt": as_of - days(days=60)},
+        "90+": {"due_date__lt": as_of - days(days=90)},
+    }
+
+
+def invoice_figures(
+    *, as_of: dt.date, months: int = 12
+) -> tuple[dict[str, list[tuple[dt.date, Decimal]]], dict[str, Ageing]]:
+    """Revenue by month and receivables ageing (see the two functions below) in one query over the invoices:
+    per currency, one conditional sum per month and per ageing bucket."""
+    first = add_months(month_start(as_of), -(months - 1))
+    calendar = [add_months(first, offset) for offset in range(months)]
+    recognised = Q(status__in=RECOGNISED_STATUSES)
+    open_ = Q(status=InvoiceStatus.OPEN)
+    net = F("total") - F("tax_total")
+    sums: dict[str, Any] = {
+        f"month_{index}": Sum(net, filter=recognised & Q(issue_date__gte=month, issue_date__lt=add_months(month, 1)))
+        for index, month in enumerate(calendar)
+    }
+    for index, lookups in enumerate(bucket_lookups(as_of).values()):
+        condition = Q(**lookups)
+        sums[f"due_{index}"] = Sum("amount_due", filter=open_ & condition)
+        sums[f"count_{index}"] = Count("pk", filter=open_ & condition)
+    window = recognised & Q(issue_date__gte=first, issue_date__lt=add_months(calendar[-1], 1))
+    rows = (
+        Invoice.objects.filter(open_ | window)
+        .values("currency")
+        .annotate(recognised_count=Count("pk", filter=window), open_count=Count("pk", filter=open_), **sums)
+        .order_by("currency")
+    )
+    revenue: dict[str, list[tuple[dt.date, Decimal]]] = {}
+    ageing: dict[str, Ageing] = {}
+    for row in rows:
+        currency = row["currency"]
+        if row["recognised_count"]:
+            revenue[currency] = [
+                (month, round_amount(row[f"month_{index}"] or ZERO, currency)) for index, month in enumerate(calendar)
+            ]
+        if row["open_count"]:
+            ageing[currency] = Ageing(
+                currency,
+                {bucket: round_amount(row[f"due_{i}"] or ZERO, currency) for i, bucket in enumerate(AGEING_BUCKETS)},
+                {bucket: row[f"count_{i}"] for i, bucket in enumerate(AGEING_BUCKETS)},
+            )
+    return revenue, ageing
+
+
 def revenue_by_month(*, as_of: dt.date, months: int = 12) -> dict[str, list[tuple[dt.date, Decimal]]]:
     """Per currency, the net amount (total − tax) of recognised invoices per issue month, for the ``months``
     months up to and including ``as_of``'s month (months without invoices are zero)."""
-    first = add_months(month_start(as_of), -(months - 1))
-    following = add_months(month_start(as_of), 1)
-    rows = (
-        recognised_invoices()
-        .filter(issue_date__gte=first, issue_date__lt=following)
-        .annotate(month=TruncMonth("issue_date"))
-        .values("currency", "month")
-        .annotate(net=Sum(F("total") - F("tax_total")))
-        .order_by("currency", "month")
-    )
-    sums: dict[str, dict[dt.date, Decimal]] = defaultdict(dict)
-    for row in rows:
-        month = row["month"].date() if isinstance(row["month"], dt.datetime) else row["month"]
-        sums[row["currency"]][month] = round_amount(row["net"], row["currency"])
-    calendar = [add_months(first, offset) for offset in range(months)]
-    return {
-        currency: [(month, by_month.get(month, round_amount(ZERO, currency))) for month in calendar]
-        for currency, by_month in sorted(sums.items())
-    }
+    return invoice_figures(as_of=as_of, months=months)[0]
 
 
 # --- Receivables ----------------------------------------------------------------------------------------
@@ -210,22 +252,7 @@ class Ageing:
 def receivables_ageing(*, as_of: dt.date) -> dict[str, Ageing]:
     """Amount due (and count) of open invoices per currency and ageing bucket. Uncollectible invoices are
     written off and left out."""
-    rows = (
-        Invoice.objects.filter(status=InvoiceStatus.OPEN)
-        .annotate(bucket=ageing_bucket(as_of=as_of))
-        .values("currency", "bucket")
-        .annotate(amount=Sum("amount_due"), count=Count("pk"))
-        .order_by()
-    )
-    result: dict[str, Ageing] = {}
-    for row in rows:
-        currency = row["currency"]
-        if currency not in result:
-            zero = round_amount(ZERO, currency)
-            result[currency] = Ageing(currency, dict.fromkeys(AGEING_BUCKETS, zero), dict.fromkeys(AGEING_BUCKETS, 0))
-        result[currency].amounts[row["bucket"]] = round_amount(row["amount"], currency)
-        result[currency].counts[row["bucket"]] = row["count"]
-    return dict(sorted(result.items()))
+    return invoice_figures(as_of=as_of)[1]
 
 
 # --- Operations -----------------------------------------------------------------------------------------
@@ -243,13 +270,13 @@ def last_billing_run() -> BillingRun | None:
 
 def operations_counts(*, as_of: dt.date) -> dict[str, int]:
     """Failed payment attempts of the last 30 days, bounced addresses, bank transactions to reconcile."""
-    return {
-        "failed_attempts": PaymentAttempt.objects.filter(
+    return counts(
+        failed_attempts=PaymentAttempt.objects.filter(
             status=AttemptStatus.FAILED, attempted_on__gt=as_of - dt.timedelta(days=30), attempted_on__lte=as_of
-        ).count(),
-        "bounced_addresses": EmailAddressStatus.objects.filter(bounced_at__isnull=False).count(),
-        "unreconciled_transactions": BankTransaction.objects.filter(status__in=QUEUE_STATUSES).count(),
-    }
+        ),
+        bounced_addresses=EmailAddressStatus.objects.filter(bounced_at__isnull=False),
+        unreconciled_transactions=BankTransaction.objects.filter(status__in=QUEUE_STATUSES),
+    )
 
 
 # --- The page -------------------------------------------------------------------------------------------
@@ -319,7 +346,7 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
         ),
     ]
 
-    ageing = receivables_ageing(as_of=as_of)
+    revenue, ageing = invoice_figures(as_of=as_of)
     overdue_figures = [
         Figure(
             f"Overdue {currency}",
@@ -348,7 +375,6 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
         for currency, bucketed in ageing.items()
     }
 
-    revenue = revenue_by_month(as_of=as_of)
     revenue_charts = [
         bar_chart(
             title=f"Revenue {currency} by issue month (net, finalized invoices)",
@@ -435,12 +461,5 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
 
 
 def _ageing_link(user: Viewer, currency: str, bucket: str, as_of: dt.date) -> str | None:
-    days = dt.timedelta
-    ranges: dict[str, dict[str, object]] = {
-        "current": {"due_date__gte": as_of},
-        "1-30": {"due_date__gte": as_of - days(days=30), "due_date__lt": as_of},
-        "31-60": {"due_date__gte": as_of - days(days=60), "due_date__lt": as_of - days(days=30)},
-        "61-90": {"due_date__gte": as_of - days(days=90), "due_date__lt": as_of - days(days=60)},
-        "90+": {"due_date__lt": as_of - days(days=90)},
-    }
-    return _link(user, "invoicing.invoice", status__exact="open", currency__exact=currency, **ranges[bucket])
+    lookups = bucket_lookups(as_of)[bucket]
+    return _link(user, "invoicing.invoice", status__exact="open", currency__exact=currency, **lookups)

@@ -19,7 +19,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Min, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -29,12 +29,14 @@ from billing_project.dashboard import (
     add_months,
     ageing_bucket,
     month_start,
+    monthly_amount,
     recognised_invoices,
 )
 from billing_project.lib.csv_safe import safe_cell
 from billing_project.lib.dates import billing_today, billing_tz
 from billing_project.lib.money import round_amount
 from invoicing.models import CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
+from subscriptions.models import LineKind
 
 PERMISSION = "invoicing.view_invoice"
 ZERO = Decimal(0)
@@ -251,6 +253,105 @@ def invoices_report(*, filters: ReportFilters) -> list[Row]:
     return [table[key] for key in sorted(table)]
 
 
+MRR_MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
+
+
+def _snapshot_dates(filters: ReportFilters) -> list[tuple[dt.date, dt.date]]:
+    """(month, snapshot date) for the month before the range and every month of it: a month's MRR is the MRR
+    on its last day, or on the as-of date for the month in progress."""
+    as_of = filters.as_of or billing_today()
+    first = add_months(month_start(filters.date_from), -1)
+    last = month_start(min(filters.date_to, as_of))
+    result = []
+    month = first
+    while month <= last:
+        result.append((month, min(add_months(month, 1) - dt.timedelta(days=1), as_of)))
+        month = add_months(month, 1)
+    return result
+
+
+def mrr_movements_report(*, filters: ReportFilters) -> list[Row]:
+    """MRR movements per month and currency, from what was billed: a customer's MRR on a date is the sum of the
+    recurring lines (not prorations; before discounts, without tax) of finalized, non-void invoices whose
+    service period contains that date, each normalised to one month by its price's interval and rounded to the
+    minor unit per customer. Month over month, per customer: new (from zero, never billed before),
+    reactivation (from zero, billed before), expansion / contraction (up / down, both non-zero), churn (to
+    zero). Starting MRR + new + reactivation + expansion − contraction − churn = ending MRR, to the cent."""
+    snapshots = _snapshot_dates(filters)
+    if len(snapshots) < 2:
+        return []
+    lines = _with_currency(
+        InvoiceLine.objects.filter(
+            invoice__in=recognised_invoices(),
+            kind=LineKind.RECURRING,
+            proration=False,
+            price__isnull=False,
+            period_start__isnull=False,
+            period_start__lte=snapshots[-1][1],
+        ),
+        "invoice__currency",
+        filters,
+    )
+    on = {
+        f"on_{index}": Sum("amount", filter=Q(period_start__lte=day, period_end__gt=day))
+        for index, (_month, day) in enumerate(snapshots)
+    }
+    rows = (
+        lines.values("invoice__customer_id", "invoice__currency", "price__interval", "price__interval_count")
+        .annotate(first_start=Min("period_start"), **on)
+        .order_by()
+    )
+    mrr: dict[tuple[int, str], list[Decimal]] = defaultdict(lambda: [ZERO] * len(snapshots))
+    first_billed: dict[tuple[int, str], dt.date] = {}
+    for row in rows:
+        key = (row["invoice__customer_id"], row["invoice__currency"])
+        series = mrr[key]
+        for index in range(len(snapshots)):
+            amount = row[f"on_{index}"]
+            if amount:
+                series[index] += monthly_amount(
+                    amount=amount, interval=row["price__interval"], interval_count=row["price__interval_count"]
+                )
+        first = row["first_start"]
+        first_billed[key] = min(first_billed.get(key, first), first)
+    table: dict[tuple[dt.date, str], Row] = {}
+    for (customer_id, currency), series in mrr.items():
+        rounded = [round_amount(amount, currency) for amount in series]
+        for index in range(1, len(snapshots)):
+            month = snapshots[index][0]
+            entry = table.setdefault((month, currency), _mrr_row(month, currency))
+            before, after = rounded[index - 1], rounded[index]
+            entry["starting_mrr"] += before
+            entry["ending_mrr"] += after
+            if before == after:
+                continue
+            if not before:
+                movement = "reactivation" if first_billed[(customer_id, currency)] < month else "new"
+            elif not after:
+                movement = "churn"
+            else:
+                movement = "expansion" if after > before else "contraction"
+            entry[movement] += abs(after - before)
+            entry[f"{movement}_customers"] += 1
+    for entry in table.values():
+        entry["net_movement"] = entry["ending_mrr"] - entry["starting_mrr"]
+    # months of a currency without MRR before or after (and so without movements) are left out
+    return [table[key] for key in sorted(table) if table[key]["starting_mrr"] or table[key]["ending_mrr"]]
+
+
+def _mrr_row(month: dt.date, currency: str) -> Row:
+    zero = round_amount(ZERO, currency)
+    return {
+        "month": month.strftime("%Y-%m"),
+        "currency": currency,
+        "starting_mrr": zero,
+        **dict.fromkeys(MRR_MOVEMENTS, zero),
+        **{f"{name}_customers": 0 for name in MRR_MOVEMENTS},
+        "net_movement": zero,
+        "ending_mrr": zero,
+    }
+
+
 # --- Report registry ------------------------------------------------------------------------------------
 
 
@@ -339,6 +440,32 @@ REPORTS: dict[str, Report] = {
                 ("overdue_amount", "Overdue amount due"),
             ],
             invoices_report,
+            as_of=True,
+        ),
+        Report(
+            "mrr",
+            "MRR movements by month",
+            "Monthly recurring revenue billed (recurring lines of finalized, non-void invoices, per month, before "
+            "discounts and tax) and how it moved month over month, per customer: new, reactivation, expansion, "
+            "contraction, churn. A month's MRR is taken on its last day (the as-of date for the current month).",
+            [
+                ("month", "Month"),
+                ("currency", "Currency"),
+                ("starting_mrr", "Starting MRR"),
+                ("new", "New"),
+                ("reactivation", "Reactivation"),
+                ("expansion", "Expansion"),
+                ("contraction", "Contraction"),
+                ("churn", "Churn"),
+                ("net_movement", "Net movement"),
+                ("ending_mrr", "Ending MRR"),
+                ("new_customers", "New customers"),
+                ("reactivation_customers", "Reactivated customers"),
+                ("expansion_customers", "Expanded customers"),
+                ("contraction_customers", "Contracted customers"),
+                ("churn_customers", "Churned customers"),
+            ],
+            mrr_movements_report,
             as_of=True,
         ),
     )

@@ -17,3 +17,15 @@ def test_dashboard_figures_are_computed_once_a_minute_then_served_in_a_few_queri
         second = admin_client.get(reverse("admin:index"))
     assert b"billing-dashboard" in second.content
     assert b"refreshed every minute" in second.content
+
+
+def test_cached_dashboard_for_staff_with_a_role_stays_within_six_queries(client, django_assert_max_num_queries):
+    from tests.factories import StaffUserFactory
+
+    client.force_login(StaffUserFactory(group="Auditor (read-only)"))
+    CustomerFactory.create_batch(3)
+    assert b"billing-dashboard" in client.get(reverse("admin:index")).content
+    # session, user, the user's and the groups' permissions, recent actions
+    with django_assert_max_num_queries(6):
+        second = client.get(reverse("admin:index"))
+    assert b"billing-dashboard" in second.content
