@@ -31,6 +31,8 @@ PAGES = [
     ("invoices filtered: open", "/admin/invoicing/invoice/?status__exact=open"),
     ("customer list", "/admin/customers/customer/"),
     ("customer search", "/admin/customers/customer/?q=Scale+customer+77777"),
+    ("report: revenue, 12 months", "/admin/reports/revenue/"),
+    ("report: MRR movements, 12 months", "/admin/reports/mrr/"),
 ]
 
 

@@ -6,15 +6,19 @@ one transaction. Scale records are marked (customers' external ids ``SCALE-…``
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
+from djmoney.money import Money
 
 from invoicing.models import NumberSeries
+from subscriptions.models import Price, Product
 
 # Invoice n: status by n % 100 (3 % drafts, 2 % void, 70 % paid, 25 % open), issued over the last two years,
-# 14 days' terms, two lines (a plan fee and a 10.00 add-on) with German VAT 19 % rounded per line.
+# 14 days' terms, two lines (a monthly recurring plan fee for the month from the issue date, and a one-off 10.00
+# add-on) with German VAT 19 % rounded per line.
 _CUSTOMERS_SQL = """
 INSERT INTO customers_customer (name, legal_name, email, cc_emails, phone, address_line1, address_line2,
     postal_code, city, region, country, tax_id, tax_status, currency, payment_terms_days, language, notes,
@@ -63,8 +67,12 @@ _LINES_SQL = """
 INSERT INTO invoicing_invoiceline (invoice_id, position, kind, description, quantity, unit_amount, amount,
     discount_amount, net_amount, tax_rate_id, tax_name, tax_percentage, tax_inclusive, tax_amount, total_amount,
     period_start, period_end, proration, price_id, subscription_item_id)
-SELECT i.id, p.position, 'one_off', p.description, 1, p.amount, p.amount, 0, p.amount, NULL, 'VAT 19 %%', 19,
-    false, round(p.amount * 0.19, 2), p.amount + round(p.amount * 0.19, 2), NULL, NULL, false, NULL, NULL
+SELECT i.id, p.position, CASE WHEN p.position = 1 THEN 'recurring' ELSE 'one_off' END, p.description, 1, p.amount,
+    p.amount, 0, p.amount, NULL, 'VAT 19 %%', 19, false, round(p.amount * 0.19, 2),
+    p.amount + round(p.amount * 0.19, 2),
+    CASE WHEN p.position = 1 THEN i.issue_date END,
+    CASE WHEN p.position = 1 THEN (i.issue_date + interval '1 month')::date END,
+    false, CASE WHEN p.position = 1 THEN %(price)s END, NULL
 FROM invoicing_invoice i
 CROSS JOIN LATERAL (VALUES (1, 'Plan fee', i.subtotal - 10.00), (2, 'Support add-on', 10.00::numeric))
     AS p(position, description, amount)
@@ -102,7 +110,17 @@ class Command(BaseCommand):
             defaults={"name": "Scale data", "kind": NumberSeries.Kind.INVOICE, "prefix": "SCL-", "yearly_reset": False,
                       "format": "{prefix}{number:07d}"},
         )  # fmt: skip
-        params = {"customers": customers, "invoices": invoices, "today": billing_today(), "series": series.pk}
+        product, _ = Product.objects.get_or_create(name="Scale plan")
+        price = Price.objects.filter(product=product).first() or Price.objects.create(
+            product=product, unit_amount=Money(Decimal("19.00"), "EUR"), nickname="monthly"
+        )
+        params = {
+            "customers": customers,
+            "invoices": invoices,
+            "today": billing_today(),
+            "series": series.pk,
+            "price": price.pk,
+        }
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(_CUSTOMERS_SQL, params)
             cursor.execute(_INVOICES_SQL, params)
