@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from billing_project.demo.calendar import bill_up_to_today, remind_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
+from billing_project.demo.history import pay_history, seed_history
 from billing_project.portal import seed_portal
 from invoicing.demo import seed_one_off_invoices, seed_tax_rates_and_series
 from invoicing.dunning import seed_dunning
@@ -19,9 +20,11 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("customers", seed_customers),
     ("catalog and subscriptions", seed_catalog_and_subscriptions),
     ("number series and tax rates", seed_tax_rates_and_series),
+    ("earlier customers: a year of subscriptions, changes and invoices, replayed", seed_history),
     ("invoices: a billing run for each billing date up to today", bill_up_to_today),
     ("one-off invoices", seed_one_off_invoices),
     ("payments: cards, payments, credit, failed attempts", seed_payments),
+    ("earlier customers' bank transfers", pay_history),
     ("dunning policy", seed_dunning),
     ("today's payment reminders (e-mails)", remind_today),
     ("portal user", lambda: _count_created(seed_portal, "customers.PortalUser")),

@@ -11,7 +11,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
-from djmoney.money import Money
 
 from invoicing.models import NumberSeries
 from subscriptions.models import Price, Product
@@ -112,7 +111,7 @@ class Command(BaseCommand):
         )  # fmt: skip
         product, _ = Product.objects.get_or_create(name="Scale plan")
         price = Price.objects.filter(product=product).first() or Price.objects.create(
-            product=product, unit_amount=Money(Decimal("19.00"), "EUR"), nickname="monthly"
+            product=product, unit_amount=Decimal("19.00"), unit_amount_currency="EUR", nickname="monthly"
         )
         params = {
             "customers": customers,
