@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.db.models import Case, CharField, Count, F, Model, Q, QuerySet, Sum, Value, When
 from django.urls import reverse
 
@@ -320,7 +321,7 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
             _link(user, "subscriptions.subscription", status__in=live, currency__exact=currency),
             f"ARR {format_amount(amount * 12, currency)}",
         )
-        for currency, amount in mrr.items()
+        for currency, amount in sorted(mrr.items(), key=lambda item: _house_first(item[0]))
     ]
 
     counts = subscription_counts(as_of=as_of)
@@ -353,7 +354,7 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
             f"{bucketed.overdue_count} · {format_amount(bucketed.overdue_amount, currency)}",
             _link(user, "invoicing.invoice", status__exact="open", currency__exact=currency, due_date__lt=as_of),
         )
-        for currency, bucketed in ageing.items()
+        for currency, bucketed in sorted(ageing.items(), key=lambda item: _house_first(item[0]))
         if bucketed.overdue_count
     ]
     ageing_charts = [
@@ -455,9 +456,14 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
                 "revenue": next((c for c in revenue_charts_by if c["currency"] == currency), None),
                 "ageing": next((c for c in ageing_charts_by if c["currency"] == currency), None),
             }
-            for currency in sorted(set(revenue) | set(ageing))
+            for currency in sorted(set(revenue) | set(ageing), key=_house_first)
         ],
     }
+
+
+def _house_first(currency: str) -> tuple[bool, str]:
+    """Sort key: the house currency (``DEFAULT_CURRENCY``) first, then the others by code."""
+    return (currency != settings.DEFAULT_CURRENCY, currency)
 
 
 def _ageing_link(user: Viewer, currency: str, bucket: str, as_of: dt.date) -> str | None:

@@ -295,3 +295,13 @@ def test_bar_chart_is_accessible_svg_with_escaped_labels():
     assert "&lt;b&gt;" in svg and "<b>" not in svg
     assert re.findall(r'<rect [^>]*width="(\d+)"', svg) == ["100", "200", "0"]
     assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_currency_panels_put_the_house_currency_first(dataset, admin_user, settings):
+    assert [p["currency"] for p in dashboard.dashboard_context(as_of=TODAY, user=admin_user)["currency_panels"]] == [
+        "EUR",
+        "USD",
+    ]
+    settings.DEFAULT_CURRENCY = "USD"
+    panels = dashboard.dashboard_context(as_of=TODAY, user=admin_user)["currency_panels"]
+    assert [panel["currency"] for panel in panels] == ["USD", "EUR"]
