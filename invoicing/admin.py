@@ -339,6 +339,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
         if obj is None:
             return draft
+    date_hierarchy = "issue_date"  # drill-down without scans: templates/admin/invoicing/invoice/change_list.html
         return [
             *draft,
             (
