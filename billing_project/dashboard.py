@@ -20,9 +20,10 @@ from django.db.models import Case, CharField, Count, F, Model, Q, QuerySet, Sum,
 from django.urls import reverse
 
 from billing_project.charts import Bar, bar_chart
+from billing_project.lib.dates import billing_tz
 from billing_project.lib.money import round_amount
 from billing_project.lib.queries import counts
-from invoicing.models import BillingRun, EmailAddressStatus, Invoice, InvoiceStatus
+from invoicing.models import BillingRun, EmailAddressStatus, EmailStatus, Invoice, InvoiceStatus, OutboundEmail
 from payments.models import QUEUE_STATUSES, AttemptStatus, BankTransaction, PaymentAttempt
 from subscriptions.models import Interval, PriceTier, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
 from subscriptions.pricing import Tier, full_amount, price_parts
@@ -269,13 +270,20 @@ def last_billing_run() -> BillingRun | None:
     )
 
 
+def _days_ago(as_of: dt.date, days: int) -> dt.datetime:
+    """The start of the day ``days`` before ``as_of`` in the billing timezone."""
+    return dt.datetime.combine(as_of - dt.timedelta(days=days), dt.time.min, tzinfo=billing_tz())
+
+
 def operations_counts(*, as_of: dt.date) -> dict[str, int]:
-    """Failed payment attempts of the last 30 days, bounced addresses, bank transactions to reconcile."""
+    """Failed payment attempts of the last 30 days, bounced addresses, e-mails that failed in the last 30 days
+    (the provider refused them or retries ran out: staff resend them), bank transactions to reconcile."""
     return counts(
         failed_attempts=PaymentAttempt.objects.filter(
             status=AttemptStatus.FAILED, attempted_on__gt=as_of - dt.timedelta(days=30), attempted_on__lte=as_of
         ),
         bounced_addresses=EmailAddressStatus.objects.filter(bounced_at__isnull=False),
+        failed_emails=OutboundEmail.objects.filter(status=EmailStatus.FAILED, failed_at__gte=_days_ago(as_of, 29)),
         unreconciled_transactions=BankTransaction.objects.filter(status__in=QUEUE_STATUSES),
     )
 
@@ -426,6 +434,16 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
             "Bounced e-mail addresses",
             str(operations["bounced_addresses"]),
             _link(user, "invoicing.emailaddressstatus", bounced_at__isempty="0"),
+        ),
+        Figure(
+            "Failed e-mails (30 days)",
+            str(operations["failed_emails"]),
+            _link(
+                user,
+                "invoicing.outboundemail",
+                status__exact="failed",
+                failed_at__gte=_days_ago(as_of, 29).isoformat(),
+            ),
         ),
         Figure(
             "Bank transactions to reconcile",

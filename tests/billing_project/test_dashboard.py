@@ -7,6 +7,7 @@ import datetime as dt
 import re
 from decimal import Decimal
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -15,7 +16,7 @@ from djmoney.money import Money
 
 from billing_project import dashboard
 from billing_project.charts import Bar, bar_chart
-from invoicing.models import BillingRun, BillingRunError, EmailAddressStatus
+from invoicing.models import BillingRun, BillingRunError, EmailAddressStatus, OutboundEmail
 from invoicing.services import credit_note_issue, invoice_mark_paid, invoice_void
 from payments.models import BankTransactionStatus, PaymentAttempt
 from subscriptions.models import PricingModel
@@ -138,6 +139,26 @@ def dataset(db, time_machine):
     EmailAddressStatus.objects.create(email="a@example.com", bounced_at=now)
     EmailAddressStatus.objects.create(email="b@example.com", bounced_at=now)
     EmailAddressStatus.objects.create(email="c@example.com", complained_at=now)
+    # failed e-mails of the last 30 days (from 2026-03-17 00:00 Berlin): only the first counts
+    berlin = ZoneInfo("Europe/Berlin")
+    for key, status, failed_at in (
+        ("in", "failed", dt.datetime(2026, 3, 17, 0, 30, tzinfo=berlin)),
+        ("before", "failed", dt.datetime(2026, 3, 16, 23, 30, tzinfo=berlin)),
+        ("queued", "queued", None),
+    ):
+        OutboundEmail.objects.create(
+            kind="invoice",
+            idempotency_key=f"dashboard-{key}",
+            customer=alpha,
+            from_email="billing@example.com",
+            to_emails=["alpha@example.com"],
+            subject="Invoice",
+            body_text="Invoice",
+            template="invoice",
+            status=status,
+            queued_at=now,
+            failed_at=failed_at,
+        )
     BankTransactionFactory(status=BankTransactionStatus.UNMATCHED)
     BankTransactionFactory(status=BankTransactionStatus.AMBIGUOUS)
     BankTransactionFactory(status=BankTransactionStatus.IGNORED)
@@ -195,6 +216,7 @@ def test_operations_figures(dataset):
     assert dashboard.operations_counts(as_of=TODAY) == {
         "failed_attempts": 2,
         "bounced_addresses": 2,
+        "failed_emails": 1,
         "unreconciled_transactions": 2,
     }
 
@@ -241,6 +263,7 @@ def test_every_dashboard_link_opens_a_changelist_with_the_same_count(dataset, ad
         "Overdue USD": 1,
         "Failed payment attempts (30 days)": 2,
         "Bounced e-mail addresses": 2,
+        "Failed e-mails (30 days)": 1,
         "Bank transactions to reconcile": 2,
         "MRR EUR": 5,
         "MRR USD": 1,
