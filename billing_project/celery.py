@@ -16,6 +16,21 @@ app.autodiscover_tasks()
 app.autodiscover_tasks(lambda: ["invoicing"], related_name="billing_tasks")
 
 
+@app.on_after_configure.connect
+def _broker_visibility_timeout(sender: Celery, **kwargs: object) -> None:
+    """Redis has no acknowledgements of its own: kombu keeps a taken message aside and hands it out again once
+    it is older than ``visibility_timeout``. With late acks that is how the chunk of a killed worker is billed
+    after all, so the timeout is a setting (``BROKER_VISIBILITY_TIMEOUT_SECONDS``, default an hour, as kombu's)
+    (docs/RELIABILITY.md)."""
+    from django.conf import settings
+
+    if not str(sender.conf.broker_url or "").startswith(("redis://", "rediss://", "sentinel://")):
+        return
+    options = dict(sender.conf.broker_transport_options or {})
+    options.setdefault("visibility_timeout", settings.BROKER_VISIBILITY_TIMEOUT_SECONDS)
+    sender.conf.broker_transport_options = options
+
+
 def ensure_broker_folders() -> None:
     """The filesystem transport needs its folders before the first ``delay()`` (STACK.md gotcha 10)."""
     options = app.conf.broker_transport_options or {}

@@ -74,6 +74,14 @@ def job_schedules() -> list[JobSchedule]:
             command="manage.py render_pdfs --missing",
             every_minutes=settings.SCHEDULE_RENDER_PDFS_EVERY_MINUTES,
         ),
+        JobSchedule(
+            name="E-mail sweep",
+            task="invoicing.sweep_emails",
+            description="Send customer e-mails still queued after EMAIL_SWEEP_AFTER_MINUTES (the broker was "
+            "unreachable, a worker died); queue invoice e-mails whose finalize hook never ran.",
+            command="manage.py sweep_emails",
+            every_minutes=10,
+        ),
     ]
 
 

@@ -260,6 +260,14 @@ if env.str("ANYMAIL_WEBHOOK_SECRET", default=""):
 
 # --- Payments (gateways, automatic collection, bank import) --------------------------------------------
 # [payments settings]
+# E-mails still queued this many minutes after their last try (the broker was unreachable when they were
+# handed to the workers, or a worker died holding the task) are sent by the periodic e-mail sweep, which also
+# queues the invoice e-mail of an invoice whose after-finalize hook never ran.
+EMAIL_SWEEP_AFTER_MINUTES = env.int("EMAIL_SWEEP_AFTER_MINUTES", default=15)
+# Redis broker: a task a worker took but never acknowledged (the worker was killed) is handed to another worker
+# after this many seconds. Keep it above the longest task and the longest retry countdown (e-mail back-off ≤ 1 h),
+# or a task that is merely waiting is delivered a second time (harmless — every task is idempotent — but early).
+BROKER_VISIBILITY_TIMEOUT_SECONDS = env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS", default=3600)
 # Gateway charged for saved payment methods that name none: "sandbox" (test cards, no network) or "stripe".
 PAYMENTS_DEFAULT_GATEWAY = env.str("PAYMENTS_DEFAULT_GATEWAY", default="sandbox")
 # Customer credit is applied to each invoice when it is finalized.

@@ -34,15 +34,17 @@ from decimal import Decimal
 from typing import Any, ClassVar, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Sum
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from billing_project.lib.bulk import copy_insert, copy_rows
 from billing_project.lib.money import round_amount
 from customers.models import Customer
 from invoicing.models import (
     BillingRun,
+    BillingRunChunk,
     BillingRunError,
     BillingRunStatus,
     Invoice,
@@ -322,10 +324,25 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     if to_issue and settings.BILLING_AFTER_FINALIZE_HOOKS:
         # One task per chunk hands the new invoices to delivery and collection on the workers: running the
         # hooks here, per invoice, would make PDF and e-mail work the billing run's bottleneck.
-        from invoicing.billing_tasks import invoices_finalized_task
-
-        invoices_finalized_task.delay_on_commit([invoice.pk for invoice in to_issue])
+        transaction.on_commit(functools.partial(_hand_to_hooks, [invoice.pk for invoice in to_issue]))
     return outcome
+
+
+def _hand_to_hooks(invoice_ids: list[int]) -> None:
+    """After the chunk committed: its invoices are safe, so a broker that refuses the task must not fail the
+    chunk (it would be counted twice and billed again one by one for nothing). What the hooks would have done is
+    picked up by the periodic jobs: ``render_missing_pdfs`` renders the missing PDFs, the e-mail sweep queues and
+    sends the invoice e-mails (docs/RELIABILITY.md)."""
+    from invoicing.billing_tasks import invoices_finalized_task
+
+    try:
+        invoices_finalized_task.delay(invoice_ids)
+    except BrokerUnavailable:
+        logger.warning(
+            "the broker is unreachable: %d invoice(s) (first %s) wait for render_missing_pdfs and the e-mail sweep",
+            len(invoice_ids),
+            invoice_ids[0],
+        )
 
 
 @contextlib.contextmanager
@@ -344,17 +361,20 @@ def _no_cyclic_gc() -> Iterator[None]:
 def billing_run_chunk(
     *, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext | None = None
 ) -> ChunkOutcome:
-    """Bill one chunk; never raises for a subscription's problem (it is recorded on the run)."""
+    """Bill one chunk; never raises for a subscription's problem (it is recorded on the run). A chunk delivered
+    again after it was done bills nothing and is not counted again (``BillingRunChunk``)."""
     context = context or run_context(run.pk)
     try:
         with transaction.atomic(), _no_cyclic_gc():
-            outcome = _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
-            BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1)
-        return outcome
+            if not _mark_chunk_done(run, subscription_ids):
+                return ChunkOutcome()
+            return _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
     except Exception:
         logger.warning(
             "billing run %s: a chunk of %d failed as a whole; billing it one by one", run.pk, len(subscription_ids)
         )
+    # Each subscription in its own transaction; billing one twice is impossible (a billed subscription has
+    # moved on), so a concurrent delivery of this chunk does no harm. The chunk counts once, at the end.
     outcome = ChunkOutcome()
     for subscription_id in subscription_ids:
         try:
@@ -368,8 +388,24 @@ def billing_run_chunk(
             BillingRunError.objects.create(
                 run=run, subscription_id=subscription_id, message=message[:2000], traceback=traceback.format_exc()
             )
-    BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1)
+    with transaction.atomic():
+        _mark_chunk_done(run, subscription_ids)
     return outcome
+
+
+def _mark_chunk_done(run: BillingRun, subscription_ids: Sequence[int]) -> bool:
+    """Record the chunk as done and count it, in the caller's transaction; False if it was done already. On
+    PostgreSQL the insert waits for a concurrent delivery of the same chunk to commit or roll back."""
+    try:
+        with transaction.atomic():  # a savepoint: the unique violation must not break the caller's transaction
+            BillingRunChunk.objects.create(
+                run=run, first_subscription_id=min(subscription_ids), subscriptions=len(subscription_ids)
+            )
+    except IntegrityError:
+        logger.info("billing run %s: the chunk from subscription %s was done already", run.pk, min(subscription_ids))
+        return False
+    BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1)
+    return True
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -410,10 +446,8 @@ def billing_run(
         triggered_by=actor if getattr(actor, "pk", None) else None,
     )
     if dispatch == DISPATCH_CELERY and chunks:
-        from invoicing.billing_tasks import billing_run_chunk_task
-
-        for chunk in chunks:
-            billing_run_chunk_task.delay_on_commit(run.pk, chunk, as_of.isoformat())
+        transaction.on_commit(functools.partial(_dispatch_chunks, run_id=run.pk, chunks=chunks, as_of=as_of))
+        run.refresh_from_db()
         return run
     context = RunContext(tax_rates=tax_rates_load(), series=number_series_default(kind=NumberSeries.Kind.INVOICE))
     for chunk in chunks:
@@ -421,6 +455,27 @@ def billing_run(
         if on_progress is not None:
             on_progress(len(chunk))
     return billing_run_finish(run_id=run.pk)
+
+
+def _dispatch_chunks(*, run_id: int, chunks: list[list[int]], as_of: dt.date) -> None:
+    """Hand the chunks to the workers; the chunks the broker will not take are billed here instead, so an
+    unreachable broker slows a run down but neither fails it nor leaves it half done."""
+    from invoicing.billing_tasks import billing_run_chunk_task
+
+    for index, chunk in enumerate(chunks):
+        try:
+            billing_run_chunk_task.delay(run_id, chunk, as_of.isoformat())
+        except BrokerUnavailable:
+            logger.warning(
+                "billing run %s: the broker is unreachable; billing %d chunk(s) here", run_id, len(chunks) - index
+            )
+            run = BillingRun.objects.get(pk=run_id)
+            for rest in chunks[index:]:
+                billing_run_chunk(run=run, subscription_ids=rest, as_of=as_of)
+            run.refresh_from_db(fields=["chunks_done", "chunks_total"])
+            if run.chunks_done >= run.chunks_total:
+                billing_run_finish(run_id=run_id)
+            return
 
 
 def billing_run_finish(*, run_id: int) -> BillingRun:

@@ -27,15 +27,17 @@ import logging
 import smtplib
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from billing_project.lib.links import invoice_link_url
 from invoicing import documents
@@ -47,6 +49,7 @@ from invoicing.models import (
     EmailKind,
     EmailStatus,
     Invoice,
+    InvoiceStatus,
     OutboundEmail,
 )
 
@@ -172,9 +175,19 @@ def email_queue(
 def _dispatch_if_queued(email: OutboundEmail) -> None:
     if email.status != S.QUEUED:
         return
+    transaction.on_commit(partial(_dispatch, email.pk))
+
+
+def _dispatch(email_id: int) -> None:
+    """Hand a stored message to the workers. The row is the outbox: if the broker cannot take the task, the
+    message stays ``queued`` and the periodic e-mail sweep sends it — the caller (a finalize, a billing run, a
+    dunning run) must not fail over a message that is safely stored."""
     from invoicing.tasks import send_outbound_email
 
-    transaction.on_commit(lambda: send_outbound_email.delay(email.pk))
+    try:
+        send_outbound_email.delay(email_id)
+    except BrokerUnavailable:
+        logger.warning("e-mail %s stays queued: the broker is unreachable; the e-mail sweep will send it", email_id)
 
 
 # --- invoice e-mails ------------------------------------------------------------------------------------
@@ -247,17 +260,27 @@ def invoice_email_resend(*, invoice: Invoice) -> OutboundEmail:
 
 
 def on_invoice_finalized(invoice_id: int) -> None:
-    """Registered with invoicing.hooks (InvoicingConfig.ready): render the PDF, then e-mail it if due."""
+    """Registered with invoicing.hooks (InvoicingConfig.ready): render the PDF, then e-mail it if due.
+
+    A PDF that cannot be rendered or handed to the workers now (renderer, storage, broker) must not cost the
+    customer the e-mail: it shows as "missing" and ``render_missing_pdfs`` renders it; the e-mail renders the PDF
+    itself at send time and is retried until it can (it never goes out without it)."""
     from invoicing.tasks import render_invoice_pdf
 
-    render_invoice_pdf.delay(invoice_id)
+    try:
+        render_invoice_pdf.delay(invoice_id)
+    except Exception:
+        logger.exception("the PDF of invoice %s was not rendered now; render_missing_pdfs will", invoice_id)
     invoice_email_on_finalize(invoice_id=invoice_id)
 
 
 def on_credit_note_issued(credit_note_id: int, amount_to_credit: Any) -> None:
     from invoicing.tasks import render_credit_note_pdf
 
-    render_credit_note_pdf.delay(credit_note_id)
+    try:
+        render_credit_note_pdf.delay(credit_note_id)
+    except Exception:
+        logger.exception("the PDF of credit note %s was not rendered now; render_missing_pdfs will", credit_note_id)
 
 
 # --- sending --------------------------------------------------------------------------------------------
@@ -360,6 +383,97 @@ def _record_failure(email: OutboundEmail, exc: Exception) -> SendOutcome:
     )
     logger.error("e-mail %s failed after %s attempt(s): %s", email.pk, email.attempts, error)
     return SendOutcome(email.pk, S.FAILED, email.attempts)
+
+
+# --- the sweep (periodic job "E-mail sweep", command sweep_emails) -------------------------------------
+
+# How far back the sweep looks for invoices whose finalize e-mail was never queued. Older ones are left alone:
+# the sweep repairs a lost hand-off, it does not e-mail history (bulk loads run with the hooks switched off).
+SWEEP_LOOKBACK = dt.timedelta(days=3)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    invoice_emails_queued: int = 0
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "invoice_emails_queued": self.invoice_emails_queued,
+            "sent": self.sent,
+            "retrying": self.retrying,
+            "failed": self.failed,
+            "skipped": self.skipped,
+        }
+
+
+def invoices_missing_finalize_email(*, now: dt.datetime, grace: dt.timedelta) -> list[int]:
+    """Invoices finalized in the last days that are e-mailed on finalize but have no invoice e-mail: their
+    after-commit hook never ran (the broker refused the hand-off, a worker died before the hook)."""
+    from subscriptions.models import CollectionMethod
+
+    return list(
+        Invoice.objects.finalized()
+        .exclude(status=InvoiceStatus.VOID)
+        .filter(finalized_at__gte=now - SWEEP_LOOKBACK, finalized_at__lt=now - grace)
+        .filter(Q(subscription__isnull=True) | Q(subscription__collection_method=CollectionMethod.SEND_INVOICE))
+        .exclude(Exists(OutboundEmail.objects.filter(invoice=OuterRef("pk"), kind=EmailKind.INVOICE)))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def emails_due_for_sweep(*, now: dt.datetime, grace: dt.timedelta, limit: int) -> list[int]:
+    """Queued messages nobody is going to send: never tried and older than ``grace`` (their task was never
+    enqueued, or was lost), or tried and past their back-off by more than ``grace`` (the retry was lost)."""
+    candidates = (
+        OutboundEmail.objects.filter(status=S.QUEUED)
+        .filter(Q(attempts=0, queued_at__lt=now - grace) | Q(attempts__gt=0, claimed_at__lt=now - grace))
+        .order_by("queued_at", "pk")
+        .values_list("pk", "attempts", "claimed_at")[:limit]
+    )
+    return [
+        pk
+        for pk, attempts, claimed_at in candidates
+        if attempts == 0
+        or (claimed_at is not None and claimed_at + dt.timedelta(seconds=retry_countdown(attempts)) + grace <= now)
+    ]
+
+
+def emails_sweep(*, now: dt.datetime | None = None, limit: int = 500) -> SweepOutcome:
+    """The outbox sweep (every 10 minutes, and ``manage.py sweep_emails``): queue the invoice e-mails whose
+    finalize hook never ran, and send — here, without the broker — the queued messages whose task was lost.
+    Sending goes through ``outbound_email_send``, whose claim (``queued`` → ``sending``) lets exactly one of two
+    overlapping sweeps, or a sweep and a late task, send a message."""
+    now = now or timezone.now()
+    grace = dt.timedelta(minutes=settings.EMAIL_SWEEP_AFTER_MINUTES)
+    queued = 0
+    if settings.BILLING_AFTER_FINALIZE_HOOKS and settings.INVOICE_EMAIL_ON_FINALIZE:
+        for invoice_id in invoices_missing_finalize_email(now=now, grace=grace):
+            try:
+                if invoice_email_on_finalize(invoice_id=invoice_id) is not None:
+                    queued += 1
+            except Exception:
+                logger.exception("e-mail sweep: could not queue the e-mail of invoice %s", invoice_id)
+    counts = {S.SENT: 0, S.QUEUED: 0, S.FAILED: 0, "skipped": 0}
+    for email_id in emails_due_for_sweep(now=now, grace=grace, limit=limit):
+        try:
+            outcome = outbound_email_send(email_id=email_id)
+        except Exception:
+            logger.exception("e-mail sweep: sending e-mail %s failed", email_id)
+            continue
+        key = "skipped" if outcome.skipped else outcome.status
+        counts[key] = counts.get(key, 0) + 1
+    return SweepOutcome(
+        invoice_emails_queued=queued,
+        sent=counts[S.SENT],
+        retrying=counts[S.QUEUED],
+        failed=counts[S.FAILED],
+        skipped=counts["skipped"],
+    )
 
 
 # --- tracking -------------------------------------------------------------------------------------------

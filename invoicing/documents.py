@@ -147,9 +147,14 @@ def html_to_pdf(html: str) -> bytes:
 
     register_fonts()
     out = io.BytesIO()
-    result = pisa.pisaDocument(
-        html, dest=out, link_callback=link_callback, resource_policy=_resource_policy(), encoding="utf-8"
-    )
+    try:
+        result = pisa.pisaDocument(
+            html, dest=out, link_callback=link_callback, resource_policy=_resource_policy(), encoding="utf-8"
+        )
+    except Exception as exc:
+        # A crash inside the renderer is a document problem like a reported error: the render task and the
+        # e-mail that attaches the PDF retry it, instead of the e-mail failing for good at the first try.
+        raise DocumentRenderError(f"xhtml2pdf failed: {type(exc).__name__}: {exc}") from exc
     if result.err:
         raise DocumentRenderError(f"xhtml2pdf reported {result.err} error(s)")
     return out.getvalue()

@@ -692,6 +692,27 @@ class BillingRunError(models.Model):
         return f"subscription {self.subscription_id}: {self.message[:80]}"
 
 
+class BillingRunChunk(models.Model):
+    """A chunk of a run that is done, keyed by its first subscription id (chunks of a run are disjoint). The
+    row is written in the chunk's own transaction, so a chunk the broker delivers twice (a lost ack, a killed
+    worker) counts once: the second delivery finds the row — or waits on the first's uncommitted insert — and
+    bills nothing."""
+
+    run = models.ForeignKey(BillingRun, on_delete=models.CASCADE, related_name="chunks")
+    first_subscription_id = models.BigIntegerField()
+    subscriptions = models.PositiveIntegerField()
+    done_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "first_subscription_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "first_subscription_id"], name="billing_run_chunk_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: chunk from subscription {self.first_subscription_id}"
+
+
 # --- Documents (PDFs) and e-mail delivery ---------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ TASKS = {
     "payments.recover_attempts",
     "invoicing.send_reminders",
     "invoicing.render_missing_pdfs",
+    "invoicing.sweep_emails",
 }
 
 

@@ -304,7 +304,7 @@ def _mixed_subscriptions(count: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [20, 200])
-def test_a_chunk_costs_at_most_ten_queries_whatever_its_size(chunk_size):
+def test_a_chunk_costs_at_most_eleven_queries_whatever_its_size(chunk_size):
     from invoicing.billing_run import RunContext, billing_run_chunk
     from invoicing.numbering import number_series_default
     from invoicing.taxes import tax_rates_load
@@ -319,7 +319,8 @@ def test_a_chunk_costs_at_most_ten_queries_whatever_its_size(chunk_size):
     # The test itself runs inside a transaction, which turns the chunk's own transaction into a savepoint; in a
     # real run that is BEGIN/COMMIT, so savepoint statements are not the chunk's queries.
     statements = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert len(statements) <= 10, "\n".join(s[:120] for s in statements)
+    # ten for the billing, one for the chunk's done-marker (a redelivered chunk must not count twice)
+    assert len(statements) <= 11, "\n".join(s[:120] for s in statements)
     assert (outcome.invoices, outcome.failed) == (chunk_size, 0)
     assert InvoiceLine.objects.filter(invoice__billing_run=run).count() == chunk_size * 2
 
