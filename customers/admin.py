@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from billing_project.lib.audit import StaffEditsMixin
+from billing_project.lib.csvfile import upload_size_problem
 from customers.models import Customer, PortalUser
 from customers.selectors import customer_has_billing_history
 from customers.services import CustomerImportError, customer_archive, customer_unarchive, customers_import_csv
@@ -25,6 +26,33 @@ class CustomerImportUploadForm(forms.Form):
     file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the column list below.")
     dry_run = forms.BooleanField(label="Dry run (check only, write nothing)", required=False, initial=True)
 
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if problem := upload_size_problem(upload.size):
+            raise forms.ValidationError(problem)
+        return upload
+
+
+class CustomerAdminForm(forms.ModelForm):
+    """The admin builds the model form from this base. PostgreSQL's jsonb cannot store a NUL character
+    (``\u0000``), so a metadata value holding one is a form error here instead of a database error on save."""
+
+    def clean_metadata(self) -> Any:
+        metadata = self.cleaned_data.get("metadata")
+        if _contains_nul(metadata):
+            raise forms.ValidationError("Metadata cannot contain NUL characters (\\u0000).")
+        return metadata
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(key) or _contains_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(item) for item in value)
+    return False
+
 
 class PortalUserInline(admin.TabularInline):
     model = PortalUser
@@ -36,6 +64,7 @@ class PortalUserInline(admin.TabularInline):
 
 @admin.register(Customer)
 class CustomerAdmin(StaffEditsMixin, admin.ModelAdmin):
+    form = CustomerAdminForm
     list_display = ("name", "email", "country", "currency", "tax_status", "payment_terms_days", "is_archived")
     list_display_links = ("name",)
     list_filter = ("is_archived", "tax_status", "currency", "country", "language")

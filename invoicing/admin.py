@@ -23,7 +23,7 @@ from billing_project.lib.admin_readonly import ReadOnlyMixin
 from billing_project.lib.admin_search import NumberOrCustomerSearchMixin
 from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
-from billing_project.lib.money import round_amount
+from billing_project.lib.money import amount_limit_problem, round_amount
 from invoicing import delivery, documents, dunning
 from invoicing.exports import (
     ExportError,
@@ -85,8 +85,28 @@ class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
 # --- invoices -------------------------------------------------------------------------------------------
 
 
+class InvoiceLineForm(forms.ModelForm):
+    """A manual line whose quantity × unit amount (or discount) no invoice column can hold is a form error here,
+    before anything is saved — not a database error when the totals are recomputed. (The admin builds the
+    model form from this base with the inline's fields.)"""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        quantity, unit_amount = data.get("quantity"), data.get("unit_amount")
+        if (
+            quantity is not None
+            and unit_amount is not None
+            and (problem := amount_limit_problem(quantity * unit_amount))
+        ):
+            self.add_error("unit_amount", f"quantity × unit amount = {problem}")
+        if data.get("discount_amount") is not None and (problem := amount_limit_problem(data["discount_amount"])):
+            self.add_error("discount_amount", problem)
+        return data
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
+    form = InvoiceLineForm
     extra = 0
     fields = (
         "position",
@@ -319,6 +339,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
     )
     search_fields = ("=number", "customer__name", "customer__email")
     search_help_text = "Invoice number (exact), or the customer's name, e-mail, VAT number or external id."
+    date_hierarchy = "issue_date"  # drill-down without scans: templates/admin/invoicing/invoice/change_list.html
     list_select_related = ("customer",)
     show_full_result_count = False
     list_per_page = 100
@@ -339,7 +360,6 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
         if obj is None:
             return draft
-    date_hierarchy = "issue_date"  # drill-down without scans: templates/admin/invoicing/invoice/change_list.html
         return [
             *draft,
             (

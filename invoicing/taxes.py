@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 
-from billing_project.lib.money import round_amount
+from billing_project.lib.money import amount_limit_problem, round_amount
 from customers.models import EU_VAT_COUNTRIES, TaxStatus
 from invoicing.models import Invoice, InvoiceLine, TaxRate, TaxTreatment
 
@@ -185,6 +185,13 @@ def compute_line_amounts(
     for value in (quantity, unit_amount, discount_amount, tax_percentage):
         if not isinstance(value, Decimal | int):
             raise TypeError(f"line amounts must be Decimal, not {type(value).__name__}")
+        if not Decimal(value).is_finite():
+            raise ValueError(f"{value} is not a number")
+    # Checked before rounding: an absurd product would overflow the amount columns (a DataError) or even the
+    # decimal context (quantize raises InvalidOperation past 28 digits).
+    for figure in (Decimal(quantity) * Decimal(unit_amount) if amount is None else amount, discount_amount):
+        if problem := amount_limit_problem(figure, currency):
+            raise ValueError(f"line amount {problem}")
     if amount is None:
         amount = round_amount(Decimal(quantity) * Decimal(unit_amount), currency)
     elif amount != round_amount(amount, currency):
@@ -224,6 +231,9 @@ def compute_invoice_totals(lines: Sequence[LineLike], currency: str, *, amounts_
         bucket[0] += amounts.net_amount
         bucket[1] += amounts.tax_amount
     zero = round_amount(ZERO, currency)
+    for figure in (sum((a.amount for a in computed), zero), sum((a.total_amount for a in computed), zero)):
+        if problem := amount_limit_problem(figure, currency):
+            raise ValueError(f"invoice total {problem}")
     return InvoiceTotals(
         currency=currency,
         lines=computed,
@@ -268,12 +278,24 @@ def apply_totals(invoice: Invoice, lines: Sequence[InvoiceLine], totals: Invoice
 def distribute_amount(*, total: Decimal, weights: Sequence[Decimal], currency: str) -> list[Decimal]:
     """Split ``total`` in proportion to ``weights`` so that the rounded parts add up exactly to ``total``
     (the last non-zero weight takes the rounding remainder). Used for invoice-wide discounts and credit notes
-    by amount."""
+    by amount.
+
+    With non-negative weights no part goes negative: when the parts rounded up more than the last one can give
+    back (a tiny last weight), the parts before it give up the rest, from the last backwards."""
     total = round_amount(total, currency)
     weight_sum = sum(weights, ZERO)
     if not weights or weight_sum == 0:
         raise ValueError("cannot distribute over zero weights")
     parts = [round_amount(total * weight / weight_sum, currency) for weight in weights]
-    last = max(i for i, weight in enumerate(weights) if weight)
-    parts[last] += total - sum(parts, ZERO)
+    remainder = total - sum(parts, ZERO)
+    nonzero = [i for i, weight in enumerate(weights) if weight]
+    if remainder >= 0 or total < 0 or any(weight < 0 for weight in weights):
+        parts[nonzero[-1]] += remainder
+        return parts
+    for index in reversed(nonzero):
+        taken = max(remainder, -parts[index])
+        parts[index] += taken
+        remainder -= taken
+        if not remainder:
+            break
     return parts

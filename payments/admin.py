@@ -19,6 +19,7 @@ from django.utils.html import format_html
 
 from billing_project.lib.admin_readonly import ReadOnlyMixin
 from billing_project.lib.audit import StaffEditsMixin
+from billing_project.lib.csvfile import upload_size_problem
 from billing_project.lib.dates import billing_today
 from billing_project.lib.money import CurrencyMismatch, round_amount
 from customers.models import Customer
@@ -586,6 +587,12 @@ class BankStatementUploadForm(forms.Form):
         "amount=Betrag,booking_date=Buchungstag,currency_default=EUR",
     )
     dry_run = forms.BooleanField(label="Dry run (check only, write nothing)", required=False, initial=True)
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if problem := upload_size_problem(upload.size):
+            raise forms.ValidationError(problem)
+        return upload
 
 
 @admin.register(BankStatement)

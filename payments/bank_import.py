@@ -33,8 +33,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing_project.lib.csvfile import decode_text, read_csv
-from billing_project.lib.money import CurrencyMismatch, round_amount
+from billing_project.lib.csvfile import CsvFileError, decode_text, format_size, read_csv
+from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import (
@@ -48,7 +48,6 @@ from payments.models import (
 )
 from payments.services import Actor, AllocationSpec, PaymentError, payment_record
 
-MAX_STATEMENT_BYTES = 20 * 1024 * 1024
 CSV_FIELDS = (
     "transaction_id",
     "booking_date",
@@ -62,6 +61,8 @@ CSV_REQUIRED = ("booking_date", "amount", "remittance")
 BANK_GATEWAY = "bank"
 _TOKEN = re.compile(r"[A-Z0-9][A-Z0-9\-/_.]{2,59}")
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+# Digits with an optional decimal part, after thousands separators are removed: no exponents, NaN or Infinity.
+_PLAIN_AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,8 @@ def parse_amount(text: str) -> Decimal:
         value = value.replace(",", ".")
     if value.startswith("+"):
         value = value[1:]
+    if not _PLAIN_AMOUNT.fullmatch(value):
+        raise ValueError(f"'{text}' is not an amount")
     try:
         amount = Decimal(value)
     except InvalidOperation as exc:
@@ -180,13 +183,15 @@ def parse_date(text: str) -> dt.date:
 def _check_money(amount: Decimal, currency: str) -> str | None:
     if currency not in settings.CURRENCIES:
         return f"'{currency}' is not one of the billing currencies {', '.join(settings.CURRENCIES)}"
+    if problem := amount_limit_problem(amount, currency):
+        return problem
     if round_amount(amount, currency) != amount:
         return f"{amount} has more decimals than {currency} allows"
     return None
 
 
 def _decode(data: bytes) -> str:
-    return decode_text(data, max_bytes=MAX_STATEMENT_BYTES)
+    return decode_text(data, max_bytes=settings.IMPORT_MAX_BYTES)
 
 
 # --- CSV ------------------------------------------------------------------------------------------------
@@ -215,7 +220,9 @@ def parse_csv(
     columns = {**settings.PAYMENTS_BANK_CSV_MAPPING, **(mapping or {})}
     default_currency = columns.pop("currency_default", "")
     try:
-        header, csv_rows = read_csv(data, max_bytes=MAX_STATEMENT_BYTES)
+        header, csv_rows = read_csv(data, max_bytes=settings.IMPORT_MAX_BYTES, max_rows=settings.IMPORT_MAX_ROWS)
+    except CsvFileError as exc:
+        return [], 0, [ImportProblem(e.row, e.column, e.message) for e in exc.errors]
     except (ValueError, csv.Error) as exc:
         return [], 0, [ImportProblem(0, "", str(exc))]
     problems: list[ImportProblem] = []
@@ -241,7 +248,8 @@ def parse_csv(
         column = columns.get(name, "")
         return str(record.get(column) or "").strip() if column in header else ""
 
-    for line, record in enumerate(csv_rows, start=2):
+    for record in csv_rows:
+        line = record.row
         if not any((value or "").strip() for value in record.values() if isinstance(value, str)):
             continue
         row_problems: list[ImportProblem] = []
@@ -326,8 +334,9 @@ def _find_all(element: Element, path: str) -> list[Element]:
 
 def parse_camt053(data: bytes) -> tuple[str, list[ParsedTransaction], int, list[ImportProblem]]:
     """Returns (statement id, credit transactions, skipped entries, problems)."""
-    if len(data) > MAX_STATEMENT_BYTES:
-        return "", [], 0, [ImportProblem(0, "", "the file is larger than 20 MB")]
+    if len(data) > settings.IMPORT_MAX_BYTES:
+        limit = format_size(settings.IMPORT_MAX_BYTES)
+        return "", [], 0, [ImportProblem(0, "", f"the file is larger than the limit of {limit}; split it")]
     try:
         root = fromstring(data, forbid_dtd=True)
     except DefusedXmlException as exc:
@@ -349,6 +358,10 @@ def parse_camt053(data: bytes) -> tuple[str, list[ParsedTransaction], int, list[
     for stmt in statements:
         for entry in _children(stmt, "Ntry"):
             number += 1
+            if number > settings.IMPORT_MAX_ROWS:
+                limit = f"{settings.IMPORT_MAX_ROWS:,}"
+                too_many = f"the statement has more than {limit} entries, the limit per import; split it"
+                return "", [], 0, [ImportProblem(number, "Ntry", too_many)]
             status = _text(entry, "Sts") or _text(entry, "Sts/Cd")
             if _text(entry, "CdtDbtInd") != "CRDT" or status not in ("BOOK", ""):
                 skipped += 1

@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from billing_project.lib.admin_readonly import ReadOnlyMixin
 from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
+from billing_project.lib.money import amount_limit_problem
 from subscriptions.models import (
     Coupon,
     Discount,
@@ -27,6 +28,7 @@ from subscriptions.models import (
     UsageRecord,
 )
 from subscriptions.services import (
+    MAX_ITEM_QUANTITY,
     ItemSpec,
     ProrationBehavior,
     SubscriptionError,
@@ -60,8 +62,19 @@ class ProductAdmin(admin.ModelAdmin):
     inlines = (PriceInline,)
 
 
+class PriceForm(forms.ModelForm):
+    """The admin builds the model form from this base; an amount no invoice could bill is refused here."""
+
+    def clean_unit_amount(self) -> Any:
+        money = self.cleaned_data["unit_amount"]
+        if money is not None and (problem := amount_limit_problem(money.amount, str(money.currency))):
+            raise forms.ValidationError(problem)
+        return money
+
+
 @admin.register(Price)
 class PriceAdmin(admin.ModelAdmin):
+    form = PriceForm
     list_display = ("__str__", "product", "pricing_model", "usage_type", "interval", "tax_behavior", "active")
     list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
     list_select_related = ("product",)
@@ -104,7 +117,7 @@ class ChangePlanForm(forms.Form):
     price: forms.ModelChoiceField[Price] = forms.ModelChoiceField(
         queryset=Price.objects.filter(active=True).select_related("product")
     )
-    quantity = forms.IntegerField(min_value=0, initial=1)
+    quantity = forms.IntegerField(min_value=0, max_value=MAX_ITEM_QUANTITY, initial=1)
     as_of = forms.DateField(label="Change date", help_text="YYYY-MM-DD, within the current period.")
     proration_behavior = forms.ChoiceField(
         choices=[(b.value, b.value.replace("_", " ")) for b in ProrationBehavior], initial="create_prorations"

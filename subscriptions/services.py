@@ -23,7 +23,7 @@ from djmoney.money import Money
 
 from billing_project.lib.csvfile import RowError, read_csv
 from billing_project.lib.dates import billing_date_of, billing_tz
-from billing_project.lib.money import CurrencyMismatch, round_amount
+from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
 from subscriptions.charges import BillingPlan, ChargeLine
@@ -91,6 +91,11 @@ class ProrationBehavior(StrEnum):
     NONE = "none"
 
 
+# Seats per item: far above any real plan, and quantity × a price must still fit an invoice line (a larger
+# value would be an integer overflow in the database, not a validation error).
+MAX_ITEM_QUANTITY = 1_000_000
+
+
 @dataclass(frozen=True)
 class ItemSpec:
     price: Price
@@ -140,6 +145,12 @@ def _cycle_of(items: list[ItemSpec]) -> tuple[str, str, int]:
         prices.add(price.pk)
         if spec.quantity < 0 or (spec.quantity == 0 and not price.is_metered):
             raise SubscriptionError(f"{price.display_name}: the quantity must be at least 1")
+        if spec.quantity > MAX_ITEM_QUANTITY:
+            raise SubscriptionError(f"{price.display_name}: the quantity must be at most {MAX_ITEM_QUANTITY:,}")
+        if not price.is_metered and (
+            problem := amount_limit_problem(_full_amount(price, spec.quantity), price.currency)
+        ):
+            raise SubscriptionError(f"{price.display_name} × {spec.quantity}: {problem}")
         if price.currency != first.currency:
             raise CurrencyMismatch(
                 f"all items of a subscription share one currency: {price.display_name} is in {price.currency}, "

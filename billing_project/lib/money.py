@@ -27,6 +27,25 @@ def quantum(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 
 
+# The largest amount any single figure may have (a price, a line, a payment, an imported transaction): far above
+# a real invoice, and a thousand such lines still fit the 18-digit, 3-decimal amount columns (10^15), so an
+# absurd input is a validation error with this message instead of a database error.
+MAX_AMOUNT = Decimal("999999999999.999")
+
+
+def amount_limit_problem(amount: Decimal | int, currency: str = "") -> str | None:
+    """Why ``amount`` is not a usable money amount (not finite, or beyond ``MAX_AMOUNT``), else ``None``."""
+    if isinstance(amount, float):
+        raise TypeError("money amounts must be Decimal, not float")
+    value = Decimal(amount)
+    if not value.is_finite():
+        return f"{value} is not an amount"
+    if abs(value) > MAX_AMOUNT:
+        what = f"{value:,f} {currency}".strip()
+        return f"{what} is too large (the limit is {MAX_AMOUNT:,})"
+    return None
+
+
 def round_amount(amount: Decimal | int, currency: str) -> Decimal:
     if isinstance(amount, float):
         raise TypeError("money amounts must be Decimal, not float")
