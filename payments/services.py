@@ -23,7 +23,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing_project.lib.dates import billing_today
-from billing_project.lib.money import CurrencyMismatch, round_amount
+from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from invoicing import services as invoicing_services
 from invoicing.models import CreditNote, Invoice, InvoiceStatus
@@ -90,6 +90,8 @@ def _money_amount(amount: Decimal, currency: str, *, what: str = "amount") -> De
         raise TypeError(f"{what} must be a Decimal, not {type(amount).__name__}")
     if currency not in settings.CURRENCIES:
         raise PaymentError(f"{currency} is not one of the billing currencies {', '.join(settings.CURRENCIES)}")
+    if problem := amount_limit_problem(amount, currency):  # NaN, or more than the amount columns can hold
+        raise PaymentError(problem)
     if amount <= 0:
         raise PaymentError(f"the {what} must be positive, not {amount}")
     if round_amount(amount, currency) != amount:
@@ -608,8 +610,9 @@ def invoice_collect(
 
     The attempt is committed as ``processing`` before the gateway is called, with idempotency key
     ``payment_attempt:{id}``; the answer is booked by ``payment_attempt_record_result``. Returns ``None`` when
-    there is nothing to charge (paid, void, another try in flight, not an automatic-collection invoice).
-    ``retry_of`` is the failed attempt this retry replaces: its retry date is claimed in the same transaction."""
+    there is nothing to charge (paid, void, another try in flight, not an automatic-collection invoice, or — for
+    the automatic first charge — already tried once). ``retry_of`` is the failed attempt this retry replaces: its
+    retry date is claimed in the same transaction."""
     as_of = as_of or billing_today()
     invoice_row = Invoice.objects.values("customer_id", "subscription_id").get(pk=invoice_id)
     with transaction.atomic():
@@ -633,6 +636,11 @@ def invoice_collect(
         if PaymentAttempt.objects.filter(invoice=invoice, status=AttemptStatus.PROCESSING).exists():
             return None
         last = PaymentAttempt.objects.filter(invoice=invoice).order_by("-attempt_number").first()
+        if last is not None and require_automatic and retry_of is None:
+            # The automatic charge after finalization happens once. A redelivered collect task (a lost ack) or a
+            # re-run finalize hook must not charge a declined card again: later tries are the retry schedule's
+            # (``retry_of``) or staff's ("charge now").
+            return None
         method = (
             PaymentMethod.objects.filter(customer=locked.customer, is_default=True, is_active=True)
             .order_by("pk")
@@ -793,6 +801,7 @@ class RetryReport:
     failed: int = 0
     skipped: int = 0
     notified: int = 0
+    first_charges: int = 0  # automatic first charges that never happened (their hook was lost)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -804,6 +813,7 @@ class RetryReport:
             "failed": self.failed,
             "skipped": self.skipped,
             "notified": self.notified,
+            "first_charges": self.first_charges,
             "errors": self.errors,
         }
 
@@ -837,13 +847,54 @@ def payment_attempts_recover(*, now: dt.datetime | None = None, as_of: dt.date |
     return recovered
 
 
+# An invoice finalized less than this long ago may still have its after-finalize hook on the way.
+MISSED_CHARGE_GRACE = dt.timedelta(hours=1)
+
+
+def payments_collect_missed(*, as_of: dt.date, errors: list[str] | None = None) -> int:
+    """The automatic first charge of invoices whose after-finalize hook never ran (the broker was unreachable
+    when the invoice was finalized, or the task was lost): open invoices of automatically collecting
+    subscriptions, finalized more than ``MISSED_CHARGE_GRACE`` ago, with an amount due and no payment attempt
+    at all. Credit is applied first, as the hook does. ``invoice_collect`` locks the invoice and charges only
+    an invoice without attempts, so this never races the hook into a second charge. Returns the charges made."""
+    missed = (
+        Invoice.objects.filter(
+            status=InvoiceStatus.OPEN,
+            amount_due__gt=0,
+            subscription__collection_method=CollectionMethod.CHARGE_AUTOMATICALLY,
+            finalized_at__lte=timezone.now() - MISSED_CHARGE_GRACE,
+            issue_date__lte=as_of,
+        )
+        .exclude(pk__in=PaymentAttempt.objects.values("invoice_id"))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    charged = 0
+    for invoice_id in list(missed):
+        try:
+            invoice = Invoice.objects.get(pk=invoice_id)
+            if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE:
+                customer_credit_apply(invoice=invoice)
+            if invoice_collect(invoice_id=invoice_id, as_of=as_of) is not None:
+                charged += 1
+        except Exception as exc:  # one failing invoice never stops the others; reported, and logged
+            logger.exception("missed first charge of invoice %s failed", invoice_id)
+            if errors is not None:
+                errors.append(f"invoice {invoice_id}: {exc}")
+    if charged:
+        logger.warning("charged %d invoice(s) whose automatic first charge had not happened", charged)
+    return charged
+
+
 def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
     """Retry every soft-declined attempt whose retry date has come (``next_retry_on <= as_of``); each retry is
-    a new attempt. Also re-sends stuck ``processing`` attempts and e-mails that were not sent."""
+    a new attempt. Also re-sends stuck ``processing`` attempts, makes the automatic first charges that never
+    happened (``payments_collect_missed``) and sends the e-mails that were not sent."""
     from payments.notifications import send_payment_failed_email
 
     report = RetryReport(as_of=as_of)
     report.recovered = payment_attempts_recover(as_of=as_of)
+    report.first_charges = payments_collect_missed(as_of=as_of, errors=report.errors)
     due = (
         PaymentAttempt.objects.filter(status=AttemptStatus.FAILED, next_retry_on__lte=as_of)
         .order_by("next_retry_on", "pk")

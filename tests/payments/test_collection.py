@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from contextlib import nullcontext
 from decimal import Decimal
 from io import StringIO
 
@@ -183,3 +184,30 @@ def test_retry_payments_command_reports_json(customer, subscription, django_capt
     out = StringIO()
     call_command("retry_payments", "--as-of", "2026-03-05", stdout=out)
     assert "0 retried" in out.getvalue()
+
+
+def test_a_first_charge_whose_hook_was_lost_is_made_by_the_daily_retry_job_once(customer, subscription, time_machine):
+    """The broker was down when the invoice was finalized: no collect task was ever queued. The daily
+    "Payment retries" job charges it (after the grace hour), applying credit first, and only once."""
+    time_machine.move_to(dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC), tick=False)
+    PaymentMethodFactory(customer=customer)
+    record_payment(customer=customer, amount=Decimal("9.00"), received_on=dt.date(2026, 3, 1))  # credit
+    # pytest-django's transaction never commits: without executing the captured callbacks, no hook runs
+    lost = _finalize_subscription_invoice(subscription, lambda execute: nullcontext())
+    assert (lost.status, lost.amount_due) == (InvoiceStatus.OPEN, Decimal("49.00"))
+    assert not PaymentAttempt.objects.exists()
+
+    time_machine.move_to(dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC), tick=False)
+    assert payment_attempts_retry_due(as_of=ISSUE).first_charges == 0  # its hook may still be on the way
+
+    time_machine.move_to(dt.datetime(2026, 3, 2, 10, 30, tzinfo=dt.UTC), tick=False)
+    out = StringIO()
+    call_command("retry_payments", "--as-of", ISSUE.isoformat(), stdout=out)
+    assert "1 missed first charges made" in out.getvalue()
+    lost.refresh_from_db()
+    assert lost.status == InvoiceStatus.PAID
+    attempt = PaymentAttempt.objects.get(invoice=lost)
+    assert (attempt.status, attempt.amount) == (AttemptStatus.SUCCEEDED, Decimal("40.00"))  # 49.00 − 9.00 credit
+    assert [charge["amount"] for charge in SandboxGateway.charges] == [4000]
+    assert payment_attempts_retry_due(as_of=ISSUE).first_charges == 0
+    assert len(SandboxGateway.charges) == 1

@@ -30,7 +30,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"{as_of}: {report.retried} retried ({report.succeeded} succeeded, {report.failed} failed), "
-                f"{report.skipped} no longer due, {report.recovered} recovered, {report.notified} e-mails sent."
+                f"{report.skipped} no longer due, {report.recovered} recovered, "
+                f"{report.first_charges} missed first charges made, {report.notified} e-mails sent."
             )
         if report.errors:
             raise CommandError("; ".join(report.errors))
