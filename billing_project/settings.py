@@ -184,9 +184,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # Sign-in and deep-link secrets are URL path segments: Django's request and CSRF loggers print paths.
+    "filters": {"link_tokens": {"()": "billing_project.lib.links.RedactLinkTokens"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["link_tokens"]},
+        "django.security.csrf": {"filters": ["link_tokens"]},
+    },
 }
 
 # Billing defaults that later apps read; amounts are Decimal, never float.
@@ -254,12 +260,6 @@ EMAIL_MAX_ATTEMPTS = env.int("EMAIL_MAX_ATTEMPTS", default=6)
 EMAIL_RETRY_BACKOFF_SECONDS = env.int("EMAIL_RETRY_BACKOFF_SECONDS", default=60)
 # PDF rendering retries (a failed render is retried by its task, then shows as "missing" in the admin).
 PDF_RENDER_MAX_RETRIES = env.int("PDF_RENDER_MAX_RETRIES", default=5)
-# Basic-auth credentials "user:password" the provider must send to /anymail/<provider>/tracking/.
-if env.str("ANYMAIL_WEBHOOK_SECRET", default=""):
-    ANYMAIL = {**ANYMAIL, "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET")}
-
-# --- Payments (gateways, automatic collection, bank import) --------------------------------------------
-# [payments settings]
 # E-mails still queued this many minutes after their last try (the broker was unreachable when they were
 # handed to the workers, or a worker died holding the task) are sent by the periodic e-mail sweep, which also
 # queues the invoice e-mail of an invoice whose after-finalize hook never ran.
@@ -268,6 +268,12 @@ EMAIL_SWEEP_AFTER_MINUTES = env.int("EMAIL_SWEEP_AFTER_MINUTES", default=15)
 # after this many seconds. Keep it above the longest task and the longest retry countdown (e-mail back-off ≤ 1 h),
 # or a task that is merely waiting is delivered a second time (harmless — every task is idempotent — but early).
 BROKER_VISIBILITY_TIMEOUT_SECONDS = env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+# Basic-auth credentials "user:password" the provider must send to /anymail/<provider>/tracking/.
+if env.str("ANYMAIL_WEBHOOK_SECRET", default=""):
+    ANYMAIL = {**ANYMAIL, "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET")}
+
+# --- Payments (gateways, automatic collection, bank import) --------------------------------------------
+# [payments settings]
 # Gateway charged for saved payment methods that name none: "sandbox" (test cards, no network) or "stripe".
 PAYMENTS_DEFAULT_GATEWAY = env.str("PAYMENTS_DEFAULT_GATEWAY", default="sandbox")
 # Customer credit is applied to each invoice when it is finalized.

@@ -6,10 +6,12 @@ defaults and switches on what ``manage.py check --deploy`` asks for.
 
 from __future__ import annotations
 
+import secrets
+
 from django.core.exceptions import ImproperlyConfigured
 
 from billing_project.settings import *  # noqa: F403
-from billing_project.settings import env
+from billing_project.settings import ANYMAIL, PAYMENTS_DEFAULT_GATEWAY, PAYMENTS_SANDBOX_WEBHOOK_SECRET, env
 
 DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY")  # no default: a production process without one must not start
@@ -29,3 +31,21 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# Webhooks fail closed. Without ANYMAIL_WEBHOOK_SECRET anymail accepts tracking events from anyone (it only warns),
+# so anyone could mark invoice e-mails bounced or flag customer addresses: an unguessable secret nobody knows makes
+# every unauthenticated call a 400 until the provider's credentials are configured.
+if not ANYMAIL.get("WEBHOOK_SECRET"):
+    ANYMAIL = {**ANYMAIL, "WEBHOOK_SECRET": f"unset:{secrets.token_urlsafe(32)}"}
+# The sandbox's demo secret is public (settings.py, .env.example): sandbox webhooks signed with it are refused
+# here (an empty secret refuses all of them) unless a deployment sets its own.
+PUBLIC_DEMO_VALUES = frozenset({"whsec_sandbox_demo"})
+if PAYMENTS_SANDBOX_WEBHOOK_SECRET in PUBLIC_DEMO_VALUES:
+    PAYMENTS_SANDBOX_WEBHOOK_SECRET = ""
+# The sandbox gateway "charges" test cards without moving money: in production a customer could pay an invoice
+# with 4242… Refuse to start with it, unless a staging deployment says so explicitly.
+if PAYMENTS_DEFAULT_GATEWAY == "sandbox" and not env.bool("PAYMENTS_ALLOW_SANDBOX", default=False):
+    raise ImproperlyConfigured(
+        "PAYMENTS_DEFAULT_GATEWAY is 'sandbox' (test cards, no money moves): set it to 'stripe' with STRIPE_API_KEY "
+        "and STRIPE_WEBHOOK_SECRET, or PAYMENTS_ALLOW_SANDBOX=true on a staging deployment"
+    )

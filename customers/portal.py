@@ -214,7 +214,9 @@ def login_confirm(request: HttpRequest, token: str) -> HttpResponse:
         return redirect(next_url)
     if not portal_login_token_is_valid(token=token):
         return render(request, "portal/login_invalid.html", status=400)
-    return render(request, "portal/login_confirm.html", {"token": token})
+    # The form posts back to this URL; the token stays out of the template context, whose repr Django's template
+    # engine logs at DEBUG when a variable lookup fails (a valid sign-in link in the logs).
+    return render(request, "portal/login_confirm.html")
 
 
 def logout(request: HttpRequest) -> HttpResponse:

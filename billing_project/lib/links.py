@@ -8,7 +8,10 @@ grants access to anything else of the customer.
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
@@ -47,6 +50,34 @@ def invoice_link_verify(token: str, *, max_age_days: int | None = None) -> Invoi
         raise InvalidLink("this link has expired") from exc
     except signing.BadSignature as exc:
         raise InvalidLink("this link is not valid") from exc
+    except ValueError as exc:  # signed with our key but without a timestamp (a plain Signer): not one of ours
+        raise InvalidLink("this link is not valid") from exc
     if not isinstance(value, dict) or not isinstance(value.get("i"), int) or value.get("p") not in PURPOSES:
         raise InvalidLink("this link is not valid")
     return InvoiceLink(invoice_id=value["i"], purpose=value["p"])
+
+
+# --- keeping link secrets out of the logs ---------------------------------------------------------------
+
+# The secret of a sign-in link or a deep link is a path segment. Django logs the path of every 4xx/5xx answer
+# (django.request) and of every CSRF refusal (django.security.csrf) — e.g. a sign-in link whose confirmation was
+# POSTed without the CSRF cookie, while the link is still valid. The filter replaces the segment before any handler
+# sees the record (configured on those loggers in settings.LOGGING).
+_TOKEN_IN_PATH = re.compile(r"(/portal/(?:login|link)/)(?!sent/)[^/\s'\"]+")
+REDACTED = "[redacted]"
+
+
+def redact_link_tokens(text: str) -> str:
+    return _TOKEN_IN_PATH.sub(lambda match: match.group(1) + REDACTED, text)
+
+
+class RedactLinkTokens(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_link_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_link_tokens(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):
+            args: dict[str, Any] = dict(record.args)
+            record.args = {key: redact_link_tokens(v) if isinstance(v, str) else v for key, v in args.items()}
+        return True

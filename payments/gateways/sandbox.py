@@ -189,6 +189,8 @@ class SandboxGateway:
         return RefundResult(status="succeeded", reference=refund["id"], raw=refund)
 
     def parse_webhook(self, *, payload: bytes, headers: Mapping[str, str]) -> WebhookEventData:
+        if not settings.PAYMENTS_SANDBOX_WEBHOOK_SECRET:
+            raise InvalidWebhook("PAYMENTS_SANDBOX_WEBHOOK_SECRET is not configured")
         header = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower()) or ""
         parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
         try:

@@ -29,3 +29,13 @@ def test_link_expires(settings):
         assert invoice_link_verify(token).invoice_id == 7
     with time_machine.travel("2026-02-01 12:00Z", tick=False), pytest.raises(InvalidLink, match="expired"):
         invoice_link_verify(token)
+
+
+def test_a_link_signed_with_our_key_but_without_a_timestamp_is_refused_not_a_crash():
+    from django.core import signing
+
+    from billing_project.lib import links
+
+    untimed = signing.Signer(salt=links._SALT).sign_object({"i": 1, "p": "view"})
+    with pytest.raises(InvalidLink):
+        invoice_link_verify(untimed)

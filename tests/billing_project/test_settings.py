@@ -85,6 +85,7 @@ def _production_env() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(60),
         "ALLOWED_HOSTS": "billing.example.com",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+        "PAYMENTS_DEFAULT_GATEWAY": "stripe",
     }
 
 
@@ -107,3 +108,14 @@ def test_production_refuses_a_weak_or_missing_secret_key(secret):
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_the_sandbox_gateway_unless_a_staging_deployment_allows_it():
+    env = {**os.environ, **_production_env(), "PAYMENTS_DEFAULT_GATEWAY": "sandbox"}
+    env.pop("PAYMENTS_ALLOW_SANDBOX", None)
+    refused = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert refused.returncode != 0
+    assert "PAYMENTS_DEFAULT_GATEWAY is 'sandbox'" in refused.stderr
+    env["PAYMENTS_ALLOW_SANDBOX"] = "true"
+    allowed = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert allowed.returncode == 0, allowed.stderr
