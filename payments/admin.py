@@ -80,6 +80,11 @@ class RecordPaymentForm(forms.Form):
     received_on = forms.DateField(initial=billing_today, help_text="YYYY-MM-DD")
     reference = forms.CharField(max_length=255, required=False)
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    record_again = forms.BooleanField(
+        required=False,
+        label="Record it again",
+        help_text="Only if the same payment (customer, amount, date, method, reference) really came in twice.",
+    )
 
 
 class AllocationForm(forms.Form):
@@ -220,6 +225,7 @@ class PaymentAdmin(StaffEditsMixin, admin.ModelAdmin):
                     notes=data["notes"],
                     allocations=specs or None,
                     actor=request.user,
+                    refuse_duplicate=not data["record_again"],
                 )
             except (PaymentError, CurrencyMismatch) as exc:
                 form.add_error(None, str(exc))

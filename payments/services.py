@@ -61,6 +61,22 @@ class AllocationError(PaymentError):
     pass
 
 
+class PossibleDuplicatePayment(PaymentError):
+    """The same payment (customer, amount, currency, date, method, reference) was recorded minutes ago: most
+    likely the same money entered twice (a double click, two clerks working the same bank line)."""
+
+    def __init__(self, existing: Payment):
+        self.existing = existing
+        super().__init__(
+            f"payment #{existing.pk} with the same customer, amount, date, method and reference was recorded at "
+            f"{timezone.localtime(existing.created_at):%H:%M}; tick “record it again” if this is a second payment"
+        )
+
+
+# A manual payment identical to one recorded this recently is refused unless staff confirm it.
+DUPLICATE_PAYMENT_WINDOW = dt.timedelta(minutes=30)
+
+
 class RefundError(PaymentError):
     pass
 
@@ -117,8 +133,13 @@ def payment_record(
     payment_method: PaymentMethod | None = None,
     notes: str = "",
     actor: Actor = None,
+    refuse_duplicate: bool = False,
 ) -> Payment:
     """Record a succeeded payment and settle invoices from it, in one transaction.
+
+    ``refuse_duplicate`` (manual entry by staff): raise ``PossibleDuplicatePayment`` if the same payment was
+    recorded within ``DUPLICATE_PAYMENT_WINDOW``; checked under the customer's lock, so two submissions of the same
+    form at once record it once.
 
     Allocation: ``allocations`` if given (staff's split), else the ``invoice`` the payer named, else the
     customer's open invoices in the payment's currency, oldest due date first. Never more than the payment, nor
@@ -147,6 +168,22 @@ def payment_record(
         )
         if gateway_reference and Payment.objects.filter(gateway=gateway, gateway_reference=gateway_reference).exists():
             raise PaymentError(f"a payment with {gateway} reference {gateway_reference} is already recorded")
+        if refuse_duplicate:
+            same = (
+                Payment.objects.filter(
+                    customer=customer,
+                    currency=currency,
+                    amount=amount,
+                    received_on=received_on,
+                    method=method,
+                    reference=reference[:255],
+                    created_at__gte=timezone.now() - DUPLICATE_PAYMENT_WINDOW,
+                )
+                .order_by("-pk")
+                .first()
+            )
+            if same is not None:
+                raise PossibleDuplicatePayment(same)
         payment = Payment.objects.create(
             customer=customer,
             currency=currency,

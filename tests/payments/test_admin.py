@@ -44,6 +44,37 @@ def test_record_a_payment_with_allocations_on_one_screen(admin_client, customer)
     assert admin_client.get(reverse("admin:payments_payment_change", args=[payment.pk])).status_code == 200
 
 
+def _manual_payment(customer, **extra) -> dict:
+    return {
+        "customer": customer.pk,
+        "amount": "30.00",
+        "currency": "",
+        "method": "bank_transfer",
+        "received_on": "2026-03-10",
+        "reference": "INV-2026-000001",
+        "allocations-TOTAL_FORMS": "0",
+        "allocations-INITIAL_FORMS": "0",
+        **extra,
+    }
+
+
+def test_the_same_manual_payment_submitted_twice_is_recorded_once_unless_confirmed(admin_client, customer):
+    make_invoice(customer, "60.00")
+    url = reverse("admin:payments_payment_add")
+    assert admin_client.post(url, _manual_payment(customer)).status_code == 302
+    again = admin_client.post(url, _manual_payment(customer))  # a double click, or a second clerk
+    assert again.status_code == 200
+    assert "with the same customer, amount, date, method and reference was recorded" in again.content.decode()
+    assert Payment.objects.count() == 1
+    # another amount or reference is another payment
+    assert admin_client.post(url, _manual_payment(customer, reference="second instalment")).status_code == 302
+    assert Payment.objects.count() == 2
+    # the same money really came in twice: staff say so
+    assert admin_client.post(url, _manual_payment(customer, record_again="on")).status_code == 302
+    assert Payment.objects.count() == 3
+    assert sum(p.amount for p in Payment.objects.all()) == Decimal("90.00")
+
+
 def test_refund_screen_and_action(admin_client, customer):
     payment = record_payment(customer=customer, amount="40.00")
     url = reverse("admin:payments_payment_refund", args=[payment.pk])

@@ -680,6 +680,33 @@ def test_a_webhook_racing_a_manual_payment_records_both_and_credits_the_surplus(
         assert customer_credit_balance(customer=customer, currency="EUR") == Decimal("49.00")  # ...the other: credit
 
 
+def test_the_same_manual_payment_submitted_twice_at_once_is_recorded_once(billing):
+    """A double click on "Record payment" (or two clerks on the same bank line): both submissions check for the
+    same payment under the customer's lock, so the second sees the first and is refused."""
+    from payments.services import PossibleDuplicatePayment, payment_record
+
+    customer = CustomerFactory(exempt=True)
+    invoice = InvoiceFactory(
+        customer=customer, lines=[{"description": "Service", "unit_amount": Decimal("49.00")}], finalized=ISSUE
+    )
+
+    def submit() -> Any:
+        return payment_record(
+            customer=customer,
+            amount=Decimal("49.00"),
+            received_on=dt.date(2026, 3, 10),
+            reference=invoice.number,
+            refuse_duplicate=True,
+        )
+
+    results = concurrently(submit, submit)
+    assert [type(result) for result in raised(results)] == [PossibleDuplicatePayment]
+    assert Payment.objects.filter(customer=customer).count() == 1
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_due) == ("paid", 0)
+    assert customer_credit_balance(customer=customer, currency="EUR") == 0
+
+
 # --- 4b. e-mail provider tracking webhooks replayed -----------------------------------------------------
 
 ANYMAIL_SECRET = "hook:s3cret-value"
