@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Case, CharField, Count, F, Model, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import TruncMonth
 from django.urls import reverse
 
 from billing_project.charts import Bar, bar_chart
@@ -172,52 +173,28 @@ def bucket_lookups(as_of: dt.date) -> dict[str, dict[str, dt.date]]:
     }
 
 
-def invoice_figures(
-    *, as_of: dt.date, months: int = 12
-) -> tuple[dict[str, list[tuple[dt.date, Decimal]]], dict[str, Ageing]]:
-    """Revenue by month and receivables ageing (see the two functions below) in one query over the invoices:
-    per currency, one conditional sum per month and per ageing bucket."""
-    first = add_months(month_start(as_of), -(months - 1))
-    calendar = [add_months(first, offset) for offset in range(months)]
-    recognised = Q(status__in=RECOGNISED_STATUSES)
-    open_ = Q(status=InvoiceStatus.OPEN)
-    net = F("total") - F("tax_total")
-    sums: dict[str, Any] = {
-        f"month_{index}": Sum(net, filter=recognised & Q(issue_date__gte=month, issue_date__lt=add_months(month, 1)))
-        for index, month in enumerate(calendar)
-    }
-    for index, lookups in enumerate(bucket_lookups(as_of).values()):
-        condition = Q(**lookups)
-        sums[f"due_{index}"] = Sum("amount_due", filter=open_ & condition)
-        sums[f"count_{index}"] = Count("pk", filter=open_ & condition)
-    window = recognised & Q(issue_date__gte=first, issue_date__lt=add_months(calendar[-1], 1))
-    rows = (
-        Invoice.objects.filter(open_ | window)
-        .values("currency")
-        .annotate(recognised_count=Count("pk", filter=window), open_count=Count("pk", filter=open_), **sums)
-        .order_by("currency")
-    )
-    revenue: dict[str, list[tuple[dt.date, Decimal]]] = {}
-    ageing: dict[str, Ageing] = {}
-    for row in rows:
-        currency = row["currency"]
-        if row["recognised_count"]:
-            revenue[currency] = [
-                (month, round_amount(row[f"month_{index}"] or ZERO, currency)) for index, month in enumerate(calendar)
-            ]
-        if row["open_count"]:
-            ageing[currency] = Ageing(
-                currency,
-                {bucket: round_amount(row[f"due_{i}"] or ZERO, currency) for i, bucket in enumerate(AGEING_BUCKETS)},
-                {bucket: row[f"count_{i}"] for i, bucket in enumerate(AGEING_BUCKETS)},
-            )
-    return revenue, ageing
-
-
 def revenue_by_month(*, as_of: dt.date, months: int = 12) -> dict[str, list[tuple[dt.date, Decimal]]]:
     """Per currency, the net amount (total − tax) of recognised invoices per issue month, for the ``months``
     months up to and including ``as_of``'s month (months without invoices are zero)."""
-    return invoice_figures(as_of=as_of, months=months)[0]
+    first = add_months(month_start(as_of), -(months - 1))
+    following = add_months(month_start(as_of), 1)
+    rows = (
+        recognised_invoices()
+        .filter(issue_date__gte=first, issue_date__lt=following)
+        .annotate(month=TruncMonth("issue_date"))
+        .values("currency", "month")
+        .annotate(net=Sum(F("total") - F("tax_total")))
+        .order_by("currency", "month")
+    )
+    sums: dict[str, dict[dt.date, Decimal]] = defaultdict(dict)
+    for row in rows:
+        month = row["month"].date() if isinstance(row["month"], dt.datetime) else row["month"]
+        sums[row["currency"]][month] = round_amount(row["net"], row["currency"])
+    calendar = [add_months(first, offset) for offset in range(months)]
+    return {
+        currency: [(month, by_month.get(month, round_amount(ZERO, currency))) for month in calendar]
+        for currency, by_month in sorted(sums.items())
+    }
 
 
 # --- Receivables ----------------------------------------------------------------------------------------
@@ -254,7 +231,22 @@ class Ageing:
 def receivables_ageing(*, as_of: dt.date) -> dict[str, Ageing]:
     """Amount due (and count) of open invoices per currency and ageing bucket. Uncollectible invoices are
     written off and left out."""
-    return invoice_figures(as_of=as_of)[1]
+    rows = (
+        Invoice.objects.filter(status=InvoiceStatus.OPEN)
+        .annotate(bucket=ageing_bucket(as_of=as_of))
+        .values("currency", "bucket")
+        .annotate(amount=Sum("amount_due"), count=Count("pk"))
+        .order_by()
+    )
+    result: dict[str, Ageing] = {}
+    for row in rows:
+        currency = row["currency"]
+        if currency not in result:
+            zero = round_amount(ZERO, currency)
+            result[currency] = Ageing(currency, dict.fromkeys(AGEING_BUCKETS, zero), dict.fromkeys(AGEING_BUCKETS, 0))
+        result[currency].amounts[row["bucket"]] = round_amount(row["amount"], currency)
+        result[currency].counts[row["bucket"]] = row["count"]
+    return dict(sorted(result.items()))
 
 
 # --- Operations -----------------------------------------------------------------------------------------
@@ -355,7 +347,7 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
         ),
     ]
 
-    revenue, ageing = invoice_figures(as_of=as_of)
+    ageing = receivables_ageing(as_of=as_of)
     overdue_figures = [
         Figure(
             f"Overdue {currency}",
@@ -384,6 +376,7 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
         for currency, bucketed in ageing.items()
     }
 
+    revenue = revenue_by_month(as_of=as_of)
     revenue_charts = [
         bar_chart(
             title=f"Revenue {currency} by issue month (net, finalized invoices)",

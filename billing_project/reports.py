@@ -26,10 +26,11 @@ from django.template.response import TemplateResponse
 
 from billing_project.dashboard import (
     AGEING_BUCKETS,
+    MONTHS_PER_INTERVAL,
+    RECOGNISED_STATUSES,
     add_months,
     ageing_bucket,
     month_start,
-    monthly_amount,
     recognised_invoices,
 )
 from billing_project.lib.csv_safe import safe_cell
@@ -71,7 +72,7 @@ def revenue_report(*, filters: ReportFilters) -> list[Row]:
     """Net revenue (line net amounts: after discounts, without tax) of finalized, non-void invoices per issue
     month, currency and product. Lines without a price (manual and one-off lines) count as "(no product)"."""
     lines = InvoiceLine.objects.filter(
-        invoice__in=recognised_invoices(),
+        invoice__status__in=RECOGNISED_STATUSES,
         invoice__issue_date__gte=filters.date_from,
         invoice__issue_date__lt=filters.date_until,
     )
@@ -104,7 +105,7 @@ def tax_report(*, filters: ReportFilters) -> list[Row]:
     invoiced = (
         _with_currency(
             InvoiceLine.objects.filter(
-                invoice__in=recognised_invoices(),
+                invoice__status__in=RECOGNISED_STATUSES,
                 invoice__issue_date__gte=filters.date_from,
                 invoice__issue_date__lt=filters.date_until,
             ),
@@ -282,7 +283,7 @@ def mrr_movements_report(*, filters: ReportFilters) -> list[Row]:
         return []
     lines = _with_currency(
         InvoiceLine.objects.filter(
-            invoice__in=recognised_invoices(),
+            invoice__status__in=RECOGNISED_STATUSES,  # recognised_invoices(), without a second join
             kind=LineKind.RECURRING,
             proration=False,
             price__isnull=False,
@@ -301,26 +302,35 @@ def mrr_movements_report(*, filters: ReportFilters) -> list[Row]:
         .annotate(first_start=Min("period_start"), **on)
         .order_by()
     )
-    mrr: dict[tuple[int, str], list[Decimal]] = defaultdict(lambda: [ZERO] * len(snapshots))
+    count = len(snapshots)
+    mrr: dict[tuple[int, str], list[Decimal]] = {}
     first_billed: dict[tuple[int, str], dt.date] = {}
     for row in rows:
         key = (row["invoice__customer_id"], row["invoice__currency"])
-        series = mrr[key]
-        for index in range(len(snapshots)):
+        series = mrr.get(key)
+        if series is None:
+            series = mrr[key] = [ZERO] * count
+        months = MONTHS_PER_INTERVAL[row["price__interval"]] * row["price__interval_count"]
+        for index in range(count):
             amount = row[f"on_{index}"]
             if amount:
-                series[index] += monthly_amount(
-                    amount=amount, interval=row["price__interval"], interval_count=row["price__interval_count"]
-                )
+                series[index] += amount / months
         first = row["first_start"]
-        first_billed[key] = min(first_billed.get(key, first), first)
+        if key not in first_billed or first < first_billed[key]:
+            first_billed[key] = first
     table: dict[tuple[dt.date, str], Row] = {}
     for (customer_id, currency), series in mrr.items():
-        rounded = [round_amount(amount, currency) for amount in series]
-        for index in range(1, len(snapshots)):
-            month = snapshots[index][0]
-            entry = table.setdefault((month, currency), _mrr_row(month, currency))
+        if not any(series):
+            continue  # billed, but not on any of these dates
+        rounded = [round_amount(amount, currency) if amount else ZERO for amount in series]
+        for index in range(1, count):
             before, after = rounded[index - 1], rounded[index]
+            if not before and not after:
+                continue
+            month = snapshots[index][0]
+            entry = table.get((month, currency))
+            if entry is None:
+                entry = table[(month, currency)] = _mrr_row(month, currency)
             entry["starting_mrr"] += before
             entry["ending_mrr"] += after
             if before == after:
@@ -335,8 +345,7 @@ def mrr_movements_report(*, filters: ReportFilters) -> list[Row]:
             entry[f"{movement}_customers"] += 1
     for entry in table.values():
         entry["net_movement"] = entry["ending_mrr"] - entry["starting_mrr"]
-    # months of a currency without MRR before or after (and so without movements) are left out
-    return [table[key] for key in sorted(table) if table[key]["starting_mrr"] or table[key]["ending_mrr"]]
+    return [table[key] for key in sorted(table)]
 
 
 def _mrr_row(month: dt.date, currency: str) -> Row:
