@@ -78,7 +78,8 @@ def job_schedules() -> list[JobSchedule]:
             name="E-mail sweep",
             task="invoicing.sweep_emails",
             description="Send customer e-mails still queued after EMAIL_SWEEP_AFTER_MINUTES (the broker was "
-            "unreachable, a worker died); queue invoice e-mails whose finalize hook never ran.",
+            "unreachable, a worker died); queue invoice e-mails whose finalize hook never ran; mark failed the "
+            "e-mails a dead worker left sending (staff check and resend).",
             command="manage.py sweep_emails",
             every_minutes=10,
         ),

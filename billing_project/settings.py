@@ -264,6 +264,10 @@ PDF_RENDER_MAX_RETRIES = env.int("PDF_RENDER_MAX_RETRIES", default=5)
 # handed to the workers, or a worker died holding the task) are sent by the periodic e-mail sweep, which also
 # queues the invoice e-mail of an invoice whose after-finalize hook never ran.
 EMAIL_SWEEP_AFTER_MINUTES = env.int("EMAIL_SWEEP_AFTER_MINUTES", default=15)
+# An e-mail claimed for sending this many minutes ago and still "sending" lost its worker mid-send: the sweep
+# marks it failed ("interrupted while sending") for staff to check and resend — never re-sent on a guess. Keep it
+# well above the provider's timeout.
+EMAIL_SENDING_STALE_MINUTES = env.int("EMAIL_SENDING_STALE_MINUTES", default=60)
 # Redis broker: a task a worker took but never acknowledged (the worker was killed) is handed to another worker
 # after this many seconds. Keep it above the longest task and the longest retry countdown (e-mail back-off ≤ 1 h),
 # or a task that is merely waiting is delivered a second time (harmless — every task is idempotent — but early).

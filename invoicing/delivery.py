@@ -15,7 +15,9 @@ receipts and payment-failed notices later). See docs/decisions/delivery.md.
    a bounce or complaint flags the address in ``EmailAddressStatus``.
 
 A message is sent at most once: a worker that dies between the claim and recording the result leaves the row
-in ``sending`` (visible in the admin) rather than risking a second copy; staff resend it.
+in ``sending`` rather than risking a second copy. The sweep marks such a row ``failed`` ("interrupted while
+sending") once it has been claimed for ``EMAIL_SENDING_STALE_MINUTES``, so it counts among the failed e-mails on
+the dashboard; staff check and resend it.
 """
 
 from __future__ import annotations
@@ -399,6 +401,7 @@ class SweepOutcome:
     retrying: int = 0
     failed: int = 0
     skipped: int = 0
+    interrupted: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -407,7 +410,24 @@ class SweepOutcome:
             "retrying": self.retrying,
             "failed": self.failed,
             "skipped": self.skipped,
+            "interrupted": self.interrupted,
         }
+
+
+INTERRUPTED_ERROR = (
+    "Interrupted while sending: the worker stopped after claiming this message and before the provider's answer "
+    "was recorded. The customer may or may not have received it; it is not re-sent automatically. Check and "
+    "resend it from the invoice if needed."
+)
+
+
+def emails_interrupted_mark_failed(*, now: dt.datetime) -> int:
+    """Messages left in ``sending`` by a worker that died mid-send → ``failed`` with an explanation, so staff see
+    them among the failed e-mails. Never re-sent here: the provider may have accepted the message."""
+    stale = now - dt.timedelta(minutes=settings.EMAIL_SENDING_STALE_MINUTES)
+    return OutboundEmail.objects.filter(status=S.SENDING, claimed_at__lt=stale).update(
+        status=S.FAILED, failed_at=now, last_error=INTERRUPTED_ERROR
+    )
 
 
 def invoices_missing_finalize_email(*, now: dt.datetime, grace: dt.timedelta) -> list[int]:
@@ -445,9 +465,10 @@ def emails_due_for_sweep(*, now: dt.datetime, grace: dt.timedelta, limit: int) -
 
 def emails_sweep(*, now: dt.datetime | None = None, limit: int = 500) -> SweepOutcome:
     """The outbox sweep (every 10 minutes, and ``manage.py sweep_emails``): queue the invoice e-mails whose
-    finalize hook never ran, and send — here, without the broker — the queued messages whose task was lost.
-    Sending goes through ``outbound_email_send``, whose claim (``queued`` → ``sending``) lets exactly one of two
-    overlapping sweeps, or a sweep and a late task, send a message."""
+    finalize hook never ran, send — here, without the broker — the queued messages whose task was lost, and mark
+    the messages a dead worker left in ``sending`` failed (never re-sent on a guess). Sending goes through
+    ``outbound_email_send``, whose claim (``queued`` → ``sending``) lets exactly one of two overlapping sweeps, or
+    a sweep and a late task, send a message."""
     now = now or timezone.now()
     grace = dt.timedelta(minutes=settings.EMAIL_SWEEP_AFTER_MINUTES)
     queued = 0
@@ -458,6 +479,9 @@ def emails_sweep(*, now: dt.datetime | None = None, limit: int = 500) -> SweepOu
                     queued += 1
             except Exception:
                 logger.exception("e-mail sweep: could not queue the e-mail of invoice %s", invoice_id)
+    interrupted = emails_interrupted_mark_failed(now=now)
+    if interrupted:
+        logger.error("e-mail sweep: %s e-mail(s) interrupted while sending marked failed", interrupted)
     counts = {S.SENT: 0, S.QUEUED: 0, S.FAILED: 0, "skipped": 0}
     for email_id in emails_due_for_sweep(now=now, grace=grace, limit=limit):
         try:
@@ -473,6 +497,7 @@ def emails_sweep(*, now: dt.datetime | None = None, limit: int = 500) -> SweepOu
         retrying=counts[S.QUEUED],
         failed=counts[S.FAILED],
         skipped=counts["skipped"],
+        interrupted=interrupted,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 from decimal import Decimal as D
 from unittest import mock
@@ -12,6 +13,7 @@ import requests
 from anymail.backends.test import EmailBackend as AnymailTestBackend
 from anymail.exceptions import AnymailAPIError, AnymailRequestsAPIError
 from django.core import mail
+from django.core.management import call_command
 from django.urls import reverse
 
 from billing_project.lib.links import invoice_link_verify
@@ -179,3 +181,36 @@ def test_admin_resend_action_sends_a_new_copy(series, vat_de, admin_client, djan
     assert response.status_code == 200
     assert len(mail.outbox) == 2
     assert sorted(OutboundEmail.objects.values_list("kind", flat=True)) == ["invoice", "invoice_resend"]
+
+
+def test_sweep_marks_messages_a_dead_worker_left_sending_failed_and_never_resends_them(series, vat_de, admin_client):
+    now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+    dead, busy = (delivery.invoice_email_on_finalize(invoice_id=InvoiceFactory(finalized=ISSUE).pk) for _ in "ab")
+    # a worker claimed each message (queued → sending) and then died (61 min ago) or is still talking to the
+    # provider (2 min ago)
+    OutboundEmail.objects.filter(pk=dead.pk).update(
+        status=EmailStatus.SENDING, attempts=1, claimed_at=now - dt.timedelta(minutes=61)
+    )
+    OutboundEmail.objects.filter(pk=busy.pk).update(
+        status=EmailStatus.SENDING, attempts=1, claimed_at=now - dt.timedelta(minutes=2)
+    )
+
+    outcome = delivery.emails_sweep(now=now)
+
+    assert (outcome.interrupted, outcome.sent, outcome.failed) == (1, 0, 0)
+    dead.refresh_from_db()
+    busy.refresh_from_db()
+    assert dead.status == EmailStatus.FAILED and dead.failed_at == now and dead.attempts == 1
+    assert dead.last_error.startswith("Interrupted while sending")
+    assert busy.status == EmailStatus.SENDING and busy.failed_at is None
+    assert mail.outbox == []  # at most once: never re-sent on a guess
+    # staff find it among the failed e-mails, with the reason
+    page = admin_client.get(reverse("admin:invoicing_outboundemail_changelist"), {"status__exact": "failed"})
+    assert "Interrupted while sending" in page.content.decode()
+    # a second sweep has nothing more to do; the command reports the count
+    assert delivery.emails_sweep(now=now + dt.timedelta(minutes=10)).interrupted == 0
+    OutboundEmail.objects.filter(pk=busy.pk).update(claimed_at=now - dt.timedelta(hours=2))
+    out = io.StringIO()
+    call_command("sweep_emails", stdout=out)
+    assert "1 interrupted while sending marked failed" in out.getvalue()
+    assert OutboundEmail.objects.get(pk=busy.pk).status == EmailStatus.FAILED and mail.outbox == []

@@ -10,7 +10,8 @@ from invoicing import delivery
 class Command(BaseCommand):
     help = (
         "Queue the invoice e-mails whose finalize hook never ran and send the queued e-mails whose task was lost "
-        "(the broker was unreachable, a worker died). Safe to run at any time and in parallel: each message is "
+        "(the broker was unreachable, a worker died), and mark failed the e-mails a dead worker left 'sending' (staff "
+        "check and resend them). Safe to run at any time and in parallel: each message is "
         "claimed before it is sent."
     )
 
@@ -21,5 +22,6 @@ class Command(BaseCommand):
         outcome = delivery.emails_sweep(limit=limit)
         self.stdout.write(
             f"{outcome.invoice_emails_queued} invoice e-mail(s) queued; {outcome.sent} sent, "
-            f"{outcome.retrying} to retry, {outcome.failed} failed, {outcome.skipped} taken by another run."
+            f"{outcome.retrying} to retry, {outcome.failed} failed, {outcome.skipped} taken by another run; "
+            f"{outcome.interrupted} interrupted while sending marked failed."
         )
