@@ -185,7 +185,7 @@ def test_admin_resend_action_sends_a_new_copy(series, vat_de, admin_client, djan
 
 def test_sweep_marks_messages_a_dead_worker_left_sending_failed_and_never_resends_them(series, vat_de, admin_client):
     now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
-    dead, busy = (delivery.invoice_email_on_finalize(invoice_id=InvoiceFactory(finalized=ISSUE).pk) for _ in "ab")
+    dead, busy = (delivery.invoice_email_on_finalize(invoice_id=InvoiceFactory(finalized=ISSUE).pk) for _ in range(2))
     # a worker claimed each message (queued → sending) and then died (61 min ago) or is still talking to the
     # provider (2 min ago)
     OutboundEmail.objects.filter(pk=dead.pk).update(

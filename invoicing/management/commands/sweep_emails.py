@@ -9,10 +9,10 @@ from invoicing import delivery
 
 class Command(BaseCommand):
     help = (
-        "Queue the invoice e-mails whose finalize hook never ran and send the queued e-mails whose task was lost "
-        "(the broker was unreachable, a worker died), and mark failed the e-mails a dead worker left 'sending' (staff "
-        "check and resend them). Safe to run at any time and in parallel: each message is "
-        "claimed before it is sent."
+        "Queue the invoice e-mails whose finalize hook never ran, send the queued e-mails whose task was lost "
+        "(the broker was unreachable, a worker died) and mark failed the e-mails a dead worker left 'sending' "
+        "(staff check and resend them). Safe to run at any time and in parallel: each message is claimed before "
+        "it is sent."
     )
 
     def add_arguments(self, parser: Any) -> None:
