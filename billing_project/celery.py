@@ -32,7 +32,7 @@ def _broker_visibility_timeout(sender: Celery, **kwargs: object) -> None:
 
 
 def ensure_broker_folders() -> None:
-    """The filesystem transport needs its folders before the first ``delay()`` (STACK.md gotcha 10)."""
+    """The filesystem transport needs its folders before the first ``delay()`` (docs/GOTCHAS.md §10)."""
     options = app.conf.broker_transport_options or {}
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         folder = options.get(key)

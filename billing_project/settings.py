@@ -111,7 +111,7 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("de", "Deutsch")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 
-# ISO 4217 codes the business bills in. Adding one changes MoneyField choices (a migration), see STACK.md.
+# ISO 4217 codes the business bills in. Adding one changes MoneyField choices (a migration), see docs/GOTCHAS.md §3.
 CURRENCIES = ("EUR", "USD", "GBP", "CHF", "PLN", "SEK", "JPY", "BHD")
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="EUR")
 CURRENCY_CHOICES = [(code, code) for code in CURRENCIES]
@@ -199,7 +199,7 @@ LOGGING = {
 DEFAULT_PAYMENT_TERMS_DAYS = env.int("DEFAULT_PAYMENT_TERMS_DAYS", default=14)
 # False keeps every invoice the billing run generates as a draft for staff review (per customer: review_invoices).
 BILLING_AUTO_FINALIZE = env.bool("BILLING_AUTO_FINALIZE", default=True)
-# Subscriptions per billing-run chunk: one transaction and one Celery task each (STACK.md gotcha 11).
+# Subscriptions per billing-run chunk: one transaction and one Celery task each (docs/GOTCHAS.md §11).
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
 # After an invoice is finalized it is handed to delivery (PDF, e-mail) and automatic collection. Off only for
 # bulk loads and benchmarks that must not send anything.

@@ -1,4 +1,4 @@
-"""Writes of the customer portal's sign-in and billing details (STYLE.md: plain, keyword-only, typed functions).
+"""Writes of the customer portal's sign-in and billing details (docs/STYLE.md: plain, keyword-only, typed functions).
 
 Sign-in links. ``portal_login_request`` makes a random token (``secrets.token_urlsafe(32)``, 256 bits), stores
 only its SHA-256 and returns the raw token once, for the e-mail. ``portal_login_consume`` claims it with

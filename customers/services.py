@@ -1,4 +1,4 @@
-"""Writes on customers. Plain functions, keyword-only and typed (STYLE.md)."""
+"""Writes on customers. Plain functions, keyword-only and typed (docs/STYLE.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The billing run (DESIGN.md flow 1): every subscription period due on or before ``as_of`` becomes exactly one
+"""The billing run (docs/DESIGN.md flow 1): every subscription period due on or before ``as_of`` becomes exactly one
 invoice, finalized and numbered, and the subscription moves on — in chunks, set-based, exactly once.
 
 How a chunk of up to ``BILLING_RUN_CHUNK_SIZE`` subscriptions is billed, in ONE transaction:

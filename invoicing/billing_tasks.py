@@ -1,4 +1,4 @@
-"""Celery tasks of the billing run. Thin: parse, call one service (STYLE.md)."""
+"""Celery tasks of the billing run. Thin: parse, call one service (docs/STYLE.md)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ out of the journal and the Xero file. Every string cell goes through ``csv_safe.
 amounts are rounded to the currency's minor unit and written as numbers.
 
 Payments belong to the payments app, which imports invoicing and not the other way round (apps import leftwards
-only). The export is invoicing's job (DESIGN.md), so it reads the two payment tables through the app registry —
+only). The export is invoicing's job (docs/DESIGN.md), so it reads the two payment tables through the app registry —
 read-only, in this one module — instead of importing ``payments.models``.
 """
 

@@ -1,5 +1,5 @@
 """After-commit extension points of invoicing: other apps register callbacks here instead of listening to
-signals (business flow is never a signal, STYLE.md).
+signals (business flow is never a signal, docs/STYLE.md).
 
 - ``on_invoice_finalized(invoice_id)`` — after an invoice is finalized and committed: delivery (PDF + e-mail)
   and automatic collection register here.

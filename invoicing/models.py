@@ -2,7 +2,7 @@
 
 Amounts are ``DecimalField`` columns next to one ``currency`` column per document, not django-money
 ``MoneyField`` pairs: an invoice has nine amounts in one currency, and nine currency columns that could disagree
-(or a ``money_manager`` that a custom QuerySet must be wrapped in, STACK gotcha 4) buy nothing. Every amount is
+(or a ``money_manager`` that a custom QuerySet must be wrapped in, docs/GOTCHAS.md §4) buy nothing. Every amount is
 rounded in Python (``billing_project.lib.money.round_amount``) before it is stored; the ``*_money`` properties
 give ``Money`` values for display. Stored scale: 3 decimals for amounts (BHD has 3 minor digits), 6 for unit
 amounts (``0.0125`` per API call), 4 for quantities.

@@ -1,4 +1,4 @@
-"""Reads on invoices that mean something (STYLE.md)."""
+"""Reads on invoices that mean something (docs/STYLE.md)."""
 
 from __future__ import annotations
 

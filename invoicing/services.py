@@ -1,4 +1,4 @@
-"""Writes on invoices and credit notes. Plain functions, keyword-only and typed (STYLE.md).
+"""Writes on invoices and credit notes. Plain functions, keyword-only and typed (docs/STYLE.md).
 
 Every status change goes through ``_transition``: the allowed-transitions map, a guarded
 ``UPDATE … WHERE status=<old>`` that must change exactly one row, and an ``InvoiceEvent`` row in the same

@@ -1,4 +1,4 @@
-"""Celery tasks of invoicing's documents and delivery: thin — load by id, call one service (STYLE.md)."""
+"""Celery tasks of invoicing's documents and delivery: thin — load by id, call one service (docs/STYLE.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tax resolution and invoice arithmetic: pure functions, no queries (except the one loader).
 
-Rules (DESIGN.md "Billing rules", docs/decisions/taxes.md):
+Rules (docs/DESIGN.md "Billing rules", docs/decisions/taxes.md):
 - each line amount is rounded to the currency's minor unit with ROUND_HALF_UP; totals are sums of rounded lines;
 - discounts apply before tax;
 - exclusive tax = round(net × rate / 100); inclusive tax = round(gross × rate / (100 + rate)), net = gross − tax.

@@ -1,4 +1,4 @@
-"""Reads of the payments app that mean something (STYLE.md)."""
+"""Reads of the payments app that mean something (docs/STYLE.md)."""
 
 from __future__ import annotations
 

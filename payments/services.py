@@ -1,4 +1,4 @@
-"""Writes of the payments app. Plain functions, keyword-only and typed (STYLE.md).
+"""Writes of the payments app. Plain functions, keyword-only and typed (docs/STYLE.md).
 
 Every write that touches invoices takes its row locks through ``payments.locks.lock_in_order`` (customer →
 subscription → invoice → payment). Gateways are never called inside a transaction: a charge or refund first

@@ -1,4 +1,4 @@
-"""Billing-cycle arithmetic (DESIGN.md, "Billing rules").
+"""Billing-cycle arithmetic (docs/DESIGN.md, "Billing rules").
 
 Every boundary is computed from the anchor — ``anchor + n × (count × interval)`` — never from the previous
 boundary, so a month-anchored cycle on the 31st clamps to the last day of shorter months and comes back to the

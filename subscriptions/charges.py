@@ -4,7 +4,7 @@ The billing run, the "upcoming invoice" preview and ``charges_due`` share one co
 loads a chunk of subscriptions with a fixed number of queries (7 at most, whatever the chunk size) and computes
 every due period in plain Python. ``services.plans_commit`` then advances the subscriptions in bulk.
 
-Periods (DESIGN.md): a period is the half-open date range ``[start, end)``. Recurring fees are billed at a
+Periods (docs/DESIGN.md): a period is the half-open date range ``[start, end)``. Recurring fees are billed at a
 period's start (in advance), usage for ``[start, end)`` at its end (in arrears). So the invoice issued at a
 boundary ``D`` holds the recurring fees of ``[D, next boundary)`` and the usage of ``[previous boundary, D)``,
 plus the pending prorations created before ``D``.

@@ -2,8 +2,8 @@
 invoice items. Fields, constraints and tiny derived properties only: every write goes through ``services.py``,
 the billing arithmetic lives in ``pricing.py`` / ``charges.py``, the calendar in ``calendar.py``.
 
-Money columns are rounded in Python before they are saved (STACK.md gotcha 2); the default manager is kept on
-every model with a MoneyField (gotcha 4).
+Money columns are rounded in Python before they are saved (docs/GOTCHAS.md §2); the default manager is kept on
+every model with a MoneyField (§4).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class CollectionMethod(models.TextChoices):
 
 
 class Subscription(models.Model):
-    """A customer's recurring purchase. Period fields follow DESIGN.md: ``[current_period_start,
+    """A customer's recurring purchase. Period fields follow docs/DESIGN.md: ``[current_period_start,
     current_period_end)`` is half-open; ``next_billing_date`` is the boundary whose invoice is due next (the
     start itself for a subscription whose first period is not billed yet, else ``current_period_end``; empty
     once nothing more will be billed). ``usage_open_from`` is the first date whose usage is not billed yet.
@@ -277,7 +277,7 @@ class SubscriptionItem(models.Model):
 
 
 class SubscriptionEvent(models.Model):
-    """Every status change and plan change: who, when, from, to, why (STYLE.md's state-machine rule)."""
+    """Every status change and plan change: who, when, from, to, why (docs/STYLE.md's state-machine rule)."""
 
     subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="events")
     at = models.DateTimeField(auto_now_add=True)

@@ -51,7 +51,7 @@ def price_parts(
     tiers: Sequence[Tier] = (),
     package_size: int | None = None,
 ) -> list[PricedPart]:
-    """The parts a price charges for ``quantity`` (DESIGN.md "Tiered prices").
+    """The parts a price charges for ``quantity`` (docs/DESIGN.md "Tiered prices").
 
     flat: the fee, whatever the quantity · per_unit: quantity × unit · graduated: each tier prices its own units
     (plus its flat amount once reached) · volume: the tier the total falls in prices every unit (plus its flat

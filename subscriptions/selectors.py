@@ -1,4 +1,4 @@
-"""Reads on subscriptions that mean something (STYLE.md)."""
+"""Reads on subscriptions that mean something (docs/STYLE.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Writes on subscriptions. Plain functions, keyword-only and typed (STYLE.md); every one that depends on
+"""Writes on subscriptions. Plain functions, keyword-only and typed (docs/STYLE.md); every one that depends on
 "today" takes ``as_of`` (a date in BILLING_TIMEZONE).
 
 Status changes go through ``_transition``: an explicit map of allowed transitions, an ``UPDATE … WHERE
@@ -858,7 +858,7 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
             item.pk: item
             for item in SubscriptionItem.objects.filter(pk__in={p[1] for p in parsed}).select_related("price")
         }
-        # Lock the subscriptions in id order (STYLE.md: fixed lock order), like usage_record_create does one.
+        # Lock the subscriptions in id order (docs/STYLE.md: fixed lock order), like usage_record_create does one.
         subscriptions = {
             sub.pk: sub
             for sub in Subscription.objects.select_for_update(no_key=True)

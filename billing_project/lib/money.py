@@ -1,4 +1,4 @@
-"""One rounding rule for every amount in the product (DESIGN.md, docs/decisions/money-and-rounding.md).
+"""One rounding rule for every amount in the product (docs/DESIGN.md, docs/decisions/money-and-rounding.md).
 
 Each line amount is rounded to the currency's minor unit with ROUND_HALF_UP; totals are sums of rounded lines.
 Amounts are ``Decimal``; a ``float`` is refused, never silently converted.

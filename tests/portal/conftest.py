@@ -1,5 +1,5 @@
 """Portal test plumbing: two customers with invoices, signed-in clients, and the browser set-up (Debian's
-Chromium, STACK.md gotcha 9)."""
+Chromium, docs/GOTCHAS.md §9)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Any:
     """Playwright's sync API runs an event loop in the test thread, so Django refuses ORM calls there unless
-    DJANGO_ALLOW_ASYNC_UNSAFE is set (STACK.md gotcha 9). It is set from each portal test's set-up to the end of
+    DJANGO_ALLOW_ASYNC_UNSAFE is set (docs/GOTCHAS.md §9). It is set from each portal test's set-up to the end of
     its tear-down (the transactional flush runs after every fixture), not with os.environ.setdefault at import:
     a process-wide value leaks into other tests' `manage.py check --deploy` subprocesses (async.E001). These
     per-item hooks run only for items under this folder."""

@@ -1,5 +1,5 @@
 """Property-based tests (issue 10) over the money, tax, proration and billing-calendar arithmetic: the rules of
-DESIGN.md "Billing rules", docs/decisions/money-and-rounding.md and docs/proration.md, checked on thousands of
+docs/DESIGN.md "Billing rules", docs/decisions/money-and-rounding.md and docs/proration.md, checked on thousands of
 generated cases instead of a handful of examples.
 
 Deterministic in CI: every test uses ``PROPERTY`` (derandomized, no example database, no deadline), so the same
