@@ -9,7 +9,7 @@ APPS := billing_project customers subscriptions invoicing payments
 DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3 CELERY_BROKER_URL=filesystem://
 TODAY := $(shell date +%F)
 
-.PHONY: install demo test lint check migrations-check pytest worker beat bench clean
+.PHONY: install system-packages demo test lint check migrations-check pytest worker beat bench clean
 
 install: $(INSTALLED)
 
@@ -33,6 +33,10 @@ demo: install
 	echo "Worker + beat running (log: var/worker.log). Serving on http://127.0.0.1:8000 — Ctrl-C stops both."; \
 	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000
 
+# Debian packages the tests need (chromium, poppler-utils, fonts, wrk): one list, scripts/system-packages.sh.
+system-packages:
+	@bash scripts/system-packages.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,10 +45,20 @@ lint: install
 migrations-check: install
 	DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
 
-pytest: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+# The suite in two parts: everything but the long end-to-end tests on TEST_WORKERS processes (pytest-xdist, one
+# PostgreSQL test database each), then the e2e tests (load test under wrk, browser) in one process, so they
+# neither compete with the rest for the CPU nor share a process with it. Then the 15 slowest tests and the time.
+TEST_WORKERS ?= 2
+pytest: install system-packages
+	@mkdir -p var/test-results && rm -f var/test-results/*.xml
+	@started=$$(date +%s); status=0; \
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not e2e" --junitxml=var/test-results/parallel.xml $(PYTEST_ARGS) \
+		|| status=$$?; \
+	$(BIN)/pytest -m e2e --junitxml=var/test-results/e2e.xml $(PYTEST_ARGS) || { rc=$$?; [ $$rc = 5 ] || status=$$rc; }; \
+	$(PY) scripts/test_report.py --slowest 15 --started $$started var/test-results/*.xml; \
+	exit $$status
 
-check test: lint migrations-check pytest
+check test: system-packages lint migrations-check pytest
 
 worker: install
 	$(BIN)/celery -A billing_project worker --loglevel=INFO

@@ -74,6 +74,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="PostgreSQL is not reachable"))
         if not redis_ok and item.get_closest_marker("redis"):
             item.add_marker(pytest.mark.skip(reason="Redis is not reachable"))
+    # Browser tests are end-to-end tests: `make test` runs them after the parallel part, in a process of their own.
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.e2e)
     # Browser tests last: Playwright's session-scoped sync API leaves an event loop running in the main thread,
     # and Django refuses database calls under a running loop (SynchronousOnlyOperation) in every later
     # transactional test's set-up and flush. pytest-django (tryfirst) has ordered the items already; its order

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import resource
-import time
 import tracemalloc
 from decimal import Decimal
 from pathlib import Path
@@ -24,11 +22,16 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from billing_project.lib import csvfile
+from customers import services as customer_services
 from customers.models import Customer
 from customers.services import CustomerImportError, customers_import_csv
 from invoicing.models import InvoiceStatus
+from payments import bank_import
 from payments.bank_import import BankImportError, bank_statement_import
 from payments.models import BankStatement, BankTransaction, CreditLedgerEntry, Payment
 from tests.factories import CustomerFactory, InvoiceFactory, NumberSeriesFactory
@@ -471,83 +474,108 @@ def test_admin_statement_upload_of_bad_and_oversized_files_writes_nothing(
 
 
 # --- a million rows -------------------------------------------------------------------------------------
+# Bounded work is asserted as counts (rows parsed, forms built, queries), never as seconds: the rates behind the
+# documented limits are measured in bench/imports.py and written down in docs/PERFORMANCE.md.
 
 
-def _measure(call: Any) -> tuple[Any, float, int]:
-    """(the exception ``call`` raised, seconds, peak bytes allocated by Python meanwhile)."""
+def _peak_memory(call: Any) -> tuple[Any, int]:
+    """(the exception ``call`` raised, peak bytes allocated by Python meanwhile)."""
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         call()
     except Exception as exc:
         raised: Any = exc
     else:
         raised = None
-    elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return raised, elapsed, peak
+    return raised, peak
 
 
 @pytest.mark.slow
-def test_a_million_row_customer_file_is_refused_up_front_in_bounded_time_and_memory(
-    existing_customer: Customer,
+def test_a_million_row_customer_file_is_refused_up_front_in_bounded_memory_without_validating_a_row(
+    existing_customer: Customer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """12 MB (under the 20 MB size limit) of one million rows: refused at row 10,002 without validating a row."""
     data = (f"{HEADER}\n" + "A,a@example.com,DE\n" * 1_000_000).encode()
     assert len(data) < 20 * 1024 * 1024
+    forms_built = []
+    real_init = customer_services.CustomerImportForm.__init__
+    monkeypatch.setattr(
+        customer_services.CustomerImportForm,
+        "__init__",
+        lambda self, *a, **kw: forms_built.append(1) or real_init(self, *a, **kw),
+    )
     before = _customers_state()
-    raised, elapsed, peak = _measure(lambda: customers_import_csv(stream=io.BytesIO(data)))
+    with CaptureQueriesContext(connection) as queries:
+        raised, peak = _peak_memory(lambda: customers_import_csv(stream=io.BytesIO(data)))
     assert isinstance(raised, CustomerImportError)
     assert [(e.row, e.message) for e in raised.report.errors] == [
         (10_002, "the file has more than 10,000 data rows, the limit per import; split it")
     ]
+    assert forms_built == [] and len(queries) <= 2  # no row validated, no customer looked up
     assert _customers_state() == before
-    print(f"\n1,000,000-row customer file refused in {elapsed:.2f} s, peak {peak / 2**20:.0f} MiB")
-    assert elapsed < 5
     assert peak < 200 * 2**20
 
 
 @pytest.mark.slow
-def test_a_million_row_statement_is_refused_up_front_and_a_bigger_one_by_its_size(open_invoice: Any) -> None:
+def test_a_million_row_statement_is_refused_up_front_and_a_bigger_one_by_its_size(
+    open_invoice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     header = "Booking date,Amount,Remittance information"
     mapping = {"currency_default": "EUR"}
     small_rows = (header + "\n" + "2026-03-12,1.00,x\n" * 1_000_000).encode()  # 18 MB
-    raised, elapsed, peak = _measure(lambda: bank_statement_import(data=small_rows, format="csv", mapping=mapping))
+    amounts_parsed = []
+    real_parse_amount = bank_import.parse_amount
+    monkeypatch.setattr(bank_import, "parse_amount", lambda text: amounts_parsed.append(1) or real_parse_amount(text))
+    raised, peak = _peak_memory(lambda: bank_statement_import(data=small_rows, format="csv", mapping=mapping))
     assert isinstance(raised, BankImportError)
     assert [str(p) for p in raised.report.errors] == [
         "row 10002, (file): the file has more than 10,000 data rows, the limit per import; split it"
     ]
-    print(f"\n1,000,000-row statement refused in {elapsed:.2f} s, peak {peak / 2**20:.0f} MiB")
-    assert elapsed < 5 and peak < 200 * 2**20
+    assert amounts_parsed == [] and peak < 200 * 2**20
 
-    long_rows = (header + "\n" + "2026-03-12,1.00,a longer remittance text\n" * 1_000_000).encode()  # 40 MB
-    started = time.perf_counter()
+    # 40 MB: refused by its size before a single line is split into cells
+    long_rows = (header + "\n" + "2026-03-12,1.00,a longer remittance text\n" * 1_000_000).encode()
+    lines_read = []
+    real_reader = csvfile.csv.reader
+    monkeypatch.setattr(csvfile.csv, "reader", lambda *a, **kw: lines_read.append(1) or real_reader(*a, **kw))
     with pytest.raises(BankImportError, match="larger than the limit of 20 MB"):
         bank_statement_import(data=long_rows, format="csv", mapping=mapping)
-    assert time.perf_counter() - started < 1
+    assert lines_read == []
     assert _bank_state() == (0, 0, 0, 0)
 
 
+def _import_queries(call: Any) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        call()
+    return len(queries)
+
+
 @pytest.mark.slow
-def test_import_throughput_behind_the_documented_row_limit(open_invoice: Any) -> None:
+def test_imports_cost_a_bounded_number_of_queries_per_row(open_invoice: Any) -> None:
     """1,000 customers (each validated like the admin form, one transaction) and 1,000 bank transactions (each
-    matched against the open invoices): the rates behind IMPORT_MAX_ROWS in docs/RELIABILITY.md."""
-    rows = "".join(f"Customer {n},c{n}@example.com,DE,EUR\n" for n in range(1_000))
-    started = time.perf_counter()
-    report = customers_import_csv(stream=io.BytesIO(f"{HEADER},currency\n{rows}".encode()))
-    customer_seconds = time.perf_counter() - started
-    assert report.created == 1_000 and Customer.objects.count() == 1_001
+    matched against the open invoices): the work per row does not grow with the file, so the queries of a
+    1,000-row file are at most 10 x those of a 100-row file plus a constant. Rates: bench/imports.py."""
 
-    statement = _statement(*(f"TX-{n};2026-03-12;{n + 1},00;EUR;Payer {n};;membership {n}" for n in range(1_000)))
-    started = time.perf_counter()
-    report = bank_statement_import(data=statement.encode(), format="csv")
-    bank_seconds = time.perf_counter() - started
-    assert (report.new, report.queued, report.matched) == (1_000, 1_000, 0)  # no invoice number named
+    def customers(count: int, offset: int) -> Any:
+        rows = "".join(f"Customer {n},c{n}@example.com,DE,EUR\n" for n in range(offset, offset + count))
+        return lambda: customers_import_csv(stream=io.BytesIO(f"{HEADER},currency\n{rows}".encode()))
+
+    small, large = _import_queries(customers(100, 0)), _import_queries(customers(1_000, 100))
+    assert Customer.objects.count() == 1_101
+    assert large <= 10 * small + 10, (small, large)
+
+    def statement(count: int, offset: int) -> Any:
+        text = _statement(
+            *(
+                f"TX-{n};2026-03-12;{n % 500 + 1},00;EUR;Payer {n};;membership {n}"
+                for n in range(offset, offset + count)
+            )
+        )
+        return lambda: bank_statement_import(data=text.encode(), format="csv")
+
+    small, large = _import_queries(statement(100, 0)), _import_queries(statement(1_000, 100))
+    assert BankTransaction.objects.count() == 1_100
     assert BankTransaction.objects.get(transaction_id="TX-99").suggested_invoice == open_invoice  # 100.00 fits
-
-    print(
-        f"\ncustomer import {1_000 / customer_seconds:.0f} rows/s, bank import {1_000 / bank_seconds:.0f} rows/s "
-        f"(max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB)"
-    )
-    assert customer_seconds < 15 and bank_seconds < 15  # before issue 10 the customer import took 19 s
+    assert large <= 10 * small + 10, (small, large)

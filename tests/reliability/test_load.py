@@ -29,6 +29,7 @@ def _missing_requirement() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_portal_and_admin_under_wrk_while_billing_answer_every_request_and_bill_exactly_once():
     missing = _missing_requirement()
     if missing:
