@@ -19,11 +19,11 @@ class BillingAdminSite(admin.AdminSite):
     index_title = "Back-office"
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
-        """The app list, with the dashboard (billing_project.dashboard) above it for staff who may view
+        """The app list, with the dashboard (reporting.dashboard) above it for staff who may view
         invoices."""
-        from billing_project.dashboard import dashboard_context
-        from billing_project.lib.dates import billing_today
-        from billing_project.reports import PERMISSION
+        from core.dates import billing_today
+        from reporting.dashboard import dashboard_context
+        from reporting.reports import PERMISSION
 
         context = dict(extra_context or {})
         if request.user.has_perm(PERMISSION):
@@ -43,7 +43,7 @@ class BillingAdminSite(admin.AdminSite):
         return super().index(request, extra_context=context)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        from billing_project import reports
+        from reporting import reports
 
         # Before the default URLs: their catch-all "<app_label>/" would otherwise take "reports/".
         return [

@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 from django_countries.fields import LazyTypedChoiceField  # type: ignore[attr-defined]
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 from customers import portal as customer_portal
 from customers.models import Customer, PortalUser
 from customers.portal import PortalView

@@ -3,7 +3,7 @@
 The table is the single list of what beat runs; docs/decisions/dunning.md and the README show it to people. Daily
 jobs run at local times in ``BILLING_TIMEZONE`` (crontabs carry that zone), outside 02:00–03:59 so that a
 daylight-saving change never skips or repeats them; each job computes its own "today" with
-``billing_project.lib.dates.billing_today()`` and is idempotent, so even a repeated run does nothing twice.
+``core.dates.billing_today()`` and is idempotent, so even a repeated run does nothing twice.
 
 ``schedules_setup()`` upserts by name: a missing entry is created; an existing one keeps its time, its
 enabled flag and its arguments — whatever staff changed in the admin — and only a task path the code renamed is

@@ -39,10 +39,15 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "anymail",
     "billing_project",
+    # The application layers from the bottom up (docs/ARCHITECTURE.md): an app's admin may extend the admins of
+    # the apps before it, so this order is also the order in which they are registered.
+    "notifications",
     "customers",
     "subscriptions",
     "invoicing",
     "payments",
+    "dunning",
+    "reporting",
 ]
 
 MIDDLEWARE = [
@@ -185,7 +190,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Sign-in and deep-link secrets are URL path segments: Django's request and CSRF loggers print paths.
-    "filters": {"link_tokens": {"()": "billing_project.lib.links.RedactLinkTokens"}},
+    "filters": {"link_tokens": {"()": "core.links.RedactLinkTokens"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
@@ -204,13 +209,13 @@ BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
 # After an invoice is finalized it is handed to delivery (PDF, e-mail) and automatic collection. Off only for
 # bulk loads and benchmarks that must not send anything.
 BILLING_AFTER_FINALIZE_HOOKS = env.bool("BILLING_AFTER_FINALIZE_HOOKS", default=True)
-# Account codes of the accounting export (invoicing/exports.py; docs/decisions/accounting-export.md), as JSON:
+# Account codes of the accounting export (reporting/exports.py; docs/decisions/accounting-export.md), as JSON:
 # {"receivables": "1200", "bank": "1000", "revenue": "4000", "tax_payable": "2200", "customer_credit": "2300",
 #  "revenue_by_product": {...}, "tax_by_rate": {...}, "xero_tax_types": {...}}; anything left out keeps its default.
 ACCOUNTING_ACCOUNTS = env.json("ACCOUNTING_ACCOUNTS", default={})
 # The admin dashboard's figures are recomputed at most this often (seconds; 0 = on every page view).
 DASHBOARD_CACHE_SECONDS = env.int("DASHBOARD_CACHE_SECONDS", default=60)
-# Signed deep links from e-mails into the portal (billing_project/lib/links.py) expire after this many days.
+# Signed deep links from e-mails into the portal (core/links.py) expire after this many days.
 PORTAL_LINK_MAX_AGE_DAYS = env.int("PORTAL_LINK_MAX_AGE_DAYS", default=45)
 ZERO = Decimal("0")
 

@@ -15,7 +15,7 @@ CRUD = ("add", "change", "delete", "view")
 # Rules are (app label, model name or "*", actions); an action is a codename prefix, so "void" grants
 # "void_invoice". A more specific rule (a named model) replaces the app-wide one for that model.
 Rule = tuple[str, str, tuple[str, ...]]
-_BILLING_APPS = ("customers", "subscriptions", "invoicing", "payments")
+_BILLING_APPS = ("notifications", "customers", "subscriptions", "invoicing", "payments", "dunning")
 
 GROUP_PERMISSIONS: dict[str, list[Rule]] = {
     # Billing admins may do everything in the billing apps and edit the schedules.

@@ -10,8 +10,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from billing_project.lib.audit import StaffEditsMixin
-from billing_project.lib.csvfile import upload_size_problem
+from core.audit import StaffEditsMixin
+from core.csvfile import upload_size_problem
 from customers.models import Customer, PortalUser
 from customers.selectors import customer_has_billing_history
 from customers.services import CustomerImportError, customer_archive, customer_unarchive, customers_import_csv

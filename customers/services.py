@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models.functions import Lower
 
-from billing_project.lib.csvfile import CsvFileError, RowError, read_csv
+from core.csvfile import CsvFileError, RowError, read_csv
 from customers.models import Customer
 from customers.selectors import customer_has_billing_history
 

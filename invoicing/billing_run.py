@@ -39,8 +39,8 @@ from django.db.models import Count, F, Sum
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from billing_project.lib.bulk import copy_insert, copy_rows
-from billing_project.lib.money import round_amount
+from core.bulk import copy_insert, copy_rows
+from core.money import round_amount
 from customers.models import Customer
 from invoicing.models import (
     BillingRun,

@@ -6,7 +6,7 @@ import datetime as dt
 
 from celery import shared_task
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 
 
 @shared_task(name="invoicing.run_billing", acks_late=True)

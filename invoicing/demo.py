@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 from customers.models import Customer
 from invoicing.models import BillingReason, Invoice, NumberSeries, TaxRate
 from invoicing.numbering import number_series_default

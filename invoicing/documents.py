@@ -39,7 +39,7 @@ from django.db.models import F, Q, QuerySet
 from django.template.loader import get_template
 from django.utils import timezone
 
-from invoicing import formatting as fmt
+from core import formatting as fmt
 from invoicing.models import (
     CreditNote,
     CreditNoteLine,
@@ -49,6 +49,8 @@ from invoicing.models import (
     InvoiceStatus,
     TaxTreatment,
 )
+from notifications.models import OutboundEmail
+from notifications.sending import AttachmentNotReady
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +60,7 @@ FONT_FILES = {FONT_FAMILY: "DejaVuSans.ttf", f"{FONT_FAMILY}-Bold": "DejaVuSans-
 ZERO = Decimal(0)
 
 
-class DocumentRenderError(Exception):
+class DocumentRenderError(AttachmentNotReady):
     """xhtml2pdf reported errors, or a document cannot be rendered in its state."""
 
 
@@ -538,6 +540,16 @@ def credit_note_pdf_bytes(*, credit_note_id: int) -> tuple[str, bytes]:
         pdf = credit_note_pdf_store(credit_note_id=credit_note.pk)
     with default_storage.open(pdf.file.name, "rb") as handle:
         return f"{credit_note.number}.pdf", handle.read()
+
+
+def email_attachment(email: OutboundEmail) -> tuple[str, bytes] | None:
+    """The outbox's attachment provider (registered in InvoicingConfig.ready): the PDF of the invoice or credit
+    note a message is about, as it is at send time."""
+    if email.invoice_id is not None:
+        return invoice_pdf_bytes(invoice_id=email.invoice_id)
+    if email.credit_note_id is not None:
+        return credit_note_pdf_bytes(credit_note_id=email.credit_note_id)
+    return None
 
 
 def _readable(pdf: DocumentPdf | None) -> bool:

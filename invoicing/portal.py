@@ -18,10 +18,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from billing_project.lib.links import InvalidLink, invoice_link_verify
+from core import formatting as fmt
+from core.links import InvalidLink, invoice_link_verify
 from customers.models import Customer
 from customers.portal import PortalView, portal_access, portal_link_grant
-from invoicing import formatting as fmt
 from invoicing.documents import credit_note_pdf_bytes, invoice_context, invoice_pdf_bytes
 from invoicing.models import CreditNote, Invoice, InvoiceStatus
 

@@ -21,8 +21,8 @@ from django.db import DatabaseError, transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from billing_project.lib.dates import billing_today
-from billing_project.lib.money import round_amount
+from core.dates import billing_today
+from core.money import round_amount
 from invoicing import hooks
 from invoicing.models import (
     BillingReason,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from celery import shared_task
 from django.conf import settings
 
-from billing_project.lib.dates import billing_today
-from invoicing import delivery, documents, dunning
+from invoicing import delivery, documents
 from invoicing.models import CreditNote, Invoice
 
 logger = logging.getLogger(__name__)
@@ -35,30 +33,7 @@ def render_credit_note_pdf(credit_note_id: int) -> str:
     return documents.credit_note_pdf_store(credit_note_id=credit_note_id).sha256
 
 
-@shared_task(bind=True, name="invoicing.send_outbound_email", max_retries=None)
-def send_outbound_email(self, email_id: int) -> str:  # type: ignore[no-untyped-def]
-    """Send one OutboundEmail; the service decides whether a failure is retried (and caps the attempts)."""
-    outcome = delivery.outbound_email_send(email_id=email_id)
-    while outcome.retry and self.request.is_eager:
-        # Eager mode (tests, scripts without a worker) has no queue to wait in: retry at once, still capped by
-        # EMAIL_MAX_ATTEMPTS in the service.
-        outcome = delivery.outbound_email_send(email_id=email_id)
-    if outcome.retry:
-        raise self.retry(countdown=delivery.retry_countdown(outcome.attempts))
-    return outcome.status
-
-
 # --- periodic jobs (schedules: billing_project/schedules.py) --------------------------------------------
-
-
-@shared_task(name="invoicing.send_reminders", acks_late=True)
-def send_reminders(as_of: str | None = None) -> dict[str, object]:
-    """The daily dunning run. "Today" is the date in BILLING_TIMEZONE (not UTC, not the worker's zone), so a
-    run shortly after midnight or on a daylight-saving day chases the right day; runs are idempotent."""
-    result = dunning.send_reminders(as_of=dt.date.fromisoformat(as_of) if as_of else billing_today())
-    summary = result.as_dict()
-    summary.pop("steps")
-    return summary
 
 
 @shared_task(name="invoicing.render_missing_pdfs", acks_late=True)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 
-from billing_project.lib.money import amount_limit_problem, round_amount
+from core.money import amount_limit_problem, round_amount
 from customers.models import EU_VAT_COUNTRIES, TaxStatus
 from invoicing.models import Invoice, InvoiceLine, TaxRate, TaxTreatment
 

@@ -17,11 +17,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from billing_project.lib.admin_readonly import ReadOnlyMixin
-from billing_project.lib.audit import StaffEditsMixin
-from billing_project.lib.csvfile import upload_size_problem
-from billing_project.lib.dates import billing_today
-from billing_project.lib.money import CurrencyMismatch, round_amount
+from core.admin_readonly import ReadOnlyMixin
+from core.audit import StaffEditsMixin
+from core.csvfile import upload_size_problem
+from core.dates import billing_today
+from core.money import CurrencyMismatch, round_amount
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.bank_import import (

@@ -33,8 +33,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing_project.lib.csvfile import CsvFileError, decode_text, format_size, read_csv
-from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
+from core.csvfile import CsvFileError, decode_text, format_size, read_csv
+from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import (

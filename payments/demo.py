@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 from customers.models import Customer
 from invoicing.demo import DEMO_MEMO
 from invoicing.models import Invoice

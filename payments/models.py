@@ -4,7 +4,7 @@ charge attempts, bank transactions and gateway webhook events.
 Amounts are ``DecimalField`` columns next to one ``currency`` column per row, as in invoicing (see
 docs/decisions/payments.md): a payment, its allocations, its refunds and the invoices they settle all carry the
 same currency, and one column per row cannot disagree with itself. Every amount is rounded in Python with
-``billing_project.lib.money.round_amount`` before it is stored; ``amount_money`` gives a ``Money`` for display.
+``core.money.round_amount`` before it is stored; ``amount_money`` gives a ``Money`` for display.
 
 Rows here are records of what happened: the services in ``payments.services`` are the only writers, status
 columns only move through guarded ``UPDATE … WHERE status=<old>`` statements, and the database refuses what must

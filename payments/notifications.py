@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
+from notifications.models import EmailKind
+from notifications.services import email_queue
 from payments.models import AttemptStatus, PaymentAttempt
 
 
@@ -20,9 +22,6 @@ def send_payment_failed_email(*, attempt_id: int) -> bool:
     ``payment_failed:attempt:<id>``, so neither a second call nor a retried task sends it twice. Sending,
     retries and failures are the outbound-email machinery's (visible on the invoice in the admin).
     Returns whether this call queued it."""
-    from invoicing.delivery import email_queue
-    from invoicing.models import EmailKind
-
     claimed = PaymentAttempt.objects.filter(
         pk=attempt_id, status=AttemptStatus.FAILED, failure_email_sent_at__isnull=True
     ).update(failure_email_sent_at=timezone.now())

@@ -29,7 +29,7 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 from customers.models import Customer
 from customers.portal import PortalView
 from invoicing.portal import invoice_is_payable, money, portal_invoice_get

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from billing_project.lib.dates import billing_today
-from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
+from core.dates import billing_today
+from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from invoicing import services as invoicing_services
 from invoicing.models import CreditNote, Invoice, InvoiceStatus

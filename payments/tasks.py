@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import shared_task
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 from payments import services
 
 

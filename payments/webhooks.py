@@ -16,7 +16,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 from payments.gateways import InvalidWebhook, WebhookEventData, get_gateway
 from payments.models import Gateway, WebhookEvent
 from payments.services import payment_attempt_record_result, payment_attempts_for_webhook

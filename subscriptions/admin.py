@@ -11,10 +11,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from billing_project.lib.admin_readonly import ReadOnlyMixin
-from billing_project.lib.audit import StaffEditsMixin
-from billing_project.lib.dates import billing_today
-from billing_project.lib.money import amount_limit_problem
+from core.admin_readonly import ReadOnlyMixin
+from core.audit import StaffEditsMixin
+from core.dates import billing_today
+from core.money import amount_limit_problem
 from subscriptions.models import (
     Coupon,
     Discount,

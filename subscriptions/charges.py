@@ -21,7 +21,7 @@ from decimal import Decimal
 from django.db.models import Exists, F, Max, OuterRef, Prefetch, Q, Subquery, Sum
 from djmoney.money import Money
 
-from billing_project.lib.money import round_amount
+from core.money import round_amount
 from customers.models import Customer
 from subscriptions.calendar import boundary_after, boundary_on_or_before, format_day
 from subscriptions.models import (

@@ -10,8 +10,8 @@ from decimal import Decimal
 from django.db import transaction
 from djmoney.money import Money
 
-from billing_project.lib.dates import billing_today, billing_tz
-from billing_project.lib.money import round_amount
+from core.dates import billing_today, billing_tz
+from core.money import round_amount
 from customers.models import Customer
 from subscriptions.charges import plans_for_chunk
 from subscriptions.models import Coupon, CouponDuration, Price, PriceTier, PricingModel, Product, Subscription

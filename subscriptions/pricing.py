@@ -2,7 +2,7 @@
 
 No database access here: ``charges.py`` loads rows once per chunk and calls these for every subscription.
 Amounts are unrounded ``Decimal`` until a line is made; each line is rounded on its own (ROUND_HALF_UP to the
-currency's minor unit, ``billing_project.lib.money.round_amount``).
+currency's minor unit, ``core.money.round_amount``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from billing_project.lib.money import quantum, round_amount
+from core.money import quantum, round_amount
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)

@@ -21,9 +21,9 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from djmoney.money import Money
 
-from billing_project.lib.csvfile import RowError, read_csv
-from billing_project.lib.dates import billing_date_of, billing_tz
-from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
+from core.csvfile import RowError, read_csv
+from core.dates import billing_date_of, billing_tz
+from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
 from subscriptions.charges import BillingPlan, ChargeLine

@@ -9,8 +9,8 @@ from billing_project.demo.calendar import bill_up_to_today, remind_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
 from billing_project.demo.history import pay_history, seed_history
 from billing_project.portal import seed_portal
+from dunning.services import seed_dunning
 from invoicing.demo import seed_one_off_invoices, seed_tax_rates_and_series
-from invoicing.dunning import seed_dunning
 from payments.demo import seed_payments
 from subscriptions.demo import seed_catalog_and_subscriptions
 

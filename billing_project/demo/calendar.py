@@ -9,9 +9,9 @@ from contextlib import nullcontext
 from django.db.models import Min
 from django.test.utils import override_settings
 
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
+from dunning.services import send_reminders
 from invoicing.billing_run import billing_run
-from invoicing.dunning import send_reminders
 from subscriptions.models import Subscription, SubscriptionStatus
 
 

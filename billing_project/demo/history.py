@@ -20,7 +20,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from billing_project.demo.calendar import bill_through
-from billing_project.lib.dates import billing_today
+from core.dates import billing_today
 from customers.models import Customer, TaxStatus
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import Payment

@@ -6,8 +6,8 @@ from django.db import migrations, models
 
 
 def create_default_policy(apps, schema_editor):
-    """The default dunning policy (editable in the admin); the same code as ``invoicing.dunning.seed_dunning``."""
-    from invoicing.dunning import create_default_policy as create
+    """The default dunning policy (editable in the admin); the same code as ``dunning.services.seed_dunning``."""
+    from dunning.services import create_default_policy as create  # the one definition of the default policy
 
     create(apps.get_model("invoicing", "DunningPolicy"), apps.get_model("invoicing", "DunningStep"))
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from billing_project.lib.money import minor_units
+from core.money import minor_units
 
 # Declines the customer must fix (a new card, authentication): retrying the same card cannot succeed.
 HARD_DECLINE_CODES = frozenset(

@@ -14,11 +14,12 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 from djmoney.money import Money
 
-from billing_project import dashboard
-from billing_project.charts import Bar, bar_chart
-from invoicing.models import BillingRun, BillingRunError, EmailAddressStatus, OutboundEmail
+from invoicing.models import BillingRun, BillingRunError
 from invoicing.services import credit_note_issue, invoice_mark_paid, invoice_void
+from notifications.models import EmailAddressStatus, OutboundEmail
 from payments.models import BankTransactionStatus, PaymentAttempt
+from reporting import dashboard
+from reporting.charts import Bar, bar_chart
 from subscriptions.models import PricingModel
 from subscriptions.services import subscription_cancel
 from tests.factories import (

@@ -1,7 +1,7 @@
 import pytest
 import time_machine
 
-from billing_project.lib.links import InvalidLink, invoice_link_token, invoice_link_url, invoice_link_verify
+from core.links import InvalidLink, invoice_link_token, invoice_link_url, invoice_link_verify
 
 
 def test_link_is_scoped_to_one_invoice_and_purpose(settings):
@@ -34,7 +34,7 @@ def test_link_expires(settings):
 def test_a_link_signed_with_our_key_but_without_a_timestamp_is_refused_not_a_crash():
     from django.core import signing
 
-    from billing_project.lib import links
+    from core import links
 
     untimed = signing.Signer(salt=links._SALT).sign_object({"i": 1, "p": "view"})
     with pytest.raises(InvalidLink):

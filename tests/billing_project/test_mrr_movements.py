@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 from djmoney.money import Money
 
-from billing_project.reports import ReportFilters, mrr_movements_report
 from invoicing.services import invoice_void
+from reporting.reports import ReportFilters, mrr_movements_report
 from tests.factories import (
     CustomerFactory,
     InvoiceFactory,

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing_project.lib.csv_safe import safe_cell
+from core.csv_safe import safe_cell
 from tests.billing_project.test_dashboard import _staff, dataset  # noqa: F401 (the fixture, by name)
 
 D = Decimal

@@ -2,13 +2,13 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
-from billing_project.dashboard import add_months, month_start
 from billing_project.demo.history import history_counts
-from billing_project.lib.dates import billing_today
-from billing_project.reports import default_filters, mrr_movements_report
+from core.dates import billing_today
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import Payment
+from reporting.dashboard import add_months, month_start
+from reporting.reports import default_filters, mrr_movements_report
 
 pytestmark = pytest.mark.django_db
 

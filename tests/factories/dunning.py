@@ -1,10 +1,10 @@
-"""factory_boy factories for dunning (invoicing.dunning). Re-exported by tests.factories once registered there."""
+"""factory_boy factories for dunning (dunning). Re-exported by tests.factories once registered there."""
 
 from __future__ import annotations
 
 import factory
 
-from invoicing.models import CustomerDunningSettings, DunningActionKind, DunningPolicy, DunningStep, ReminderTemplate
+from dunning.models import CustomerDunningSettings, DunningActionKind, DunningPolicy, DunningStep, ReminderTemplate
 from tests.factories.customers import CustomerFactory
 
 

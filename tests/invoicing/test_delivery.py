@@ -16,11 +16,12 @@ from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
 
-from billing_project.lib.links import invoice_link_verify
+from core.links import invoice_link_verify
 from invoicing import delivery
-from invoicing.models import EmailKind, EmailStatus, OutboundEmail
 from invoicing.services import invoice_finalize
-from invoicing.tasks import send_outbound_email
+from notifications import sending
+from notifications.models import EmailKind, EmailStatus, OutboundEmail
+from notifications.tasks import send_outbound_email
 from subscriptions.models import CollectionMethod
 from tests.factories import PriceFactory, SubscriptionFactory
 from tests.factories.customers import CustomerFactory
@@ -101,7 +102,7 @@ def test_queueing_twice_and_running_the_task_twice_sends_one_email(series, vat_d
     assert first is not None and second is not None and first.pk == second.pk
     send_outbound_email.delay(first.pk)
     send_outbound_email.delay(first.pk)
-    outcome = delivery.outbound_email_send(email_id=first.pk)
+    outcome = sending.outbound_email_send(email_id=first.pk)
     assert outcome.skipped and outcome.status == EmailStatus.SENT
     assert len(mail.outbox) == 1
     assert OutboundEmail.objects.get().attempts == 1
@@ -157,7 +158,7 @@ def test_provider_4xx_fails_at_once_and_is_shown_to_staff(
     email.refresh_from_db()
     assert email.status == EmailStatus.FAILED and email.attempts == 1 and email.failed_at is not None
     assert "422" in email.last_error
-    page = admin_client.get(reverse("admin:invoicing_outboundemail_changelist"), {"status__exact": "failed"})
+    page = admin_client.get(reverse("admin:notifications_outboundemail_changelist"), {"status__exact": "failed"})
     assert "422" in page.content.decode()
     history = admin_client.get(reverse("admin:invoicing_invoice_change", args=[invoice.pk])).content.decode()
     assert "e-mail history" in history.lower() and "Failed" in history
@@ -165,7 +166,7 @@ def test_provider_4xx_fails_at_once_and_is_shown_to_staff(
 
 def test_retry_backoff_grows_and_is_capped(settings):
     settings.EMAIL_RETRY_BACKOFF_SECONDS = 60
-    assert [delivery.retry_countdown(n) for n in (1, 2, 3, 10)] == [60, 120, 240, 3600]
+    assert [sending.retry_countdown(n) for n in (1, 2, 3, 10)] == [60, 120, 240, 3600]
 
 
 def test_admin_resend_action_sends_a_new_copy(series, vat_de, admin_client, django_capture_on_commit_callbacks):
@@ -205,7 +206,7 @@ def test_sweep_marks_messages_a_dead_worker_left_sending_failed_and_never_resend
     assert busy.status == EmailStatus.SENDING and busy.failed_at is None
     assert mail.outbox == []  # at most once: never re-sent on a guess
     # staff find it among the failed e-mails, with the reason
-    page = admin_client.get(reverse("admin:invoicing_outboundemail_changelist"), {"status__exact": "failed"})
+    page = admin_client.get(reverse("admin:notifications_outboundemail_changelist"), {"status__exact": "failed"})
     assert "Interrupted while sending" in page.content.decode()
     # a second sweep has nothing more to do; the command reports the count
     assert delivery.emails_sweep(now=now + dt.timedelta(minutes=10)).interrupted == 0

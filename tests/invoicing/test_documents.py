@@ -15,8 +15,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from pypdf import PdfReader
 
+from core import formatting as fmt
 from invoicing import documents
-from invoicing import formatting as fmt
 from invoicing.models import DocumentPdf, Invoice, InvoiceLine
 from invoicing.services import credit_note_issue, invoice_apply_payment, invoice_finalize
 from tests.factories.customers import CustomerFactory

@@ -11,20 +11,13 @@ from django.core import mail
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
-from billing_project.lib.links import invoice_link_verify
-from invoicing import dunning
+from core.links import invoice_link_verify
+from dunning import services as dunning
+from dunning.models import DunningAction, DunningActionKind, DunningPolicy
 from invoicing.billing_run import billing_run
-from invoicing.models import (
-    BillingReason,
-    DunningAction,
-    DunningActionKind,
-    DunningPolicy,
-    EmailKind,
-    Invoice,
-    InvoiceStatus,
-    OutboundEmail,
-)
+from invoicing.models import BillingReason, Invoice, InvoiceStatus
 from invoicing.services import invoice_apply_payment
+from notifications.models import EmailKind, OutboundEmail
 from subscriptions.models import SubscriptionStatus
 from tests.factories import CustomerFactory, InvoiceFactory, SubscriptionFactory
 from tests.factories.dunning import CustomerDunningSettingsFactory, DunningPolicyFactory, DunningStepFactory

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from django.urls import reverse
 
-from invoicing import dunning
-from invoicing.models import DunningAction, DunningPolicy, EmailKind, OutboundEmail
+from dunning import services as dunning
+from dunning.models import DunningAction, DunningPolicy
+from notifications.models import EmailKind, OutboundEmail
 from tests.factories import InvoiceFactory
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +56,6 @@ def test_send_reminder_now_action(admin_client):
 
 def test_policy_page_has_steps_inline(admin_client):
     policy = DunningPolicy.objects.get(is_default=True)
-    response = admin_client.get(reverse("admin:invoicing_dunningpolicy_change", args=[policy.pk]))
+    response = admin_client.get(reverse("admin:dunning_dunningpolicy_change", args=[policy.pk]))
     assert response.status_code == 200
     assert response.context["inline_admin_formsets"][0].formset.queryset.count() == 6

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from invoicing import dunning
+from dunning import services as dunning
+from dunning.models import DunningAction
+from dunning.tasks import send_reminders as send_reminders_task
 from invoicing.billing_run import billing_run
-from invoicing.models import DunningAction, Invoice, InvoiceStatus
+from invoicing.models import Invoice, InvoiceStatus
 from invoicing.services import invoice_apply_payment
-from invoicing.tasks import send_reminders as send_reminders_task
 from subscriptions.models import SubscriptionStatus
 from tests.factories import InvoiceFactory, SubscriptionFactory
 

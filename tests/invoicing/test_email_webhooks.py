@@ -11,7 +11,7 @@ from django.core import mail
 from django.urls import reverse
 
 from invoicing import delivery
-from invoicing.models import EmailAddressStatus, EmailEvent, EmailStatus, OutboundEmail
+from notifications.models import EmailAddressStatus, EmailEvent, EmailStatus, OutboundEmail
 from tests.factories.customers import CustomerFactory
 from tests.factories.invoicing import InvoiceFactory
 
@@ -115,7 +115,7 @@ def test_bounce_flags_the_billing_address_and_the_admin_filters_by_it(client, ad
     changelist = reverse("admin:invoicing_invoice_changelist")
     bounced = admin_client.get(changelist, {"email_bounced": "yes"}).content.decode()
     assert sent_email.invoice.number in bounced and other.number not in bounced
-    emails = admin_client.get(reverse("admin:invoicing_outboundemail_changelist"), {"email_bounced": "yes"})
+    emails = admin_client.get(reverse("admin:notifications_outboundemail_changelist"), {"email_bounced": "yes"})
     assert emails.status_code == 200 and "billing@kunde.example" in emails.content.decode().lower()
 
 
@@ -157,7 +157,7 @@ def test_a_bounced_billing_address_is_flagged_on_the_customer_page_and_in_its_fi
     from django.urls import reverse
     from django.utils import timezone
 
-    from invoicing.models import EmailAddressStatus
+    from notifications.models import EmailAddressStatus
     from tests.factories import CustomerFactory
 
     bounced = CustomerFactory(name="Bouncy GmbH", email="Billing@Bouncy.example")

@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from billing_project.staff_groups import AUDITOR, BILLING_CLERK
-from invoicing.exports import XERO_HEADER, accounting_export_write
 from invoicing.services import credit_note_issue, invoice_void
+from reporting.exports import XERO_HEADER, accounting_export_write
 from tests.factories import CustomerFactory, InvoiceFactory, PriceFactory, StaffUserFactory, record_payment
 
 pytestmark = pytest.mark.django_db

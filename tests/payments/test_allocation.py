@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from billing_project.lib.money import CurrencyMismatch
+from core.money import CurrencyMismatch
 from invoicing.models import Invoice, InvoiceStatus
 from invoicing.services import InvoiceStateError, invoice_void
 from payments.models import CreditEntryKind, CreditLedgerEntry, PaymentAllocation

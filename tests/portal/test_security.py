@@ -13,7 +13,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from billing_project.lib.links import invoice_link_token
+from core.links import invoice_link_token
 from customers.models import LoginToken
 from customers.portal import SESSION_USER_KEY
 from tests.factories import InvoiceFactory

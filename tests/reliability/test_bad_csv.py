@@ -2,7 +2,7 @@
 and the problem, and NOTHING is written — through the services, the management commands and the admin upload
 screens of the customer import and the bank-statement import.
 
-Decisions pinned here (billing_project/lib/csvfile.py):
+Decisions pinned here (core/csvfile.py):
 - UTF-8 only (a byte-order mark is accepted); Latin-1, UTF-16/32 and NUL characters are refused with the line.
 - Comma, semicolon and tab are all accepted, in both imports alike: the header line decides the delimiter.
 - Rows are numbered as a spreadsheet shows them (header = row 1); quoted line breaks and blank lines do not
@@ -26,7 +26,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing_project.lib import csvfile
+from core import csvfile
 from customers import services as customer_services
 from customers.models import Customer
 from customers.services import CustomerImportError, customers_import_csv

@@ -20,7 +20,7 @@ from django.urls import reverse
 from djmoney.money import Money
 from pypdf import PdfReader
 
-from billing_project.lib.money import CurrencyMismatch
+from core.money import CurrencyMismatch
 from customers.models import Customer
 from customers.portal import SESSION_USER_KEY
 from customers.services import CustomerImportError, customers_import_csv

@@ -29,26 +29,26 @@ from django.urls import reverse
 from django.utils import timezone
 from djmoney.money import Money
 
-from invoicing import delivery, dunning
+from dunning import services as dunning
+from dunning.models import DunningAction
+from dunning.tasks import send_reminders
+from invoicing import delivery
+from notifications import services as notification_services
 from invoicing.billing_run import billing_run
 from invoicing.billing_tasks import billing_run_chunk_task, invoices_finalized_task, run_billing
 from invoicing.models import (
     BillingRun,
     BillingRunStatus,
     DocumentPdf,
-    DunningAction,
-    EmailAddressStatus,
-    EmailEvent,
-    EmailKind,
-    EmailStatus,
     Invoice,
     InvoiceEvent,
     InvoiceStatus,
     NumberSeriesCounter,
-    OutboundEmail,
 )
 from invoicing.services import invoice_finalize
-from invoicing.tasks import render_invoice_pdf, render_missing_pdfs, send_outbound_email, send_reminders
+from invoicing.tasks import render_invoice_pdf, render_missing_pdfs
+from notifications.models import EmailAddressStatus, EmailEvent, EmailKind, EmailStatus, OutboundEmail
+from notifications.tasks import send_outbound_email
 from payments import services as payment_services
 from payments.gateways import GatewayUnavailable
 from payments.gateways.sandbox import SandboxGateway, sign_payload
@@ -314,7 +314,7 @@ def test_email_sweep_fired_twice_at_once_sends_each_lost_email_once(billing, hoo
     never_hooked = [InvoiceFactory(finalized=ISSUE) for _ in range(3)]  # the finalize hook never ran
     task_lost = [InvoiceFactory(finalized=ISSUE) for _ in range(3)]  # queued, but the send task was lost
     with monkeypatch.context() as patch:
-        patch.setattr(delivery, "_dispatch_if_queued", lambda email: None)
+        patch.setattr(notification_services, "_dispatch_if_queued", lambda email: None)
         for invoice in task_lost:
             assert delivery.invoice_email_on_finalize(invoice_id=invoice.pk) is not None
     hooks_off()
@@ -427,7 +427,7 @@ def test_a_collect_task_delivered_twice_calls_the_gateway_once(billing, hooks_of
 def test_an_email_task_delivered_twice_sends_once(billing, hooks_off, monkeypatch):
     invoices = [InvoiceFactory(finalized=ISSUE) for _ in range(4)]
     with monkeypatch.context() as patch:
-        patch.setattr(delivery, "_dispatch_if_queued", lambda email: None)  # queued, the task not yet run
+        patch.setattr(notification_services, "_dispatch_if_queued", lambda email: None)  # queued, the task not yet run
         emails = [delivery.invoice_email_on_finalize(invoice_id=invoice.pk) for invoice in invoices]
     hooks_off()
     email_ids = [email.pk for email in emails if email is not None]

@@ -32,8 +32,10 @@ from billing_project.celery import app as celery_app
 from customers.models import Customer
 from invoicing import delivery, documents, tasks
 from invoicing.billing_run import billing_run
-from invoicing.models import BillingRun, BillingRunError, DocumentPdf, EmailStatus, Invoice, OutboundEmail
-from invoicing.tasks import send_outbound_email
+from invoicing.models import BillingRun, BillingRunError, DocumentPdf, Invoice
+from notifications import services as notification_services
+from notifications.models import EmailStatus, OutboundEmail
+from notifications.tasks import send_outbound_email
 from subscriptions.models import CollectionMethod
 from tests.factories import NumberSeriesFactory, PriceFactory, SubscriptionFactory, TaxRateFactory
 from tests.factories.customers import CustomerFactory
@@ -177,7 +179,9 @@ class _SlowProvider(LocmemBackend):
 def test_two_overlapping_sweeps_send_each_stranded_email_once(billing, settings, monkeypatch):
     settings.EMAIL_BACKEND = "tests.reliability.test_fault_broker._SlowProvider"
     settings.BILLING_AFTER_FINALIZE_HOOKS = False
-    monkeypatch.setattr(delivery, "_dispatch", lambda email_id: None)  # every hand-off to the workers is lost
+    monkeypatch.setattr(
+        notification_services, "_dispatch", lambda email_id: None
+    )  # every hand-off to the workers is lost
     invoices = [InvoiceFactory(finalized=JAN_1) for _ in range(8)]
     for invoice in invoices:
         delivery.invoice_email_queue(invoice=invoice, idempotency_key=f"invoice:{invoice.pk}")

@@ -16,7 +16,7 @@ from django.db import connection
 from django.urls import reverse
 
 from invoicing import delivery
-from invoicing.models import EmailStatus, OutboundEmail
+from notifications.models import EmailStatus, OutboundEmail
 from tests.factories.customers import CustomerFactory
 from tests.factories.invoicing import InvoiceFactory, NumberSeriesFactory, TaxRateFactory
 from tests.reliability.procs import Broker, email_log, run_command, start_worker, wait_for
@@ -118,7 +118,7 @@ def test_provider_400_marks_the_message_failed_once_and_staff_see_it(provider, w
     assert [call["answer"] for call in email_log(provider["log"])] == [400]
     assert OutboundEmail.objects.get(pk=email_id).attempts == 1
     # never silently lost: staff find it under "failed", with the provider's answer, and on the invoice
-    page = admin_client.get(reverse("admin:invoicing_outboundemail_changelist"), {"status__exact": "failed"})
+    page = admin_client.get(reverse("admin:notifications_outboundemail_changelist"), {"status__exact": "failed"})
     assert page.status_code == 200 and "typo@customer.example" in page.content.decode()
     assert "400" in page.content.decode()
     history = admin_client.get(reverse("admin:invoicing_invoice_change", args=[invoice.pk])).content.decode()

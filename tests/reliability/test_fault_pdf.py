@@ -19,9 +19,12 @@ from django.core.management import call_command
 from django.urls import reverse
 from xhtml2pdf import pisa
 
-from invoicing import delivery, documents, tasks
-from invoicing.models import DocumentPdf, EmailStatus, Invoice, OutboundEmail
+from invoicing import documents, tasks
+from invoicing.models import DocumentPdf, Invoice
 from invoicing.services import invoice_finalize
+from notifications import sending
+from notifications import services as notification_services
+from notifications.models import EmailStatus, OutboundEmail
 from tests.factories.customers import CustomerFactory
 from tests.factories.invoicing import InvoiceFactory, NumberSeriesFactory, TaxRateFactory
 
@@ -41,7 +44,7 @@ def draft(settings):
 def send_tasks(monkeypatch):
     """The send tasks handed to the broker, to be run one execution at a time."""
     enqueued: list[int] = []
-    monkeypatch.setattr(delivery, "_dispatch", enqueued.append)
+    monkeypatch.setattr(notification_services, "_dispatch", enqueued.append)
     return enqueued
 
 
@@ -74,7 +77,7 @@ def test_renderer_crash_finalizes_marks_the_pdf_missing_and_the_email_waits_for_
     [email_id] = send_tasks  # the invoice e-mail was queued and handed to the workers
 
     # the first try of the e-mail cannot attach the PDF: not sent, back in the queue for a retry
-    outcome = delivery.outbound_email_send(email_id=email_id)
+    outcome = sending.outbound_email_send(email_id=email_id)
     assert (outcome.status, outcome.retry, outcome.attempts) == (EmailStatus.QUEUED, True, 1)
     assert "renderer crashed" in OutboundEmail.objects.get(pk=email_id).last_error
     assert mail.outbox == []
@@ -88,13 +91,13 @@ def test_renderer_crash_finalizes_marks_the_pdf_missing_and_the_email_waits_for_
     assert invoice.number not in _pdf_filter(admin_client, "missing")
 
     # the retry sends the e-mail with exactly the stored PDF, once
-    outcome = delivery.outbound_email_send(email_id=email_id)
+    outcome = sending.outbound_email_send(email_id=email_id)
     assert (outcome.status, outcome.retry, outcome.attempts) == (EmailStatus.SENT, False, 2)
     [message] = mail.outbox
     [(filename, content, mimetype)] = message.attachments
     assert (filename, mimetype) == (f"{invoice.number}.pdf", "application/pdf")
     assert hashlib.sha256(content).hexdigest() == pdf.sha256
-    assert delivery.outbound_email_send(email_id=email_id).skipped  # a late duplicate task sends nothing
+    assert sending.outbound_email_send(email_id=email_id).skipped  # a late duplicate task sends nothing
     assert len(mail.outbox) == 1
 
 
@@ -116,7 +119,7 @@ def test_storage_refusing_the_write_finalizes_and_render_pdfs_missing_renders_it
     assert not DocumentPdf.objects.exists()
     assert invoice.number in _pdf_filter(admin_client, "missing")
     [email_id] = send_tasks
-    outcome = delivery.outbound_email_send(email_id=email_id)
+    outcome = sending.outbound_email_send(email_id=email_id)
     assert outcome.retry and "No space left on device" in OutboundEmail.objects.get(pk=email_id).last_error
     assert mail.outbox == []
     failed = documents.pdfs_render(only_missing=True).failed
@@ -126,6 +129,6 @@ def test_storage_refusing_the_write_finalizes_and_render_pdfs_missing_renders_it
     assert documents.pdfs_render(only_missing=True).rendered == 1
     assert invoice.number in _pdf_filter(admin_client, "current")
     assert documents.pdfs_render(only_missing=True).rendered == 0  # nothing left to do
-    assert delivery.outbound_email_send(email_id=email_id).status == EmailStatus.SENT
+    assert sending.outbound_email_send(email_id=email_id).status == EmailStatus.SENT
     [message] = mail.outbox
     assert [name for name, _content, _type in message.attachments] == [f"{invoice.number}.pdf"]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from moneyed import Money as PlainMoney
 
-from billing_project.lib.money import CurrencyMismatch, minor_units, quantum, round_amount, sum_money
+from core.money import CurrencyMismatch, minor_units, quantum, round_amount, sum_money
 from invoicing.taxes import compute_invoice_totals, distribute_amount, tax_of
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, period_containing
 from subscriptions.models import Price, PricingModel, Product

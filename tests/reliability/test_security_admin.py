@@ -70,8 +70,9 @@ def _build_every_model() -> dict[type[Model], Model]:
     demo leaves empty. A newly registered model without a row makes this fail, so it gets covered."""
     from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
 
-    from invoicing.models import EmailAddressStatus, Invoice
+    from invoicing.models import Invoice
     from invoicing.services import credit_note_issue
+    from notifications.models import EmailAddressStatus
     from payments.models import Payment, WebhookEvent
     from payments.services import payment_refund
     from subscriptions.models import PendingInvoiceItem, Subscription

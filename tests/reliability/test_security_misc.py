@@ -3,8 +3,8 @@
 - PDF: customer-controlled text (name, legal name, address, line description, memo, credit note reason) holding
   HTML, ``<img src="http://…">``, ``<link href="file:///etc/passwd">`` or ``@import`` is printed as literal text;
   the renderer opens no socket and reads no file outside the static and media roots.
-- CSV: every CSV the back-office writes (each report of ``billing_project.reports.REPORTS``, each format of
-  ``invoicing.exports.ExportFormat``, through the admin downloads) neutralises cells a spreadsheet would run, while
+- CSV: every CSV the back-office writes (each report of ``reporting.reports.REPORTS``, each format of
+  ``reporting.exports.ExportFormat``, through the admin downloads) neutralises cells a spreadsheet would run, while
   real negative amounts stay numbers.
 - Production settings: the security headers and cookie flags, HTTP → HTTPS.
 - Secrets: with every logger at DEBUG (SQL included), a sign-in, e-mails through a provider, card charges and
@@ -42,15 +42,15 @@ from django.test import Client
 from django.urls import reverse
 from pypdf import PdfReader
 
-from billing_project.lib.links import invoice_link_token
-from billing_project.reports import REPORTS
+from core.links import invoice_link_token
 from invoicing import documents
-from invoicing.exports import ExportFormat
-from invoicing.models import OutboundEmail
 from invoicing.services import credit_note_issue
+from notifications.models import OutboundEmail
 from payments.gateways.sandbox import sign_payload
 from payments.models import AttemptStatus
 from payments.services import invoice_collect
+from reporting.exports import ExportFormat
+from reporting.reports import REPORTS
 from tests.factories import CustomerFactory, InvoiceFactory, PaymentMethodFactory, PriceFactory, record_payment
 from tests.factories.invoicing import NumberSeriesFactory, TaxRateFactory
 from tests.factories.portal import PortalUserFactory

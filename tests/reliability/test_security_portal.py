@@ -21,7 +21,7 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 
 from billing_project import portal as portal_urls
-from billing_project.lib.links import invoice_link_token, invoice_link_verify
+from core.links import invoice_link_token, invoice_link_verify
 from customers.models import LoginToken
 from customers.portal import SESSION_LINK_KEY, SESSION_NEXT_KEY, SESSION_USER_KEY
 from customers.portal_services import portal_user_invite

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from djmoney.money import Money
 
-from billing_project.lib.money import CurrencyMismatch
+from core.money import CurrencyMismatch
 from subscriptions.charges import charges_due, plans_for_chunk, upcoming_invoice
 from subscriptions.models import SubscriptionEvent, SubscriptionStatus
 from subscriptions.selectors import subscription_ids_due

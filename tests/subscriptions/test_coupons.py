@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from djmoney.money import Money
 
-from billing_project.lib.money import CurrencyMismatch
+from core.money import CurrencyMismatch
 from subscriptions.models import Discount
 from subscriptions.services import CouponNotRedeemable, SubscriptionError, discount_create
 from tests.factories.subscriptions import CouponFactory, PriceFactory, SubscriptionFactory

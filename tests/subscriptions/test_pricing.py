@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing_project.lib.money import round_amount
+from core.money import round_amount
 from subscriptions.pricing import DiscountRule, Tier, allocate_discounts, full_amount, price_parts, prorate
 
 TIERS = [

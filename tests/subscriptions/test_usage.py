@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from djmoney.money import Money
 
-from billing_project.lib.dates import billing_tz
+from core.dates import billing_tz
 from subscriptions.charges import charges_due
 from subscriptions.models import UsageRecord
 from subscriptions.services import IdempotencyConflict, UsageRejected, usage_record_create

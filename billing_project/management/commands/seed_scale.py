@@ -101,7 +101,7 @@ class Command(BaseCommand):
             cursor.execute("SELECT 1 FROM customers_customer WHERE external_id LIKE 'SCALE-%%' LIMIT 1")
             if cursor.fetchone():
                 raise CommandError("scale data exists already: run with --reset first")
-        from billing_project.lib.dates import billing_today
+        from core.dates import billing_today
 
         started = time.monotonic()
         series, _ = NumberSeries.objects.get_or_create(

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing_project.lib.dates import parse_as_of
-from billing_project.lib.progress import progress_bar
+from core.dates import parse_as_of
+from core.progress import progress_bar
 from customers.models import Customer
 from invoicing.billing_run import DISPATCH_CELERY, DISPATCH_INLINE, billing_run
 from subscriptions.selectors import subscription_ids_due

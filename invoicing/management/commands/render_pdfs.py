@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from billing_project.lib.progress import progress_bar
+from core.progress import progress_bar
 from invoicing import documents
 
 

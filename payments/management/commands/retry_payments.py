@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing_project.lib.dates import parse_as_of
+from core.dates import parse_as_of
 from payments.services import payment_attempts_retry_due
 
 

@@ -2,8 +2,8 @@
 
 A ``DunningPolicy`` is a list of steps, each ``offset_days`` from an invoice's due date with an action (a reminder
 e-mail, past due / pause / cancel of the subscription, uncollectible, a late fee). ``send_reminders(as_of=…)``
-(daily beat task ``invoicing.send_reminders``, command ``send_reminders``) applies every step that is due and
-has not happened yet:
+(daily beat task ``invoicing.send_reminders`` in dunning.tasks, command ``send_reminders``) applies every step
+that is due and has not happened yet:
 
 - Each (invoice, step) happens at most once: a ``DunningAction`` row, unique on (invoice, step), is inserted in the
   same transaction as the step's effect. Of two overlapping runs, the second insert conflicts and that run skips
@@ -35,23 +35,22 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from billing_project.lib.links import invoice_link_url
-from billing_project.lib.money import round_amount
-from invoicing import delivery
-from invoicing import formatting as fmt
-from invoicing.models import (
-    BillingReason,
+from core import formatting as fmt
+from core.links import invoice_link_url
+from core.money import round_amount
+from dunning.models import (
     CustomerDunningSettings,
     DunningAction,
     DunningActionKind,
     DunningActionStatus,
     DunningPolicy,
     DunningStep,
-    EmailKind,
-    Invoice,
-    InvoiceStatus,
     ReminderTemplate,
 )
+from invoicing import delivery
+from invoicing.models import BillingReason, Invoice, InvoiceStatus
+from notifications.models import EmailKind
+from notifications.services import email_queue
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -549,13 +548,14 @@ def reminder_email_context(*, invoice: Invoice, as_of: dt.date) -> dict[str, Any
 def reminder_email_queue(*, invoice: Invoice, template: str, as_of: dt.date, idempotency_key: str) -> Any:
     """Queue a reminder through the outbound-email machinery (stored, retried, tracked, once per key), with the
     invoice PDF attached at send time."""
-    return delivery.email_queue(
+    return email_queue(
         kind=EmailKind.REMINDER,
         customer=invoice.customer,
         idempotency_key=idempotency_key,
         template=template,
         context=reminder_email_context(invoice=invoice, as_of=as_of),
-        attachments_from=invoice,
+        invoice=invoice,
+        attach_pdf=True,
         language=(invoice.customer_snapshot or {}).get("language") or invoice.customer.language,
     )
 
@@ -576,7 +576,7 @@ def dunning_reminder_send_now(
 ) -> DunningAction:
     """Staff's "send reminder now": one more reminder, outside the schedule (the scheduled steps still follow).
     Refused for invoices that are not chased (paid, void, uncollectible, draft, held)."""
-    from billing_project.lib.dates import billing_today
+    from core.dates import billing_today
 
     as_of = as_of or billing_today()
     with transaction.atomic():

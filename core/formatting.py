@@ -2,7 +2,7 @@
 
 Babel does the locale work (``format_currency(Decimal("1234.5"), "EUR", locale="de_DE")`` → ``1.234,50 €``;
 ``en`` → ``€1,234.50``); amounts are rounded with the product's one rounding rule first
-(``billing_project.lib.money.round_amount``) so the document shows exactly what is stored. The fixed wording of
+(``core.money.round_amount``) so the document shows exactly what is stored. The fixed wording of
 the PDF lives here as one dict per language rather than in gettext catalogues: it is a few dozen labels, read by
 one template, and a missing German label falls back to English instead of to an empty string.
 """
@@ -18,7 +18,7 @@ from babel import Locale
 from babel.dates import format_date as babel_format_date
 from babel.numbers import format_currency, format_decimal
 
-from billing_project.lib.money import round_amount
+from core.money import round_amount
 
 SUPPORTED_LANGUAGES = ("en", "de")
 DEFAULT_LANGUAGE = "en"

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from billing_project.lib.dates import parse_as_of
-from invoicing.dunning import send_reminders
+from core.dates import parse_as_of
+from dunning.services import send_reminders
 
 
 class Command(BaseCommand):

@@ -1,5 +1,6 @@
-"""Staff screens for invoicing. Drafts are edited here; everything else (finalize, void, uncollectible, credit
-notes) goes through ``invoicing.services``. Finalized invoices, credit notes and billing runs are read-only."""
+"""Staff screens for invoices. Drafts are edited here; everything else (finalize, void, uncollectible, credit
+notes) goes through ``invoicing.services``. Finalized invoices are read-only. Dunning (reminder history, stage
+filter, reminder actions) and the accounting export extend this admin from their own apps."""
 
 from __future__ import annotations
 
@@ -11,48 +12,25 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.db.models.functions import Lower
+from django.db.models import Case, F, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from billing_project.lib.admin_readonly import ReadOnlyMixin
-from billing_project.lib.admin_search import NumberOrCustomerSearchMixin
-from billing_project.lib.audit import StaffEditsMixin
-from billing_project.lib.dates import billing_today
-from billing_project.lib.money import amount_limit_problem, round_amount
-from invoicing import delivery, documents, dunning
-from invoicing.exports import (
-    ExportError,
-    ExportFormat,
-    accounting_export_filename,
-    accounting_export_write,
-    can_export_accounting,
-)
+from core.audit import StaffEditsMixin
+from core.dates import billing_today
+from core.money import amount_limit_problem
+from customers.admin_search import NumberOrCustomerSearchMixin
+from invoicing import delivery, documents
+from invoicing.admin.common import ReadOnlyInline, _actor, _amount
 from invoicing.models import (
-    BillingRun,
-    BillingRunError,
     CreditNote,
-    CreditNoteLine,
-    CustomerDunningSettings,
-    DunningAction,
-    DunningActionStatus,
-    DunningPolicy,
-    DunningStep,
-    EmailAddressStatus,
-    EmailEvent,
-    EmailStatus,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
     InvoiceStatus,
-    NumberSeries,
-    NumberSeriesCounter,
-    OutboundEmail,
-    TaxRate,
 )
 from invoicing.services import (
     BulkOutcome,
@@ -64,23 +42,8 @@ from invoicing.services import (
     invoices_mark_uncollectible_many,
     invoices_void_many,
 )
-
-
-def _amount(value: Decimal | None, currency: str) -> str:
-    if value is None:
-        return "—"
-    return f"{round_amount(value, currency):,} {currency}"
-
-
-def _actor(request: HttpRequest) -> Any:
-    return request.user if request.user.is_authenticated else None
-
-
-class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
+from notifications.admin import BillingEmailBouncedFilter
+from notifications.models import OutboundEmail
 
 # --- invoices -------------------------------------------------------------------------------------------
 
@@ -167,36 +130,6 @@ class OutboundEmailInline(ReadOnlyInline):
         return ", ".join([*obj.to_emails, *(f"cc {address}" for address in obj.cc_emails)])
 
 
-class DunningActionInline(ReadOnlyInline):
-    model = DunningAction
-    fk_name = "invoice"
-    verbose_name_plural = "reminder history (dunning)"
-    fields = ("at", "as_of", "scheduled_for", "step", "action", "status", "email_link", "late_fee_invoice", "detail")
-    readonly_fields = fields
-    ordering = ("at", "pk")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[DunningAction]:
-        return super().get_queryset(request).select_related("step", "outbound_email", "late_fee_invoice")
-
-    @admin.display(description="e-mail")
-    def email_link(self, obj: DunningAction) -> str:
-        if obj.outbound_email is None:
-            return "—"
-        return format_html(
-            '<a href="{}">{}</a>',
-            reverse("admin:invoicing_outboundemail_change", args=[obj.outbound_email_id]),
-            obj.outbound_email.get_status_display(),
-        )
-
-
-def _latest_dunning_step() -> Subquery:
-    return Subquery(
-        DunningAction.objects.filter(invoice=OuterRef("pk"), status=DunningActionStatus.DONE, step__isnull=False)
-        .order_by("-scheduled_for", "-pk")
-        .values("step_id")[:1]
-    )
-
-
 class OverdueFilter(admin.SimpleListFilter):
     """Open invoices past their due date (in the billing timezone), by how late: what a clerk chases first."""
 
@@ -216,33 +149,6 @@ class OverdueFilter(admin.SimpleListFilter):
         return queryset
 
 
-class DunningStageFilter(admin.SimpleListFilter):
-    """Invoices by the last dunning step that took effect (or: none yet, or on hold)."""
-
-    title = "dunning stage"
-    parameter_name = "dunning"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        steps = DunningStep.objects.select_related("policy").order_by("policy__name", "offset_days", "pk")
-        return [
-            ("held", "On hold"),
-            ("none", "Overdue, no step yet"),
-            *((str(step.pk), f"{step.policy.name}: {step}") for step in steps),
-        ]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value == "held":
-            return queryset.filter(Q(hold_reminders=True) | Q(customer__dunning_settings__hold_reminders=True))
-        if value == "none":
-            return queryset.filter(status=InvoiceStatus.OPEN, due_date__lt=billing_today()).exclude(
-                Exists(DunningAction.objects.filter(invoice=OuterRef("pk"), status=DunningActionStatus.DONE))
-            )
-        if value and value.isdigit():
-            return queryset.annotate(dunning_step=_latest_dunning_step()).filter(dunning_step=int(value))
-        return queryset
-
-
 class PdfStateFilter(admin.SimpleListFilter):
     title = "PDF"
     parameter_name = "pdf"
@@ -257,26 +163,6 @@ class PdfStateFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() in (documents.PdfState.MISSING, documents.PdfState.STALE, documents.PdfState.CURRENT):
             return queryset.filter(pdf_state=self.value())
-        return queryset
-
-
-def _bounced(email_path: str) -> Exists:
-    return Exists(EmailAddressStatus.objects.filter(email=Lower(OuterRef(email_path)), bounced_at__isnull=False))
-
-
-class BillingEmailBouncedFilter(admin.SimpleListFilter):
-    title = "billing e-mail bounced"
-    parameter_name = "email_bounced"
-    email_path = "customer__email"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Bounced"), ("no", "Not bounced")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(_bounced(self.email_path))
-        if self.value() == "no":
-            return queryset.exclude(_bounced(self.email_path))
         return queryset
 
 
@@ -332,7 +218,6 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
         "billing_reason",
         "issue_date",
         OverdueFilter,
-        DunningStageFilter,
         "hold_reminders",
         PdfStateFilter,
         BillingEmailBouncedFilter,
@@ -345,16 +230,15 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
     list_per_page = 100
     autocomplete_fields = ("customer",)
     readonly_fields = _COMPUTED_FIELDS
-    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline, OutboundEmailInline, DunningActionInline)
+    inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline, OutboundEmailInline)
     actions = (
         "finalize_selected",
         "void_selected",
         "mark_uncollectible_selected",
         "resend_email_selected",
-        "send_reminder_now",
-        "hold_reminders_selected",
-        "release_reminders_selected",
     )
+    # Inlines shown only on finalized invoices (drafts are never e-mailed or chased); dunning adds its own.
+    history_inlines: tuple[Any, ...] = (OutboundEmailInline,)
 
     def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
@@ -443,7 +327,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
         if obj is None:
             return (InvoiceLineInline,)
         if obj.is_draft:  # drafts are never e-mailed or chased: no history to show (and no formset to post)
-            return tuple(inline for inline in self.inlines if inline not in (OutboundEmailInline, DunningActionInline))
+            return tuple(inline for inline in self.inlines if inline not in self.history_inlines)
         return self.inlines
 
     # Finalized invoices are read-only: Django then renders the view-only page and refuses a POST (403).
@@ -532,7 +416,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
         self._report(request, invoices_void_many(invoices=queryset, actor=_actor(request)), "Voided")
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("invoicing.add_outboundemail")
+        return request.user.has_perm("notifications.add_outboundemail")
 
     @admin.action(description="Resend invoice e-mail (with PDF)", permissions=["resend"])
     def resend_email_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
@@ -545,39 +429,6 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
             sent += 1
         if sent:
             self.message_user(request, f"Queued {sent} invoice e-mail(s).", messages.SUCCESS)
-
-    def has_send_reminder_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("invoicing.add_dunningaction")
-
-    @admin.action(description="Send a payment reminder now", permissions=["send_reminder"])
-    def send_reminder_now(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        sent = 0
-        for invoice in queryset.select_related("customer").order_by("pk"):
-            try:
-                dunning.dunning_reminder_send_now(invoice=invoice, actor=_actor(request))
-            except dunning.DunningError as exc:
-                self.message_user(request, f"{invoice}: no reminder — {exc}", messages.ERROR)
-            else:
-                sent += 1
-        if sent:
-            self.message_user(request, f"Queued {sent} reminder(s).", messages.SUCCESS)
-
-    def has_hold_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("invoicing.change_invoice")
-
-    @admin.action(description="Hold reminders (disputed)", permissions=["hold"])
-    def hold_reminders_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        for invoice in queryset:
-            dunning.invoice_hold_reminders_set(invoice=invoice, hold=True)
-            self.log_change(request, invoice, "Reminders held.")
-        self.message_user(request, f"Reminders held for {len(queryset)} invoice(s).", messages.SUCCESS)
-
-    @admin.action(description="Release the reminder hold", permissions=["hold"])
-    def release_reminders_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
-        for invoice in queryset:
-            dunning.invoice_hold_reminders_set(invoice=invoice, hold=False)
-            self.log_change(request, invoice, "Reminder hold released.")
-        self.message_user(request, f"Reminders released for {len(queryset)} invoice(s).", messages.SUCCESS)
 
     @admin.action(description="Mark selected invoices uncollectible", permissions=["mark_uncollectible"])
     def mark_uncollectible_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
@@ -595,49 +446,12 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
             ),
             path("<int:invoice_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
             path(
-                "accounting-export/",
-                self.admin_site.admin_view(self.accounting_export_view),
-                name="invoicing_invoice_accounting_export",
-            ),
-            path(
                 "<int:invoice_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),
                 name="invoicing_invoice_preview",
             ),
             *super().get_urls(),
         ]
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_export_accounting": can_export_accounting(request.user)}
-        return super().changelist_view(request, extra_context)
-
-    def accounting_export_view(self, request: HttpRequest) -> HttpResponse:
-        if not can_export_accounting(request.user):
-            raise PermissionDenied
-        form = AccountingExportForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            filename = accounting_export_filename(
-                export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
-            )
-            response = HttpResponse(content_type="text/csv; charset=utf-8")
-            try:
-                accounting_export_write(
-                    out=response, export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
-                )
-            except ExportError as exc:
-                form.add_error(None, str(exc))
-            else:
-                response["Content-Disposition"] = f'attachment; filename="{filename}"'
-                return response
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "Accounting export",
-            "submit_label": "Download",
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/invoicing/invoice/accounting_export.html", context)
 
     def pdf_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
         invoice = get_object_or_404(Invoice, pk=invoice_id)
@@ -714,18 +528,6 @@ def _snapshot_html(snapshot: dict[str, Any]) -> str:
     )
 
 
-class AccountingExportForm(forms.Form):
-    date_from = forms.DateField(label="From", help_text="YYYY-MM-DD, included.")
-    date_to = forms.DateField(label="To", help_text="YYYY-MM-DD, included.")
-    format = forms.ChoiceField(choices=ExportFormat.choices, initial=ExportFormat.CSV, widget=forms.RadioSelect)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
-            self.add_error("date_to", "The period ends before it starts.")
-        return data
-
-
 class CreditNoteIssueForm(forms.Form):
     mode = forms.ChoiceField(
         choices=[
@@ -759,333 +561,3 @@ class CreditNoteIssueForm(forms.Form):
         if data.get("mode") == "lines" and not data.get("lines"):
             self.add_error("lines", "Choose at least one line.")
         return data
-
-
-# --- credit notes ---------------------------------------------------------------------------------------
-
-
-class CreditNoteLineInline(ReadOnlyInline):
-    model = CreditNoteLine
-    fields = ("description", "quantity", "tax_name", "net_amount", "tax_amount", "total_amount")
-    readonly_fields = fields
-
-
-@admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("number", "invoice", "customer", "issue_date", "total_display", "credit_display")
-    list_filter = ("currency", "issue_date")
-    search_fields = ("=number", "=invoice__number", "customer__name", "customer__email")
-    list_select_related = ("invoice", "customer")
-    show_full_result_count = False
-    inlines = (CreditNoteLineInline,)
-    readonly_fields = (
-        "number",
-        "invoice",
-        "customer",
-        "number_series",
-        "currency",
-        "issue_date",
-        "reason",
-        "memo",
-        "net_total",
-        "tax_total",
-        "total",
-        "amount_applied",
-        "amount_to_customer_credit",
-        "issued_at",
-        "issued_by",
-        "pdf_link",
-    )
-    fields = readonly_fields
-
-    def get_urls(self) -> list[Any]:
-        return [
-            path(
-                "<int:credit_note_id>/pdf/",
-                self.admin_site.admin_view(self.pdf_view),
-                name="invoicing_creditnote_pdf",
-            ),
-            *super().get_urls(),
-        ]
-
-    def pdf_view(self, request: HttpRequest, credit_note_id: int) -> HttpResponse:
-        credit_note = get_object_or_404(CreditNote, pk=credit_note_id)
-        if not self.has_view_permission(request, credit_note):
-            raise PermissionDenied
-        filename, content = documents.credit_note_pdf_bytes(credit_note_id=credit_note.pk)
-        response = HttpResponse(content, content_type="application/pdf")
-        response["Content-Disposition"] = f'inline; filename="{filename}"'
-        return response
-
-    @admin.display(description="PDF")
-    def pdf_link(self, obj: CreditNote) -> str:
-        return format_html('<a href="{}">Download PDF</a>', reverse("admin:invoicing_creditnote_pdf", args=[obj.pk]))
-
-    # Issued from an invoice's page ("Issue credit note"); read-only afterwards.
-
-    @admin.display(description="total", ordering="total")
-    def total_display(self, obj: CreditNote) -> str:
-        return _amount(obj.total, obj.currency)
-
-    @admin.display(description="to customer credit")
-    def credit_display(self, obj: CreditNote) -> str:
-        return _amount(obj.amount_to_customer_credit, obj.currency)
-
-
-# --- number series and tax rates ------------------------------------------------------------------------
-
-
-class NumberSeriesCounterInline(ReadOnlyInline):
-    model = NumberSeriesCounter
-    fields = ("year", "last_number")
-    readonly_fields = fields
-
-
-@admin.register(NumberSeries)
-class NumberSeriesAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "kind", "prefix", "format", "yearly_reset", "is_default")
-    list_filter = ("kind",)
-    inlines = (NumberSeriesCounterInline,)
-
-    def has_delete_permission(self, request: HttpRequest, obj: NumberSeries | None = None) -> bool:
-        if obj is not None and obj.counters.exists():
-            return False
-        return super().has_delete_permission(request, obj)
-
-
-@admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
-    list_display = ("name", "country", "region", "percentage", "inclusive", "active")
-    list_filter = ("active", "inclusive", "country")
-    search_fields = ("name", "country", "region")
-    list_editable = ("active",)
-
-
-# --- billing runs ---------------------------------------------------------------------------------------
-
-
-class BillingRunErrorInline(ReadOnlyInline):
-    model = BillingRunError
-    fields = ("subscription_id", "message", "traceback", "created_at")
-    readonly_fields = fields
-
-
-@admin.register(BillingRun)
-class BillingRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("started_at", "as_of", "dry_run", "status", "subscriptions_seen", "invoices_created", "failed")
-    list_filter = ("status", "dry_run")
-    date_hierarchy = "as_of"
-    show_full_result_count = False
-    inlines = (BillingRunErrorInline,)
-    readonly_fields = (
-        "started_at",
-        "finished_at",
-        "as_of",
-        "dry_run",
-        "status",
-        "subscriptions_seen",
-        "invoices_created",
-        "failed",
-        "totals",
-        "triggered_by",
-    )
-    fields = readonly_fields
-
-
-# --- e-mail delivery ------------------------------------------------------------------------------------
-
-
-class EmailEventInline(ReadOnlyInline):
-    model = EmailEvent
-    fields = ("received_at", "occurred_at", "event_type", "recipient", "description", "event_id")
-    readonly_fields = fields
-
-
-class RecipientBouncedFilter(BillingEmailBouncedFilter):
-    title = "billing e-mail bounced"
-    email_path = "customer__email"
-
-
-@admin.register(OutboundEmail)
-class OutboundEmailAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Read-only history of customer e-mails; failed ones show their last error."""
-
-    list_display = ("queued_at", "kind", "customer", "invoice", "recipients", "status", "attempts", "last_error_short")
-    list_filter = ("status", "kind", RecipientBouncedFilter)
-    search_fields = ("=invoice__number", "customer__name", "customer__email", "=provider_message_id")
-    list_select_related = ("customer", "invoice")
-    show_full_result_count = False
-    date_hierarchy = "queued_at"
-    inlines = (EmailEventInline,)
-    readonly_fields = (
-        "kind",
-        "status",
-        "customer",
-        "invoice",
-        "credit_note",
-        "recipients",
-        "from_email",
-        "subject",
-        "language",
-        "template",
-        "attach_pdf",
-        "attempts",
-        "last_error",
-        "esp_name",
-        "provider_message_id",
-        "idempotency_key",
-        "queued_at",
-        "claimed_at",
-        "sent_at",
-        "delivered_at",
-        "opened_at",
-        "bounced_at",
-        "failed_at",
-        "body_text",
-    )
-    fields = readonly_fields
-
-    @admin.display(description="recipients")
-    def recipients(self, obj: OutboundEmail) -> str:
-        return ", ".join([*obj.to_emails, *(f"cc {address}" for address in obj.cc_emails)])
-
-    @admin.display(description="last error")
-    def last_error_short(self, obj: OutboundEmail) -> str:
-        if obj.status != EmailStatus.FAILED and not obj.last_error:
-            return ""
-        return obj.last_error[:120]
-
-
-@admin.register(EmailAddressStatus)
-class EmailAddressStatusAdmin(admin.ModelAdmin):
-    list_display = ("email", "bounced_at", "complained_at", "reason", "updated_at")
-    list_filter = (("bounced_at", admin.EmptyFieldListFilter), ("complained_at", admin.EmptyFieldListFilter))
-    search_fields = ("email",)
-    readonly_fields = ("email", "bounced_at", "complained_at", "reason", "updated_at")
-    actions = ("clear_flags",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    @admin.action(description="Clear bounce / complaint flags (address fixed or confirmed)", permissions=["change"])
-    def clear_flags(self, request: HttpRequest, queryset: QuerySet[EmailAddressStatus]) -> None:
-        changed = queryset.update(bounced_at=None, complained_at=None, reason="")
-        self.message_user(request, f"Cleared {changed} address(es).", messages.SUCCESS)
-
-
-# --- dunning --------------------------------------------------------------------------------------------
-
-
-class DunningStepInline(admin.TabularInline):
-    model = DunningStep
-    extra = 0
-    fields = ("offset_days", "action", "template", "late_fee_amount", "late_fee_currency", "late_fee_percent")
-    ordering = ("offset_days", "pk")
-
-
-@admin.register(DunningPolicy)
-class DunningPolicyAdmin(admin.ModelAdmin):
-    list_display = ("name", "is_default", "steps_display", "updated_at")
-    search_fields = ("name",)
-    inlines = (DunningStepInline,)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[DunningPolicy]:
-        return super().get_queryset(request).prefetch_related("steps")
-
-    @admin.display(description="steps")
-    def steps_display(self, obj: DunningPolicy) -> str:
-        steps = sorted(obj.steps.all(), key=lambda step: (step.offset_days, step.pk))
-        return format_html_join("", "<div>{}</div>", ((str(step),) for step in steps)) or "—"
-
-    def has_delete_permission(self, request: HttpRequest, obj: DunningPolicy | None = None) -> bool:
-        # A policy whose steps have been applied keeps its history; make another policy the default instead.
-        if obj is not None and DunningAction.objects.filter(step__policy=obj).exists():
-            return False
-        return super().has_delete_permission(request, obj)
-
-
-@admin.register(CustomerDunningSettings)
-class CustomerDunningSettingsAdmin(admin.ModelAdmin):
-    list_display = ("customer", "policy", "hold_reminders", "note", "updated_at")
-    list_filter = ("hold_reminders", "policy")
-    search_fields = ("customer__name", "customer__email")
-    list_select_related = ("customer", "policy")
-    autocomplete_fields = ("customer",)
-    fields = ("customer", "policy", "hold_reminders", "note")
-
-
-@admin.register(DunningAction)
-class DunningActionAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Read-only log of every dunning step that happened (or was superseded / skipped)."""
-
-    list_display = ("at", "invoice", "step", "action", "status", "as_of", "scheduled_for", "detail")
-    list_filter = ("action", "status")
-    search_fields = ("=invoice__number",)
-    list_select_related = ("invoice", "step", "step__policy")
-    show_full_result_count = False
-    date_hierarchy = "as_of"
-    readonly_fields = (
-        "invoice",
-        "step",
-        "action",
-        "status",
-        "as_of",
-        "scheduled_for",
-        "at",
-        "outbound_email",
-        "late_fee_invoice",
-        "detail",
-        "actor",
-    )
-    fields = readonly_fields
-
-
-# --- The customer page, with its dunning settings --------------------------------------------------------
-# customers cannot import invoicing (apps import leftwards only), so invoicing extends the customer admin that
-# is registered (payments extends it again the same way).
-class CustomerDunningSettingsInline(admin.StackedInline):
-    model = CustomerDunningSettings
-    fk_name = "customer"
-    fields = ("policy", "hold_reminders", "note")
-    extra = 0
-    max_num = 1
-    verbose_name = "dunning settings"
-    verbose_name_plural = "dunning settings"
-
-
-def _extend_customer_admin() -> None:
-    from customers.models import Customer
-
-    base = type(admin.site._registry[Customer])
-
-    class CustomerBouncedFilter(BillingEmailBouncedFilter):
-        email_path = "email"
-
-    class CustomerAdmin(base):  # type: ignore[valid-type, misc]
-        inlines = [*base.inlines, CustomerDunningSettingsInline]
-        list_filter = (CustomerBouncedFilter, *base.list_filter)
-
-        def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-            fields = tuple(super().get_readonly_fields(request, obj))
-            return (*fields, "billing_email_status") if obj is not None else fields
-
-        def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-            fieldsets = list(super().get_fieldsets(request, obj))
-            if obj is not None:
-                fieldsets.insert(1, ("Deliverability", {"fields": ("billing_email_status",)}))
-            return fieldsets
-
-        @admin.display(description="billing e-mail")
-        def billing_email_status(self, obj: Any) -> str:
-            status = EmailAddressStatus.objects.filter(email=obj.email.lower()).first()
-            if status is None or not (status.bounced_at or status.complained_at):
-                return "delivering (no bounce or complaint recorded)"
-            what = "BOUNCED" if status.bounced_at else "COMPLAINED (marked as spam)"
-            when = status.bounced_at or status.complained_at
-            return format_html("<strong>{}</strong> on {} — {}", what, f"{when:%Y-%m-%d %H:%M}", status.reason or "")
-
-    admin.site.unregister(Customer)
-    admin.site.register(Customer, CustomerAdmin)
-
-
-_extend_customer_admin()

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from invoicing.exports import ExportError, ExportFormat, accounting_export_write
+from reporting.exports import ExportError, ExportFormat, accounting_export_write
 
 
 def _date(value: str) -> dt.date:

@@ -24,7 +24,11 @@ from django.db.models.functions import Coalesce, TruncMonth
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from billing_project.dashboard import (
+from core.csv_safe import safe_cell
+from core.dates import billing_today, billing_tz
+from core.money import round_amount
+from invoicing.models import CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
+from reporting.dashboard import (
     AGEING_BUCKETS,
     MONTHS_PER_INTERVAL,
     RECOGNISED_STATUSES,
@@ -33,10 +37,6 @@ from billing_project.dashboard import (
     month_start,
     recognised_invoices,
 )
-from billing_project.lib.csv_safe import safe_cell
-from billing_project.lib.dates import billing_today, billing_tz
-from billing_project.lib.money import round_amount
-from invoicing.models import CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
 from subscriptions.models import LineKind
 
 PERMISSION = "invoicing.view_invoice"

@@ -13,9 +13,7 @@ dates (payments). Drafts are never exported; void invoices appear in the plain C
 out of the journal and the Xero file. Every string cell goes through ``csv_safe.safe_cell`` (formula injection);
 amounts are rounded to the currency's minor unit and written as numbers.
 
-Payments belong to the payments app, which imports invoicing and not the other way round (apps import leftwards
-only). The export is invoicing's job (docs/DESIGN.md), so it reads the two payment tables through the app registry —
-read-only, in this one module — instead of importing ``payments.models``.
+Reporting sits above payments in the layers (docs/ARCHITECTURE.md), so it imports the payment models directly.
 """
 
 from __future__ import annotations
@@ -27,15 +25,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from django.apps import apps
 from django.conf import settings
 from django.db import models
 from django.db.models import Prefetch, QuerySet
 
-from billing_project.lib.csv_safe import safe_cell
-from billing_project.lib.dates import billing_date_of, billing_tz
-from billing_project.lib.money import round_amount
+from core.csv_safe import safe_cell
+from core.dates import billing_date_of, billing_tz
+from core.money import round_amount
 from invoicing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
+from payments.models import CreditLedgerEntry, Payment, PaymentAllocation, Refund
 
 ZERO = Decimal(0)
 
@@ -161,11 +159,9 @@ def export_credit_notes(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Cre
 
 def export_payments(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Any]:
     """Payments received in the period (later refunds do not change what was received), with their allocations."""
-    payment_model = apps.get_model("payments", "Payment")
-    allocation_model = apps.get_model("payments", "PaymentAllocation")
-    allocations = allocation_model.objects.select_related("invoice").order_by("pk")
+    allocations = PaymentAllocation.objects.select_related("invoice").order_by("pk")
     return (
-        payment_model.objects.filter(
+        Payment.objects.filter(
             received_on__gte=date_from, received_on__lte=date_to, status__in=PAYMENT_STATUSES_RECEIVED
         )
         .select_related("customer")
@@ -186,9 +182,8 @@ def _period_moments(date_from: dt.date, date_to: dt.date) -> tuple[dt.datetime, 
 def export_refunds(*, date_from: dt.date, date_to: dt.date) -> QuerySet[Any]:
     """Refunds paid out in the period (processed, in the billing timezone)."""
     start, end = _period_moments(date_from, date_to)
-    refund_model = apps.get_model("payments", "Refund")
     return (
-        refund_model.objects.filter(status="succeeded", processed_at__gte=start, processed_at__lt=end)
+        Refund.objects.filter(status="succeeded", processed_at__gte=start, processed_at__lt=end)
         .select_related("customer")
         .order_by("processed_at", "pk")
     )
@@ -198,9 +193,8 @@ def export_credit_movements(*, date_from: dt.date, date_to: dt.date) -> QuerySet
     """Customer credit used to settle invoices, and credit granted or taken back by hand, in the period. (Credit
     from overpayments, credit notes and refunds is booked with those documents.)"""
     start, end = _period_moments(date_from, date_to)
-    entry_model = apps.get_model("payments", "CreditLedgerEntry")
     return (
-        entry_model.objects.filter(
+        CreditLedgerEntry.objects.filter(
             kind__in=("applied_to_invoice", "manual_adjustment"), created_at__gte=start, created_at__lt=end
         )
         .select_related("customer", "invoice")

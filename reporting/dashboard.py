@@ -20,12 +20,13 @@ from django.db.models import Case, CharField, Count, F, Model, Q, QuerySet, Sum,
 from django.db.models.functions import TruncMonth
 from django.urls import reverse
 
-from billing_project.charts import Bar, bar_chart
-from billing_project.lib.dates import billing_tz
-from billing_project.lib.money import round_amount
-from billing_project.lib.queries import counts
-from invoicing.models import BillingRun, EmailAddressStatus, EmailStatus, Invoice, InvoiceStatus, OutboundEmail
+from core.dates import billing_tz
+from core.money import round_amount
+from core.queries import counts
+from invoicing.models import BillingRun, Invoice, InvoiceStatus
+from notifications.models import EmailAddressStatus, EmailStatus, OutboundEmail
 from payments.models import QUEUE_STATUSES, AttemptStatus, BankTransaction, PaymentAttempt
+from reporting.charts import Bar, bar_chart
 from subscriptions.models import Interval, PriceTier, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
 from subscriptions.pricing import Tier, full_amount, price_parts
 
@@ -426,14 +427,14 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
         Figure(
             "Bounced e-mail addresses",
             str(operations["bounced_addresses"]),
-            _link(user, "invoicing.emailaddressstatus", bounced_at__isempty="0"),
+            _link(user, "notifications.emailaddressstatus", bounced_at__isempty="0"),
         ),
         Figure(
             "Failed e-mails (30 days)",
             str(operations["failed_emails"]),
             _link(
                 user,
-                "invoicing.outboundemail",
+                "notifications.outboundemail",
                 status__exact="failed",
                 failed_at__gte=_days_ago(as_of, 29).isoformat(),
             ),

@@ -1,6 +1,6 @@
 """E-mail provider tracking webhooks. anymail's views (mounted at /anymail/ in billing_project/urls.py) check the
 basic-auth ``ANYMAIL["WEBHOOK_SECRET"]`` and normalise each provider's payload into ``AnymailTrackingEvent``s;
-this receiver stores and applies them (``invoicing.delivery.email_event_record``, idempotent by event id)."""
+this receiver stores and applies them (``notifications.tracking.email_event_record``, idempotent by event id)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 from anymail.signals import AnymailTrackingEvent, tracking
 
-from invoicing.delivery import email_event_record
+from notifications.tracking import email_event_record
 
-DISPATCH_UID = "invoicing.webhooks.tracking"
+DISPATCH_UID = "notifications.webhooks.tracking"
 
 
 def on_tracking_event(sender: Any, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:

@@ -1,0 +1,90 @@
+"""Credit notes: read-only (issued from an invoice's page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from core.admin_readonly import ReadOnlyMixin
+from invoicing import documents
+from invoicing.admin.common import ReadOnlyInline, _amount
+from invoicing.models import (
+    CreditNote,
+    CreditNoteLine,
+)
+
+# --- credit notes ---------------------------------------------------------------------------------------
+
+
+class CreditNoteLineInline(ReadOnlyInline):
+    model = CreditNoteLine
+    fields = ("description", "quantity", "tax_name", "net_amount", "tax_amount", "total_amount")
+    readonly_fields = fields
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("number", "invoice", "customer", "issue_date", "total_display", "credit_display")
+    list_filter = ("currency", "issue_date")
+    search_fields = ("=number", "=invoice__number", "customer__name", "customer__email")
+    list_select_related = ("invoice", "customer")
+    show_full_result_count = False
+    inlines = (CreditNoteLineInline,)
+    readonly_fields = (
+        "number",
+        "invoice",
+        "customer",
+        "number_series",
+        "currency",
+        "issue_date",
+        "reason",
+        "memo",
+        "net_total",
+        "tax_total",
+        "total",
+        "amount_applied",
+        "amount_to_customer_credit",
+        "issued_at",
+        "issued_by",
+        "pdf_link",
+    )
+    fields = readonly_fields
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:credit_note_id>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="invoicing_creditnote_pdf",
+            ),
+            *super().get_urls(),
+        ]
+
+    def pdf_view(self, request: HttpRequest, credit_note_id: int) -> HttpResponse:
+        credit_note = get_object_or_404(CreditNote, pk=credit_note_id)
+        if not self.has_view_permission(request, credit_note):
+            raise PermissionDenied
+        filename, content = documents.credit_note_pdf_bytes(credit_note_id=credit_note.pk)
+        response = HttpResponse(content, content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
+        return response
+
+    @admin.display(description="PDF")
+    def pdf_link(self, obj: CreditNote) -> str:
+        return format_html('<a href="{}">Download PDF</a>', reverse("admin:invoicing_creditnote_pdf", args=[obj.pk]))
+
+    # Issued from an invoice's page ("Issue credit note"); read-only afterwards.
+
+    @admin.display(description="total", ordering="total")
+    def total_display(self, obj: CreditNote) -> str:
+        return _amount(obj.total, obj.currency)
+
+    @admin.display(description="to customer credit")
+    def credit_display(self, obj: CreditNote) -> str:
+        return _amount(obj.amount_to_customer_credit, obj.currency)

@@ -1,0 +1,87 @@
+"""Reporting's part of the admin: the accounting export screen on the invoice list (Invoices → *Accounting
+export*). invoicing cannot import reporting, so reporting extends the invoice admin that is registered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from invoicing.models import Invoice
+from reporting.exports import (
+    ExportError,
+    ExportFormat,
+    accounting_export_filename,
+    accounting_export_write,
+    can_export_accounting,
+)
+
+
+class AccountingExportForm(forms.Form):
+    date_from = forms.DateField(label="From", help_text="YYYY-MM-DD, included.")
+    date_to = forms.DateField(label="To", help_text="YYYY-MM-DD, included.")
+    format = forms.ChoiceField(choices=ExportFormat.choices, initial=ExportFormat.CSV, widget=forms.RadioSelect)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("date_from") and data.get("date_to") and data["date_to"] < data["date_from"]:
+            self.add_error("date_to", "The period ends before it starts.")
+        return data
+
+
+def _extend_invoice_admin() -> None:
+    base = type(admin.site._registry[Invoice])
+
+    class InvoiceAdmin(base):  # type: ignore[valid-type, misc]
+        def get_urls(self) -> list[Any]:
+            return [
+                path(
+                    "accounting-export/",
+                    self.admin_site.admin_view(self.accounting_export_view),
+                    name="invoicing_invoice_accounting_export",
+                ),
+                *super().get_urls(),
+            ]
+
+        def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+            extra_context = {**(extra_context or {}), "can_export_accounting": can_export_accounting(request.user)}
+            return super().changelist_view(request, extra_context)
+
+        def accounting_export_view(self, request: HttpRequest) -> HttpResponse:
+            if not can_export_accounting(request.user):
+                raise PermissionDenied
+            form = AccountingExportForm(request.POST or None)
+            if request.method == "POST" and form.is_valid():
+                data = form.cleaned_data
+                filename = accounting_export_filename(
+                    export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
+                )
+                response = HttpResponse(content_type="text/csv; charset=utf-8")
+                try:
+                    accounting_export_write(
+                        out=response, export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
+                    )
+                except ExportError as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+                    return response
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Accounting export",
+                "submit_label": "Download",
+                "form": form,
+            }
+            return TemplateResponse(request, "admin/invoicing/invoice/accounting_export.html", context)
+
+    admin.site.unregister(Invoice)
+    admin.site.register(Invoice, InvoiceAdmin)
+
+
+_extend_invoice_admin()
