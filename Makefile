@@ -6,7 +6,10 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 APPS := core notifications customers subscriptions invoicing payments dunning reporting billing_project
-DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3 CELERY_BROKER_URL=filesystem://
+DEMO_PORT ?= 8000
+# The demo's commands log warnings only (the worker logs INFO to var/worker.log); e-mail links use the port.
+DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3 CELERY_BROKER_URL=filesystem://localhost/ \
+	PORTAL_BASE_URL=http://127.0.0.1:$(DEMO_PORT) LOG_LEVEL=WARNING
 TODAY := $(shell date +%F)
 
 .PHONY: install system-packages demo test lint check migrations-check pytest worker beat bench clean
@@ -20,18 +23,24 @@ $(INSTALLED): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# Quiet on purpose: a line per seed step, then the banner once the server answers (demo_banner --wait).
 demo: install
-	mkdir -p var/mail var/media var/broker/queue var/broker/processed var/broker/control
-	$(DEMO_ENV) $(PY) manage.py migrate --noinput
-	$(DEMO_ENV) $(PY) manage.py seed_demo
-	$(DEMO_ENV) $(PY) manage.py setup_schedules
-	@$(DEMO_ENV) $(PY) manage.py demo_banner
+	@mkdir -p var/mail var/media var/broker/queue var/broker/processed var/broker/control
+	@$(PY) -c 'import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
+		s.bind(("127.0.0.1", $(DEMO_PORT)))' 2>/dev/null \
+		|| { echo "Port $(DEMO_PORT) is in use. Stop what uses it, or run: make demo DEMO_PORT=8001"; exit 1; }
+	@echo "Preparing the demo database (var/demo.sqlite3)…"
+	@$(DEMO_ENV) $(PY) manage.py migrate --noinput --verbosity 0
+	@$(DEMO_ENV) $(PY) manage.py seed_demo
+	@$(DEMO_ENV) $(PY) manage.py setup_schedules --verbosity 0
+	@$(DEMO_ENV) $(PY) manage.py demo_camt053 --output var/camt053-demo.xml --verbosity 0
+	@echo "Starting the worker (log: var/worker.log) and the server…"
 	@set -e; \
-	$(DEMO_ENV) $(BIN)/celery -A billing_project worker --beat --pool=solo --loglevel=INFO \
+	$(DEMO_ENV) LOG_LEVEL=INFO $(BIN)/celery -A billing_project worker --beat --pool=solo --loglevel=INFO \
 		>var/worker.log 2>&1 & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null || true' EXIT INT TERM; \
-	echo "Worker + beat running (log: var/worker.log). Serving on http://127.0.0.1:8000 — Ctrl-C stops both."; \
-	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+	$(DEMO_ENV) $(PY) manage.py demo_banner --wait 120 & banner=$$!; \
+	trap 'kill $$worker $$banner 2>/dev/null || true' EXIT INT TERM; \
+	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:$(DEMO_PORT)
 
 # Debian packages the tests need (chromium, poppler-utils, fonts, wrk): one list, scripts/system-packages.sh.
 system-packages:
@@ -70,4 +79,4 @@ bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf var/demo.sqlite3* var/broker var/mail var/media var/worker.log var/celerybeat-schedule*
+	rm -rf var/demo.sqlite3* var/broker var/mail var/media var/worker.log var/celerybeat-schedule* var/camt053-demo.xml

@@ -1,6 +1,7 @@
-"""Demo data for payments (``seed_payments``, a step of ``manage.py seed_demo`` after invoicing's): saved sandbox
-cards, a full payment, a partial payment, an overpayment (→ customer credit) and failed card attempts, on the
-one-off invoices ``invoicing.demo`` creates for DEMO-0001, DEMO-0002, DEMO-0008 and DEMO-0017.
+"""Demo data for payments (steps of ``manage.py seed_demo``: ``seed_cards`` before the billing, ``seed_payments``
+after invoicing's): saved sandbox cards, a full payment, a partial payment, an overpayment (→ customer credit)
+and failed card attempts, on the one-off invoices ``invoicing.demo`` creates for DEMO-0001, DEMO-0002, DEMO-0008
+and DEMO-0017.
 
 Idempotent: cards are keyed by token, payments by reference, attempts by invoice (none are made for an invoice
 that has attempts)."""
@@ -28,14 +29,12 @@ def _demo_invoice(customer: Customer) -> Invoice | None:
     return Invoice.objects.filter(customer=customer, memo=DEMO_MEMO).exclude(number="").order_by("pk").first()
 
 
-def seed_payments() -> int:
-    """Create what is missing; returns the number of records created."""
+def seed_cards() -> int:
+    """The saved sandbox cards, before the first billing run, so that automatic collection finds them (as it
+    would have: customers save a card when they subscribe). Returns how many were created."""
     created = 0
     today = billing_today()
-    customers = {
-        c.external_id: c
-        for c in Customer.objects.filter(external_id__in=["DEMO-0001", "DEMO-0002", "DEMO-0008", "DEMO-0017"])
-    }
+    customers = {c.external_id: c for c in Customer.objects.filter(external_id__in=list(_CARDS))}
     for external_id, (token, brand, last4) in _CARDS.items():
         customer = customers.get(external_id)
         if customer is None or PaymentMethod.objects.filter(gateway="sandbox", token=f"{token}:{external_id}").exists():
@@ -50,6 +49,17 @@ def seed_payments() -> int:
             exp_year=today.year + 3,
         )
         created += 1
+    return created
+
+
+def seed_payments() -> int:
+    """Create what is missing; returns the number of records created."""
+    created = seed_cards()
+    today = billing_today()
+    customers = {
+        c.external_id: c
+        for c in Customer.objects.filter(external_id__in=["DEMO-0001", "DEMO-0002", "DEMO-0008", "DEMO-0017"])
+    }
     # (external id, reference, share of the invoice's total: "full", "partial" (40 %), "over" (+50.00))
     for external_id, reference, kind in (
         ("DEMO-0001", "Demo payment DEMO-0001 (bank transfer)", "full"),

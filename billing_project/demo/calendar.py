@@ -4,11 +4,11 @@ would have had, in number order), then today's reminders — what the daily beat
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import nullcontext
 
 from django.db.models import Min
 from django.test.utils import override_settings
 
+from billing_project.demo.clock import on_day
 from core.dates import billing_today
 from dunning.services import send_reminders
 from invoicing.billing_run import billing_run
@@ -22,7 +22,7 @@ def bill_up_to_today() -> int:
 def bill_through(day: dt.date, *, quiet_before: dt.date | None = None) -> int:
     """Run the billing for every date that fell due up to ``day``, oldest first; returns the invoices created.
     Runs for dates before ``quiet_before`` skip the after-finalize hooks (no e-mail, PDF or charge for
-    invoices of long ago; the periodic "Render missing PDFs" job renders their PDFs later)."""
+    invoices of long ago; ``seed_demo`` renders their PDFs at its end) and run with the clock on their date."""
     invoices = 0
     failed: set[int] = set()
     while True:
@@ -35,7 +35,10 @@ def bill_through(day: dt.date, *, quiet_before: dt.date | None = None) -> int:
         if next_date is None:
             return invoices
         quiet = quiet_before is not None and next_date < quiet_before
-        with override_settings(BILLING_AFTER_FINALIZE_HOOKS=False) if quiet else nullcontext():
+        if quiet:
+            with override_settings(BILLING_AFTER_FINALIZE_HOOKS=False), on_day(next_date, dt.time(5)):
+                run = billing_run(as_of=next_date)
+        else:
             run = billing_run(as_of=next_date)
         invoices += run.invoices_created + run.drafts_created
         # A subscription that fails stays due; leave it (its error is on the run, in the admin) and go on.

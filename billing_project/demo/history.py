@@ -5,23 +5,32 @@ chart, the ageing buckets and the MRR movements report a real past to show.
 
 ``seed_history`` plays the calendar forward up to yesterday, for every demo subscription: before each scripted
 change it runs the billing for every date that fell due, so invoices, prorations and numbers come out in date
-order as they would have. Invoices older than ``QUIET_DAYS`` are not e-mailed, rendered or charged while
-replaying (the periodic "Render missing PDFs" job renders their PDFs). ``pay_history`` runs after the billing
-up to today.
+order as they would have. Steps older than ``QUIET_DAYS`` run with the clock on their day
+(``billing_project.demo.clock``), and their invoices are not e-mailed, rendered or charged while replaying
+(``seed_demo`` renders their PDFs at its end); the last ``QUIET_DAYS`` are replayed at today's time, e-mails
+included. ``pay_history`` runs after the billing up to today: every transfer whose day has come
+is in, so no invoice the story has paid is chased by today's reminders.
+
+The slow payers agreed a payment plan: staff put their reminders on hold, so their overdue invoices stay open
+in the ageing buckets instead of being caught up today, months late, with a burst of final notices and
+write-offs.
 Both are idempotent: nothing is replayed once the earlier customers exist, and each invoice is paid once."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import transaction
 
 from billing_project.demo.calendar import bill_through
-from core.dates import billing_today
+from billing_project.demo.clock import on_day
+from core.dates import billing_date_of, billing_today
 from customers.models import Customer, TaxStatus
+from dunning.services import customer_dunning_settings_set
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import Payment
 from payments.services import payment_record
@@ -145,6 +154,8 @@ def seed_history() -> int:
     with transaction.atomic():
         for index, (row, story) in enumerate(zip(_CUSTOMERS, _STORIES, strict=True), start=1):
             customer = _customer(index, row)
+            if customer.external_id in SLOW_PAYERS:
+                customer_dunning_settings_set(customer=customer, hold_reminders=True)
             catalog = _catalog(customer.currency)
             start = _add_months(this_month, -story.months_ago).replace(day=story.day)
             events.append((start, len(events), _starter(customer, catalog, story, start)))
@@ -155,7 +166,8 @@ def seed_history() -> int:
         created = 0
         for when, _order, apply in sorted(events, key=lambda event: (event[0], event[1])):
             created += bill_through(when, quiet_before=quiet_before)
-            apply()
+            with on_day(when) if when < quiet_before else nullcontext():
+                apply()
         return created + bill_through(today - dt.timedelta(days=1), quiet_before=quiet_before)
 
 
@@ -191,34 +203,41 @@ def _change(
 
 
 def pay_history() -> int:
-    """Bank transfers for the earlier customers' invoices issued more than 20 days ago, each received within
-    the terms (a few days after the issue date); the slow payers' invoices older than a month stay open."""
+    """Bank transfers for the earlier customers' invoices, each received within the terms (3 to 11 days after
+    the issue date) — all whose day has come by today; the slow payers' invoices of the last five months stay
+    open."""
     today = billing_today()
     invoices = (
-        Invoice.objects.filter(
-            customer__external_id__startswith=PREFIX,
-            status=InvoiceStatus.OPEN,
-            issue_date__lt=today - dt.timedelta(days=20),
-        )
+        Invoice.objects.filter(customer__external_id__startswith=PREFIX, status=InvoiceStatus.OPEN)
         .exclude(customer__external_id__in=SLOW_PAYERS)
         .select_related("customer")
         .order_by("issue_date", "pk")
     )
     created = 0
     for invoice in invoices:
+        received_on = _issued(invoice) + dt.timedelta(days=3 + invoice.pk % 9)
         reference = f"Demo transfer {invoice.number}"
-        if Payment.objects.filter(reference=reference).exists():
+        if received_on > today or Payment.objects.filter(reference=reference).exists():
             continue
-        payment_record(
-            customer=invoice.customer,
-            amount=invoice.amount_due,
-            currency=invoice.currency,
-            received_on=min(_issued(invoice) + dt.timedelta(days=3 + invoice.pk % 9), today),
-            reference=reference,
-            invoice=invoice,
-        )
+        with on_day(_booked_on(invoice, received_on), dt.time(11)):
+            payment_record(
+                customer=invoice.customer,
+                amount=invoice.amount_due,
+                currency=invoice.currency,
+                received_on=received_on,
+                reference=reference,
+                invoice=invoice,
+            )
         created += 1
     return created + _pay_slow_payers_recent(today)
+
+
+def _booked_on(invoice: Invoice, received_on: dt.date) -> dt.date:
+    """The day to book a transfer on: the day it was received, unless the replay finalized the invoice later
+    than that (the last ``QUIET_DAYS`` are billed at today's time, with their e-mails) — a record never goes
+    back before the invoice it settles."""
+    assert invoice.finalized_at is not None  # only open invoices are paid here
+    return max(received_on, billing_date_of(invoice.finalized_at))
 
 
 def _pay_slow_payers_recent(today: dt.date) -> int:
@@ -231,14 +250,16 @@ def _pay_slow_payers_recent(today: dt.date) -> int:
         reference = f"Demo late transfer {invoice.number}"
         if Payment.objects.filter(reference=reference).exists():
             continue
-        payment_record(
-            customer=invoice.customer,
-            amount=invoice.amount_due,
-            currency=invoice.currency,
-            received_on=_issued(invoice) + dt.timedelta(days=45),
-            reference=reference,
-            invoice=invoice,
-        )
+        received_on = _issued(invoice) + dt.timedelta(days=45)
+        with on_day(_booked_on(invoice, received_on), dt.time(11)):
+            payment_record(
+                customer=invoice.customer,
+                amount=invoice.amount_due,
+                currency=invoice.currency,
+                received_on=received_on,
+                reference=reference,
+                invoice=invoice,
+            )
         created += 1
     return created
 

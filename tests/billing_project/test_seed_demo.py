@@ -1,14 +1,27 @@
+import datetime as dt
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.utils import timezone
 
+from billing_project.demo.camt053 import demo_statement
 from billing_project.demo.history import history_counts
+from billing_project.portal import DEMO_PORTAL_EMAIL
+from billing_project.staff_groups import AUDITOR, BILLING_ADMIN, BILLING_CLERK, sync_staff_group_permissions
 from core.dates import billing_today
-from customers.models import Customer
-from invoicing.models import Invoice, InvoiceStatus
-from payments.models import Payment
+from customers.models import Customer, PortalUser
+from invoicing import delivery, documents
+from invoicing.models import CreditNote, Invoice, InvoiceStatus
+from notifications.models import EmailKind, OutboundEmail
+from payments.bank_import import bank_statement_import, parse_camt053
+from payments.models import Payment, PaymentMethod
 from reporting.dashboard import add_months, month_start
 from reporting.reports import default_filters, mrr_movements_report
+
+SAMPLE_CAMT053 = Path(__file__).resolve().parents[2] / "docs" / "samples" / "camt053-demo.xml"
 
 pytestmark = pytest.mark.django_db
 
@@ -56,3 +69,83 @@ def _assert_a_year_of_history():
     rows = mrr_movements_report(filters=default_filters(today=today))
     for movement in ("new", "reactivation", "expansion", "contraction", "churn"):
         assert any(row[movement] > 0 for row in rows if row["currency"] == "EUR"), movement
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_leaves_a_complete_demo():
+    """Seeded as `make demo` does it: real commits, so the after-commit hooks (PDFs, e-mails, automatic charges)
+    run where they would, in the seed's own process."""
+    for name in (AUDITOR, BILLING_ADMIN, BILLING_CLERK):  # a transactional test before this one flushed them
+        Group.objects.get_or_create(name=name)
+    sync_staff_group_permissions()
+    call_command("seed_demo", stdout=None)
+    _assert_every_issued_document_has_its_current_pdf()
+    _assert_the_portal_customer_has_something_on_every_portal_page()
+    _assert_reminders_only_for_open_invoices_whose_step_is_due()
+    _assert_the_demo_bank_statement_pays_open_demo_invoices()  # last: it pays invoices
+
+
+def _assert_every_issued_document_has_its_current_pdf():
+    """The seed renders the PDFs itself, so the server never starts with documents missing."""
+    issued = Invoice.objects.finalized()
+    assert issued.count() > 150
+    assert issued.filter(pdf__isnull=True).count() == 0
+    assert CreditNote.objects.exists()
+    assert CreditNote.objects.filter(pdf__isnull=True).count() == 0
+    assert documents.pdfs_needing_render_count(only_missing=True) == 0
+
+
+def _assert_the_portal_customer_has_something_on_every_portal_page():
+    customer = PortalUser.objects.select_related("customer").get(email=DEMO_PORTAL_EMAIL).customer
+    invoices = Invoice.objects.filter(customer=customer)
+    to_pay = invoices.filter(status=InvoiceStatus.OPEN, amount_due__gt=0)
+    assert to_pay.exists(), "an open invoice to pay"
+    assert all(invoice.subscription_id is None for invoice in to_pay), "not charged automatically, stays open"
+    assert invoices.filter(status=InvoiceStatus.PAID).count() >= 2, "a paid history"
+    assert Payment.objects.filter(customer=customer).count() >= 2
+    assert PaymentMethod.objects.filter(customer=customer, gateway="sandbox", is_default=True).exists()
+    assert CreditNote.objects.filter(customer=customer).exists()
+
+
+def _assert_reminders_only_for_open_invoices_whose_step_is_due():
+    """No burst: no reminder for an invoice paid (in the story) long ago, no final notices months late, no
+    write-offs at seed time; each reminder is one of today's dunning steps for an open invoice."""
+    today = billing_today()
+    reminders = list(OutboundEmail.objects.filter(kind=EmailKind.REMINDER).select_related("invoice"))
+    assert reminders
+    assert len({email.invoice_id for email in reminders}) == len(reminders), "one reminder per invoice"
+    for email in reminders:
+        invoice = email.invoice
+        assert invoice.status == InvoiceStatus.OPEN and invoice.amount_due > 0, invoice.number
+        if invoice.due_date < today:  # overdue: the first reminder, within the first week
+            assert email.template == "reminders/reminder", invoice.number
+            assert (today - invoice.due_date).days < 7, invoice.number
+        else:  # the friendly notice three days before the due date
+            assert email.template == "reminders/friendly", invoice.number
+            assert (invoice.due_date - today).days <= 3, invoice.number
+    assert not Invoice.objects.filter(status=InvoiceStatus.UNCOLLECTIBLE).exists()
+    # and the e-mail sweep does not take the replayed year for invoice e-mails whose hook was lost
+    later = timezone.now() + dt.timedelta(minutes=30)
+    assert delivery.invoices_missing_finalize_email(now=later, grace=dt.timedelta(minutes=15)) == []
+
+
+def _assert_the_demo_bank_statement_pays_open_demo_invoices():
+    data, invoices = demo_statement()
+    assert len(invoices) >= 3
+    assert all(invoice.status == InvoiceStatus.OPEN for invoice in invoices)
+    report = bank_statement_import(data=data, format="camt053", filename="camt053-demo.xml")
+    assert (report.new, report.matched, report.queued) == (len(invoices), len(invoices), 0)
+    for invoice in invoices:
+        invoice.refresh_from_db()
+        assert invoice.status == InvoiceStatus.PAID, invoice.number
+    portal_customer = PortalUser.objects.get(email=DEMO_PORTAL_EMAIL).customer
+    assert Invoice.objects.filter(customer=portal_customer, status=InvoiceStatus.OPEN).exists()
+
+
+@pytest.mark.django_db(databases=[])
+def test_the_sample_statement_in_docs_is_a_camt053_the_import_reads():
+    statement_id, transactions, skipped, problems = parse_camt053(SAMPLE_CAMT053.read_bytes())
+    assert problems == [] and skipped == 0
+    assert statement_id.startswith("CADENCE-DEMO-")
+    assert len(transactions) >= 3
+    assert all(tx.remittance.startswith("Invoice INV-") and tx.amount > 0 for tx in transactions)

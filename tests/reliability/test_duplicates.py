@@ -33,7 +33,6 @@ from dunning import services as dunning
 from dunning.models import DunningAction
 from dunning.tasks import send_reminders
 from invoicing import delivery
-from notifications import services as notification_services
 from invoicing.billing_run import billing_run
 from invoicing.billing_tasks import billing_run_chunk_task, invoices_finalized_task, run_billing
 from invoicing.models import (
@@ -47,6 +46,7 @@ from invoicing.models import (
 )
 from invoicing.services import invoice_finalize
 from invoicing.tasks import render_invoice_pdf, render_missing_pdfs
+from notifications import services as notification_services
 from notifications.models import EmailAddressStatus, EmailEvent, EmailKind, EmailStatus, OutboundEmail
 from notifications.tasks import send_outbound_email
 from payments import services as payment_services

@@ -17,4 +17,5 @@ class Command(BaseCommand):
         jobs = {job.name: job for job in job_schedules()}
         for outcome in schedules_setup():
             job = jobs[outcome.name]
-            self.stdout.write(f"{outcome.outcome:>7}  {job.name} ({job.task}, {job.when})")
+            if options["verbosity"] >= 1:
+                self.stdout.write(f"{outcome.outcome:>7}  {job.name} ({job.task}, {job.when})")
