@@ -6,10 +6,30 @@ from django.db import migrations, models
 
 
 def create_default_policy(apps, schema_editor):
-    """The default dunning policy (editable in the admin); the same code as ``dunning.services.seed_dunning``."""
-    from dunning.services import create_default_policy as create  # the one definition of the default policy
-
-    create(apps.get_model("invoicing", "DunningPolicy"), apps.get_model("invoicing", "DunningStep"))
+    """The default dunning policy (editable in the admin), as it was when this migration was written; the same
+    steps as ``dunning.services.DEFAULT_POLICY_STEPS`` (a migration keeps its own copy: it must not import an
+    app above invoicing, nor change when that app's code does)."""
+    policy_model = apps.get_model("invoicing", "DunningPolicy")
+    step_model = apps.get_model("invoicing", "DunningStep")
+    if policy_model.objects.filter(models.Q(is_default=True) | models.Q(name="Standard")).exists():
+        return
+    policy = policy_model.objects.create(
+        name="Standard",
+        is_default=True,
+        description="Friendly notice 3 days before the due date; reminders 1, 7 and 14 days after; "
+        "subscription suspended after 30 days; uncollectible after 60. No late fee.",
+    )
+    steps = (
+        (-3, "email", "reminders/friendly"),
+        (1, "email", "reminders/reminder"),
+        (7, "email", "reminders/reminder"),
+        (14, "email", "reminders/final"),
+        (30, "subscription_pause", ""),
+        (60, "invoice_uncollectible", ""),
+    )
+    step_model.objects.bulk_create(
+        [step_model(policy=policy, offset_days=offset, action=action, template=template) for offset, action, template in steps]
+    )
 
 
 class Migration(migrations.Migration):
