@@ -37,7 +37,9 @@ from django.utils import timezone
 
 from core import formatting as fmt
 from core.links import invoice_link_url
+from core.locks import LockOrder
 from core.money import round_amount
+from customers.models import Customer
 from dunning.models import (
     CustomerDunningSettings,
     DunningAction,
@@ -51,11 +53,10 @@ from invoicing import delivery
 from invoicing.models import BillingReason, Invoice, InvoiceStatus
 from notifications.models import EmailKind
 from notifications.services import email_queue
+from subscriptions.models import Subscription
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
-
-    from customers.models import Customer
 
 logger = logging.getLogger(__name__)
 
@@ -396,19 +397,17 @@ def _superseded_why(planned: PlannedStep, *, invoice: Invoice, as_of: dt.date) -
 def _lock(*, invoice: Invoice, with_subscription: bool) -> Invoice | None:
     """Lock the invoice and return it as read under the lock, or ``None`` if it is no longer chased (paid
     meanwhile, held, …). Steps that change the subscription first lock customer → subscription, the product's
-    lock order (payments.locks), so they cannot deadlock with a payment allocation."""
+    lock order (core.locks), so they cannot deadlock with a payment allocation."""
+    order = LockOrder()
     if with_subscription and invoice.subscription_id is not None:
-        from customers.models import Customer
-        from subscriptions.models import Subscription
-
-        Customer.objects.select_for_update().filter(pk=invoice.customer_id).values_list("pk").first()
-        Subscription.objects.select_for_update().filter(pk=invoice.subscription_id).values_list("pk").first()
-    locked = (
-        Invoice.objects.select_for_update(of=("self",))
-        .select_related("customer", "customer__dunning_settings", "subscription")
-        .filter(pk=invoice.pk)
-        .first()
+        order.lock(Customer.objects.all(), [invoice.customer_id])
+        order.lock(Subscription.objects.all(), [invoice.subscription_id])
+    rows = order.lock(
+        Invoice.objects.select_related("customer", "customer__dunning_settings", "subscription"),
+        [invoice.pk],
+        of_self=True,
     )
+    locked = rows[0] if rows else None
     if locked is None or not invoice_is_chaseable(locked):
         return None
     return locked

@@ -34,6 +34,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.csvfile import CsvFileError, decode_text, format_size, read_csv
+from core.locks import LockOrder
 from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
@@ -554,7 +555,7 @@ def _import_parsed(report: BankImportReport, parsed: list[ParsedTransaction], *,
     # Lock every customer that will be paid up front, in id order (the services lock them again, harmlessly),
     # so that two imports running at once cannot wait for each other's customers in a cycle.
     customer_ids = sorted({m.invoices[0].customer_id for _, m in matches if m.invoices})
-    list(Customer.objects.filter(pk__in=customer_ids).order_by("pk").select_for_update().values_list("pk"))
+    LockOrder().lock(Customer.objects.all(), customer_ids)
     for tx, match in matches:
         payment = None
         if match.status == BankTransactionStatus.MATCHED:

@@ -1,15 +1,12 @@
-"""Row locks in one fixed order — customer → subscription → invoice → payment — so that two services touching
-the same rows can never wait for each other in a cycle (a deadlock). Each level is taken with
-``order_by("pk").select_for_update()`` for the same reason. Callers must be inside ``transaction.atomic``.
-
-This is shared plumbing; it lives here until another app needs it (then: ``billing_project/lib/locks.py``).
-"""
+"""The payments app's locks: a customer with some of its subscriptions, invoices and payments, taken in the
+product's one lock order (``core.locks``). Callers must be inside ``transaction.atomic``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from core.locks import LockOrder
 from customers.models import Customer
 from invoicing.models import Invoice
 from payments.models import Payment
@@ -32,23 +29,14 @@ def lock_in_order(
     payment_ids: Iterable[int] = (),
 ) -> Locked:
     """Lock the rows (customer first) and return them as read under the lock."""
-    customer = Customer.objects.select_for_update().get(pk=customer_id)
-    subscription_pks = sorted({pk for pk in subscription_ids if pk is not None})
-    invoice_pks = sorted(set(invoice_ids))
-    payment_pks = sorted(set(payment_ids))
-    locked = Locked(customer=customer)
-    if subscription_pks:
-        locked.subscriptions = {
-            s.pk: s for s in Subscription.objects.filter(pk__in=subscription_pks).order_by("pk").select_for_update()
-        }
-    if invoice_pks:
-        locked.invoices = {
-            i.pk: i for i in Invoice.objects.filter(pk__in=invoice_pks).order_by("pk").select_for_update(of=("self",))
-        }
-    if payment_pks:
-        locked.payments = {
-            p.pk: p for p in Payment.objects.filter(pk__in=payment_pks).order_by("pk").select_for_update(of=("self",))
-        }
+    order = LockOrder()
+    customers = order.lock(Customer.objects.all(), [customer_id])
+    if not customers:
+        raise Customer.DoesNotExist(f"customer {customer_id} does not exist")
+    locked = Locked(customer=customers[0])
+    locked.subscriptions = {s.pk: s for s in order.lock(Subscription.objects.all(), subscription_ids)}
+    locked.invoices = {i.pk: i for i in order.lock(Invoice.objects.all(), invoice_ids, of_self=True)}
+    locked.payments = {p.pk: p for p in order.lock(Payment.objects.all(), payment_ids, of_self=True)}
     return locked
 
 

@@ -28,7 +28,10 @@ def create_default_policy(apps, schema_editor):
         (60, "invoice_uncollectible", ""),
     )
     step_model.objects.bulk_create(
-        [step_model(policy=policy, offset_days=offset, action=action, template=template) for offset, action, template in steps]
+        [
+            step_model(policy=policy, offset_days=offset, action=action, template=template)
+            for offset, action, template in steps
+        ]
     )
 
 
