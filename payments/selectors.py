@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 from django.db.models import QuerySet, Sum
@@ -11,12 +10,8 @@ from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import (
     QUEUE_STATUSES,
-    AttemptStatus,
     BankTransaction,
     CreditLedgerEntry,
-    Payment,
-    PaymentAllocation,
-    PaymentAttempt,
 )
 
 ZERO = Decimal(0)
@@ -39,14 +34,6 @@ def customer_credit_balances(*, customer: Customer) -> dict[str, Decimal]:
     return dict(rows)
 
 
-def customer_credit_ledger(*, customer: Customer) -> QuerySet[CreditLedgerEntry]:
-    return CreditLedgerEntry.objects.filter(customer=customer).select_related("payment", "invoice", "credit_note")
-
-
-def customer_payments(*, customer: Customer) -> QuerySet[Payment]:
-    return Payment.objects.filter(customer=customer).prefetch_related("allocations__invoice")
-
-
 def invoice_payment_state(*, invoice: Invoice) -> str:
     """ "paid", "partially_paid", "unpaid" (or the invoice's status when it takes no payments)."""
     if invoice.status == InvoiceStatus.PAID:
@@ -56,16 +43,6 @@ def invoice_payment_state(*, invoice: Invoice) -> str:
     return "partially_paid" if invoice.amount_paid > 0 else "unpaid"
 
 
-def invoice_allocations(*, invoice: Invoice) -> QuerySet[PaymentAllocation]:
-    return PaymentAllocation.objects.filter(invoice=invoice).select_related("payment").order_by("pk")
-
-
 def reconciliation_queue() -> QuerySet[BankTransaction]:
     """Bank transactions staff still have to assign: unmatched or ambiguous, oldest first."""
     return BankTransaction.objects.filter(status__in=QUEUE_STATUSES).order_by("booking_date", "pk")
-
-
-def payment_attempts_due(*, as_of: dt.date) -> QuerySet[PaymentAttempt]:
-    return PaymentAttempt.objects.filter(status=AttemptStatus.FAILED, next_retry_on__lte=as_of).order_by(
-        "next_retry_on", "pk"
-    )

@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.db.models import QuerySet
 
-from subscriptions.models import Subscription, SubscriptionEvent, SubscriptionStatus
+from subscriptions.models import Subscription, SubscriptionStatus
 
 
 def subscription_ids_due(*, as_of: dt.date, customer_id: int | None = None) -> QuerySet[Subscription, int]:
@@ -18,7 +18,3 @@ def subscription_ids_due(*, as_of: dt.date, customer_id: int | None = None) -> Q
     if customer_id is not None:
         queryset = queryset.filter(customer_id=customer_id)
     return queryset.order_by("pk").values_list("pk", flat=True)
-
-
-def subscription_events(*, subscription: Subscription) -> QuerySet[SubscriptionEvent]:
-    return subscription.events.select_related("actor").order_by("at", "pk")
