@@ -20,5 +20,5 @@ def test_locks_follow_the_order_and_a_lock_against_it_is_refused() -> None:
         locked = order.lock(Customer.objects.all(), [second.pk, first.pk, None])
         assert [c.pk for c in locked] == sorted([first.pk, second.pk])  # by primary key
         assert order.lock(Invoice.objects.all(), []) == []
-        with pytest.raises(LockOrderViolation, match="subscriptions.Subscription locked after invoicing.Invoice"):
+        with pytest.raises(LockOrderViolation, match=r"subscriptions\.Subscription locked after invoicing\.Invoice"):
             order.lock(Subscription.objects.all(), [1])
