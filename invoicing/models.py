@@ -26,6 +26,8 @@ from django.db.models import F, Q, Value
 from django_countries.fields import CountryField
 from moneyed import Money
 
+from subscriptions.models import BillingReason, LineKind
+
 
 class _Digits(TypedDict):
     max_digits: int
@@ -161,14 +163,6 @@ class InvoiceStatus(models.TextChoices):
 FINALIZED_STATUSES = frozenset(
     {InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}
 )
-
-
-class BillingReason(models.TextChoices):
-    SUBSCRIPTION_CREATE = "subscription_create", "Subscription start"
-    SUBSCRIPTION_CYCLE = "subscription_cycle", "Subscription cycle"
-    SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change"
-    MANUAL = "manual", "Manual"
-    ONE_OFF = "one_off", "One-off"
 
 
 class TaxTreatment(models.TextChoices):
@@ -399,14 +393,6 @@ class Invoice(models.Model):
 
     def _only_mutable(self, update_fields: Iterable[str] | None) -> bool:
         return update_fields is not None and set(update_fields) <= self.MUTABLE_AFTER_FINALIZE
-
-
-class LineKind(models.TextChoices):
-    RECURRING = "recurring", "Recurring fee"
-    USAGE = "usage", "Usage"
-    PRORATION = "proration", "Proration"
-    ONE_OFF = "one_off", "One-off"
-    ADJUSTMENT = "adjustment", "Adjustment"
 
 
 class InvoiceLineQuerySet(models.QuerySet["InvoiceLine"]):

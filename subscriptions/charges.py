@@ -25,6 +25,7 @@ from core.money import round_amount
 from customers.models import Customer
 from subscriptions.calendar import boundary_after, boundary_on_or_before, format_day
 from subscriptions.models import (
+    BillingReason,
     CouponDuration,
     Discount,
     LineKind,
@@ -39,9 +40,6 @@ from subscriptions.models import (
 )
 from subscriptions.pricing import DiscountRule, Tier, allocate_discounts, full_amount, price_parts, prorate
 
-BILLING_REASON_CYCLE = "subscription_cycle"
-BILLING_REASON_CREATE = "subscription_create"
-BILLING_REASON_CHANGE = "subscription_change"
 _UNIT_PLACES = Decimal("0.000001")
 
 
@@ -339,7 +337,7 @@ def change_invoice_now_charges(*, subscription: Subscription, pending_item_ids: 
         currency=subscription.currency,
         period_start=start,
         period_end=end,
-        billing_reason=BILLING_REASON_CHANGE,
+        billing_reason=BillingReason.SUBSCRIPTION_CHANGE,
         lines=lines,
         collection_method=subscription.collection_method,
         days_until_due=subscription.effective_days_until_due,
@@ -620,7 +618,7 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
         final = plan.new_status == SubscriptionStatus.CANCELED or (
             sub.cancel_at_period_end and boundary == plan.new_current_period_end
         )
-        reason = BILLING_REASON_CYCLE
+        reason = BillingReason.SUBSCRIPTION_CYCLE
         drafts = _usage_drafts(items, loaded, sub, usage_start, boundary)
         if final:
             period_start, period_end = min(usage_start, boundary), boundary
@@ -637,7 +635,7 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
             drafts = _recurring_drafts(items, loaded.tiers, sub, period_start, period_end) + drafts
             next_boundary = period_end
             if boundary == sub.start_date:
-                reason = BILLING_REASON_CREATE
+                reason = BillingReason.SUBSCRIPTION_CREATE
         else:
             period_start = boundary
             period_end = boundary_after(*cycle, boundary)

@@ -391,10 +391,28 @@ class Discount(models.Model):
 
 
 class LineKind(models.TextChoices):
-    RECURRING = "recurring", "Recurring"
+    """The kind of an invoice line, and of a pending item waiting for one. Defined here, where what is owed is
+    decided; invoicing uses the same enum."""
+
+    RECURRING = "recurring", "Recurring fee"
     USAGE = "usage", "Usage"
     PRORATION = "proration", "Proration"
     ONE_OFF = "one_off", "One-off"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class BillingReason(models.TextChoices):
+    """Why an invoice was made; the billing plans of this app say which (invoicing stores it on the invoice)."""
+
+    SUBSCRIPTION_CREATE = "subscription_create", "Subscription start"
+    SUBSCRIPTION_CYCLE = "subscription_cycle", "Subscription cycle"
+    SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change"
+    MANUAL = "manual", "Manual"
+    ONE_OFF = "one_off", "One-off"
+
+
+# A pending item becomes a line of its own kind; an adjustment is only ever typed by staff on an invoice.
+PENDING_LINE_KINDS = [(kind.value, kind.label) for kind in LineKind if kind != LineKind.ADJUSTMENT]
 
 
 class PendingInvoiceItem(models.Model):
@@ -412,7 +430,7 @@ class PendingInvoiceItem(models.Model):
     amount = MoneyField(max_digits=19, decimal_places=3, currency_choices=settings.CURRENCY_CHOICES)
     period_start = models.DateField()
     period_end = models.DateField()
-    kind = models.CharField(max_length=10, choices=LineKind.choices, default=LineKind.PRORATION)
+    kind = models.CharField(max_length=10, choices=PENDING_LINE_KINDS, default=LineKind.PRORATION)
     proration = models.BooleanField(default=True)
     tax_behavior = models.CharField(max_length=10, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
     effective_on = models.DateField(help_text="The change date; billed at the first boundary on or after it.")
@@ -428,7 +446,9 @@ class PendingInvoiceItem(models.Model):
             )
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="pending_item_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=[value for value, _label in PENDING_LINE_KINDS]), name="pending_item_kind_valid"
+            ),
             models.CheckConstraint(condition=Q(quantity__gte=0), name="pending_item_quantity_non_negative"),
             # Only a proration credit may be negative.
             models.CheckConstraint(
