@@ -13,11 +13,12 @@ from django.db import models, transaction
 from django.db.models.functions import Lower
 
 from billing_project.lib.csvfile import CsvFileError, RowError, read_csv
+from core.errors import InvalidInput, NotAllowed
 from customers.models import Customer
 from customers.selectors import customer_has_billing_history
 
 
-class CustomerHasBillingHistory(Exception):
+class CustomerHasBillingHistory(NotAllowed):
     pass
 
 
@@ -116,7 +117,7 @@ class ImportReport:
         return f"{prefix} {self.created}, {verb} {self.updated}, unchanged {self.unchanged}."
 
 
-class CustomerImportError(Exception):
+class CustomerImportError(InvalidInput):
     def __init__(self, report: ImportReport):
         super().__init__(report.summary())
         self.report = report

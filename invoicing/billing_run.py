@@ -41,6 +41,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from billing_project.lib.bulk import copy_insert, copy_rows
 from billing_project.lib.money import round_amount
+from core.errors import Conflict, NotAllowed
 from customers.models import Customer
 from invoicing.models import (
     BillingRun,
@@ -77,11 +78,11 @@ DISPATCH_CELERY = "celery"
 TaxRates = dict[str, list[TaxRate]]
 
 
-class ConcurrentBilling(Exception):
+class ConcurrentBilling(Conflict):
     """A subscription changed between planning and committing (another run, a plan change): roll back."""
 
 
-class InvoiceNeedsReview(Exception):
+class InvoiceNeedsReview(NotAllowed):
     pass
 
 

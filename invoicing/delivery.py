@@ -42,6 +42,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from billing_project.lib.links import invoice_link_url
+from core.errors import NotAllowed
 from invoicing import documents
 from invoicing import formatting as fmt
 from invoicing.models import (
@@ -64,7 +65,7 @@ logger = logging.getLogger(__name__)
 S = EmailStatus
 
 
-class DeliveryError(Exception):
+class DeliveryError(NotAllowed):
     pass
 
 

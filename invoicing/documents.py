@@ -39,6 +39,7 @@ from django.db.models import F, Q, QuerySet
 from django.template.loader import get_template
 from django.utils import timezone
 
+from core.errors import Unavailable
 from invoicing import formatting as fmt
 from invoicing.models import (
     CreditNote,
@@ -58,7 +59,7 @@ FONT_FILES = {FONT_FAMILY: "DejaVuSans.ttf", f"{FONT_FAMILY}-Bold": "DejaVuSans-
 ZERO = Decimal(0)
 
 
-class DocumentRenderError(Exception):
+class DocumentRenderError(Unavailable):
     """xhtml2pdf reported errors, or a document cannot be rendered in its state."""
 
 

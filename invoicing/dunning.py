@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from billing_project.lib.links import invoice_link_url
 from billing_project.lib.money import round_amount
+from core.errors import NotAllowed
 from invoicing import delivery
 from invoicing import formatting as fmt
 from invoicing.models import (
@@ -86,7 +87,7 @@ SUPERSEDE = "supersede"
 APPLY = "apply"
 
 
-class DunningError(Exception):
+class DunningError(NotAllowed):
     pass
 
 

@@ -35,6 +35,7 @@ from django.db.models import Prefetch, QuerySet
 from billing_project.lib.csv_safe import safe_cell
 from billing_project.lib.dates import billing_date_of, billing_tz
 from billing_project.lib.money import round_amount
+from core.errors import InvalidInput
 from invoicing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
 
 ZERO = Decimal(0)
@@ -77,7 +78,7 @@ class ExportFormat(models.TextChoices):
     XERO = "xero", "Xero sales invoice import (CSV)"
 
 
-class ExportError(Exception):
+class ExportError(InvalidInput):
     """The export cannot be written (a document that does not balance, a bad period)."""
 
 

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from billing_project.lib.dates import billing_today
 from billing_project.lib.money import round_amount
+from core.errors import ApplicationError, InvalidInput, NotAllowed
 from invoicing import hooks
 from invoicing.models import (
     BillingReason,
@@ -90,19 +91,19 @@ INVOICE_AMOUNT_FIELDS = [
 ]
 
 
-class InvoiceError(Exception):
+class InvoiceError(ApplicationError):
     """A request the invoice's state or amounts do not allow; the message names the invoice and the reason."""
 
 
-class InvoiceStateError(InvoiceError):
+class InvoiceStateError(NotAllowed, InvoiceError):
     pass
 
 
-class PaymentExceedsAmountDue(InvoiceError):
+class PaymentExceedsAmountDue(InvalidInput, InvoiceError):
     pass
 
 
-class CreditNoteError(InvoiceError):
+class CreditNoteError(InvalidInput, InvoiceError):
     pass
 
 

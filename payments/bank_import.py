@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from billing_project.lib.csvfile import CsvFileError, decode_text, format_size, read_csv
 from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
+from core.errors import InvalidInput, NotAllowed
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import (
@@ -132,7 +133,7 @@ class BankImportReport:
         }
 
 
-class BankImportError(Exception):
+class BankImportError(InvalidInput):
     def __init__(self, report: BankImportReport):
         super().__init__(report.summary() + "\n" + "\n".join(str(problem) for problem in report.errors[:50]))
         self.report = report
@@ -629,7 +630,7 @@ def _book_matched(tx: ParsedTransaction, match: Match, *, actor: Actor) -> Payme
 # --- reconciliation queue -------------------------------------------------------------------------------
 
 
-class ReconciliationError(PaymentError):
+class ReconciliationError(NotAllowed, PaymentError):
     pass
 
 

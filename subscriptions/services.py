@@ -24,6 +24,7 @@ from djmoney.money import Money
 from billing_project.lib.csvfile import RowError, read_csv
 from billing_project.lib.dates import billing_date_of, billing_tz
 from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
+from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed
 from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
 from subscriptions.charges import BillingPlan, ChargeLine
@@ -47,31 +48,31 @@ Status = SubscriptionStatus
 Actor = User | AnonymousUser | None
 
 
-class SubscriptionError(ValueError):
+class SubscriptionError(ApplicationError, ValueError):
     """A request the subscription's rules refuse; the message says why, for staff."""
 
 
-class IntervalMismatch(SubscriptionError):
+class IntervalMismatch(InvalidInput, SubscriptionError):
     pass
 
 
-class InvalidTransition(SubscriptionError):
+class InvalidTransition(NotAllowed, SubscriptionError):
     pass
 
 
-class ConcurrentUpdate(SubscriptionError):
+class ConcurrentUpdate(Conflict, SubscriptionError):
     pass
 
 
-class CouponNotRedeemable(SubscriptionError):
+class CouponNotRedeemable(NotAllowed, SubscriptionError):
     pass
 
 
-class UsageRejected(SubscriptionError):
+class UsageRejected(InvalidInput, SubscriptionError):
     pass
 
 
-class IdempotencyConflict(UsageRejected):
+class IdempotencyConflict(Conflict, UsageRejected):
     pass
 
 
@@ -786,7 +787,7 @@ class UsageImportReport:
         }
 
 
-class UsageImportError(Exception):
+class UsageImportError(InvalidInput):
     def __init__(self, report: UsageImportReport):
         super().__init__(report.summary())
         self.report = report

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from billing_project.lib.money import minor_units
+from core.errors import InvalidInput, Unavailable
 
 # Declines the customer must fix (a new card, authentication): retrying the same card cannot succeed.
 HARD_DECLINE_CODES = frozenset(
@@ -37,12 +38,12 @@ def decline_is_hard(code: str) -> bool:
     return code in HARD_DECLINE_CODES
 
 
-class GatewayUnavailable(Exception):
+class GatewayUnavailable(Unavailable):
     """The gateway could not be reached or answered with a server error: the outcome is unknown. The caller keeps
     its "processing" marker and re-sends the same idempotency key later."""
 
 
-class InvalidWebhook(Exception):
+class InvalidWebhook(InvalidInput):
     """A webhook whose signature, timestamp or body does not check out."""
 
 
