@@ -3,9 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from billing_project.demo import DEMO_STAFF
+from core.commands import BaseCommand
 
 
 class Command(BaseCommand):

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from billing_project.demo import DEMO_STAFF, seed_all
+from core.commands import BaseCommand
 
 
 class Command(BaseCommand):

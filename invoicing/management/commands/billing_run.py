@@ -3,10 +3,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from billing_project.lib.dates import parse_as_of
 from billing_project.lib.progress import progress_bar
+from core.commands import BaseCommand
 from customers.models import Customer
 from invoicing.billing_run import DISPATCH_CELERY, DISPATCH_INLINE, billing_run
 from subscriptions.selectors import subscription_ids_due

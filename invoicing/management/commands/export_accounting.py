@@ -5,8 +5,9 @@ import os
 import tempfile
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from core.commands import BaseCommand
 from invoicing.exports import ExportError, ExportFormat, accounting_export_write
 
 

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from billing_project.lib.progress import progress_bar
+from core.commands import BaseCommand
 from invoicing import documents
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from billing_project.lib.dates import parse_as_of
+from core.commands import BaseCommand
 from invoicing.dunning import send_reminders
 
 
