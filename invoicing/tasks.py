@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 from celery import shared_task
 from django.conf import settings
 
-from billing_project.lib.dates import billing_today
+from core.asof import parse_as_of
 from invoicing import delivery, documents, dunning
 from invoicing.models import CreditNote, Invoice
 
@@ -55,7 +54,7 @@ def send_outbound_email(self, email_id: int) -> str:  # type: ignore[no-untyped-
 def send_reminders(as_of: str | None = None) -> dict[str, object]:
     """The daily dunning run. "Today" is the date in BILLING_TIMEZONE (not UTC, not the worker's zone), so a
     run shortly after midnight or on a daylight-saving day chases the right day; runs are idempotent."""
-    result = dunning.send_reminders(as_of=dt.date.fromisoformat(as_of) if as_of else billing_today())
+    result = dunning.send_reminders(as_of=parse_as_of(as_of, option="as_of"))
     summary = result.as_dict()
     summary.pop("steps")
     return summary

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from billing_project.lib.dates import parse_as_of
 from billing_project.lib.progress import progress_bar
+from core.asof import parse_as_of
 from core.commands import BaseCommand
 from customers.models import Customer
 from invoicing.billing_run import DISPATCH_CELERY, DISPATCH_INLINE, billing_run
@@ -28,10 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            as_of = parse_as_of(options["as_of"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        as_of = parse_as_of(options["as_of"])  # a bad date: CommandError naming --as-of (core.commands)
         customer_id = options["customer"]
         if customer_id is not None and not Customer.objects.filter(pk=customer_id).exists():
             raise CommandError(f"--customer: no customer with id {customer_id}")
