@@ -14,8 +14,10 @@ from django.urls import reverse
 from billing_project.lib.csvfile import CsvFileError
 from billing_project.lib.links import InvalidLink
 from billing_project.lib.money import CurrencyMismatch
+from core.asof import InvalidDate
 from core.commands import BaseCommand
 from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed, NotFound, Unavailable
+from core.imports import DataImportError
 from customers.models import Customer
 from customers.portal_services import PortalInviteError
 from customers.services import CustomerHasBillingHistory, CustomerImportError
@@ -27,7 +29,7 @@ from invoicing.exports import ExportError
 from invoicing.models import DocumentImmutable
 from invoicing.services import CreditNoteError, InvoiceError, InvoiceStateError, PaymentExceedsAmountDue
 from invoicing.taxes import TaxRateMissing
-from payments.bank_import import BankImportError, ReconciliationError
+from payments.bank_import import BankImportError, MappingError, ReconciliationError
 from payments.gateways import GatewayUnavailable, InvalidWebhook
 from payments.services import AllocationError, CreditError, PaymentError, PossibleDuplicatePayment, RefundError
 from payments.webhooks import UnknownGateway
@@ -82,6 +84,9 @@ DOMAIN_ERRORS = [
     (GatewayUnavailable, Unavailable, False),
     (InvalidWebhook, InvalidInput, False),
     (UnknownGateway, InvalidInput, False),
+    (MappingError, InvalidInput, True),
+    (InvalidDate, InvalidInput, True),
+    (DataImportError, InvalidInput, False),
 ]
 
 
