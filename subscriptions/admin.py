@@ -15,6 +15,7 @@ from billing_project.lib.admin_readonly import ReadOnlyMixin
 from billing_project.lib.audit import StaffEditsMixin
 from billing_project.lib.dates import billing_today
 from billing_project.lib.money import amount_limit_problem
+from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from subscriptions.models import (
     Coupon,
     Discount,
@@ -29,6 +30,7 @@ from subscriptions.models import (
 )
 from subscriptions.services import (
     MAX_ITEM_QUANTITY,
+    USAGE_COLUMNS,
     ItemSpec,
     ProrationBehavior,
     SubscriptionError,
@@ -37,6 +39,7 @@ from subscriptions.services import (
     subscription_change_preview,
     subscription_pause,
     subscription_resume,
+    usage_import_csv,
     usage_record_create,
 )
 
@@ -299,8 +302,12 @@ class UsageRecordForm(forms.ModelForm):
         fields = ("subscription_item", "quantity", "timestamp", "idempotency_key")
 
 
+class UsageImportUploadForm(ImportUploadForm):
+    file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the columns below.")
+
+
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ImportAdminMixin, admin.ModelAdmin):
     form = UsageRecordForm
     list_display = ("timestamp", "subscription_item", "quantity", "usage_date", "billing_date", "idempotency_key")
     list_select_related = ("subscription_item__price__product",)
@@ -329,3 +336,15 @@ class UsageRecordAdmin(admin.ModelAdmin):
         obj.pk = record.pk
         if not created:
             self.message_user(request, "Already recorded (same idempotency key): ignored.", messages.WARNING)
+
+    # --- CSV import (core.imports) ---
+
+    import_title = "Import usage records from CSV"
+    import_template = "admin/subscriptions/usagerecord/import.html"
+    import_form_class = UsageImportUploadForm
+
+    def run_import(self, request: HttpRequest, form: ImportUploadForm) -> ImportReport:
+        return usage_import_csv(stream=form.cleaned_data["file"], dry_run=form.cleaned_data["dry_run"])
+
+    def import_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {"columns": USAGE_COLUMNS}
