@@ -5,15 +5,16 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
 from django.core.cache import cache
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
 
+from core.admin import ApplicationErrorsAdminSite
 
-class BillingAdminSite(admin.AdminSite):
+
+class BillingAdminSite(ApplicationErrorsAdminSite):
     site_header = settings.PRODUCT_NAME
     site_title = settings.PRODUCT_NAME
     index_title = "Back-office"

@@ -27,6 +27,8 @@ from typing import IO
 
 from django.conf import settings
 
+from core.errors import InvalidInput
+
 # csv.Error messages are terse; past this many structural problems the rest of the file is not worth reading.
 MAX_REPORTED_PROBLEMS = 100
 _QUOTED = re.compile(r'"[^"]*"')
@@ -44,7 +46,7 @@ class RowError:
         return f"row {self.row}, column '{self.column}': {self.message}"
 
 
-class CsvFileError(ValueError):
+class CsvFileError(InvalidInput, ValueError):
     """The file cannot be read as a table; ``errors`` name each problem by row and column."""
 
     def __init__(self, errors: list[RowError]):

@@ -1,4 +1,5 @@
-"""Billing dates are calendar dates in ``BILLING_TIMEZONE``; every job takes an explicit ``as_of`` date."""
+"""Billing dates are calendar dates in ``BILLING_TIMEZONE``; every job takes an explicit ``as_of`` date (parsed by
+``core.asof``)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,3 @@ def billing_today() -> dt.date:
 
 def billing_date_of(moment: dt.datetime) -> dt.date:
     return moment.astimezone(billing_tz()).date()
-
-
-def parse_as_of(value: str | None) -> dt.date:
-    """Parse a command's ``--as-of YYYY-MM-DD``; without one, today in the billing timezone."""
-    if not value:
-        return billing_today()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"--as-of: '{value}' is not a date in the form YYYY-MM-DD") from exc

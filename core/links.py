@@ -16,11 +16,13 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 
+from core.errors import NotFound
+
 _SALT = "billing.portal.invoice-link"
 PURPOSES = ("view", "pay")
 
 
-class InvalidLink(Exception):
+class InvalidLink(NotFound):
     """The link was tampered with, has expired, or is not for this purpose."""
 
 

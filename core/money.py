@@ -11,8 +11,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from moneyed import Money, get_currency
 
+from core.errors import InvalidInput
 
-class CurrencyMismatch(ValueError):
+
+class CurrencyMismatch(InvalidInput, ValueError):
     """Amounts in different currencies were combined; we never convert implicitly."""
 
 

@@ -5,16 +5,19 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.http import HttpRequest
 
 from core.audit import StaffEditsMixin
-from core.csvfile import upload_size_problem
+from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from customers.models import Customer, PortalUser
 from customers.selectors import customer_has_billing_history
-from customers.services import CustomerImportError, customer_archive, customer_unarchive, customers_import_csv
+from customers.services import (
+    IMPORT_COLUMNS,
+    REQUIRED_COLUMNS,
+    customer_archive,
+    customer_unarchive,
+    customers_import_csv,
+)
 
 
 def _logged(value: Any, limit: int = 100) -> str:
@@ -22,15 +25,8 @@ def _logged(value: Any, limit: int = 100) -> str:
     return f"“{text[:limit]}{'…' if len(text) > limit else ''}”"
 
 
-class CustomerImportUploadForm(forms.Form):
+class CustomerImportUploadForm(ImportUploadForm):
     file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the column list below.")
-    dry_run = forms.BooleanField(label="Dry run (check only, write nothing)", required=False, initial=True)
-
-    def clean_file(self) -> Any:
-        upload = self.cleaned_data["file"]
-        if problem := upload_size_problem(upload.size):
-            raise forms.ValidationError(problem)
-        return upload
 
 
 class CustomerAdminForm(forms.ModelForm):
@@ -63,7 +59,7 @@ class PortalUserInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(StaffEditsMixin, admin.ModelAdmin):
+class CustomerAdmin(StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
     form = CustomerAdminForm
     list_display = ("name", "email", "country", "currency", "tax_status", "payment_terms_days", "is_archived")
     list_display_links = ("name",)
@@ -149,41 +145,17 @@ class CustomerAdmin(StaffEditsMixin, admin.ModelAdmin):
         if problems:
             self.message_user(request, "Not invited: " + "; ".join(problems[:5]), messages.WARNING)
 
-    def get_urls(self) -> list[Any]:
-        return [
-            path(
-                "import/",
-                self.admin_site.admin_view(self.import_view),
-                name="customers_customer_import",
-            ),
-            *super().get_urls(),
-        ]
+    # --- CSV import (core.imports) ---
 
-    def import_view(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_add_permission(request) or not self.has_change_permission(request):
-            return redirect(reverse("admin:customers_customer_changelist"))
-        from customers.services import IMPORT_COLUMNS, REQUIRED_COLUMNS
+    import_title = "Import customers from CSV"
+    import_template = "admin/customers/customer/import.html"
+    import_form_class = CustomerImportUploadForm
 
-        report = None
-        form = CustomerImportUploadForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                report = customers_import_csv(stream=form.cleaned_data["file"], dry_run=form.cleaned_data["dry_run"])
-            except CustomerImportError as exc:
-                report = exc.report
-                self.message_user(request, report.summary(), messages.ERROR)
-            else:
-                self.message_user(request, report.summary(), messages.SUCCESS)
-                if not report.dry_run:
-                    return redirect(reverse("admin:customers_customer_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "Import customers from CSV",
-            "submit_label": "Import",
-            "form": form,
-            "report": report,
-            "columns": IMPORT_COLUMNS,
-            "required_columns": REQUIRED_COLUMNS,
-        }
-        return TemplateResponse(request, "admin/customers/customer/import.html", context)
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return self.has_add_permission(request) and self.has_change_permission(request)
+
+    def run_import(self, request: HttpRequest, form: ImportUploadForm) -> ImportReport:
+        return customers_import_csv(stream=form.cleaned_data["file"], dry_run=form.cleaned_data["dry_run"])
+
+    def import_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {"columns": IMPORT_COLUMNS, "required_columns": REQUIRED_COLUMNS}

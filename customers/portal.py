@@ -26,9 +26,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
+from core.errors import ApplicationError, Unavailable, log_application_error
 from customers.models import Customer, PortalUser
 from customers.portal_services import (
     LoginLink,
@@ -105,7 +107,22 @@ class PortalView(View):
             return redirect(reverse("portal:login"))
         self.access = access
         activate_customer_language(request, access.customer)
-        return super().dispatch(request, *args, **kwargs)
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except ApplicationError as exc:
+            return self.application_error(request, exc)
+
+    def application_error(self, request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+        """A service's refusal as a page with its message and status (400, 404, 409), not a 500. The message is
+        the service's own; a failure of ours (``Unavailable``: the gateway, the PDF renderer) is logged and shown
+        without its details, which are for staff."""
+        log_application_error(exc, where=request.path)
+        message = (
+            gettext("A service we depend on is not available; please try again later.")
+            if isinstance(exc, Unavailable)
+            else exc.message
+        )
+        return self.render(request, "portal/error.html", {"message": message}, status=exc.http_status)
 
     @property
     def customer(self) -> Customer:

@@ -20,10 +20,11 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import NotAllowed
 from customers.models import Customer, LoginToken, PortalUser
 
 
-class PortalInviteError(ValueError):
+class PortalInviteError(NotAllowed, ValueError):
     pass
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO
 
 from django import forms
@@ -12,12 +12,14 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models.functions import Lower
 
+from core import imports
 from core.csvfile import CsvFileError, RowError, read_csv
+from core.errors import NotAllowed
 from customers.models import Customer
 from customers.selectors import customer_has_billing_history
 
 
-class CustomerHasBillingHistory(Exception):
+class CustomerHasBillingHistory(NotAllowed):
     pass
 
 
@@ -96,30 +98,22 @@ def _skip_constraint_queries(exclude: object = None) -> None:
 ImportRowError = RowError
 
 
-@dataclass
-class ImportReport:
+@dataclass(kw_only=True)
+class ImportReport(imports.ImportReport):
+    counters = ("created", "updated", "unchanged")
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
-    errors: list[ImportRowError] = field(default_factory=list)
-    dry_run: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def summary(self) -> str:
-        if self.errors:
-            return f"{len(self.errors)} error(s); nothing was written."
+    def outcome(self) -> str:
         prefix = "Dry run: would create" if self.dry_run else "Created"
         verb = "update" if self.dry_run else "updated"
         return f"{prefix} {self.created}, {verb} {self.updated}, unchanged {self.unchanged}."
 
 
-class CustomerImportError(Exception):
-    def __init__(self, report: ImportReport):
-        super().__init__(report.summary())
-        self.report = report
+class CustomerImportError(imports.DataImportError):
+    report: ImportReport
 
 
 def customers_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> ImportReport:
@@ -142,6 +136,7 @@ def customers_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) 
     if not header:
         report.errors.append(ImportRowError(row=1, column="(file)", message="the file is empty"))
         raise CustomerImportError(report)
+    report.rows = len(rows)
 
     unknown = [h for h in header if h and h not in IMPORT_COLUMNS]
     for column in unknown:

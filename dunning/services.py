@@ -36,6 +36,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from core import formatting as fmt
+from core.errors import NotAllowed
 from core.links import invoice_link_url
 from core.locks import LockOrder
 from core.money import round_amount
@@ -86,7 +87,7 @@ SUPERSEDE = "supersede"
 APPLY = "apply"
 
 
-class DunningError(Exception):
+class DunningError(NotAllowed):
     pass
 
 

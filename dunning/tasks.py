@@ -3,11 +3,9 @@ dunning left invoicing, so the beat entries staff may have edited keep working."
 
 from __future__ import annotations
 
-import datetime as dt
-
 from celery import shared_task
 
-from core.dates import billing_today
+from core.asof import parse_as_of
 from dunning.services import send_reminders as dunning_run
 
 
@@ -15,7 +13,7 @@ from dunning.services import send_reminders as dunning_run
 def send_reminders(as_of: str | None = None) -> dict[str, object]:
     """The daily dunning run. "Today" is the date in BILLING_TIMEZONE (not UTC, not the worker's zone), so a
     run shortly after midnight or on a daylight-saving day chases the right day; runs are idempotent."""
-    result = dunning_run(as_of=dt.date.fromisoformat(as_of) if as_of else billing_today())
+    result = dunning_run(as_of=parse_as_of(as_of, option="as_of"))
     summary = result.as_dict()
     summary.pop("steps")
     return summary

@@ -40,6 +40,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from core.bulk import copy_insert, copy_rows
+from core.errors import Conflict, NotAllowed
 from core.money import round_amount
 from customers.models import Customer
 from invoicing.models import (
@@ -77,11 +78,11 @@ DISPATCH_CELERY = "celery"
 TaxRates = dict[str, list[TaxRate]]
 
 
-class ConcurrentBilling(Exception):
+class ConcurrentBilling(Conflict):
     """A subscription changed between planning and committing (another run, a plan change): roll back."""
 
 
-class InvoiceNeedsReview(Exception):
+class InvoiceNeedsReview(NotAllowed):
     pass
 
 

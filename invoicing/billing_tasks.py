@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from celery import shared_task
 
-from core.dates import billing_today
+from core.asof import parse_as_of, parse_date_option
 
 
 @shared_task(name="invoicing.run_billing", acks_late=True)
@@ -14,7 +12,7 @@ def run_billing(as_of: str | None = None) -> int:
     """The daily beat task: bill everything due today (in BILLING_TIMEZONE) by fanning chunks out to workers."""
     from invoicing.billing_run import DISPATCH_CELERY, billing_run
 
-    run = billing_run(as_of=dt.date.fromisoformat(as_of) if as_of else billing_today(), dispatch=DISPATCH_CELERY)
+    run = billing_run(as_of=parse_as_of(as_of, option="as_of"), dispatch=DISPATCH_CELERY)
     return run.pk
 
 
@@ -25,8 +23,9 @@ def billing_run_chunk_task(run_id: int, subscription_ids: list[int], as_of: str)
     from invoicing.billing_run import billing_run_chunk, billing_run_finish
     from invoicing.models import BillingRun
 
+    day = parse_date_option(as_of, option="as_of")
     run = BillingRun.objects.get(pk=run_id)
-    outcome = billing_run_chunk(run=run, subscription_ids=subscription_ids, as_of=dt.date.fromisoformat(as_of))
+    outcome = billing_run_chunk(run=run, subscription_ids=subscription_ids, as_of=day)
     run.refresh_from_db(fields=["chunks_done", "chunks_total"])
     if run.chunks_done >= run.chunks_total:
         billing_run_finish(run_id=run_id)

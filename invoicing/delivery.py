@@ -16,6 +16,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from core import formatting as fmt
+from core.errors import NotAllowed
 from core.links import invoice_link_url
 from invoicing.models import Invoice, InvoiceStatus
 from notifications.models import EmailKind, OutboundEmail
@@ -25,7 +26,7 @@ from subscriptions.models import CollectionMethod
 logger = logging.getLogger(__name__)
 
 
-class DeliveryError(Exception):
+class DeliveryError(NotAllowed):
     pass
 
 

@@ -26,6 +26,7 @@ from django.db.models import F, Q, Value
 from django_countries.fields import CountryField
 from moneyed import Money
 
+from core.errors import NotAllowed
 from subscriptions.models import BillingReason, LineKind
 
 
@@ -51,7 +52,7 @@ def sums_to(field: str, expression: Any) -> Q:
     return Q(**{f"{field}__gt": expression - _HALF_UNIT}) & Q(**{f"{field}__lt": expression + _HALF_UNIT})
 
 
-class DocumentImmutable(Exception):
+class DocumentImmutable(NotAllowed):
     """An issued invoice, its lines or a credit note was about to be changed or deleted."""
 
 

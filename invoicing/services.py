@@ -22,6 +22,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from core.dates import billing_today
+from core.errors import ApplicationError, InvalidInput, NotAllowed
 from core.money import round_amount
 from invoicing import hooks
 from invoicing.models import (
@@ -90,19 +91,19 @@ INVOICE_AMOUNT_FIELDS = [
 ]
 
 
-class InvoiceError(Exception):
+class InvoiceError(ApplicationError):
     """A request the invoice's state or amounts do not allow; the message names the invoice and the reason."""
 
 
-class InvoiceStateError(InvoiceError):
+class InvoiceStateError(NotAllowed, InvoiceError):
     pass
 
 
-class PaymentExceedsAmountDue(InvoiceError):
+class PaymentExceedsAmountDue(InvalidInput, InvoiceError):
     pass
 
 
-class CreditNoteError(InvoiceError):
+class CreditNoteError(InvalidInput, InvoiceError):
     pass
 
 

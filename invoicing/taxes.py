@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 
+from core.errors import NotFound
 from core.money import amount_limit_problem, round_amount
 from customers.models import EU_VAT_COUNTRIES, TaxStatus
 from invoicing.models import Invoice, InvoiceLine, TaxRate, TaxTreatment
@@ -37,7 +38,7 @@ EXEMPT_NOTE = "Exempt from VAT."
 OUTSIDE_SCOPE_NOTE = "Not subject to VAT in {seller_country}: place of supply outside the EU."
 
 
-class TaxRateMissing(Exception):
+class TaxRateMissing(NotFound):
     """A taxable customer in the seller's country or the EU has no active tax rate: a configuration error,
     never silently 0 %."""
 

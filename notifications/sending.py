@@ -13,13 +13,14 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db.models import F
 from django.utils import timezone
 
+from core.errors import Unavailable
 from notifications.models import EmailStatus, OutboundEmail
 
 logger = logging.getLogger(__name__)
 S = EmailStatus
 
 
-class AttachmentNotReady(Exception):
+class AttachmentNotReady(Unavailable):
     """An attachment provider cannot produce the document right now (storage, database): the message is retried
     like a provider's 5xx."""
 

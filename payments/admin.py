@@ -19,17 +19,17 @@ from django.utils.html import format_html
 
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import StaffEditsMixin
-from core.csvfile import upload_size_problem
 from core.dates import billing_today
+from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import CurrencyMismatch, round_amount
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.bank_import import (
-    BankImportError,
     ReconciliationError,
     bank_statement_import,
     bank_transaction_assign,
     bank_transaction_ignore,
+    format_of,
     parse_mapping,
 )
 from payments.models import (
@@ -580,7 +580,9 @@ class BankTransactionAdmin(ReadOnlyAdmin):
         )
 
 
-class BankStatementUploadForm(forms.Form):
+class BankStatementUploadForm(ImportUploadForm):
+    field_order = ("file", "format", "mapping", "dry_run")
+
     file = forms.FileField(label="Statement file", help_text="CSV export of your bank, or ISO 20022 CAMT.053 XML.")
     format = forms.ChoiceField(
         choices=[("", "From the file name (.xml = CAMT.053, else CSV)"), ("csv", "CSV"), ("camt053", "CAMT.053")],
@@ -592,66 +594,40 @@ class BankStatementUploadForm(forms.Form):
         help_text="Only if your bank's headers differ from the configured ones, e.g. "
         "amount=Betrag,booking_date=Buchungstag,currency_default=EUR",
     )
-    dry_run = forms.BooleanField(label="Dry run (check only, write nothing)", required=False, initial=True)
-
-    def clean_file(self) -> Any:
-        upload = self.cleaned_data["file"]
-        if problem := upload_size_problem(upload.size):
-            raise forms.ValidationError(problem)
-        return upload
 
 
 @admin.register(BankStatement)
-class BankStatementAdmin(ReadOnlyAdmin):
+class BankStatementAdmin(ImportAdminMixin, ReadOnlyAdmin):
     list_display = ("imported_at", "format", "filename", "statement_id", "transactions_new", "matched", "queued")
     list_filter = ("format",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[BankStatement]:
         return super().get_queryset(request).select_related("imported_by")
 
-    def get_urls(self) -> list[Any]:
-        return [
-            path("import/", self.admin_site.admin_view(self.import_view), name="payments_bankstatement_import"),
-            *super().get_urls(),
-        ]
+    # --- statement import (core.imports) ---
 
-    def import_view(self, request: HttpRequest) -> HttpResponse:
-        """Upload a statement: matched transactions become payments, the rest go to the reconciliation queue;
-        the same statement twice creates nothing; a bad file is refused whole with its problems listed."""
-        if not request.user.has_perm("payments.add_payment"):
-            raise PermissionDenied
-        report = None
-        form = BankStatementUploadForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            fmt = form.cleaned_data["format"] or ("camt053" if upload.name.lower().endswith(".xml") else "csv")
-            try:
-                report = bank_statement_import(
-                    data=upload.read(),
-                    format=fmt,
-                    filename=upload.name,
-                    mapping=parse_mapping(form.cleaned_data["mapping"]),
-                    dry_run=form.cleaned_data["dry_run"],
-                    actor=request.user,
-                )
-            except ValueError as exc:  # a malformed column mapping
-                form.add_error("mapping", str(exc))
-            except BankImportError as exc:
-                report = exc.report
-                self.message_user(request, report.summary(), messages.ERROR)
-            else:
-                self.message_user(request, report.summary(), messages.SUCCESS)
-                if not report.dry_run:
-                    return HttpResponseRedirect(reverse("admin:payments_banktransaction_changelist"))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "Import a bank statement",
-            "submit_label": "Import",
-            "form": form,
-            "report": report,
-        }
-        return TemplateResponse(request, "admin/payments/bankstatement/import.html", context)
+    import_title = "Import a bank statement"
+    import_template = "admin/payments/bankstatement/import.html"
+    import_form_class = BankStatementUploadForm
+
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.add_payment")
+
+    def run_import(self, request: HttpRequest, form: ImportUploadForm) -> ImportReport:
+        """Matched transactions become payments, the rest go to the reconciliation queue; the same statement
+        twice creates nothing; a bad file is refused whole with its problems listed."""
+        upload = form.cleaned_data["file"]
+        return bank_statement_import(
+            data=upload.read(),
+            format=form.cleaned_data["format"] or format_of(upload.name),
+            filename=upload.name,
+            mapping=parse_mapping(form.cleaned_data["mapping"]),
+            dry_run=form.cleaned_data["dry_run"],
+            actor=request.user,
+        )
+
+    def import_done_url(self, report: ImportReport) -> str:
+        return reverse("admin:payments_banktransaction_changelist")
 
 
 # --- The customer page, with its payment side ------------------------------------------------------------

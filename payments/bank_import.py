@@ -33,7 +33,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.csvfile import CsvFileError, decode_text, format_size, read_csv
+from core import imports
+from core.csvfile import CsvFileError, RowError, decode_text, format_size, read_csv
+from core.errors import InvalidInput, NotAllowed
 from core.locks import LockOrder
 from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
@@ -78,65 +80,69 @@ class ParsedTransaction:
     remittance: str = ""
 
 
-@dataclass
-class ImportProblem:
-    row: int
-    column: str
-    message: str
+class ImportProblem(RowError):
+    """A problem of a statement: ``row`` is the CSV row (the header is row 1) or the CAMT.053 entry (from 1);
+    row 0 and no column is the file as a whole."""
 
     def __str__(self) -> str:
         where = f"row {self.row}" if self.row else "file"
         return f"{where}, {self.column}: {self.message}" if self.column else f"{where}: {self.message}"
 
 
-@dataclass
-class BankImportReport:
+@dataclass(kw_only=True)
+class BankImportReport(imports.ImportReport):
+    counters = ("new", "duplicate", "skipped", "matched", "queued")
+
     format: str
     filename: str = ""
     statement_id: str = ""
-    dry_run: bool = False
     new: int = 0
     duplicate: int = 0
     skipped: int = 0
     matched: int = 0
     queued: int = 0
-    errors: list[ImportProblem] = field(default_factory=list)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     statement_pk: int | None = None
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def summary(self) -> str:
-        if self.errors:
-            return f"{len(self.errors)} error(s); nothing was written."
+    def outcome(self) -> str:
         prefix = "Dry run: would import" if self.dry_run else "Imported"
         return (
             f"{prefix} {self.new} transaction(s): {self.matched} matched, {self.queued} to the reconciliation "
             f"queue; {self.duplicate} already imported, {self.skipped} skipped (debits, not booked)."
         )
 
-    def as_dict(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         return {
             "format": self.format,
             "filename": self.filename,
             "statement_id": self.statement_id,
-            "dry_run": self.dry_run,
-            "new": self.new,
-            "duplicate": self.duplicate,
-            "skipped": self.skipped,
-            "matched": self.matched,
-            "queued": self.queued,
-            "errors": [str(problem) for problem in self.errors],
             "transactions": self.transactions,
         }
 
 
-class BankImportError(Exception):
-    def __init__(self, report: BankImportReport):
-        super().__init__(report.summary() + "\n" + "\n".join(str(problem) for problem in report.errors[:50]))
-        self.report = report
+class BankImportError(imports.DataImportError):
+    """The statement was refused whole; the message lists the first problems."""
+
+    report: BankImportReport
+
+
+class MappingError(InvalidInput, ValueError):
+    """A ``--mapping`` (the admin's "CSV columns") that cannot be read."""
+
+
+@dataclass
+class ParsedStatement:
+    """What a parser found: the incoming credits, the entries it skipped, the records it read, the problems."""
+
+    transactions: list[ParsedTransaction] = field(default_factory=list)
+    skipped: int = 0
+    rows: int = 0
+    statement_id: str = ""
+    problems: list[RowError] = field(default_factory=list)
+
+
+def _refused(*problems: ImportProblem, rows: int = 0) -> ParsedStatement:
+    return ParsedStatement(problems=list(problems), rows=rows)
 
 
 class _DryRunRollback(Exception):
@@ -198,6 +204,11 @@ def _decode(data: bytes) -> str:
 # --- CSV ------------------------------------------------------------------------------------------------
 
 
+def format_of(filename: str) -> str:
+    """The format a statement's file name suggests: ``.xml`` is CAMT.053, anything else CSV."""
+    return BankStatementFormat.CAMT053 if filename.lower().endswith(".xml") else BankStatementFormat.CSV
+
+
 def parse_mapping(text: str | None) -> dict[str, str]:
     """``--mapping "amount=Betrag,booking_date=Buchungstag,currency_default=EUR"`` → a dict."""
     mapping: dict[str, str] = {}
@@ -207,28 +218,27 @@ def parse_mapping(text: str | None) -> dict[str, str]:
         key, sep, column = part.partition("=")
         key = key.strip()
         if not sep or key not in (*CSV_FIELDS, "currency_default"):
-            raise ValueError(
-                f"mapping '{part.strip()}': expected field=Column with field one of {', '.join(CSV_FIELDS)}"
+            raise MappingError(
+                f"mapping '{part.strip()}': expected field=Column with field one of {', '.join(CSV_FIELDS)}",
+                field="mapping",
             )
         mapping[key] = column.strip()
     return mapping
 
 
-def parse_csv(
-    data: bytes, *, mapping: Mapping[str, str] | None = None
-) -> tuple[list[ParsedTransaction], int, list[ImportProblem]]:
-    """Returns (credit transactions, skipped debits, problems)."""
+def parse_csv(data: bytes, *, mapping: Mapping[str, str] | None = None) -> ParsedStatement:
+    """The credit transactions of a CSV statement (debits are skipped), or its problems."""
     columns = {**settings.PAYMENTS_BANK_CSV_MAPPING, **(mapping or {})}
     default_currency = columns.pop("currency_default", "")
     try:
         header, csv_rows = read_csv(data, max_bytes=settings.IMPORT_MAX_BYTES, max_rows=settings.IMPORT_MAX_ROWS)
     except CsvFileError as exc:
-        return [], 0, [ImportProblem(e.row, e.column, e.message) for e in exc.errors]
+        return _refused(*(ImportProblem(e.row, e.column, e.message) for e in exc.errors))
     except (ValueError, csv.Error) as exc:
-        return [], 0, [ImportProblem(0, "", str(exc))]
-    problems: list[ImportProblem] = []
+        return _refused(ImportProblem(0, "", str(exc)))
+    problems: list[RowError] = []
     if not header:
-        return [], 0, [ImportProblem(0, "", "the file is empty")]
+        return _refused(ImportProblem(0, "", "the file is empty"))
     required = [*CSV_REQUIRED, *(() if default_currency else ("currency",))]
     for name in required:
         if columns.get(name, "") not in header:
@@ -238,7 +248,7 @@ def parse_csv(
                 )
             )
     if problems:
-        return [], 0, problems
+        return ParsedStatement(problems=problems, rows=len(csv_rows))
     has_id = columns.get("transaction_id", "") in header
     parsed: list[ParsedTransaction] = []
     skipped = 0
@@ -253,7 +263,7 @@ def parse_csv(
         line = record.row
         if not any((value or "").strip() for value in record.values() if isinstance(value, str)):
             continue
-        row_problems: list[ImportProblem] = []
+        row_problems: list[RowError] = []
         try:
             amount = parse_amount(cell(record, "amount"))
         except ValueError as exc:
@@ -300,7 +310,7 @@ def parse_csv(
         )
     if not parsed and not problems and not skipped:
         problems.append(ImportProblem(0, "", "the file has no transactions"))
-    return parsed, skipped, problems
+    return ParsedStatement(transactions=parsed, skipped=skipped, rows=len(csv_rows), problems=problems)
 
 
 # --- CAMT.053 -------------------------------------------------------------------------------------------
@@ -333,25 +343,26 @@ def _find_all(element: Element, path: str) -> list[Element]:
     return list(_children(node, last)) if node is not None else []
 
 
-def parse_camt053(data: bytes) -> tuple[str, list[ParsedTransaction], int, list[ImportProblem]]:
-    """Returns (statement id, credit transactions, skipped entries, problems)."""
+def parse_camt053(data: bytes) -> ParsedStatement:
+    """The statement id and credit transactions of a CAMT.053 statement (debits and unbooked entries are
+    skipped), or its problems."""
     if len(data) > settings.IMPORT_MAX_BYTES:
         limit = format_size(settings.IMPORT_MAX_BYTES)
-        return "", [], 0, [ImportProblem(0, "", f"the file is larger than the limit of {limit}; split it")]
+        return _refused(ImportProblem(0, "", f"the file is larger than the limit of {limit}; split it"))
     try:
         root = fromstring(data, forbid_dtd=True)
     except DefusedXmlException as exc:
-        return "", [], 0, [ImportProblem(0, "", f"refused unsafe XML ({type(exc).__name__})")]
+        return _refused(ImportProblem(0, "", f"refused unsafe XML ({type(exc).__name__})"))
     except ParseError as exc:
-        return "", [], 0, [ImportProblem(0, "", f"not well-formed XML: {exc}")]
+        return _refused(ImportProblem(0, "", f"not well-formed XML: {exc}"))
     container = _find(root, "BkToCstmrStmt") if _local(root.tag) == "Document" else None
     if container is None:
-        return "", [], 0, [ImportProblem(0, "", "not an ISO 20022 CAMT.053 document (no Document/BkToCstmrStmt)")]
+        return _refused(ImportProblem(0, "", "not an ISO 20022 CAMT.053 document (no Document/BkToCstmrStmt)"))
     statements = list(_children(container, "Stmt"))
     if not statements:
-        return "", [], 0, [ImportProblem(0, "Stmt", "the statement has no Stmt element")]
+        return _refused(ImportProblem(0, "Stmt", "the statement has no Stmt element"))
     statement_ids = [_text(stmt, "Id") for stmt in statements]
-    problems: list[ImportProblem] = []
+    problems: list[RowError] = []
     parsed: list[ParsedTransaction] = []
     skipped = 0
     number = 0
@@ -362,13 +373,13 @@ def parse_camt053(data: bytes) -> tuple[str, list[ParsedTransaction], int, list[
             if number > settings.IMPORT_MAX_ROWS:
                 limit = f"{settings.IMPORT_MAX_ROWS:,}"
                 too_many = f"the statement has more than {limit} entries, the limit per import; split it"
-                return "", [], 0, [ImportProblem(number, "Ntry", too_many)]
+                return _refused(ImportProblem(number, "Ntry", too_many), rows=number)
             status = _text(entry, "Sts") or _text(entry, "Sts/Cd")
             if _text(entry, "CdtDbtInd") != "CRDT" or status not in ("BOOK", ""):
                 skipped += 1
                 continue
             amount_el = _find(entry, "Amt")
-            entry_problems: list[ImportProblem] = []
+            entry_problems: list[RowError] = []
             try:
                 entry_amount = parse_amount(amount_el.text or "") if amount_el is not None else None
             except ValueError as exc:
@@ -444,7 +455,13 @@ def parse_camt053(data: bytes) -> tuple[str, list[ParsedTransaction], int, list[
                         remittance=" ".join(part for part in remittance_parts if part),
                     )
                 )
-    return ", ".join(filter(None, statement_ids))[:140], parsed, skipped, problems
+    return ParsedStatement(
+        transactions=parsed,
+        skipped=skipped,
+        rows=number,
+        statement_id=", ".join(filter(None, statement_ids))[:140],
+        problems=problems,
+    )
 
 
 # --- matching -------------------------------------------------------------------------------------------
@@ -511,12 +528,14 @@ def bank_statement_import(
     file is rejected; a dry run reports what would happen and writes nothing."""
     report = BankImportReport(format=format, filename=filename, dry_run=dry_run)
     if format == BankStatementFormat.CSV:
-        parsed, report.skipped, report.errors = parse_csv(data, mapping=mapping)
+        statement = parse_csv(data, mapping=mapping)
     elif format == BankStatementFormat.CAMT053:
-        report.statement_id, parsed, report.skipped, report.errors = parse_camt053(data)
+        statement = parse_camt053(data)
     else:
-        report.errors = [ImportProblem(0, "", f"unknown format '{format}' (csv or camt053)")]
-        parsed = []
+        statement = _refused(ImportProblem(0, "", f"unknown format '{format}' (csv or camt053)"))
+    parsed = statement.transactions
+    report.statement_id, report.skipped, report.rows = statement.statement_id, statement.skipped, statement.rows
+    report.errors.extend(statement.problems)
     if report.errors:
         raise BankImportError(report)
     try:
@@ -630,7 +649,7 @@ def _book_matched(tx: ParsedTransaction, match: Match, *, actor: Actor) -> Payme
 # --- reconciliation queue -------------------------------------------------------------------------------
 
 
-class ReconciliationError(PaymentError):
+class ReconciliationError(NotAllowed, PaymentError):
     pass
 
 

@@ -23,6 +23,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from core.dates import billing_today
+from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed
 from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from invoicing import services as invoicing_services
@@ -53,15 +54,15 @@ ZERO = Decimal(0)
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 
 
-class PaymentError(ValueError):
+class PaymentError(ApplicationError, ValueError):
     """A request the payment rules refuse; the message says why, for staff."""
 
 
-class AllocationError(PaymentError):
+class AllocationError(InvalidInput, PaymentError):
     pass
 
 
-class PossibleDuplicatePayment(PaymentError):
+class PossibleDuplicatePayment(Conflict, PaymentError):
     """The same payment (customer, amount, currency, date, method, reference) was recorded minutes ago: most
     likely the same money entered twice (a double click, two clerks working the same bank line)."""
 
@@ -77,11 +78,11 @@ class PossibleDuplicatePayment(PaymentError):
 DUPLICATE_PAYMENT_WINDOW = dt.timedelta(minutes=30)
 
 
-class RefundError(PaymentError):
+class RefundError(NotAllowed, PaymentError):
     pass
 
 
-class CreditError(PaymentError):
+class CreditError(InvalidInput, PaymentError):
     pass
 
 

@@ -31,6 +31,7 @@ from django.db.models import Prefetch, QuerySet
 
 from core.csv_safe import safe_cell
 from core.dates import billing_date_of, billing_tz
+from core.errors import InvalidInput
 from core.money import round_amount
 from invoicing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
 from payments.models import CreditLedgerEntry, Payment, PaymentAllocation, Refund
@@ -75,7 +76,7 @@ class ExportFormat(models.TextChoices):
     XERO = "xero", "Xero sales invoice import (CSV)"
 
 
-class ExportError(Exception):
+class ExportError(InvalidInput):
     """The export cannot be written (a document that does not balance, a bad period)."""
 
 

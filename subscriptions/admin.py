@@ -14,6 +14,7 @@ from django.urls import path, reverse
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import StaffEditsMixin
 from core.dates import billing_today
+from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import amount_limit_problem
 from subscriptions.models import (
     Coupon,
@@ -29,6 +30,7 @@ from subscriptions.models import (
 )
 from subscriptions.services import (
     MAX_ITEM_QUANTITY,
+    USAGE_COLUMNS,
     ItemSpec,
     ProrationBehavior,
     SubscriptionError,
@@ -37,6 +39,7 @@ from subscriptions.services import (
     subscription_change_preview,
     subscription_pause,
     subscription_resume,
+    usage_import_csv,
     usage_record_create,
 )
 
@@ -299,8 +302,12 @@ class UsageRecordForm(forms.ModelForm):
         fields = ("subscription_item", "quantity", "timestamp", "idempotency_key")
 
 
+class UsageImportUploadForm(ImportUploadForm):
+    file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the columns below.")
+
+
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ImportAdminMixin, admin.ModelAdmin):
     form = UsageRecordForm
     list_display = ("timestamp", "subscription_item", "quantity", "usage_date", "billing_date", "idempotency_key")
     list_select_related = ("subscription_item__price__product",)
@@ -329,3 +336,15 @@ class UsageRecordAdmin(admin.ModelAdmin):
         obj.pk = record.pk
         if not created:
             self.message_user(request, "Already recorded (same idempotency key): ignored.", messages.WARNING)
+
+    # --- CSV import (core.imports) ---
+
+    import_title = "Import usage records from CSV"
+    import_template = "admin/subscriptions/usagerecord/import.html"
+    import_form_class = UsageImportUploadForm
+
+    def run_import(self, request: HttpRequest, form: ImportUploadForm) -> ImportReport:
+        return usage_import_csv(stream=form.cleaned_data["file"], dry_run=form.cleaned_data["dry_run"])
+
+    def import_context(self, request: HttpRequest) -> dict[str, Any]:
+        return {"columns": USAGE_COLUMNS}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import IO, Any
@@ -21,8 +21,10 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from djmoney.money import Money
 
+from core import imports
 from core.csvfile import RowError, read_csv
 from core.dates import billing_date_of, billing_tz
+from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed
 from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
@@ -47,31 +49,31 @@ Status = SubscriptionStatus
 Actor = User | AnonymousUser | None
 
 
-class SubscriptionError(ValueError):
+class SubscriptionError(ApplicationError, ValueError):
     """A request the subscription's rules refuse; the message says why, for staff."""
 
 
-class IntervalMismatch(SubscriptionError):
+class IntervalMismatch(InvalidInput, SubscriptionError):
     pass
 
 
-class InvalidTransition(SubscriptionError):
+class InvalidTransition(NotAllowed, SubscriptionError):
     pass
 
 
-class ConcurrentUpdate(SubscriptionError):
+class ConcurrentUpdate(Conflict, SubscriptionError):
     pass
 
 
-class CouponNotRedeemable(SubscriptionError):
+class CouponNotRedeemable(NotAllowed, SubscriptionError):
     pass
 
 
-class UsageRejected(SubscriptionError):
+class UsageRejected(InvalidInput, SubscriptionError):
     pass
 
 
-class IdempotencyConflict(UsageRejected):
+class IdempotencyConflict(Conflict, UsageRejected):
     pass
 
 
@@ -760,36 +762,20 @@ MAX_IMPORT_BYTES = 50 * 1024 * 1024
 UsageImportRowError = RowError
 
 
-@dataclass
-class UsageImportReport:
+@dataclass(kw_only=True)
+class UsageImportReport(imports.ImportReport):
+    counters = ("created", "duplicates")
+
     created: int = 0
     duplicates: int = 0  # re-sent records (same key and values), ignored
-    errors: list[UsageImportRowError] = field(default_factory=list)
-    dry_run: bool = False
 
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def summary(self) -> str:
-        if self.errors:
-            return f"{len(self.errors)} error(s); nothing was written."
+    def outcome(self) -> str:
         verb = "Dry run: would record" if self.dry_run else "Recorded"
         return f"{verb} {self.created} usage record(s); ignored {self.duplicates} already recorded."
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "created": self.created,
-            "duplicates": self.duplicates,
-            "dry_run": self.dry_run,
-            "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in self.errors],
-        }
 
-
-class UsageImportError(Exception):
-    def __init__(self, report: UsageImportReport):
-        super().__init__(report.summary())
-        self.report = report
+class UsageImportError(imports.DataImportError):
+    report: UsageImportReport
 
 
 def _parse_timestamp(value: str) -> dt.datetime:
@@ -814,6 +800,7 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
     for column in USAGE_COLUMNS:
         if column not in header:
             report.errors.append(UsageImportRowError(1, column, "required column is missing"))
+    report.rows = len(all_rows)
     rows = all_rows if not report.errors else []
     if not rows and not report.errors:
         report.errors.append(UsageImportRowError(2, "(file)", "the file has no data rows"))
@@ -822,7 +809,8 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
 
     parsed: list[tuple[int, int, Decimal, dt.datetime, str]] = []
     seen_keys: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
+    for row in rows:
+        line = row.row  # as a spreadsheet shows it: blank lines and quoted line breaks do not shift it
         values = {column: (row.get(column) or "").strip() for column in USAGE_COLUMNS}
         errors_before = len(report.errors)
         item_id = quantity = moment = None

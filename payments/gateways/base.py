@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
+from core.errors import InvalidInput, Unavailable
 from core.money import minor_units
 
 # Declines the customer must fix (a new card, authentication): retrying the same card cannot succeed.
@@ -37,12 +38,12 @@ def decline_is_hard(code: str) -> bool:
     return code in HARD_DECLINE_CODES
 
 
-class GatewayUnavailable(Exception):
+class GatewayUnavailable(Unavailable):
     """The gateway could not be reached or answered with a server error: the outcome is unknown. The caller keeps
     its "processing" marker and re-sends the same idempotency key later."""
 
 
-class InvalidWebhook(Exception):
+class InvalidWebhook(InvalidInput):
     """A webhook whose signature, timestamp or body does not check out."""
 
 

@@ -142,11 +142,13 @@ def test_command_imports_and_prints_summary(tmp_path: Path, capsys):
     assert "Created 4, updated 0, unchanged 0." in capsys.readouterr().out
     call_command("import_customers", str(path), "--json")
     assert json.loads(capsys.readouterr().out) == {
-        "created": 0,
-        "updated": 0,
-        "unchanged": 4,
+        "ok": True,
         "dry_run": False,
+        "summary": "Created 0, updated 0, unchanged 4.",
+        "rows": 4,
+        "counts": {"created": 0, "updated": 0, "unchanged": 4},
         "errors": [],
+        "details": {},
     }
 
 

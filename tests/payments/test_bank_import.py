@@ -183,7 +183,7 @@ def test_the_command_supports_dry_run_json_and_mapping(tmp_path, invoices):
     mapping = "booking_date=Datum,amount=Betrag,remittance=Zweck,currency_default=EUR"
     call_command("import_bank_statement", str(path), "--mapping", mapping, "--dry-run", "--json", stdout=out)
     report = json.loads(out.getvalue())
-    assert report["dry_run"] is True and report["matched"] == 1
+    assert report["dry_run"] is True and report["counts"]["matched"] == 1
     assert not BankTransaction.objects.exists() and not Payment.objects.exists()
     out = StringIO()
     call_command("import_bank_statement", str(path), "--format", "csv", "--mapping", mapping, stdout=out)
@@ -230,5 +230,5 @@ def test_admin_upload_of_a_bad_file_lists_the_problems_and_writes_nothing(admin_
         reverse("admin:payments_bankstatement_import"), {"file": SimpleUploadedFile("bad.csv", data)}
     )
     assert response.status_code == 200
-    assert b"<td>row 2" in response.content
+    assert b"<td>2</td><td>Booking date</td>" in response.content
     assert BankStatement.objects.count() == 0 and BankTransaction.objects.count() == 0

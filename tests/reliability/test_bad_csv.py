@@ -438,14 +438,17 @@ def test_bom_semicolons_commas_and_quoted_line_breaks_are_understood_in_statemen
     )
 
 
-def test_command_refuses_a_bad_statement_and_writes_nothing(tmp_path: Path, open_invoice: Any) -> None:
+def test_command_refuses_a_bad_statement_and_writes_nothing(tmp_path: Path, open_invoice: Any, capsys: Any) -> None:
+    # The problems go to stderr, the summary into the CommandError, as for every import (core.imports).
     path = tmp_path / "statement.csv"
     path.write_text(_statement(GOOD_ROW.format(number=open_invoice.number), "TX-2;2026-04-31;5,00;EUR;K;;x"))
-    with pytest.raises(CommandError, match=r"row 3, Booking date: '2026-04-31' is not a date"):
+    with pytest.raises(CommandError, match=r"1 error\(s\); nothing was written"):
         call_command("import_bank_statement", str(path))
+    assert f"{path}: row 3, Booking date: '2026-04-31' is not a date" in capsys.readouterr().err
     path.write_bytes(b"")
-    with pytest.raises(CommandError, match="the file is empty"):
+    with pytest.raises(CommandError, match=r"1 error\(s\); nothing was written"):
         call_command("import_bank_statement", str(path))
+    assert f"{path}: file: the file is empty" in capsys.readouterr().err
     assert _bank_state() == (0, 0, 0, 0)
 
 

@@ -343,6 +343,7 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     ),
     "payments_bankstatement_import": (lambda rows: {}, ("payments.add_payment",)),
     "customers_customer_import": (lambda rows: {}, ("customers.add_customer", "customers.change_customer")),
+    "subscriptions_usagerecord_import": (lambda rows: {}, ("subscriptions.add_usagerecord",)),
     "subscriptions_subscription_change_plan": (
         lambda rows: {"object_id": _row(rows, "subscriptions.Subscription").pk},
         ("subscriptions.change_subscription",),

@@ -178,6 +178,14 @@ def test_import_usage_command_imports_and_a_resent_file_is_ignored(api_calls, tm
     call_command("import_usage", str(good))
     assert "Recorded 2 usage record(s); ignored 0" in capsys.readouterr().out
     call_command("import_usage", str(good), "--json")
-    assert json.loads(capsys.readouterr().out) == {"created": 0, "duplicates": 2, "dry_run": False, "errors": []}
+    assert json.loads(capsys.readouterr().out) == {
+        "ok": True,
+        "dry_run": False,
+        "summary": "Recorded 0 usage record(s); ignored 2 already recorded.",
+        "rows": 2,
+        "counts": {"created": 0, "duplicates": 2},
+        "errors": [],
+        "details": {},
+    }
     (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
     assert period.lines[0].amount == Money("0.50", "EUR")

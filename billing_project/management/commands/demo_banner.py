@@ -7,10 +7,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from billing_project.demo import DEMO_STAFF
 from billing_project.portal import DEMO_PORTAL_EMAIL
+from core.commands import BaseCommand
 
 
 def _relative(path: str | Path) -> str:

@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
 
 from billing_project.demo import seed_all
+from core.commands import BaseCommand
 from invoicing.models import CreditNote, Invoice, InvoiceStatus
 from notifications.models import OutboundEmail
 

@@ -9,9 +9,10 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import connection, transaction
 
+from core.commands import BaseCommand
 from invoicing.models import NumberSeries
 from subscriptions.models import Price, Product
 

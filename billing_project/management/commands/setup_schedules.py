@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
 from billing_project.schedules import job_schedules, schedules_setup
+from core.commands import BaseCommand
 
 
 class Command(BaseCommand):

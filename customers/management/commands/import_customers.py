@@ -1,48 +1,16 @@
+"""``manage.py import_customers FILE [--dry-run] [--json]`` (core.imports.ImportCommand)."""
+
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from core.imports import ImportCommand, ImportReport
+from customers.services import customers_import_csv
 
-from customers.services import CustomerImportError, customers_import_csv
 
-
-class Command(BaseCommand):
+class Command(ImportCommand):
     help = "Import customers from a CSV file, all or nothing (see README for the columns)."
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("file", type=Path)
-        parser.add_argument("--dry-run", action="store_true", help="Validate and report; write nothing.")
-        parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
-
-    def handle(self, *args: Any, **options: Any) -> None:
-        path: Path = options["file"]
-        if not path.is_file():
-            raise CommandError(f"{path}: no such file")
-        try:
-            with path.open("rb") as stream:
-                report = customers_import_csv(stream=stream, dry_run=options["dry_run"])
-        except CustomerImportError as exc:
-            report = exc.report
-            if options["json"]:
-                self.stdout.write(json.dumps(_as_dict(report)))
-            else:
-                for error in report.errors:
-                    self.stderr.write(f"{path}: {error}")
-            raise CommandError(report.summary()) from exc
-        if options["json"]:
-            self.stdout.write(json.dumps(_as_dict(report)))
-        else:
-            self.stdout.write(self.style.SUCCESS(report.summary()))
-
-
-def _as_dict(report: Any) -> dict[str, Any]:
-    return {
-        "created": report.created,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "dry_run": report.dry_run,
-        "errors": [{"row": e.row, "column": e.column, "message": e.message} for e in report.errors],
-    }
+    def run_import(self, *, stream: IO[bytes], path: Path, dry_run: bool, options: dict[str, Any]) -> ImportReport:
+        return customers_import_csv(stream=stream, dry_run=dry_run)

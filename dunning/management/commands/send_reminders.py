@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 
-from core.dates import parse_as_of
+from core.asof import parse_as_of
+from core.commands import BaseCommand
 from dunning.services import send_reminders
 
 
@@ -21,10 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            as_of = parse_as_of(options["as_of"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        as_of = parse_as_of(options["as_of"])  # a bad date: CommandError naming --as-of (core.commands)
         result = send_reminders(as_of=as_of, dry_run=options["dry_run"])
         if options["json"]:
             self.stdout.write(json.dumps(result.as_dict()))

@@ -3,9 +3,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from core.dates import parse_as_of
+from core.asof import parse_as_of
+from core.commands import BaseCommand
 from core.progress import progress_bar
 from customers.models import Customer
 from invoicing.billing_run import DISPATCH_CELERY, DISPATCH_INLINE, billing_run
@@ -27,10 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            as_of = parse_as_of(options["as_of"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        as_of = parse_as_of(options["as_of"])  # a bad date: CommandError naming --as-of (core.commands)
         customer_id = options["customer"]
         if customer_id is not None and not Customer.objects.filter(pk=customer_id).exists():
             raise CommandError(f"--customer: no customer with id {customer_id}")

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
-
+from core.commands import BaseCommand
 from core.progress import progress_bar
 from invoicing import documents
 

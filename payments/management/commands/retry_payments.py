@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
-from core.dates import parse_as_of
+from core.asof import parse_as_of
+from core.commands import BaseCommand
 from payments.services import payment_attempts_retry_due
 
 
@@ -20,10 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            as_of = parse_as_of(options["as_of"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+        as_of = parse_as_of(options["as_of"])  # a bad date: CommandError naming --as-of (core.commands)
         report = payment_attempts_retry_due(as_of=as_of)
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))

@@ -1,20 +1,14 @@
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from core.asof import parse_date_option
+from core.commands import BaseCommand
 from reporting.exports import ExportError, ExportFormat, accounting_export_write
-
-
-def _date(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise CommandError(f"'{value}' is not a date in the form YYYY-MM-DD") from exc
 
 
 class Command(BaseCommand):
@@ -38,7 +32,7 @@ class Command(BaseCommand):
         output: str | None = None,
         **options: Any,
     ) -> None:
-        start, end = _date(date_from), _date(date_to)
+        start, end = parse_date_option(date_from, option="--from"), parse_date_option(date_to, option="--to")
         if output is None:
             try:
                 summary = accounting_export_write(
