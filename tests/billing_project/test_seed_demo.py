@@ -144,8 +144,8 @@ def _assert_the_demo_bank_statement_pays_open_demo_invoices():
 
 @pytest.mark.django_db(databases=[])
 def test_the_sample_statement_in_docs_is_a_camt053_the_import_reads():
-    statement_id, transactions, skipped, problems = parse_camt053(SAMPLE_CAMT053.read_bytes())
-    assert problems == [] and skipped == 0
-    assert statement_id.startswith("CADENCE-DEMO-")
-    assert len(transactions) >= 3
-    assert all(tx.remittance.startswith("Invoice INV-") and tx.amount > 0 for tx in transactions)
+    parsed = parse_camt053(SAMPLE_CAMT053.read_bytes())
+    assert parsed.problems == [] and parsed.skipped == 0
+    assert parsed.statement_id.startswith("CADENCE-DEMO-")
+    assert len(parsed.transactions) >= 3
+    assert all(tx.remittance.startswith("Invoice INV-") and tx.amount > 0 for tx in parsed.transactions)
