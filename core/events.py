@@ -93,6 +93,18 @@ def handlers_for(event_type: str) -> list[Handler]:
 
 
 @contextmanager
+def handler_registered(
+    *, event_type: str, name: str, phase: str, handler: EventHandlerFunc | str, atomic: bool = True
+) -> Iterator[Handler]:
+    """Register a handler for the duration of a block (tests, one-off scripts)."""
+    registered = handler_register(event_type=event_type, name=name, phase=phase, handler=handler, atomic=atomic)
+    try:
+        yield registered
+    finally:
+        handler_unregister(event_type=event_type, name=name)
+
+
+@contextmanager
 def handlers_replaced(registry: Mapping[str, Sequence[Handler]] | None = None) -> Iterator[None]:
     """Run a block with another registry (tests: none at all, or only the handlers under test)."""
     global _registry

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, Q
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -51,13 +51,13 @@ from invoicing.models import (
     EmailKind,
     EmailStatus,
     Invoice,
-    InvoiceStatus,
     OutboundEmail,
 )
 
 if TYPE_CHECKING:
     from anymail.signals import AnymailTrackingEvent
 
+    from core.models import DomainEvent
     from customers.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def invoice_email_queue(*, invoice: Invoice, kind: str = EmailKind.INVOICE, idem
 
 
 def invoice_email_on_finalize(*, invoice_id: int) -> OutboundEmail | None:
-    """The finalize hook's e-mail: once per invoice (key ``invoice:<id>``), if the invoice is e-mailed at all."""
+    """The issued invoice's e-mail: once per invoice (key ``invoice:<id>``), if the invoice is e-mailed at all."""
     if not settings.INVOICE_EMAIL_ON_FINALIZE:
         return None
     invoice = Invoice.objects.select_related("customer", "subscription").get(pk=invoice_id)
@@ -261,24 +261,33 @@ def invoice_email_resend(*, invoice: Invoice) -> OutboundEmail:
     )
 
 
-def on_invoice_finalized(invoice_id: int) -> None:
-    """Registered with invoicing.hooks (InvoicingConfig.ready): render the PDF, then e-mail it if due.
+def on_invoice_issued_render_pdf(event: DomainEvent) -> None:
+    """Handler of ``invoice.issued``, deliver phase (InvoicingConfig.ready): render the PDF on a worker — after the
+    settle phase, so the document states the amount due once the customer's credit is applied.
 
     A PDF that cannot be rendered or handed to the workers now (renderer, storage, broker) must not cost the
     customer the e-mail: it shows as "missing" and ``render_missing_pdfs`` renders it; the e-mail renders the PDF
     itself at send time and is retried until it can (it never goes out without it)."""
     from invoicing.tasks import render_invoice_pdf
 
+    invoice_id = event.payload["invoice_id"]
     try:
         render_invoice_pdf.delay(invoice_id)
     except Exception:
         logger.exception("the PDF of invoice %s was not rendered now; render_missing_pdfs will", invoice_id)
-    invoice_email_on_finalize(invoice_id=invoice_id)
 
 
-def on_credit_note_issued(credit_note_id: int, amount_to_credit: Any) -> None:
+def on_invoice_issued_email(event: DomainEvent) -> None:
+    """Handler of ``invoice.issued``, deliver phase: e-mail the invoice if it is e-mailed at all (once per
+    invoice: key ``invoice:<id>``). Its amounts are read now, after the settle phase applied any credit."""
+    invoice_email_on_finalize(invoice_id=event.payload["invoice_id"])
+
+
+def on_credit_note_issued_render_pdf(event: DomainEvent) -> None:
+    """Handler of ``credit_note.issued``, deliver phase: render the credit note's PDF on a worker."""
     from invoicing.tasks import render_credit_note_pdf
 
+    credit_note_id = event.payload["credit_note_id"]
     try:
         render_credit_note_pdf.delay(credit_note_id)
     except Exception:
@@ -389,14 +398,9 @@ def _record_failure(email: OutboundEmail, exc: Exception) -> SendOutcome:
 
 # --- the sweep (periodic job "E-mail sweep", command sweep_emails) -------------------------------------
 
-# How far back the sweep looks for invoices whose finalize e-mail was never queued. Older ones are left alone:
-# the sweep repairs a lost hand-off, it does not e-mail history (bulk loads run with the hooks switched off).
-SWEEP_LOOKBACK = dt.timedelta(days=3)
-
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    invoice_emails_queued: int = 0
     sent: int = 0
     retrying: int = 0
     failed: int = 0
@@ -405,7 +409,6 @@ class SweepOutcome:
 
     def as_dict(self) -> dict[str, int]:
         return {
-            "invoice_emails_queued": self.invoice_emails_queued,
             "sent": self.sent,
             "retrying": self.retrying,
             "failed": self.failed,
@@ -430,22 +433,6 @@ def emails_interrupted_mark_failed(*, now: dt.datetime) -> int:
     )
 
 
-def invoices_missing_finalize_email(*, now: dt.datetime, grace: dt.timedelta) -> list[int]:
-    """Invoices finalized in the last days that are e-mailed on finalize but have no invoice e-mail: their
-    after-commit hook never ran (the broker refused the hand-off, a worker died before the hook)."""
-    from subscriptions.models import CollectionMethod
-
-    return list(
-        Invoice.objects.finalized()
-        .exclude(status=InvoiceStatus.VOID)
-        .filter(finalized_at__gte=now - SWEEP_LOOKBACK, finalized_at__lt=now - grace)
-        .filter(Q(subscription__isnull=True) | Q(subscription__collection_method=CollectionMethod.SEND_INVOICE))
-        .exclude(Exists(OutboundEmail.objects.filter(invoice=OuterRef("pk"), kind=EmailKind.INVOICE)))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-
-
 def emails_due_for_sweep(*, now: dt.datetime, grace: dt.timedelta, limit: int) -> list[int]:
     """Queued messages nobody is going to send: never tried and older than ``grace`` (their task was never
     enqueued, or was lost), or tried and past their back-off by more than ``grace`` (the retry was lost)."""
@@ -464,21 +451,14 @@ def emails_due_for_sweep(*, now: dt.datetime, grace: dt.timedelta, limit: int) -
 
 
 def emails_sweep(*, now: dt.datetime | None = None, limit: int = 500) -> SweepOutcome:
-    """The outbox sweep (every 10 minutes, and ``manage.py sweep_emails``): queue the invoice e-mails whose
-    finalize hook never ran, send — here, without the broker — the queued messages whose task was lost, and mark
-    the messages a dead worker left in ``sending`` failed (never re-sent on a guess). Sending goes through
-    ``outbound_email_send``, whose claim (``queued`` → ``sending``) lets exactly one of two overlapping sweeps, or
-    a sweep and a late task, send a message."""
+    """The outbox sweep (every 10 minutes, and ``manage.py sweep_emails``): send — here, without the broker — the
+    queued messages whose task was lost, and mark the messages a dead worker left in ``sending`` failed (never
+    re-sent on a guess). An invoice e-mail that was never queued (the after-commit dispatch was lost) is queued by
+    the domain events sweep (``manage.py process_events``), after its invoice's settle handlers ran. Sending goes
+    through ``outbound_email_send``, whose claim (``queued`` → ``sending``) lets exactly one of two overlapping
+    sweeps, or a sweep and a late task, send a message."""
     now = now or timezone.now()
     grace = dt.timedelta(minutes=settings.EMAIL_SWEEP_AFTER_MINUTES)
-    queued = 0
-    if settings.BILLING_AFTER_FINALIZE_HOOKS and settings.INVOICE_EMAIL_ON_FINALIZE:
-        for invoice_id in invoices_missing_finalize_email(now=now, grace=grace):
-            try:
-                if invoice_email_on_finalize(invoice_id=invoice_id) is not None:
-                    queued += 1
-            except Exception:
-                logger.exception("e-mail sweep: could not queue the e-mail of invoice %s", invoice_id)
     interrupted = emails_interrupted_mark_failed(now=now)
     if interrupted:
         logger.error("e-mail sweep: %s e-mail(s) interrupted while sending marked failed", interrupted)
@@ -492,7 +472,6 @@ def emails_sweep(*, now: dt.datetime | None = None, limit: int = 500) -> SweepOu
         key = "skipped" if outcome.skipped else outcome.status
         counts[key] = counts.get(key, 0) + 1
     return SweepOutcome(
-        invoice_emails_queued=queued,
         sent=counts[S.SENT],
         retrying=counts[S.QUEUED],
         failed=counts[S.FAILED],

@@ -24,6 +24,7 @@ from djmoney.money import Money
 from billing_project.lib.csvfile import RowError, read_csv
 from billing_project.lib.dates import billing_date_of, billing_tz
 from billing_project.lib.money import CurrencyMismatch, amount_limit_problem, round_amount
+from core import events
 from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
 from subscriptions.charges import BillingPlan, ChargeLine
@@ -102,13 +103,38 @@ class ItemSpec:
     quantity: int = 1
 
 
-def _event(subscription: Subscription, *, from_status: str, to_status: str, actor: Actor, reason: str) -> None:
+def _event(
+    subscription: Subscription,
+    *,
+    from_status: str,
+    to_status: str,
+    actor: Actor,
+    reason: str,
+    domain_event: str = "subscription.updated",
+) -> None:
+    """The status history row, and the domain event (``subscription.created`` / ``.updated`` / ``.canceled``)
+    other apps and, later, webhooks react to — both in the caller's transaction."""
+    user = actor if isinstance(actor, User) else None
     SubscriptionEvent.objects.create(
         subscription=subscription,
         from_status=from_status,
         to_status=to_status,
-        actor=actor if isinstance(actor, User) else None,
+        actor=user,
         reason=reason[:300],
+    )
+    events.event_record(
+        domain_event,
+        subject_type="subscription",
+        subject_id=subscription.pk,
+        payload={
+            "subscription_id": subscription.pk,
+            "customer_id": subscription.customer_id,
+            "currency": subscription.currency,
+            "from_status": from_status,
+            "status": to_status,
+            "reason": reason[:300],
+        },
+        actor_id=user.pk if user is not None else None,
     )
 
 
@@ -121,7 +147,14 @@ def _transition(subscription: Subscription, *, to: str, actor: Actor, reason: st
     )
     if updated != 1:
         raise ConcurrentUpdate(f"subscription #{subscription.pk} changed meanwhile; reload and retry")
-    _event(subscription, from_status=old, to_status=to, actor=actor, reason=reason)
+    _event(
+        subscription,
+        from_status=old,
+        to_status=to,
+        actor=actor,
+        reason=reason,
+        domain_event="subscription.canceled" if to == Status.CANCELED else "subscription.updated",
+    )
     subscription.refresh_from_db()
     return subscription
 
@@ -224,7 +257,14 @@ def subscription_create(
     SubscriptionItem.objects.bulk_create(
         [SubscriptionItem(subscription=subscription, price=spec.price, quantity=spec.quantity) for spec in items]
     )
-    _event(subscription, from_status=subscription.status, to_status=subscription.status, actor=actor, reason="created")
+    _event(
+        subscription,
+        from_status=subscription.status,
+        to_status=subscription.status,
+        actor=actor,
+        reason="created",
+        domain_event="subscription.created",
+    )
     if coupon is not None:
         discount_create(coupon=coupon, subscription=subscription, as_of=start_date)
     return subscription
