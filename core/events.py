@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,10 +34,11 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from psycopg.types.json import Jsonb
 
 from core.models import DomainEvent, EventHandlerRun, EventStatus
 
@@ -155,11 +157,69 @@ def events_record(
             event.status, event.processed_at = EventStatus.SKIPPED, now
         elif not _registry.get(event.type):
             event.status, event.processed_at = EventStatus.PROCESSED, now
-    created = DomainEvent.objects.bulk_create(events)
-    pending = [event.pk for event in created if event.status == EventStatus.PENDING]
+    _insert(events)
+    pending = [event.pk for event in events if event.status == EventStatus.PENDING]
     if pending and dispatch_after_commit:
         transaction.on_commit(partial(events_process, pending))
-    return created
+    return list(events)
+
+
+_COPY_FIELDS = (
+    "id",
+    "type",
+    "occurred_at",
+    "actor_id",
+    "subject_type",
+    "subject_id",
+    "payload",
+    "status",
+    "processed_at",
+    "attempts",
+    "last_error",
+    "claimed_until",
+)
+
+
+def _insert(events: Sequence[DomainEvent]) -> None:
+    """One INSERT elsewhere; on PostgreSQL ids from the sequence and one COPY — a billing-run chunk writes 1,000
+    events, and ``bulk_create`` spent ~70 ms a chunk preparing and quoting them. (The same technique as
+    ``billing_project/lib/bulk.py``, which core may not import; the two meet when that plumbing moves into core.)"""
+    if connection.vendor != "postgresql" or len(events) == 1:
+        DomainEvent.objects.bulk_create(events)
+        return
+    table = DomainEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)", [table, len(events)]
+        )
+        for event, (pk,) in zip(events, cursor.fetchall(), strict=True):
+            event.pk = pk
+        column_of = {field.attname: field.column for field in DomainEvent._meta.concrete_fields}
+        columns = ", ".join(column_of[name] for name in _COPY_FIELDS)
+        sql = f"COPY {table} ({columns}) FROM STDIN"
+        started = time.monotonic()
+        with cursor.cursor.copy(sql) as copy:
+            for event in events:
+                copy.write_row(
+                    [
+                        event.pk,
+                        event.type,
+                        event.occurred_at,
+                        event.actor_id,
+                        event.subject_type,
+                        event.subject_id,
+                        Jsonb(event.payload),
+                        event.status,
+                        event.processed_at,
+                        event.attempts,
+                        event.last_error,
+                        event.claimed_until,
+                    ]
+                )
+        if connection.queries_logged:  # so that query-count tests see the COPY
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    for event in events:
+        event._state.adding, event._state.db = False, connection.alias
 
 
 def event_record(
