@@ -275,3 +275,19 @@ def test_with_the_hooks_off_events_are_processed_without_handlers_and_never_repl
     invoice.refresh_from_db()
     assert invoice.amount_due == D("34.51")  # no credit applied, no e-mail, no PDF
     assert not OutboundEmail.objects.exists() and mail.outbox == []
+
+
+def test_the_admin_shows_events_and_their_handler_runs_read_only(admin_client, django_capture_on_commit_callbacks):
+    from django.urls import reverse
+
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice = InvoiceFactory(finalized=JAN_1)
+    event = DomainEvent.objects.get(type="invoice.issued", subject_id=invoice.pk)
+    changelist = reverse("admin:core_domainevent_changelist")
+    response = admin_client.get(changelist, {"type": "invoice.issued", "status__exact": "processed"})
+    assert response.status_code == 200 and b"invoice.issued" in response.content
+    page = admin_client.get(reverse("admin:core_domainevent_change", args=[event.pk]))
+    assert page.status_code == 200
+    assert b"invoicing.email_invoice" in page.content and b"payments.apply_customer_credit" in page.content
+    assert b'name="_save"' not in page.content  # read-only
+    assert admin_client.get(reverse("admin:core_domainevent_add")).status_code == 403
