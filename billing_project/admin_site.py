@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
 
-from core.admin import ApplicationErrorsAdminSite
+from core.admin_errors import ApplicationErrorsAdminSite
 
 
 class BillingAdminSite(ApplicationErrorsAdminSite):

@@ -75,10 +75,19 @@ def job_schedules() -> list[JobSchedule]:
             every_minutes=settings.SCHEDULE_RENDER_PDFS_EVERY_MINUTES,
         ),
         JobSchedule(
+            name="Domain events",
+            task="core.process_events",
+            description="Run the handlers that have not run yet for domain events older than "
+            "DOMAIN_EVENTS_SWEEP_AFTER_MINUTES (credit and collection, then PDF and e-mail of issued invoices; "
+            "credit-note credit): their after-commit dispatch was lost or a handler failed. Each handler once.",
+            command="manage.py process_events [--limit N]",
+            every_minutes=5,
+        ),
+        JobSchedule(
             name="E-mail sweep",
             task="invoicing.sweep_emails",
             description="Send customer e-mails still queued after EMAIL_SWEEP_AFTER_MINUTES (the broker was "
-            "unreachable, a worker died); queue invoice e-mails whose finalize hook never ran; mark failed the "
+            "unreachable, a worker died); mark failed the "
             "e-mails a dead worker left sending (staff check and resend).",
             command="manage.py sweep_emails",
             every_minutes=10,

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "djmoney",
     "django_celery_beat",
     "anymail",
+    "core",
     "billing_project",
     # The application layers from the bottom up (docs/ARCHITECTURE.md): an app's admin may extend the admins of
     # the apps before it, so this order is also the order in which they are registered.
@@ -208,9 +209,16 @@ DEFAULT_PAYMENT_TERMS_DAYS = env.int("DEFAULT_PAYMENT_TERMS_DAYS", default=14)
 BILLING_AUTO_FINALIZE = env.bool("BILLING_AUTO_FINALIZE", default=True)
 # Subscriptions per billing-run chunk: one transaction and one Celery task each (docs/GOTCHAS.md §11).
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
-# After an invoice is finalized it is handed to delivery (PDF, e-mail) and automatic collection. Off only for
-# bulk loads and benchmarks that must not send anything.
+# After an invoice is issued its "invoice.issued" event is handled: credit and automatic collection (settle), PDF
+# and e-mail (deliver). Off only for bulk loads, benchmarks and the demo's history, which must not send anything:
+# the events are still written, stored as processed without handlers, and never replayed by the sweep.
 BILLING_AFTER_FINALIZE_HOOKS = env.bool("BILLING_AFTER_FINALIZE_HOOKS", default=True)
+# Domain events (core/events.py): the sweep resumes events still pending this long after they were written; a
+# dispatcher claims an event for DOMAIN_EVENTS_CLAIM_SECONDS; after DOMAIN_EVENTS_MAX_ATTEMPTS failed dispatches
+# an event is "failed" and left for staff (admin: Core › Domain events).
+DOMAIN_EVENTS_SWEEP_AFTER_MINUTES = env.int("DOMAIN_EVENTS_SWEEP_AFTER_MINUTES", default=5)
+DOMAIN_EVENTS_CLAIM_SECONDS = env.int("DOMAIN_EVENTS_CLAIM_SECONDS", default=300)
+DOMAIN_EVENTS_MAX_ATTEMPTS = env.int("DOMAIN_EVENTS_MAX_ATTEMPTS", default=10)
 # Account codes of the accounting export (reporting/exports.py; docs/decisions/accounting-export.md), as JSON:
 # {"receivables": "1200", "bank": "1000", "revenue": "4000", "tax_payable": "2200", "customer_credit": "2300",
 #  "revenue_by_product": {...}, "tax_by_rate": {...}, "xero_tax_types": {...}}; anything left out keeps its default.

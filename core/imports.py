@@ -48,7 +48,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from core.admin import form_application_error
+from core.admin_errors import form_application_error
 from core.commands import BaseCommand
 from core.csvfile import RowError, upload_size_problem
 from core.errors import ApplicationError, InvalidInput

@@ -5,11 +5,31 @@ class InvoicingConfig(AppConfig):
     name = "invoicing"
 
     def ready(self) -> None:
-        from invoicing import delivery, documents, hooks
+        from core import events
+        from invoicing import delivery, documents
         from notifications.sending import register_attachment_provider
 
-        # After an invoice or credit note is committed: render its PDF, e-mail the invoice (invoicing.delivery).
-        hooks.register_invoice_finalized(delivery.on_invoice_finalized)
-        hooks.register_credit_note_issued(delivery.on_credit_note_issued)
+        # Deliver phase: after the payments app settled the new document (credit, collection), render its PDF
+        # and e-mail the invoice, so both state the amount due after credit (docs/ARCHITECTURE.md).
+        events.handler_register(
+            event_type="invoice.issued",
+            name="invoicing.render_invoice_pdf",
+            phase=events.DELIVER,
+            handler=delivery.on_invoice_issued_render_pdf,
+            atomic=False,  # hands the render to a worker; render_missing_pdfs catches up
+        )
+        events.handler_register(
+            event_type="invoice.issued",
+            name="invoicing.email_invoice",
+            phase=events.DELIVER,
+            handler=delivery.on_invoice_issued_email,
+        )
+        events.handler_register(
+            event_type="credit_note.issued",
+            name="invoicing.render_credit_note_pdf",
+            phase=events.DELIVER,
+            handler=delivery.on_credit_note_issued_render_pdf,
+            atomic=False,
+        )
         # The outbox attaches an invoice's or credit note's PDF as it is at send time.
         register_attachment_provider(documents.email_attachment)

@@ -5,14 +5,16 @@ How a chunk of up to ``BILLING_RUN_CHUNK_SIZE`` subscriptions is billed, in ONE 
 1. ``subscriptions.charges.plans_for_chunk(lock=True)`` locks the chunk's subscription rows
    (``FOR UPDATE SKIP LOCKED``: rows another run holds are left to it) and computes every due period in Python;
 2. invoices and lines are built in memory, taxed and totalled with the pure functions of ``taxes.py``;
-3. one ``UPDATE … RETURNING`` takes a block of numbers; ``bulk_create`` writes invoices, lines and events;
+3. ``invoicing.services.invoices_issue`` — the one issue path — issues them in bulk: one ``UPDATE … RETURNING``
+   takes a block of numbers and the invoices' ids, COPY writes invoices and status events, one INSERT the
+   ``invoice.issued`` domain events; the held drafts and every line follow with COPY;
 4. ``plans_commit`` advances the subscriptions, guarded by their old values;
 5. the run's chunk counter moves on in the same transaction.
 A unique constraint on (subscription, period_key) refuses a second invoice for a period whatever runs twice.
 If anything in the chunk fails, the chunk is rolled back and billed again one subscription per transaction,
 so one failing subscription is recorded (``BillingRunError``) and never stops the others.
-After commit, one task per chunk hands the finalized invoices to ``hooks.on_invoice_finalized`` on the workers
-(delivery: PDF and e-mail; payments: credit and automatic collection).
+After commit, one task per chunk dispatches the chunk's ``invoice.issued`` events on the workers (settle: credit and
+automatic collection; then deliver: PDF and e-mail).
 
 Dispatch: ``inline`` bills the chunks in this process (the command's default); ``celery`` enqueues one task per
 chunk (ids, never one task per subscription: Celery closes the DB connection after each task) and the last
@@ -41,6 +43,7 @@ from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from core.bulk import copy_insert, copy_rows
 from core.errors import Conflict, NotAllowed
+from core.models import EventStatus
 from core.money import round_amount
 from customers.models import Customer
 from invoicing.models import (
@@ -49,15 +52,14 @@ from invoicing.models import (
     BillingRunError,
     BillingRunStatus,
     Invoice,
-    InvoiceEvent,
     InvoiceLine,
     InvoiceStatus,
     NumberSeries,
     TaxRate,
     TaxTreatment,
 )
-from invoicing.numbering import number_series_allocate_for_new_invoices, number_series_default
-from invoicing.services import customer_snapshot, seller_snapshot
+from invoicing.numbering import number_series_default
+from invoicing.services import invoices_issue
 from invoicing.taxes import (
     TaxRateMissing,
     TaxResolution,
@@ -216,26 +218,8 @@ def _invoice(
     apply_totals(invoice, as_lines, compute_invoice_totals(as_lines, invoice.currency, amounts_given=True))
     invoice.tax_treatment = resolution.treatment
     invoice.tax_note = resolution.note
-    invoice.due_date = None
-    invoice._days_until_due = period.days_until_due  # type: ignore[attr-defined]
+    invoice.due_date = None  # set when it is issued, by the one rule of invoices_issue
     return invoice, lines
-
-
-def _issue_in_memory(
-    invoices: Sequence[Invoice], numbers: Sequence[str], *, series: NumberSeries, issue_date: dt.date, now: dt.datetime
-) -> None:
-    """Finalize the invoices in memory: numbers, dates, snapshots, status."""
-    seller = seller_snapshot()
-    for invoice, number in zip(invoices, numbers, strict=True):
-        invoice.number = number
-        invoice.number_series = series
-        invoice.issue_date = issue_date
-        invoice.due_date = issue_date + dt.timedelta(days=invoice._days_until_due)  # type: ignore[attr-defined]
-        invoice.customer_snapshot = customer_snapshot(customer=invoice.customer)
-        invoice.seller_snapshot = seller
-        invoice.status = InvoiceStatus.PAID if invoice.total == 0 else InvoiceStatus.OPEN
-        invoice.finalized_at = now
-        invoice.paid_at = now if invoice.status == InvoiceStatus.PAID else None
 
 
 def _build(
@@ -295,26 +279,17 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     plans = plans_for_chunk(subscription_ids=list(subscription_ids), as_of=as_of, lock=True, prices=context.prices)
     outcome.subscriptions = len(plans)
     to_issue, drafts, lines = _build(plans, tax_rates=context.tax_rates, run=run, outcome=outcome)
-    now = timezone.now()
-    created = [*to_issue, *drafts]
-    # One statement takes the block of numbers (locking the counter row until commit) and the invoices' ids.
-    numbers, ids = number_series_allocate_for_new_invoices(
-        series=context.series, issue_date=as_of, numbers=len(to_issue), invoice_ids=len(created)
+    issued = invoices_issue(
+        invoices=to_issue,
+        issue_date=as_of,
+        series=context.series,
+        reason=f"issued by billing run {run.pk}",
+        dispatch_after_commit=False,
+        subscription_days_until_due={plan.subscription_id: plan.days_until_due for plan in plans},
     )
-    _issue_in_memory(to_issue, numbers, series=context.series, issue_date=as_of, now=now)
-    for invoice, pk in zip(created, ids, strict=False):
-        invoice.pk = pk
-    # COPY, not bulk_create: at 1,000 invoices a chunk, preparing and quoting values was most of the time.
-    copy_insert(Invoice, created)
+    copy_insert(Invoice, drafts, assign_ids=True)
     copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
-    copy_rows(
-        InvoiceEvent,
-        ("invoice_id", "at", "from_status", "to_status", "reason"),
-        [
-            (invoice.pk, now, InvoiceStatus.DRAFT, invoice.status, f"issued by billing run {run.pk}")
-            for invoice in to_issue
-        ],
-    )
+    created = [*to_issue, *drafts]
     advanced = set(plans_commit(plans=plans, locked=True))
     missed = [plan.subscription_id for plan in plans if plan.subscription_id not in advanced]
     if missed:
@@ -322,27 +297,27 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     for invoice in created:
         invoice._loaded_status = invoice.status
         outcome.add_invoice(invoice)
-    if to_issue and settings.BILLING_AFTER_FINALIZE_HOOKS:
-        # One task per chunk hands the new invoices to delivery and collection on the workers: running the
-        # hooks here, per invoice, would make PDF and e-mail work the billing run's bottleneck.
-        transaction.on_commit(functools.partial(_hand_to_hooks, [invoice.pk for invoice in to_issue]))
+    pending = [event.pk for event in issued.events if event.status == EventStatus.PENDING]
+    if pending:
+        # One task per chunk dispatches the new invoices' events on the workers: running their handlers here,
+        # per invoice, would make credit, PDF and e-mail work the billing run's bottleneck.
+        transaction.on_commit(functools.partial(_hand_to_workers, pending))
     return outcome
 
 
-def _hand_to_hooks(invoice_ids: list[int]) -> None:
-    """After the chunk committed: its invoices are safe, so a broker that refuses the task must not fail the
-    chunk (it would be counted twice and billed again one by one for nothing). What the hooks would have done is
-    picked up by the periodic jobs: ``render_missing_pdfs`` renders the missing PDFs, the e-mail sweep queues and
-    sends the invoice e-mails (docs/RELIABILITY.md)."""
-    from invoicing.billing_tasks import invoices_finalized_task
+def _hand_to_workers(event_ids: list[int]) -> None:
+    """After the chunk committed: its invoices and their events are safe, so a broker that refuses the task must
+    not fail the chunk (it would be counted twice and billed again one by one for nothing). The events stay
+    pending and the "Domain events" sweep (``manage.py process_events``) runs their handlers (docs/RELIABILITY.md)."""
+    from core.tasks import process_event_batch
 
     try:
-        invoices_finalized_task.delay(invoice_ids)
+        process_event_batch.delay(event_ids)
     except BrokerUnavailable:
         logger.warning(
-            "the broker is unreachable: %d invoice(s) (first %s) wait for render_missing_pdfs and the e-mail sweep",
-            len(invoice_ids),
-            invoice_ids[0],
+            "the broker is unreachable: %d invoice.issued event(s) (first %s) wait for the domain events sweep",
+            len(event_ids),
+            event_ids[0],
         )
 
 

@@ -32,13 +32,4 @@ def billing_run_chunk_task(run_id: int, subscription_ids: list[int], as_of: str)
     return outcome.invoices
 
 
-@shared_task(name="invoicing.invoices_finalized", acks_late=True)
-def invoices_finalized_task(invoice_ids: list[int]) -> int:
-    """After a billing-run chunk commits: hand each new invoice to the after-finalize hooks (PDF, e-mail,
-    automatic collection). The hooks are idempotent (one e-mail per key, one charge per attempt), so a
-    redelivered task repeats nothing."""
-    from invoicing import hooks
-
-    for invoice_id in invoice_ids:
-        hooks.on_invoice_finalized(invoice_id)
-    return len(invoice_ids)
+# The chunk's invoice.issued events are dispatched after commit by core.tasks.process_event_batch.

@@ -1,26 +1,24 @@
-"""Invoice and credit-note delivery: the invoice e-mail (once per invoice, or again when staff resend it) with
-its PDF, through the outbox of ``notifications`` (stored, sent once, retried, tracked), and the invoicing part of
-the e-mail sweep. See docs/decisions/delivery.md.
+"""Invoice and credit-note delivery: the deliver-phase handlers of ``invoice.issued`` and ``credit_note.issued``
+(render the PDF, e-mail the invoice) and the invoice e-mail itself (once per invoice, or again when staff resend
+it), through the outbox of ``notifications`` (stored, sent once, retried, tracked). See docs/decisions/delivery.md.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
-from django.utils import timezone
 
 from core import formatting as fmt
 from core.errors import NotAllowed
 from core.links import invoice_link_url
-from invoicing.models import Invoice, InvoiceStatus
+from core.models import DomainEvent
+from invoicing.models import Invoice
+from invoicing.tasks import render_credit_note_pdf, render_invoice_pdf
 from notifications.models import EmailKind, OutboundEmail
-from notifications.services import email_queue, outbox_sweep
+from notifications.services import email_queue
 from subscriptions.models import CollectionMethod
 
 logger = logging.getLogger(__name__)
@@ -81,7 +79,7 @@ def invoice_email_queue(*, invoice: Invoice, kind: str = EmailKind.INVOICE, idem
 
 
 def invoice_email_on_finalize(*, invoice_id: int) -> OutboundEmail | None:
-    """The finalize hook's e-mail: once per invoice (key ``invoice:<id>``), if the invoice is e-mailed at all."""
+    """The issued invoice's e-mail: once per invoice (key ``invoice:<id>``), if the invoice is e-mailed at all."""
     if not settings.INVOICE_EMAIL_ON_FINALIZE:
         return None
     invoice = Invoice.objects.select_related("customer", "subscription").get(pk=invoice_id)
@@ -98,92 +96,30 @@ def invoice_email_resend(*, invoice: Invoice) -> OutboundEmail:
     )
 
 
-def on_invoice_finalized(invoice_id: int) -> None:
-    """Registered with invoicing.hooks (InvoicingConfig.ready): render the PDF, then e-mail it if due.
+def on_invoice_issued_render_pdf(event: DomainEvent) -> None:
+    """Handler of ``invoice.issued``, deliver phase (InvoicingConfig.ready): render the PDF on a worker — after the
+    settle phase, so the document states the amount due once the customer's credit is applied.
 
     A PDF that cannot be rendered or handed to the workers now (renderer, storage, broker) must not cost the
     customer the e-mail: it shows as "missing" and ``render_missing_pdfs`` renders it; the e-mail renders the PDF
     itself at send time and is retried until it can (it never goes out without it)."""
-    from invoicing.tasks import render_invoice_pdf
-
+    invoice_id = event.payload["invoice_id"]
     try:
         render_invoice_pdf.delay(invoice_id)
     except Exception:
         logger.exception("the PDF of invoice %s was not rendered now; render_missing_pdfs will", invoice_id)
-    invoice_email_on_finalize(invoice_id=invoice_id)
 
 
-def on_credit_note_issued(credit_note_id: int, amount_to_credit: Any) -> None:
-    from invoicing.tasks import render_credit_note_pdf
+def on_invoice_issued_email(event: DomainEvent) -> None:
+    """Handler of ``invoice.issued``, deliver phase: e-mail the invoice if it is e-mailed at all (once per
+    invoice: key ``invoice:<id>``). Its amounts are read now, after the settle phase applied any credit."""
+    invoice_email_on_finalize(invoice_id=event.payload["invoice_id"])
 
+
+def on_credit_note_issued_render_pdf(event: DomainEvent) -> None:
+    """Handler of ``credit_note.issued``, deliver phase: render the credit note's PDF on a worker."""
+    credit_note_id = event.payload["credit_note_id"]
     try:
         render_credit_note_pdf.delay(credit_note_id)
     except Exception:
         logger.exception("the PDF of credit note %s was not rendered now; render_missing_pdfs will", credit_note_id)
-
-
-# --- the sweep (periodic job "E-mail sweep", command sweep_emails) -------------------------------------
-
-# How far back the sweep looks for invoices whose finalize e-mail was never queued. Older ones are left alone:
-# the sweep repairs a lost hand-off, it does not e-mail history (bulk loads run with the hooks switched off).
-SWEEP_LOOKBACK = dt.timedelta(days=3)
-
-
-@dataclass(frozen=True)
-class SweepOutcome:
-    invoice_emails_queued: int = 0
-    sent: int = 0
-    retrying: int = 0
-    failed: int = 0
-    skipped: int = 0
-    interrupted: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "invoice_emails_queued": self.invoice_emails_queued,
-            "sent": self.sent,
-            "retrying": self.retrying,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "interrupted": self.interrupted,
-        }
-
-
-def invoices_missing_finalize_email(*, now: dt.datetime, grace: dt.timedelta) -> list[int]:
-    """Invoices finalized in the last days that are e-mailed on finalize but have no invoice e-mail: their
-    after-commit hook never ran (the broker refused the hand-off, a worker died before the hook)."""
-    return list(
-        Invoice.objects.finalized()
-        .exclude(status=InvoiceStatus.VOID)
-        .filter(finalized_at__gte=now - SWEEP_LOOKBACK, finalized_at__lt=now - grace)
-        .filter(Q(subscription__isnull=True) | Q(subscription__collection_method=CollectionMethod.SEND_INVOICE))
-        .exclude(Exists(OutboundEmail.objects.filter(invoice=OuterRef("pk"), kind=EmailKind.INVOICE)))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-
-
-def emails_sweep(*, now: dt.datetime | None = None, limit: int = 500) -> SweepOutcome:
-    """The outbox sweep (every 10 minutes, and ``manage.py sweep_emails``): queue the invoice e-mails whose
-    finalize hook never ran, send — here, without the broker — the queued messages whose task was lost, and mark
-    the messages a dead worker left in ``sending`` failed (never re-sent on a guess): the last two are
-    ``notifications.services.outbox_sweep``."""
-    now = now or timezone.now()
-    grace = dt.timedelta(minutes=settings.EMAIL_SWEEP_AFTER_MINUTES)
-    queued = 0
-    if settings.BILLING_AFTER_FINALIZE_HOOKS and settings.INVOICE_EMAIL_ON_FINALIZE:
-        for invoice_id in invoices_missing_finalize_email(now=now, grace=grace):
-            try:
-                if invoice_email_on_finalize(invoice_id=invoice_id) is not None:
-                    queued += 1
-            except Exception:
-                logger.exception("e-mail sweep: could not queue the e-mail of invoice %s", invoice_id)
-    outbox = outbox_sweep(now=now, limit=limit)
-    return SweepOutcome(
-        invoice_emails_queued=queued,
-        sent=outbox.sent,
-        retrying=outbox.retrying,
-        failed=outbox.failed,
-        skipped=outbox.skipped,
-        interrupted=outbox.interrupted,
-    )

@@ -521,7 +521,7 @@ class CreditNoteQuerySet(models.QuerySet["CreditNote"]):
 class CreditNote(models.Model):
     """Issued in one step (there are no draft credit notes) and read-only from then on. ``amount_applied`` went
     to the invoice's amount due; ``amount_to_customer_credit`` is what the payments app books as customer credit
-    (hooks.on_credit_note_issued)."""
+    (when it handles the ``credit_note.issued`` domain event)."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")

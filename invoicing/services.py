@@ -2,8 +2,9 @@
 
 Every status change goes through ``_transition``: the allowed-transitions map, a guarded
 ``UPDATE … WHERE status=<old>`` that must change exactly one row, and an ``InvoiceEvent`` row in the same
-transaction. Slow work after a write (PDF, e-mail, collection, customer credit) is handed to ``invoicing.hooks``
-via ``transaction.on_commit``.
+transaction. What other apps do after a write (credit, collection, PDF, e-mail) hangs on the domain events the
+services record in the same transaction (``core.events``): ``invoice.issued``, ``invoice.paid``, ``invoice.voided``,
+``invoice.uncollectible``, ``credit_note.issued``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -21,10 +21,12 @@ from django.db import DatabaseError, transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
 
+from core import events
+from core.bulk import copy_insert, copy_rows
 from core.dates import billing_today
 from core.errors import ApplicationError, InvalidInput, NotAllowed
+from core.models import DomainEvent
 from core.money import round_amount
-from invoicing import hooks
 from invoicing.models import (
     BillingReason,
     CreditNote,
@@ -38,7 +40,11 @@ from invoicing.models import (
     NumberSeries,
     TaxTreatment,
 )
-from invoicing.numbering import number_series_allocate, number_series_default
+from invoicing.numbering import (
+    number_series_allocate,
+    number_series_allocate_for_new_invoices,
+    number_series_default,
+)
 from invoicing.taxes import (
     TaxRateMissing,
     TaxResolution,
@@ -50,6 +56,7 @@ from invoicing.taxes import (
     tax_of,
     tax_rates_load,
 )
+from subscriptions.models import Subscription
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -222,6 +229,22 @@ def _transition(
     invoice.status = to_status
     for name, value in updates.items():
         setattr(invoice, name, value)
+    if to_status in _STATUS_EVENTS:
+        events.event_record(
+            _STATUS_EVENTS[to_status],
+            subject_type="invoice",
+            subject_id=invoice.pk,
+            payload=invoice_event_payload(invoice),
+            actor_id=_actor_id(actor),
+        )
+
+
+# The domain event a transition records (issuing records "invoice.issued" itself, in bulk).
+_STATUS_EVENTS: Mapping[str, str] = {
+    S.PAID: "invoice.paid",
+    S.VOID: "invoice.voided",
+    S.UNCOLLECTIBLE: "invoice.uncollectible",
+}
 
 
 def _resolve(*, customer: Customer, strict: bool) -> TaxResolution:
@@ -264,10 +287,15 @@ def invoice_create_draft(
     footer: str = "",
     lines: Sequence[InvoiceLineSpec] = (),
     number_series: NumberSeries | None = None,
+    subscription: Subscription | None = None,
 ) -> Invoice:
-    """A draft with provisional totals (tax resolved from the customer as of now; finalization redoes it)."""
+    """A draft with provisional totals (tax resolved from the customer as of now; finalization redoes it).
+    ``subscription``: a one-off invoice for a subscription of the customer (a setup fee, an extra); it is due
+    by the subscription's terms like the subscription's own invoices."""
     if number_series is not None and number_series.kind != NumberSeries.Kind.INVOICE:
         raise InvoiceError(f"{number_series} is not an invoice number series")
+    if subscription is not None and subscription.customer_id != customer.pk:
+        raise InvoiceError(f"{subscription} belongs to another customer")
     invoice = Invoice(
         customer=customer,
         currency=_validated_currency(currency or customer.currency),
@@ -277,6 +305,7 @@ def invoice_create_draft(
         memo=memo,
         footer=footer,
         number_series=number_series,
+        subscription=subscription,
     )
     line_objects = [spec.build(invoice=invoice, position=index) for index, spec in enumerate(lines, start=1)]
     try:
@@ -324,7 +353,190 @@ def _invoice_recompute_locked(invoice: Invoice) -> None:
     invoice.save(update_fields=INVOICE_AMOUNT_FIELDS)
 
 
-# --- finalization ---------------------------------------------------------------------------------------
+# --- issuing: the one path (docs/decisions/issuing.md) -------------------------------------------------
+
+
+def due_date_for(
+    *, issue_date: dt.date, subscription_days_until_due: int | None, customer_payment_terms_days: int | None
+) -> dt.date:
+    """THE due-date rule, for every way an invoice is issued: the subscription's ``days_until_due`` if set,
+    else the customer's payment terms, else ``DEFAULT_PAYMENT_TERMS_DAYS``; counted from the issue date."""
+    for days in (subscription_days_until_due, customer_payment_terms_days, settings.DEFAULT_PAYMENT_TERMS_DAYS):
+        if days is not None:
+            return issue_date + dt.timedelta(days=int(days))
+    raise AssertionError("DEFAULT_PAYMENT_TERMS_DAYS is not set")  # pragma: no cover
+
+
+def invoice_event_payload(invoice: Invoice) -> dict[str, Any]:
+    """What an invoice's domain events carry: ids, the key amounts as strings, the currency."""
+    return {
+        "invoice_id": invoice.pk,
+        "number": invoice.number,
+        "customer_id": invoice.customer_id,
+        "subscription_id": invoice.subscription_id,
+        "status": invoice.status,
+        "currency": invoice.currency,
+        "total": str(invoice.total),
+        "amount_due": str(invoice.amount_due),
+        "amount_paid": str(invoice.amount_paid),
+        "due_date": invoice.due_date.isoformat() if invoice.due_date else None,
+    }
+
+
+def _invoice_event(event_type: str, invoice: Invoice, *, actor_id: Any, at: dt.datetime) -> DomainEvent:
+    return events.event_new(
+        event_type,
+        subject_type="invoice",
+        subject_id=invoice.pk,
+        payload=invoice_event_payload(invoice),
+        actor_id=actor_id,
+        occurred_at=at,
+    )
+
+
+@dataclass
+class IssueOutcome:
+    invoices: list[Invoice]
+    events: list[DomainEvent]
+
+    @property
+    def event_ids(self) -> list[int]:
+        return [event.pk for event in self.events]
+
+
+# Written when a draft that is already stored is issued: its totals (recomputed by the caller) and the frozen rest.
+_ISSUE_FIELDS = [
+    "number",
+    "number_series",
+    "issue_date",
+    "due_date",
+    "subtotal",
+    "discount_total",
+    "tax_total",
+    "total",
+    "amount_due",
+    "tax_summary",
+    "tax_treatment",
+    "tax_note",
+    "customer_snapshot",
+    "seller_snapshot",
+    "finalized_at",
+    "paid_at",
+]
+
+
+def invoices_issue(
+    *,
+    invoices: Sequence[Invoice],
+    issue_date: dt.date,
+    series: NumberSeries | None = None,
+    actor: AbstractBaseUser | None = None,
+    reason: str = "finalized",
+    dispatch_after_commit: bool = True,
+    subscription_days_until_due: Mapping[int, int | None] | None = None,
+) -> IssueOutcome:
+    """Issue drafts whose lines and totals the caller has computed — THE one place that assigns numbers, freezes
+    amounts, customer and seller snapshots and the due date (``due_date_for``), writes the status event rows and
+    records the ``invoice.issued`` domain event (and ``invoice.paid`` for a zero total, which is paid at once).
+
+    Used for one invoice (staff finalizing a draft, a one-off invoice) and for a billing-run chunk in bulk with a
+    fixed number of queries: one for the subscriptions' terms, one per number series for numbers (and the ids of
+    new invoices), then one write each for invoices, status events and domain events. A stored draft (``pk``
+    set) is updated with a guard on its status; a new one (``pk`` None, ``customer`` loaded) is inserted — its
+    lines are the caller's to write, in the same transaction, once it has its id.
+
+    Must run inside the caller's transaction: numbers, rows and events commit together or not at all. The
+    events' handlers (credit, collection, PDF, e-mail) run after commit in this process, or — with
+    ``dispatch_after_commit=False`` — wherever the caller sends ``event_ids`` (the billing run: a task per
+    chunk). ``BILLING_AFTER_FINALIZE_HOOKS=false`` stores the events as processed without handlers.
+    ``subscription_days_until_due`` (subscription id → its ``days_until_due``) saves the query for them when the
+    caller has the subscriptions loaded."""
+    if not invoices:
+        return IssueOutcome([], [])
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("invoices_issue must run inside the transaction that stores the invoices")
+    for invoice in invoices:
+        if invoice.status != S.DRAFT:
+            raise InvoiceStateError(f"invoice {invoice} is already {invoice.status}")
+        if invoice.total < 0:
+            raise InvoiceError(f"invoice {invoice}: the total {invoice.total} is negative; issue a credit note instead")
+    subscription_ids = {invoice.subscription_id for invoice in invoices if invoice.subscription_id is not None}
+    subscription_terms: Mapping[int, int | None] = subscription_days_until_due or {}
+    if subscription_ids - set(subscription_terms):
+        subscription_terms = dict(
+            Subscription.objects.filter(pk__in=subscription_ids).values_list("pk", "days_until_due")
+        )
+    now = timezone.now()
+    seller = seller_snapshot()
+    by_series: dict[int, tuple[NumberSeries, list[Invoice]]] = {}
+    default_series: NumberSeries | None = series
+    for invoice in invoices:
+        chosen = series or invoice.number_series
+        if chosen is None:
+            default_series = default_series or number_series_default(kind=NumberSeries.Kind.INVOICE)
+            chosen = default_series
+        by_series.setdefault(chosen.pk, (chosen, []))[1].append(invoice)
+    for chosen, group in by_series.values():
+        new = [invoice for invoice in group if invoice.pk is None]
+        # Numbers last but one (the counter row stays locked until commit); new invoices' ids in the same statement.
+        numbers, ids = number_series_allocate_for_new_invoices(
+            series=chosen, issue_date=issue_date, numbers=len(group), invoice_ids=len(new)
+        )
+        for invoice, pk in zip(new, ids, strict=False):
+            invoice.pk = pk
+        for invoice, number in zip(group, numbers, strict=True):
+            invoice.number = number
+            invoice.number_series = chosen
+    for invoice in invoices:
+        customer = invoice.customer
+        invoice.issue_date = issue_date
+        invoice.due_date = due_date_for(
+            issue_date=issue_date,
+            subscription_days_until_due=subscription_terms.get(invoice.subscription_id or 0),
+            customer_payment_terms_days=customer.payment_terms_days,
+        )
+        invoice.customer_snapshot = customer_snapshot(customer=customer)
+        invoice.seller_snapshot = seller
+        invoice.status = S.PAID if invoice.total == 0 else S.OPEN
+        invoice.finalized_at = now
+        invoice.paid_at = now if invoice.status == S.PAID else None
+    new = [invoice for invoice in invoices if invoice._state.adding]
+    for invoice in invoices:
+        if invoice._state.adding:
+            continue
+        changed = Invoice.objects.filter(pk=invoice.pk, status=S.DRAFT).update(
+            status=invoice.status, updated_at=now, **{name: getattr(invoice, name) for name in _ISSUE_FIELDS}
+        )
+        if changed != 1:
+            raise InvoiceStateError(f"invoice {invoice} changed concurrently (no longer a draft)")
+    # COPY, not bulk_create: at 1,000 invoices a billing-run chunk, preparing and quoting values was most of the time.
+    copy_insert(Invoice, new)
+    actor_id = _actor_id(actor)
+    copy_rows(
+        InvoiceEvent,
+        ("invoice_id", "at", "actor_id", "from_status", "to_status", "reason"),
+        [
+            (
+                invoice.pk,
+                now,
+                actor_id,
+                S.DRAFT,
+                invoice.status,
+                (reason if invoice.status == S.OPEN else f"{reason} with a zero total")[:500],
+            )
+            for invoice in invoices
+        ],
+    )
+    domain_events = [_invoice_event("invoice.issued", invoice, actor_id=actor_id, at=now) for invoice in invoices]
+    domain_events += [
+        _invoice_event("invoice.paid", invoice, actor_id=actor_id, at=now) for invoice in invoices if invoice.total == 0
+    ]
+    recorded = events.events_record(
+        domain_events, handlers=settings.BILLING_AFTER_FINALIZE_HOOKS, dispatch_after_commit=dispatch_after_commit
+    )
+    for invoice in invoices:
+        invoice._loaded_status = invoice.status
+    return IssueOutcome(list(invoices), recorded)
 
 
 def invoice_finalize(
@@ -333,9 +545,9 @@ def invoice_finalize(
     issue_date: dt.date | None = None,
     actor: AbstractBaseUser | None = None,
 ) -> Invoice:
-    """Freeze a draft: recompute taxes and totals, snapshot customer and seller, take the next number of its
-    series, date it (due = issue + the customer's payment terms) and open it (or mark it paid at zero total).
-    ``issue_date`` is the as-of date, by default today in the billing timezone."""
+    """Freeze a draft: recompute taxes and totals from its lines, then issue it (``invoices_issue``: next number of
+    its series, snapshots, due date by the one rule, open — or paid at a zero total). ``issue_date`` is the as-of
+    date, by default today in the billing timezone."""
     issue_date = issue_date or billing_today()
     with transaction.atomic():
         locked = _lock_invoice(invoice.pk)
@@ -350,110 +562,9 @@ def invoice_finalize(
             raise InvoiceError(f"invoice {locked}: {exc}") from exc
         except ValueError as exc:
             raise InvoiceError(f"invoice {locked}: {exc}") from exc
-        if locked.total < 0:
-            raise InvoiceError(f"invoice {locked}: the total {locked.total} is negative; issue a credit note instead")
         InvoiceLine.objects.bulk_update(lines, LINE_AMOUNT_FIELDS)
-        customer = locked.customer
-        series = locked.number_series or number_series_default(kind=NumberSeries.Kind.INVOICE)
-        now = timezone.now()
-        to_status = S.PAID if locked.total == 0 else S.OPEN
-        # Allocate last: the counter row stays locked until commit, so keep the remaining work short.
-        [number] = number_series_allocate(series=series, issue_date=issue_date, count=1)
-        _transition(
-            invoice=locked,
-            to_status=to_status,
-            actor=actor,
-            reason="finalized" if to_status == S.OPEN else "finalized with a zero total",
-            at=now,
-            number=number,
-            number_series=series,
-            issue_date=issue_date,
-            due_date=issue_date + dt.timedelta(days=customer.payment_terms_days),
-            subtotal=locked.subtotal,
-            discount_total=locked.discount_total,
-            tax_total=locked.tax_total,
-            total=locked.total,
-            amount_due=locked.amount_due,
-            tax_summary=locked.tax_summary,
-            tax_treatment=locked.tax_treatment,
-            tax_note=locked.tax_note,
-            customer_snapshot=customer_snapshot(customer=customer),
-            seller_snapshot=seller_snapshot(),
-            finalized_at=now,
-            paid_at=now if to_status == S.PAID else None,
-        )
-        transaction.on_commit(partial(hooks.on_invoice_finalized, locked.pk))
-    locked._loaded_status = locked.status
+        invoices_issue(invoices=[locked], issue_date=issue_date, actor=actor)
     return locked
-
-
-def invoices_issue_bulk(
-    *,
-    invoices: Sequence[tuple[Invoice, list[InvoiceLine]]],
-    issue_date: dt.date,
-    series: NumberSeries | None = None,
-    actor: AbstractBaseUser | None = None,
-) -> list[Invoice]:
-    """Build-and-finalize many new invoices in one transaction with a handful of queries (the billing run's
-    chunk path): one query for the tax rates, one counter lock for all numbers, ``bulk_create`` for invoices,
-    lines and events. Each ``Invoice`` is unsaved, with ``customer`` loaded and ``currency``, ``billing_reason``,
-    periods and memo set; its lines are unsaved ``InvoiceLine`` objects with quantity, unit amount, discount.
-    Raises (and writes nothing) if any invoice is invalid — the caller isolates failures per subscription
-    before calling this, or retries the chunk one by one."""
-    if not invoices:
-        return []
-    series = series or number_series_default(kind=NumberSeries.Kind.INVOICE)
-    now = timezone.now()
-    with transaction.atomic():
-        rates = tax_rates_load(countries={str(invoice.customer.country) for invoice, _ in invoices})
-        sellers = seller_snapshot()
-        for invoice, lines in invoices:
-            if invoice.pk is not None:
-                raise InvoiceError("invoices_issue_bulk only issues new invoices")
-            resolution = resolve_tax(customer=invoice.customer, tax_rates_by_country=rates)
-            apply_tax_resolution(lines, resolution)
-            apply_totals(invoice, lines, compute_invoice_totals(lines, invoice.currency))
-            if invoice.total < 0:
-                raise InvoiceError(f"invoice for {invoice.customer}: negative total {invoice.total}")
-            invoice.tax_treatment = resolution.treatment
-            invoice.tax_note = resolution.note
-            invoice.customer_snapshot = customer_snapshot(customer=invoice.customer)
-            invoice.seller_snapshot = sellers
-            invoice.issue_date = issue_date
-            invoice.due_date = issue_date + dt.timedelta(days=invoice.customer.payment_terms_days)
-            invoice.status = S.PAID if invoice.total == 0 else S.OPEN
-            invoice.finalized_at = now
-            invoice.paid_at = now if invoice.status == S.PAID else None
-            invoice.number_series = series
-        numbers = number_series_allocate(series=series, issue_date=issue_date, count=len(invoices))
-        for (invoice, _), number in zip(invoices, numbers, strict=True):
-            invoice.number = number
-        created = Invoice.objects.bulk_create([invoice for invoice, _ in invoices])
-        all_lines: list[InvoiceLine] = []
-        for invoice, lines in invoices:
-            for position, line in enumerate(lines, start=1):
-                line.invoice = invoice
-                line.position = line.position or position
-                all_lines.append(line)
-        InvoiceLine.objects.bulk_create(all_lines)
-        InvoiceEvent.objects.bulk_create(
-            [
-                InvoiceEvent(
-                    invoice=invoice,
-                    at=now,
-                    actor_id=_actor_id(actor),
-                    from_status=S.DRAFT,
-                    to_status=invoice.status,
-                    reason="issued by bulk finalization",
-                )
-                for invoice in created
-            ]
-        )
-        for invoice in created:
-            transaction.on_commit(partial(hooks.on_invoice_finalized, invoice.pk))
-    for invoice in created:
-        invoice._loaded_status = invoice.status
-    return created
 
 
 # --- other transitions ----------------------------------------------------------------------------------
@@ -586,7 +697,8 @@ def credit_note_issue(
     """Issue a credit note against an open or paid invoice: in full (neither ``amount`` nor ``lines``), for
     some lines (whole or part of their quantity), or for a gross ``amount`` split over the invoice's tax rates.
     On an open invoice it first reduces the amount due (the invoice becomes paid at zero); the rest is recorded
-    as ``amount_to_customer_credit`` and handed to ``hooks.on_credit_note_issued`` after commit."""
+    as ``amount_to_customer_credit``, which the payments app books as customer credit when it handles the
+    ``credit_note.issued`` event."""
     if amount is not None and lines:
         raise CreditNoteError("credit either an amount or lines, not both")
     if not reason.strip():
@@ -678,7 +790,22 @@ def credit_note_issue(
                 Invoice.objects.filter(pk=locked.pk, status=S.OPEN).update(
                     amount_credited=amount_credited, amount_due=amount_due, updated_at=now
                 )
-        transaction.on_commit(partial(hooks.on_credit_note_issued, credit_note.pk, to_customer_credit))
+        events.event_record(
+            "credit_note.issued",
+            subject_type="credit_note",
+            subject_id=credit_note.pk,
+            payload={
+                "credit_note_id": credit_note.pk,
+                "number": number,
+                "invoice_id": locked.pk,
+                "customer_id": locked.customer_id,
+                "currency": currency,
+                "total": str(total),
+                "amount_applied": str(applied),
+                "amount_to_customer_credit": str(to_customer_credit),
+            },
+            actor_id=_actor_id(actor),
+        )
     return credit_note
 
 

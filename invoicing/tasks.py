@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from invoicing import delivery, documents
+from invoicing import documents
 from invoicing.models import CreditNote, Invoice
 
 logger = logging.getLogger(__name__)
@@ -41,10 +41,3 @@ def render_missing_pdfs() -> dict[str, int]:
     """Render the PDFs that are missing or stale (what `manage.py render_pdfs --missing` does)."""
     outcome = documents.pdfs_render(only_missing=True)
     return {"rendered": outcome.rendered, "failed": len(outcome.failed)}
-
-
-@shared_task(name="invoicing.sweep_emails", acks_late=True)
-def sweep_emails() -> dict[str, int]:
-    """Queue invoice e-mails whose finalize hook never ran; send queued e-mails whose task was lost
-    (what `manage.py sweep_emails` does)."""
-    return delivery.emails_sweep().as_dict()

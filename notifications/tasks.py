@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from notifications.sending import outbound_email_send, retry_countdown
+from notifications.sweep import outbox_sweep
 
 
 @shared_task(bind=True, name="invoicing.send_outbound_email", max_retries=None)
@@ -19,3 +20,10 @@ def send_outbound_email(self, email_id: int) -> str:  # type: ignore[no-untyped-
     if outcome.retry:
         raise self.retry(countdown=retry_countdown(outcome.attempts))
     return outcome.status
+
+
+@shared_task(name="invoicing.sweep_emails", acks_late=True)
+def sweep_emails() -> dict[str, int]:
+    """Send queued e-mails whose task was lost; mark failed the ones a dead worker left sending (what
+    `manage.py sweep_emails` does)."""
+    return outbox_sweep().as_dict()

@@ -5,8 +5,26 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
-        from invoicing import hooks
+        from core import events
         from payments import services
 
-        hooks.register_invoice_finalized(services.payments_on_invoice_finalized)
-        hooks.register_credit_note_issued(services.customer_credit_from_credit_note)
+        # Settle phase: money first, before invoicing's deliver phase renders and e-mails the document.
+        events.handler_register(
+            event_type="invoice.issued",
+            name="payments.apply_customer_credit",
+            phase=events.SETTLE,
+            handler=services.on_invoice_issued_apply_credit,
+        )
+        events.handler_register(
+            event_type="invoice.issued",
+            name="payments.collect_automatically",
+            phase=events.SETTLE,
+            handler=services.on_invoice_issued_collect,
+            atomic=False,  # enqueues the charge; invoice_collect charges an invoice automatically once
+        )
+        events.handler_register(
+            event_type="credit_note.issued",
+            name="payments.book_credit_note_credit",
+            phase=events.SETTLE,
+            handler=services.on_credit_note_issued_book_credit,
+        )

@@ -22,8 +22,10 @@ from django.db import transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+from core import events
 from core.dates import billing_today
 from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed
+from core.models import DomainEvent
 from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from invoicing import services as invoicing_services
@@ -275,6 +277,21 @@ def _allocate(*, payment: Payment, plan: list[tuple[Invoice, Decimal]], locked: 
             created_by_id=_actor_id(actor),
         )
     _mark_subscriptions_paid_up(locked=locked, actor=actor)
+    events.event_record(
+        "payment.succeeded",
+        subject_type="payment",
+        subject_id=payment.pk,
+        payload={
+            "payment_id": payment.pk,
+            "customer_id": payment.customer_id,
+            "currency": payment.currency,
+            "amount": str(payment.amount),
+            "allocations": [{"invoice_id": invoice.pk, "amount": str(share)} for invoice, share in plan],
+            "to_customer_credit": str(leftover),
+            "method": payment.method,
+        },
+        actor_id=_actor_id(actor),
+    )
 
 
 def _mark_subscriptions_paid_up(*, locked: Locked, actor: Actor) -> None:
@@ -327,8 +344,8 @@ def customer_credit_apply(*, invoice: Invoice, actor: Actor = None) -> Decimal:
 
 
 def customer_credit_from_credit_note(credit_note_id: int, amount_to_credit: Decimal) -> CreditLedgerEntry | None:
-    """``invoicing.hooks.on_credit_note_issued`` callback: book the part of a credit note that did not reduce the
-    invoice's amount due as customer credit. Idempotent (one entry per credit note, a unique constraint)."""
+    """Book the part of a credit note that did not reduce the invoice's amount due as customer credit.
+    Idempotent (one entry per credit note, a unique constraint)."""
     if amount_to_credit <= 0:
         return None
     credit_note = CreditNote.objects.get(pk=credit_note_id)
@@ -562,6 +579,21 @@ def _refund_book(*, refund_id: int, gateway_reference: str, actor: Actor) -> Non
         amount_reopened=reopened,
         processed_at=timezone.now(),
     )
+    events.event_record(
+        "payment.refunded",
+        subject_type="payment",
+        subject_id=payment.pk,
+        payload={
+            "payment_id": payment.pk,
+            "refund_id": refund.pk,
+            "customer_id": payment.customer_id,
+            "currency": currency,
+            "amount": str(refund.amount),
+            "amount_from_credit": str(from_credit),
+            "amount_reopened": str(reopened),
+        },
+        actor_id=_actor_id(actor),
+    )
 
 
 # --- payment methods ------------------------------------------------------------------------------------
@@ -612,15 +644,31 @@ def payment_method_add(
 # --- automatic collection -------------------------------------------------------------------------------
 
 
-def payments_on_invoice_finalized(invoice_id: int) -> None:
-    """``invoicing.hooks.on_invoice_finalized`` callback (after commit): apply customer credit, then charge the
-    saved payment method when the invoice's subscription collects automatically."""
+# --- domain event handlers (registered in PaymentsConfig.ready, all in the settle phase) -------------------
+
+
+def on_credit_note_issued_book_credit(event: DomainEvent) -> None:
+    """``credit_note.issued`` (settle, atomic): book its ``amount_to_customer_credit`` as customer credit."""
+    customer_credit_from_credit_note(
+        event.payload["credit_note_id"], Decimal(event.payload["amount_to_customer_credit"])
+    )
+
+
+def on_invoice_issued_apply_credit(event: DomainEvent) -> None:
+    """``invoice.issued`` (settle, atomic): settle what the customer's credit balance covers, before the invoice
+    is rendered and e-mailed (deliver phase), so both state the amount due after credit."""
+    if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE:
+        customer_credit_apply(invoice=Invoice.objects.get(pk=event.payload["invoice_id"]))
+
+
+def on_invoice_issued_collect(event: DomainEvent) -> None:
+    """``invoice.issued`` (settle, not atomic: it hands the charge to a worker, which calls the gateway): charge
+    the saved payment method when the invoice's subscription collects automatically. Runs after the credit was
+    applied; a second run charges nothing (``invoice_collect`` makes the automatic first charge once)."""
     from payments import tasks
 
+    invoice_id = event.payload["invoice_id"]
     invoice = Invoice.objects.select_related("subscription").get(pk=invoice_id)
-    if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE:
-        customer_credit_apply(invoice=invoice)
-        invoice.refresh_from_db()
     subscription = invoice.subscription
     if (
         subscription is not None
@@ -814,6 +862,22 @@ def _record_result_locked(*, attempt: PaymentAttempt, result: ChargeResult, as_o
         processed_at=now,
     )
     attempt.refresh_from_db()
+    if changed == 1:
+        events.event_record(
+            "payment.failed",
+            subject_type="payment_attempt",
+            subject_id=attempt.pk,
+            payload={
+                "payment_attempt_id": attempt.pk,
+                "invoice_id": attempt.invoice_id,
+                "customer_id": attempt.customer_id,
+                "currency": attempt.currency,
+                "amount": str(attempt.amount),
+                "attempt_number": attempt.attempt_number,
+                "decline_code": attempt.decline_code,
+                "final": attempt.final_failure,
+            },
+        )
     if changed != 1 or next_retry_on is not None:
         return
     subscription = locked.subscriptions.get(locked.invoices[attempt.invoice_id].subscription_id or 0)

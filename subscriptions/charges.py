@@ -127,6 +127,7 @@ class BillingPlan:
     discount_periods: dict[int, int] = field(default_factory=dict)  # discount id -> periods it applied to
     pending_item_ids: list[int] = field(default_factory=list)
     customer: Customer | None = None  # loaded with the subscription, for the invoice
+    days_until_due: int | None = None  # the subscription's own terms (None: the customer's), for the due date
 
     @property
     def status_changes(self) -> bool:
@@ -294,6 +295,7 @@ def plans_for_chunk(
     plans = [_plan(subscription, loaded, as_of) for subscription in subscriptions]
     for plan, subscription in zip(plans, subscriptions, strict=True):
         plan.customer = subscription.customer
+        plan.days_until_due = subscription.days_until_due
     return plans
 
 

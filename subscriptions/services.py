@@ -21,7 +21,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from djmoney.money import Money
 
-from core import imports
+from core import events, imports
 from core.csvfile import RowError, read_csv
 from core.dates import billing_date_of, billing_tz
 from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed
@@ -104,13 +104,38 @@ class ItemSpec:
     quantity: int = 1
 
 
-def _event(subscription: Subscription, *, from_status: str, to_status: str, actor: Actor, reason: str) -> None:
+def _event(
+    subscription: Subscription,
+    *,
+    from_status: str,
+    to_status: str,
+    actor: Actor,
+    reason: str,
+    domain_event: str = "subscription.updated",
+) -> None:
+    """The status history row, and the domain event (``subscription.created`` / ``.updated`` / ``.canceled``)
+    other apps and, later, webhooks react to — both in the caller's transaction."""
+    user = actor if isinstance(actor, User) else None
     SubscriptionEvent.objects.create(
         subscription=subscription,
         from_status=from_status,
         to_status=to_status,
-        actor=actor if isinstance(actor, User) else None,
+        actor=user,
         reason=reason[:300],
+    )
+    events.event_record(
+        domain_event,
+        subject_type="subscription",
+        subject_id=subscription.pk,
+        payload={
+            "subscription_id": subscription.pk,
+            "customer_id": subscription.customer_id,
+            "currency": subscription.currency,
+            "from_status": from_status,
+            "status": to_status,
+            "reason": reason[:300],
+        },
+        actor_id=user.pk if user is not None else None,
     )
 
 
@@ -123,7 +148,14 @@ def _transition(subscription: Subscription, *, to: str, actor: Actor, reason: st
     )
     if updated != 1:
         raise ConcurrentUpdate(f"subscription #{subscription.pk} changed meanwhile; reload and retry")
-    _event(subscription, from_status=old, to_status=to, actor=actor, reason=reason)
+    _event(
+        subscription,
+        from_status=old,
+        to_status=to,
+        actor=actor,
+        reason=reason,
+        domain_event="subscription.canceled" if to == Status.CANCELED else "subscription.updated",
+    )
     subscription.refresh_from_db()
     return subscription
 
@@ -226,7 +258,14 @@ def subscription_create(
     SubscriptionItem.objects.bulk_create(
         [SubscriptionItem(subscription=subscription, price=spec.price, quantity=spec.quantity) for spec in items]
     )
-    _event(subscription, from_status=subscription.status, to_status=subscription.status, actor=actor, reason="created")
+    _event(
+        subscription,
+        from_status=subscription.status,
+        to_status=subscription.status,
+        actor=actor,
+        reason="created",
+        domain_event="subscription.created",
+    )
     if coupon is not None:
         discount_create(coupon=coupon, subscription=subscription, as_of=start_date)
     return subscription

@@ -17,6 +17,7 @@ TASKS = {
     "invoicing.send_reminders",
     "invoicing.render_missing_pdfs",
     "invoicing.sweep_emails",
+    "core.process_events",
 }
 
 

@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 
 from core.asof import InvalidDate, parse_as_of, parse_date_option
 from core.errors import InvalidInput
-from invoicing.billing_tasks import billing_run_chunk_task, run_billing
 from dunning.tasks import send_reminders
+from invoicing.billing_tasks import billing_run_chunk_task, run_billing
 from payments.tasks import collect_invoice, retry_payments
 
 ROOT = Path(__file__).resolve().parents[2]

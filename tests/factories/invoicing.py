@@ -85,3 +85,29 @@ class InvoiceLineFactory(factory.django.DjangoModelFactory):
     description = factory.Sequence(lambda n: f"Line {n}")
     quantity = Decimal(1)
     unit_amount = Decimal("100.00")
+
+
+def invoices_issue_new(*, invoices: list[tuple[Invoice, list[InvoiceLine]]], issue_date: dt.date) -> list[Invoice]:
+    """Issue many new invoices at once through the one issue path (``invoices_issue``), as the billing run does:
+    taxes and totals computed in memory, then numbers, rows, status events and domain events in one go. Each
+    ``Invoice`` is unsaved with ``customer`` loaded; its lines are unsaved with quantity, unit amount, discount."""
+    from django.db import transaction
+
+    from invoicing.services import invoices_issue
+    from invoicing.taxes import apply_tax_resolution, apply_totals, compute_invoice_totals, resolve_tax, tax_rates_load
+
+    with transaction.atomic():
+        rates = tax_rates_load(countries={str(invoice.customer.country) for invoice, _ in invoices})
+        for invoice, lines in invoices:
+            resolution = resolve_tax(customer=invoice.customer, tax_rates_by_country=rates)
+            apply_tax_resolution(lines, resolution)
+            apply_totals(invoice, lines, compute_invoice_totals(lines, invoice.currency))
+            invoice.tax_treatment, invoice.tax_note = resolution.treatment, resolution.note
+        issued = invoices_issue(invoices=[invoice for invoice, _ in invoices], issue_date=issue_date).invoices
+        all_lines = []
+        for invoice, lines in invoices:
+            for position, line in enumerate(lines, start=1):
+                line.invoice, line.position = invoice, line.position or position
+                all_lines.append(line)
+        InvoiceLine.objects.bulk_create(all_lines)
+    return issued

@@ -11,9 +11,8 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from invoicing.models import BillingReason, BillingRun, CreditNote, Invoice, InvoiceLine, InvoiceStatus
-from invoicing.services import invoices_issue_bulk
 from tests.factories.customers import CustomerFactory, StaffUserFactory
-from tests.factories.invoicing import InvoiceFactory
+from tests.factories.invoicing import InvoiceFactory, invoices_issue_new
 
 pytestmark = pytest.mark.django_db
 ISSUE = dt.date(2026, 3, 2)
@@ -28,7 +27,7 @@ def _issue(customers, count):
         )
         for i in range(count)
     ]
-    return invoices_issue_bulk(invoices=batch, issue_date=ISSUE)
+    return invoices_issue_new(invoices=batch, issue_date=ISSUE)
 
 
 def _messages(response):

@@ -12,7 +12,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from djmoney.money import Money
 
-from invoicing import hooks
+from core import events
+from core.models import DomainEvent
 from invoicing.billing_run import billing_run
 from invoicing.models import BillingRun, BillingRunError, Invoice, InvoiceLine, InvoiceStatus
 from subscriptions.models import Subscription, SubscriptionStatus, TaxBehavior
@@ -281,11 +282,19 @@ def test_usage_is_billed_in_arrears_with_the_next_period():
     assert (lines["usage"].period_start, lines["usage"].period_end) == (JAN_1, dt.date(2026, 2, 1))
 
 
-def test_finalized_invoices_are_handed_to_the_after_commit_hook(django_capture_on_commit_callbacks):
+def test_finalized_invoices_are_handed_to_the_invoice_issued_handlers(django_capture_on_commit_callbacks):
     SubscriptionFactory.create_batch(2, start_date=JAN_1)
     SubscriptionFactory(customer=CustomerFactory(review_invoices=True), start_date=JAN_1)
     seen: list[int] = []
-    with hooks.registered(invoice_finalized=seen.append), django_capture_on_commit_callbacks(execute=True):
+    with (
+        events.handler_registered(
+            event_type="invoice.issued",
+            name="test.seen",
+            phase=events.NOTIFY,
+            handler=lambda event: seen.append(event.payload["invoice_id"]),
+        ),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
         billing_run(as_of=JAN_1)
     assert sorted(seen) == sorted(Invoice.objects.exclude(status="draft").values_list("pk", flat=True))
     assert len(seen) == 2
@@ -304,7 +313,7 @@ def _mixed_subscriptions(count: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [20, 200])
-def test_a_chunk_costs_at_most_eleven_queries_whatever_its_size(chunk_size):
+def test_a_chunk_costs_at_most_thirteen_queries_whatever_its_size(chunk_size):
     from invoicing.billing_run import RunContext, billing_run_chunk
     from invoicing.numbering import number_series_default
     from invoicing.taxes import tax_rates_load
@@ -319,8 +328,9 @@ def test_a_chunk_costs_at_most_eleven_queries_whatever_its_size(chunk_size):
     # The test itself runs inside a transaction, which turns the chunk's own transaction into a savepoint; in a
     # real run that is BEGIN/COMMIT, so savepoint statements are not the chunk's queries.
     statements = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
-    # ten for the billing, one for the chunk's done-marker (a redelivered chunk must not count twice)
-    assert len(statements) <= 11, "\n".join(s[:120] for s in statements)
+    # ten for the billing, two for its invoice.issued domain events (their ids, one COPY), one for the chunk's
+    # done-marker (a redelivered chunk must not count twice)
+    assert len(statements) <= 13, "\n".join(s[:120] for s in statements)
     assert (outcome.invoices, outcome.failed) == (chunk_size, 0)
     assert InvoiceLine.objects.filter(invoice__billing_run=run).count() == chunk_size * 2
 
@@ -362,12 +372,14 @@ def test_paused_subscription_is_not_billed_until_resumed():
 
 
 def test_each_chunk_hands_its_invoices_to_delivery_in_one_task(monkeypatch, django_capture_on_commit_callbacks):
-    from invoicing import billing_tasks
+    from core import tasks
 
     sent: list[list[int]] = []
-    monkeypatch.setattr(billing_tasks.invoices_finalized_task, "delay", lambda ids: sent.append(ids))
+    monkeypatch.setattr(tasks.process_event_batch, "delay", lambda ids: sent.append(ids))
     SubscriptionFactory.create_batch(3, start_date=JAN_1)
     with django_capture_on_commit_callbacks(execute=True):
         billing_run(as_of=JAN_1, chunk_size=2)
     assert [len(ids) for ids in sent] == [2, 1]
-    assert sorted(pk for ids in sent for pk in ids) == sorted(Invoice.objects.values_list("pk", flat=True))
+    issued = DomainEvent.objects.filter(pk__in=[pk for ids in sent for pk in ids])
+    assert {event.type for event in issued} == {"invoice.issued"}
+    assert sorted(event.subject_id for event in issued) == sorted(Invoice.objects.values_list("pk", flat=True))

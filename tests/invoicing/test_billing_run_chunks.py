@@ -23,9 +23,9 @@ JAN_1 = dt.date(2026, 1, 1)
 
 @pytest.fixture
 def subscriptions(monkeypatch):
-    from invoicing import hooks
+    from core import events
 
-    monkeypatch.setattr(hooks, "_invoice_finalized", [])  # billing only; delivery is tested elsewhere
+    monkeypatch.setitem(events._registry, "invoice.issued", [])  # billing only; delivery is tested elsewhere
     NumberSeriesFactory(default_invoices=True)
     TaxRateFactory(country="DE", percentage=Decimal("19"))
     bulk_subscriptions(count=6, items=[(PriceFactory(unit_amount=Money(Decimal("31.00"), "EUR")), 1)], start_date=JAN_1)

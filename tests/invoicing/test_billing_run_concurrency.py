@@ -29,9 +29,9 @@ def _subscriptions(count: int) -> None:
 @pytest.fixture
 def no_delivery(monkeypatch):
     """These tests are about billing; PDFs and e-mails (after-commit hooks) are tested on their own."""
-    from invoicing import hooks
+    from core import events
 
-    monkeypatch.setattr(hooks, "_invoice_finalized", [])
+    monkeypatch.setitem(events._registry, "invoice.issued", [])
 
 
 @pytest.mark.slow

@@ -81,9 +81,9 @@ def celery_queue():
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
 def test_two_celery_workers_share_a_run_and_bill_each_subscription_once(celery_queue, tmp_path, monkeypatch):
-    from invoicing import hooks
+    from core import events
 
-    monkeypatch.setattr(hooks, "_invoice_finalized", [])
+    monkeypatch.setitem(events._registry, "invoice.issued", [])
     NumberSeriesFactory(default_invoices=True)
     TaxRateFactory(country="DE", percentage=Decimal("19"))
     base = PriceFactory(unit_amount=Money(Decimal("29.00"), "EUR"))

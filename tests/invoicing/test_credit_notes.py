@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from invoicing import hooks
+from core import events
 from invoicing.models import CreditNote, InvoiceStatus
 from invoicing.selectors import invoice_creditable_amount
 from invoicing.services import (
@@ -38,7 +38,12 @@ def invoice(series, vat_de):
 def test_full_credit_note_settles_an_open_invoice(invoice, django_capture_on_commit_callbacks):
     seen = []
     with (
-        hooks.registered(credit_note_issued=lambda pk, amount: seen.append((pk, amount))),
+        events.handler_registered(
+            event_type="credit_note.issued",
+            name="test.seen",
+            phase=events.NOTIFY,
+            handler=lambda event: seen.append((event.subject_id, D(event.payload["amount_to_customer_credit"]))),
+        ),
         django_capture_on_commit_callbacks(execute=True),
     ):
         credit_note = credit_note_issue(invoice=invoice, reason="cancelled order", issue_date=ISSUE)
@@ -83,7 +88,12 @@ def test_credit_on_a_paid_invoice_becomes_customer_credit(invoice, django_captur
     invoice_apply_payment(invoice=invoice, amount=D("142.80"))
     seen = []
     with (
-        hooks.registered(credit_note_issued=lambda pk, amount: seen.append(amount)),
+        events.handler_registered(
+            event_type="credit_note.issued",
+            name="test.seen",
+            phase=events.NOTIFY,
+            handler=lambda event: seen.append(D(event.payload["amount_to_customer_credit"])),
+        ),
         django_capture_on_commit_callbacks(execute=True),
     ):
         credit_note = credit_note_issue(invoice=invoice, reason="refund part", amount=D("23.80"))

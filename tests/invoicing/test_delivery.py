@@ -21,6 +21,7 @@ from invoicing import delivery
 from invoicing.services import invoice_finalize
 from notifications import sending
 from notifications.models import EmailKind, EmailStatus, OutboundEmail
+from notifications.sweep import outbox_sweep
 from notifications.tasks import send_outbound_email
 from subscriptions.models import CollectionMethod
 from tests.factories import PriceFactory, SubscriptionFactory
@@ -196,7 +197,7 @@ def test_sweep_marks_messages_a_dead_worker_left_sending_failed_and_never_resend
         status=EmailStatus.SENDING, attempts=1, claimed_at=now - dt.timedelta(minutes=2)
     )
 
-    outcome = delivery.emails_sweep(now=now)
+    outcome = outbox_sweep(now=now)
 
     assert (outcome.interrupted, outcome.sent, outcome.failed) == (1, 0, 0)
     dead.refresh_from_db()
@@ -209,7 +210,7 @@ def test_sweep_marks_messages_a_dead_worker_left_sending_failed_and_never_resend
     page = admin_client.get(reverse("admin:notifications_outboundemail_changelist"), {"status__exact": "failed"})
     assert "Interrupted while sending" in page.content.decode()
     # a second sweep has nothing more to do; the command reports the count
-    assert delivery.emails_sweep(now=now + dt.timedelta(minutes=10)).interrupted == 0
+    assert outbox_sweep(now=now + dt.timedelta(minutes=10)).interrupted == 0
     OutboundEmail.objects.filter(pk=busy.pk).update(claimed_at=now - dt.timedelta(hours=2))
     out = io.StringIO()
     call_command("sweep_emails", stdout=out)

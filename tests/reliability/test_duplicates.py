@@ -29,12 +29,14 @@ from django.urls import reverse
 from django.utils import timezone
 from djmoney.money import Money
 
+from core import events
+from core.tasks import process_event_batch
 from dunning import services as dunning
 from dunning.models import DunningAction
 from dunning.tasks import send_reminders
 from invoicing import delivery
 from invoicing.billing_run import billing_run
-from invoicing.billing_tasks import billing_run_chunk_task, invoices_finalized_task, run_billing
+from invoicing.billing_tasks import billing_run_chunk_task, run_billing
 from invoicing.models import (
     BillingRun,
     BillingRunStatus,
@@ -309,21 +311,26 @@ def test_pdf_jobs_fired_twice_and_a_pdf_task_delivered_three_times_store_one_pdf
 
 
 def test_email_sweep_fired_twice_at_once_sends_each_lost_email_once(billing, hooks_off, settings, monkeypatch):
-    from invoicing.tasks import sweep_emails
+    from core.tasks import process_events
+    from notifications.tasks import sweep_emails
 
-    never_hooked = [InvoiceFactory(finalized=ISSUE) for _ in range(3)]  # the finalize hook never ran
     task_lost = [InvoiceFactory(finalized=ISSUE) for _ in range(3)]  # queued, but the send task was lost
     with monkeypatch.context() as patch:
         patch.setattr(notification_services, "_dispatch_if_queued", lambda email: None)
         for invoice in task_lost:
             assert delivery.invoice_email_on_finalize(invoice_id=invoice.pk) is not None
     hooks_off()
+    with monkeypatch.context() as patch:
+        patch.setattr(events, "events_process", lambda event_ids: 0)  # the after-commit dispatch was lost
+        never_dispatched = [InvoiceFactory(finalized=ISSUE) for _ in range(3)]
     settings.EMAIL_SWEEP_AFTER_MINUTES = 0
+    settings.DOMAIN_EVENTS_SWEEP_AFTER_MINUTES = 0
 
-    results = concurrently(sweep_emails, sweep_emails)
+    # the domain events sweep queues (and sends) the e-mails never queued, the e-mail sweep those never sent
+    results = concurrently(process_events, process_events, sweep_emails, sweep_emails)
 
     assert not raised(results), results
-    invoices = never_hooked + task_lost
+    invoices = never_dispatched + task_lost
     assert sorted(m.to[0] for m in mail.outbox) == sorted(invoice.customer.email for invoice in invoices)
     assert OutboundEmail.objects.filter(kind=EmailKind.INVOICE).count() == 6
     assert set(OutboundEmail.objects.values_list("status", "attempts")) == {(EmailStatus.SENT, 1)}
@@ -361,7 +368,7 @@ def test_a_billing_chunk_delivered_twice_bills_once_and_counts_once(billing):
     assert len(mail.outbox) == 20
 
 
-def test_the_after_finalize_task_delivered_twice_mails_once_and_charges_once(billing, hooks_off, gateway_calls):
+def test_the_after_finalize_task_delivered_twice_mails_once_and_charges_once(billing, monkeypatch, gateway_calls):
     mailed = bulk_subscriptions(count=4, items=[(_plan(), 1)], start_date=JAN_1)
     charged = bulk_subscriptions(count=4, items=[(_plan(), 1)], start_date=JAN_1)
     declined = bulk_subscriptions(count=3, items=[(_plan(), 1)], start_date=JAN_1)
@@ -370,14 +377,15 @@ def test_the_after_finalize_task_delivered_twice_mails_once_and_charges_once(bil
         PaymentMethodFactory(customer=subscription.customer)
     for subscription in Subscription.objects.filter(pk__in=declined).select_related("customer"):
         PaymentMethodFactory(customer=subscription.customer, declined=True)
+    held: list[list[int]] = []
+    monkeypatch.setattr(process_event_batch, "delay", held.append)  # the chunk's task, held to deliver it twice
     billing_run(as_of=JAN_1)
-    invoice_ids = list(Invoice.objects.order_by("pk").values_list("pk", flat=True))
-    assert len(invoice_ids) == 11
-    hooks_off()
+    [event_ids] = held
+    assert len(event_ids) == Invoice.objects.count() == 11
 
-    results = concurrently(lambda: invoices_finalized_task(invoice_ids), lambda: invoices_finalized_task(invoice_ids))
+    results = concurrently(lambda: process_event_batch(event_ids), lambda: process_event_batch(event_ids))
     assert not raised(results), results
-    invoices_finalized_task(invoice_ids)  # and once more, after the first deliveries finished
+    process_event_batch(event_ids)  # and once more, after the first deliveries finished
 
     # e-mail: the "send invoice" subscriptions' invoices, once each
     assert OutboundEmail.objects.filter(kind=EmailKind.INVOICE).count() == 4

@@ -4,8 +4,8 @@ nobody crashes, and nothing is lost. Which path covers which work:
 
 - invoice e-mail whose send task could not be enqueued → the ``OutboundEmail`` row is the outbox; the e-mail
   sweep (``invoicing.sweep_emails``, every 10 min; ``manage.py sweep_emails``) sends it, once;
-- invoice e-mail of a billing-run chunk whose hooks task could not be enqueued → the sweep queues it (no row
-  existed) and sends it;
+- invoice e-mail of a billing-run chunk whose events task could not be enqueued → the domain events sweep queues
+  it (no row existed) and the e-mail sweep sends it;
 - PDF whose render task could not be enqueued → "missing" → ``render_missing_pdfs`` / ``render_pdfs --missing``;
 - billing-run chunks that ``--async`` could not hand to the workers → billed in the calling process.
 """
@@ -29,12 +29,14 @@ from djmoney.money import Money
 from kombu.exceptions import OperationalError
 
 from billing_project.celery import app as celery_app
+from core import events
 from customers.models import Customer
 from invoicing import delivery, documents, tasks
 from invoicing.billing_run import billing_run
 from invoicing.models import BillingRun, BillingRunError, DocumentPdf, Invoice
 from notifications import services as notification_services
 from notifications.models import EmailStatus, OutboundEmail
+from notifications.sweep import OutboxSweepOutcome, outbox_sweep
 from notifications.tasks import send_outbound_email
 from subscriptions.models import CollectionMethod
 from tests.factories import NumberSeriesFactory, PriceFactory, SubscriptionFactory, TaxRateFactory
@@ -73,8 +75,8 @@ def billing(db):
     TaxRateFactory(country="DE", percentage=Decimal("19"))
 
 
-def _sweep_later(minutes: int = 16) -> delivery.SweepOutcome:
-    return delivery.emails_sweep(now=timezone.now() + dt.timedelta(minutes=minutes))
+def _sweep_later(minutes: int = 16) -> OutboxSweepOutcome:
+    return outbox_sweep(now=timezone.now() + dt.timedelta(minutes=minutes))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -128,7 +130,7 @@ def test_billing_run_with_the_broker_down_bills_and_the_sweeps_deliver_pdfs_and_
 
     run = billing_run(as_of=JAN_1, chunk_size=2)  # inline, as the daily command does
 
-    # the chunks committed and were counted once each, although none could hand its invoices to the hooks
+    # the chunks committed and were counted once each, although none could hand its events to the workers
     assert (run.status, run.invoices_created, run.failed, run.chunks_total, run.chunks_done) == (
         "succeeded",
         5,
@@ -142,14 +144,18 @@ def test_billing_run_with_the_broker_down_bills_and_the_sweeps_deliver_pdfs_and_
 
     # render_missing_pdfs (every 30 minutes) renders the five PDFs …
     assert tasks.render_missing_pdfs() == {"rendered": 5, "failed": 0}
-    # … and the e-mail sweep queues the five invoice e-mails the hooks never queued, and sends them
+    # … the domain events sweep runs the invoice.issued handlers the chunks' tasks never ran: it queues the five
+    # invoice e-mails (the broker is still down, so they wait in the outbox) …
+    assert events.events_sweep(now=timezone.now() + dt.timedelta(minutes=6)).processed == 5
+    assert OutboundEmail.objects.filter(status=EmailStatus.QUEUED).count() == 5
+    # … and the e-mail sweep sends them
     outcome = _sweep_later()
-    assert (outcome.invoice_emails_queued, outcome.sent, outcome.failed) == (5, 5, 0)
+    assert (outcome.sent, outcome.failed) == (5, 0)
     assert sorted(message.to[0] for message in mail.outbox) == sorted(s.customer.email for s in subscriptions)
     assert all(len(message.attachments) == 1 for message in mail.outbox)
     # idempotent: nothing is queued or sent twice
-    again = _sweep_later(minutes=30)
-    assert (again.invoice_emails_queued, again.sent) == (0, 0)
+    assert events.events_sweep(now=timezone.now() + dt.timedelta(minutes=30)).processed == 0
+    assert _sweep_later(minutes=30).sent == 0
     assert OutboundEmail.objects.count() == 5 and len(mail.outbox) == 5
 
 
@@ -189,7 +195,7 @@ def test_two_overlapping_sweeps_send_each_stranded_email_once(billing, settings,
     for invoice in invoices:  # render now so that the sweeps race on sending, not on rendering
         documents.invoice_pdf_store(invoice_id=invoice.pk)
 
-    outcomes: list[delivery.SweepOutcome] = []
+    outcomes: list[OutboxSweepOutcome] = []
     start = threading.Barrier(2)
 
     def sweep() -> None:

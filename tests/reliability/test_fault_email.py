@@ -15,8 +15,8 @@ from django.core import mail
 from django.db import connection
 from django.urls import reverse
 
-from invoicing import delivery
 from notifications.models import EmailStatus, OutboundEmail
+from notifications.sweep import outbox_sweep
 from tests.factories.customers import CustomerFactory
 from tests.factories.invoicing import InvoiceFactory, NumberSeriesFactory, TaxRateFactory
 from tests.reliability.procs import Broker, email_log, run_command, start_worker, wait_for
@@ -124,5 +124,5 @@ def test_provider_400_marks_the_message_failed_once_and_staff_see_it(provider, w
     history = admin_client.get(reverse("admin:invoicing_invoice_change", args=[invoice.pk])).content.decode()
     assert "Failed" in history
     # and a sweep does not resurrect it (failed is final until staff resend)
-    assert delivery.emails_sweep(now=email.failed_at + dt.timedelta(days=1)).sent == 0
+    assert outbox_sweep(now=email.failed_at + dt.timedelta(days=1)).sent == 0
     assert len(email_log(provider["log"])) == 1 and mail.outbox == []

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """The lowest layer: domain events and their dispatcher. Imports no other app of the project; the apps
+    register their handlers here in their own ``AppConfig.ready()``."""
+
+    name = "core"
+    verbose_name = "Core"
