@@ -227,7 +227,7 @@ def measure_naive(sample: int) -> float:
 def measure_workers(workers: int, count: int) -> float:
     """Wall time for ``count`` subscriptions billed by ``workers`` Celery processes (chunks of 1,000)."""
     from billing_project.celery import app
-    from invoicing.billing_run import DISPATCH_CELERY, billing_run
+    from invoicing.billing_tasks import billing_run_async
 
     reset_state()
     queue = f"bench-{uuid.uuid4().hex[:8]}"
@@ -262,7 +262,7 @@ def measure_workers(workers: int, count: int) -> float:
     try:
         time.sleep(4)  # let the workers connect before the clock starts
         started = time.perf_counter()
-        run = billing_run(as_of=FEB_1, dispatch=DISPATCH_CELERY, chunk_size=1000)
+        run = billing_run_async(as_of=FEB_1, chunk_size=1000)
         while True:
             run.refresh_from_db()
             if run.finished_at is not None:

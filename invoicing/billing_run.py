@@ -45,6 +45,7 @@ from core.bulk import copy_insert, copy_rows
 from core.errors import Conflict, NotAllowed
 from core.models import EventStatus
 from core.money import round_amount
+from core.tasks import process_event_batch
 from customers.models import Customer
 from invoicing.models import (
     BillingRun,
@@ -309,8 +310,6 @@ def _hand_to_workers(event_ids: list[int]) -> None:
     """After the chunk committed: its invoices and their events are safe, so a broker that refuses the task must
     not fail the chunk (it would be counted twice and billed again one by one for nothing). The events stay
     pending and the "Domain events" sweep (``manage.py process_events``) runs their handlers (docs/RELIABILITY.md)."""
-    from core.tasks import process_event_batch
-
     try:
         process_event_batch.delay(event_ids)
     except BrokerUnavailable:
@@ -392,26 +391,18 @@ def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(ids[start : start + size])
 
 
-def billing_run(
+def billing_run_open(
     *,
     as_of: dt.date,
-    dry_run: bool = False,
     customer_id: int | None = None,
     chunk_size: int | None = None,
     dispatch: str = DISPATCH_INLINE,
     actor: Any = None,
-    on_progress: Callable[[int], object] | None = None,
-) -> BillingRun:
-    """Bill every subscription period due on or before ``as_of`` (optionally for one customer).
-
-    Returns the ``BillingRun`` row; with ``dry_run`` an unsaved one carrying what the run would do (nothing is
-    written, no number is taken). With ``dispatch="celery"`` the row is returned while workers bill the chunks.
-    """
+) -> tuple[BillingRun, list[list[int]]]:
+    """Start a run: its row (``running``) and the chunks of subscription ids it will bill."""
     size = chunk_size or settings.BILLING_RUN_CHUNK_SIZE
     ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id))
     chunks = list(_chunks(ids, size))
-    if dry_run:
-        return _dry_run(as_of=as_of, chunks=chunks, subscriptions_seen=len(ids), on_progress=on_progress)
     run = BillingRun.objects.create(
         started_at=timezone.now(),
         as_of=as_of,
@@ -421,10 +412,28 @@ def billing_run(
         dispatch=dispatch,
         triggered_by=actor if getattr(actor, "pk", None) else None,
     )
-    if dispatch == DISPATCH_CELERY and chunks:
-        transaction.on_commit(functools.partial(_dispatch_chunks, run_id=run.pk, chunks=chunks, as_of=as_of))
-        run.refresh_from_db()
-        return run
+    return run, chunks
+
+
+def billing_run(
+    *,
+    as_of: dt.date,
+    dry_run: bool = False,
+    customer_id: int | None = None,
+    chunk_size: int | None = None,
+    actor: Any = None,
+    on_progress: Callable[[int], object] | None = None,
+) -> BillingRun:
+    """Bill every subscription period due on or before ``as_of`` (optionally for one customer), in this process.
+
+    Returns the ``BillingRun`` row; with ``dry_run`` an unsaved one carrying what the run would do (nothing is
+    written, no number is taken). The workers' way is ``invoicing.billing_tasks.billing_run_async``.
+    """
+    if dry_run:
+        ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id))
+        chunks = list(_chunks(ids, chunk_size or settings.BILLING_RUN_CHUNK_SIZE))
+        return _dry_run(as_of=as_of, chunks=chunks, subscriptions_seen=len(ids), on_progress=on_progress)
+    run, chunks = billing_run_open(as_of=as_of, customer_id=customer_id, chunk_size=chunk_size, actor=actor)
     context = RunContext(tax_rates=tax_rates_load(), series=number_series_default(kind=NumberSeries.Kind.INVOICE))
     for chunk in chunks:
         billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of, context=context)
@@ -433,25 +442,14 @@ def billing_run(
     return billing_run_finish(run_id=run.pk)
 
 
-def _dispatch_chunks(*, run_id: int, chunks: list[list[int]], as_of: dt.date) -> None:
-    """Hand the chunks to the workers; the chunks the broker will not take are billed here instead, so an
-    unreachable broker slows a run down but neither fails it nor leaves it half done."""
-    from invoicing.billing_tasks import billing_run_chunk_task
-
-    for index, chunk in enumerate(chunks):
-        try:
-            billing_run_chunk_task.delay(run_id, chunk, as_of.isoformat())
-        except BrokerUnavailable:
-            logger.warning(
-                "billing run %s: the broker is unreachable; billing %d chunk(s) here", run_id, len(chunks) - index
-            )
-            run = BillingRun.objects.get(pk=run_id)
-            for rest in chunks[index:]:
-                billing_run_chunk(run=run, subscription_ids=rest, as_of=as_of)
-            run.refresh_from_db(fields=["chunks_done", "chunks_total"])
-            if run.chunks_done >= run.chunks_total:
-                billing_run_finish(run_id=run_id)
-            return
+def billing_run_chunks_here(*, run_id: int, chunks: list[list[int]], as_of: dt.date) -> None:
+    """Bill the chunks the broker would not take in this process, and close the run if they were the last."""
+    run = BillingRun.objects.get(pk=run_id)
+    for chunk in chunks:
+        billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of)
+    run.refresh_from_db(fields=["chunks_done", "chunks_total"])
+    if run.chunks_done >= run.chunks_total:
+        billing_run_finish(run_id=run_id)
 
 
 def billing_run_finish(*, run_id: int) -> BillingRun:

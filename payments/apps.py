@@ -6,7 +6,7 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from core import events
-        from payments import services
+        from payments import services, tasks
 
         # Settle phase: money first, before invoicing's deliver phase renders and e-mails the document.
         events.handler_register(
@@ -19,7 +19,7 @@ class PaymentsConfig(AppConfig):
             event_type="invoice.issued",
             name="payments.collect_automatically",
             phase=events.SETTLE,
-            handler=services.on_invoice_issued_collect,
+            handler=tasks.on_invoice_issued_collect,
             atomic=False,  # enqueues the charge; invoice_collect charges an invoice automatically once
         )
         events.handler_register(

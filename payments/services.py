@@ -661,25 +661,6 @@ def on_invoice_issued_apply_credit(event: DomainEvent) -> None:
         customer_credit_apply(invoice=Invoice.objects.get(pk=event.payload["invoice_id"]))
 
 
-def on_invoice_issued_collect(event: DomainEvent) -> None:
-    """``invoice.issued`` (settle, not atomic: it hands the charge to a worker, which calls the gateway): charge
-    the saved payment method when the invoice's subscription collects automatically. Runs after the credit was
-    applied; a second run charges nothing (``invoice_collect`` makes the automatic first charge once)."""
-    from payments import tasks
-
-    invoice_id = event.payload["invoice_id"]
-    invoice = Invoice.objects.select_related("subscription").get(pk=invoice_id)
-    subscription = invoice.subscription
-    if (
-        subscription is not None
-        and subscription.collection_method == CollectionMethod.CHARGE_AUTOMATICALLY
-        and invoice.status in PAYABLE
-        and invoice.amount_due > 0
-    ):
-        as_of = invoice.issue_date or billing_today()
-        tasks.collect_invoice.delay(invoice_id, as_of.isoformat())
-
-
 def _first_attempt_day(invoice_id: int) -> dt.date | None:
     first = PaymentAttempt.objects.filter(invoice_id=invoice_id).order_by("attempt_number").first()
     return first.attempted_on if first else None

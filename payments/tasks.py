@@ -11,7 +11,12 @@ from typing import Any
 from celery import shared_task
 
 from core.asof import parse_as_of
+from core.dates import billing_today
+from core.models import DomainEvent
+from invoicing.models import Invoice
 from payments import services
+from payments.services import PAYABLE
+from subscriptions.models import CollectionMethod
 
 
 @shared_task(name="payments.collect_invoice")
@@ -29,3 +34,23 @@ def retry_payments(as_of: str | None = None) -> dict[str, Any]:
 @shared_task(name="payments.recover_attempts")
 def recover_attempts() -> int:
     return services.payment_attempts_recover()
+
+
+# --- the settle-phase handler that hands a charge to the workers (PaymentsConfig.ready) ------------------
+
+
+def on_invoice_issued_collect(event: DomainEvent) -> None:
+    """``invoice.issued`` (settle, not atomic: it hands the charge to a worker, which calls the gateway): charge
+    the saved payment method when the invoice's subscription collects automatically. Runs after the credit was
+    applied; a second run charges nothing (``invoice_collect`` makes the automatic first charge once)."""
+    invoice_id = event.payload["invoice_id"]
+    invoice = Invoice.objects.select_related("subscription").get(pk=invoice_id)
+    subscription = invoice.subscription
+    if (
+        subscription is not None
+        and subscription.collection_method == CollectionMethod.CHARGE_AUTOMATICALLY
+        and invoice.status in PAYABLE
+        and invoice.amount_due > 0
+    ):
+        as_of = invoice.issue_date or billing_today()
+        collect_invoice.delay(invoice_id, as_of.isoformat())

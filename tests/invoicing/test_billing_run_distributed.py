@@ -17,7 +17,7 @@ from django.db import connection
 from djmoney.money import Money
 
 from billing_project.celery import app as celery_app
-from invoicing.billing_run import DISPATCH_CELERY, billing_run
+from invoicing.billing_tasks import billing_run_async
 from invoicing.models import BillingRun, Invoice
 from subscriptions.models import Subscription
 from tests.factories import NumberSeriesFactory, PriceFactory, TaxRateFactory
@@ -93,7 +93,7 @@ def test_two_celery_workers_share_a_run_and_bill_each_subscription_once(celery_q
     logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
     workers = [_start_worker(f"w{n}", celery_queue, log) for n, log in enumerate(logs, start=1)]
     try:
-        run = billing_run(as_of=JAN_1, dispatch=DISPATCH_CELERY, chunk_size=50)
+        run = billing_run_async(as_of=JAN_1, chunk_size=50)
         assert run.chunks_total == 24
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

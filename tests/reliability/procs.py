@@ -137,7 +137,7 @@ def start_worker(
 def publish_billing_run(
     *, broker: Broker, settings_dict: dict[str, Any], as_of: str, chunk_size: int, env: dict[str, str] | None = None
 ) -> int:
-    """Start an asynchronous billing run the way the beat task does (``dispatch="celery"``) from a separate
+    """Start an asynchronous billing run the way the beat task does (``billing_run_async``) from a separate
     process on the test's broker keys; returns the run's id."""
     args = ["billing-run", as_of, str(chunk_size)]
     return int(run_command(broker=broker, settings_dict=settings_dict, args=args, env=env))
@@ -265,10 +265,10 @@ def main(argv: list[str]) -> None:
     elif command == "billing-run":
         import datetime as dt
 
-        from invoicing.billing_run import DISPATCH_CELERY, billing_run
+        from invoicing.billing_tasks import billing_run_async
 
         as_of, chunk_size = rest
-        run = billing_run(as_of=dt.date.fromisoformat(as_of), dispatch=DISPATCH_CELERY, chunk_size=int(chunk_size))
+        run = billing_run_async(as_of=dt.date.fromisoformat(as_of), chunk_size=int(chunk_size))
         print(run.pk)
     elif command == "queue-invoice-email":
         from invoicing import delivery

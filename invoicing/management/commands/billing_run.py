@@ -10,6 +10,7 @@ from core.commands import BaseCommand
 from core.progress import progress_bar
 from customers.models import Customer
 from invoicing.billing_run import DISPATCH_CELERY, DISPATCH_INLINE, billing_run
+from invoicing.billing_tasks import billing_run_async
 from subscriptions.selectors import subscription_ids_due
 
 
@@ -37,14 +38,16 @@ class Command(BaseCommand):
         dispatch = DISPATCH_CELERY if options["use_celery"] else DISPATCH_INLINE
         total = len(subscription_ids_due(as_of=as_of, customer_id=customer_id))
         with progress_bar(total=total, description=f"Billing up to {as_of}", stream=self.stderr._out) as bar:
-            run = billing_run(
-                as_of=as_of,
-                dry_run=options["dry_run"],
-                customer_id=customer_id,
-                chunk_size=options["chunk_size"],
-                dispatch=dispatch,
-                on_progress=bar.update,
-            )
+            if dispatch == DISPATCH_CELERY and not options["dry_run"]:
+                run = billing_run_async(as_of=as_of, customer_id=customer_id, chunk_size=options["chunk_size"])
+            else:
+                run = billing_run(
+                    as_of=as_of,
+                    dry_run=options["dry_run"],
+                    customer_id=customer_id,
+                    chunk_size=options["chunk_size"],
+                    on_progress=bar.update,
+                )
         result = {
             "run": run.pk,
             "as_of": as_of.isoformat(),
