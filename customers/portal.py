@@ -6,7 +6,7 @@ view derives from ``PortalView``, which resolves it once, 302s to the sign-in pa
 ``self.access.customer`` to the selectors of each app, which filter by it (and by ``access.invoice_id`` for a
 deep link). Portal state lives under its own session keys, apart from the staff admin's login.
 
-Sign-in e-mail: sent here with Django's ``EmailMultiAlternatives``, not through ``invoicing.delivery.email_queue``:
+Sign-in e-mail: sent here with Django's ``EmailMultiAlternatives``, not through ``notifications.services.email_queue``:
 customers may not import invoicing (apps import leftwards), and the queue stores each message's body in
 ``OutboundEmail`` — a stored sign-in link would defeat keeping only the token's hash. A lost sign-in e-mail is
 not retried; the customer asks for a new link (they expire in 15 minutes anyway).
