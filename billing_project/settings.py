@@ -12,6 +12,8 @@ from pathlib import Path
 
 import environ
 
+from billing_project.deployment import DEMO_SECRET_KEY
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -20,7 +22,8 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-demo-key-change-me-" + "x" * 32)
+# The demo's key is public: settings_production refuses it (and every other key published with the code).
+SECRET_KEY = env.str("SECRET_KEY", default=DEMO_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -187,6 +190,10 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# wsgi.py, manage.py and the Celery worker and beat refuse this module with DEBUG off (billing_project/deployment.py).
+# Only bench/load.py sets this, to measure the development profile without DEBUG; never a deployment.
+ALLOW_BASE_SETTINGS_WITHOUT_DEBUG = env.bool("ALLOW_BASE_SETTINGS_WITHOUT_DEBUG", default=False)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
@@ -252,6 +259,7 @@ PORTAL_INVITE_MAX_AGE_HOURS = env.int("PORTAL_INVITE_MAX_AGE_HOURS", default=72)
 PORTAL_LOGIN_RATE_PER_EMAIL = env.int("PORTAL_LOGIN_RATE_PER_EMAIL", default=5)
 PORTAL_LOGIN_RATE_PER_IP = env.int("PORTAL_LOGIN_RATE_PER_IP", default=20)
 PORTAL_LOGIN_RATE_WINDOW_SECONDS = env.int("PORTAL_LOGIN_RATE_WINDOW_SECONDS", default=900)
+# Production refuses a cache local to each process (locmem, dummy): the limits would count per process.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # A portal session ends this long after sign-in (the browser's cookie too).
 PORTAL_SESSION_MAX_AGE_SECONDS = env.int("PORTAL_SESSION_MAX_AGE_SECONDS", default=12 * 3600)
@@ -306,6 +314,8 @@ PAYMENTS_FAILED_SUBSCRIPTION_POLICY = env.str("PAYMENTS_FAILED_SUBSCRIPTION_POLI
 PAYMENTS_PROCESSING_TIMEOUT_MINUTES = env.int("PAYMENTS_PROCESSING_TIMEOUT_MINUTES", default=15)
 # Webhooks signed longer ago than this are refused (replay protection).
 PAYMENTS_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENTS_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Production settings refuse the sandbox gateway unless a staging deployment says so (check --deploy: billing.E004).
+PAYMENTS_ALLOW_SANDBOX = env.bool("PAYMENTS_ALLOW_SANDBOX", default=False)
 PAYMENTS_SANDBOX_WEBHOOK_SECRET = env.str("PAYMENTS_SANDBOX_WEBHOOK_SECRET", default="whsec_sandbox_demo")
 # Bank CSV columns: our field = the column header in the bank's file (override per import with --mapping).
 PAYMENTS_BANK_CSV_MAPPING = env.dict(
