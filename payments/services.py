@@ -711,8 +711,11 @@ def payment_method_add(
     exp_month: int | None = None,
     exp_year: int | None = None,
     make_default: bool = True,
+    default_if_first: bool = True,
 ) -> PaymentMethod:
-    """Save a method the customer set up at the gateway (the gateway's id only, never card data)."""
+    """Save a method the customer set up at the gateway (the gateway's id only, never card data). It becomes the
+    default with ``make_default``, or when the customer has none and ``default_if_first`` (the portal's pay page
+    passes False: a card becomes the default there only once it was charged)."""
     with transaction.atomic():
         lock_in_order(customer_id=customer.pk)
         method = PaymentMethod.objects.create(
@@ -725,7 +728,9 @@ def payment_method_add(
             exp_month=exp_month,
             exp_year=exp_year,
         )
-        if make_default or not PaymentMethod.objects.filter(customer=customer, is_default=True).exists():
+        if make_default or (
+            default_if_first and not PaymentMethod.objects.filter(customer=customer, is_default=True).exists()
+        ):
             payment_method_set_default(payment_method=method)
     method.refresh_from_db()
     return method
@@ -762,6 +767,7 @@ def invoice_collect(
     as_of: dt.date | None = None,
     require_automatic: bool = True,
     retry_of: int | None = None,
+    payment_method_id: int | None = None,
 ) -> PaymentAttempt | None:
     """Charge an invoice's amount due to the customer's default payment method: one ``PaymentAttempt``.
 
@@ -798,11 +804,11 @@ def invoice_collect(
             # re-run finalize hook must not charge a declined card again: later tries are the retry schedule's
             # (``retry_of``) or staff's ("charge now").
             return None
-        method = (
-            PaymentMethod.objects.filter(customer=locked.customer, is_default=True, is_active=True)
-            .order_by("pk")
-            .first()
-        )
+        methods = PaymentMethod.objects.filter(customer=locked.customer, is_active=True)
+        if payment_method_id is not None:  # the portal's pay page: the card the payer chose, default or not
+            method = methods.filter(pk=payment_method_id).first()
+        else:
+            method = methods.filter(is_default=True).order_by("pk").first()
         now = timezone.now()
         attempt = PaymentAttempt.objects.create(
             invoice=invoice,
@@ -1104,9 +1110,17 @@ def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
     return report
 
 
-def invoice_charge_now(*, invoice: Invoice, as_of: dt.date | None = None) -> PaymentAttempt | None:
-    """Staff's "charge now": charge the saved default method for any open invoice of the customer."""
-    return invoice_collect(invoice_id=invoice.pk, as_of=as_of, require_automatic=False)
+def invoice_charge_now(
+    *, invoice: Invoice, as_of: dt.date | None = None, payment_method: PaymentMethod | None = None
+) -> PaymentAttempt | None:
+    """Staff's "charge now": charge the saved default method (or ``payment_method``, one of the customer's active
+    methods: the portal's pay page) for any open invoice of the customer."""
+    return invoice_collect(
+        invoice_id=invoice.pk,
+        as_of=as_of,
+        require_automatic=False,
+        payment_method_id=payment_method.pk if payment_method is not None else None,
+    )
 
 
 def payment_attempts_for_webhook(*, reference: str, attempt_id: str | None) -> PaymentAttempt | None:

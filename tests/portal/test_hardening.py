@@ -1,0 +1,77 @@
+"""Portal hardening (security probe, item 5): the card a pay link adds, the sign-in e-mail's path, logout beside a
+staff session, and the Content-Security-Policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+
+from core.links import invoice_link_token
+from customers.portal import SESSION_USER_KEY
+from payments.models import PaymentMethod
+from payments.services import payment_method_set_default
+from tests.portal.conftest import Account, make_invoice, signed_in_client
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the card a payer adds on the pay page --------------------------------------------------------------
+
+
+def _pay_link_client(invoice: Any) -> tuple[Client, str]:
+    client = Client()
+    token = invoice_link_token(invoice_id=invoice.pk, purpose="pay")
+    pay_url = client.get(reverse("portal:invoice_link", args=[token]))["Location"]
+    return client, pay_url
+
+
+def _default(account: Account) -> PaymentMethod:
+    return PaymentMethod.objects.get(customer=account.customer, is_default=True)
+
+
+@pytest.mark.parametrize("card", ["pm_card_chargeDeclined", "pm_card_visa"])
+def test_a_card_added_through_a_pay_link_never_becomes_the_customers_default(account_a: Account, card: str) -> None:
+    before = _default(account_a)
+    client, pay_url = _pay_link_client(account_a.open_invoice)
+    client.post(pay_url, {"method": f"sandbox:{card}"})
+    account_a.open_invoice.refresh_from_db()
+    assert account_a.open_invoice.status == ("open" if card == "pm_card_chargeDeclined" else "paid")
+    assert _default(account_a) == before
+    added = PaymentMethod.objects.filter(customer=account_a.customer).exclude(pk=before.pk).get()
+    assert not added.is_default
+
+
+def test_a_declined_card_of_a_customer_without_cards_does_not_become_the_default(account_a: Account) -> None:
+    PaymentMethod.objects.filter(customer=account_a.customer).delete()
+    client, pay_url = _pay_link_client(account_a.open_invoice)
+    client.post(pay_url, {"method": "sandbox:pm_card_chargeDeclined"})
+    assert not PaymentMethod.objects.filter(customer=account_a.customer, is_default=True).exists()
+
+
+def test_a_signed_in_customers_new_card_becomes_the_default_only_once_it_was_charged(account_a: Account) -> None:
+    before = _default(account_a)
+    client = signed_in_client(account_a.portal_user)
+    pay_url = reverse("portal:invoice_pay", args=[account_a.open_invoice.number])
+    client.post(pay_url, {"method": "sandbox:pm_card_chargeDeclined"})
+    assert _default(account_a) == before  # declined: the old default stays
+    client.post(pay_url, {"method": "sandbox:pm_card_mastercard"})
+    account_a.open_invoice.refresh_from_db()
+    assert account_a.open_invoice.status == "paid"
+    assert _default(account_a).last4 == "4444"
+
+
+def test_paying_with_a_saved_card_that_is_declined_does_not_make_it_the_default(account_a: Account) -> None:
+    client = signed_in_client(account_a.portal_user)
+    pay_url = reverse("portal:invoice_pay", args=[account_a.open_invoice.number])
+    client.post(pay_url, {"method": "sandbox:pm_card_chargeDeclined"})
+    declined = PaymentMethod.objects.get(customer=account_a.customer, last4="0002")
+    payment_method_set_default(payment_method=account_a.payment_method)  # whatever happened before: not the 0002
+    before = _default(account_a)
+    assert before != declined
+    other = make_invoice(account_a.customer, "10.00")
+    client.post(reverse("portal:invoice_pay", args=[other.number]), {"method": f"saved:{declined.pk}"})
+    assert _default(account_a) == before
