@@ -75,3 +75,89 @@ def test_paying_with_a_saved_card_that_is_declined_does_not_make_it_the_default(
     other = make_invoice(account_a.customer, "10.00")
     client.post(reverse("portal:invoice_pay", args=[other.number]), {"method": f"saved:{declined.pk}"})
     assert _default(account_a) == before
+
+
+# --- the sign-in e-mail: the same path for known and unknown addresses ----------------------------------
+
+
+def test_the_sign_in_request_does_the_same_work_for_known_and_unknown_addresses(
+    account_a: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core import mail
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from customers import tasks
+
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(tasks.send_login_link, "delay", lambda **kwargs: queued.append(kwargs))
+    work = {}
+    for email in (account_a.portal_user.email, "nobody@portal.example"):
+        with CaptureQueriesContext(connection) as queries:
+            response = Client().post(reverse("portal:login"), {"email": email})
+        assert response.status_code == 302
+        work[email] = [query["sql"].split(" WHERE ")[0] for query in queries.captured_queries]
+    known, unknown = work.values()
+    assert known == unknown  # the request never looks the address up
+    assert not any("customers_portaluser" in sql or "customers_logintoken" in sql for sql in known)
+    assert mail.outbox == []  # nothing is sent inside the request
+    assert queued == [
+        {"email": account_a.portal_user.email, "ip": "127.0.0.1"},
+        {"email": "nobody@portal.example", "ip": "127.0.0.1"},
+    ]
+
+
+def test_the_queued_task_sends_the_link_to_a_known_address_only(account_a: Account) -> None:
+    from django.core import mail
+
+    from customers.tasks import send_login_link
+
+    send_login_link(email="nobody@portal.example", ip=None)
+    assert mail.outbox == []
+    send_login_link(email=account_a.portal_user.email.upper(), ip="10.0.0.1")
+    assert [message.to for message in mail.outbox] == [[account_a.portal_user.email]]
+
+
+def test_a_broker_outage_gives_the_same_answer_and_no_error(
+    account_a: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from customers import tasks
+
+    def unreachable(**kwargs: Any) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(tasks.send_login_link, "delay", unreachable)
+    response = Client().post(reverse("portal:login"), {"email": account_a.portal_user.email})
+    assert response.status_code == 302 and response["Location"] == reverse("portal:login_sent")
+
+
+# --- portal logout beside a staff session ---------------------------------------------------------------
+
+
+def test_portal_logout_keeps_the_staff_admin_session_of_the_same_browser(account_a: Account) -> None:
+    staff = User.objects.create_superuser("finance", "finance@example.com", "pw")
+    client = signed_in_client(account_a.portal_user)
+    client.force_login(staff)
+    session = client.session
+    session[SESSION_USER_KEY] = account_a.portal_user.pk  # force_login cycled the session: sign in to the portal again
+    session.save()
+    assert client.get(reverse("portal:overview")).status_code == 200
+    assert client.get(reverse("admin:index")).status_code == 200
+
+    assert client.post(reverse("portal:logout")).status_code == 302
+
+    assert client.get(reverse("portal:overview")).status_code == 302  # signed out of the portal
+    assert client.get(reverse("admin:index")).status_code == 200  # still signed in to the admin
+    assert SESSION_USER_KEY not in client.session
+
+
+def test_a_deactivated_portal_user_loses_the_portal_session_but_not_the_admin(account_a: Account) -> None:
+    staff = User.objects.create_superuser("finance", "finance@example.com", "pw")
+    client = Client()
+    client.force_login(staff)
+    session = client.session
+    session[SESSION_USER_KEY] = account_a.portal_user.pk
+    session.save()
+    type(account_a.portal_user).objects.filter(pk=account_a.portal_user.pk).update(is_active=False)
+    assert client.get(reverse("portal:overview")).status_code == 302
+    assert client.get(reverse("admin:index")).status_code == 200
