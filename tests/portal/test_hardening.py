@@ -3,6 +3,7 @@ staff session, and the Content-Security-Policy."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -161,3 +162,49 @@ def test_a_deactivated_portal_user_loses_the_portal_session_but_not_the_admin(ac
     type(account_a.portal_user).objects.filter(pk=account_a.portal_user.pk).update(is_active=False)
     assert client.get(reverse("portal:overview")).status_code == 302
     assert client.get(reverse("admin:index")).status_code == 200
+
+
+# --- Content-Security-Policy ----------------------------------------------------------------------------
+
+
+def _directives(response: Any) -> dict[str, list[str]]:
+    header = response["Content-Security-Policy"]
+    return {part.split()[0]: part.split()[1:] for part in header.split(";") if part.strip()}
+
+
+def test_portal_and_admin_pages_carry_the_policy_and_still_render(account_a: Account) -> None:
+    portal = signed_in_client(account_a.portal_user)
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    pages = [
+        (Client(), reverse("portal:login"), b'name="email"'),
+        (portal, reverse("portal:overview"), b"portal.css"),
+        (portal, reverse("portal:invoice_pay", args=[account_a.open_invoice.number]), b'name="method"'),
+        (staff, reverse("admin:index"), b"admin/css/base.css"),
+        (staff, reverse("admin:customers_customer_change", args=[account_a.customer.pk]), b"admin/js/"),
+        (staff, reverse("admin:invoicing_invoice_changelist"), b"actions"),
+        (Client(), reverse("admin:login"), b"csrfmiddlewaretoken"),
+    ]
+    for client, url, marker in pages:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert marker in response.content, url
+        directives = _directives(response)
+        assert directives["script-src"] == ["'self'", "https://js.stripe.com"], url
+        assert "'unsafe-inline'" not in directives["script-src"]
+        assert directives["object-src"] == ["'none'"] and directives["frame-ancestors"] == ["'none'"]
+        # every script the page loads is allowed by script-src (our static files; no inline code)
+        html = response.content.decode()
+        for tag in re.findall(r"<script\b[^>]*>", html):
+            source = re.search(r'src="([^"]+)"', tag)
+            assert source, (url, tag)  # an inline <script> would be refused by the browser
+            src = source.group(1)
+            assert (src.startswith("/") and not src.startswith("//")) or src.startswith("https://js.stripe.com/"), tag
+
+
+def test_the_pdf_is_served_without_the_document_policy(account_a: Account) -> None:
+    response = signed_in_client(account_a.portal_user).get(
+        reverse("portal:invoice_pdf", args=[account_a.open_invoice.number])
+    )
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert "Content-Security-Policy" not in response
