@@ -218,7 +218,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Sign-in and deep-link secrets are URL path segments: Django's request and CSRF loggers print paths.
+    # Sign-in and deep-link secrets are URL path segments: Django's request, CSRF and runserver loggers print paths
+    # (gunicorn's access log: gunicorn.conf.py).
     "filters": {"link_tokens": {"()": "core.links.RedactLinkTokens"}},
     # The handler has the level too: Django's own loggers (django.*) propagate INFO records to it past the root's.
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "level": LOG_LEVEL}},
@@ -226,6 +227,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.request": {"filters": ["link_tokens"]},
+        # runserver's access log (the request line of every request, a sign-in link's included)
+        "django.server": {"filters": ["link_tokens"], "handlers": ["console"], "level": "INFO", "propagate": False},
         "django.security.csrf": {"filters": ["link_tokens"]},
     },
 }
