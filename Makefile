@@ -53,7 +53,7 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 
 migrations-check: install
-	DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
+	DEBUG=1 DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
 
 # The suite in two parts: everything but the long end-to-end tests on TEST_WORKERS processes (pytest-xdist, one
 # PostgreSQL test database each), then the e2e tests (load test under wrk, browser) in one process, so they
@@ -71,10 +71,10 @@ pytest: install system-packages
 check test: system-packages lint migrations-check pytest
 
 worker: install
-	$(BIN)/celery -A billing_project worker --loglevel=INFO
+	DEBUG=$${DEBUG:-1} $(BIN)/celery -A billing_project worker --loglevel=INFO
 
 beat: install
-	$(BIN)/celery -A billing_project beat --loglevel=INFO
+	DEBUG=$${DEBUG:-1} $(BIN)/celery -A billing_project beat --loglevel=INFO
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -68,6 +68,9 @@ def configure(database: str, media_root: Path) -> dict[str, str]:
         "CELERY_BROKER_URL": "memory://",
         "CELERY_TASK_ALWAYS_EAGER": "true",
         "BILLING_AFTER_FINALIZE_HOOKS": "false",
+        # gunicorn serves billing_project.wsgi, which refuses the development profile with DEBUG off unless told
+        # this is a measurement (billing_project/deployment.py).
+        "ALLOW_BASE_SETTINGS_WITHOUT_DEBUG": "true",
     }
     os.environ.update(values)
     return values

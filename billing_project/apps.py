@@ -8,6 +8,7 @@ class BillingProjectConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from billing_project import checks  # noqa: F401 - registers the deploy checks (billing.E001 …)
         from billing_project.celery import ensure_broker_folders
         from billing_project.staff_groups import sync_staff_group_permissions
 

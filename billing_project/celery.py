@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import beat_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_project.settings")
 
@@ -14,6 +15,22 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The billing run's tasks live beside the service they call (invoicing/billing_tasks.py).
 app.autodiscover_tasks(lambda: ["invoicing"], related_name="billing_tasks")
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_development_settings_without_debug(**kwargs: object) -> None:
+    """A worker or beat started without DJANGO_SETTINGS_MODULE would run the development profile (sandbox
+    gateway, public key) against the production database and broker: refuse (billing_project/deployment.py)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from billing_project.deployment import refuse_base_settings_without_debug
+
+    try:
+        refuse_base_settings_without_debug()
+    except ImproperlyConfigured as exc:
+        # Celery logs and swallows an Exception raised by a signal handler; SystemExit stops the process.
+        raise SystemExit(f"ImproperlyConfigured: {exc}") from exc
 
 
 @app.on_after_configure.connect

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import environ
 
+from billing_project.deployment import DEMO_SECRET_KEY
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -20,7 +22,8 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env.str("SECRET_KEY", default="insecure-demo-key-change-me-" + "x" * 32)
+# The demo's key is public: settings_production refuses it (and every other key published with the code).
+SECRET_KEY = env.str("SECRET_KEY", default=DEMO_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -53,6 +56,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.RefuseNulCharacters",
+    "core.middleware.ContentSecurityPolicy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -183,15 +188,38 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy of every response (core.middleware.ContentSecurityPolicy). Scripts only from our origin and
+# Stripe.js (card collection with Stripe Elements); no inline script; style attributes allowed (admin, templates).
+STRIPE_JS_ORIGINS = ["https://js.stripe.com"]
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self' " + " ".join(STRIPE_JS_ORIGINS),
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self' https://api.stripe.com",
+        "frame-src 'self' https://js.stripe.com https://hooks.stripe.com",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# wsgi.py, manage.py and the Celery worker and beat refuse this module with DEBUG off (billing_project/deployment.py).
+# Only bench/load.py sets this, to measure the development profile without DEBUG; never a deployment.
+ALLOW_BASE_SETTINGS_WITHOUT_DEBUG = env.bool("ALLOW_BASE_SETTINGS_WITHOUT_DEBUG", default=False)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Sign-in and deep-link secrets are URL path segments: Django's request and CSRF loggers print paths.
+    # Sign-in and deep-link secrets are URL path segments: Django's request, CSRF and runserver loggers print paths
+    # (gunicorn's access log: gunicorn.conf.py).
     "filters": {"link_tokens": {"()": "core.links.RedactLinkTokens"}},
     # The handler has the level too: Django's own loggers (django.*) propagate INFO records to it past the root's.
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "level": LOG_LEVEL}},
@@ -199,6 +227,8 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "django.request": {"filters": ["link_tokens"]},
+        # runserver's access log (the request line of every request, a sign-in link's included)
+        "django.server": {"filters": ["link_tokens"], "handlers": ["console"], "level": "INFO", "propagate": False},
         "django.security.csrf": {"filters": ["link_tokens"]},
     },
 }
@@ -251,6 +281,7 @@ PORTAL_INVITE_MAX_AGE_HOURS = env.int("PORTAL_INVITE_MAX_AGE_HOURS", default=72)
 PORTAL_LOGIN_RATE_PER_EMAIL = env.int("PORTAL_LOGIN_RATE_PER_EMAIL", default=5)
 PORTAL_LOGIN_RATE_PER_IP = env.int("PORTAL_LOGIN_RATE_PER_IP", default=20)
 PORTAL_LOGIN_RATE_WINDOW_SECONDS = env.int("PORTAL_LOGIN_RATE_WINDOW_SECONDS", default=900)
+# Production refuses a cache local to each process (locmem, dummy): the limits would count per process.
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # A portal session ends this long after sign-in (the browser's cookie too).
 PORTAL_SESSION_MAX_AGE_SECONDS = env.int("PORTAL_SESSION_MAX_AGE_SECONDS", default=12 * 3600)
@@ -305,6 +336,8 @@ PAYMENTS_FAILED_SUBSCRIPTION_POLICY = env.str("PAYMENTS_FAILED_SUBSCRIPTION_POLI
 PAYMENTS_PROCESSING_TIMEOUT_MINUTES = env.int("PAYMENTS_PROCESSING_TIMEOUT_MINUTES", default=15)
 # Webhooks signed longer ago than this are refused (replay protection).
 PAYMENTS_WEBHOOK_TOLERANCE_SECONDS = env.int("PAYMENTS_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Production settings refuse the sandbox gateway unless a staging deployment says so (check --deploy: billing.E004).
+PAYMENTS_ALLOW_SANDBOX = env.bool("PAYMENTS_ALLOW_SANDBOX", default=False)
 PAYMENTS_SANDBOX_WEBHOOK_SECRET = env.str("PAYMENTS_SANDBOX_WEBHOOK_SECRET", default="whsec_sandbox_demo")
 # Bank CSV columns: our field = the column header in the bank's file (override per import with --mapping).
 PAYMENTS_BANK_CSV_MAPPING = env.dict(

@@ -10,14 +10,32 @@ import secrets
 
 from django.core.exceptions import ImproperlyConfigured
 
+from billing_project import deployment
 from billing_project.settings import *  # noqa: F403
-from billing_project.settings import ANYMAIL, PAYMENTS_DEFAULT_GATEWAY, PAYMENTS_SANDBOX_WEBHOOK_SECRET, env
+from billing_project.settings import (
+    ANYMAIL,
+    CACHES,
+    PAYMENTS_ALLOW_SANDBOX,
+    PAYMENTS_DEFAULT_GATEWAY,
+    PAYMENTS_SANDBOX_WEBHOOK_SECRET,
+    env,
+)
 
 DEBUG = False
-SECRET_KEY = env.str("SECRET_KEY")  # no default: a production process without one must not start
-if SECRET_KEY.startswith("insecure-") or len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-    raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 50 characters.")
+ALLOW_BASE_SETTINGS_WITHOUT_DEBUG = False
+SECRET_KEY = env.str("SECRET_KEY", default="")  # no default: a production process without one must not start
+# Short, placeholder and published keys (the demo default, .env.example, README and docs snippets) are refused:
+# whoever read the repository could sign sessions and portal deep links.
+_secret_key_problem = deployment.secret_key_problem(SECRET_KEY)
+if _secret_key_problem:
+    raise ImproperlyConfigured(
+        f"{_secret_key_problem}. Generate one: python -c 'import secrets; print(secrets.token_urlsafe(64))'"
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+# The portal's sign-in rate limits count in the cache: a per-process cache multiplies them by the process count.
+_cache_problem = deployment.cache_problem(CACHES)
+if _cache_problem:
+    raise ImproperlyConfigured(_cache_problem)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
@@ -44,7 +62,7 @@ if PAYMENTS_SANDBOX_WEBHOOK_SECRET in PUBLIC_DEMO_VALUES:
     PAYMENTS_SANDBOX_WEBHOOK_SECRET = ""
 # The sandbox gateway "charges" test cards without moving money: in production a customer could pay an invoice
 # with 4242… Refuse to start with it, unless a staging deployment says so explicitly.
-if PAYMENTS_DEFAULT_GATEWAY == "sandbox" and not env.bool("PAYMENTS_ALLOW_SANDBOX", default=False):
+if PAYMENTS_DEFAULT_GATEWAY == "sandbox" and not PAYMENTS_ALLOW_SANDBOX:
     raise ImproperlyConfigured(
         "PAYMENTS_DEFAULT_GATEWAY is 'sandbox' (test cards, no money moves): set it to 'stripe' with STRIPE_API_KEY "
         "and STRIPE_WEBHOOK_SECRET, or PAYMENTS_ALLOW_SANDBOX=true on a staging deployment"

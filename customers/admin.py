@@ -128,7 +128,7 @@ class CustomerAdmin(StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Invite to portal (e-mail a sign-in link to the billing e-mail)", permissions=["change"])
     def invite_to_portal(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
-        from customers.portal import send_login_email
+        from customers.login_email import send_login_email
         from customers.portal_services import PortalInviteError, portal_user_invite
 
         invited, problems = 0, []

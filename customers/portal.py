@@ -6,23 +6,24 @@ view derives from ``PortalView``, which resolves it once, 302s to the sign-in pa
 ``self.access.customer`` to the selectors of each app, which filter by it (and by ``access.invoice_id`` for a
 deep link). Portal state lives under its own session keys, apart from the staff admin's login.
 
-Sign-in e-mail: sent here with Django's ``EmailMultiAlternatives``, not through ``notifications.services.email_queue``:
-customers may not import invoicing (apps import leftwards), and the queue stores each message's body in
-``OutboundEmail`` — a stored sign-in link would defeat keeping only the token's hash. A lost sign-in e-mail is
-not retried; the customer asks for a new link (they expire in 15 minutes anyway).
+Sign-in e-mail: sent by the task ``customers.send_login_link`` with Django's ``EmailMultiAlternatives``, not
+through the outbox (``notifications.services.email_queue``), which stores each message's body in ``OutboundEmail``
+— a stored sign-in link would defeat keeping only the token's hash. The request only queues the task, with the
+address, for known and unknown addresses alike (the worker looks the address up and makes the token), so the
+answer's time does not tell whether an address has portal access. A lost sign-in e-mail is not retried; the
+customer asks for a new link (they expire in 15 minutes anyway).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -31,21 +32,22 @@ from django.utils.translation import gettext_lazy as _
 from django.views import View
 
 from core.errors import ApplicationError, Unavailable, log_application_error
+from customers.login_email import LANGUAGES
 from customers.models import Customer, PortalUser
 from customers.portal_services import (
-    LoginLink,
     portal_login_consume,
     portal_login_rate_allows,
-    portal_login_request,
     portal_login_token_is_valid,
 )
+from customers.tasks import send_login_link
+
+logger = logging.getLogger(__name__)
 
 SESSION_USER_KEY = "portal_user_id"
 SESSION_LINK_KEY = "portal_link"
 SESSION_NEXT_KEY = "portal_next"
 # A deep link's visit lasts this long in the session; the signed link itself lives PORTAL_LINK_MAX_AGE_DAYS.
 LINK_GRANT_SECONDS = 3600
-LANGUAGES = ("en", "de")
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def portal_access(request: HttpRequest) -> PortalAccess | None:
         portal_user = PortalUser.objects.select_related("customer").filter(pk=user_id, is_active=True).first()
         if portal_user is not None:
             return PortalAccess(customer=portal_user.customer, portal_user=portal_user)
-        request.session.flush()  # deactivated meanwhile: the session ends now
+        portal_session_end(request)  # deactivated meanwhile: the portal session ends now
         return None
     grant = request.session.get(SESSION_LINK_KEY)
     if isinstance(grant, dict) and grant.get("expires", 0) > timezone.now().timestamp():
@@ -73,6 +75,14 @@ def portal_access(request: HttpRequest) -> PortalAccess | None:
         if customer is not None:
             return PortalAccess(customer=customer, invoice_id=int(grant["invoice_id"]))
     return None
+
+
+def portal_session_end(request: HttpRequest) -> None:
+    """End the portal's part of the session only: the same browser may be signed in to the staff admin under the
+    same session (django.contrib.auth's keys), and flushing it logged the staff member out of the admin too."""
+    for key in (SESSION_USER_KEY, SESSION_LINK_KEY, SESSION_NEXT_KEY):
+        request.session.pop(key, None)
+    request.session.cycle_key()
 
 
 def portal_link_grant(request: HttpRequest, *, invoice_id: int, customer_id: int) -> None:
@@ -154,39 +164,6 @@ def client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def login_url(token: str) -> str:
-    return f"{settings.PORTAL_BASE_URL.rstrip('/')}{reverse('portal:login_confirm', args=[token])}"
-
-
-def send_login_email(link: LoginLink, *, invite: bool = False) -> None:
-    customer = link.portal_user.customer
-    language = customer.language if customer.language in LANGUAGES else "en"
-    expires_minutes = max(1, round((link.expires_at - timezone.now()).total_seconds() / 60))
-    context = {
-        "url": login_url(link.token),
-        "customer_name": customer.display_legal_name,
-        "email": link.portal_user.email,
-        "invite": invite,
-        "expires_minutes": expires_minutes,
-        "expires_hours": round(expires_minutes / 60),
-        "product_name": settings.PRODUCT_NAME,
-        "seller_name": settings.SELLER.get("legal_name", ""),
-    }
-    with translation.override(language):
-        subject = " ".join(render_to_string("portal/emails/login_subject.txt", context).split())
-        text = render_to_string("portal/emails/login.txt", context)
-        html = render_to_string("portal/emails/login.html", {**context, "lang": language})
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=text,
-        from_email=settings.BILLING_FROM_EMAIL,
-        to=[link.portal_user.email],
-        reply_to=list(settings.BILLING_REPLY_TO) or None,
-    )
-    message.attach_alternative(html, "text/html")
-    message.send()
-
-
 def _safe_next(request: HttpRequest) -> str:
     target = request.session.pop(SESSION_NEXT_KEY, "") or ""
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
@@ -205,11 +182,17 @@ def login_request(request: HttpRequest) -> HttpResponse:
         if not portal_login_rate_allows(email=email, ip=ip):
             form.add_error(None, _("Too many sign-in requests. Please wait a few minutes and try again."))
             return render(request, "portal/login.html", {"form": form}, status=429)
-        link = portal_login_request(email=email, ip=ip)
-        if link is not None:
-            send_login_email(link)
+        _queue_login_link(email=email, ip=ip)
         return redirect(reverse("portal:login_sent"))
     return render(request, "portal/login.html", {"form": form})
+
+
+def _queue_login_link(*, email: str, ip: str | None) -> None:
+    """The same work for every address: the request never looks the address up (docs/decisions/portal.md)."""
+    try:
+        send_login_link.delay(email=email, ip=ip)
+    except Exception:  # the broker is down: no e-mail; the customer asks again, the answer stays the same
+        logger.warning("sign-in e-mail not queued: the broker is unreachable", exc_info=True)
 
 
 def login_sent(request: HttpRequest) -> HttpResponse:
@@ -239,5 +222,5 @@ def login_confirm(request: HttpRequest, token: str) -> HttpResponse:
 def logout(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return redirect(reverse("portal:overview"))
-    request.session.flush()
+    portal_session_end(request)
     return redirect(reverse("portal:login") + "?signed_out=1")

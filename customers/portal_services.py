@@ -115,12 +115,23 @@ def portal_login_consume(*, token: str) -> PortalUser | None:
     digest = token_hash(token)
     now = timezone.now()
     with transaction.atomic():
-        claimed = LoginToken.objects.filter(
-            token_hash=digest, used_at__isnull=True, expires_at__gt=now, portal_user__is_active=True
-        ).update(used_at=now)
+        # The claim filters on the token row's own columns only. A condition through a join (the portal user's
+        # is_active) makes Django write ``WHERE id IN (SELECT … JOIN …)``; PostgreSQL re-checks only that ``id IN``
+        # on the row a concurrent claim just changed, not ``used_at IS NULL``, so four simultaneous POSTs of one
+        # link signed in four browsers. Here the waiting UPDATEs re-read used_at and change nothing.
+        claimed = LoginToken.objects.filter(token_hash=digest, used_at__isnull=True, expires_at__gt=now).update(
+            used_at=now
+        )
         if claimed != 1:
             return None
-        portal_user = PortalUser.objects.select_related("customer").get(login_tokens__token_hash=digest)
+        portal_user = (
+            PortalUser.objects.select_related("customer")
+            .filter(login_tokens__token_hash=digest, is_active=True)
+            .first()
+        )
+        if portal_user is None:  # deactivated: the link signs in nobody and stays unused
+            transaction.set_rollback(True)
+            return None
         PortalUser.objects.filter(pk=portal_user.pk).update(last_login_at=now)
     portal_user.last_login_at = now
     return portal_user

@@ -40,6 +40,7 @@ from django.template.loader import get_template
 from django.utils import timezone
 
 from core import formatting as fmt
+from core.text import without_bidi_controls
 from invoicing.models import (
     CreditNote,
     CreditNoteLine,
@@ -393,7 +394,9 @@ def credit_note_context(
 
 
 def render_html(context: dict[str, Any], *, preview: bool = False) -> str:
-    return get_template(TEMPLATE).render({**context, "preview": preview})
+    """The document (PDF and its HTML preview in the portal and admin). Bidi controls are removed from every text
+    it prints (customer names, addresses, lines, memos): the stored data keeps them, the document never obeys them."""
+    return get_template(TEMPLATE).render({**without_bidi_controls(context), "preview": preview})
 
 
 def render_invoice_html(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = None) -> str:

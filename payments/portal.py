@@ -4,8 +4,11 @@ Reads go through the selectors below, which take the customer (ownership in one 
 ``payments.services`` (``payment_method_add``, ``payment_method_set_default``, ``invoice_charge_now``), plus the
 one portal-only write here, ``portal_payment_method_remove``.
 
-Pay now charges the customer's default saved method, like staff's "charge now": a new card entered in the form
-is saved first and becomes the default (the gateway keeps the card, we keep its id). With the sandbox gateway the
+Pay now charges the card the payer chose (a saved one, or a new card entered in the form, saved first: the gateway
+keeps the card, we keep its id). The chosen card becomes the customer's default — the card automatic collection
+charges — only after it was charged successfully, and only for a signed-in customer: a declined card never becomes
+the default, and a deep-link visitor (anyone the invoice e-mail reached) never changes it; their new card is kept
+as a non-default saved card the customer can make default (docs/decisions/portal.md). With the sandbox gateway the
 "card form" offers the sandbox's test cards (see ``SANDBOX_CARDS``); with Stripe, customers pay with the cards
 already saved at Stripe — collecting a new card needs Stripe.js (Stripe Elements), which is loaded from Stripe's
 servers and is not part of this offline build.
@@ -124,9 +127,11 @@ def sandbox_enabled() -> bool:
 # --- writes ---------------------------------------------------------------------------------------------
 
 
-def portal_sandbox_card_add(*, customer: Customer, card: str, today: dt.date | None = None) -> PaymentMethod:
-    """Save a sandbox test card for the customer as its default method (the token gets a unique suffix, as the
-    sandbox allows, so several customers can save "the same" test card)."""
+def portal_sandbox_card_add(
+    *, customer: Customer, card: str, today: dt.date | None = None, make_default: bool = True
+) -> PaymentMethod:
+    """Save a sandbox test card for the customer, as its default method unless ``make_default=False`` (the token
+    gets a unique suffix, as the sandbox allows, so several customers can save "the same" test card)."""
     if card not in CARD_DETAILS or not sandbox_enabled():
         raise ValueError(f"not a sandbox test card: {card}")
     brand, last4 = CARD_DETAILS[card]
@@ -139,7 +144,8 @@ def portal_sandbox_card_add(*, customer: Customer, card: str, today: dt.date | N
         last4=last4,
         exp_month=12,
         exp_year=year,
-        make_default=True,
+        make_default=make_default,
+        default_if_first=make_default,
     )
 
 
@@ -265,11 +271,16 @@ class InvoicePayView(PortalView):
         kind, _sep, value = form.cleaned_data["method"].partition(":")
         if kind == "saved":
             method = next(m for m in saved if str(m.pk) == value)
-            if not method.is_default:
-                payment_method_set_default(payment_method=method)
         else:
-            portal_sandbox_card_add(customer=self.customer, card=value)
-        attempt = invoice_charge_now(invoice=invoice)
+            method = portal_sandbox_card_add(customer=self.customer, card=value, make_default=False)
+        attempt = invoice_charge_now(invoice=invoice, payment_method=method)
+        if (
+            attempt is not None
+            and attempt.status == AttemptStatus.SUCCEEDED
+            and not self.access.is_link
+            and not method.is_default
+        ):
+            payment_method_set_default(payment_method=method)  # charged: it works, and the customer chose it
         if attempt is None:
             messages.info(request, gettext("Nothing was charged: the invoice is paid or a payment is in progress."))
         elif attempt.status == AttemptStatus.SUCCEEDED:

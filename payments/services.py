@@ -454,7 +454,7 @@ def payment_refund(*, payment: Payment, reason: str, amount: Decimal | None = No
     if not reason.strip():
         raise RefundError("a refund needs a reason")
     with transaction.atomic():
-        _, locked_payment = _lock_payment_context(payment.pk)
+        locked, locked_payment = _lock_payment_context(payment.pk)
         if locked_payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED):
             raise RefundError(f"{locked_payment} is {locked_payment.status}: nothing to refund")
         in_flight = (
@@ -470,6 +470,13 @@ def payment_refund(*, payment: Payment, reason: str, amount: Decimal | None = No
         _money_amount(amount, locked_payment.currency)
         if amount > refundable:
             raise RefundError(f"{locked_payment}: at most {refundable} {locked_payment.currency} can be refunded")
+        _book_credit_note_credit(locked_payment)
+        spent = _refund_plan(payment=locked_payment, amount=amount, refund_id=None, locked=locked).credit_note_spent
+        if spent > 0:
+            raise RefundError(
+                f"{locked_payment}: {spent} {locked_payment.currency} of it was credited by a credit note and that "
+                f"credit has been used or paid out; at most {amount - spent} {locked_payment.currency} can be refunded"
+            )
         via_gateway = bool(locked_payment.gateway_reference) and locked_payment.gateway in ("sandbox", "stripe")
         refund = Refund.objects.create(
             customer_id=locked_payment.customer_id,
@@ -514,6 +521,86 @@ def _refund_send(*, refund_id: int, actor: Actor = None) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _RefundShare:
+    allocation: PaymentAllocation
+    from_credit_note: Decimal  # credit a credit note of this invoice left, taken back while the customer has it
+    credit_note_spent: Decimal  # such credit the customer no longer has (only when booking after the gateway)
+    reopen: Decimal  # due again on the invoice
+
+
+@dataclass(frozen=True)
+class _RefundPlan:
+    from_overpayment: Decimal
+    shares: list[_RefundShare]
+    rest: Decimal  # overpayment credit used meanwhile: taken all the same (the balance goes negative)
+
+    @property
+    def credit_note_spent(self) -> Decimal:
+        return sum((share.credit_note_spent for share in self.shares), ZERO)
+
+
+def _book_credit_note_credit(payment: Payment) -> None:
+    """Book now the credit of the credit notes of the invoices this payment settled, in case their settle handler
+    has not run yet (idempotent: one ledger entry per credit note); the plan below reads the ledger."""
+    invoice_ids = PaymentAllocation.objects.filter(payment=payment).values_list("invoice_id", flat=True)
+    for credit_note in CreditNote.objects.filter(invoice_id__in=invoice_ids, amount_to_customer_credit__gt=0):
+        customer_credit_from_credit_note(credit_note.pk, credit_note.amount_to_customer_credit)
+
+
+def _credit_note_credit_left(invoice_id: int) -> Decimal:
+    """Credit the invoice's credit notes gave the customer, less what refunds of its payments took back."""
+    entries = CreditLedgerEntry.objects.filter(invoice_id=invoice_id)
+    given = entries.filter(kind=CreditEntryKind.CREDIT_NOTE).aggregate(total=Sum("amount"))["total"] or ZERO
+    taken = entries.filter(kind=CreditEntryKind.REFUND).aggregate(total=Sum("amount"))["total"] or ZERO
+    return max(ZERO, given + taken)
+
+
+def _refund_plan(*, payment: Payment, amount: Decimal, refund_id: int | None, locked: Locked) -> _RefundPlan:
+    """Where ``amount`` of ``payment`` comes back from, in this order:
+
+    1. the overpayment credit this payment left (while the customer still has it);
+    2. per invoice it settled, newest allocation first: the credit a credit note of that invoice turned the paid
+       money into (while the customer still has it) — a credit note on a paid invoice gives the customer credit,
+       so re-opening the invoice as well would count the same money twice (credit *and* amount due);
+    3. the rest re-opens the invoice, but never beyond what its credit notes left owing: paid money that stands
+       against credit-note credit the customer has used or been paid is ``credit_note_spent`` (payment_refund
+       refuses it; a refund the gateway already made takes it from the balance, which goes negative).
+    """
+    overpaid = (
+        CreditLedgerEntry.objects.filter(payment=payment, kind=CreditEntryKind.OVERPAYMENT).aggregate(
+            total=Sum("amount")
+        )["total"]
+        or ZERO
+    )
+    # Earlier refunds' entries without an invoice took back this payment's overpayment credit.
+    earlier = CreditLedgerEntry.objects.filter(payment=payment, kind=CreditEntryKind.REFUND, invoice__isnull=True)
+    if refund_id is not None:
+        earlier = earlier.exclude(refund_id=refund_id)
+    overpayment_taken_before = -(earlier.aggregate(total=Sum("amount"))["total"] or ZERO)
+    balance = customer_credit_balance(customer=locked.customer, currency=payment.currency)
+    from_overpayment = max(ZERO, min(amount, overpaid - overpayment_taken_before, balance))
+    rest = amount - from_overpayment
+    balance -= from_overpayment
+    shares: list[_RefundShare] = []
+    for allocation in PaymentAllocation.objects.filter(payment=payment).order_by("-pk"):
+        if rest <= 0:
+            break
+        available = min(rest, allocation.net_amount)
+        if available <= 0:
+            continue
+        credit_left = _credit_note_credit_left(allocation.invoice_id)
+        from_credit_note = max(ZERO, min(available, credit_left, balance))
+        balance -= from_credit_note
+        invoice = locked.invoices[allocation.invoice_id]
+        reopenable = max(ZERO, invoice.amount_paid - (credit_left - from_credit_note))
+        reopen = min(available - from_credit_note, reopenable)
+        spent = available - from_credit_note - reopen
+        shares.append(_RefundShare(allocation, from_credit_note, spent, reopen))
+        rest -= available
+    return _RefundPlan(from_overpayment=from_overpayment, shares=shares, rest=rest)
+
+
 def _refund_book(*, refund_id: int, gateway_reference: str, actor: Actor) -> None:
     """Book a succeeded refund's effects. Runs in a transaction; claims the refund row so it books once."""
     refund = Refund.objects.get(pk=refund_id)
@@ -522,51 +609,54 @@ def _refund_book(*, refund_id: int, gateway_reference: str, actor: Actor) -> Non
     if Refund.objects.filter(pk=refund_id, status=RefundStatus.PROCESSING).update(status=RefundStatus.SUCCEEDED) != 1:
         return  # booked by a concurrent sweep or webhook
     currency = payment.currency
-    overpaid = (
-        CreditLedgerEntry.objects.filter(payment=payment, kind=CreditEntryKind.OVERPAYMENT).aggregate(
-            total=Sum("amount")
-        )["total"]
-        or ZERO
-    )
-    taken_before = (
-        Refund.objects.filter(payment=payment, status=RefundStatus.SUCCEEDED)
-        .exclude(pk=refund_id)
-        .aggregate(total=Sum("amount_from_credit"))["total"]
-        or ZERO
-    )
-    balance = customer_credit_balance(customer=locked.customer, currency=currency)
-    from_credit = max(ZERO, min(refund.amount, overpaid - taken_before, balance))
-    rest = refund.amount - from_credit
+    _book_credit_note_credit(payment)
+    plan = _refund_plan(payment=payment, amount=refund.amount, refund_id=refund_id, locked=locked)
+    reason = f"refund #{refund.pk} of payment #{payment.pk}: {refund.reason}"[:500]
+    from_credit = plan.from_overpayment
     reopened = ZERO
-    for allocation in PaymentAllocation.objects.filter(payment=payment).order_by("-pk"):
-        if rest <= 0:
-            break
-        take = min(rest, allocation.net_amount)
-        if take <= 0:
-            continue
-        PaymentAllocation.objects.filter(pk=allocation.pk).update(amount_refunded=allocation.amount_refunded + take)
-        invoicing_services.invoice_reverse_payment(
-            invoice=locked.invoices[allocation.invoice_id],
-            amount=take,
-            actor=_user(actor),
-            reason=f"refund #{refund.pk} of payment #{payment.pk}",
-        )
-        reopened += take
-        rest -= take
+    for share in plan.shares:
+        taken = share.from_credit_note + share.credit_note_spent
+        if share.reopen or taken:
+            PaymentAllocation.objects.filter(pk=share.allocation.pk).update(
+                amount_refunded=share.allocation.amount_refunded + share.reopen + taken
+            )
+        if share.reopen:
+            invoicing_services.invoice_reverse_payment(
+                invoice=locked.invoices[share.allocation.invoice_id],
+                amount=share.reopen,
+                actor=_user(actor),
+                reason=f"refund #{refund.pk} of payment #{payment.pk}",
+            )
+            reopened += share.reopen
+        if taken:
+            # Attributed to the invoice, so that its credit-note credit is taken back once (_credit_note_credit_left).
+            CreditLedgerEntry.objects.create(
+                customer_id=payment.customer_id,
+                currency=currency,
+                amount=-taken,
+                kind=CreditEntryKind.REFUND,
+                reason=reason,
+                payment=payment,
+                invoice_id=share.allocation.invoice_id,
+                refund=refund,
+                created_by_id=_actor_id(actor),
+            )
+            from_credit += taken
     # Whatever is still left was credit the customer has used since: the refund takes it back all the same, so
     # the balance goes below zero and shows what the customer owes.
-    from_credit += rest
-    if from_credit > 0:
+    overpayment_taken = plan.from_overpayment + plan.rest
+    if overpayment_taken > 0:
         CreditLedgerEntry.objects.create(
             customer_id=payment.customer_id,
             currency=currency,
-            amount=-from_credit,
+            amount=-overpayment_taken,
             kind=CreditEntryKind.REFUND,
-            reason=f"refund #{refund.pk} of payment #{payment.pk}: {refund.reason}"[:500],
+            reason=reason,
             payment=payment,
             refund=refund,
             created_by_id=_actor_id(actor),
         )
+    from_credit += plan.rest
     refunded = payment.amount_refunded + refund.amount
     Payment.objects.filter(pk=payment.pk).update(
         amount_refunded=refunded,
@@ -621,8 +711,11 @@ def payment_method_add(
     exp_month: int | None = None,
     exp_year: int | None = None,
     make_default: bool = True,
+    default_if_first: bool = True,
 ) -> PaymentMethod:
-    """Save a method the customer set up at the gateway (the gateway's id only, never card data)."""
+    """Save a method the customer set up at the gateway (the gateway's id only, never card data). It becomes the
+    default with ``make_default``, or when the customer has none and ``default_if_first`` (the portal's pay page
+    passes False: a card becomes the default there only once it was charged)."""
     with transaction.atomic():
         lock_in_order(customer_id=customer.pk)
         method = PaymentMethod.objects.create(
@@ -635,7 +728,9 @@ def payment_method_add(
             exp_month=exp_month,
             exp_year=exp_year,
         )
-        if make_default or not PaymentMethod.objects.filter(customer=customer, is_default=True).exists():
+        if make_default or (
+            default_if_first and not PaymentMethod.objects.filter(customer=customer, is_default=True).exists()
+        ):
             payment_method_set_default(payment_method=method)
     method.refresh_from_db()
     return method
@@ -672,6 +767,7 @@ def invoice_collect(
     as_of: dt.date | None = None,
     require_automatic: bool = True,
     retry_of: int | None = None,
+    payment_method_id: int | None = None,
 ) -> PaymentAttempt | None:
     """Charge an invoice's amount due to the customer's default payment method: one ``PaymentAttempt``.
 
@@ -708,11 +804,11 @@ def invoice_collect(
             # re-run finalize hook must not charge a declined card again: later tries are the retry schedule's
             # (``retry_of``) or staff's ("charge now").
             return None
-        method = (
-            PaymentMethod.objects.filter(customer=locked.customer, is_default=True, is_active=True)
-            .order_by("pk")
-            .first()
-        )
+        methods = PaymentMethod.objects.filter(customer=locked.customer, is_active=True)
+        if payment_method_id is not None:  # the portal's pay page: the card the payer chose, default or not
+            method = methods.filter(pk=payment_method_id).first()
+        else:
+            method = methods.filter(is_default=True).order_by("pk").first()
         now = timezone.now()
         attempt = PaymentAttempt.objects.create(
             invoice=invoice,
@@ -1014,9 +1110,17 @@ def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
     return report
 
 
-def invoice_charge_now(*, invoice: Invoice, as_of: dt.date | None = None) -> PaymentAttempt | None:
-    """Staff's "charge now": charge the saved default method for any open invoice of the customer."""
-    return invoice_collect(invoice_id=invoice.pk, as_of=as_of, require_automatic=False)
+def invoice_charge_now(
+    *, invoice: Invoice, as_of: dt.date | None = None, payment_method: PaymentMethod | None = None
+) -> PaymentAttempt | None:
+    """Staff's "charge now": charge the saved default method (or ``payment_method``, one of the customer's active
+    methods: the portal's pay page) for any open invoice of the customer."""
+    return invoice_collect(
+        invoice_id=invoice.pk,
+        as_of=as_of,
+        require_automatic=False,
+        payment_method_id=payment_method.pk if payment_method is not None else None,
+    )
 
 
 def payment_attempts_for_webhook(*, reference: str, attempt_id: str | None) -> PaymentAttempt | None:

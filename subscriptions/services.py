@@ -11,7 +11,7 @@ import csv
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import IO, Any
 
@@ -720,14 +720,34 @@ def price_archive(*, price: Price) -> Price:
 # --- Usage ----------------------------------------------------------------------------------------------
 
 
+# UsageRecord.quantity is numeric(19, 6): PostgreSQL rounds extra decimals away without a word (0.0000001 was stored
+# as 0) and refuses 10^13 and more with a database error (1e30 crashed the import). Both are refused by name.
+USAGE_QUANTITY_DECIMALS = 6
+USAGE_QUANTITY_LIMIT = Decimal(10) ** 13
+
+
+def usage_quantity_problem(quantity: Decimal) -> str | None:
+    """Why the column cannot hold ``quantity`` exactly, or None."""
+    if not quantity.is_finite() or quantity < 0:
+        return "not a non-negative number"
+    if quantity >= USAGE_QUANTITY_LIMIT:
+        return f"too large: {quantity} (at most 9999999999999.999999)"
+    if quantity != quantity.quantize(Decimal(1).scaleb(-USAGE_QUANTITY_DECIMALS), rounding=ROUND_DOWN):
+        return f"more than {USAGE_QUANTITY_DECIMALS} decimal places: {quantity} would be stored rounded"
+    return None
+
+
 def _usage_record(
     *, item: SubscriptionItem, subscription: Subscription, quantity: Decimal, timestamp: dt.datetime, key: str
 ) -> UsageRecord:
     """Validate one usage record against its (locked) subscription and decide its billing date."""
     if not item.price.is_metered:
         raise UsageRejected(f"item #{item.pk} ({item.price.display_name}) is not metered")
-    if isinstance(quantity, float) or quantity < 0:
+    if isinstance(quantity, float):
         raise UsageRejected("the quantity must be a non-negative Decimal")
+    problem = usage_quantity_problem(quantity)
+    if problem:
+        raise UsageRejected(f"quantity: {problem}")
     if not key or len(key) > 200:
         raise UsageRejected("an idempotency key of 1–200 characters is required")
     if timezone.is_naive(timestamp):
@@ -859,10 +879,12 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
             report.errors.append(UsageImportRowError(line, "subscription_item_id", "not a whole number"))
         try:
             quantity = Decimal(values["quantity"])
-            if not quantity.is_finite() or quantity < 0:
-                raise InvalidOperation
         except InvalidOperation:
             report.errors.append(UsageImportRowError(line, "quantity", "not a non-negative number"))
+        else:
+            problem = usage_quantity_problem(quantity)
+            if problem:
+                report.errors.append(UsageImportRowError(line, "quantity", problem))
         try:
             moment = _parse_timestamp(values["timestamp"])
         except ValueError:

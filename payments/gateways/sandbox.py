@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -64,6 +65,7 @@ CARD_DETAILS: dict[str, tuple[str, str]] = {
     "pm_card_chargeDeclinedExpiredCard": ("visa", "0069"),
     "pm_card_chargeDeclinedProcessingError": ("visa", "0119"),
 }
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 SIGNATURE_HEADER = "Sandbox-Signature"
 
 
@@ -193,15 +195,18 @@ class SandboxGateway:
             raise InvalidWebhook("PAYMENTS_SANDBOX_WEBHOOK_SECRET is not configured")
         header = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower()) or ""
         parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
-        try:
-            timestamp = int(parts.get("t", ""))
-        except ValueError as exc:
-            raise InvalidWebhook("missing or malformed signature header") from exc
+        # Unix seconds, ASCII digits only: int() alone takes "+1", "1_0", Arabic-Indic digits and 400-digit numbers,
+        # and a number that big overflowed the float subtraction below (an unauthenticated 500).
+        raw_timestamp = parts.get("t", "")
+        if not _TIMESTAMP.fullmatch(raw_timestamp):
+            raise InvalidWebhook("missing or malformed signature header")
+        timestamp = int(raw_timestamp)
         tolerance = settings.PAYMENTS_WEBHOOK_TOLERANCE_SECONDS
-        if abs(time.time() - timestamp) > tolerance:
+        if abs(int(time.time()) - timestamp) > tolerance:
             raise InvalidWebhook("timestamp outside the tolerance zone")
         expected = sign_payload(payload, timestamp=timestamp).split("v1=", 1)[1]
-        if not hmac.compare_digest(expected, parts.get("v1", "")):
+        # Bytes: compare_digest raises TypeError for a str with non-ASCII characters (headers arrive as Latin-1).
+        if not hmac.compare_digest(expected.encode(), parts.get("v1", "").encode("utf-8", "surrogateescape")):
             raise InvalidWebhook("signature does not match")
         try:
             event = json.loads(payload)

@@ -86,6 +86,7 @@ def _production_env() -> dict[str, str]:
         "ALLOWED_HOSTS": "billing.example.com",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
         "PAYMENTS_DEFAULT_GATEWAY": "stripe",
+        "CACHE_URL": "redis://127.0.0.1:6379/14",
     }
 
 

@@ -124,3 +124,86 @@ def test_manual_adjustments_need_a_reason_and_keep_the_balance_non_negative(cust
         customer_credit_adjust(customer=customer, amount=Decimal("-5.01"), currency="EUR", reason="fix")
     customer_credit_adjust(customer=customer, amount=Decimal("-5.00"), currency="EUR", reason="fix")
     assert customer_credit_balance(customer=customer, currency="EUR") == 0
+
+
+# --- a credit note and a refund of the same paid invoice: money is never counted twice -----------------
+
+
+def _ledger(customer) -> dict[str, Decimal]:
+    totals: dict[str, Decimal] = {}
+    for entry in CreditLedgerEntry.objects.filter(customer=customer):
+        totals[entry.kind] = totals.get(entry.kind, Decimal("0")) + entry.amount
+    return totals
+
+
+def test_refunding_a_payment_of_a_fully_credited_invoice_pays_out_the_credit_and_leaves_the_invoice_settled(
+    customer, django_capture_on_commit_callbacks
+):
+    invoice = make_invoice(customer, "100.00")
+    payment = record_payment(customer=customer, amount="100.00", invoice=invoice)
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_note_issue(invoice=invoice, reason="cancelled")
+    assert customer_credit_balance(customer=customer, currency="EUR") == Decimal("100.00")
+
+    refund = payment_refund(payment=payment, reason="customer wants the money back, not credit")
+
+    assert (refund.amount, refund.amount_from_credit, refund.amount_reopened) == (
+        Decimal("100.00"),
+        Decimal("100.00"),
+        Decimal("0"),
+    )
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.PAID
+    assert (invoice.amount_due, invoice.amount_paid) == (Decimal("0.00"), Decimal("100.00"))
+    assert customer_credit_balance(customer=customer, currency="EUR") == Decimal("0")
+    assert _ledger(customer) == {"credit_note": Decimal("100.00"), "refund": Decimal("-100.00")}
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.REFUNDED
+    with pytest.raises(RefundError):  # the credit is gone: it cannot be paid out a second time
+        customer_credit_refund(customer=customer, amount=Decimal("0.01"), currency="EUR", reason="again")
+
+
+def test_refunding_a_payment_of_a_partly_credited_invoice_takes_the_credit_then_reopens_the_rest(
+    customer, django_capture_on_commit_callbacks
+):
+    invoice = make_invoice(customer, "100.00")
+    payment = record_payment(customer=customer, amount="100.00", invoice=invoice)
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_note_issue(invoice=invoice, reason="one seat too many", amount=Decimal("30.00"))
+
+    refund = payment_refund(payment=payment, reason="paid by the wrong company")
+
+    assert (refund.amount_from_credit, refund.amount_reopened) == (Decimal("30.00"), Decimal("70.00"))
+    invoice.refresh_from_db()
+    # 100 invoiced − 30 credited = 70 owed; the 100 paid went back: 70 due, no credit left over.
+    assert invoice.status == InvoiceStatus.OPEN
+    assert (invoice.amount_due, invoice.amount_paid) == (Decimal("70.00"), Decimal("30.00"))
+    assert customer_credit_balance(customer=customer, currency="EUR") == Decimal("0")
+
+
+def test_a_credit_note_whose_credit_was_not_booked_yet_is_not_counted_twice_by_a_refund(customer):
+    invoice = make_invoice(customer, "100.00")
+    payment = record_payment(customer=customer, amount="100.00", invoice=invoice)
+    credit_note = credit_note_issue(invoice=invoice, reason="cancelled")  # its settle handler has not run yet
+
+    refund = payment_refund(payment=payment, reason="money back")
+    customer_credit_from_credit_note(credit_note.pk, credit_note.amount_to_customer_credit)  # the handler, late
+
+    assert (refund.amount_from_credit, refund.amount_reopened) == (Decimal("100.00"), Decimal("0"))
+    invoice.refresh_from_db()
+    assert (invoice.status, invoice.amount_due) == (InvoiceStatus.PAID, Decimal("0.00"))
+    assert customer_credit_balance(customer=customer, currency="EUR") == Decimal("0")
+
+
+def test_credit_note_credit_already_spent_on_another_invoice_is_not_taken_again(
+    customer, django_capture_on_commit_callbacks
+):
+    invoice = make_invoice(customer, "100.00")
+    payment = record_payment(customer=customer, amount="100.00", invoice=invoice)
+    with django_capture_on_commit_callbacks(execute=True):
+        credit_note_issue(invoice=invoice, reason="cancelled")
+    customer_credit_refund(customer=customer, amount=Decimal("100.00"), currency="EUR", reason="paid out")
+
+    with pytest.raises(RefundError, match="credit note"):
+        payment_refund(payment=payment, reason="and the money again")
+    assert customer_credit_balance(customer=customer, currency="EUR") == Decimal("0")

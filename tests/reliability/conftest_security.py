@@ -98,6 +98,7 @@ def run_under_production(code: str, env: dict[str, str] | None = None) -> Any:
             "ALLOWED_HOSTS": PRODUCTION_HOST,
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
             "PAYMENTS_DEFAULT_GATEWAY": "stripe",
+            "CACHE_URL": "redis://127.0.0.1:6379/14",
             **(env or {}),
         }
     )

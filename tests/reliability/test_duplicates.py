@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -22,7 +21,6 @@ import pytest
 from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 from django.core import mail
-from django.db import connection
 from django.db.models import Sum
 from django.test import Client
 from django.urls import reverse
@@ -69,6 +67,7 @@ from tests.factories import (
     record_payment,
 )
 from tests.factories.subscriptions import bulk_subscriptions
+from tests.reliability.concurrency import concurrently, raised
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -79,34 +78,6 @@ DUE = dt.date(2026, 3, 16)
 
 
 # --- plumbing -------------------------------------------------------------------------------------------
-
-
-def concurrently(*calls: Callable[[], Any], timeout: float = 180) -> list[Any]:
-    """Run each call in its own thread (its own database connection), all released at the same moment by a
-    barrier. Returns each call's result, or the exception it raised."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except BaseException as exc:  # reported to the test, which decides
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(n, call)) for n, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=timeout)
-    assert not any(thread.is_alive() for thread in threads), "a duplicate hung (deadlock?)"
-    return results
-
-
-def raised(results: list[Any]) -> list[BaseException]:
-    return [result for result in results if isinstance(result, BaseException)]
 
 
 @pytest.fixture
