@@ -38,6 +38,10 @@ INSTALLED_APPS = [
     "djmoney",
     "django_celery_beat",
     "anymail",
+    # Two-factor authentication of staff (billing_project.staff_auth): authenticator apps and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "core",
     "billing_project",
     # The application layers from the bottom up (docs/ARCHITECTURE.md): an app's admin may extend the admins of
@@ -59,7 +63,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Staff session expiry and the admin's second factor (after the OTP and message middleware it uses).
+    "billing_project.staff_auth.StaffSecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -202,6 +209,23 @@ LOGGING = {
         "django.security.csrf": {"filters": ["link_tokens"]},
     },
 }
+
+# --- Staff accounts (billing_project.staff_auth; docs/SECURITY.md "Staff accounts") ---------------------
+# Superusers, Billing admins and Billing clerks must confirm a second factor (authenticator app or a recovery code)
+# after their password. On by default; `make demo` and the test settings turn it off.
+OTP_REQUIRED = env.bool("OTP_REQUIRED", default=True)
+OTP_TOTP_ISSUER = PRODUCT_NAME
+# The django-otp device admins (superusers reset a lost device there) never show a device's secret.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# Failed admin sign-ins (password or code) allowed per username and per client IP within the window; then every
+# attempt is refused with the same message until the window ends. Counted in the cache (CACHE_URL: shared by all
+# web processes in production).
+ADMIN_LOGIN_RATE_PER_USERNAME = env.int("ADMIN_LOGIN_RATE_PER_USERNAME", default=5)
+ADMIN_LOGIN_RATE_PER_IP = env.int("ADMIN_LOGIN_RATE_PER_IP", default=20)
+ADMIN_LOGIN_RATE_WINDOW_SECONDS = env.int("ADMIN_LOGIN_RATE_WINDOW_SECONDS", default=900)
+# A staff session ends this long after sign-in, or after this long without a request.
+ADMIN_SESSION_MAX_AGE_SECONDS = env.int("ADMIN_SESSION_MAX_AGE_SECONDS", default=10 * 3600)
+ADMIN_SESSION_IDLE_SECONDS = env.int("ADMIN_SESSION_IDLE_SECONDS", default=3600)
 
 # Billing defaults that later apps read; amounts are Decimal, never float.
 DEFAULT_PAYMENT_TERMS_DAYS = env.int("DEFAULT_PAYMENT_TERMS_DAYS", default=14)
