@@ -233,6 +233,10 @@ DEFAULT_PAYMENT_TERMS_DAYS = env.int("DEFAULT_PAYMENT_TERMS_DAYS", default=14)
 BILLING_AUTO_FINALIZE = env.bool("BILLING_AUTO_FINALIZE", default=True)
 # Subscriptions per billing-run chunk: one transaction and one Celery task each (docs/GOTCHAS.md §11).
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
+# A run still "running" with no heartbeat (a chunk started) for this long lost its worker: the stale-work sweeper
+# marks it interrupted and starts a run that bills what it left. Keep it above the longest wait of a chunk task in
+# the queue (invoicing/stale_runs.py).
+BILLING_RUN_STALE_MINUTES = env.int("BILLING_RUN_STALE_MINUTES", default=30)
 # After an invoice is issued its "invoice.issued" event is handled: credit and automatic collection (settle), PDF
 # and e-mail (deliver). Off only for bulk loads, benchmarks and the demo's history, which must not send anything:
 # the events are still written, stored as processed without handlers, and never replayed by the sweep.
