@@ -95,6 +95,14 @@ def job_schedules() -> list[JobSchedule]:
             command="manage.py sweep_emails",
             every_minutes=10,
         ),
+        JobSchedule(
+            name="Integrity check",
+            task="reporting.verify_integrity",
+            description="Verify the books: gapless numbers, invoice totals, amounts due, the credit ledger, payment "
+            "allocation, archived PDF hashes, no period billed twice. The result shows on the admin dashboard.",
+            command="manage.py verify_integrity [--json]",
+            daily_at=settings.SCHEDULE_INTEGRITY_CHECK_AT,
+        ),
     ]
 
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import Case, CharField, Count, F, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import TruncMonth
 from django.urls import reverse
+from django.utils import timezone
 
 from core.dates import billing_tz
 from core.money import round_amount
@@ -27,6 +28,7 @@ from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatu
 from notifications.models import EmailAddressStatus, EmailStatus, OutboundEmail
 from payments.models import QUEUE_STATUSES, AttemptStatus, BankTransaction, PaymentAttempt
 from reporting.charts import Bar, bar_chart
+from reporting.models import IntegrityCheck
 from subscriptions.models import Interval, PriceTier, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
 from subscriptions.pricing import Tier, full_amount, price_parts
 
@@ -287,6 +289,10 @@ def operations_counts(*, as_of: dt.date) -> dict[str, int]:
     )
 
 
+def last_integrity_check() -> IntegrityCheck | None:
+    return IntegrityCheck.objects.order_by("-started_at", "-pk").first()
+
+
 def _run_note(run: BillingRun) -> str:
     note = f"{run.invoices_created} invoices, {run.error_count} errors"  # type: ignore[attr-defined]
     if run.status == BillingRunStatus.INTERRUPTED:
@@ -423,6 +429,7 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
 
     run = last_billing_run()
     operations = operations_counts(as_of=as_of)
+    check = last_integrity_check()
     operations_figures = [
         Figure(
             "Last billing run",
@@ -435,6 +442,14 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
             str(operations["interrupted_runs"]),
             _link(user, "invoicing.billingrun", status__exact=BillingRunStatus.INTERRUPTED),
             "a worker died mid-run; the stale-work sweeper resumed them",
+        ),
+        Figure(
+            "Integrity check",
+            ("clean" if check.ok else f"{check.problem_count} problem(s)") if check else "not run yet",
+            reverse("admin:reporting_integritycheck_change", args=[check.pk])
+            if check and user.has_perm("reporting.view_integritycheck")
+            else None,
+            f"{timezone.localtime(check.finished_at):%Y-%m-%d %H:%M} ({check.triggered_by})" if check else "",
         ),
         Figure(
             "Failed payment attempts (30 days)",

@@ -14,6 +14,7 @@ TASKS = {
     "invoicing.run_billing",
     "payments.retry_payments",
     "billing_project.sweep_stale",
+    "reporting.verify_integrity",
     "invoicing.send_reminders",
     "invoicing.render_missing_pdfs",
     "invoicing.sweep_emails",
@@ -26,7 +27,7 @@ def test_three_runs_create_each_schedule_once(capsys):
         call_command("setup_schedules")
     assert sorted(PeriodicTask.objects.values_list("task", flat=True)) == sorted(TASKS)
     assert PeriodicTask.objects.count() == len(job_schedules()) == len(TASKS)
-    assert CrontabSchedule.objects.count() == 3  # three daily jobs at three different times
+    assert CrontabSchedule.objects.count() == 4  # four daily jobs at four different times
     assert "kept" in capsys.readouterr().out
 
 

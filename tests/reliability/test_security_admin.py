@@ -77,6 +77,7 @@ def _build_every_model() -> dict[type[Model], Model]:
     from notifications.models import EmailAddressStatus
     from payments.models import Payment, WebhookEvent
     from payments.services import payment_refund
+    from reporting.models import IntegrityCheck
     from subscriptions.models import PendingInvoiceItem, Subscription
 
     call_command("seed_demo", stdout=None)
@@ -111,6 +112,9 @@ def _build_every_model() -> dict[type[Model], Model]:
     auditor = User.objects.get(username="auditor")
     TOTPDevice.objects.create(user=auditor, name="security test", confirmed=True)
     StaticDevice.objects.create(user=auditor, name="security test", confirmed=True).token_set.create(token="abcd2345")
+    IntegrityCheck.objects.create(
+        started_at=timezone.now(), finished_at=timezone.now(), ok=True, checked={}, problems=[], triggered_by="test"
+    )
     rows: dict[type[Model], Model] = {}
     for model, _model_admin in _registry():
         row = model._default_manager.order_by("pk").first()
