@@ -7,9 +7,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 APPS := core notifications customers subscriptions invoicing payments dunning reporting billing_project
 DEMO_PORT ?= 8000
-# The demo's commands log warnings only (the worker logs INFO to var/worker.log); e-mail links use the port.
+# The demo's commands log warnings only (the worker logs INFO to var/worker.log); e-mail links use the port; the
+# demo logins (admin/admin, …) sign in without a second factor (OTP_REQUIRED=false, docs/SECURITY.md).
 DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3 CELERY_BROKER_URL=filesystem://localhost/ \
-	PORTAL_BASE_URL=http://127.0.0.1:$(DEMO_PORT) LOG_LEVEL=WARNING
+	PORTAL_BASE_URL=http://127.0.0.1:$(DEMO_PORT) LOG_LEVEL=WARNING OTP_REQUIRED=false
 TODAY := $(shell date +%F)
 
 .PHONY: install system-packages demo test lint check migrations-check pytest worker beat bench clean

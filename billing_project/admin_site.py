@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
 
+from billing_project.staff_auth import ThrottledAdminAuthenticationForm, otp_setup_view, otp_verify_view
 from core.admin_errors import ApplicationErrorsAdminSite
 
 
@@ -18,6 +19,8 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
     site_header = settings.PRODUCT_NAME
     site_title = settings.PRODUCT_NAME
     index_title = "Back-office"
+    # Failed sign-ins are counted per username and address (billing_project.staff_auth).
+    login_form = ThrottledAdminAuthenticationForm
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         """The app list, with the dashboard (reporting.dashboard) above it for staff who may view
@@ -48,6 +51,9 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
 
         # Before the default URLs: their catch-all "<app_label>/" would otherwise take "reports/".
         return [
+            # Two-factor authentication of staff (billing_project.staff_auth); the middleware lets these through.
+            path("otp/setup/", self.admin_view(partial(otp_setup_view, site=self)), name="otp_setup"),
+            path("otp/verify/", self.admin_view(partial(otp_verify_view, site=self)), name="otp_verify"),
             path(
                 "reports/",
                 self.admin_view(partial(reports.reports_index_view, site=self)),

@@ -7,7 +7,7 @@ daylight-saving change never skips or repeats them; each job computes its own "t
 
 ``schedules_setup()`` upserts by name: a missing entry is created; an existing one keeps its time, its
 enabled flag and its arguments — whatever staff changed in the admin — and only a task path the code renamed is
-corrected. Nothing is ever deleted.
+corrected. Nothing is ever deleted: an entry of a job whose work moved elsewhere (``RETIRED_JOBS``) is disabled.
 """
 
 from __future__ import annotations
@@ -53,10 +53,13 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_PAYMENT_RETRIES_AT,
         ),
         JobSchedule(
-            name="Payment recovery",
-            task="payments.recover_attempts",
-            description="Re-send payment attempts a crashed worker left 'processing' (same idempotency key).",
-            command="(task only) celery -A billing_project call payments.recover_attempts",
+            name="Stale work sweeper",
+            task="billing_project.sweep_stale",
+            description="Work a dead worker left in progress: billing runs without a heartbeat for "
+            "BILLING_RUN_STALE_MINUTES are marked interrupted and resumed by a new run; payment attempts stuck "
+            "'processing' are re-sent with the same idempotency key; e-mails stuck 'sending' are marked failed "
+            "for staff.",
+            command="manage.py sweep_stale [--json]",
             every_minutes=10,
         ),
         JobSchedule(
@@ -92,7 +95,20 @@ def job_schedules() -> list[JobSchedule]:
             command="manage.py sweep_emails",
             every_minutes=10,
         ),
+        JobSchedule(
+            name="Integrity check",
+            task="reporting.verify_integrity",
+            description="Verify the books: gapless numbers, invoice totals, amounts due, the credit ledger, payment "
+            "allocation, archived PDF hashes, no period billed twice. The result shows on the admin dashboard.",
+            command="manage.py verify_integrity [--json]",
+            daily_at=settings.SCHEDULE_INTEGRITY_CHECK_AT,
+        ),
     ]
+
+
+# Jobs an earlier release scheduled whose work moved into another job: disabled (never deleted) by
+# schedules_setup, so the work does not run twice as often. name → task it had.
+RETIRED_JOBS = {"Payment recovery": "payments.recover_attempts"}  # folded into "Stale work sweeper"
 
 
 @dataclass(frozen=True)
@@ -143,4 +159,7 @@ def schedules_setup() -> list[SetupOutcome]:
             task.interval = interval or IntervalSchedule.objects.create(**interval_fields)
         task.save()
         outcomes.append(SetupOutcome(job.name, "created"))
+    for name, task_name in RETIRED_JOBS.items():
+        if PeriodicTask.objects.filter(name=name, task=task_name, enabled=True).update(enabled=False):
+            outcomes.append(SetupOutcome(name, "retired"))
     return outcomes

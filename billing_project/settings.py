@@ -41,6 +41,10 @@ INSTALLED_APPS = [
     "djmoney",
     "django_celery_beat",
     "anymail",
+    # Two-factor authentication of staff (billing_project.staff_auth): authenticator apps and recovery codes.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "core",
     "billing_project",
     # The application layers from the bottom up (docs/ARCHITECTURE.md): an app's admin may extend the admins of
@@ -64,7 +68,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Staff session expiry and the admin's second factor (after the OTP and message middleware it uses).
+    "billing_project.staff_auth.StaffSecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -233,12 +240,33 @@ LOGGING = {
     },
 }
 
+# --- Staff accounts (billing_project.staff_auth; docs/SECURITY.md "Staff accounts") ---------------------
+# Superusers, Billing admins and Billing clerks must confirm a second factor (authenticator app or a recovery code)
+# after their password. On by default; `make demo` and the test settings turn it off.
+OTP_REQUIRED = env.bool("OTP_REQUIRED", default=True)
+OTP_TOTP_ISSUER = PRODUCT_NAME
+# The django-otp device admins (superusers reset a lost device there) never show a device's secret.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# Failed admin sign-ins (password or code) allowed per username and per client IP within the window; then every
+# attempt is refused with the same message until the window ends. Counted in the cache (CACHE_URL: shared by all
+# web processes in production).
+ADMIN_LOGIN_RATE_PER_USERNAME = env.int("ADMIN_LOGIN_RATE_PER_USERNAME", default=5)
+ADMIN_LOGIN_RATE_PER_IP = env.int("ADMIN_LOGIN_RATE_PER_IP", default=20)
+ADMIN_LOGIN_RATE_WINDOW_SECONDS = env.int("ADMIN_LOGIN_RATE_WINDOW_SECONDS", default=900)
+# A staff session ends this long after sign-in, or after this long without a request.
+ADMIN_SESSION_MAX_AGE_SECONDS = env.int("ADMIN_SESSION_MAX_AGE_SECONDS", default=10 * 3600)
+ADMIN_SESSION_IDLE_SECONDS = env.int("ADMIN_SESSION_IDLE_SECONDS", default=3600)
+
 # Billing defaults that later apps read; amounts are Decimal, never float.
 DEFAULT_PAYMENT_TERMS_DAYS = env.int("DEFAULT_PAYMENT_TERMS_DAYS", default=14)
 # False keeps every invoice the billing run generates as a draft for staff review (per customer: review_invoices).
 BILLING_AUTO_FINALIZE = env.bool("BILLING_AUTO_FINALIZE", default=True)
 # Subscriptions per billing-run chunk: one transaction and one Celery task each (docs/GOTCHAS.md §11).
 BILLING_RUN_CHUNK_SIZE = env.int("BILLING_RUN_CHUNK_SIZE", default=1000)
+# A run still "running" with no heartbeat (a chunk started) for this long lost its worker: the stale-work sweeper
+# marks it interrupted and starts a run that bills what it left. Keep it above the longest wait of a chunk task in
+# the queue (invoicing/stale_runs.py).
+BILLING_RUN_STALE_MINUTES = env.int("BILLING_RUN_STALE_MINUTES", default=30)
 # After an invoice is issued its "invoice.issued" event is handled: credit and automatic collection (settle), PDF
 # and e-mail (deliver). Off only for bulk loads, benchmarks and the demo's history, which must not send anything:
 # the events are still written, stored as processed without handlers, and never replayed by the sweep.
@@ -268,6 +296,8 @@ DUNNING_BATCH_SIZE = env.int("DUNNING_BATCH_SIZE", default=500)
 SCHEDULE_BILLING_RUN_AT = env.str("SCHEDULE_BILLING_RUN_AT", default="05:00")
 SCHEDULE_PAYMENT_RETRIES_AT = env.str("SCHEDULE_PAYMENT_RETRIES_AT", default="07:00")
 SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
+# The nightly integrity check (reporting/integrity.py); its result shows on the admin dashboard.
+SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
 # Every this many minutes: re-render missing or stale PDFs.
 SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
 

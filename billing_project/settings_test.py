@@ -29,3 +29,6 @@ STORAGES = {
 BILLING_TIMEZONE = "Europe/Berlin"
 # WhiteNoise scans STATIC_ROOT at start-up; tests never collect static files, so give it an empty folder.
 STATIC_ROOT = tempfile.mkdtemp(prefix="billing-test-static-")
+# The existing admin tests sign in with force_login; the staff two-factor tests turn this on themselves
+# (tests/billing_project/test_staff_auth.py).
+OTP_REQUIRED = False

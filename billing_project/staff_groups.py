@@ -24,6 +24,7 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("invoicing", "invoice", (*CRUD, "finalize", "void", "mark_uncollectible")),
         ("payments", "payment", (*CRUD, "refund")),
         ("django_celery_beat", "*", CRUD),
+        ("reporting", "integritycheck", ("view",)),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
     # nothing, cannot void or write off, and only look at tax rates, number series and schedules.
@@ -34,8 +35,9 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("invoicing", "numberseries", ("view",)),
         ("invoicing", "billingrun", ("view",)),
         ("django_celery_beat", "*", ("view",)),
+        ("reporting", "integritycheck", ("view",)),
     ],
-    AUDITOR: [*((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat"))],
+    AUDITOR: [*((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting"))],
 }
 
 

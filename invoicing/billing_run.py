@@ -379,7 +379,8 @@ def _mark_chunk_done(run: BillingRun, subscription_ids: Sequence[int]) -> bool:
     except IntegrityError:
         logger.info("billing run %s: the chunk from subscription %s was done already", run.pk, min(subscription_ids))
         return False
-    BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1)
+    # heartbeat_at: the stale-work sweeper's sign of life (invoicing/stale_runs.py), in the same UPDATE.
+    BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1, heartbeat_at=timezone.now())
     return True
 
 
@@ -411,6 +412,7 @@ def billing_run_open(
         chunks_total=len(chunks),
         dispatch=dispatch,
         triggered_by=actor if getattr(actor, "pk", None) else None,
+        customer_id=customer_id,
     )
     return run, chunks
 

@@ -633,6 +633,9 @@ class BillingRunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     PARTIAL = "partial", "Finished with errors"
     FAILED = "failed", "Failed"
+    # No heartbeat for BILLING_RUN_STALE_MINUTES: its worker died. The stale-work sweeper marks it and starts a
+    # run that bills what it left (``resumed_by``), see invoicing/stale_runs.py.
+    INTERRUPTED = "interrupted", "Interrupted (worker lost)"
 
 
 class BillingRun(models.Model):
@@ -651,6 +654,25 @@ class BillingRun(models.Model):
     dispatch = models.CharField(max_length=10, default="inline", help_text="inline (one process) or celery.")
     triggered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    customer = models.ForeignKey(
+        "customers.Customer",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Set when the run billed one customer only (billing_run --customer).",
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a chunk of this run was last billed (its transaction's time)."
+    )
+    resumed_by = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="resumes",
+        help_text="The run the stale-work sweeper started to bill what this interrupted run left.",
     )
 
     class Meta:

@@ -11,7 +11,9 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import format_html, format_html_join
 
+from core.admin_readonly import ReadOnlyMixin
 from invoicing.models import Invoice
 from reporting.exports import (
     ExportError,
@@ -20,6 +22,7 @@ from reporting.exports import (
     accounting_export_write,
     can_export_accounting,
 )
+from reporting.models import IntegrityCheck
 
 
 class AccountingExportForm(forms.Form):
@@ -85,3 +88,44 @@ def _extend_invoice_admin() -> None:
 
 
 _extend_invoice_admin()
+
+
+# --- integrity checks (reporting/integrity.py) ------------------------------------------------------------
+
+
+@admin.register(IntegrityCheck)
+class IntegrityCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("started_at", "ok", "problem_count", "triggered_by", "finished_at")
+    list_filter = ("ok", "triggered_by")
+    show_full_result_count = False
+    fields = ("started_at", "finished_at", "ok", "problem_count", "triggered_by", "rows_checked", "problem_table")
+    readonly_fields = fields
+
+    @admin.display(description="Rows checked")
+    def rows_checked(self, obj: IntegrityCheck) -> str:
+        return ", ".join(f"{name}: {count}" for name, count in obj.checked.items())
+
+    @admin.display(description="Problems")
+    def problem_table(self, obj: IntegrityCheck) -> str:
+        if not obj.problems:
+            return "none"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    p["check"],
+                    p["model"],
+                    p["id"] if p["id"] is not None else "",
+                    p["problem"],
+                    p["expected"],
+                    p["found"],
+                )
+                for p in obj.problems
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>check</th><th>row</th><th>problem</th><th>expected</th><th>found</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            rows,
+        )

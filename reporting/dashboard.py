@@ -16,17 +16,19 @@ from typing import Protocol
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Case, CharField, Count, F, Model, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, CharField, Count, F, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
 from django.db.models.functions import TruncMonth
 from django.urls import reverse
+from django.utils import timezone
 
 from core.dates import billing_tz
 from core.money import round_amount
 from core.queries import counts
-from invoicing.models import BillingRun, Invoice, InvoiceStatus
+from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
 from notifications.models import EmailAddressStatus, EmailStatus, OutboundEmail
 from payments.models import QUEUE_STATUSES, AttemptStatus, BankTransaction, PaymentAttempt
 from reporting.charts import Bar, bar_chart
+from reporting.models import IntegrityCheck
 from subscriptions.models import Interval, PriceTier, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
 from subscriptions.pricing import Tier, full_amount, price_parts
 
@@ -254,10 +256,13 @@ def receivables_ageing(*, as_of: dt.date) -> dict[str, Ageing]:
 
 
 def last_billing_run() -> BillingRun | None:
-    """The latest real (not dry) run, with ``error_count``."""
+    """The latest real (not dry) run, with ``error_count`` and ``resumes_run`` (the interrupted run it resumes)."""
     return (
         BillingRun.objects.filter(dry_run=False)
-        .annotate(error_count=Count("errors"))
+        .annotate(
+            error_count=Count("errors"),
+            resumes_run=Subquery(BillingRun.objects.filter(resumed_by=OuterRef("pk")).values("pk")[:1]),
+        )
         .order_by("-started_at", "-pk")
         .first()
     )
@@ -278,7 +283,25 @@ def operations_counts(*, as_of: dt.date) -> dict[str, int]:
         bounced_addresses=EmailAddressStatus.objects.filter(bounced_at__isnull=False),
         failed_emails=OutboundEmail.objects.filter(status=EmailStatus.FAILED, failed_at__gte=_days_ago(as_of, 29)),
         unreconciled_transactions=BankTransaction.objects.filter(status__in=QUEUE_STATUSES),
+        interrupted_runs=BillingRun.objects.filter(
+            status=BillingRunStatus.INTERRUPTED, started_at__gte=_days_ago(as_of, 29)
+        ),
     )
+
+
+def last_integrity_check() -> IntegrityCheck | None:
+    return IntegrityCheck.objects.order_by("-started_at", "-pk").first()
+
+
+def _run_note(run: BillingRun) -> str:
+    note = f"{run.invoices_created} invoices, {run.error_count} errors"  # type: ignore[attr-defined]
+    if run.status == BillingRunStatus.INTERRUPTED:
+        note += f"; {run.chunks_done} of {run.chunks_total} chunks done; " + (
+            f"resumed as run {run.resumed_by_id}" if run.resumed_by_id else "NOT resumed"
+        )
+    if run.resumes_run:  # type: ignore[attr-defined]
+        note += f"; resumes interrupted run {run.resumes_run}"  # type: ignore[attr-defined]
+    return note
 
 
 # --- The page -------------------------------------------------------------------------------------------
@@ -406,12 +429,27 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
 
     run = last_billing_run()
     operations = operations_counts(as_of=as_of)
+    check = last_integrity_check()
     operations_figures = [
         Figure(
             "Last billing run",
             f"{run.as_of.isoformat()} · {run.get_status_display()}" if run else "none yet",
             reverse("admin:invoicing_billingrun_change", args=[run.pk]) if run else None,
-            f"{run.invoices_created} invoices, {run.error_count} errors" if run else "",  # type: ignore[attr-defined]
+            _run_note(run) if run else "",
+        ),
+        Figure(
+            "Interrupted billing runs (30 days)",
+            str(operations["interrupted_runs"]),
+            _link(user, "invoicing.billingrun", status__exact=BillingRunStatus.INTERRUPTED),
+            "a worker died mid-run; the stale-work sweeper resumed them",
+        ),
+        Figure(
+            "Integrity check",
+            ("clean" if check.ok else f"{check.problem_count} problem(s)") if check else "not run yet",
+            reverse("admin:reporting_integritycheck_change", args=[check.pk])
+            if check and user.has_perm("reporting.view_integritycheck")
+            else None,
+            f"{timezone.localtime(check.finished_at):%Y-%m-%d %H:%M} ({check.triggered_by})" if check else "",
         ),
         Figure(
             "Failed payment attempts (30 days)",

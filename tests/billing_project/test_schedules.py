@@ -13,7 +13,8 @@ pytestmark = pytest.mark.django_db
 TASKS = {
     "invoicing.run_billing",
     "payments.retry_payments",
-    "payments.recover_attempts",
+    "billing_project.sweep_stale",
+    "reporting.verify_integrity",
     "invoicing.send_reminders",
     "invoicing.render_missing_pdfs",
     "invoicing.sweep_emails",
@@ -26,7 +27,7 @@ def test_three_runs_create_each_schedule_once(capsys):
         call_command("setup_schedules")
     assert sorted(PeriodicTask.objects.values_list("task", flat=True)) == sorted(TASKS)
     assert PeriodicTask.objects.count() == len(job_schedules()) == len(TASKS)
-    assert CrontabSchedule.objects.count() == 3  # three daily jobs at three different times
+    assert CrontabSchedule.objects.count() == 4  # four daily jobs at four different times
     assert "kept" in capsys.readouterr().out
 
 
@@ -70,3 +71,16 @@ def test_schedules_name_tasks_that_exist():
     app.loader.import_default_modules()
     for job in job_schedules():
         assert job.task in app.tasks, job.task
+
+
+def test_the_payment_recovery_entry_of_an_earlier_release_is_disabled_not_deleted(capsys):
+    """Its work is part of the "Stale work sweeper" now: both running would only re-send attempts twice as often."""
+    from django_celery_beat.models import IntervalSchedule
+
+    every_10 = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
+    PeriodicTask.objects.create(name="Payment recovery", task="payments.recover_attempts", interval=every_10)
+    call_command("setup_schedules")
+    old = PeriodicTask.objects.get(name="Payment recovery")
+    assert not old.enabled
+    assert PeriodicTask.objects.get(name="Stale work sweeper").task == "billing_project.sweep_stale"
+    assert "retired  Payment recovery" in capsys.readouterr().out

@@ -69,12 +69,15 @@ def _build_every_model() -> dict[type[Model], Model]:
     """At least one row of every model registered in the admin: the demo data, the periodic jobs, and what the
     demo leaves empty. A newly registered model without a row makes this fail, so it gets covered."""
     from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
+    from django_otp.plugins.otp_static.models import StaticDevice
+    from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from invoicing.models import Invoice
     from invoicing.services import credit_note_issue
     from notifications.models import EmailAddressStatus
     from payments.models import Payment, WebhookEvent
     from payments.services import payment_refund
+    from reporting.models import IntegrityCheck
     from subscriptions.models import PendingInvoiceItem, Subscription
 
     call_command("seed_demo", stdout=None)
@@ -104,6 +107,13 @@ def _build_every_model() -> dict[type[Model], Model]:
         period_start=today,
         period_end=today + dt.timedelta(days=30),
         effective_on=today,
+    )
+    # Staff two-factor devices (billing_project.staff_auth): superusers reset a lost one in the admin.
+    auditor = User.objects.get(username="auditor")
+    TOTPDevice.objects.create(user=auditor, name="security test", confirmed=True)
+    StaticDevice.objects.create(user=auditor, name="security test", confirmed=True).token_set.create(token="abcd2345")
+    IntegrityCheck.objects.create(
+        started_at=timezone.now(), finished_at=timezone.now(), ok=True, checked={}, problems=[], triggered_by="test"
     )
     rows: dict[type[Model], Model] = {}
     for model, _model_admin in _registry():
@@ -350,6 +360,18 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     ),
     "auth_user_password_change": (lambda rows: {"id": _row(rows, "auth.User").pk}, ("auth.change_user",)),
     "reports": (lambda rows: {}, ("invoicing.view_invoice",)),
+    # Every staff member sets up and verifies their own second factor (billing_project.staff_auth).
+    "otp_setup": (lambda rows: {}, ()),
+    "otp_verify": (lambda rows: {}, ()),
+    # django-otp's secret and QR code of a device: refused to everyone (OTP_ADMIN_HIDE_SENSITIVE_DATA).
+    "otp_totp_totpdevice_config": (
+        lambda rows: {"pk": _row(rows, "otp_totp.TOTPDevice").pk},
+        ("otp_totp.view_totpdevice", "otp_totp.change_totpdevice"),
+    ),
+    "otp_totp_totpdevice_qrcode": (
+        lambda rows: {"pk": _row(rows, "otp_totp.TOTPDevice").pk},
+        ("otp_totp.view_totpdevice", "otp_totp.change_totpdevice"),
+    ),
     "report": (lambda rows: {"slug": "ageing"}, ("invoicing.view_invoice",)),
 }
 

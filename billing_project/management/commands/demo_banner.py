@@ -66,6 +66,9 @@ class Command(BaseCommand):
                 f"    {m.username + ' / ' + m.password:<20} {'superuser' if m.superuser else m.group}"
                 for m in DEMO_STAFF
             ),
+            "    two-factor sign-in is "
+            + ("ON: each login sets up an authenticator app first" if settings.OTP_REQUIRED else "off in the demo")
+            + " (OTP_REQUIRED, docs/SECURITY.md)",
             f"  Customer portal  {base}/portal/",
             f"    sign in as {DEMO_PORTAL_EMAIL}: the sign-in link is e-mailed, i.e. written to {mail}/",
             f"  E-mails          every e-mail (invoices, reminders, sign-in links) is a file in {mail}/",

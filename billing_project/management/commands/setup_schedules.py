@@ -15,6 +15,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         jobs = {job.name: job for job in job_schedules()}
         for outcome in schedules_setup():
-            job = jobs[outcome.name]
-            if options["verbosity"] >= 1:
+            if options["verbosity"] < 1:
+                continue
+            job = jobs.get(outcome.name)
+            if job is None:  # a retired job, disabled
+                self.stdout.write(f"{outcome.outcome:>7}  {outcome.name} (disabled: its work moved to another job)")
+            else:
                 self.stdout.write(f"{outcome.outcome:>7}  {job.name} ({job.task}, {job.when})")
