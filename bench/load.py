@@ -119,7 +119,11 @@ def fill(*, customers: int, invoices: int, subscriptions: int) -> Dataset:
     call_command("migrate", verbosity=0)
     call_command("seed_scale", customers=customers, invoices=invoices, stdout=io.StringIO())
     TaxRate.objects.get_or_create(country="DE", region="", active=True, defaults={"name": "VAT 19 %", "percentage": 19})
-    User.objects.create_superuser(STAFF_USERNAME, "load-admin@example.com", STAFF_PASSWORD)
+    staff = User.objects.create_superuser(STAFF_USERNAME, "load-admin@example.com", STAFF_PASSWORD)
+    # staff sign in with a second factor (billing_project/staff_auth.py): the load's admin has an authenticator
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    TOTPDevice.objects.create(user=staff, name="load test", confirmed=True)
 
     # the portal user: a customer with open invoices (the seed gives each customer invoices of one status)
     open_invoice = Invoice.objects.filter(status="open").order_by("pk").select_related("customer").first()
@@ -246,6 +250,20 @@ def staff_login(base: str) -> str:
     )
     if status != 302:
         raise RuntimeError(f"admin login answered {status}")
+    # the second factor, as a person types it from their authenticator app
+    from django_otp.oath import TOTP
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.get(user__username=STAFF_USERNAME)
+    _open(opener, f"{base}/admin/otp/verify/?next=/admin/")
+    code = f"{TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift).token():0{device.digits}d}"
+    status, _ = _open(
+        opener,
+        f"{base}/admin/otp/verify/?next=/admin/",
+        {"code": code, "csrfmiddlewaretoken": _csrf(jar), "next": "/admin/"},
+    )
+    if status != 302:
+        raise RuntimeError(f"admin second factor answered {status}")
     return _cookie_header(jar)
 
 
