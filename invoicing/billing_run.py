@@ -9,7 +9,8 @@ How a chunk of up to ``BILLING_RUN_CHUNK_SIZE`` subscriptions is billed, in ONE 
    takes a block of numbers and the invoices' ids, COPY writes invoices and status events, one INSERT the
    ``invoice.issued`` domain events; the held drafts and every line follow with COPY;
 4. ``plans_commit`` advances the subscriptions, guarded by their old values;
-5. the run's chunk counter moves on in the same transaction.
+5. the chunk's own ``BillingRunChunk`` row marks it done in the same transaction (never the shared run row: the
+   workers would take turns on its lock); after commit, one short statement counts the run's done chunks.
 A unique constraint on (subscription, period_key) refuses a second invoice for a period whatever runs twice.
 If anything in the chunk fails, the chunk is rolled back and billed again one subscription per transaction,
 so one failing subscription is recorded (``BillingRunError``) and never stops the others.
@@ -36,8 +37,8 @@ from decimal import Decimal
 from typing import Any, ClassVar, cast
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
@@ -97,6 +98,7 @@ class ChunkOutcome:
     failed: int = 0
     totals: dict[str, Decimal] = field(default_factory=dict)
     errors: list[tuple[int | None, str]] = field(default_factory=list)
+    run_complete: bool = False  # every chunk of the run is done (after this one): the caller closes the run
 
     def add_invoice(self, invoice: Invoice) -> None:
         if invoice.status == InvoiceStatus.DRAFT:
@@ -337,19 +339,31 @@ def billing_run_chunk(
     *, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext | None = None
 ) -> ChunkOutcome:
     """Bill one chunk; never raises for a subscription's problem (it is recorded on the run). A chunk delivered
-    again after it was done bills nothing and is not counted again (``BillingRunChunk``)."""
+    again after it was done bills nothing and is not counted again (``BillingRunChunk``). ``run_complete`` on
+    the outcome tells the caller that every chunk of the run is done, so it closes the run."""
     context = context or run_context(run.pk)
+    outcome: ChunkOutcome | None = None
     try:
         with transaction.atomic(), _no_cyclic_gc():
-            if not _mark_chunk_done(run, subscription_ids):
-                return ChunkOutcome()
-            return _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+            if _mark_chunk_done(run, subscription_ids):
+                outcome = _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+            else:
+                outcome = ChunkOutcome()
     except Exception:
         logger.warning(
             "billing run %s: a chunk of %d failed as a whole; billing it one by one", run.pk, len(subscription_ids)
         )
-    # Each subscription in its own transaction; billing one twice is impossible (a billed subscription has
-    # moved on), so a concurrent delivery of this chunk does no harm. The chunk counts once, at the end.
+    if outcome is None:
+        outcome = _bill_one_by_one(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+    outcome.run_complete = _count_chunks_done(run)
+    return outcome
+
+
+def _bill_one_by_one(
+    *, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext
+) -> ChunkOutcome:
+    """Each subscription in its own transaction; billing one twice is impossible (a billed subscription has
+    moved on), so a concurrent delivery of this chunk does no harm. The chunk is marked done once, at the end."""
     outcome = ChunkOutcome()
     for subscription_id in subscription_ids:
         try:
@@ -369,8 +383,14 @@ def billing_run_chunk(
 
 
 def _mark_chunk_done(run: BillingRun, subscription_ids: Sequence[int]) -> bool:
-    """Record the chunk as done and count it, in the caller's transaction; False if it was done already. On
-    PostgreSQL the insert waits for a concurrent delivery of the same chunk to commit or roll back."""
+    """Record the chunk as done, in the caller's transaction; False if it was done already. On PostgreSQL the
+    insert waits for a concurrent delivery of the same chunk to commit or roll back.
+
+    Only the chunk's own row is written here, never the run's: a chunk's transaction lasts the whole chunk, and
+    an update of the shared run row in it would make every other worker wait for this chunk to commit (the
+    workers took turns: two billed as fast as one). The foreign key of the new row takes only a KEY SHARE lock
+    on the run row, which neither blocks nor is blocked by another chunk (``_count_chunks_done``'s update
+    included). ``tests/invoicing/test_billing_run_no_wait.py`` keeps it so."""
     try:
         with transaction.atomic():  # a savepoint: the unique violation must not break the caller's transaction
             BillingRunChunk.objects.create(
@@ -379,8 +399,29 @@ def _mark_chunk_done(run: BillingRun, subscription_ids: Sequence[int]) -> bool:
     except IntegrityError:
         logger.info("billing run %s: the chunk from subscription %s was done already", run.pk, min(subscription_ids))
         return False
-    BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1)
     return True
+
+
+def _count_chunks_done(run: BillingRun) -> bool:
+    """After the chunk's transaction: the run's ``chunks_done`` becomes the number of its done chunks, in one
+    short statement of its own; True when that is all of them. ``GREATEST`` keeps the counter from going back when
+    two chunks count at once (the later snapshot wins whatever the order the updates run in), and the chunk that
+    commits last always counts every chunk, so the run is always seen complete by at least one chunk (redelivery
+    included: a chunk delivered again counts again, and finds the run complete if it is)."""
+    run_table = BillingRun._meta.db_table
+    chunk_table = BillingRunChunk._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {run_table} SET chunks_done = GREATEST(chunks_done, "  # noqa: S608
+            f"(SELECT count(*) FROM {chunk_table} WHERE run_id = %s)) "
+            "WHERE id = %s RETURNING chunks_done, chunks_total",
+            [run.pk, run.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    run.chunks_done, run.chunks_total = int(row[0]), int(row[1])
+    return run.chunks_done >= run.chunks_total
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -445,10 +486,10 @@ def billing_run(
 def billing_run_chunks_here(*, run_id: int, chunks: list[list[int]], as_of: dt.date) -> None:
     """Bill the chunks the broker would not take in this process, and close the run if they were the last."""
     run = BillingRun.objects.get(pk=run_id)
+    complete = False
     for chunk in chunks:
-        billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of)
-    run.refresh_from_db(fields=["chunks_done", "chunks_total"])
-    if run.chunks_done >= run.chunks_total:
+        complete = billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of).run_complete
+    if complete:
         billing_run_finish(run_id=run_id)
 
 
