@@ -3,6 +3,7 @@ that every run billed the same invoices (see docs/PERFORMANCE.md).
 
     .venv/bin/python bench/billing_run.py [--database-url postgres://postgres@127.0.0.1:5432/billing_bench_run]
         [--subscriptions 20000] [--workers 1,2] [--repeat 3] [--naive 500] [--chunk-size 1000] [--simple]
+        [--code base=/path/to/another/checkout]
 
 The database named by ``--database-url`` (default ``billing_bench_run``, its own) is dropped and re-created; the
 name must contain "bench". PDF and e-mail are excluded (``BILLING_AFTER_FINALIZE_HOOKS=false``).
@@ -26,7 +27,9 @@ Measured in the same run, each repeat in turn (the machine is shared: compare fi
 - naive: a plain one-transaction-per-invoice ORM loop over the first ``--naive`` subscriptions: lock and plan
   one subscription (the same rules), ``save()`` the draft and each line, issue it through the one issue path
   for one invoice (as staff finalizing a draft do), advance the subscription.
-Each figure is printed with the 1-minute load average at its start.
+Each figure is printed with the 1-minute load average at its start. ``--code LABEL=DIR`` measures the inline and
+worker runs of another checkout of the project too (an export of an earlier commit: ``git archive``), on the same
+data, interleaved with this one's — the way to compare before and after on a shared machine.
 """
 
 from __future__ import annotations
@@ -448,19 +451,64 @@ def measure_inline(expected: tuple[int, int] | None, chunk_size: int) -> tuple[f
     return sum(got) / elapsed, got
 
 
-def measure_workers(workers: int, expected: tuple[int, int], chunk_size: int, broker: Any, logs: Path) -> float:
+WORKER_OPTIONS = ("--pool=solo", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO")
+_INLINE_ELSEWHERE = """
+import datetime as dt, os, sys, time
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+from invoicing.billing_run import billing_run
+started = time.perf_counter()
+run = billing_run(as_of=dt.date(2026, 2, 1), chunk_size=int(sys.argv[1]))
+print(time.perf_counter() - started, run.pk)
+"""
+
+
+def measure_inline_in(code: Path, expected: tuple[int, int], chunk_size: int) -> float:
+    """The inline run of another checkout of the project (``--code``), in a process of its own on the same data."""
+    import subprocess
+
+    from invoicing.models import BillingRun
+
+    reset_state()
+    result = subprocess.run(
+        [sys.executable, "-c", _INLINE_ELSEWHERE, str(chunk_size)],
+        cwd=code,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    elapsed, run_id = result.stdout.split()[-2:]
+    check(BillingRun.objects.get(pk=int(run_id)), expected)
+    return sum(expected) / float(elapsed)
+
+
+def measure_workers(
+    workers: int, expected: tuple[int, int], chunk_size: int, broker: Any, logs: Path, code: Path = ROOT
+) -> float:
     """Wall time from ``billing_run_async`` to the run closed by the chunk that completed it, ``workers`` real
-    Celery processes on the bench's own queue."""
+    Celery processes (of the checkout ``code``) on the bench's own queue."""
+    import subprocess
+
     from django.db import connection
 
     from invoicing.billing_tasks import billing_run_async
-    from tests.reliability.procs import start_worker, wait_for
+    from tests.reliability.procs import Worker, _env, wait_for
 
     reset_state()
-    started_workers = [
-        start_worker(name=f"bench{n}", broker=broker, settings_dict=connection.settings_dict, log=logs / f"w{n}.log")
-        for n in range(workers)
-    ]
+    started_workers = []
+    for n in range(workers):
+        name, log = f"bench{n}", logs / f"{code.name}-w{n}.log"
+        queue, node = broker.queue, f"{name}@%h"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.reliability.procs", "worker", *WORKER_OPTIONS, "-Q", queue, "-n", node],
+            cwd=code,
+            env=_env(broker=broker, settings_dict=connection.settings_dict, application_name=name, extra={}),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        started_workers.append(Worker(name=name, process=process, log=log))
     try:
         for worker in started_workers:
             wait_for(lambda w=worker: " ready." in w.log_text(), timeout=60, message=f"{worker.name} ready")
@@ -559,6 +607,13 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=1000)
     parser.add_argument("--no-inline", action="store_true", help="skip the in-process run (after the first)")
     parser.add_argument("--simple", action="store_true", help="the old easy data instead of the realistic mix")
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="also measure the inline and worker runs of another checkout (e.g. base=/tmp/base), side by side",
+    )
     args = parser.parse_args()
     worker_counts = [int(k) for k in args.workers.split(",") if int(k) > 0]
 
@@ -592,11 +647,24 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix=f"bench-{broker.queue}-"))
     results: dict[str, list[tuple[float, float]]] = defaultdict(list)
     measures: list[tuple[str, Callable[[], float]]] = [("ceiling (set-based SQL)", lambda: measure_ceiling(n))]
+    others = [(label, Path(path).resolve()) for label, path in (item.split("=", 1) for item in args.code)]
+    for label, code in others:
+        if not args.no_inline:
+            measures.append(
+                (f"{label}: billing run, inline", lambda c=code: measure_inline_in(c, expected, args.chunk_size))
+            )
     if not args.no_inline:
         measures.append(("billing run, inline", lambda: measure_inline(expected, args.chunk_size)[0]))
     for k in worker_counts:
-        label = f"billing run, {k} worker{'s' if k > 1 else ''}"
-        measures.append((label, lambda k=k: measure_workers(k, expected, args.chunk_size, broker, logs)))
+        suffix = f"billing run, {k} worker{'s' if k > 1 else ''}"
+        for label, code in others:
+            measures.append(
+                (
+                    f"{label}: {suffix}",
+                    lambda k=k, c=code: measure_workers(k, expected, args.chunk_size, broker, logs, c),
+                )
+            )
+        measures.append((suffix, lambda k=k: measure_workers(k, expected, args.chunk_size, broker, logs)))
     if args.naive:
         measures.append((f"naive ORM loop ({args.naive})", lambda: measure_naive(args.naive)))
     try:
@@ -619,8 +687,9 @@ def main() -> None:
         ratio = medians[label] / ceiling
         print(f"  {label:32} {medians[label]:>9,.0f} invoices/s  {ratio:6.2f}× ceiling  (loads {loads})")
     if 1 in worker_counts and 2 in worker_counts:
-        one, two = medians["billing run, 1 worker"], medians["billing run, 2 workers"]
-        print(f"  2 workers vs 1: {two / one:.2f}×")
+        for prefix in ["", *(f"{label}: " for label, _ in others)]:
+            one, two = medians[f"{prefix}billing run, 1 worker"], medians[f"{prefix}billing run, 2 workers"]
+            print(f"  {prefix or 'this checkout: '}2 workers vs 1: {two / one:.2f}×")
 
 
 if __name__ == "__main__":
