@@ -572,6 +572,25 @@ _LINE_FIELDS = (
 )  # fmt: skip
 
 
+def profile_inline(chunk_size: int) -> None:
+    """cProfile of one inline run: where the time of a chunk goes (docs/decisions/billing-run.md)."""
+    import cProfile
+    import pstats
+
+    from invoicing.billing_run import billing_run
+
+    reset_state()
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    billing_run(as_of=FEB_1, chunk_size=chunk_size)
+    profiler.disable()
+    print(f"  profiled inline run: {time.perf_counter() - started:.2f} s (under the profiler)")
+    stats = pstats.Stats(profiler).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(45)
+    stats.sort_stats("tottime").print_stats(30)
+
+
 def describe_mix() -> str:
     from django.db import connection
 
@@ -607,6 +626,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=1000)
     parser.add_argument("--no-inline", action="store_true", help="skip the in-process run (after the first)")
     parser.add_argument("--simple", action="store_true", help="the old easy data instead of the realistic mix")
+    parser.add_argument("--profile", action="store_true", help="profile one inline run (cProfile) and stop")
     parser.add_argument(
         "--code",
         action="append",
@@ -635,6 +655,9 @@ def main() -> None:
     capture_result()
     print(f"  warm-up inline run: {rate:,.0f} invoices/s")
     n = sum(expected)
+    if args.profile:
+        profile_inline(args.chunk_size)
+        return
 
     broker = Broker()
     from billing_project.celery import app
