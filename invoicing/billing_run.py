@@ -346,9 +346,10 @@ def billing_run_chunk(
     try:
         with transaction.atomic(), _no_cyclic_gc():
             if _mark_chunk_done(run, subscription_ids):
-                outcome = _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+                billed = _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
             else:
-                outcome = ChunkOutcome()
+                billed = ChunkOutcome()
+        outcome = billed  # only once the chunk has committed: the COMMIT itself may fail (a lost connection)
     except Exception:
         logger.warning(
             "billing run %s: a chunk of %d failed as a whole; billing it one by one", run.pk, len(subscription_ids)
