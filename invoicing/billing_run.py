@@ -5,12 +5,15 @@ How a chunk of up to ``BILLING_RUN_CHUNK_SIZE`` subscriptions is billed, in ONE 
 1. ``subscriptions.charges.plans_for_chunk(lock=True)`` locks the chunk's subscription rows
    (``FOR UPDATE SKIP LOCKED``: rows another run holds are left to it) and computes every due period in Python;
 2. invoices and lines are built in memory, taxed and totalled with the pure functions of ``taxes.py``;
-3. ``invoicing.services.invoices_issue`` — the one issue path — issues them in bulk: one ``UPDATE … RETURNING``
-   takes a block of numbers and the invoices' ids, COPY writes invoices and status events, one INSERT the
-   ``invoice.issued`` domain events; the held drafts and every line follow with COPY;
-4. ``plans_commit`` advances the subscriptions, guarded by their old values;
-5. the chunk's own ``BillingRunChunk`` row marks it done in the same transaction (never the shared run row: the
-   workers would take turns on its lock); after commit, one short statement counts the run's done chunks.
+3. the invoices take their ids from the sequence (no lock); COPY writes the held drafts and every line, and
+   ``plans_commit`` advances the subscriptions, guarded by their old values;
+4. ``invoicing.services.invoices_issue`` — the one issue path — issues them in bulk, last: one ``UPDATE …
+   RETURNING`` takes a block of numbers (the counter row stays locked until commit: the one lock chunks share,
+   so it is held for as little as possible), COPY writes invoices and status events, then the ``invoice.issued``
+   domain events;
+5. the chunk's own ``BillingRunChunk`` row, written first, marks it done in the same transaction (never the
+   shared run row: the workers would take turns on its lock); after commit, one short statement counts the run's
+   done chunks.
 A unique constraint on (subscription, period_key) refuses a second invoice for a period whatever runs twice.
 If anything in the chunk fails, the chunk is rolled back and billed again one subscription per transaction,
 so one failing subscription is recorded (``BillingRunError``) and never stops the others.
@@ -42,7 +45,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from core.bulk import copy_insert, copy_rows
+from core.bulk import allocate_ids, copy_insert, copy_rows
 from core.errors import Conflict, NotAllowed
 from core.models import EventStatus
 from core.money import round_amount
@@ -282,6 +285,16 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     plans = plans_for_chunk(subscription_ids=list(subscription_ids), as_of=as_of, lock=True, prices=context.prices)
     outcome.subscriptions = len(plans)
     to_issue, drafts, lines = _build(plans, tax_rates=context.tax_rates, run=run, outcome=outcome)
+    created = [*to_issue, *drafts]
+    # The numbers come last: the counter row they lock is the one row every chunk (and every other issuer) needs,
+    # and it stays locked until commit. So on PostgreSQL the invoices take their ids from the sequence first (no
+    # lock) and everything that needs no number — held drafts, every line (their foreign key to the invoice is
+    # checked at commit), the subscriptions' advance — is written before ``invoices_issue`` takes the numbers.
+    numbers_last = connection.vendor == "postgresql"
+    if numbers_last:
+        for invoice, pk in zip(created, allocate_ids(Invoice, len(created)), strict=True):
+            invoice.pk = pk
+        _write_unnumbered(plans, drafts, lines)
     issued = invoices_issue(
         invoices=to_issue,
         issue_date=as_of,
@@ -290,13 +303,8 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
         dispatch_after_commit=False,
         subscription_days_until_due={plan.subscription_id: plan.days_until_due for plan in plans},
     )
-    copy_insert(Invoice, drafts, assign_ids=True)
-    copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
-    created = [*to_issue, *drafts]
-    advanced = set(plans_commit(plans=plans, locked=True))
-    missed = [plan.subscription_id for plan in plans if plan.subscription_id not in advanced]
-    if missed:
-        raise ConcurrentBilling(f"subscriptions changed while being billed: {missed[:10]}")
+    if not numbers_last:  # elsewhere (the SQLite demo) the invoices get their ids when they are inserted
+        _write_unnumbered(plans, drafts, lines)
     for invoice in created:
         invoice._loaded_status = invoice.status
         outcome.add_invoice(invoice)
@@ -306,6 +314,16 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
         # per invoice, would make credit, PDF and e-mail work the billing run's bottleneck.
         transaction.on_commit(functools.partial(_hand_to_workers, pending))
     return outcome
+
+
+def _write_unnumbered(plans: list[BillingPlan], drafts: list[Invoice], lines: list[PlannedLine]) -> None:
+    """The chunk's writes that need no invoice number: the held drafts, every line, the subscriptions' advance."""
+    copy_insert(Invoice, drafts, assign_ids=bool(drafts) and drafts[0].pk is None)
+    copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
+    advanced = set(plans_commit(plans=plans, locked=True))
+    missed = [plan.subscription_id for plan in plans if plan.subscription_id not in advanced]
+    if missed:
+        raise ConcurrentBilling(f"subscriptions changed while being billed: {missed[:10]}")
 
 
 def _hand_to_workers(event_ids: list[int]) -> None:
