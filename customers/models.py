@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils.translation import get_language
+from django_countries import countries
 from django_countries.fields import CountryField
 
 
@@ -112,8 +116,19 @@ class Customer(models.Model):
     @property
     def postal_address(self) -> str:
         city_line = " ".join(part for part in (self.postal_code, self.city) if part)
-        lines = [self.address_line1, self.address_line2, city_line, self.region, self.country.name]
+        lines = [self.address_line1, self.address_line2, city_line, self.region, _country_name(str(self.country))]
         return "\n".join(line for line in lines if line)
+
+
+def _country_name(code: str) -> str:
+    """The country's name in the active language; cached, since every invoice's customer snapshot (a billing run
+    writes thousands) asked django-countries to look it up and translate it again."""
+    return _country_name_in(code, get_language()) if code else ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _country_name_in(code: str, language: str | None) -> str:
+    return str(countries.name(code))
 
 
 def split_email_list(value: str) -> list[str]:

@@ -5,11 +5,15 @@ How a chunk of up to ``BILLING_RUN_CHUNK_SIZE`` subscriptions is billed, in ONE 
 1. ``subscriptions.charges.plans_for_chunk(lock=True)`` locks the chunk's subscription rows
    (``FOR UPDATE SKIP LOCKED``: rows another run holds are left to it) and computes every due period in Python;
 2. invoices and lines are built in memory, taxed and totalled with the pure functions of ``taxes.py``;
-3. ``invoicing.services.invoices_issue`` — the one issue path — issues them in bulk: one ``UPDATE … RETURNING``
-   takes a block of numbers and the invoices' ids, COPY writes invoices and status events, one INSERT the
-   ``invoice.issued`` domain events; the held drafts and every line follow with COPY;
-4. ``plans_commit`` advances the subscriptions, guarded by their old values;
-5. the run's chunk counter moves on in the same transaction.
+3. the invoices take their ids from the sequence (no lock); COPY writes the held drafts and every line, and
+   ``plans_commit`` advances the subscriptions, guarded by their old values;
+4. ``invoicing.services.invoices_issue`` — the one issue path — issues them in bulk, last: one ``UPDATE …
+   RETURNING`` takes a block of numbers (the counter row stays locked until commit: the one lock chunks share,
+   so it is held for as little as possible), COPY writes invoices and status events, then the ``invoice.issued``
+   domain events;
+5. the chunk's own ``BillingRunChunk`` row, written first, marks it done in the same transaction (never the
+   shared run row: the workers would take turns on its lock); after commit, one short statement counts the run's
+   done chunks.
 A unique constraint on (subscription, period_key) refuses a second invoice for a period whatever runs twice.
 If anything in the chunk fails, the chunk is rolled back and billed again one subscription per transaction,
 so one failing subscription is recorded (``BillingRunError``) and never stops the others.
@@ -36,12 +40,12 @@ from decimal import Decimal
 from typing import Any, ClassVar, cast
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Sum
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from core.bulk import copy_insert, copy_rows
+from core.bulk import allocate_ids, copy_insert, copy_rows
 from core.errors import Conflict, NotAllowed
 from core.models import EventStatus
 from core.money import round_amount
@@ -97,6 +101,7 @@ class ChunkOutcome:
     failed: int = 0
     totals: dict[str, Decimal] = field(default_factory=dict)
     errors: list[tuple[int | None, str]] = field(default_factory=list)
+    run_complete: bool = False  # every chunk of the run is done (after this one): the caller closes the run
 
     def add_invoice(self, invoice: Invoice) -> None:
         if invoice.status == InvoiceStatus.DRAFT:
@@ -280,6 +285,16 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     plans = plans_for_chunk(subscription_ids=list(subscription_ids), as_of=as_of, lock=True, prices=context.prices)
     outcome.subscriptions = len(plans)
     to_issue, drafts, lines = _build(plans, tax_rates=context.tax_rates, run=run, outcome=outcome)
+    created = [*to_issue, *drafts]
+    # The numbers come last: the counter row they lock is the one row every chunk (and every other issuer) needs,
+    # and it stays locked until commit. So on PostgreSQL the invoices take their ids from the sequence first (no
+    # lock) and everything that needs no number — held drafts, every line (their foreign key to the invoice is
+    # checked at commit), the subscriptions' advance — is written before ``invoices_issue`` takes the numbers.
+    numbers_last = connection.vendor == "postgresql"
+    if numbers_last:
+        for invoice, pk in zip(created, allocate_ids(Invoice, len(created)), strict=True):
+            invoice.pk = pk
+        _write_unnumbered(plans, drafts, lines)
     issued = invoices_issue(
         invoices=to_issue,
         issue_date=as_of,
@@ -288,13 +303,8 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
         dispatch_after_commit=False,
         subscription_days_until_due={plan.subscription_id: plan.days_until_due for plan in plans},
     )
-    copy_insert(Invoice, drafts, assign_ids=True)
-    copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
-    created = [*to_issue, *drafts]
-    advanced = set(plans_commit(plans=plans, locked=True))
-    missed = [plan.subscription_id for plan in plans if plan.subscription_id not in advanced]
-    if missed:
-        raise ConcurrentBilling(f"subscriptions changed while being billed: {missed[:10]}")
+    if not numbers_last:  # elsewhere (the SQLite demo) the invoices get their ids when they are inserted
+        _write_unnumbered(plans, drafts, lines)
     for invoice in created:
         invoice._loaded_status = invoice.status
         outcome.add_invoice(invoice)
@@ -304,6 +314,16 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
         # per invoice, would make credit, PDF and e-mail work the billing run's bottleneck.
         transaction.on_commit(functools.partial(_hand_to_workers, pending))
     return outcome
+
+
+def _write_unnumbered(plans: list[BillingPlan], drafts: list[Invoice], lines: list[PlannedLine]) -> None:
+    """The chunk's writes that need no invoice number: the held drafts, every line, the subscriptions' advance."""
+    copy_insert(Invoice, drafts, assign_ids=bool(drafts) and drafts[0].pk is None)
+    copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
+    advanced = set(plans_commit(plans=plans, locked=True))
+    missed = [plan.subscription_id for plan in plans if plan.subscription_id not in advanced]
+    if missed:
+        raise ConcurrentBilling(f"subscriptions changed while being billed: {missed[:10]}")
 
 
 def _hand_to_workers(event_ids: list[int]) -> None:
@@ -337,19 +357,32 @@ def billing_run_chunk(
     *, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext | None = None
 ) -> ChunkOutcome:
     """Bill one chunk; never raises for a subscription's problem (it is recorded on the run). A chunk delivered
-    again after it was done bills nothing and is not counted again (``BillingRunChunk``)."""
+    again after it was done bills nothing and is not counted again (``BillingRunChunk``). ``run_complete`` on
+    the outcome tells the caller that every chunk of the run is done, so it closes the run."""
     context = context or run_context(run.pk)
+    outcome: ChunkOutcome | None = None
     try:
         with transaction.atomic(), _no_cyclic_gc():
-            if not _mark_chunk_done(run, subscription_ids):
-                return ChunkOutcome()
-            return _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+            if _mark_chunk_done(run, subscription_ids):
+                billed = _bill(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+            else:
+                billed = ChunkOutcome()
+        outcome = billed  # only once the chunk has committed: the COMMIT itself may fail (a lost connection)
     except Exception:
         logger.warning(
             "billing run %s: a chunk of %d failed as a whole; billing it one by one", run.pk, len(subscription_ids)
         )
-    # Each subscription in its own transaction; billing one twice is impossible (a billed subscription has
-    # moved on), so a concurrent delivery of this chunk does no harm. The chunk counts once, at the end.
+    if outcome is None:
+        outcome = _bill_one_by_one(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+    outcome.run_complete = _count_chunks_done(run)
+    return outcome
+
+
+def _bill_one_by_one(
+    *, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext
+) -> ChunkOutcome:
+    """Each subscription in its own transaction; billing one twice is impossible (a billed subscription has
+    moved on), so a concurrent delivery of this chunk does no harm. The chunk is marked done once, at the end."""
     outcome = ChunkOutcome()
     for subscription_id in subscription_ids:
         try:
@@ -369,8 +402,14 @@ def billing_run_chunk(
 
 
 def _mark_chunk_done(run: BillingRun, subscription_ids: Sequence[int]) -> bool:
-    """Record the chunk as done and count it, in the caller's transaction; False if it was done already. On
-    PostgreSQL the insert waits for a concurrent delivery of the same chunk to commit or roll back."""
+    """Record the chunk as done, in the caller's transaction; False if it was done already. On PostgreSQL the
+    insert waits for a concurrent delivery of the same chunk to commit or roll back.
+
+    Only the chunk's own row is written here, never the run's: a chunk's transaction lasts the whole chunk, and
+    an update of the shared run row in it would make every other worker wait for this chunk to commit (the
+    workers took turns: two billed as fast as one). The foreign key of the new row takes only a KEY SHARE lock
+    on the run row, which neither blocks nor is blocked by another chunk (``_count_chunks_done``'s update
+    included). ``tests/invoicing/test_billing_run_no_wait.py`` keeps it so."""
     try:
         with transaction.atomic():  # a savepoint: the unique violation must not break the caller's transaction
             BillingRunChunk.objects.create(
@@ -379,9 +418,30 @@ def _mark_chunk_done(run: BillingRun, subscription_ids: Sequence[int]) -> bool:
     except IntegrityError:
         logger.info("billing run %s: the chunk from subscription %s was done already", run.pk, min(subscription_ids))
         return False
-    # heartbeat_at: the stale-work sweeper's sign of life (invoicing/stale_runs.py), in the same UPDATE.
-    BillingRun.objects.filter(pk=run.pk).update(chunks_done=F("chunks_done") + 1, heartbeat_at=timezone.now())
     return True
+
+
+def _count_chunks_done(run: BillingRun) -> bool:
+    """After the chunk's transaction: the run's ``chunks_done`` becomes the number of its done chunks, in one
+    short statement of its own; True when that is all of them. ``GREATEST`` keeps the counter from going back when
+    two chunks count at once (the later snapshot wins whatever the order the updates run in), and the chunk that
+    commits last always counts every chunk, so the run is always seen complete by at least one chunk (redelivery
+    included: a chunk delivered again counts again, and finds the run complete if it is). The same statement writes
+    the run's ``heartbeat_at``, the stale-work sweeper's sign of life (invoicing/stale_runs.py)."""
+    run_table = BillingRun._meta.db_table
+    chunk_table = BillingRunChunk._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {run_table} SET chunks_done = GREATEST(chunks_done, "  # noqa: S608
+            f"(SELECT count(*) FROM {chunk_table} WHERE run_id = %s)), heartbeat_at = %s "
+            "WHERE id = %s RETURNING chunks_done, chunks_total",
+            [run.pk, timezone.now(), run.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    run.chunks_done, run.chunks_total = int(row[0]), int(row[1])
+    return run.chunks_done >= run.chunks_total
 
 
 # --- the run --------------------------------------------------------------------------------------------
@@ -447,10 +507,10 @@ def billing_run(
 def billing_run_chunks_here(*, run_id: int, chunks: list[list[int]], as_of: dt.date) -> None:
     """Bill the chunks the broker would not take in this process, and close the run if they were the last."""
     run = BillingRun.objects.get(pk=run_id)
+    complete = False
     for chunk in chunks:
-        billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of)
-    run.refresh_from_db(fields=["chunks_done", "chunks_total"])
-    if run.chunks_done >= run.chunks_total:
+        complete = billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of).run_complete
+    if complete:
         billing_run_finish(run_id=run_id)
 
 

@@ -66,8 +66,7 @@ def billing_run_chunk_task(run_id: int, subscription_ids: list[int], as_of: str)
     day = parse_date_option(as_of, option="as_of")
     run = BillingRun.objects.get(pk=run_id)
     outcome = billing_run_chunk(run=run, subscription_ids=subscription_ids, as_of=day)
-    run.refresh_from_db(fields=["chunks_done", "chunks_total"])
-    if run.chunks_done >= run.chunks_total:
+    if outcome.run_complete:
         billing_run_finish(run_id=run_id)
     return outcome.invoices
 

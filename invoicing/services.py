@@ -469,17 +469,6 @@ def invoices_issue(
             default_series = default_series or number_series_default(kind=NumberSeries.Kind.INVOICE)
             chosen = default_series
         by_series.setdefault(chosen.pk, (chosen, []))[1].append(invoice)
-    for chosen, group in by_series.values():
-        new = [invoice for invoice in group if invoice.pk is None]
-        # Numbers last but one (the counter row stays locked until commit); new invoices' ids in the same statement.
-        numbers, ids = number_series_allocate_for_new_invoices(
-            series=chosen, issue_date=issue_date, numbers=len(group), invoice_ids=len(new)
-        )
-        for invoice, pk in zip(new, ids, strict=False):
-            invoice.pk = pk
-        for invoice, number in zip(group, numbers, strict=True):
-            invoice.number = number
-            invoice.number_series = chosen
     for invoice in invoices:
         customer = invoice.customer
         invoice.issue_date = issue_date
@@ -493,6 +482,18 @@ def invoices_issue(
         invoice.status = S.PAID if invoice.total == 0 else S.OPEN
         invoice.finalized_at = now
         invoice.paid_at = now if invoice.status == S.PAID else None
+    for chosen, group in by_series.values():
+        new = [invoice for invoice in group if invoice.pk is None]
+        # Numbers after everything that does not need them (the counter row stays locked until commit, so the
+        # other issuers wait from here on); new invoices' ids in the same statement.
+        numbers, ids = number_series_allocate_for_new_invoices(
+            series=chosen, issue_date=issue_date, numbers=len(group), invoice_ids=len(new)
+        )
+        for invoice, pk in zip(new, ids, strict=False):
+            invoice.pk = pk
+        for invoice, number in zip(group, numbers, strict=True):
+            invoice.number = number
+            invoice.number_series = chosen
     new = [invoice for invoice in invoices if invoice._state.adding]
     for invoice in invoices:
         if invoice._state.adding:

@@ -1,7 +1,7 @@
 """Billing runs whose worker died (part of the "Stale work sweeper", billing_project/sweeper.py).
 
-Every chunk of a run writes the run's ``heartbeat_at`` with its done-marker (``_mark_chunk_done``, the UPDATE of
-``chunks_done`` the chunk makes anyway, so the heartbeat costs no query; visible when the chunk commits). A run
+Every chunk of a run writes the run's ``heartbeat_at`` when it has committed (``_count_chunks_done``, the UPDATE of
+``chunks_done`` the chunk makes anyway, so the heartbeat costs no query). A run
 still ``running`` whose last heartbeat — or its start, before the first chunk — is older than
 ``BILLING_RUN_STALE_MINUTES`` lost its worker: a ``billing_run`` command killed with -9, a worker killed while its
 chunk tasks were lost. Such a run would show "running" on the dashboard forever. Here it is marked

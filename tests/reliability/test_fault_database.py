@@ -67,11 +67,13 @@ def test_connection_dropped_inside_a_chunk_rolls_it_back_and_the_run_completes(m
     settings.BILLING_AFTER_FINALIZE_HOOKS = False
     ids = _due(30)
     seen_inside: dict[str, int] = {}
-    real_plans_commit = billing_run_module.plans_commit
+    real_invoices_issue = billing_run_module.invoices_issue
 
-    def plans_commit_after_losing_the_connection(**kwargs):
-        """Called inside the chunk's transaction after the invoices, lines, events and numbers are written:
-        the first time, the connection is cut from outside before the subscriptions are advanced."""
+    def invoices_issue_then_lose_the_connection(**kwargs):
+        """The chunk's last step (its lines are written and its subscriptions advanced before): once the invoices,
+        their events and numbers are written too, the first time, the connection is cut from outside before the
+        chunk commits."""
+        issued = real_invoices_issue(**kwargs)
         if not seen_inside:
             seen_inside["invoices"] = Invoice.objects.count()
             seen_inside["lines"] = InvoiceLine.objects.count()
@@ -85,9 +87,9 @@ def test_connection_dropped_inside_a_chunk_rolls_it_back_and_the_run_completes(m
                     interval=0.05,
                     message="backend gone",
                 )
-        return real_plans_commit(**kwargs)
+        return issued
 
-    monkeypatch.setattr(billing_run_module, "plans_commit", plans_commit_after_losing_the_connection)
+    monkeypatch.setattr(billing_run_module, "invoices_issue", invoices_issue_then_lose_the_connection)
 
     run = billing_run(as_of=JAN_1, chunk_size=10)
 
@@ -129,7 +131,9 @@ def test_worker_connection_terminated_mid_chunk_and_the_run_completes(tmp_path):
                 if pid is not None:
                     os.kill(worker.process.pid, signal.SIGSTOP)
                     try:
-                        if _pid_in_chunk(admin, worker.name) == pid:
+                        # certainly inside the open transaction: not in the middle of its COMMIT, which the server
+                        # finishes all the same (the lock is held only for the chunk's last writes)
+                        if _pid_in_chunk(admin, worker.name, not_committing=True) == pid:
                             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
                             terminated = True
                     finally:
@@ -153,15 +157,15 @@ def test_worker_connection_terminated_mid_chunk_and_the_run_completes(tmp_path):
     assert "failed as a whole; billing it one by one" in log
 
 
-def _pid_in_chunk(admin: psycopg.Connection, application_name: str) -> int | None:
+def _pid_in_chunk(admin: psycopg.Connection, application_name: str, *, not_committing: bool = False) -> int | None:
     row = admin.execute(
         """
         SELECT a.pid FROM pg_stat_activity a
         JOIN pg_locks l ON l.pid = a.pid
         JOIN pg_class c ON c.oid = l.relation
         WHERE a.application_name = %s AND c.relname = 'invoicing_numberseriescounter'
-          AND l.mode = 'RowExclusiveLock' AND l.granted
+          AND l.mode = 'RowExclusiveLock' AND l.granted AND NOT (%s AND a.query = 'COMMIT')
         """,
-        [application_name],
+        [application_name, not_committing],
     ).fetchone()
     return row[0] if row else None
