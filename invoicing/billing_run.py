@@ -430,9 +430,10 @@ def _count_chunks_done(run: BillingRun) -> bool:
     the run's ``heartbeat_at``, the stale-work sweeper's sign of life (invoicing/stale_runs.py)."""
     run_table = BillingRun._meta.db_table
     chunk_table = BillingRunChunk._meta.db_table
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"  # SQLite (the demo): scalar MAX
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {run_table} SET chunks_done = GREATEST(chunks_done, "  # noqa: S608
+            f"UPDATE {run_table} SET chunks_done = {greatest}(chunks_done, "  # noqa: S608
             f"(SELECT count(*) FROM {chunk_table} WHERE run_id = %s)), heartbeat_at = %s "
             "WHERE id = %s RETURNING chunks_done, chunks_total",
             [run.pk, timezone.now(), run.pk],
