@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from decimal import Decimal
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -16,7 +17,7 @@ def main() -> None:
     parser.add_argument("--started", type=int, help="epoch seconds when the run started")
     args = parser.parse_args()
 
-    cases: list[tuple[float, str]] = []
+    cases: list[tuple[Decimal, str]] = []
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for file in args.files:
         if not file.exists():
@@ -27,7 +28,7 @@ def main() -> None:
                 counts[key] += int(suite.get(key, 0))
         for case in root.iter("testcase"):
             name = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
-            cases.append((float(case.get("time", 0)), name))
+            cases.append((Decimal(case.get("time", "0")), name))
 
     cases.sort(reverse=True)
     print(f"\n===== slowest {args.slowest} tests of the whole suite (set-up + call + tear-down) =====")
