@@ -219,17 +219,22 @@ def pay_history() -> int:
         reference = f"Demo transfer {invoice.number}"
         if received_on > today or Payment.objects.filter(reference=reference).exists():
             continue
-        with on_day(_booked_on(invoice, received_on), dt.time(11)):
-            payment_record(
-                customer=invoice.customer,
-                amount=invoice.amount_due,
-                currency=invoice.currency,
-                received_on=received_on,
-                reference=reference,
-                invoice=invoice,
-            )
+        _book_transfer(invoice, received_on=received_on, reference=reference)
         created += 1
     return created + _pay_slow_payers_recent(today)
+
+
+def _book_transfer(invoice: Invoice, *, received_on: dt.date, reference: str) -> None:
+    """The customer's bank transfer of what the invoice still owes, booked on the day it would have been."""
+    with on_day(_booked_on(invoice, received_on), dt.time(11)):
+        payment_record(
+            customer=invoice.customer,
+            amount=invoice.amount_due,
+            currency=invoice.currency,
+            received_on=received_on,
+            reference=reference,
+            invoice=invoice,
+        )
 
 
 def _booked_on(invoice: Invoice, received_on: dt.date) -> dt.date:
@@ -251,15 +256,7 @@ def _pay_slow_payers_recent(today: dt.date) -> int:
         if Payment.objects.filter(reference=reference).exists():
             continue
         received_on = _issued(invoice) + dt.timedelta(days=45)
-        with on_day(_booked_on(invoice, received_on), dt.time(11)):
-            payment_record(
-                customer=invoice.customer,
-                amount=invoice.amount_due,
-                currency=invoice.currency,
-                received_on=received_on,
-                reference=reference,
-                invoice=invoice,
-            )
+        _book_transfer(invoice, received_on=received_on, reference=reference)
         created += 1
     return created
 

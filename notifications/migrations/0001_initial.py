@@ -4,22 +4,10 @@ import django.db.models.deletion
 import django.db.models.functions.text
 from django.db import migrations, models
 
+from core.migration_ops import move_content_types
+
 # The models of this app lived in invoicing until the layered redesign: this creates them in Django's state
 # only, on the tables they already have (``db_table``), and moves their content types.
-
-
-def _move_content_types(app_label: str, models: tuple[str, ...]):
-    """Permissions, staff groups and admin history point at content types: re-label the existing ones."""
-
-    def forward(apps, schema_editor):
-        content_type = apps.get_model("contenttypes", "ContentType")
-        content_type.objects.filter(app_label="invoicing", model__in=models).update(app_label=app_label)
-
-    def backward(apps, schema_editor):
-        content_type = apps.get_model("contenttypes", "ContentType")
-        content_type.objects.filter(app_label=app_label, model__in=models).update(app_label="invoicing")
-
-    return migrations.RunPython(forward, backward)
 
 
 class Migration(migrations.Migration):
@@ -239,5 +227,7 @@ class Migration(migrations.Migration):
             ],
             database_operations=[],
         ),
-        _move_content_types("notifications", ("outboundemail", "emailevent", "emailaddressstatus")),
+        move_content_types(
+            from_app="invoicing", to_app="notifications", models=("outboundemail", "emailevent", "emailaddressstatus")
+        ),
     ]
