@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.admin_lists import QuickActionCheckbox
 from core.audit import StaffEditsMixin
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from customers.models import Customer, PortalUser
@@ -59,9 +60,9 @@ class PortalUserInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
+class CustomerAdmin(QuickActionCheckbox, StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
     form = CustomerAdminForm
-    list_display = ("name", "email", "country", "currency", "tax_status", "payment_terms_days", "is_archived")
+    list_display = ("name", "email", "country_display", "currency", "tax_status", "payment_terms_days", "is_archived")
     list_display_links = ("name",)
     list_filter = ("is_archived", "tax_status", "currency", "country", "language")
     search_fields = ("name", "legal_name", "email", "tax_id", "external_id")
@@ -80,6 +81,12 @@ class CustomerAdmin(StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
         ("Tax and terms", {"fields": ("tax_id", "tax_status", "currency", "payment_terms_days", "review_invoices")}),
         ("Other", {"classes": ("collapse",), "fields": ("notes", "metadata", "created_at", "updated_at")}),
     )
+
+    @admin.display(description="country", ordering="country")
+    def country_display(self, obj: Customer) -> str:
+        # The country's name straight from django-countries; the default cell looked it up in the field's 249
+        # flattened choices on every row (half of the list's time, docs/PERFORMANCE.md "Load").
+        return obj.country.name if obj.country else "-"
 
     def construct_change_message(
         self, request: HttpRequest, form: Any, formsets: Any, add: bool = False

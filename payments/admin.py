@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core.admin_lists import QuickActionCheckbox
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import StaffEditsMixin
 from core.dates import billing_today
@@ -174,7 +175,7 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(StaffEditsMixin, admin.ModelAdmin):
+class PaymentAdmin(QuickActionCheckbox, StaffEditsMixin, admin.ModelAdmin):
     list_display = ("__str__", "customer", "amount", "currency", "method", "status", "received_on", "reference")
     list_filter = ("status", "method", "currency", "gateway", "received_on")
     search_fields = ("=id", "customer__name", "customer__email", "reference", "=gateway_reference")

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from core.admin_lists import QuickActionCheckbox
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import StaffEditsMixin
 from core.dates import billing_today
@@ -147,7 +148,7 @@ def _bulk(
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(StaffEditsMixin, admin.ModelAdmin):
+class SubscriptionAdmin(QuickActionCheckbox, StaffEditsMixin, admin.ModelAdmin):
     list_display = ("pk", "customer", "status", "currency", "interval", "current_period_end", "next_billing_date")
     list_filter = ("status", "currency", "interval", "collection_method", "items__price__product")
     list_select_related = ("customer",)

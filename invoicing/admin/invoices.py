@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin_lists import QuickActionCheckbox
 from core.audit import StaffEditsMixin
 from core.dates import billing_today
 from core.money import amount_limit_problem
@@ -201,7 +202,7 @@ _COMPUTED_FIELDS = (
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmin):
+class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmin):
     list_display = (
         "__str__",
         "customer",
@@ -227,7 +228,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
     date_hierarchy = "issue_date"  # drill-down without scans: templates/admin/invoicing/invoice/change_list.html
     list_select_related = ("customer",)
     show_full_result_count = False
-    list_per_page = 100
+    list_per_page = 50
     autocomplete_fields = ("customer",)
     readonly_fields = _COMPUTED_FIELDS
     inlines = (InvoiceLineInline, CreditNoteInline, InvoiceEventInline, OutboundEmailInline)
