@@ -83,7 +83,7 @@ def invoice_email_on_finalize(*, invoice_id: int) -> OutboundEmail | None:
     if not settings.INVOICE_EMAIL_ON_FINALIZE:
         return None
     invoice = Invoice.objects.select_related("customer", "subscription").get(pk=invoice_id)
-    if invoice.is_draft or not invoice_is_emailed_on_finalize(invoice):
+    if not _emailed_on_finalize(invoice):
         return None
     return invoice_email_queue(invoice=invoice, idempotency_key=f"invoice:{invoice.pk}")
 
@@ -102,12 +102,30 @@ def on_invoice_issued_render_pdf(event: DomainEvent) -> None:
 
     A PDF that cannot be rendered or handed to the workers now (renderer, storage, broker) must not cost the
     customer the e-mail: it shows as "missing" and ``render_missing_pdfs`` renders it; the e-mail renders the PDF
-    itself at send time and is retried until it can (it never goes out without it)."""
+    itself at send time and is retried until it can (it never goes out without it).
+
+    An invoice that is e-mailed now gets its PDF from that e-mail: the send renders and stores it once
+    (``documents.email_attachment``). A render task as well would race the send on another worker — the same PDF
+    rendered twice, the second insert waiting on the first's row (docs/PERFORMANCE.md, "After issue")."""
     invoice_id = event.payload["invoice_id"]
+    if _emailed_now(invoice_id):
+        return
     try:
         render_invoice_pdf.delay(invoice_id)
     except Exception:
         logger.exception("the PDF of invoice %s was not rendered now; render_missing_pdfs will", invoice_id)
+
+
+def _emailed_on_finalize(invoice: Invoice) -> bool:
+    return settings.INVOICE_EMAIL_ON_FINALIZE and not invoice.is_draft and invoice_is_emailed_on_finalize(invoice)
+
+
+def _emailed_now(invoice_id: int) -> bool:
+    """Whether ``on_invoice_issued_email`` e-mails this invoice (its PDF attached)."""
+    if not settings.INVOICE_EMAIL_ON_FINALIZE:
+        return False
+    invoice = Invoice.objects.select_related("subscription").filter(pk=invoice_id).first()
+    return invoice is not None and _emailed_on_finalize(invoice)
 
 
 def on_invoice_issued_email(event: DomainEvent) -> None:

@@ -293,3 +293,57 @@ def test_the_admin_shows_events_and_their_handler_runs_read_only(admin_client, d
     assert b"invoicing.email_invoice" in page.content and b"payments.apply_customer_credit" in page.content
     assert b'name="_save"' not in page.content  # read-only
     assert admin_client.get(reverse("admin:core_domainevent_add")).status_code == 403
+
+
+# --- one render per issued invoice ------------------------------------------------------------------------
+
+
+def test_an_emailed_invoice_is_rendered_once_by_its_email_and_a_charged_one_by_the_render_task(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """Two workers must not render the same PDF side by side (the render task and the e-mail's attachment): the
+    e-mailed invoice's PDF comes from its e-mail, the other invoice's from the render task — each once."""
+    from invoicing import documents
+    from invoicing.models import DocumentPdf
+    from subscriptions.models import CollectionMethod
+
+    rendered: list[int] = []
+    real = documents.render_invoice_pdf
+
+    def counting(*, invoice, lines=None):
+        rendered.append(invoice.pk)
+        return real(invoice=invoice, lines=lines)
+
+    monkeypatch.setattr(documents, "render_invoice_pdf", counting)
+    render_tasks: list[int] = []
+    real_task = delivery.render_invoice_pdf
+
+    class RecordingTask:
+        @staticmethod
+        def delay(invoice_id):
+            render_tasks.append(invoice_id)
+            return real_task.delay(invoice_id)
+
+    monkeypatch.setattr(delivery, "render_invoice_pdf", RecordingTask)
+    price = PriceFactory(unit_amount=Money(PLAN, "EUR"))
+    emailed = SubscriptionFactory(
+        customer=CustomerFactory(email="ap@mailed.example"), price=price, start_date=JAN_1,
+        collection_method=CollectionMethod.SEND_INVOICE,
+    )  # fmt: skip
+    charged = SubscriptionFactory(
+        customer=CustomerFactory(email="ap@charged.example"), price=price, start_date=JAN_1,
+        collection_method=CollectionMethod.CHARGE_AUTOMATICALLY,
+    )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run(as_of=JAN_1)
+
+    mailed_invoice = Invoice.objects.get(subscription=emailed)
+    charged_invoice = Invoice.objects.get(subscription=charged)
+    # on workers the render task and the e-mail run side by side: only one of them may render each invoice
+    assert render_tasks == [charged_invoice.pk]
+    assert sorted(rendered) == sorted([mailed_invoice.pk, charged_invoice.pk])
+    assert DocumentPdf.objects.filter(invoice__in=[mailed_invoice, charged_invoice]).count() == 2
+    # the charged invoice's customer has no card: a "payment failed" notice, without the PDF
+    [message] = [m for m in mail.outbox if m.attachments]
+    assert message.to == ["ap@mailed.example"]
+    assert message.attachments[0][0] == f"{mailed_invoice.number}.pdf"
