@@ -230,14 +230,18 @@ def check_invoice_totals() -> tuple[int, list[Problem]]:
 
 def check_amount_due() -> tuple[int, list[Problem]]:
     """Issued invoices: paid = allocations (net of refunds) + credit applied; credited = credit notes; due = total
-    − paid − credited."""
+    − paid − credited. A refund that took back the credit a credit note left on a paid invoice is booked on the
+    allocation too, but the invoice stays settled by the credit note: that part (the refund's ledger entry on the
+    invoice, ``payments.services._refund_book``) is not missing from what was paid."""
     allocations = PaymentAllocation.objects.filter(invoice=OuterRef("pk"))
     applied = CreditLedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=CreditEntryKind.APPLIED_TO_INVOICE)
+    refunded_from_credit = CreditLedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=CreditEntryKind.REFUND)
     credit_notes = CreditNote.objects.filter(invoice=OuterRef("pk"))
     invoices = Invoice.objects.finalized().annotate(
         allocated=_sum(allocations, "amount", by="invoice"),
         allocation_refunded=_sum(allocations, "amount_refunded", by="invoice"),
         credit_applied=_sum(applied, "amount", by="invoice"),
+        refunded_from_credit=_sum(refunded_from_credit, "amount", by="invoice"),
         credit_notes_applied=_sum(credit_notes, "amount_applied", by="invoice"),
     )
     problems: list[Problem] = []
@@ -247,7 +251,12 @@ def check_amount_due() -> tuple[int, list[Problem]]:
     ):
         checked += 1
         currency = invoice.currency
-        paid = invoice.allocated - invoice.allocation_refunded - invoice.credit_applied  # type: ignore[attr-defined]
+        paid = (
+            invoice.allocated  # type: ignore[attr-defined]
+            - invoice.allocation_refunded  # type: ignore[attr-defined]
+            - invoice.credit_applied  # type: ignore[attr-defined]
+            - invoice.refunded_from_credit  # type: ignore[attr-defined]
+        )
         credited = invoice.credit_notes_applied  # type: ignore[attr-defined]
         due = invoice.total - paid - credited
         for field, expected, why in (

@@ -161,6 +161,7 @@ def test_refunding_a_payment_of_a_fully_credited_invoice_pays_out_the_credit_and
     assert payment.status == PaymentStatus.REFUNDED
     with pytest.raises(RefundError):  # the credit is gone: it cannot be paid out a second time
         customer_credit_refund(customer=customer, amount=Decimal("0.01"), currency="EUR", reason="again")
+    _integrity_holds()
 
 
 def test_refunding_a_payment_of_a_partly_credited_invoice_takes_the_credit_then_reopens_the_rest(
@@ -179,6 +180,16 @@ def test_refunding_a_payment_of_a_partly_credited_invoice_takes_the_credit_then_
     assert invoice.status == InvoiceStatus.OPEN
     assert (invoice.amount_due, invoice.amount_paid) == (Decimal("70.00"), Decimal("30.00"))
     assert customer_credit_balance(customer=customer, currency="EUR") == Decimal("0")
+    _integrity_holds()
+
+
+def _integrity_holds():
+    """verify_integrity agrees with the booking: the refund's part taken from the credit note's credit is not
+    counted as missing from the invoice's payments (reporting.integrity.check_amount_due)."""
+    from reporting.integrity import integrity_verify
+
+    report = integrity_verify(checks=["amount_due", "credit_ledger", "payments"])
+    assert report.ok, [p.line() for p in report.problems or []]
 
 
 def test_a_credit_note_whose_credit_was_not_booked_yet_is_not_counted_twice_by_a_refund(customer):

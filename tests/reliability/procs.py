@@ -60,8 +60,12 @@ def database_url(settings_dict: dict[str, Any], application_name: str) -> str:
 
 
 def _env(*, broker: Broker, settings_dict: dict[str, Any], application_name: str, extra: dict[str, str]) -> dict:
+    from django.conf import settings
+
     return {
         **os.environ,
+        # the test's media folder: what a worker stores (PDFs) is where the test and verify_integrity read it
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "DJANGO_SETTINGS_MODULE": "billing_project.settings_test",
         "DATABASE_URL": database_url(settings_dict, application_name),
         "CELERY_TASK_ALWAYS_EAGER": "false",

@@ -71,13 +71,14 @@ def test_renderer_crash_finalizes_marks_the_pdf_missing_and_the_email_waits_for_
 
     invoice = Invoice.objects.get(pk=draft.pk)
     assert (invoice.status, invoice.number) == ("open", "INV-2026-000001")  # finalized all the same
-    assert renders["crashed"] >= 1 and not DocumentPdf.objects.exists()
+    assert not DocumentPdf.objects.exists()  # e-mailed: its PDF comes with the e-mail, which waits in the queue
     assert invoice.number in _pdf_filter(admin_client, "missing")
     assert invoice.number not in _pdf_filter(admin_client, "current")
     [email_id] = send_tasks  # the invoice e-mail was queued and handed to the workers
 
     # the first try of the e-mail cannot attach the PDF: not sent, back in the queue for a retry
     outcome = sending.outbound_email_send(email_id=email_id)
+    assert renders["crashed"] >= 1 and not DocumentPdf.objects.exists()
     assert (outcome.status, outcome.retry, outcome.attempts) == (EmailStatus.QUEUED, True, 1)
     assert "renderer crashed" in OutboundEmail.objects.get(pk=email_id).last_error
     assert mail.outbox == []
