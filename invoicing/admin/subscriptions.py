@@ -32,6 +32,7 @@ from django.utils.html import format_html, format_html_join
 from core.admin_errors import form_application_error
 from core.dates import billing_today
 from core.errors import ApplicationError
+from core.money import round_amount
 from customers.models import Customer
 from invoicing.admin.common import _amount
 from invoicing.models import Invoice
@@ -233,7 +234,10 @@ def invoice_preview_rows(preview: InvoicePreview) -> dict[str, Any]:
     invoice, currency = preview.invoice, preview.currency
     lines = []
     for line in preview.lines:
-        arithmetic = f"{line.quantity.normalize():f} × {line.unit_amount.normalize():f}"
+        rounded = round_amount(line.unit_amount, currency)
+        # 49.00 rather than 49.000000; a unit price finer than the currency (0.0125 per call) is shown as it is.
+        unit = rounded if rounded == line.unit_amount else line.unit_amount.normalize()
+        arithmetic = f"{line.quantity.normalize():f} × {unit:f}"
         lines.append(
             {
                 "description": line.description,

@@ -78,7 +78,9 @@ def test_change_plan_screen_previews_then_applies(admin_client):
     assert "52.24 EUR" in content  # -87.07 + 139.31
     assert not PendingInvoiceItem.objects.exists()
     data.pop("_preview")
-    response = admin_client.post(url, {**data, "_apply": "Apply this change", "preview_of": response.context["preview_of"]})
+    response = admin_client.post(
+        url, {**data, "_apply": "Apply this change", "preview_of": response.context["preview_of"]}
+    )
     assert response.status_code == 302
     assert sorted(PendingInvoiceItem.objects.values_list("amount", flat=True)) == [Decimal("-87.07"), Decimal("139.31")]
     assert subscription.items.get().quantity == 8
