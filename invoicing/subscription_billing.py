@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from core.bulk import copy_insert, copy_rows
@@ -250,7 +251,7 @@ def _issue_invoice_now(
         invoices_issue(
             invoices=[invoice],
             issue_date=as_of,
-            actor=actor if getattr(actor, "pk", None) else None,
+            actor=actor if isinstance(actor, User) else None,
             reason="issued for a plan change (always invoice)",
         )
     copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
@@ -357,11 +358,12 @@ def billing_run_for_customer(
             )
         )
         result.to_issue = [
-            _preview(i, lines, issue_date=as_of, subscription_days=terms.get(i.subscription_id))
+            _preview(i, lines, issue_date=as_of, subscription_days=terms.get(i.subscription_id or 0))
             for i, lines in to_issue
         ]
         result.drafts = [
-            _preview(i, lines, issue_date=as_of, subscription_days=terms.get(i.subscription_id)) for i, lines in drafts
+            _preview(i, lines, issue_date=as_of, subscription_days=terms.get(i.subscription_id or 0))
+            for i, lines in drafts
         ]
         return result
     run = billing_run(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id, actor=actor)

@@ -32,7 +32,7 @@ class CancelNowForm(forms.Form):
 
     def __init__(self, *args: Any, can_refund: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["settlement"].choices = [
+        self.fields["settlement"].choices = [  # type: ignore[attr-defined]
             (value.value, label)
             for value, label in SETTLEMENT_LABELS.items()
             if value != Settlement.REFUND or can_refund

@@ -217,17 +217,18 @@ class DiscountForm(forms.ModelForm):
         fields = ("coupon", "customer", "subscription", "start", "end")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         coupon, subscription, customer = data.get("coupon"), data.get("subscription"), data.get("customer")
         if coupon is None or data.get("start") is None:
             return data
         if (subscription is None) == (customer is None):
             raise forms.ValidationError("apply the coupon to a subscription or to a customer, not both")
+        currency = subscription.currency if subscription is not None else customer.currency  # type: ignore[union-attr]
         try:
             coupon_problem(
                 coupon=coupon,
                 as_of=data["start"],
-                currency=subscription.currency if subscription is not None else customer.currency,
+                currency=currency,
                 product_ids=set(
                     subscription.items.filter(removed_on__isnull=True).values_list("price__product_id", flat=True)
                 )

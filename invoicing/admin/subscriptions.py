@@ -104,7 +104,7 @@ class ItemForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["price"].queryset = _active_prices()
+        self.fields["price"].queryset = _active_prices()  # type: ignore[attr-defined]
 
 
 class BaseItemFormSet(forms.BaseFormSet):  # type: ignore[type-arg]
@@ -139,7 +139,7 @@ def item_formset(*, extra: int, can_remove: bool) -> type[BaseItemFormSet]:
                 form.fields.pop("remove", None)
 
         return NoRemove
-    return formset
+    return formset  # type: ignore[return-value]
 
 
 class CouponCodeField(forms.ModelChoiceField):  # type: ignore[type-arg]
@@ -182,7 +182,7 @@ class SubscriptionCreateForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if data.get("trial_days") and data.get("trial_end"):
             self.add_error("trial_end", "give the trial's days or its end date, not both")
         return data
