@@ -394,6 +394,12 @@ def _extend_subscription_admin() -> None:
             fields = tuple(super().get_readonly_fields(request, obj))
             return ("status_statement", *fields) if obj is not None else fields
 
+        def get_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
+            # What the subscription is doing comes first: the state, then whose it is.
+            fields = list(super().get_fields(request, obj))
+            first = [name for name in ("status_statement", "customer") if name in fields]
+            return [*first, *(name for name in fields if name not in first)]
+
         def tools_for(self, request: HttpRequest, subscription: Subscription) -> list[tuple[str, str]]:
             """The object tools of the change page, each one only when the state allows it (an auditor: none)."""
             if not self.has_change_permission(request, subscription):
@@ -891,11 +897,11 @@ def bill_now_page(
     to_issue = result.to_issue if result else []
     drafts = result.drafts if result else []
     summary = [
-        f"will issue an invoice of {_money(p.total, p.currency)} for subscription #{p.invoice.subscription_id}, "
+        f"Will issue an invoice of {_money(p.total, p.currency)} for subscription #{p.invoice.subscription_id}, "
         f"{invoice_preview_rows(p)['period']}, due {_day(p.due_date)}"
         for p in to_issue
     ] + [
-        f"will hold a draft of {_money(p.total, p.currency)} for subscription #{p.invoice.subscription_id} — "
+        f"Will hold a draft of {_money(p.total, p.currency)} for subscription #{p.invoice.subscription_id} — "
         f"{p.held_reason}"
         for p in drafts
     ]
@@ -911,7 +917,10 @@ def bill_now_page(
             "exactly once, as the daily run would.",
             *(summary or ["Nothing is due on that date: the run would issue nothing."]),
         ],
-        "bill_now_previews": [invoice_preview_rows(p) for p in [*to_issue, *drafts]],
+        "bill_now_previews": [
+            {**invoice_preview_rows(p), "heading": f"Invoice for subscription #{p.invoice.subscription_id}"}
+            for p in [*to_issue, *drafts]
+        ],
         "subject_rows": [],
     }
     return TemplateResponse(request, OPERATION_TEMPLATE, context)

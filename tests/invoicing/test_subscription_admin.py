@@ -249,7 +249,7 @@ def test_bill_now_previews_then_bills_and_links_the_invoices(clerk_client, catal
     subscription_create(customer=customer, items=[ItemSpec(price=pro, quantity=2)], start_date=D(2026, 3, 10))
     url = reverse("admin:customers_customer_bill_now", args=[customer.pk])
     content = clerk_client.get(url).content.decode()
-    assert "will issue an invoice of 71.38 EUR" in content and not Invoice.objects.exists()
+    assert "Will issue an invoice of 71.38 EUR" in content and not Invoice.objects.exists()
     response = clerk_client.post(url, {"as_of": "2026-03-10", "_bill": "Bill now"}, follow=True)
     invoice = Invoice.objects.get()
     assert invoice.total == Decimal("71.38")
