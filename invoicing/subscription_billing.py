@@ -27,6 +27,7 @@ from django.db import transaction
 
 from core.bulk import copy_insert, copy_rows
 from core.dates import billing_today
+from core.models import DomainEvent
 from customers.models import Customer
 from invoicing.billing_run import (
     PlannedLine,
@@ -38,7 +39,7 @@ from invoicing.models import BillingRun, Invoice, InvoiceLine, InvoiceStatus
 from invoicing.services import due_date_for, invoices_issue
 from invoicing.taxes import tax_rates_load
 from subscriptions.charges import change_invoice_now_charges, plans_for_chunk
-from subscriptions.models import Coupon, Subscription
+from subscriptions.models import Coupon, PendingInvoiceItem, Subscription
 from subscriptions.services import (
     Actor,
     ChangeResult,
@@ -286,6 +287,35 @@ def subscription_change_invoice(
             write=True,
         )
     return outcome
+
+
+def on_subscription_updated_invoice_now(event: DomainEvent) -> None:
+    """Settle-phase handler of ``subscription.updated``: "invoice now" prorations still unbilled — a change made
+    with ``always_invoice`` through ``subscriptions.services.subscription_change`` directly, which cannot issue
+    invoices itself — are issued here, after that change committed, by the same path as
+    ``subscription_change_invoice`` (which issues them in its own transaction, so this finds nothing then).
+    A change that nets to a credit stays pending for the next invoice."""
+    subscription_id = event.payload.get("subscription_id")
+    if not PendingInvoiceItem.objects.filter(
+        subscription_id=subscription_id, invoice_now=True, billed_at__isnull=True
+    ).exists():
+        return
+    with transaction.atomic():
+        subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+        pending = list(
+            PendingInvoiceItem.objects.filter(subscription=subscription, invoice_now=True, billed_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", "effective_on")
+        )
+        if not pending:
+            return
+        _issue_invoice_now(
+            subscription=subscription,
+            pending_item_ids=[pk for pk, _ in pending],
+            as_of=min(effective_on for _, effective_on in pending),
+            actor=event.actor,
+            write=True,
+        )
 
 
 def subscription_change_preview_full(

@@ -278,3 +278,23 @@ def test_bill_now_for_one_subscription_and_the_command_option(plans):
     assert [i.subscription_id for i in result.invoices] == [one.pk]
     call_command("billing_run", "--as-of", "2026-03-01", "--subscription", str(two.pk))
     assert Invoice.objects.filter(subscription=two).count() == 1
+
+
+def test_always_invoice_through_the_subscriptions_service_alone_is_issued_after_commit(
+    plans, django_capture_on_commit_callbacks
+):
+    from subscriptions.services import subscription_change
+
+    pro, support = plans
+    subscription = _two_item_subscription(plans)
+    with django_capture_on_commit_callbacks(execute=True):
+        subscription_change(
+            subscription=subscription,
+            items=[ItemSpec(price=pro, quantity=8), ItemSpec(price=support, quantity=1)],
+            as_of=D(2026, 3, 14),
+            proration_behavior=ProrationBehavior.ALWAYS_INVOICE,
+        )
+    issued = Invoice.objects.filter(subscription=subscription, billing_reason="subscription_change").get()
+    assert (issued.status, issued.total, issued.issue_date) == (InvoiceStatus.OPEN, Decimal("62.17"), D(2026, 3, 14))
+    assert not PendingInvoiceItem.objects.filter(billed_at__isnull=True).exists()
+    assert OutboundEmail.objects.filter(invoice=issued, kind=EmailKind.INVOICE).count() == 1
