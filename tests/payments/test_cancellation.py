@@ -103,3 +103,18 @@ def test_refund_of_an_unpaid_invoice_is_refused_by_name(billing: Any) -> None:
     subscription_cancel_now(subscription=subscription, as_of=D(2026, 3, 11), settlement=Settlement.CREDIT)
     invoice = Invoice.objects.get(subscription=subscription)
     assert (invoice.status, invoice.amount_due) == (InvoiceStatus.OPEN, Decimal("11.90"))
+
+
+def test_the_lists_bulk_cancel_now_settles_with_a_credit_note(paid_subscription: Any, admin_client: Any) -> None:
+    import time_machine
+    from django.urls import reverse
+
+    with time_machine.travel(dt.datetime(2026, 3, 14, 9, tzinfo=dt.UTC), tick=False):
+        response = admin_client.post(
+            reverse("admin:subscriptions_subscription_changelist"),
+            {"action": "cancel_now", "_selected_action": [paid_subscription.pk]},
+        )
+    assert response.status_code == 302
+    paid_subscription.refresh_from_db()
+    assert paid_subscription.status == SubscriptionStatus.CANCELED
+    assert CreditNote.objects.get().total == Decimal("103.61")
