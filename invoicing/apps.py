@@ -31,5 +31,12 @@ class InvoicingConfig(AppConfig):
             handler=delivery.on_credit_note_issued_render_pdf,
             atomic=False,
         )
+        # "Invoice now" prorations of a plan change made without issuing them (settle: money is owed now).
+        events.handler_register(
+            event_type="subscription.updated",
+            name="invoicing.invoice_plan_change_now",
+            phase=events.SETTLE,
+            handler="invoicing.subscription_billing.on_subscription_updated_invoice_now",
+        )
         # The outbox attaches an invoice's or credit note's PDF as it is at send time.
         register_attachment_provider(documents.email_attachment)

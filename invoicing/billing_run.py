@@ -240,25 +240,32 @@ def _build(
     for plan in plans:
         assert plan.customer is not None
         for period in plan.periods:
-            try:
-                invoice, lines = invoice_from_period(
-                    period=period, customer=plan.customer, tax_rates=tax_rates, run=run
-                )
-                review_reason = ""
-            except TaxRateMissing as exc:
-                invoice, lines = provisional_invoice_from_period(period=period, customer=plan.customer, run=run)
-                review_reason = f"held for review: {exc}"
-            if not review_reason and invoice.total < 0:
-                review_reason = f"held for review: the period nets to a credit of {invoice.total} {invoice.currency}"
-            if not review_reason and _hold_for_review(plan.customer):
-                review_reason = "held for review (customer setting)"
-            if review_reason:
-                invoice.memo = review_reason
-                drafts.append(invoice)
-            else:
-                to_issue.append(invoice)
+            invoice, lines = invoice_build_for_period(
+                period=period, customer=plan.customer, tax_rates=tax_rates, run=run
+            )
+            (drafts if invoice.memo else to_issue).append(invoice)
             all_lines.extend(lines)
     return to_issue, drafts, all_lines
+
+
+def invoice_build_for_period(
+    *, period: PeriodCharges, customer: Customer, tax_rates: TaxRates, run: BillingRun | None = None
+) -> tuple[Invoice, list[PlannedLine]]:
+    """The billing run's invoice for one period, in memory: taxed and totalled, or — with ``memo`` saying why — a
+    draft to hold for review (no tax rate, a net credit, the customer's or installation's review setting). Every
+    invoice a subscription gets is built here: the run, an "invoice now" plan change, and their previews."""
+    try:
+        invoice, lines = invoice_from_period(period=period, customer=customer, tax_rates=tax_rates, run=run)
+        review_reason = ""
+    except TaxRateMissing as exc:
+        invoice, lines = provisional_invoice_from_period(period=period, customer=customer, run=run)
+        review_reason = f"held for review: {exc}"
+    if not review_reason and invoice.total < 0:
+        review_reason = f"held for review: the period nets to a credit of {invoice.total} {invoice.currency}"
+    if not review_reason and _hold_for_review(customer):
+        review_reason = "held for review (customer setting)"
+    invoice.memo = review_reason
+    return invoice, lines
 
 
 # --- one chunk ------------------------------------------------------------------------------------------
@@ -460,10 +467,11 @@ def billing_run_open(
     chunk_size: int | None = None,
     dispatch: str = DISPATCH_INLINE,
     actor: Any = None,
+    subscription_id: int | None = None,
 ) -> tuple[BillingRun, list[list[int]]]:
     """Start a run: its row (``running``) and the chunks of subscription ids it will bill."""
     size = chunk_size or settings.BILLING_RUN_CHUNK_SIZE
-    ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id))
+    ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
     chunks = list(_chunks(ids, size))
     run = BillingRun.objects.create(
         started_at=timezone.now(),
@@ -486,17 +494,21 @@ def billing_run(
     chunk_size: int | None = None,
     actor: Any = None,
     on_progress: Callable[[int], object] | None = None,
+    subscription_id: int | None = None,
 ) -> BillingRun:
-    """Bill every subscription period due on or before ``as_of`` (optionally for one customer), in this process.
+    """Bill every subscription period due on or before ``as_of`` (optionally for one customer or one
+    subscription), in this process.
 
     Returns the ``BillingRun`` row; with ``dry_run`` an unsaved one carrying what the run would do (nothing is
     written, no number is taken). The workers' way is ``invoicing.billing_tasks.billing_run_async``.
     """
     if dry_run:
-        ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id))
+        ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
         chunks = list(_chunks(ids, chunk_size or settings.BILLING_RUN_CHUNK_SIZE))
         return _dry_run(as_of=as_of, chunks=chunks, subscriptions_seen=len(ids), on_progress=on_progress)
-    run, chunks = billing_run_open(as_of=as_of, customer_id=customer_id, chunk_size=chunk_size, actor=actor)
+    run, chunks = billing_run_open(
+        as_of=as_of, customer_id=customer_id, chunk_size=chunk_size, actor=actor, subscription_id=subscription_id
+    )
     context = RunContext(tax_rates=tax_rates_load(), series=number_series_default(kind=NumberSeries.Kind.INVOICE))
     for chunk in chunks:
         billing_run_chunk(run=run, subscription_ids=chunk, as_of=as_of, context=context)
@@ -555,6 +567,24 @@ def billing_run_finish(*, run_id: int) -> BillingRun:
 def _totals_json(totals: dict[str, Decimal]) -> dict[str, str]:
     """Per currency, as strings in the currency's minor unit: {"EUR": "110.67", "JPY": "1357"}."""
     return {currency: str(round_amount(amount, currency)) for currency, amount in sorted(totals.items())}
+
+
+def billing_run_invoices_planned(
+    *, as_of: dt.date, customer_id: int | None = None, subscription_id: int | None = None
+) -> tuple[list[tuple[Invoice, list[PlannedLine]]], list[tuple[Invoice, list[PlannedLine]]]]:
+    """What a run as of ``as_of`` for one customer or subscription would write, built by the run's own code and
+    written nowhere: (invoices it would issue, drafts it would hold for review — ``memo`` says why), each with its
+    lines, taxed and totalled. Numbers and due dates are given when they are issued."""
+    ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
+    plans = plans_for_chunk(subscription_ids=ids, as_of=as_of, lock=False) if ids else []
+    to_issue, drafts, lines = _build(plans, tax_rates=tax_rates_load(), run=None, outcome=ChunkOutcome())
+    by_invoice: dict[int, list[PlannedLine]] = {}
+    for line in lines:
+        by_invoice.setdefault(id(line.invoice), []).append(line)
+    return (
+        [(invoice, by_invoice.get(id(invoice), [])) for invoice in to_issue],
+        [(invoice, by_invoice.get(id(invoice), [])) for invoice in drafts],
+    )
 
 
 def _dry_run(

@@ -663,3 +663,5 @@ class CustomerAdmin(_BaseCustomerAdmin):  # type: ignore[misc, valid-type]
 
 admin.site.unregister(Customer)
 admin.site.register(Customer, CustomerAdmin)
+
+from payments import admin_subscriptions  # noqa: E402, F401 — registers the subscription page's "Cancel now"

@@ -6,15 +6,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.http import HttpRequest
 
+from core.admin_errors import form_application_error
 from core.admin_lists import QuickActionCheckbox
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import StaffEditsMixin
 from core.dates import billing_today
+from core.errors import ApplicationError
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import amount_limit_problem
 from subscriptions.models import (
@@ -30,14 +29,11 @@ from subscriptions.models import (
     UsageRecord,
 )
 from subscriptions.services import (
-    MAX_ITEM_QUANTITY,
     USAGE_COLUMNS,
-    ItemSpec,
-    ProrationBehavior,
     SubscriptionError,
+    coupon_problem,
+    discount_create,
     subscription_cancel,
-    subscription_change,
-    subscription_change_preview,
     subscription_pause,
     subscription_resume,
     usage_import_csv,
@@ -117,18 +113,6 @@ class SubscriptionEventInline(ReadOnlyMixin, admin.TabularInline):
     can_delete = False
 
 
-class ChangePlanForm(forms.Form):
-    price: forms.ModelChoiceField[Price] = forms.ModelChoiceField(
-        queryset=Price.objects.filter(active=True).select_related("product")
-    )
-    quantity = forms.IntegerField(min_value=0, max_value=MAX_ITEM_QUANTITY, initial=1)
-    as_of = forms.DateField(label="Change date", help_text="YYYY-MM-DD, within the current period.")
-    proration_behavior = forms.ChoiceField(
-        choices=[(b.value, b.value.replace("_", " ")) for b in ProrationBehavior], initial="create_prorations"
-    )
-    confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
-
-
 def _bulk(
     label: str, service: Callable[..., Any], **kwargs: Any
 ) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Subscription]], None]:
@@ -180,7 +164,9 @@ class SubscriptionAdmin(QuickActionCheckbox, StaffEditsMixin, admin.ModelAdmin):
     change_form_template = "admin/subscriptions/subscription/change_form.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # created through subscription_create (API, demo, imports), never a bare row
+        # Never a bare row: invoicing's admin (invoicing/admin/subscriptions.py) adds the create screen, which
+        # goes through subscription_create with a preview of the first invoice.
+        return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Subscription | None = None) -> bool:
         return False
@@ -205,56 +191,6 @@ class SubscriptionAdmin(QuickActionCheckbox, StaffEditsMixin, admin.ModelAdmin):
     def resume(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
         _bulk("Resumed", subscription_resume)(self, request, queryset)
 
-    def get_urls(self) -> list[Any]:
-        return [
-            path(
-                "<int:object_id>/change-plan/",
-                self.admin_site.admin_view(self.change_plan_view),
-                name="subscriptions_subscription_change_plan",
-            ),
-            *super().get_urls(),
-        ]
-
-    def change_plan_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        subscription = get_object_or_404(Subscription.objects.select_related("customer"), pk=object_id)
-        if not self.has_change_permission(request, subscription):
-            return redirect(reverse("admin:subscriptions_subscription_change", args=[object_id]))
-        form = ChangePlanForm(request.POST or None, initial={"as_of": billing_today()})
-        preview = None
-        if request.method == "POST" and form.is_valid():
-            data = form.cleaned_data
-            items = [ItemSpec(price=data["price"], quantity=data["quantity"])]
-            try:
-                if data["confirm"]:
-                    subscription_change(
-                        subscription=subscription,
-                        items=items,
-                        as_of=data["as_of"],
-                        proration_behavior=ProrationBehavior(data["proration_behavior"]),
-                        actor=request.user,
-                    )
-                    self.message_user(request, "Plan changed.", messages.SUCCESS)
-                    return redirect(reverse("admin:subscriptions_subscription_change", args=[object_id]))
-                preview = subscription_change_preview(
-                    subscription=subscription,
-                    items=items,
-                    as_of=data["as_of"],
-                    proration_behavior=ProrationBehavior(data["proration_behavior"]),
-                )
-                form = ChangePlanForm(initial={**data, "confirm": True})
-            except (SubscriptionError, ValueError) as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "original": subscription,
-            "title": f"Change plan of subscription #{subscription.pk}",
-            "form": form,
-            "preview": preview,
-            "current_items": subscription.items.filter(removed_on__isnull=True).select_related("price__product"),
-        }
-        return TemplateResponse(request, "admin/subscriptions/subscription/change_plan.html", context)
-
 
 @admin.register(SubscriptionEvent)
 class SubscriptionEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
@@ -274,13 +210,68 @@ class CouponAdmin(admin.ModelAdmin):
     show_full_result_count = False
 
 
+class DiscountForm(forms.ModelForm):
+    """A coupon applied in the admin passes the checks ``discount_create`` makes, each named on its field."""
+
+    class Meta:
+        model = Discount
+        fields = ("coupon", "customer", "subscription", "start", "end")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        coupon, subscription, customer = data.get("coupon"), data.get("subscription"), data.get("customer")
+        if coupon is None or data.get("start") is None:
+            return data
+        if (subscription is None) == (customer is None):
+            raise forms.ValidationError("apply the coupon to a subscription or to a customer, not both")
+        currency = subscription.currency if subscription is not None else customer.currency  # type: ignore[union-attr]
+        try:
+            coupon_problem(
+                coupon=coupon,
+                as_of=data["start"],
+                currency=currency,
+                product_ids=set(
+                    subscription.items.filter(removed_on__isnull=True).values_list("price__product_id", flat=True)
+                )
+                if subscription is not None
+                else set(),
+            )
+        except ApplicationError as exc:
+            form_application_error(self, exc)
+        return data
+
+
 @admin.register(Discount)
 class DiscountAdmin(admin.ModelAdmin):
+    form = DiscountForm
     list_display = ("coupon", "customer", "subscription", "start", "end", "periods_applied")
     list_select_related = ("coupon", "customer", "subscription")
     raw_id_fields = ("customer", "subscription")
     readonly_fields = ("periods_applied",)
     show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Discount | None = None) -> Any:
+        # Redeemed through discount_create; ended from the subscription page ("Remove coupon"), never edited.
+        if obj is not None:
+            return ("coupon", "customer", "subscription", "start", "end", "periods_applied")
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Discount, form: Any, change: bool) -> None:
+        if change:
+            return
+        discount = discount_create(
+            coupon=obj.coupon,
+            as_of=obj.start,
+            subscription=obj.subscription,
+            customer=obj.customer,
+            end=obj.end,
+            actor=request.user,
+        )
+        obj.pk = discount.pk
+        obj.periods_applied = discount.periods_applied
 
 
 @admin.register(PendingInvoiceItem)

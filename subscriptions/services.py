@@ -169,31 +169,43 @@ def _locked(subscription: Subscription) -> Subscription:
 
 def _cycle_of(items: list[ItemSpec]) -> tuple[str, str, int]:
     if not items:
-        raise SubscriptionError("a subscription needs at least one item")
+        raise SubscriptionError("a subscription needs at least one item", field="items")
     first = items[0].price
     prices = set()
     for spec in items:
         price = spec.price
         if price.pk in prices:
-            raise SubscriptionError(f"{price.display_name} is listed twice; use one item with a quantity")
+            raise SubscriptionError(
+                f"{price.display_name} is listed twice; use one item with a quantity", field="items"
+            )
         prices.add(price.pk)
+        if price.is_metered and spec.quantity > 1:
+            raise InvalidInput(
+                f"{price.display_name} is metered: it is billed by the usage recorded, not by a quantity; "
+                "leave the quantity empty",
+                field="quantity",
+            )
         if spec.quantity < 0 or (spec.quantity == 0 and not price.is_metered):
-            raise SubscriptionError(f"{price.display_name}: the quantity must be at least 1")
+            raise SubscriptionError(f"{price.display_name}: the quantity must be at least 1", field="quantity")
         if spec.quantity > MAX_ITEM_QUANTITY:
-            raise SubscriptionError(f"{price.display_name}: the quantity must be at most {MAX_ITEM_QUANTITY:,}")
+            raise SubscriptionError(
+                f"{price.display_name}: the quantity must be at most {MAX_ITEM_QUANTITY:,}", field="quantity"
+            )
         if not price.is_metered and (
             problem := amount_limit_problem(_full_amount(price, spec.quantity), price.currency)
         ):
-            raise SubscriptionError(f"{price.display_name} × {spec.quantity}: {problem}")
+            raise SubscriptionError(f"{price.display_name} × {spec.quantity}: {problem}", field="quantity")
         if price.currency != first.currency:
             raise CurrencyMismatch(
                 f"all items of a subscription share one currency: {price.display_name} is in {price.currency}, "
-                f"{first.display_name} in {first.currency}"
+                f"{first.display_name} in {first.currency}",
+                field="price",
             )
         if (price.interval, price.interval_count) != (first.interval, first.interval_count):
             raise IntervalMismatch(
                 f"all items of a subscription share one billing interval: {price.display_name} is every "
-                f"{price.interval_label}, {first.display_name} every {first.interval_label}"
+                f"{price.interval_label}, {first.display_name} every {first.interval_label}",
+                field="price",
             )
     return first.currency, first.interval, first.interval_count
 
@@ -220,14 +232,44 @@ def subscription_create(
     longest trial of its prices) nothing is charged until the trial ends, and the cycle is anchored on that day.
     Without one, the first period is billed at the start (in advance); ``billing_cycle_anchor`` (a later date)
     makes the first period a prorated partial one ending on the anchor."""
+    if customer.is_archived:
+        raise SubscriptionError(f"{customer} is archived", field="customer")
     currency, interval, interval_count = _cycle_of(items)
-    if currency != customer.currency:
-        raise CurrencyMismatch(f"{customer} is billed in {customer.currency}, the prices are in {currency}")
+    for spec in items:
+        if spec.price.currency != customer.currency:
+            raise CurrencyMismatch(
+                f"{customer} is billed in {customer.currency}, the prices are in {spec.price.currency} "
+                f"({spec.price.display_name})",
+                field="price",
+            )
+    if collection_method not in CollectionMethod.values:
+        raise InvalidInput(f"unknown collection method {collection_method!r}", field="collection_method")
+    if days_until_due is not None and not 0 <= days_until_due <= 365:
+        raise InvalidInput("days until due must be between 0 and 365", field="days_until_due")
+    if trial_days is not None and trial_days < 0:
+        raise InvalidInput("the trial cannot have a negative number of days", field="trial_days")
     if trial_end is None:
         days = max(spec.price.trial_days for spec in items) if trial_days is None else trial_days
         trial_end = start_date + dt.timedelta(days=days) if days > 0 else None
     if trial_end is not None and trial_end <= start_date:
-        raise SubscriptionError("the trial must end after the start date")
+        raise SubscriptionError("the trial must end after the start date", field="trial_end")
+    if billing_cycle_anchor is not None:
+        if trial_end is not None:
+            raise InvalidInput(
+                "a subscription with a trial is anchored on the trial's end; leave the billing anchor empty",
+                field="billing_cycle_anchor",
+            )
+        first_boundary = add_interval(start_date, interval, interval_count, 1)
+        if not start_date <= billing_cycle_anchor < first_boundary:
+            raise InvalidInput(
+                f"the billing anchor must lie within the first period, {start_date} to "
+                f"{first_boundary - dt.timedelta(days=1)} (one {interval} from the start date)",
+                field="billing_cycle_anchor",
+            )
+    if coupon is not None:
+        coupon_problem(
+            coupon=coupon, as_of=start_date, currency=currency, product_ids={s.price.product_id for s in items}
+        )
     subscription = Subscription(
         customer=customer,
         currency=currency,
@@ -267,7 +309,7 @@ def subscription_create(
         domain_event="subscription.created",
     )
     if coupon is not None:
-        discount_create(coupon=coupon, subscription=subscription, as_of=start_date)
+        discount_create(coupon=coupon, subscription=subscription, as_of=start_date, actor=actor)
     return subscription
 
 
@@ -615,6 +657,62 @@ def subscription_cancel(
 
 
 @transaction.atomic
+def subscription_cancel_undo(*, subscription: Subscription, actor: Actor = None, reason: str = "") -> Subscription:
+    """Take back a "cancel at period end" that has not happened yet: the subscription renews as before."""
+    subscription = _locked(subscription)
+    if not subscription.cancel_at_period_end:
+        raise InvalidTransition("the subscription is not set to cancel at period end")
+    if subscription.status not in (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE):
+        raise InvalidTransition(f"a {subscription.status} subscription cannot be renewed")
+    Subscription.objects.filter(pk=subscription.pk).update(
+        cancel_at_period_end=False, canceled_at=None, updated_at=timezone.now()
+    )
+    _event(
+        subscription,
+        from_status=subscription.status,
+        to_status=subscription.status,
+        actor=actor,
+        reason=f"cancel at period end taken back{': ' + reason if reason else ''}",
+    )
+    subscription.refresh_from_db()
+    return subscription
+
+
+@transaction.atomic
+def subscription_trial_extend(
+    *, subscription: Subscription, trial_end: dt.date, as_of: dt.date, actor: Actor = None, reason: str = ""
+) -> Subscription:
+    """Move the end of a running trial later: nothing is billed until ``trial_end``, where the cycle is anchored
+    (as a new subscription with that trial would be)."""
+    subscription = _locked(subscription)
+    if subscription.status != Status.TRIALING or subscription.trial_end is None:
+        raise InvalidTransition("only a trialing subscription can have its trial extended")
+    if trial_end <= subscription.trial_end or trial_end <= as_of:
+        raise InvalidInput(
+            f"the new trial end must be after the current one ({subscription.trial_end}) and after today",
+            field="trial_end",
+        )
+    old_end = subscription.trial_end
+    Subscription.objects.filter(pk=subscription.pk, status=Status.TRIALING).update(
+        trial_end=trial_end,
+        billing_cycle_anchor=trial_end,
+        current_period_end=trial_end,
+        next_billing_date=trial_end,
+        usage_open_from=trial_end,
+        updated_at=timezone.now(),
+    )
+    _event(
+        subscription,
+        from_status=subscription.status,
+        to_status=subscription.status,
+        actor=actor,
+        reason=f"trial extended from {old_end} to {trial_end}{': ' + reason if reason else ''}",
+    )
+    subscription.refresh_from_db()
+    return subscription
+
+
+@transaction.atomic
 def subscription_pause(
     *, subscription: Subscription, as_of: dt.date, actor: Actor = None, reason: str = ""
 ) -> Subscription:
@@ -671,6 +769,33 @@ def subscription_mark_paid_up(*, subscription: Subscription, actor: Actor = None
 # --- Coupons and discounts ------------------------------------------------------------------------------
 
 
+def coupon_problem(*, coupon: Coupon, as_of: dt.date, currency: str, product_ids: set[int]) -> None:
+    """Raise ``CouponNotRedeemable`` / ``CurrencyMismatch`` (field ``coupon``) if ``coupon`` cannot be redeemed on
+    ``as_of`` for prices of ``product_ids`` in ``currency``: inactive, past its redeem-by date, redeemed as often
+    as it may be, an amount in another currency, or limited to products none of the items is."""
+    if not coupon.active:
+        raise CouponNotRedeemable(f"coupon {coupon.code} is not active", field="coupon")
+    if coupon.redeem_by is not None and as_of > coupon.redeem_by:
+        raise CouponNotRedeemable(
+            f"coupon {coupon.code} has expired: it could be redeemed until {coupon.redeem_by}", field="coupon"
+        )
+    if coupon.max_redemptions is not None and coupon.times_redeemed >= coupon.max_redemptions:
+        raise CouponNotRedeemable(
+            f"coupon {coupon.code} has reached its redemption limit: redeemed {coupon.max_redemptions} times already",
+            field="coupon",
+        )
+    if coupon.amount_off is not None and str(coupon.amount_off.currency.code) != currency:
+        raise CurrencyMismatch(
+            f"coupon {coupon.code} is an amount in {coupon.amount_off.currency.code}, not {currency}", field="coupon"
+        )
+    allowed = {product.pk: product.name for product in coupon.products.all()}
+    if allowed and product_ids and not set(allowed) & product_ids:
+        names = ", ".join(sorted(allowed.values()))
+        raise CouponNotRedeemable(
+            f"coupon {coupon.code} is not valid for these products: it applies to {names}", field="coupon"
+        )
+
+
 @transaction.atomic
 def discount_create(
     *,
@@ -679,34 +804,74 @@ def discount_create(
     subscription: Subscription | None = None,
     customer: Customer | None = None,
     end: dt.date | None = None,
+    actor: Actor = None,
 ) -> Discount:
-    """Redeem ``coupon`` for one subscription or for a customer (all their subscriptions) from ``as_of``.
+    """Redeem ``coupon`` for one subscription or for a customer (all their subscriptions) from ``as_of``, after
+    the checks of ``coupon_problem`` (the coupon row locked, so the redemption limit holds under concurrency).
 
     A customer-wide discount must be ``forever`` (optionally until ``end``): a once / repeating coupon counts
     billed periods, which only a single subscription has."""
     if (subscription is None) == (customer is None):
         raise SubscriptionError("a discount applies to a subscription or to a customer, not both")
     coupon = Coupon.objects.select_for_update().get(pk=coupon.pk)
-    if not coupon.active:
-        raise CouponNotRedeemable(f"coupon {coupon.code} is not active")
-    if coupon.redeem_by is not None and as_of > coupon.redeem_by:
-        raise CouponNotRedeemable(f"coupon {coupon.code} could be redeemed until {coupon.redeem_by}")
-    if coupon.max_redemptions is not None and coupon.times_redeemed >= coupon.max_redemptions:
-        raise CouponNotRedeemable(f"coupon {coupon.code} has been redeemed {coupon.max_redemptions} times already")
-    currency = subscription.currency if subscription is not None else customer.currency  # type: ignore[union-attr]
-    if coupon.amount_off is not None and str(coupon.amount_off.currency.code) != currency:
-        raise CurrencyMismatch(
-            f"coupon {coupon.code} is an amount in {coupon.amount_off.currency.code}, not {currency}"
+    if subscription is not None:
+        currency = subscription.currency
+        product_ids = set(
+            subscription.items.filter(removed_on__isnull=True).values_list("price__product_id", flat=True)
         )
+    else:
+        assert customer is not None
+        currency, product_ids = customer.currency, set()
+    coupon_problem(coupon=coupon, as_of=as_of, currency=currency, product_ids=product_ids)
     if customer is not None and coupon.duration != CouponDuration.FOREVER:
-        raise SubscriptionError("a customer-wide discount needs a 'forever' coupon; apply it to a subscription")
+        raise SubscriptionError(
+            "a customer-wide discount needs a 'forever' coupon; apply it to a subscription", field="coupon"
+        )
     if subscription is not None and subscription.status in (Status.CANCELED, Status.ENDED):
-        raise SubscriptionError("the subscription has ended")
+        raise SubscriptionError("the subscription has ended", field="subscription")
+    if end is not None and end <= as_of:
+        raise InvalidInput("the discount must end after it starts", field="end")
     discount = Discount.objects.create(
         coupon=coupon, subscription=subscription, customer=customer, start=as_of, end=end
     )
     Coupon.objects.filter(pk=coupon.pk).update(times_redeemed=F("times_redeemed") + 1)
+    if subscription is not None:
+        _event(
+            subscription,
+            from_status=subscription.status,
+            to_status=subscription.status,
+            actor=actor,
+            reason=f"coupon {coupon.code} applied from {as_of}",
+        )
     return discount
+
+
+@transaction.atomic
+def discount_remove(*, discount: Discount, as_of: dt.date, actor: Actor = None) -> Discount | None:
+    """Stop a discount from ``as_of`` on: invoices at a billing date on or after it get no discount from it. A
+    discount that starts on or after ``as_of`` and never applied is deleted (returns None); one that applied to
+    a period keeps its row, ended. The redemption is not given back to the coupon."""
+    discount = Discount.objects.select_for_update().select_related("coupon").get(pk=discount.pk)
+    if discount.end is not None and discount.end <= as_of:
+        raise NotAllowed(f"the discount {discount.coupon.code} ended on {discount.end} already", field="discount")
+    subscription = discount.subscription
+    code = discount.coupon.code
+    if discount.start >= as_of and discount.periods_applied == 0:
+        discount.delete()
+        result = None
+    else:
+        discount.end = max(as_of, discount.start + dt.timedelta(days=1))
+        discount.save(update_fields=["end"])
+        result = discount
+    if subscription is not None:
+        _event(
+            subscription,
+            from_status=subscription.status,
+            to_status=subscription.status,
+            actor=actor,
+            reason=f"coupon {code} removed from {as_of}",
+        )
+    return result
 
 
 def price_archive(*, price: Price) -> Price:

@@ -203,9 +203,11 @@ def test_admin_change_plan_form_refuses_bad_quantities_and_dates_without_a_500(
         ({"as_of": "2026-03-10\x00"}, "Enter a valid date."),
     ]
     for change, message in cases:
-        data = {"price": price.pk, "quantity": "2", "as_of": "2026-03-10", "proration_behavior": "create_prorations"}
+        data = {"quantity": "2", "as_of": "2026-03-10", "proration_behavior": "create_prorations"}
         data.update(change)
-        response = admin_client.post(url, {**data, "confirm": "True"})
+        items = {"items-TOTAL_FORMS": "1", "items-INITIAL_FORMS": "1", "items-0-price": price.pk}
+        items["items-0-quantity"] = data.pop("quantity")
+        response = admin_client.post(url, {**data, **items, "_apply": "Apply this change"})
         assert message in _errors_of(response), change
     assert _table_counts() == before
 

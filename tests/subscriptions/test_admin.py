@@ -43,7 +43,7 @@ def test_subscription_status_is_read_only_and_actions_go_through_services(admin_
     response = admin_client.get(reverse("admin:subscriptions_subscription_change", args=[subscription.pk]))
     assert response.status_code == 200
     assert b'name="status"' not in response.content
-    assert b"Change plan" in response.content
+    assert b"Change items" in response.content
     with time_machine.travel(dt.datetime(2026, 3, 5, 12, tzinfo=dt.UTC)):
         response = admin_client.post(
             reverse("admin:subscriptions_subscription_changelist"),
@@ -62,14 +62,25 @@ def test_change_plan_screen_previews_then_applies(admin_client):
     subscription = SubscriptionFactory(price=price, quantity=5, start_date=D(2026, 3, 1))
     bill(subscription, D(2026, 3, 1))
     url = reverse("admin:subscriptions_subscription_change_plan", args=[subscription.pk])
-    data = {"price": price.pk, "quantity": 8, "as_of": "2026-03-14", "proration_behavior": "create_prorations"}
+    data = {
+        "items-TOTAL_FORMS": "1",
+        "items-INITIAL_FORMS": "1",
+        "items-0-price": price.pk,
+        "items-0-quantity": "8",
+        "as_of": "2026-03-14",
+        "proration_behavior": "create_prorations",
+        "_preview": "Preview",
+    }
     response = admin_client.post(url, data)
     assert response.status_code == 200
     content = response.content.decode()
     assert "Unused time on Pro × 5 from 14 Mar 2026 (18/31 days)" in content
-    assert "52.24" in content  # -87.07 + 139.31
+    assert "52.24 EUR" in content  # -87.07 + 139.31
     assert not PendingInvoiceItem.objects.exists()
-    response = admin_client.post(url, {**data, "confirm": "True"})
+    data.pop("_preview")
+    response = admin_client.post(
+        url, {**data, "_apply": "Apply this change", "preview_of": response.context["preview_of"]}
+    )
     assert response.status_code == 302
     assert sorted(PendingInvoiceItem.objects.values_list("amount", flat=True)) == [Decimal("-87.07"), Decimal("139.31")]
     assert subscription.items.get().quantity == 8

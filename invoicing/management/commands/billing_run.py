@@ -11,6 +11,7 @@ from core.progress import progress_bar
 from customers.models import Customer
 from invoicing.billing_run import DISPATCH_CELERY, DISPATCH_INLINE, billing_run
 from invoicing.billing_tasks import billing_run_async
+from subscriptions.models import Subscription
 from subscriptions.selectors import subscription_ids_due
 
 
@@ -24,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--as-of", help="YYYY-MM-DD; periods due on or before this date are billed.")
         parser.add_argument("--dry-run", action="store_true", help="Show what would be billed; write nothing.")
         parser.add_argument("--customer", type=int, help="Only this customer's subscriptions (customer id).")
+        parser.add_argument("--subscription", type=int, help="Only this subscription (subscription id).")
         parser.add_argument("--async", dest="use_celery", action="store_true", help="Hand the chunks to workers.")
         parser.add_argument("--chunk-size", type=int, help="Subscriptions per chunk (default BILLING_RUN_CHUNK_SIZE).")
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
@@ -33,10 +35,15 @@ class Command(BaseCommand):
         customer_id = options["customer"]
         if customer_id is not None and not Customer.objects.filter(pk=customer_id).exists():
             raise CommandError(f"--customer: no customer with id {customer_id}")
+        subscription_id = options["subscription"]
+        if subscription_id is not None and not Subscription.objects.filter(pk=subscription_id).exists():
+            raise CommandError(f"--subscription: no subscription with id {subscription_id}")
+        if subscription_id is not None and options["use_celery"]:
+            raise CommandError("--subscription bills one subscription here; leave out --async")
         if options["chunk_size"] is not None and options["chunk_size"] < 1:
             raise CommandError("--chunk-size must be at least 1")
         dispatch = DISPATCH_CELERY if options["use_celery"] else DISPATCH_INLINE
-        total = len(subscription_ids_due(as_of=as_of, customer_id=customer_id))
+        total = len(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
         with progress_bar(total=total, description=f"Billing up to {as_of}", stream=self.stderr._out) as bar:
             if dispatch == DISPATCH_CELERY and not options["dry_run"]:
                 run = billing_run_async(as_of=as_of, customer_id=customer_id, chunk_size=options["chunk_size"])
@@ -47,6 +54,7 @@ class Command(BaseCommand):
                     customer_id=customer_id,
                     chunk_size=options["chunk_size"],
                     on_progress=bar.update,
+                    subscription_id=subscription_id,
                 )
         result = {
             "run": run.pk,
