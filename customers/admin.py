@@ -7,7 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from customers.models import Customer, PortalUser
 from customers.selectors import customer_has_billing_history
@@ -59,7 +59,7 @@ class PortalUserInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
+class CustomerAdmin(AuditTrailMixin, ImportAdminMixin, admin.ModelAdmin):
     form = CustomerAdminForm
     list_display = ("name", "email", "country", "currency", "tax_status", "payment_terms_days", "is_archived")
     list_display_links = ("name",)

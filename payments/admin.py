@@ -18,7 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin_readonly import ReadOnlyMixin
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import CurrencyMismatch, round_amount
@@ -174,7 +174,7 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(StaffEditsMixin, admin.ModelAdmin):
+class PaymentAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("__str__", "customer", "amount", "currency", "method", "status", "received_on", "reference")
     list_filter = ("status", "method", "currency", "gateway", "received_on")
     search_fields = ("=id", "customer__name", "customer__email", "reference", "=gateway_reference")
@@ -333,7 +333,7 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PaymentMethod)
-class PaymentMethodAdmin(admin.ModelAdmin):
+class PaymentMethodAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("__str__", "customer", "gateway", "is_default", "is_active", "created_at")
     list_filter = ("gateway", "is_default", "is_active", "brand")
     search_fields = ("customer__name", "customer__email", "=token", "last4")

@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from core.admin_readonly import ReadOnlyMixin
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import amount_limit_problem
@@ -57,7 +57,7 @@ class PriceInline(admin.TabularInline):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("name", "active", "created_at")
     list_filter = ("active",)
     search_fields = ("name",)
@@ -76,7 +76,8 @@ class PriceForm(forms.ModelForm):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
+    audit_include_related = True
     form = PriceForm
     list_display = ("__str__", "product", "pricing_model", "usage_type", "interval", "tax_behavior", "active")
     list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
@@ -147,7 +148,8 @@ def _bulk(
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(StaffEditsMixin, admin.ModelAdmin):
+class SubscriptionAdmin(AuditTrailMixin, admin.ModelAdmin):
+    audit_include_related = True
     list_display = ("pk", "customer", "status", "currency", "interval", "current_period_end", "next_billing_date")
     list_filter = ("status", "currency", "interval", "collection_method", "items__price__product")
     list_select_related = ("customer",)
@@ -264,7 +266,7 @@ class SubscriptionEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
+class CouponAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("code", "percent_off", "amount_off", "duration", "duration_in_periods", "times_redeemed", "active")
     list_filter = ("active", "duration")
     search_fields = ("code", "name")
@@ -274,7 +276,7 @@ class CouponAdmin(admin.ModelAdmin):
 
 
 @admin.register(Discount)
-class DiscountAdmin(admin.ModelAdmin):
+class DiscountAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("coupon", "customer", "subscription", "start", "end", "periods_applied")
     list_select_related = ("coupon", "customer", "subscription")
     raw_id_fields = ("customer", "subscription")

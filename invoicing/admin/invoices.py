@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.money import amount_limit_problem
 from customers.admin_search import NumberOrCustomerSearchMixin
@@ -201,7 +201,8 @@ _COMPUTED_FIELDS = (
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmin):
+class InvoiceAdmin(NumberOrCustomerSearchMixin, AuditTrailMixin, admin.ModelAdmin):
+    audit_include_related = True
     list_display = (
         "__str__",
         "customer",
@@ -277,8 +278,8 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
                 "Snapshots",
                 {"classes": ("collapse",), "fields": ("customer_snapshot_display", "seller_snapshot_display")},
             ),
-            # this method replaces StaffEditsMixin.get_fieldsets, so the section is named here
-            ("Staff edits", {"fields": ("staff_edits",)}),
+            # this method replaces AuditTrailMixin.get_fieldsets, so the section is named here
+            ("Audit trail", {"classes": ("audit",), "fields": ("audit_trail",)}),
         ]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
