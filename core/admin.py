@@ -12,7 +12,6 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from core.audit import (
@@ -23,6 +22,7 @@ from core.audit import (
     audit_entries,
     audit_specs,
     changes_html,
+    when_text,
 )
 from core.models import AuditEvent, DomainEvent, EventHandlerRun
 
@@ -150,7 +150,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="when", ordering="pgh_created_at")
     def when(self, row: AuditEvent) -> str:
-        return timezone.localtime(row.pgh_created_at).strftime("%Y-%m-%d %H:%M:%S")
+        return when_text(row.pgh_created_at)
 
     @admin.display(description="who")
     def who(self, row: AuditEvent) -> str:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -51,6 +53,7 @@ ACTOR_CUSTOMER = "customer"
 ACTOR_SYSTEM = "system"
 ACTOR_KINDS = ((ACTOR_STAFF, "staff user"), (ACTOR_CUSTOMER, "customer (portal)"), (ACTOR_SYSTEM, "system job"))
 AUDIT_ROWS_SHOWN = 50
+CREATED_FIELDS_SHOWN = 8
 NEEDS_POSTGRESQL = (
     "The audit trail is recorded by PostgreSQL triggers; this database ({vendor}) records none (the SQLite demo). "
     "Run on PostgreSQL to see who changed what."
@@ -143,24 +146,24 @@ def audit_enabled() -> bool:
 
 
 def audit_unless_skipped(name: str) -> pgtrigger.Condition:
-    """A trigger condition that holds unless ``audit_skipped(name)`` is on in this transaction."""
+    """A trigger condition that holds unless ``audit_skip_in_transaction(name)`` ran in this transaction."""
     return pgtrigger.Condition(f"COALESCE(CURRENT_SETTING('cadence.audit_skip_{name}', TRUE), '') <> 'on'")
 
 
 @contextlib.contextmanager
 def audit_skipped(name: str) -> Iterator[None]:
-    """Writes inside are not recorded by triggers conditioned on ``audit_unless_skipped(name)`` — for the
-    billing run's bulk writes, which have their own record (docs/decisions/audit.md). Transaction-local: a
-    rollback ends it too."""
+    """Writes inside are not recorded by triggers conditioned on ``audit_unless_skipped(name)`` — the billing run's
+    line COPY, whose invoices have their own record (docs/decisions/audit.md). A transaction-local setting (a
+    rollback ends it too); the statement that sets it also hands the actor context to PostgreSQL."""
     if not audit_enabled():
         yield
         return
-    setting = f"cadence.audit_skip_{name}"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config(%s, 'on', true)", [setting])
-    yield  # on an exception the transaction (or savepoint) is rolled back, and the setting with it
+        cursor.execute(f"SET LOCAL cadence.audit_skip_{name} = 'on'")  # not a SELECT: pghistory prefixes it
+    _remember_applied()
+    yield  # on an exception the transaction (or savepoint) rolls back, and the setting with it
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config(%s, '', true)", [setting])
+        cursor.execute(f"SET LOCAL cadence.audit_skip_{name} = ''")
 
 
 # --- who: the actor context ----------------------------------------------------------------------------
@@ -212,9 +215,42 @@ def audit_as_job(name: str, **ids: Any) -> contextlib.AbstractContextManager[Non
 
 def audit_context_apply(cursor: Any) -> None:
     """Hand the open actor context to PostgreSQL for the rest of the transaction, before a statement that
-    bypasses Django's execute wrappers (COPY). pghistory prefixes every non-SELECT statement with it; this is one."""
-    if audit_enabled() and getattr(pghistory_runtime._tracker, "value", None) is not None:
-        cursor.execute("SET LOCAL cadence.audit_context = 'set'")
+    bypasses Django's execute wrappers (COPY). pghistory prefixes every non-SELECT statement with it; this runs one
+    (``SET LOCAL``), unless this transaction already got the same context and no savepoint it was set in has been
+    rolled back since (a chunk of the billing run runs four COPYs)."""
+    if not audit_enabled() or _applied_key() is None or _applied_key() == _still_applied():
+        return
+    cursor.execute("SET LOCAL cadence.audit_context = 'set'")
+    _remember_applied()
+
+
+def _applied_key() -> tuple[str, str] | None:
+    tracked = getattr(pghistory_runtime._tracker, "value", None)
+    if tracked is None or not connection.in_atomic_block:  # in autocommit nothing carries over to the next statement
+        return None
+    return str(tracked.id), json.dumps(tracked.metadata, sort_keys=True, default=str)
+
+
+def _remember_applied() -> None:
+    key = _applied_key()
+    if key is None or not connection.atomic_blocks:
+        return
+    connection.audit_context_applied = {  # type: ignore[attr-defined]  # per connection, so per thread
+        "key": key,
+        "transaction": weakref.ref(connection.atomic_blocks[0]),
+        "savepoints": tuple(connection.savepoint_ids),
+    }
+
+
+def _still_applied() -> tuple[str, str] | None:
+    """The context last applied, if it still holds: same outermost transaction, and the savepoints it was set
+    under are still open (a rolled-back savepoint takes its ``SET LOCAL`` with it)."""
+    applied = getattr(connection, "audit_context_applied", None)
+    if not applied or not connection.atomic_blocks or applied["transaction"]() is not connection.atomic_blocks[0]:
+        return None
+    if tuple(connection.savepoint_ids[: len(applied["savepoints"])]) != applied["savepoints"]:
+        return None
+    return applied["key"]  # type: ignore[no-any-return]
 
 
 class AuditActorMiddleware:
@@ -398,7 +434,8 @@ def display_value(spec: AuditSpec | None, column: str, value: Any, row: dict[str
     if field is not None and field.choices:
         return str(dict(field.flatchoices).get(value, value))  # type: ignore[arg-type]
     if field is not None and field.is_relation and field.related_model is not None:
-        return f"{field.related_model._meta.verbose_name} #{value}"  # type: ignore[union-attr]
+        related = str(field.related_model._meta.verbose_name)  # type: ignore[union-attr]
+        return f"#{value}" if related == str(field.verbose_name) else f"{related} #{value}"
     if isinstance(value, dict | list):
         return str(value) if value else "—"
     text = str(value)
@@ -431,6 +468,11 @@ def _related_currencies(rows: Sequence[Any]) -> dict[tuple[str, str], str]:
 # --- showing -------------------------------------------------------------------------------------------
 
 
+def when_text(at: dt.datetime) -> str:
+    """``04 Dec 2026 18:19:42`` with no-break spaces: narrow table columns do not split a time stamp."""
+    return timezone.localtime(at).strftime("%d %b %Y %H:%M:%S").replace(" ", "\u00a0")
+
+
 def actor_html(entry: AuditEntry) -> str:
     kind = dict(ACTOR_KINDS).get(entry.actor_kind, "unknown")
     return format_html(
@@ -447,9 +489,13 @@ def changes_html(entry: AuditEntry) -> str:
     if not entry.changes:
         return entry.operation
     if entry.operation == "created":
+        # A new row's every field would drown the page: the first CREATED_FIELDS_SHOWN, without structured data.
+        shown = [change for change in entry.changes if not change.new.startswith(("{", "["))]
+        more = len(entry.changes) - min(len(shown), CREATED_FIELDS_SHOWN)
         return format_html(
-            "created: {}",
-            format_html_join(", ", "{} {}", ((change.field, change.new) for change in entry.changes)),
+            "created: {}{}",
+            format_html_join(", ", "{} {}", ((c.field, c.new) for c in shown[:CREATED_FIELDS_SHOWN])),
+            f" … and {more} more" if more > 0 else "",
         )
     return format_html_join(
         mark_safe("<br>"),
@@ -474,7 +520,7 @@ def audit_entries_html(
             "<tr><td>{}</td><td>{}</td>" + ("<td>{}</td>" if show_object else "{}") + "<td>{}</td></tr>",
             (
                 (
-                    timezone.localtime(entry.at).strftime("%Y-%m-%d %H:%M:%S"),
+                    when_text(entry.at),
                     actor_html(entry),
                     entry.what if show_object else "",
                     changes_html(entry),

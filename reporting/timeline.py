@@ -12,7 +12,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from core import formatting
@@ -24,6 +23,7 @@ from core.audit import (
     audit_enabled,
     audit_rows_referencing,
     changes_html,
+    when_text,
 )
 from customers.models import Customer
 from invoicing.models import InvoiceEvent
@@ -143,6 +143,14 @@ def customer_timeline(*, customer: Customer, limit: int = TIMELINE_SHOWN) -> lis
     return items[:limit]
 
 
+_KIND_LABEL = {
+    "invoice": "invoice status",
+    "subscription": "subscription status",
+    "payment": "payment",
+    "refund": "refund",
+    "e-mail": "e-mail",
+    "change": "audited change",
+}
 _ACTOR_KIND_LABEL = {ACTOR_STAFF: "staff user", ACTOR_CUSTOMER: "customer (portal)", ACTOR_SYSTEM: "system"}
 
 
@@ -157,13 +165,12 @@ def customer_timeline_html(customer: Customer) -> str:
         format_html("<p>{}</p>", note) if note else "",
         format_html_join(
             "",
-            '<tr><td>{}</td><td><span class="timeline-kind">{}</span> {}</td><td>{}<br><small>{}</small></td>'
-            "<td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}<br><small>{}</small></td><td>{}<br><small>{}</small></td><td>{}</td></tr>",
             (
                 (
-                    timezone.localtime(item.at).strftime("%Y-%m-%d %H:%M"),
-                    item.kind,
+                    when_text(item.at),
                     item.title,
+                    _KIND_LABEL.get(item.kind, item.kind),
                     item.actor,
                     _ACTOR_KIND_LABEL.get(item.actor_kind, "not recorded"),
                     item.detail,

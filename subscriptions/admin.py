@@ -88,9 +88,10 @@ class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Price | None = None) -> Any:
         # A price that is in use is never edited: archive it and create a new one.
+        fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
         if obj is not None and obj.subscription_items.exists():
-            return [f.name for f in Price._meta.fields if f.name != "active"]
-        return ()
+            return (*fields, *(f.name for f in Price._meta.fields if f.name != "active"))
+        return fields
 
     def get_inlines(self, request: HttpRequest, obj: Price | None) -> Any:
         return () if obj is not None and obj.subscription_items.exists() else self.inlines
@@ -187,7 +188,7 @@ class SubscriptionAdmin(AuditTrailMixin, admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
-        fields = tuple(super().get_readonly_fields(request, obj))  # the staff edits block, on existing ones
+        fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
         return (*fields, "customer") if obj is not None else fields
 
     @admin.action(description="Cancel at period end", permissions=["change"])

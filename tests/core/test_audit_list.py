@@ -180,3 +180,49 @@ def test_customer_page_shows_the_timeline(client):
     page = client.get(reverse("admin:customers_customer_change", args=[customer.pk])).content.decode()
     timeline = page[page.index("Timeline") :]
     assert "celery task invoicing.send_reminders" in timeline and "city: Berlin → Halle" in timeline
+
+
+def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_page(admin_client):
+    from django.contrib import admin
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from core.audit import audit_specs
+    from subscriptions.models import Discount
+    from tests.factories import (
+        CouponFactory,
+        CustomerDunningSettingsFactory,
+        DunningPolicyFactory,
+        PaymentMethodFactory,
+        ProductFactory,
+        TaxRateFactory,
+        record_payment,
+    )
+
+    customer = CustomerFactory()
+    subscription = SubscriptionFactory(customer=customer)  # its price is in use: every field read-only
+    coupon = CouponFactory()
+    every = IntervalSchedule.objects.create(every=1, period="days")
+    objects = [
+        customer,
+        subscription,
+        subscription.items.first().price,
+        PriceFactory(),  # not in use: editable
+        ProductFactory(),
+        coupon,
+        Discount.objects.create(coupon=coupon, customer=customer, start=dt.date(2026, 1, 1)),
+        TaxRateFactory(country="AT"),
+        InvoiceFactory(customer=customer),
+        record_payment(customer=customer, amount="10.00"),
+        PaymentMethodFactory(customer=customer),
+        DunningPolicyFactory(),
+        CustomerDunningSettingsFactory(customer=CustomerFactory()),
+        PeriodicTask.objects.create(name="nightly", task="core.process_events", interval=every),
+    ]
+    registered = {spec.model._meta.concrete_model for spec in audit_specs()} & set(admin.site._registry)
+    assert registered <= {type(obj) for obj in objects}
+    for obj in objects:
+        opts = type(obj)._meta
+        response = admin_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+        page = response.content.decode()
+        assert response.status_code == 200, opts.label
+        assert ("Audit trail" in page or "Timeline" in page) and "created" in page, opts.label
