@@ -363,7 +363,7 @@ def audit_entries(rows: Sequence[Any]) -> list[AuditEntry]:
             for column, old, new in pairs
             if not _hidden_column(spec, column)
         )
-        model_name = spec.model._meta.verbose_name.capitalize() if spec else row.pgh_obj_model
+        model_name = str(spec.model._meta.verbose_name).capitalize() if spec else row.pgh_obj_model
         entries.append(
             AuditEntry(
                 at=row.pgh_created_at,

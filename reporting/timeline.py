@@ -73,20 +73,20 @@ def customer_timeline(*, customer: Customer, limit: int = TIMELINE_SHOWN) -> lis
                 detail=format_html("{} {}", _money(invoice.total, invoice.currency), event.reason),
             )
         )
-    for event in (
+    for status_change in (
         SubscriptionEvent.objects.filter(subscription__customer=customer)
         .select_related("actor")
         .order_by("-at", "-pk")[:limit]
     ):
         items.append(
             TimelineItem(
-                at=event.at,
+                at=status_change.at,
                 kind="subscription",
-                title=f"Subscription #{event.subscription_id}: "
-                f"{event.get_from_status_display()} → {event.get_to_status_display()}",
-                actor_kind=_user(event.actor)[0],
-                actor=_user(event.actor)[1],
-                detail=format_html("{}", event.reason),
+                title=f"Subscription #{status_change.subscription_id}: "
+                f"{status_change.get_from_status_display()} → {status_change.get_to_status_display()}",
+                actor_kind=_user(status_change.actor)[0],
+                actor=_user(status_change.actor)[1],
+                detail=format_html("{}", status_change.reason),
             )
         )
     for payment in (
