@@ -187,17 +187,20 @@ def test_celery_task_writes_name_the_task_and_a_nested_job_gives_the_actor_back(
     assert process_event_batch.name
 
 
-def test_management_command_writes_name_the_command():
+def test_jobs_name_themselves_and_a_run_started_by_a_command_says_so(billing):
     customer = CustomerFactory(is_archived=False)
-    Customer.objects.filter(pk=customer.pk).update(is_archived=True)
     with audit_as_job("nightly clean-up"):
-        Customer.objects.filter(pk=customer.pk).update(is_archived=False)
-    assert _latest(customer).actor == "nightly clean-up"
+        Customer.objects.filter(pk=customer.pk).update(is_archived=True)
+    assert (_latest(customer).actor_kind, _latest(customer).actor) == ("system", "nightly clean-up")
 
-    call_command("billing_run", "--as-of", "2026-01-01", verbosity=0)  # bills nothing; its writes name it
+    subscription = SubscriptionFactory(start_date=JAN_1)
+    call_command("billing_run", "--as-of", "2026-01-01", verbosity=0)
+
     from invoicing.models import BillingRun
 
-    assert BillingRun.objects.count() == 1
+    run = BillingRun.objects.get()
+    advanced = _latest(Subscription.objects.get(pk=subscription.pk))
+    assert advanced.actor == f"billing run #{run.pk} (started by command billing_run)"
 
 
 def test_price_money_is_shown_as_money():
