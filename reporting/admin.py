@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -98,7 +99,8 @@ _extend_invoice_admin()
 
 class CustomerTimelineMixin:
     """A read-only ``timeline_display`` field on the customer page: domain events and audited changes of the
-    account, newest first. It replaces the page's "Audit trail" section, whose rows the timeline includes."""
+    account, newest first. It replaces the page's "Audit trail" section, whose rows the timeline includes, and
+    appends a "Timeline" section unless the page's fieldsets already place ``timeline_display``."""
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]
@@ -109,6 +111,8 @@ class CustomerTimelineMixin:
         if obj is None:
             return fieldsets
         kept = [(name, options) for name, options in fieldsets if "audit_trail" not in options.get("fields", ())]
+        if "timeline_display" in flatten_fieldsets(kept):  # a page layout that places it itself
+            return kept
         return [*kept, ("Timeline", {"classes": ("audit",), "fields": ("timeline_display",)})]
 
     @admin.display(description="events and changes, newest first")
