@@ -3,7 +3,7 @@ that every run billed the same invoices (see docs/PERFORMANCE.md).
 
     .venv/bin/python bench/billing_run.py [--database-url postgres://postgres@127.0.0.1:5432/billing_bench_run]
         [--subscriptions 20000] [--workers 1,2] [--repeat 3] [--naive 500] [--chunk-size 1000] [--simple]
-        [--code base=/path/to/another/checkout]
+        [--code base=/path/to/another/checkout] [--audit-off]
 
 The database named by ``--database-url`` (default ``billing_bench_run``, its own) is dropped and re-created; the
 name must contain "bench". PDF and e-mail are excluded (``BILLING_AFTER_FINALIZE_HOOKS=false``).
@@ -29,7 +29,10 @@ Measured in the same run, each repeat in turn (the machine is shared: compare fi
   for one invoice (as staff finalizing a draft do), advance the subscription.
 Each figure is printed with the 1-minute load average at its start. ``--code LABEL=DIR`` measures the inline and
 worker runs of another checkout of the project too (an export of an earlier commit: ``git archive``), on the same
-data, interleaved with this one's — the way to compare before and after on a shared machine.
+data, interleaved with this one's — the way to compare before and after on a shared machine. ``--audit-off`` adds
+an inline run with the audit triggers disabled (``ALTER TABLE … DISABLE TRIGGER USER`` on the audited tables), so
+the audit trail's cost shows side by side (docs/decisions/audit.md). The ceiling and the undoing of each run
+always run without them: the ceiling stays the database's own speed.
 """
 
 from __future__ import annotations
@@ -350,11 +353,27 @@ def snapshot_state() -> None:
     execute("ANALYZE")
 
 
+def audit_triggers(*, enabled: bool) -> None:
+    """Switch the audit triggers (core/audit.py) of every audited table on or off, for this bench database only."""
+    from django.db import connection
+
+    from core.audit import audit_specs
+
+    tables = sorted({spec.model._meta.db_table for spec in audit_specs()})
+    execute(
+        *(
+            f"ALTER TABLE {connection.ops.quote_name(t)} {'ENABLE' if enabled else 'DISABLE'} TRIGGER USER"
+            for t in tables
+        )
+    )
+
+
 def reset_state() -> None:
     """Undo a measured February run: its invoices, lines, events and subscription events go; the subscriptions,
     discounts, pending items and the counter are put back."""
     from django.db import connection
 
+    audit_triggers(enabled=False)  # undoing is not a change anyone made
     execute(
         "DELETE FROM invoicing_invoiceevent WHERE invoice_id > (SELECT invoice FROM bench_marker)",
         "DELETE FROM invoicing_invoiceline WHERE invoice_id > (SELECT invoice FROM bench_marker)",
@@ -372,6 +391,7 @@ def reset_state() -> None:
         "VACUUM ANALYZE invoicing_invoice",
         "VACUUM ANALYZE subscriptions_subscription",
     )
+    audit_triggers(enabled=True)
     connection.close()
 
 
@@ -400,6 +420,7 @@ def measure_ceiling(expected: int) -> float:
     from django.db import connection, transaction
 
     reset_state()
+    audit_triggers(enabled=False)
     started = time.perf_counter()
     with transaction.atomic():
         execute(
@@ -420,6 +441,7 @@ def measure_ceiling(expected: int) -> float:
             "WHERE b.id = p.id AND p.billed_at IS DISTINCT FROM b.billed_at",
         )
     elapsed = time.perf_counter() - started
+    audit_triggers(enabled=True)
     connection.close()
     return expected / elapsed
 
@@ -440,13 +462,20 @@ def check(run: Any, expected: tuple[int, int] | None) -> tuple[int, int]:
     return got
 
 
-def measure_inline(expected: tuple[int, int] | None, chunk_size: int) -> tuple[float, tuple[int, int]]:
+def measure_inline(
+    expected: tuple[int, int] | None, chunk_size: int, *, audit: bool = True
+) -> tuple[float, tuple[int, int]]:
     from invoicing.billing_run import billing_run
 
     reset_state()
-    started = time.perf_counter()
-    run = billing_run(as_of=FEB_1, chunk_size=chunk_size)
-    elapsed = time.perf_counter() - started
+    if not audit:
+        audit_triggers(enabled=False)
+    try:
+        started = time.perf_counter()
+        run = billing_run(as_of=FEB_1, chunk_size=chunk_size)
+        elapsed = time.perf_counter() - started
+    finally:
+        audit_triggers(enabled=True)
     got = check(run, expected)
     return sum(got) / elapsed, got
 
@@ -634,6 +663,9 @@ def main() -> None:
         metavar="LABEL=DIR",
         help="also measure the inline and worker runs of another checkout (e.g. base=/tmp/base), side by side",
     )
+    parser.add_argument(
+        "--audit-off", action="store_true", help="also measure the inline run with the audit triggers disabled"
+    )
     args = parser.parse_args()
     worker_counts = [int(k) for k in args.workers.split(",") if int(k) > 0]
 
@@ -678,6 +710,10 @@ def main() -> None:
             )
     if not args.no_inline:
         measures.append(("billing run, inline", lambda: measure_inline(expected, args.chunk_size)[0]))
+    if args.audit_off:
+        measures.append(
+            ("inline, audit triggers off", lambda: measure_inline(expected, args.chunk_size, audit=False)[0])
+        )
     for k in worker_counts:
         suffix = f"billing run, {k} worker{'s' if k > 1 else ''}"
         for label, code in others:

@@ -19,8 +19,10 @@ from django.http import HttpRequest
 from django_celery_beat.admin import PeriodicTaskAdmin as CeleryBeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
+from core.audit import AuditTrailMixin
 
-class PeriodicTaskAdmin(CeleryBeatPeriodicTaskAdmin):
+
+class PeriodicTaskAdmin(AuditTrailMixin, CeleryBeatPeriodicTaskAdmin):
     @admin.action(description="Enable selected tasks", permissions=["change"])
     def enable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> Any:
         return super().enable_tasks(request, queryset)

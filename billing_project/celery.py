@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_init
+from celery.signals import beat_init, task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing_project.settings")
 
@@ -55,3 +57,26 @@ def ensure_broker_folders() -> None:
         folder = options.get(key)
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+# --- the audit trail's actor for work done by tasks ---------------------------------------------------------
+
+_task_actors: dict[str, contextlib.ExitStack] = {}
+
+
+@task_prerun.connect
+def _audit_actor_enter(task_id: str | None = None, task: Any = None, **kwargs: object) -> None:
+    """Every audited write of a task names it ("celery task invoicing.send_reminders"); a task run eagerly inside a
+    request names the request's actor as ``started_by`` (core/audit.py)."""
+    from core.audit import audit_as_job
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(audit_as_job(f"celery task {getattr(task, 'name', '?')}", task_id=task_id))
+    _task_actors[str(task_id)] = stack
+
+
+@task_postrun.connect
+def _audit_actor_exit(task_id: str | None = None, **kwargs: object) -> None:
+    stack = _task_actors.pop(str(task_id), None)
+    if stack is not None:
+        stack.close()

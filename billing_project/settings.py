@@ -41,6 +41,9 @@ INSTALLED_APPS = [
     "djmoney",
     "django_celery_beat",
     "anymail",
+    # The audit trail (docs/decisions/audit.md): triggers installed by migrations record old and new values.
+    "pgtrigger",
+    "pghistory",
     # Two-factor authentication of staff (billing_project.staff_auth): authenticator apps and recovery codes.
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -68,12 +71,18 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Names the signed-in staff member as the actor of every audited write of a request (core/audit.py).
+    "core.audit.AuditActorMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Staff session expiry and the admin's second factor (after the OTP and message middleware it uses).
     "billing_project.staff_auth.StaffSecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# The audit trail (core/audit.py): a snapshot's time is the statement's, not the transaction's start, so the changes
+# of one request keep their order across tables.
+PGHISTORY_CREATED_AT_FUNCTION = "CLOCK_TIMESTAMP()"
 
 ROOT_URLCONF = "billing_project.urls"
 WSGI_APPLICATION = "billing_project.wsgi.application"

@@ -25,6 +25,7 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("payments", "payment", (*CRUD, "refund")),
         ("django_celery_beat", "*", CRUD),
         ("reporting", "integritycheck", ("view",)),
+        ("core", "auditevent", ("view",)),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
     # nothing, cannot void or write off, and only look at tax rates, number series and schedules.
@@ -36,8 +37,12 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("invoicing", "billingrun", ("view",)),
         ("django_celery_beat", "*", ("view",)),
         ("reporting", "integritycheck", ("view",)),
+        ("core", "auditevent", ("view",)),
     ],
-    AUDITOR: [*((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting"))],
+    AUDITOR: [
+        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting")),
+        ("core", "auditevent", ("view",)),
+    ],
 }
 
 

@@ -4,7 +4,9 @@
 statement; COPY streams rows with psycopg's C dumpers instead. Values are taken as the model instances hold
 them (Decimal, date, str, bool, dict for JSON), so callers round and validate before, as everywhere else.
 Other databases (the SQLite demo) fall back to ``bulk_create``. Each COPY is recorded in Django's query log
-so query-count tests stay honest.
+so query-count tests stay honest. COPY bypasses Django's execute wrappers, through which django-pghistory hands
+the audit actor to PostgreSQL, so the actor is set for the transaction first (``audit_context_apply``): the audit
+triggers fire on COPY like on any insert.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from django.db import connection, models
 from django.utils import timezone
 from psycopg.types.json import Jsonb
+
+from core.audit import audit_context_apply
 
 
 def _columns(model: type[models.Model], *, with_pk: bool) -> list[models.Field[Any, Any]]:
@@ -64,6 +68,7 @@ def copy_insert(model: type[models.Model], objs: Sequence[models.Model], *, assi
     sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({column_list}) FROM STDIN"
     started = time.monotonic()
     with connection.cursor() as cursor:
+        audit_context_apply(cursor)
         raw = cursor.cursor
         with raw.copy(sql) as copy:
             for obj in objs:
@@ -87,6 +92,8 @@ def copy_rows(model: type[models.Model], fields: Sequence[str], rows: Sequence[S
     columns = ", ".join(connection.ops.quote_name(column_of[name]) for name in fields)
     sql = f"COPY {connection.ops.quote_name(model._meta.db_table)} ({columns}) FROM STDIN"
     started = time.monotonic()
+    with connection.cursor() as cursor:
+        audit_context_apply(cursor)
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row(row)

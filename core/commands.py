@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand as DjangoBaseCommand
 from django.core.management.base import CommandError
 
+from core.audit import audit_as_job
 from core.errors import ApplicationError
 
 __all__ = ("BaseCommand", "CommandError")
@@ -21,7 +22,10 @@ __all__ = ("BaseCommand", "CommandError")
 class BaseCommand(DjangoBaseCommand):
     def execute(self, *args: Any, **options: Any) -> str | None:
         # execute() is what both `manage.py <command>` and call_command() go through.
+        # Every audited write of the command names it (core/audit.py): "command billing_run".
+        name = type(self).__module__.rsplit(".", 1)[-1]
         try:
-            return super().execute(*args, **options)
+            with audit_as_job(f"command {name}"):
+                return super().execute(*args, **options)
         except ApplicationError as exc:
             raise CommandError(exc.for_display()) from exc

@@ -3,9 +3,15 @@ row per handler that has run for it (docs/ARCHITECTURE.md, "Domain events")."""
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from pghistory import ProxyField
+from pghistory.models import EventsQuerySet
 
 
 class EventStatus(models.TextChoices):
@@ -71,3 +77,41 @@ class EventHandlerRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.handler} for event #{self.event_id}"
+
+
+class _DecimalJSONDecoder(json.JSONDecoder):
+    """Numbers in audit snapshots are amounts: read them as Decimal, never float."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("parse_float", Decimal)
+        super().__init__(*args, **kwargs)
+
+
+class AuditEvent(models.Model):
+    """Every audit row of every ``@audited`` model (core/audit.py) as one read-only list: django-pghistory's
+    aggregate query (a UNION over the ``*Audit`` tables) with the diff against the object's previous snapshot.
+    Not a table; ``objects.tracks(obj)`` / ``.references(obj)`` narrow it to one object or what points at it."""
+
+    pgh_slug = models.TextField(primary_key=True)
+    pgh_model = models.CharField(max_length=64)
+    pgh_id = models.BigIntegerField()
+    pgh_created_at = models.DateTimeField("when")
+    pgh_label = models.TextField("operation")
+    pgh_data = models.JSONField("snapshot", decoder=_DecimalJSONDecoder)
+    pgh_diff = models.JSONField("changes", null=True, decoder=_DecimalJSONDecoder)
+    pgh_context_id = models.UUIDField(null=True)
+    pgh_context = models.JSONField("actor context", null=True, decoder=_DecimalJSONDecoder)
+    pgh_obj_model = models.CharField("model", max_length=64)
+    pgh_obj_id = models.TextField("object id", null=True)
+    actor_kind = ProxyField("pgh_context__actor_kind", models.TextField("actor kind", null=True))
+    actor = ProxyField("pgh_context__actor", models.TextField("actor", null=True))
+
+    objects = EventsQuerySet.as_manager()
+
+    class Meta:
+        managed = False
+        verbose_name = "audit row"
+        verbose_name_plural = "audit trail"
+
+    def __str__(self) -> str:
+        return f"{self.pgh_obj_model} #{self.pgh_obj_id} {self.pgh_label}"

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.admin_lists import QuickActionCheckbox
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from customers.models import Customer, PortalUser
 from customers.selectors import customer_has_billing_history
@@ -60,7 +60,7 @@ class PortalUserInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(QuickActionCheckbox, StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
+class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admin.ModelAdmin):
     form = CustomerAdminForm
     list_display = ("name", "email", "country_display", "currency", "tax_status", "payment_terms_days", "is_archived")
     list_display_links = ("name",)

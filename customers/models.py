@@ -11,6 +11,8 @@ from django.utils.translation import get_language
 from django_countries import countries
 from django_countries.fields import CountryField
 
+from core.audit import audited
+
 
 class TaxStatus(models.TextChoices):
     TAXABLE = "taxable", "Taxable"
@@ -18,6 +20,7 @@ class TaxStatus(models.TextChoices):
     REVERSE_CHARGE = "reverse_charge", "Reverse charge"
 
 
+@audited()
 class Customer(models.Model):
     """A billing identity: who is invoiced, where, in which currency and language, on what terms."""
 

@@ -31,6 +31,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views import View
 
+from core.audit import audit_as_customer
 from core.errors import ApplicationError, Unavailable, log_application_error
 from customers.login_email import LANGUAGES
 from customers.models import Customer, PortalUser
@@ -117,10 +118,13 @@ class PortalView(View):
             return redirect(reverse("portal:login"))
         self.access = access
         activate_customer_language(request, access.customer)
-        try:
-            return super().dispatch(request, *args, **kwargs)
-        except ApplicationError as exc:
-            return self.application_error(request, exc)
+        # Whatever the customer changes here (billing details, cards, pay now) is audited with them as the actor,
+        # even when the same browser is signed in to the staff admin (core/audit.py).
+        with audit_as_customer(access.customer, portal_user=access.portal_user):
+            try:
+                return super().dispatch(request, *args, **kwargs)
+            except ApplicationError as exc:
+                return self.application_error(request, exc)
 
     def application_error(self, request: HttpRequest, exc: ApplicationError) -> HttpResponse:
         """A service's refusal as a page with its message and status (400, 404, 409), not a 500. The message is

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from core.admin_readonly import ReadOnlyMixin
+from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from customers.models import Customer
 from dunning import services as dunning
@@ -85,7 +86,8 @@ class DunningStepInline(admin.TabularInline):
 
 
 @admin.register(DunningPolicy)
-class DunningPolicyAdmin(admin.ModelAdmin):
+class DunningPolicyAdmin(AuditTrailMixin, admin.ModelAdmin):
+    audit_include_related = True
     list_display = ("name", "is_default", "steps_display", "updated_at")
     search_fields = ("name",)
     inlines = (DunningStepInline,)
@@ -106,7 +108,7 @@ class DunningPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomerDunningSettings)
-class CustomerDunningSettingsAdmin(admin.ModelAdmin):
+class CustomerDunningSettingsAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("customer", "policy", "hold_reminders", "note", "updated_at")
     list_filter = ("hold_reminders", "policy")
     search_fields = ("customer__name", "customer__email")

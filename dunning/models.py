@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from core.audit import audited
 from invoicing.models import AMOUNT, PERCENTAGE, Invoice
 from notifications.models import OutboundEmail
 
@@ -30,6 +31,7 @@ class ReminderTemplate(models.TextChoices):
     FINAL = "reminders/final", "Final notice"
 
 
+@audited()
 class DunningPolicy(models.Model):
     """An ordered list of steps, each a number of days from an invoice's due date. One policy is the default;
     a customer may have another (``CustomerDunningSettings``)."""
@@ -52,6 +54,7 @@ class DunningPolicy(models.Model):
         return f"{self.name}{' (default)' if self.is_default else ''}"
 
 
+@audited(money_fields=("late_fee_amount",), currency="late_fee_currency")
 class DunningStep(models.Model):
     policy = models.ForeignKey(DunningPolicy, on_delete=models.CASCADE, related_name="steps")
     offset_days = models.IntegerField(help_text="Days from the due date: −3 is three days before, 7 a week after.")
@@ -169,6 +172,7 @@ class DunningAction(models.Model):
         return f"{self.get_action_display()} ({self.status})"
 
 
+@audited()
 class CustomerDunningSettings(models.Model):
     """Dunning settings of one customer, kept here (customers never imports dunning): a policy other
     than the default, and a hold on all their reminders."""

@@ -45,6 +45,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
+from core.audit import audit_as_job, audit_skipped
 from core.bulk import allocate_ids, copy_insert, copy_rows
 from core.errors import Conflict, NotAllowed
 from core.models import EventStatus
@@ -326,7 +327,10 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
 def _write_unnumbered(plans: list[BillingPlan], drafts: list[Invoice], lines: list[PlannedLine]) -> None:
     """The chunk's writes that need no invoice number: the held drafts, every line, the subscriptions' advance."""
     copy_insert(Invoice, drafts, assign_ids=bool(drafts) and drafts[0].pk is None)
-    copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
+    # The run's lines are not audited one by one: there are tens of thousands per chunk, and the issued invoice
+    # (InvoiceEvent) or the held draft's audit row stands for them (docs/decisions/audit.md).
+    with audit_skipped("billing_run_lines"):
+        copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
     advanced = set(plans_commit(plans=plans, locked=True))
     missed = [plan.subscription_id for plan in plans if plan.subscription_id not in advanced]
     if missed:
@@ -366,6 +370,13 @@ def billing_run_chunk(
     """Bill one chunk; never raises for a subscription's problem (it is recorded on the run). A chunk delivered
     again after it was done bills nothing and is not counted again (``BillingRunChunk``). ``run_complete`` on
     the outcome tells the caller that every chunk of the run is done, so it closes the run."""
+    with audit_as_job(f"billing run #{run.pk}", billing_run=run.pk):
+        return _billing_run_chunk(run=run, subscription_ids=subscription_ids, as_of=as_of, context=context)
+
+
+def _billing_run_chunk(
+    *, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, context: RunContext | None
+) -> ChunkOutcome:
     context = context or run_context(run.pk)
     outcome: ChunkOutcome | None = None
     try:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, ClassVar, TypedDict
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -26,6 +27,7 @@ from django.db.models import F, Q, Value
 from django_countries.fields import CountryField
 from moneyed import Money
 
+from core.audit import audit_unless_skipped, audited
 from core.errors import NotAllowed
 from subscriptions.models import BillingReason, LineKind
 
@@ -125,6 +127,7 @@ class NumberSeriesCounter(models.Model):
 # --- Taxes ----------------------------------------------------------------------------------------------
 
 
+@audited()
 class TaxRate(models.Model):
     name = models.CharField(max_length=100, help_text="Printed on the invoice, e.g. 'VAT 19 %'.")
     country = CountryField()
@@ -205,6 +208,16 @@ class InvoiceQuerySet(models.QuerySet["Invoice"]):
         return super().delete()
 
 
+# Drafts only: an issued invoice is frozen, its status changes are InvoiceEvent rows, and the billing run writes
+# thousands of issued invoices a minute (docs/decisions/audit.md). The change that finalizes a draft is recorded.
+@audited(
+    insert_when=pgtrigger.Q(new__status="draft"),
+    update_when=pgtrigger.Q(old__status="draft"),
+    delete_when=pgtrigger.Q(old__status="draft"),
+    money_fields=(
+        "subtotal", "discount_total", "tax_total", "total", "amount_paid", "amount_credited", "amount_due",
+    ),
+)  # fmt: skip
 class Invoice(models.Model):
     # Changed by the services on an issued invoice (payments, credit notes, transitions); the PDF issue adds its
     # own fields here. Everything else is frozen by finalization.
@@ -417,6 +430,13 @@ class InvoiceLineQuerySet(models.QuerySet["InvoiceLine"]):
         return super().delete()
 
 
+# Lines only change on drafts; the billing run's own lines (written by COPY with their invoice) are skipped, the
+# invoice's creation stands for them (docs/decisions/audit.md).
+@audited(
+    insert_when=audit_unless_skipped("billing_run_lines"),
+    money_fields=("unit_amount", "amount", "discount_amount", "net_amount", "tax_amount", "total_amount"),
+    currency="invoice__currency",
+)
 class InvoiceLine(models.Model):
     """One line. ``amount`` = quantity × unit amount; ``net_amount`` = amount − discount, without tax (for an
     inclusive rate, amount − discount − tax); ``total_amount`` = what the line adds to the invoice total. Every

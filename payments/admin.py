@@ -19,7 +19,7 @@ from django.utils.html import format_html
 
 from core.admin_lists import QuickActionCheckbox
 from core.admin_readonly import ReadOnlyMixin
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import CurrencyMismatch, round_amount
@@ -175,7 +175,7 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(QuickActionCheckbox, StaffEditsMixin, admin.ModelAdmin):
+class PaymentAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
     list_display = ("__str__", "customer", "amount", "currency", "method", "status", "received_on", "reference")
     list_filter = ("status", "method", "currency", "gateway", "received_on")
     search_fields = ("=id", "customer__name", "customer__email", "reference", "=gateway_reference")
@@ -334,7 +334,7 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PaymentMethod)
-class PaymentMethodAdmin(admin.ModelAdmin):
+class PaymentMethodAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("__str__", "customer", "gateway", "is_default", "is_active", "created_at")
     list_filter = ("gateway", "is_default", "is_active", "brand")
     search_fields = ("customer__name", "customer__email", "=token", "last4")

@@ -21,6 +21,7 @@ from django.db import models
 from django.db.models import F, Q
 from moneyed import Money
 
+from core.audit import audited
 from invoicing.models import AMOUNT
 
 ZERO = Decimal(0)
@@ -35,6 +36,7 @@ class Gateway(models.TextChoices):
 # --- Payment methods ------------------------------------------------------------------------------------
 
 
+@audited(exclude=("token",))  # the gateway token is not copied into the audit
 class PaymentMethod(models.Model):
     """A card (or other instrument) the customer saved at a gateway; we keep only the gateway's id and what staff
     need to recognise it, never card numbers."""
@@ -101,6 +103,7 @@ class PaymentStatus(models.TextChoices):
     PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
 
 
+@audited(money_fields=("amount", "amount_refunded"))
 class Payment(models.Model):
     """Money received from a customer. A succeeded payment is allocated to invoices (``PaymentAllocation``) and
     whatever is left becomes customer credit (an ``overpayment`` ledger entry)."""

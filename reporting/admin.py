@@ -1,5 +1,6 @@
 """Reporting's part of the admin: the accounting export screen on the invoice list (Invoices → *Accounting
-export*). invoicing cannot import reporting, so reporting extends the invoice admin that is registered."""
+export*) and the timeline on the customer page. The lower apps cannot import reporting, so reporting extends the
+invoice and customer admins that are registered."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -14,6 +16,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from core.admin_readonly import ReadOnlyMixin
+from customers.models import Customer
 from invoicing.models import Invoice
 from reporting.exports import (
     ExportError,
@@ -23,6 +26,7 @@ from reporting.exports import (
     can_export_accounting,
 )
 from reporting.models import IntegrityCheck
+from reporting.timeline import customer_timeline_html
 
 
 class AccountingExportForm(forms.Form):
@@ -88,6 +92,45 @@ def _extend_invoice_admin() -> None:
 
 
 _extend_invoice_admin()
+
+
+# --- the customer page's timeline (reporting/timeline.py) ---------------------------------------------------
+
+
+class CustomerTimelineMixin:
+    """A read-only ``timeline_display`` field on the customer page: domain events and audited changes of the
+    account, newest first. It replaces the page's "Audit trail" section, whose rows the timeline includes, and
+    appends a "Timeline" section unless the page's fieldsets already place ``timeline_display``."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        return (*fields, "timeline_display") if obj is not None and "timeline_display" not in fields else fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))  # type: ignore[misc]
+        if obj is None:
+            return fieldsets
+        kept = [(name, options) for name, options in fieldsets if "audit_trail" not in options.get("fields", ())]
+        if "timeline_display" in flatten_fieldsets(kept):  # a page layout that places it itself
+            return kept
+        return [*kept, ("Timeline", {"classes": ("audit",), "fields": ("timeline_display",)})]
+
+    @admin.display(description="events and changes, newest first")
+    def timeline_display(self, obj: Customer) -> str:
+        return customer_timeline_html(obj)
+
+
+def _extend_customer_admin() -> None:
+    base = type(admin.site._registry[Customer])
+
+    class CustomerAdmin(CustomerTimelineMixin, base):  # type: ignore[valid-type, misc]
+        pass
+
+    admin.site.unregister(Customer)
+    admin.site.register(Customer, CustomerAdmin)
+
+
+_extend_customer_admin()
 
 
 # --- integrity checks (reporting/integrity.py) ------------------------------------------------------------

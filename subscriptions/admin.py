@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from core.admin_errors import form_application_error
 from core.admin_lists import QuickActionCheckbox
 from core.admin_readonly import ReadOnlyMixin
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.errors import ApplicationError
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
@@ -54,7 +54,7 @@ class PriceInline(admin.TabularInline):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("name", "active", "created_at")
     list_filter = ("active",)
     search_fields = ("name",)
@@ -73,7 +73,8 @@ class PriceForm(forms.ModelForm):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
+    audit_include_related = True
     form = PriceForm
     list_display = ("__str__", "product", "pricing_model", "usage_type", "interval", "tax_behavior", "active")
     list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
@@ -84,9 +85,10 @@ class PriceAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Price | None = None) -> Any:
         # A price that is in use is never edited: archive it and create a new one.
+        fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
         if obj is not None and obj.subscription_items.exists():
-            return [f.name for f in Price._meta.fields if f.name != "active"]
-        return ()
+            return (*fields, *(f.name for f in Price._meta.fields if f.name != "active"))
+        return fields
 
     def get_inlines(self, request: HttpRequest, obj: Price | None) -> Any:
         return () if obj is not None and obj.subscription_items.exists() else self.inlines
@@ -132,7 +134,8 @@ def _bulk(
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(QuickActionCheckbox, StaffEditsMixin, admin.ModelAdmin):
+class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
+    audit_include_related = True
     list_display = ("pk", "customer", "status", "currency", "interval", "current_period_end", "next_billing_date")
     list_filter = ("status", "currency", "interval", "collection_method", "items__price__product")
     list_select_related = ("customer",)
@@ -172,7 +175,7 @@ class SubscriptionAdmin(QuickActionCheckbox, StaffEditsMixin, admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
-        fields = tuple(super().get_readonly_fields(request, obj))  # the staff edits block, on existing ones
+        fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
         return (*fields, "customer") if obj is not None else fields
 
     @admin.action(description="Cancel at period end", permissions=["change"])
@@ -201,7 +204,7 @@ class SubscriptionEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
+class CouponAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("code", "percent_off", "amount_off", "duration", "duration_in_periods", "times_redeemed", "active")
     list_filter = ("active", "duration")
     search_fields = ("code", "name")
@@ -242,7 +245,7 @@ class DiscountForm(forms.ModelForm):
 
 
 @admin.register(Discount)
-class DiscountAdmin(admin.ModelAdmin):
+class DiscountAdmin(AuditTrailMixin, admin.ModelAdmin):
     form = DiscountForm
     list_display = ("coupon", "customer", "subscription", "start", "end", "periods_applied")
     list_select_related = ("coupon", "customer", "subscription")

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from djmoney.models.fields import MoneyField
 
+from core.audit import audited
 from customers.models import Customer
 
 
@@ -49,6 +50,7 @@ class TaxBehavior(models.TextChoices):
     INCLUSIVE = "inclusive", "Inclusive (tax is contained)"
 
 
+@audited()
 class Product(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -63,6 +65,7 @@ class Product(models.Model):
         return self.name
 
 
+@audited()
 class Price(models.Model):
     """What a product costs, how often and how it is counted. Once billed, a price is never edited: archive it
     (``active=False``) and create a new one, so that every invoice line keeps pointing at what it billed."""
@@ -135,6 +138,7 @@ class Price(models.Model):
         return self.interval if self.interval_count == 1 else f"{self.interval_count} {self.interval}s"
 
 
+@audited(money_fields=("unit_amount", "flat_amount"), currency="price__unit_amount_currency")
 class PriceTier(models.Model):
     """One row of a tiered price, in the price's currency. ``up_to`` is inclusive; the last tier has none."""
 
@@ -173,6 +177,7 @@ class CollectionMethod(models.TextChoices):
     SEND_INVOICE = "send_invoice", "Send invoice"
 
 
+@audited()
 class Subscription(models.Model):
     """A customer's recurring purchase. Period fields follow docs/DESIGN.md: ``[current_period_start,
     current_period_end)`` is half-open; ``next_billing_date`` is the boundary whose invoice is due next (the
@@ -252,6 +257,7 @@ class Subscription(models.Model):
         return int(self.customer.payment_terms_days)
 
 
+@audited()
 class SubscriptionItem(models.Model):
     """A price on a subscription, with a quantity (seats) for licensed prices. An item removed by a change keeps
     its row (``removed_on``): invoice lines and usage records point at it."""
@@ -300,6 +306,7 @@ class CouponDuration(models.TextChoices):
     FOREVER = "forever", "Forever"
 
 
+@audited()
 class Coupon(models.Model):
     code = models.CharField(max_length=50, unique=True)
     name = models.CharField(max_length=200, blank=True)
@@ -361,6 +368,7 @@ class Coupon(models.Model):
         return None
 
 
+@audited()
 class Discount(models.Model):
     """A coupon applied to a customer (all their subscriptions) or to one subscription, from ``start`` until
     ``end`` (exclusive) or until the coupon's periods are used up (``periods_applied``)."""

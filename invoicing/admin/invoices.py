@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from core.admin_lists import QuickActionCheckbox
-from core.audit import StaffEditsMixin
+from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.money import amount_limit_problem
 from customers.admin_search import NumberOrCustomerSearchMixin
@@ -202,7 +202,8 @@ _COMPUTED_FIELDS = (
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmin):
+class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, AuditTrailMixin, admin.ModelAdmin):
+    audit_include_related = True
     list_display = (
         "__str__",
         "customer",
@@ -278,8 +279,8 @@ class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, StaffEditsM
                 "Snapshots",
                 {"classes": ("collapse",), "fields": ("customer_snapshot_display", "seller_snapshot_display")},
             ),
-            # this method replaces StaffEditsMixin.get_fieldsets, so the section is named here
-            ("Staff edits", {"fields": ("staff_edits",)}),
+            # this method replaces AuditTrailMixin.get_fieldsets, so the section is named here
+            ("Audit trail", {"classes": ("audit",), "fields": ("audit_trail",)}),
         ]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from core.audit import AuditTrailMixin
 from invoicing.admin.common import ReadOnlyInline
 from invoicing.models import (
     NumberSeries,
@@ -34,7 +35,7 @@ class NumberSeriesAdmin(admin.ModelAdmin):
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(admin.ModelAdmin):
+class TaxRateAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("name", "country", "region", "percentage", "inclusive", "active")
     list_filter = ("active", "inclusive", "country")
     search_fields = ("name", "country", "region")

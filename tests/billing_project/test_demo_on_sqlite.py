@@ -38,3 +38,38 @@ def test_the_demo_seeds_on_sqlite(tmp_path: Path) -> None:
         (issued,) = db.execute("SELECT count(*) FROM invoicing_invoice WHERE status != 'draft'").fetchone()
         (runs,) = db.execute("SELECT count(*) FROM invoicing_billingrun WHERE status = 'succeeded'").fetchone()
     assert issued > 100 and runs > 10
+
+
+_AUDIT_PAGES_ON_SQLITE = """
+from django.contrib.auth.models import User
+from django.test import Client
+from customers.models import Customer
+user = User.objects.create_superuser("root", "root@example.com", "pw")
+client = Client(HTTP_HOST="127.0.0.1")
+client.force_login(user)
+customer = Customer.objects.create(name="Demo GmbH", email="demo@example.com", country="DE", currency="EUR")
+edit = client.post(f"/admin/customers/customer/{customer.pk}/change/", {})  # a write request: the middleware runs
+pages = [client.get("/admin/core/auditevent/"), client.get(f"/admin/customers/customer/{customer.pk}/change/")]
+explained = ["PostgreSQL triggers" in page.content.decode() for page in pages]
+print(edit.status_code, *(page.status_code for page in pages), *explained)
+"""
+
+
+@pytest.mark.slow
+def test_the_audit_pages_explain_on_sqlite_that_the_trail_needs_postgresql(tmp_path: Path) -> None:
+    """pgtrigger installs nothing on SQLite: the audit list and the customer timeline say so instead of failing."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "billing_project.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "CELERY_BROKER_URL": "memory://",
+        "LOG_LEVEL": "WARNING",
+        "OTP_REQUIRED": "false",
+    }
+    for command in (["migrate", "--noinput", "-v", "0"], ["shell", "-c", _AUDIT_PAGES_ON_SQLITE]):
+        done = subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, (command, done.stdout[-3000:], done.stderr[-3000:])
+    assert done.stdout.strip().splitlines()[-1].split() == ["200", "200", "200", "True", "True"]
