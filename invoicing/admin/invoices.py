@@ -19,19 +19,24 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin_pages import money_text
 from core.audit import StaffEditsMixin
 from core.dates import billing_today
-from core.money import amount_limit_problem
+from core.money import amount_limit_problem, round_amount
 from customers.admin_search import NumberOrCustomerSearchMixin
+from customers.models import Customer
 from invoicing import delivery, documents
 from invoicing.admin.common import ReadOnlyInline, _actor, _amount
+from invoicing.admin.invoice_page import InvoicePageMixin
 from invoicing.models import (
+    BillingReason,
     CreditNote,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
     InvoiceStatus,
 )
+from invoicing.selectors import invoice_creditable_amount
 from invoicing.services import (
     BulkOutcome,
     CreditNoteLineSpec,
@@ -44,6 +49,7 @@ from invoicing.services import (
 )
 from notifications.admin import BillingEmailBouncedFilter
 from notifications.models import OutboundEmail
+from subscriptions.models import PricingModel, TaxBehavior
 
 # --- invoices -------------------------------------------------------------------------------------------
 
@@ -51,10 +57,40 @@ from notifications.models import OutboundEmail
 class InvoiceLineForm(forms.ModelForm):
     """A manual line whose quantity × unit amount (or discount) no invoice column can hold is a form error here,
     before anything is saved — not a database error when the totals are recomputed. (The admin builds the
-    model form from this base with the inline's fields.)"""
+    model form from this base with the inline's fields.)
+
+    A line from the catalog: choose a price and leave the description and unit amount empty — they are taken
+    from the price (its product's name, its unit amount). Free text: no price, a description and a unit amount."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("description", "unit_amount"):
+            if name in self.fields:
+                self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        price = data.get("price")
+        if price is not None:
+            if price.is_metered or price.pricing_model not in (PricingModel.FLAT, PricingModel.PER_UNIT):
+                self.add_error(
+                    "price",
+                    f"{price.display_name} is a {price.get_pricing_model_display().lower()}"
+                    f"{' metered' if price.is_metered else ''} price: a one-off line takes a flat or "
+                    "per-unit price (or type the line as free text)",
+                )
+            if not data.get("description"):
+                data["description"] = price.display_name
+                self.instance.description = price.display_name
+            if data.get("unit_amount") is None:
+                data["unit_amount"] = price.unit_amount.amount
+                self.instance.unit_amount = price.unit_amount.amount
+        for name, message in (
+            ("description", "Enter a description (or choose a price)."),
+            ("unit_amount", "Enter the unit amount (or choose a price)."),
+        ):
+            if name in self.fields and data.get(name) in (None, "") and name not in self.errors:
+                self.add_error(name, message)
         quantity, unit_amount = data.get("quantity"), data.get("unit_amount")
         if (
             quantity is not None
@@ -67,13 +103,37 @@ class InvoiceLineForm(forms.ModelForm):
         return data
 
 
+class InvoiceLineFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        currency = getattr(self.instance, "currency", "")
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", {})
+            price = data.get("price")
+            if price is None or data.get("DELETE"):
+                continue
+            if currency and price.currency != currency:
+                form.add_error(
+                    "price", f"{price.display_name} is priced in {price.currency}, the invoice in {currency}"
+                )
+                continue
+            # A line that carries a price keeps the amount computed for it (invoicing.taxes): quantity × the
+            # unit amount here, rounded once; whether tax is included is the price's.
+            if currency and data.get("quantity") is not None and data.get("unit_amount") is not None:
+                form.instance.amount = round_amount(data["quantity"] * data["unit_amount"], currency)
+            form.instance.tax_inclusive = price.tax_behavior == TaxBehavior.INCLUSIVE
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     form = InvoiceLineForm
+    formset = InvoiceLineFormSet
     extra = 0
+    autocomplete_fields = ("price",)
     fields = (
         "position",
         "kind",
+        "price",
         "description",
         "quantity",
         "unit_amount",
@@ -201,7 +261,7 @@ _COMPUTED_FIELDS = (
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmin):
+class InvoiceAdmin(InvoicePageMixin, NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmin):
     list_display = (
         "__str__",
         "customer",
@@ -282,7 +342,29 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
         ]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        return {"currency": settings.DEFAULT_CURRENCY, **super().get_changeform_initial_data(request)}
+        """``?customer=<id>`` (the customer page's "New one-off invoice"): the customer, their currency, a
+        one-off invoice."""
+        initial = {"currency": settings.DEFAULT_CURRENCY, **super().get_changeform_initial_data(request)}
+        customer_id = str(request.GET.get("customer", ""))
+        customer = Customer.objects.filter(pk=int(customer_id)).first() if customer_id.isdigit() else None
+        if customer is not None:
+            initial.setdefault("billing_reason", BillingReason.ONE_OFF)
+            if "currency" not in request.GET:
+                initial["currency"] = customer.currency
+        return initial
+
+    def response_add(self, request: HttpRequest, obj: Invoice, post_url_continue: str | None = None) -> HttpResponse:
+        """A new draft opens on its own page, where its Finalize button is (unless "Save and add another")."""
+        if "_addanother" in request.POST or "_popup" in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            f"Saved the draft {obj} for {obj.customer}: total {money_text(obj.total, obj.currency)}. "
+            "Check it, then Finalize.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:invoicing_invoice_change", args=[obj.pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Invoice]:
         # One LEFT JOIN to the stored PDF: the column and the filter read the state without a query per row.
@@ -317,9 +399,15 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
             pdf = documents.DocumentPdf.objects.filter(invoice=obj).first()
             state = documents.invoice_pdf_state(invoice=obj, pdf=pdf)
         return format_html(
-            '<a href="{}">Download PDF</a> · <a href="{}" target="_blank" rel="noopener">HTML preview</a>{}',
+            '<a href="{}">Download PDF</a> · <a href="{}" target="_blank" rel="noopener">HTML preview</a>{}{}',
             reverse("admin:invoicing_invoice_pdf", args=[obj.pk]),
             reverse("admin:invoicing_invoice_preview", args=[obj.pk]),
+            format_html(
+                ' · <a href="{}" target="_blank" rel="noopener">as the customer sees it</a>',
+                reverse("admin:invoicing_invoice_portal_preview", args=[obj.pk]),
+            )
+            if obj.is_finalized
+            else "",
             format_html(" · stored PDF: <strong>{}</strong>", state) if state else "",
         )
 
@@ -445,6 +533,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
                 name="invoicing_invoice_credit_note",
             ),
             path("<int:invoice_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
+            *self.invoice_page_urls(),
             path(
                 "<int:invoice_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),
@@ -471,19 +560,15 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        invoice = Invoice.objects.filter(pk=object_id).only("status").first()
-        can_credit = (
-            invoice is not None
-            and invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.PAID)
-            and request.user.has_perm("invoicing.add_creditnote")
+        invoice = (
+            Invoice.objects.select_related("customer").filter(pk=object_id).first() if object_id.isdigit() else None
         )
-        extra_context = {**(extra_context or {}), "can_issue_credit_note": can_credit}
+        tools = self.get_object_tools(request, invoice) if invoice is not None else []
+        extra_context = {**(extra_context or {}), "object_tools": tools}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def credit_note_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
-        if not request.user.has_perm("invoicing.add_creditnote"):
-            raise PermissionDenied
-        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id)
+        invoice = self.invoice_for_tool(request, invoice_id, "credit_note")
         form = CreditNoteIssueForm(request.POST or None, invoice=invoice)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
@@ -501,20 +586,24 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
             except InvoiceError as exc:
                 form.add_error(None, str(exc))
             else:
-                self.message_user(
-                    request,
-                    f"Issued credit note {credit_note} for {_amount(credit_note.total, credit_note.currency)}"
-                    f" ({_amount(credit_note.amount_to_customer_credit, credit_note.currency)} to customer credit).",
-                    messages.SUCCESS,
+                text = (
+                    f"Issued credit note {credit_note} for {money_text(credit_note.total, credit_note.currency)}: "
+                    f"{money_text(credit_note.amount_applied, credit_note.currency)} off the amount due of {invoice}, "
+                    f"{money_text(credit_note.amount_to_customer_credit, credit_note.currency)} to customer credit."
                 )
+                self.log_change(request, invoice, f"{text} Reason: {data['reason']}")
+                self.message_user(request, text, messages.SUCCESS)
                 return HttpResponseRedirect(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "original": invoice,
-            "title": f"Issue a credit note for {invoice}",
+            "title": f"Create a credit note for {invoice}",
             "form": form,
             "invoice": invoice,
+            "total_text": money_text(invoice.total, invoice.currency),
+            "amount_due_text": money_text(invoice.amount_due, invoice.currency),
+            "creditable_text": money_text(invoice_creditable_amount(invoice=invoice), invoice.currency),
         }
         return TemplateResponse(request, "admin/invoicing/invoice/credit_note.html", context)
 

@@ -65,7 +65,7 @@ def test_finalized_invoice_change_page_is_read_only_and_a_post_changes_nothing(a
     assert invoice.number in html
     for editable in ('name="memo"', 'name="customer"', 'name="lines-0-description"', 'name="_save"'):
         assert editable not in html
-    assert "Issue credit note" in html
+    assert "Create credit note" in html
     response = admin_client.post(url, {"memo": "edited", "currency": "EUR", "customer": invoice.customer_id})
     assert response.status_code == 403
     invoice.refresh_from_db()
