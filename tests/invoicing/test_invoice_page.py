@@ -268,9 +268,7 @@ def test_a_price_in_another_currency_is_a_line_error(client, series, vat_de):
     assert not Invoice.objects.filter(customer=customer).exists()
 
 
-def test_invoice_page_queries_do_not_grow_with_lines_and_emails(
-    client, series, vat_de, django_assert_max_num_queries
-):
+def test_invoice_page_queries_do_not_grow_with_lines_and_emails(client, series, vat_de, django_assert_max_num_queries):
     small = InvoiceFactory(finalized=ISSUE)
     big = InvoiceFactory(
         lines=[{"description": f"Line {i}", "unit_amount": D("1.00")} for i in range(40)], finalized=ISSUE
