@@ -65,7 +65,6 @@ class RecordPaymentForm(forms.Form):
         label="Record it again",
         help_text="Only if the same payment (amount, date, method, reference) really came in twice.",
     )
-    previewed = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, invoice: Invoice | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -138,7 +137,7 @@ def record_payment_page(
             form_application_error(form, exc)
         else:
             previewed = form.fingerprint()
-            if "_confirm" in request.POST and data["previewed"] == previewed:
+            if "_confirm" in request.POST and request.POST.get("previewed") == previewed:
                 try:
                     payment = payment_record(
                         customer=customer,
@@ -175,10 +174,6 @@ def record_payment_page(
                 messages.warning(
                     request, "The payment changed since the preview: check the allocation, then record it."
                 )
-    hidden_form = form
-    if previewed:
-        hidden_form.data = hidden_form.data.copy()
-        hidden_form.data["previewed"] = previewed
     if invoice is not None:
         title = f"Record a payment for {invoice}"
         rows = [
@@ -202,7 +197,8 @@ def record_payment_page(
         intro="Enter the payment as received, then preview how it is allocated; nothing is saved until you record it.",
         subject_rows=rows,
         preview=_preview_table(preview, invoice=invoice) if preview is not None and previewed else None,
-        form=hidden_form,
+        form=form,
+        hidden={"previewed": previewed} if previewed else None,
         submit_label="Record payment" if previewed else "Preview allocation",
         submit_name="_confirm" if previewed else "_preview",
         secondary_submits=[("_preview", "Preview again")] if previewed else None,

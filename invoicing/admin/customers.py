@@ -56,7 +56,7 @@ def _email_state(email: OutboundEmail) -> str:
 def _extend_customer_admin() -> None:
     from customers.models import Customer
 
-    base = type(admin.site._registry[Customer])
+    base: Any = type(admin.site._registry[Customer])
 
     class CustomerBouncedFilter(BillingEmailBouncedFilter):
         email_path = "email"

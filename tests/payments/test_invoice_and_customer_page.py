@@ -47,7 +47,7 @@ def _payment_data(amount, **extra):
 def _preview_then_record(client, url, amount):
     preview = client.post(url, _payment_data(amount, _preview="1"))
     assert preview.status_code == 200
-    previewed = preview.context["form"]["previewed"].value()
+    previewed = preview.context["hidden"]["previewed"]
     assert previewed
     return preview, client.post(url, _payment_data(amount, _confirm="1", previewed=previewed))
 

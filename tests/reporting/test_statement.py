@@ -52,7 +52,7 @@ def account(db):
 
 
 def test_opening_plus_invoices_minus_payments_minus_credit_notes_is_the_closing_balance(account):
-    customer, january, february = account
+    customer, _, february = account
     statement = statement_of_account(customer=customer, start=FEB_1, end=FEB_28)
     assert statement.opening == D("40.00")  # 100.00 invoiced − 60.00 paid in January
     assert statement.invoices == D("200.00")  # the void invoice never counts
