@@ -107,7 +107,8 @@ class CustomerAdmin(StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
         if obj is None:
             return fieldsets
         if self.account_fields:
-            fieldsets.insert(1, ("Account", {"classes": ("account",), "fields": self.account_fields}))
+            # first: the balance and what is open is what staff come to this page for
+            fieldsets.insert(0, ("Account", {"classes": ("account",), "fields": self.account_fields}))
         if hasattr(self, self.timeline_field):
             at = next((i for i, (name, _) in enumerate(fieldsets) if name == "Staff edits"), len(fieldsets))
             fieldsets.insert(at, ("Timeline", {"fields": (self.timeline_field,)}))

@@ -150,6 +150,11 @@ class InvoiceLineInline(admin.TabularInline):
     def get_extra(self, request: HttpRequest, obj: Invoice | None = None, **kwargs: Any) -> int:
         return 1 if obj is None or obj.is_draft else 0
 
+    def get_fields(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
+        if obj is None:  # a new one-off invoice: a price from the catalog or free text (the rest on its draft page)
+            return ("position", "price", "description", "quantity", "unit_amount", "discount_amount")
+        return super().get_fields(request, obj)
+
     def _editable(self, obj: Invoice | None) -> bool:
         return obj is None or obj.is_draft
 
@@ -302,8 +307,14 @@ class InvoiceAdmin(InvoicePageMixin, NumberOrCustomerSearchMixin, StaffEditsMixi
 
     def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
-        if obj is None:
-            return draft
+        if obj is None:  # a new one-off invoice: who and in which currency; the rest is rarely needed
+            return [
+                (None, {"fields": ("customer", "currency", "billing_reason")}),
+                (
+                    "Number series, period, memo and footer",
+                    {"classes": ("collapse",), "fields": _DRAFT_FIELDS[3:]},
+                ),
+            ]
         return [
             *draft,
             (
