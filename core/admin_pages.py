@@ -60,8 +60,11 @@ def object_action_page(
     hidden: dict[str, Any] | None = None,
     submit_name: str = "_confirm",
     secondary_submits: list[tuple[str, str]] | None = None,
+    refusal: str = "",
     status: int = 200,
 ) -> TemplateResponse:
+    """The screen behind a button. ``refusal``: why the action is not possible now (the object's state); the
+    page then explains it and offers no form."""
     opts = model_admin.model._meta
     media = model_admin.media + (form.media if form is not None else forms.Media())
     context = {
@@ -70,6 +73,7 @@ def object_action_page(
         "original": original,
         "title": title,
         "intro": intro,
+        "refusal": refusal,
         "subject_rows": subject_rows or [],
         "preview": preview,
         "form": form,

@@ -128,9 +128,21 @@ class InvoicePageMixin:
             raise PermissionDenied
         return get_object_or_404(Invoice.objects.select_related("customer", "subscription"), pk=invoice_id)
 
-    def refuse(self, request: HttpRequest, invoice: Invoice, message: str) -> HttpResponse:
-        messages.error(request, f"{invoice}: {message}")
-        return HttpResponseRedirect(_invoice_url(invoice))
+    def refuse(self, request: HttpRequest, invoice: Invoice, message: str, *, title: str = "") -> HttpResponse:
+        """The invoice's state does not allow the action (a stale page, a double click): a POST goes back to the
+        invoice with the reason; a GET shows the reason on the action's own page."""
+        if request.method == "POST":
+            messages.error(request, f"{invoice}: {message}")
+            return HttpResponseRedirect(_invoice_url(invoice))
+        return object_action_page(
+            self,  # type: ignore[arg-type]
+            request,
+            original=invoice,
+            title=title or f"{invoice}: not possible now",
+            subject_rows=self.invoice_rows(invoice),
+            refusal=f"{invoice}: {message}",
+            submit_label="",
+        )
 
     def invoice_rows(self, invoice: Invoice) -> list[tuple[str, Any]]:
         return [
@@ -249,6 +261,8 @@ class InvoicePageMixin:
 
     def void_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
         invoice = self.invoice_for_tool(request, invoice_id, "void")
+        if invoice.status not in PAYABLE_STATUSES:
+            return self.refuse(request, invoice, f"not voided — it is {invoice.get_status_display().lower()}")
         form = ReasonForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             due = invoice.amount_due
@@ -271,6 +285,8 @@ class InvoicePageMixin:
 
     def mark_uncollectible_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
         invoice = self.invoice_for_tool(request, invoice_id, "mark_uncollectible")
+        if invoice.status != S.OPEN:
+            return self.refuse(request, invoice, f"not written off — it is {invoice.get_status_display().lower()}")
         form = ReasonForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             marked = invoice_mark_uncollectible(
