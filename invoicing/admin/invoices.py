@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from core import formatting as fmt
 from core.admin_pages import money_text
 from core.audit import StaffEditsMixin
 from core.dates import billing_today
@@ -42,6 +43,7 @@ from invoicing.services import (
     CreditNoteLineSpec,
     InvoiceError,
     credit_note_issue,
+    credit_note_preview,
     invoice_recompute,
     invoices_finalize_many,
     invoices_mark_uncollectible_many,
@@ -579,32 +581,41 @@ class InvoiceAdmin(InvoicePageMixin, NumberOrCustomerSearchMixin, StaffEditsMixi
         return super().change_view(request, object_id, form_url, extra_context)
 
     def credit_note_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
+        """Choose what to credit → preview the credit note (``credit_note_preview``: the issuing code, rolled
+        back) → create it. Creating needs a preview of exactly the values submitted."""
         invoice = self.invoice_for_tool(request, invoice_id, "credit_note")
+        if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.PAID):
+            return self.refuse(request, invoice, f"no credit note — it is {invoice.get_status_display().lower()}")
         form = CreditNoteIssueForm(request.POST or None, invoice=invoice)
+        preview, previewed = None, ""
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
+            what: dict[str, Any] = {
+                "invoice": invoice,
+                "reason": data["reason"],
+                "amount": data["amount"] if data["mode"] == "amount" else None,
+                "lines": [CreditNoteLineSpec(invoice_line_id=line.pk) for line in data["lines"]]
+                if data["mode"] == "lines"
+                else None,
+            }
+            previewed = form.fingerprint()
             try:
-                credit_note = credit_note_issue(
-                    invoice=invoice,
-                    reason=data["reason"],
-                    amount=data["amount"] if data["mode"] == "amount" else None,
-                    lines=[CreditNoteLineSpec(invoice_line_id=line.pk) for line in data["lines"]]
-                    if data["mode"] == "lines"
-                    else None,
-                    memo=data["memo"],
-                    actor=_actor(request),
-                )
+                if "_confirm" in request.POST and request.POST.get("previewed") == previewed:
+                    credit_note = credit_note_issue(**what, memo=data["memo"], actor=_actor(request))
+                    text = (
+                        f"Issued credit note {credit_note} for {money_text(credit_note.total, credit_note.currency)}: "
+                        f"{money_text(credit_note.amount_applied, credit_note.currency)} off the amount due of "
+                        f"{invoice}, {money_text(credit_note.amount_to_customer_credit, credit_note.currency)} to "
+                        "customer credit."
+                    )
+                    self.log_change(request, invoice, f"{text} Reason: {data['reason']}")
+                    self.message_user(request, text, messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))
+                preview = credit_note_preview(**what)
             except InvoiceError as exc:
                 form.add_error(None, str(exc))
-            else:
-                text = (
-                    f"Issued credit note {credit_note} for {money_text(credit_note.total, credit_note.currency)}: "
-                    f"{money_text(credit_note.amount_applied, credit_note.currency)} off the amount due of {invoice}, "
-                    f"{money_text(credit_note.amount_to_customer_credit, credit_note.currency)} to customer credit."
-                )
-                self.log_change(request, invoice, f"{text} Reason: {data['reason']}")
-                self.message_user(request, text, messages.SUCCESS)
-                return HttpResponseRedirect(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))
+                previewed = ""
+        currency = invoice.currency
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -612,9 +623,24 @@ class InvoiceAdmin(InvoicePageMixin, NumberOrCustomerSearchMixin, StaffEditsMixi
             "title": f"Create a credit note for {invoice}",
             "form": form,
             "invoice": invoice,
-            "total_text": money_text(invoice.total, invoice.currency),
-            "amount_due_text": money_text(invoice.amount_due, invoice.currency),
-            "creditable_text": money_text(invoice_creditable_amount(invoice=invoice), invoice.currency),
+            "total_text": money_text(invoice.total, currency),
+            "amount_due_text": money_text(invoice.amount_due, currency),
+            "creditable_text": money_text(invoice_creditable_amount(invoice=invoice), currency),
+            "previewed": previewed if preview is not None else "",
+            "preview": None
+            if preview is None
+            else {
+                "lines": [
+                    (description, "" if quantity is None else fmt.quantity(quantity, "en"), money_text(total, currency))
+                    for description, quantity, total in preview.lines
+                ],
+                "net_total": money_text(preview.net_total, currency),
+                "tax_total": money_text(preview.tax_total, currency),
+                "total": money_text(preview.total, currency),
+                "applied": money_text(preview.amount_applied, currency),
+                "to_credit": money_text(preview.amount_to_customer_credit, currency),
+                "due_after": money_text(invoice.amount_due - preview.amount_applied, currency),
+            },
         }
         return TemplateResponse(request, "admin/invoicing/invoice/credit_note.html", context)
 
@@ -653,6 +679,13 @@ class CreditNoteIssueForm(forms.Form):
         lines_field.label_from_instance = lambda line: (  # type: ignore[method-assign,assignment]
             f"{line.description} — {_amount(line.total_amount, invoice.currency)}"
         )
+
+    def fingerprint(self) -> str:
+        """What the preview was shown for: creating the credit note needs a preview of exactly these values."""
+        data = self.cleaned_data
+        lines = ",".join(str(line.pk) for line in data["lines"]) if data["mode"] == "lines" else ""
+        amount = data["amount"] if data["mode"] == "amount" else ""
+        return f"{data['mode']}|{amount}|{lines}|{data['reason']}"
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

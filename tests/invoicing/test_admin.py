@@ -158,7 +158,10 @@ def test_credit_note_screen_issues_a_partial_credit(admin_client, series, vat_de
     assert admin_client.get(url).status_code == 200
     response = admin_client.post(url, {"mode": "amount", "amount": "500.00", "reason": "too much"})
     assert "exceeds the creditable" in response.content.decode()
-    response = admin_client.post(url, {"mode": "amount", "amount": "11.90", "reason": "goodwill"})
+    data = {"mode": "amount", "amount": "11.90", "reason": "goodwill"}
+    preview = admin_client.post(url, {**data, "_preview": "1"})  # shown first, nothing issued
+    assert "€11.90" in preview.content.decode() and not CreditNote.objects.exists()
+    response = admin_client.post(url, {**data, "_confirm": "1", "previewed": preview.context["previewed"]})
     credit_note = CreditNote.objects.get()
     assert response.status_code == 302 and credit_note.total == D("11.90")
     page = admin_client.get(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))

@@ -183,9 +183,19 @@ def test_credit_note_for_the_whole_invoice_some_lines_or_an_amount(
         data["lines"] = [invoice.lines.get(description="Travel").pk]
     if mode == "amount":
         data["amount"] = extra["amount"]
-    response = client.post(_url("credit_note", invoice), data)
+    preview = client.post(_url("credit_note", invoice), {**data, "_preview": "1"})
+    assert preview.status_code == 200 and not CreditNote.objects.exists()
+    shown = preview.context["preview"]
+    # creating without a preview of the same values issues nothing
+    client.post(_url("credit_note", invoice), {**data, "reason": "other", "_confirm": "1", "previewed": "x"})
+    assert not CreditNote.objects.exists()
+    response = client.post(
+        _url("credit_note", invoice), {**data, "_confirm": "1", "previewed": preview.context["previewed"]}
+    )
     assert response.status_code == 302
     note = CreditNote.objects.get(invoice=invoice)
+    assert (shown["total"], shown["applied"]) == (f"€{credited:,}", f"€{credited:,}")
+    assert note.number == "CN-2026-000001"  # the preview's rolled-back number left no gap
     invoice.refresh_from_db()
     assert (note.total, note.amount_applied, invoice.amount_due) == (credited, credited, due_after)
     assert note.issued_by == clerk
