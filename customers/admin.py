@@ -4,10 +4,14 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 
 from core.admin_lists import QuickActionCheckbox
+from core.admin_pages import ObjectTool, object_action_page
 from core.audit import AuditTrailMixin
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from customers.models import Customer, PortalUser
@@ -88,11 +92,101 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
         # flattened choices on every row (half of the list's time, docs/PERFORMANCE.md "Load").
         return obj.country.name if obj.country else "-"
 
+    # --- the customer page as the account's home ---
+    # Apps above add the account's blocks (balance, invoices, subscriptions, payments, e-mails …) as read-only
+    # fields of the "Account" section, and their quick actions as buttons (``get_object_tools``); see
+    # invoicing/admin/customers.py, payments/admin_pages.py, reporting/admin.py. Each block reads a bounded number
+    # of rows (the newest ``ACCOUNT_ROWS``, with a "see all" link to the filtered list).
+    account_fields: tuple[str, ...] = ()
+    # TIMELINE (issue 18, audit18's part): a read-only field named ``timeline_display``, defined by the audit
+    # timeline's owner on this admin, is shown in its own "Timeline" section below the account. Not built here.
+    timeline_field = "timeline_display"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is None:
+            return fields
+        timeline = (self.timeline_field,) if hasattr(self, self.timeline_field) else ()
+        return (*fields, *(name for name in (*self.account_fields, *timeline) if name not in fields))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None:
+            return fieldsets
+        if self.account_fields:
+            # first: the balance and what is open is what staff come to this page for
+            fieldsets.insert(0, ("Account", {"classes": ("account",), "fields": self.account_fields}))
+        if hasattr(self, self.timeline_field):
+            at = next((i for i, (name, _) in enumerate(fieldsets) if name == "Audit trail"), len(fieldsets))
+            fieldsets.insert(at, ("Timeline", {"fields": (self.timeline_field,)}))
+        return fieldsets
+
+    def get_object_tools(self, request: HttpRequest, customer: Customer) -> list[ObjectTool]:
+        """The quick actions on the customer's page (apps above add theirs), in ``ObjectTool.order``."""
+        tools = []
+        if request.user.has_perm("customers.change_customer"):
+            url = reverse("admin:customers_customer_invite_portal", args=[customer.pk])
+            tools.append(ObjectTool("invite_portal", "Invite to portal", url, order=90))
+        return tools
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        customer = Customer.objects.filter(pk=object_id).first() if object_id.isdigit() else None
+        tools = self.get_object_tools(request, customer) if customer is not None else []
+        extra_context = {**(extra_context or {}), "object_tools": sorted(tools, key=lambda tool: tool.order)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:customer_id>/invite-to-portal/",
+                self.admin_site.admin_view(self.invite_portal_view),
+                name="customers_customer_invite_portal",
+            ),
+            *super().get_urls(),
+        ]
+
+    def invite_portal_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
+        if not request.user.has_perm("customers.change_customer"):
+            raise PermissionDenied
+        customer = get_object_or_404(Customer, pk=customer_id)
+        if request.method == "POST":
+            from customers.login_email import send_login_email
+            from customers.portal_services import portal_user_invite
+
+            link = portal_user_invite(customer=customer)
+            send_login_email(link, invite=True)
+            text = (
+                f"Sent a portal invitation to {link.portal_user.email} "
+                f"(the link is valid until {link.expires_at:%Y-%m-%d %H:%M})."
+            )
+            self.log_change(request, customer, f"Invited {link.portal_user.email} to the portal.")
+            self.message_user(request, text, messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:customers_customer_change", args=[customer.pk]))
+        users = list(customer.portal_users.order_by("email"))
+        return object_action_page(
+            self,
+            request,
+            original=customer,
+            title=f"Invite {customer} to the portal",
+            intro="E-mails a sign-in link to the billing address. The customer then sees their invoices, credit notes, "
+            "payments and subscriptions, and can pay open invoices. No password is involved.",
+            subject_rows=[
+                ("Billing e-mail", customer.email or "— (none: add one first)"),
+                (
+                    "Portal users now",
+                    ", ".join(f"{u.email}{'' if u.is_active else ' (inactive)'}" for u in users) or "none",
+                ),
+            ],
+            submit_label="Send invitation",
+        )
+
     def construct_change_message(
         self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
     ) -> list[dict[str, Any]]:
         """The admin log of a customer names each changed field with its old and new value (billing identity
-        changes are what an auditor asks about); the page's "Staff edits" block shows it."""
+        changes are what an auditor asks about); the page's "Audit trail" block shows it."""
         message: list[dict[str, Any]] = super().construct_change_message(request, form, formsets, add)
         if add or not form.changed_data:
             return message

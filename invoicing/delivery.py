@@ -96,6 +96,21 @@ def invoice_email_resend(*, invoice: Invoice) -> OutboundEmail:
     )
 
 
+def invoice_email_send(*, invoice: Invoice, request_key: str | None = None) -> tuple[OutboundEmail, bool]:
+    """Staff's Send / Resend button. Without ``request_key``: the invoice's first e-mail, under the key finalize
+    uses (``invoice:<id>``), so the automatic e-mail and the button never both go out. With it: a resend keyed by
+    the staff's request (one key per form shown), so a double submit queues one message. Returns the message and
+    whether this call queued it (False: it was queued before, nothing new is sent)."""
+    invoice = Invoice.objects.select_related("customer").get(pk=invoice.pk)
+    if request_key is None:
+        key, kind = f"invoice:{invoice.pk}", EmailKind.INVOICE
+    else:
+        key, kind = f"invoice-resend:{invoice.pk}:{request_key[:64]}", EmailKind.INVOICE_RESEND
+    existed = OutboundEmail.objects.filter(idempotency_key=key).exists()
+    email = invoice_email_queue(invoice=invoice, kind=kind, idempotency_key=key)
+    return email, not existed
+
+
 def on_invoice_issued_render_pdf(event: DomainEvent) -> None:
     """Handler of ``invoice.issued``, deliver phase (InvoicingConfig.ready): render the PDF on a worker — after the
     settle phase, so the document states the amount due once the customer's credit is applied.

@@ -803,6 +803,56 @@ def credit_note_issue(
     return credit_note
 
 
+@dataclass(frozen=True)
+class CreditNotePreview:
+    """What ``credit_note_issue`` would issue now: its lines (description, quantity, total) and amounts."""
+
+    currency: str
+    lines: list[tuple[str, Decimal | None, Decimal]]
+    net_total: Decimal
+    tax_total: Decimal
+    total: Decimal
+    amount_applied: Decimal
+    amount_to_customer_credit: Decimal
+
+
+class _PreviewRollback(Exception):
+    def __init__(self, preview: CreditNotePreview) -> None:
+        self.preview = preview
+
+
+def credit_note_preview(
+    *,
+    invoice: Invoice,
+    reason: str,
+    amount: Decimal | None = None,
+    lines: Sequence[CreditNoteLineSpec] | None = None,
+    issue_date: dt.date | None = None,
+) -> CreditNotePreview:
+    """``credit_note_issue`` in dry-run: the very same code, in a transaction that is rolled back — so nothing of
+    it stays (not the number, not the invoice's amounts, not the event, not the after-commit work), and what is
+    shown is exactly what issuing it now would write. It holds the invoice's and the series' locks while it
+    runs, as issuing does."""
+    try:
+        with transaction.atomic():
+            note = credit_note_issue(invoice=invoice, reason=reason, amount=amount, lines=lines, issue_date=issue_date)
+            preview = CreditNotePreview(
+                currency=note.currency,
+                lines=[
+                    (line.description, line.quantity, line.total_amount)
+                    for line in CreditNoteLine.objects.filter(credit_note=note).order_by("position", "pk")
+                ],
+                net_total=note.net_total,
+                tax_total=note.tax_total,
+                total=note.total,
+                amount_applied=note.amount_applied,
+                amount_to_customer_credit=note.amount_to_customer_credit,
+            )
+            raise _PreviewRollback(preview)
+    except _PreviewRollback as done:
+        return done.preview
+
+
 def _credit_lines_for_invoice_lines(invoice: Invoice, specs: Sequence[CreditNoteLineSpec]) -> list[CreditNoteLine]:
     invoice_lines = {line.pk: line for line in invoice.lines.all()}
     credited_before = dict(

@@ -16,6 +16,7 @@ class EmailKind(models.TextChoices):
     REMINDER = "reminder", "Payment reminder"
     PAYMENT_RECEIPT = "payment_receipt", "Payment receipt"
     PAYMENT_FAILED = "payment_failed", "Payment failed"
+    STATEMENT = "statement", "Statement of account"
     OTHER = "other", "Other"
 
 

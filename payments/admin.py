@@ -631,37 +631,9 @@ class BankStatementAdmin(ImportAdminMixin, ReadOnlyAdmin):
         return reverse("admin:payments_banktransaction_changelist")
 
 
-# --- The customer page, with its payment side ------------------------------------------------------------
-# customers cannot import payments (apps import leftwards only), so payments extends the customer admin that is
-# registered (customers' own, already extended by invoicing).
-_BaseCustomerAdmin: Any = type(admin.site._registry[Customer])
-
-
-class CustomerAdmin(_BaseCustomerAdmin):  # type: ignore[misc, valid-type]
-    inlines = [*_BaseCustomerAdmin.inlines, CustomerPaymentMethodInline, CustomerCreditLedgerInline]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> Any:
-        return (*super().get_readonly_fields(request, obj), "credit_balance")
-
-    def get_fieldsets(self, request: HttpRequest, obj: Customer | None = None) -> Any:
-        fieldsets = list(super().get_fieldsets(request, obj))
-        if obj is not None:
-            fieldsets.insert(1, ("Balance", {"fields": ("credit_balance",)}))
-        return fieldsets
-
-    @admin.display(description="credit balance")
-    def credit_balance(self, obj: Customer) -> str:
-        balances = customer_credit_balances(customer=obj)
-        if not balances:
-            return "none"
-        url = reverse("admin:payments_creditledgerentry_changelist") + f"?customer__id__exact={obj.pk}"
-        text = ", ".join(
-            f"{round_amount(amount, currency)} {currency}" for currency, amount in sorted(balances.items())
-        )
-        return format_html('<a href="{}">{}</a>', url, text)
-
-
-admin.site.unregister(Customer)
-admin.site.register(Customer, CustomerAdmin)
-
-from payments import admin_subscriptions  # noqa: E402, F401 — registers the subscription page's "Cancel now"
+# The payment side of the invoice and customer pages (buttons, account blocks): payments/admin_pages.py, which
+# extends the admins registered by then (customers', invoicing's).
+from payments import (  # noqa: E402
+    admin_pages,  # noqa: F401
+    admin_subscriptions,  # noqa: F401 — registers the subscription page's "Cancel now"
+)

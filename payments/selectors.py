@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
@@ -12,6 +14,8 @@ from payments.models import (
     QUEUE_STATUSES,
     BankTransaction,
     CreditLedgerEntry,
+    Payment,
+    PaymentAllocation,
 )
 
 ZERO = Decimal(0)
@@ -34,6 +38,58 @@ def customer_credit_balances(*, customer: Customer) -> dict[str, Decimal]:
     return dict(rows)
 
 
+@dataclass(frozen=True)
+class CustomerBalance:
+    """A customer's account in one currency. ``due``: the amount due of their open and uncollectible invoices
+    (what they owe; the portal's "amount due" and what a payment settles, oldest first); ``overdue``: the part of
+    it past its due date on the as-of date; ``credit``: the credit ledger's balance. ``net`` = due − credit."""
+
+    currency: str
+    due: Decimal = ZERO
+    overdue: Decimal = ZERO
+    credit: Decimal = ZERO
+    open_count: int = 0
+    overdue_count: int = 0
+
+    @property
+    def net(self) -> Decimal:
+        return self.due - self.credit
+
+
+def customer_balances(*, customer: Customer, as_of: dt.date) -> dict[str, CustomerBalance]:
+    """The customer's balance per currency (two queries): every currency with something due or a credit entry,
+    and the customer's own currency always."""
+    overdue = Q(due_date__lt=as_of)
+    rows = (
+        Invoice.objects.filter(
+            customer=customer, status__in=(InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE), amount_due__gt=0
+        )
+        .values("currency")
+        .annotate(
+            due=Sum("amount_due"),
+            overdue=Sum("amount_due", filter=overdue),
+            open_count=Count("pk"),
+            overdue_count=Count("pk", filter=overdue),
+        )
+        .order_by("currency")
+    )
+    credit = customer_credit_balances(customer=customer)
+    currencies = sorted({customer.currency, *credit, *(row["currency"] for row in rows)})
+    by_currency = {row["currency"]: row for row in rows}
+    balances = {}
+    for currency in currencies:
+        row = by_currency.get(currency, {})
+        balances[currency] = CustomerBalance(
+            currency=currency,
+            due=row.get("due") or ZERO,
+            overdue=row.get("overdue") or ZERO,
+            credit=credit.get(currency, ZERO),
+            open_count=row.get("open_count", 0),
+            overdue_count=row.get("overdue_count", 0),
+        )
+    return balances
+
+
 def invoice_payment_state(*, invoice: Invoice) -> str:
     """ "paid", "partially_paid", "unpaid" (or the invoice's status when it takes no payments)."""
     if invoice.status == InvoiceStatus.PAID:
@@ -46,3 +102,9 @@ def invoice_payment_state(*, invoice: Invoice) -> str:
 def reconciliation_queue() -> QuerySet[BankTransaction]:
     """Bank transactions staff still have to assign: unmatched or ambiguous, oldest first."""
     return BankTransaction.objects.filter(status__in=QUEUE_STATUSES).order_by("booking_date", "pk")
+
+
+def payment_allocations(*, payment: Payment) -> list[tuple[Invoice, Decimal]]:
+    """How a recorded payment was allocated, in allocation order (the result shown after recording it)."""
+    rows = PaymentAllocation.objects.filter(payment=payment).select_related("invoice").order_by("pk")
+    return [(row.invoice, row.amount) for row in rows]

@@ -148,17 +148,9 @@ def payment_record(
     customer's open invoices in the payment's currency, oldest due date first. Never more than the payment, nor
     more than an invoice's amount due; what is left becomes customer credit (an overpayment entry). An invoice in
     another currency is refused (``CurrencyMismatch``)."""
-    currency = currency or customer.currency
-    _money_amount(amount, currency)
-    if method not in PaymentMethodKind.values:
-        raise PaymentError(f"'{method}' is not a payment method")
-    if allocations and invoice is not None:
-        raise AllocationError("name an invoice or give allocations, not both")
-    for target in [spec.invoice for spec in allocations or ()] + ([invoice] if invoice else []):
-        if target.customer_id != customer.pk:
-            raise AllocationError(f"invoice {target} belongs to another customer")
-        if target.currency != currency:
-            raise CurrencyMismatch(f"invoice {target} is in {target.currency}, the payment in {currency}")
+    currency = _checked_payment(
+        customer=customer, amount=amount, currency=currency, method=method, invoice=invoice, allocations=allocations
+    )
     with transaction.atomic():
         if allocations:
             candidate_ids = [spec.invoice.pk for spec in allocations]
@@ -208,6 +200,65 @@ def payment_record(
             plan = _automatic_plan(payment, [locked.invoices[pk] for pk in candidate_ids if pk in locked.invoices])
         _allocate(payment=payment, plan=plan, locked=locked, actor=actor)
     return payment
+
+
+def _checked_payment(
+    *,
+    customer: Customer,
+    amount: Decimal,
+    currency: str | None,
+    method: str,
+    invoice: Invoice | None,
+    allocations: Sequence[AllocationSpec] | None,
+) -> str:
+    """The checks of a payment before anything is locked (``payment_record`` and its preview); returns the
+    payment's currency."""
+    currency = currency or customer.currency
+    _money_amount(amount, currency)
+    if method not in PaymentMethodKind.values:
+        raise PaymentError(f"'{method}' is not a payment method")
+    if allocations and invoice is not None:
+        raise AllocationError("name an invoice or give allocations, not both")
+    for target in [spec.invoice for spec in allocations or ()] + ([invoice] if invoice else []):
+        if target.customer_id != customer.pk:
+            raise AllocationError(f"invoice {target} belongs to another customer")
+        if target.currency != currency:
+            raise CurrencyMismatch(f"invoice {target} is in {target.currency}, the payment in {currency}")
+    return currency
+
+
+@dataclass(frozen=True)
+class AllocationPreview:
+    """What recording a payment would do now: the invoices it settles (oldest due first, or the one named) and
+    what is left for the customer's credit."""
+
+    currency: str
+    amount: Decimal
+    allocations: list[tuple[Invoice, Decimal]]
+    to_credit: Decimal
+
+
+def payment_allocation_preview(
+    *,
+    customer: Customer,
+    amount: Decimal,
+    currency: str | None = None,
+    method: str = PaymentMethodKind.BANK_TRANSFER,
+    invoice: Invoice | None = None,
+) -> AllocationPreview:
+    """``payment_record`` in dry-run, for the admin's preview: the same checks and the same allocation plan
+    (``_automatic_plan``), on the invoices as they are now, without locks or writes. Recording the same payment
+    right after allocates exactly this, unless the invoices changed in between."""
+    currency = _checked_payment(
+        customer=customer, amount=amount, currency=currency, method=method, invoice=invoice, allocations=None
+    )
+    candidate_ids = (
+        [invoice.pk] if invoice is not None else _open_invoice_ids(customer_id=customer.pk, currency=currency)
+    )
+    invoices = list(Invoice.objects.filter(pk__in=candidate_ids))
+    plan = _automatic_plan(Payment(customer=customer, currency=currency, amount=amount), invoices)
+    allocated = sum((share for _, share in plan), ZERO)
+    return AllocationPreview(currency=currency, amount=amount, allocations=plan, to_credit=amount - allocated)
 
 
 def _open_invoice_ids(*, customer_id: int, currency: str) -> list[int]:
@@ -311,9 +362,10 @@ def _mark_subscriptions_paid_up(*, locked: Locked, actor: Actor) -> None:
 # --- customer credit ------------------------------------------------------------------------------------
 
 
-def customer_credit_apply(*, invoice: Invoice, actor: Actor = None) -> Decimal:
-    """Settle as much of ``invoice`` as the customer's credit in its currency covers (at most once per invoice,
-    normally at finalization). Returns the amount applied."""
+def customer_credit_apply(*, invoice: Invoice, actor: Actor = None, once: bool = True) -> Decimal:
+    """Settle as much of ``invoice`` as the customer's credit in its currency covers. Returns the amount applied.
+    Automatically (the ``invoice.issued`` handler) at most once per invoice; staff's "Apply customer credit"
+    (``once=False``) applies credit the customer received since — the ledger balance bounds it either way."""
     with transaction.atomic():
         locked = lock_in_order(
             customer_id=invoice.customer_id, subscription_ids=[invoice.subscription_id], invoice_ids=[invoice.pk]
@@ -321,7 +373,7 @@ def customer_credit_apply(*, invoice: Invoice, actor: Actor = None) -> Decimal:
         current = locked.invoices[invoice.pk]
         if current.status not in PAYABLE or current.amount_due <= 0:
             return ZERO
-        if CreditLedgerEntry.objects.filter(invoice=current, kind=CreditEntryKind.APPLIED_TO_INVOICE).exists():
+        if once and CreditLedgerEntry.objects.filter(invoice=current, kind=CreditEntryKind.APPLIED_TO_INVOICE).exists():
             return ZERO
         balance = customer_credit_balance(customer=locked.customer, currency=current.currency)
         amount = min(balance, current.amount_due)

@@ -1,23 +1,32 @@
 """Reporting's part of the admin: the accounting export screen on the invoice list (Invoices → *Accounting
-export*) and the timeline on the customer page. The lower apps cannot import reporting, so reporting extends the
-invoice and customer admins that are registered."""
+export*), the statement of account on the customer page (*Statement of account*) and the timeline there.
+invoicing and customers cannot import reporting, so reporting extends the invoice and customer admins that are
+registered."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin_errors import form_application_error
+from core.admin_pages import ObjectTool, date_text, money_text, object_action_page
 from core.admin_readonly import ReadOnlyMixin
+from core.dates import billing_today
+from core.errors import ApplicationError
 from customers.models import Customer
 from invoicing.models import Invoice
+from reporting import statements
 from reporting.exports import (
     ExportError,
     ExportFormat,
@@ -120,7 +129,7 @@ class CustomerTimelineMixin:
         return customer_timeline_html(obj)
 
 
-def _extend_customer_admin() -> None:
+def _add_customer_timeline() -> None:
     base = type(admin.site._registry[Customer])
 
     class CustomerAdmin(CustomerTimelineMixin, base):  # type: ignore[valid-type, misc]
@@ -130,7 +139,7 @@ def _extend_customer_admin() -> None:
     admin.site.register(Customer, CustomerAdmin)
 
 
-_extend_customer_admin()
+_add_customer_timeline()
 
 
 # --- integrity checks (reporting/integrity.py) ------------------------------------------------------------
@@ -172,3 +181,154 @@ class IntegrityCheckAdmin(ReadOnlyMixin, admin.ModelAdmin):
             "</thead><tbody>{}</tbody></table>",
             rows,
         )
+
+
+# --- the customer page: statement of account -------------------------------------------------------------------
+
+
+class StatementForm(forms.Form):
+    start = forms.DateField(label="From", help_text="YYYY-MM-DD, included.")
+    end = forms.DateField(label="To", help_text="YYYY-MM-DD, included.")
+    currency = forms.ChoiceField(choices=list(Invoice._meta.get_field("currency").choices or []))
+    request_key = forms.CharField(widget=forms.HiddenInput)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            self.add_error("end", "The period ends before it starts.")
+        return data
+
+
+def may_send_statement(user: Any) -> bool:
+    return bool(user.has_perm("customers.view_customer") and user.has_perm("notifications.add_outboundemail"))
+
+
+def _extend_customer_admin() -> None:
+    base: Any = type(admin.site._registry[Customer])
+
+    class CustomerAdmin(base):  # type: ignore[valid-type, misc]
+        def get_object_tools(self, request: HttpRequest, customer: Customer) -> list[ObjectTool]:
+            tools: list[ObjectTool] = super().get_object_tools(request, customer)
+            if may_send_statement(request.user):
+                url = reverse("admin:customers_customer_statement", args=[customer.pk])
+                tools.append(ObjectTool("statement", "Statement of account", url, order=60))
+            return tools
+
+        def get_urls(self) -> list[Any]:
+            return [
+                path(
+                    "<int:customer_id>/statement/",
+                    self.admin_site.admin_view(self.statement_view),
+                    name="customers_customer_statement",
+                ),
+                *super().get_urls(),
+            ]
+
+        def statement_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
+            """Choose a period, see the figures, then download the PDF or e-mail it (through the outbox)."""
+            if not may_send_statement(request.user):
+                raise PermissionDenied
+            customer = get_object_or_404(Customer, pk=customer_id)
+            today = billing_today()
+            first_of_month = today.replace(day=1)
+            default_start = (first_of_month - dt.timedelta(days=1)).replace(day=1)
+            data = request.POST if request.method == "POST" else None
+            form = StatementForm(
+                data,
+                initial={
+                    "start": default_start,
+                    "end": today,
+                    "currency": customer.currency,
+                    "request_key": uuid.uuid4().hex,
+                },
+            )
+            if data is None:  # the default period's figures at once
+                form = StatementForm(
+                    {
+                        "start": default_start,
+                        "end": today,
+                        "currency": customer.currency,
+                        "request_key": uuid.uuid4().hex,
+                    }
+                )
+            statement = None
+            if form.is_valid():
+                values = form.cleaned_data
+                try:
+                    statement = statements.statement_of_account(
+                        customer=customer, start=values["start"], end=values["end"], currency=values["currency"]
+                    )
+                except ApplicationError as exc:
+                    form_application_error(form, exc)
+                if statement is not None and "_download" in request.POST:
+                    response = HttpResponse(statements.statement_pdf(statement), content_type="application/pdf")
+                    response["Content-Disposition"] = (
+                        f'attachment; filename="{statements.statement_filename(statement)}"'
+                    )
+                    return response
+                if statement is not None and "_send" in request.POST:
+                    email = statements.statement_email_queue(
+                        customer=customer,
+                        start=values["start"],
+                        end=values["end"],
+                        currency=values["currency"],
+                        request_key=values["request_key"],
+                    )
+                    text = (
+                        f"Queued the statement of account {date_text(statement.start)} – {date_text(statement.end)} "
+                        f"(closing balance {money_text(statement.closing, statement.currency)}) to "
+                        f"{', '.join(email.to_emails)}."
+                    )
+                    self.log_change(request, customer, text)
+                    messages.success(request, text)
+                    return HttpResponseRedirect(reverse("admin:customers_customer_change", args=[customer.pk]))
+            preview = None
+            if statement is not None:
+                currency = statement.currency
+                preview = {
+                    "title": f"Statement {date_text(statement.start)} – {date_text(statement.end)} ({currency})",
+                    "headers": ["Date", "Document", "Description", "Charges", "Payments and credits", "Balance"],
+                    "rows": [
+                        ["", "Opening balance", "", "", "", money_text(statement.opening, currency)],
+                        *(
+                            [
+                                date_text(entry.date),
+                                f"{statements.LABELS['en'][entry.kind]} {entry.reference}",
+                                entry.description,
+                                money_text(entry.amount, currency) if entry.amount > 0 else "",
+                                money_text(-entry.amount, currency) if entry.amount < 0 else "",
+                                money_text(balance, currency),
+                            ]
+                            for entry, balance in statement.running()
+                        ),
+                    ],
+                    "footer": ["", "Closing balance", "", "", "", money_text(statement.closing, currency)],
+                    "note": (
+                        f"Opening {money_text(statement.opening, currency)} + invoices "
+                        f"{money_text(statement.invoices, currency)} − payments "
+                        f"{money_text(statement.payments, currency)}"
+                        f" − credit notes and adjustments {money_text(statement.credit_notes, currency)} = closing "
+                        f"{money_text(statement.closing, currency)}. Void invoices are left out."
+                    ),
+                }
+            return object_action_page(
+                self,
+                request,
+                original=customer,
+                title=f"Statement of account for {customer}",
+                intro="The customer's account over a period: opening balance, invoices, payments, credit notes, "
+                "closing balance. Change the period and press “Show”, then download the PDF or e-mail it to the "
+                "billing address (delivery is tracked on the customer's page).",
+                subject_rows=[("Billing e-mail", customer.email or "—")],
+                form=form,
+                preview=preview,
+                submit_label="Show",
+                submit_name="_show",
+                secondary_submits=[("_download", "Download PDF"), ("_send", "E-mail statement to customer")],
+            )
+
+    admin.site.unregister(Customer)
+    admin.site.register(Customer, CustomerAdmin)
+
+
+_extend_customer_admin()

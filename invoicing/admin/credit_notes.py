@@ -79,7 +79,7 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def pdf_link(self, obj: CreditNote) -> str:
         return format_html('<a href="{}">Download PDF</a>', reverse("admin:invoicing_creditnote_pdf", args=[obj.pk]))
 
-    # Issued from an invoice's page ("Issue credit note"); read-only afterwards.
+    # Issued from an invoice's page ("Create credit note"); read-only afterwards.
 
     @admin.display(description="total", ordering="total")
     def total_display(self, obj: CreditNote) -> str:

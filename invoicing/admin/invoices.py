@@ -19,25 +19,32 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from core import formatting as fmt
 from core.admin_lists import QuickActionCheckbox
+from core.admin_pages import money_text
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
-from core.money import amount_limit_problem
+from core.money import amount_limit_problem, round_amount
 from customers.admin_search import NumberOrCustomerSearchMixin
+from customers.models import Customer
 from invoicing import delivery, documents
 from invoicing.admin.common import ReadOnlyInline, _actor, _amount
+from invoicing.admin.invoice_page import InvoicePageMixin
 from invoicing.models import (
+    BillingReason,
     CreditNote,
     Invoice,
     InvoiceEvent,
     InvoiceLine,
     InvoiceStatus,
 )
+from invoicing.selectors import invoice_creditable_amount
 from invoicing.services import (
     BulkOutcome,
     CreditNoteLineSpec,
     InvoiceError,
     credit_note_issue,
+    credit_note_preview,
     invoice_recompute,
     invoices_finalize_many,
     invoices_mark_uncollectible_many,
@@ -45,6 +52,7 @@ from invoicing.services import (
 )
 from notifications.admin import BillingEmailBouncedFilter
 from notifications.models import OutboundEmail
+from subscriptions.models import PricingModel, TaxBehavior
 
 # --- invoices -------------------------------------------------------------------------------------------
 
@@ -52,10 +60,40 @@ from notifications.models import OutboundEmail
 class InvoiceLineForm(forms.ModelForm):
     """A manual line whose quantity × unit amount (or discount) no invoice column can hold is a form error here,
     before anything is saved — not a database error when the totals are recomputed. (The admin builds the
-    model form from this base with the inline's fields.)"""
+    model form from this base with the inline's fields.)
+
+    A line from the catalog: choose a price and leave the description and unit amount empty — they are taken
+    from the price (its product's name, its unit amount). Free text: no price, a description and a unit amount."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("description", "unit_amount"):
+            if name in self.fields:
+                self.fields[name].required = False
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        price = data.get("price")
+        if price is not None:
+            if price.is_metered or price.pricing_model not in (PricingModel.FLAT, PricingModel.PER_UNIT):
+                self.add_error(
+                    "price",
+                    f"{price.display_name} is a {price.get_pricing_model_display().lower()}"
+                    f"{' metered' if price.is_metered else ''} price: a one-off line takes a flat or "
+                    "per-unit price (or type the line as free text)",
+                )
+            if not data.get("description"):
+                data["description"] = price.display_name
+                self.instance.description = price.display_name
+            if data.get("unit_amount") is None:
+                data["unit_amount"] = price.unit_amount.amount
+                self.instance.unit_amount = price.unit_amount.amount
+        for name, message in (
+            ("description", "Enter a description (or choose a price)."),
+            ("unit_amount", "Enter the unit amount (or choose a price)."),
+        ):
+            if name in self.fields and data.get(name) in (None, "") and name not in self.errors:
+                self.add_error(name, message)
         quantity, unit_amount = data.get("quantity"), data.get("unit_amount")
         if (
             quantity is not None
@@ -68,13 +106,37 @@ class InvoiceLineForm(forms.ModelForm):
         return data
 
 
+class InvoiceLineFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        currency = getattr(self.instance, "currency", "")
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", {})
+            price = data.get("price")
+            if price is None or data.get("DELETE"):
+                continue
+            if currency and price.currency != currency:
+                form.add_error(
+                    "price", f"{price.display_name} is priced in {price.currency}, the invoice in {currency}"
+                )
+                continue
+            # A line that carries a price keeps the amount computed for it (invoicing.taxes): quantity × the
+            # unit amount here, rounded once; whether tax is included is the price's.
+            if currency and data.get("quantity") is not None and data.get("unit_amount") is not None:
+                form.instance.amount = round_amount(data["quantity"] * data["unit_amount"], currency)
+            form.instance.tax_inclusive = price.tax_behavior == TaxBehavior.INCLUSIVE
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     form = InvoiceLineForm
+    formset = InvoiceLineFormSet
     extra = 0
+    autocomplete_fields = ("price",)
     fields = (
         "position",
         "kind",
+        "price",
         "description",
         "quantity",
         "unit_amount",
@@ -90,6 +152,11 @@ class InvoiceLineInline(admin.TabularInline):
 
     def get_extra(self, request: HttpRequest, obj: Invoice | None = None, **kwargs: Any) -> int:
         return 1 if obj is None or obj.is_draft else 0
+
+    def get_fields(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
+        if obj is None:  # a new one-off invoice: a price from the catalog or free text (the rest on its draft page)
+            return ("position", "price", "description", "quantity", "unit_amount", "discount_amount")
+        return super().get_fields(request, obj)
 
     def _editable(self, obj: Invoice | None) -> bool:
         return obj is None or obj.is_draft
@@ -202,7 +269,9 @@ _COMPUTED_FIELDS = (
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, AuditTrailMixin, admin.ModelAdmin):
+class InvoiceAdmin(
+    QuickActionCheckbox, InvoicePageMixin, NumberOrCustomerSearchMixin, AuditTrailMixin, admin.ModelAdmin
+):
     audit_include_related = True
     list_display = (
         "__str__",
@@ -244,8 +313,14 @@ class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, AuditTrailM
 
     def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
-        if obj is None:
-            return draft
+        if obj is None:  # a new one-off invoice: who and in which currency; the rest is rarely needed
+            return [
+                (None, {"fields": ("customer", "currency", "billing_reason")}),
+                (
+                    "Number series, period, memo and footer",
+                    {"classes": ("collapse",), "fields": _DRAFT_FIELDS[3:]},
+                ),
+            ]
         return [
             *draft,
             (
@@ -284,7 +359,29 @@ class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, AuditTrailM
         ]
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
-        return {"currency": settings.DEFAULT_CURRENCY, **super().get_changeform_initial_data(request)}
+        """``?customer=<id>`` (the customer page's "New one-off invoice"): the customer, their currency, a
+        one-off invoice."""
+        initial = {"currency": settings.DEFAULT_CURRENCY, **super().get_changeform_initial_data(request)}
+        customer_id = str(request.GET.get("customer", ""))
+        customer = Customer.objects.filter(pk=int(customer_id)).first() if customer_id.isdigit() else None
+        if customer is not None:
+            initial.setdefault("billing_reason", BillingReason.ONE_OFF)
+            if "currency" not in request.GET:
+                initial["currency"] = customer.currency
+        return initial
+
+    def response_add(self, request: HttpRequest, obj: Invoice, post_url_continue: str | None = None) -> HttpResponse:
+        """A new draft opens on its own page, where its Finalize button is (unless "Save and add another")."""
+        if "_addanother" in request.POST or "_popup" in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            f"Saved the draft {obj} for {obj.customer}: total {money_text(obj.total, obj.currency)}. "
+            "Check it, then Finalize.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:invoicing_invoice_change", args=[obj.pk]))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Invoice]:
         # One LEFT JOIN to the stored PDF: the column and the filter read the state without a query per row.
@@ -319,9 +416,15 @@ class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, AuditTrailM
             pdf = documents.DocumentPdf.objects.filter(invoice=obj).first()
             state = documents.invoice_pdf_state(invoice=obj, pdf=pdf)
         return format_html(
-            '<a href="{}">Download PDF</a> · <a href="{}" target="_blank" rel="noopener">HTML preview</a>{}',
+            '<a href="{}">Download PDF</a> · <a href="{}" target="_blank" rel="noopener">HTML preview</a>{}{}',
             reverse("admin:invoicing_invoice_pdf", args=[obj.pk]),
             reverse("admin:invoicing_invoice_preview", args=[obj.pk]),
+            format_html(
+                ' · <a href="{}" target="_blank" rel="noopener">as the customer sees it</a>',
+                reverse("admin:invoicing_invoice_portal_preview", args=[obj.pk]),
+            )
+            if obj.is_finalized
+            else "",
             format_html(" · stored PDF: <strong>{}</strong>", state) if state else "",
         )
 
@@ -447,6 +550,7 @@ class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, AuditTrailM
                 name="invoicing_invoice_credit_note",
             ),
             path("<int:invoice_id>/pdf/", self.admin_site.admin_view(self.pdf_view), name="invoicing_invoice_pdf"),
+            *self.invoice_page_urls(),
             path(
                 "<int:invoice_id>/preview/",
                 self.admin_site.admin_view(self.preview_view),
@@ -473,50 +577,74 @@ class InvoiceAdmin(QuickActionCheckbox, NumberOrCustomerSearchMixin, AuditTrailM
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        invoice = Invoice.objects.filter(pk=object_id).only("status").first()
-        can_credit = (
-            invoice is not None
-            and invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.PAID)
-            and request.user.has_perm("invoicing.add_creditnote")
+        invoice = (
+            Invoice.objects.select_related("customer").filter(pk=object_id).first() if object_id.isdigit() else None
         )
-        extra_context = {**(extra_context or {}), "can_issue_credit_note": can_credit}
+        tools = self.get_object_tools(request, invoice) if invoice is not None else []
+        extra_context = {**(extra_context or {}), "object_tools": tools}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def credit_note_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
-        if not request.user.has_perm("invoicing.add_creditnote"):
-            raise PermissionDenied
-        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id)
+        """Choose what to credit → preview the credit note (``credit_note_preview``: the issuing code, rolled
+        back) → create it. Creating needs a preview of exactly the values submitted."""
+        invoice = self.invoice_for_tool(request, invoice_id, "credit_note")
+        if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.PAID):
+            return self.refuse(request, invoice, f"no credit note — it is {invoice.get_status_display().lower()}")
         form = CreditNoteIssueForm(request.POST or None, invoice=invoice)
+        preview, previewed = None, ""
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
+            what: dict[str, Any] = {
+                "invoice": invoice,
+                "reason": data["reason"],
+                "amount": data["amount"] if data["mode"] == "amount" else None,
+                "lines": [CreditNoteLineSpec(invoice_line_id=line.pk) for line in data["lines"]]
+                if data["mode"] == "lines"
+                else None,
+            }
+            previewed = form.fingerprint()
             try:
-                credit_note = credit_note_issue(
-                    invoice=invoice,
-                    reason=data["reason"],
-                    amount=data["amount"] if data["mode"] == "amount" else None,
-                    lines=[CreditNoteLineSpec(invoice_line_id=line.pk) for line in data["lines"]]
-                    if data["mode"] == "lines"
-                    else None,
-                    memo=data["memo"],
-                    actor=_actor(request),
-                )
+                if "_confirm" in request.POST and request.POST.get("previewed") == previewed:
+                    credit_note = credit_note_issue(**what, memo=data["memo"], actor=_actor(request))
+                    text = (
+                        f"Issued credit note {credit_note} for {money_text(credit_note.total, credit_note.currency)}: "
+                        f"{money_text(credit_note.amount_applied, credit_note.currency)} off the amount due of "
+                        f"{invoice}, {money_text(credit_note.amount_to_customer_credit, credit_note.currency)} to "
+                        "customer credit."
+                    )
+                    self.log_change(request, invoice, f"{text} Reason: {data['reason']}")
+                    self.message_user(request, text, messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))
+                preview = credit_note_preview(**what)
             except InvoiceError as exc:
                 form.add_error(None, str(exc))
-            else:
-                self.message_user(
-                    request,
-                    f"Issued credit note {credit_note} for {_amount(credit_note.total, credit_note.currency)}"
-                    f" ({_amount(credit_note.amount_to_customer_credit, credit_note.currency)} to customer credit).",
-                    messages.SUCCESS,
-                )
-                return HttpResponseRedirect(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))
+                previewed = ""
+        currency = invoice.currency
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "original": invoice,
-            "title": f"Issue a credit note for {invoice}",
+            "title": f"Create a credit note for {invoice}",
             "form": form,
             "invoice": invoice,
+            "total_text": money_text(invoice.total, currency),
+            "amount_due_text": money_text(invoice.amount_due, currency),
+            "creditable_text": money_text(invoice_creditable_amount(invoice=invoice), currency),
+            "previewed": previewed if preview is not None else "",
+            "preview": None
+            if preview is None
+            else {
+                "lines": [
+                    (description, "" if quantity is None else fmt.quantity(quantity, "en"), money_text(total, currency))
+                    for description, quantity, total in preview.lines
+                ],
+                "net_total": money_text(preview.net_total, currency),
+                "tax_total": money_text(preview.tax_total, currency),
+                "total": money_text(preview.total, currency),
+                "applied": money_text(preview.amount_applied, currency),
+                "to_credit": money_text(preview.amount_to_customer_credit, currency),
+                "due_after": money_text(invoice.amount_due - preview.amount_applied, currency),
+            },
         }
         return TemplateResponse(request, "admin/invoicing/invoice/credit_note.html", context)
 
@@ -555,6 +683,13 @@ class CreditNoteIssueForm(forms.Form):
         lines_field.label_from_instance = lambda line: (  # type: ignore[method-assign,assignment]
             f"{line.description} — {_amount(line.total_amount, invoice.currency)}"
         )
+
+    def fingerprint(self) -> str:
+        """What the preview was shown for: creating the credit note needs a preview of exactly these values."""
+        data = self.cleaned_data
+        lines = ",".join(str(line.pk) for line in data["lines"]) if data["mode"] == "lines" else ""
+        amount = data["amount"] if data["mode"] == "amount" else ""
+        return f"{data['mode']}|{amount}|{lines}|{data['reason']}"
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

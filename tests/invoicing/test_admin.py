@@ -65,7 +65,7 @@ def test_finalized_invoice_change_page_is_read_only_and_a_post_changes_nothing(a
     assert invoice.number in html
     for editable in ('name="memo"', 'name="customer"', 'name="lines-0-description"', 'name="_save"'):
         assert editable not in html
-    assert "Issue credit note" in html
+    assert "Create credit note" in html
     response = admin_client.post(url, {"memo": "edited", "currency": "EUR", "customer": invoice.customer_id})
     assert response.status_code == 403
     invoice.refresh_from_db()
@@ -158,7 +158,10 @@ def test_credit_note_screen_issues_a_partial_credit(admin_client, series, vat_de
     assert admin_client.get(url).status_code == 200
     response = admin_client.post(url, {"mode": "amount", "amount": "500.00", "reason": "too much"})
     assert "exceeds the creditable" in response.content.decode()
-    response = admin_client.post(url, {"mode": "amount", "amount": "11.90", "reason": "goodwill"})
+    data = {"mode": "amount", "amount": "11.90", "reason": "goodwill"}
+    preview = admin_client.post(url, {**data, "_preview": "1"})  # shown first, nothing issued
+    assert "€11.90" in preview.content.decode() and not CreditNote.objects.exists()
+    response = admin_client.post(url, {**data, "_confirm": "1", "previewed": preview.context["previewed"]})
     credit_note = CreditNote.objects.get()
     assert response.status_code == 302 and credit_note.total == D("11.90")
     page = admin_client.get(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk]))

@@ -328,6 +328,30 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
         lambda rows: {"invoice_id": _row(rows, "invoicing.Invoice").pk},
         ("invoicing.add_creditnote",),
     ),
+    # the invoice page's buttons (issue 18): a state that does not allow the action shows why, with a 200
+    **{
+        f"invoicing_invoice_{name}": (lambda rows: {"invoice_id": _row(rows, "invoicing.Invoice").pk}, needs)
+        for name, needs in (
+            ("finalize", ("invoicing.finalize_invoice",)),
+            ("send_email", ("notifications.add_outboundemail",)),
+            ("void", ("invoicing.void_invoice",)),
+            ("mark_uncollectible", ("invoicing.mark_uncollectible_invoice",)),
+            ("portal_preview", ("invoicing.view_invoice",)),
+            ("record_payment", ("payments.add_payment",)),
+            ("apply_credit", ("payments.add_creditledgerentry",)),
+            ("charge_now", ("payments.add_paymentattempt",)),
+        )
+    },
+    # the customer page's quick actions (issue 18)
+    **{
+        f"customers_customer_{name}": (lambda rows: {"customer_id": _row(rows, "customers.Customer").pk}, needs)
+        for name, needs in (
+            ("record_payment", ("payments.add_payment",)),
+            ("adjust_credit", ("payments.add_creditledgerentry",)),
+            ("statement", ("customers.view_customer", "notifications.add_outboundemail")),
+            ("invite_portal", ("customers.change_customer",)),
+        )
+    },
     "invoicing_invoice_pdf": (
         lambda rows: {"invoice_id": _row(rows, "invoicing.Invoice").pk},
         ("invoicing.view_invoice",),
