@@ -4,7 +4,6 @@ Chromium, docs/GOTCHAS.md §9)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from decimal import Decimal
 from typing import Any
 
@@ -15,47 +14,14 @@ from django.test import Client
 from customers.portal import SESSION_USER_KEY
 from invoicing.services import credit_note_issue
 from payments.gateways.sandbox import SandboxGateway
+
+# Debian's Chromium and the async-safety switch for the browser test in this folder
+from tests.browser import browser_type_launch_args, pytest_runtest_setup, pytest_runtest_teardown  # noqa: F401
 from tests.factories import CustomerFactory, InvoiceFactory, PaymentMethodFactory, record_payment
 from tests.factories.invoicing import NumberSeriesFactory, TaxRateFactory
 from tests.factories.portal import PortalUserFactory
 
 ISSUE = dt.date(2026, 3, 2)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "headless": True, "args": CHROMIUM_ARGS}
-
-
-ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Any:
-    """Playwright's sync API runs an event loop in the test thread, so Django refuses ORM calls there unless
-    DJANGO_ALLOW_ASYNC_UNSAFE is set (docs/GOTCHAS.md §9). It is set from each portal test's set-up to the end of
-    its tear-down (the transactional flush runs after every fixture), not with os.environ.setdefault at import:
-    a process-wide value leaks into other tests' `manage.py check --deploy` subprocesses (async.E001). These
-    per-item hooks run only for items under this folder."""
-    os.environ[ASYNC_UNSAFE] = "true"
-    return (yield)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    try:
-        return (yield)
-    finally:
-        os.environ.pop(ASYNC_UNSAFE, None)
 
 
 @pytest.fixture(autouse=True)
