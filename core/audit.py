@@ -45,6 +45,7 @@ from moneyed import Money
 from pghistory import runtime as pghistory_runtime
 
 from core import formatting
+from core.links import redact_link_tokens
 
 ModelT = TypeVar("ModelT", bound=type[models.Model])
 
@@ -266,10 +267,12 @@ class AuditActorMiddleware:
         if request.method not in self.methods or not audit_enabled():
             return self.get_response(request)
         user = getattr(request, "user", None)
+        # a sign-in or deep link's path holds its secret: never into the audit rows (nor the SQL log)
+        path = redact_link_tokens(request.path)
         if user is not None and user.is_authenticated:
-            with audit_actor(ACTOR_STAFF, user.get_username(), user=user.pk, url=request.path):
+            with audit_actor(ACTOR_STAFF, user.get_username(), user=user.pk, url=path):
                 return self.get_response(request)
-        with audit_actor("", f"web request {request.path}", url=request.path):  # until a view names the actor
+        with audit_actor("", f"web request {path}", url=path):  # until a view names the actor
             return self.get_response(request)
 
 

@@ -255,9 +255,10 @@ class DiscountAdmin(AuditTrailMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Discount | None = None) -> Any:
         # Redeemed through discount_create; ended from the subscription page ("Remove coupon"), never edited.
+        fields = tuple(super().get_readonly_fields(request, obj))  # periods_applied, and the audit trail
         if obj is not None:
-            return ("coupon", "customer", "subscription", "start", "end", "periods_applied")
-        return self.readonly_fields
+            return ("coupon", "customer", "subscription", "start", "end", *fields)
+        return fields
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

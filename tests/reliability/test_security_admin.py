@@ -380,8 +380,30 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     "payments_bankstatement_import": (lambda rows: {}, ("payments.add_payment",)),
     "customers_customer_import": (lambda rows: {}, ("customers.add_customer", "customers.change_customer")),
     "subscriptions_usagerecord_import": (lambda rows: {}, ("subscriptions.add_usagerecord",)),
-    "subscriptions_subscription_change_plan": (
-        lambda rows: {"object_id": _row(rows, "subscriptions.Subscription").pk},
+    # the subscription page's operations (issue 18)
+    **{
+        f"subscriptions_subscription_{name}": (
+            lambda rows: {"object_id": _row(rows, "subscriptions.Subscription").pk},
+            ("subscriptions.change_subscription",),
+        )
+        for name in (
+            "change_plan",
+            "coupon",
+            "cancel_at_period_end",
+            "undo_cancel",
+            "pause",
+            "resume",
+            "extend_trial",
+            "bill_now",
+            "cancel_now",
+        )
+    },
+    "subscriptions_subscription_coupon_remove": (
+        lambda rows: _subscription_discount(),
+        ("subscriptions.change_subscription",),
+    ),
+    "customers_customer_bill_now": (
+        lambda rows: {"object_id": _row(rows, "customers.Customer").pk},
         ("subscriptions.change_subscription",),
     ),
     "auth_user_password_change": (lambda rows: {"id": _row(rows, "auth.User").pk}, ("auth.change_user",)),
@@ -400,6 +422,14 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     ),
     "report": (lambda rows: {"slug": "ageing"}, ("invoicing.view_invoice",)),
 }
+
+
+def _subscription_discount() -> dict[str, int]:
+    from subscriptions.models import Discount
+
+    discount = Discount.objects.filter(subscription__isnull=False).order_by("pk").first()
+    assert discount is not None and discount.subscription_id is not None, "the demo has a subscription's coupon"
+    return {"object_id": discount.subscription_id, "discount_id": discount.pk}
 
 
 def _row(rows: dict[type[Model], Model], label: str) -> Model:
