@@ -5,11 +5,13 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 
+from core import formatting as fmt
 from core.audit import StaffEditsMixin
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
-from customers.models import Customer, PortalUser
+from customers.models import Customer, PortalUser, SellerProfile
 from customers.selectors import customer_has_billing_history
 from customers.services import (
     IMPORT_COLUMNS,
@@ -159,3 +161,78 @@ class CustomerAdmin(StaffEditsMixin, ImportAdminMixin, admin.ModelAdmin):
 
     def import_context(self, request: HttpRequest) -> dict[str, Any]:
         return {"columns": IMPORT_COLUMNS, "required_columns": REQUIRED_COLUMNS}
+
+
+class SellerProfileForm(forms.ModelForm):
+    """The footer is stored per language (``invoice_footer``: {"en": …, "de": …}); the form shows one text box
+    per document language."""
+
+    class Meta:
+        model = SellerProfile
+        exclude = ("invoice_footer",)
+        widgets: ClassVar[dict[str, Any]] = {"address": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        footers = self.instance.invoice_footer if isinstance(self.instance.invoice_footer, dict) else {}
+        for code in fmt.SUPPORTED_LANGUAGES:
+            self.fields[f"footer_{code}"] = forms.CharField(
+                label=f"Invoice footer ({code})",
+                required=False,
+                widget=forms.Textarea(attrs={"rows": 2}),
+                initial=footers.get(code, ""),
+                help_text="Printed under every invoice and credit note in this language, e.g. a thank-you line.",
+            )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        self.instance.invoice_footer = {
+            code: text.strip() for code in fmt.SUPPORTED_LANGUAGES if (text := cleaned.get(f"footer_{code}") or "")
+        }
+        return cleaned
+
+
+@admin.register(SellerProfile)
+class SellerProfileAdmin(StaffEditsMixin, admin.ModelAdmin):
+    """One row: the list opens it (or the form to create it); it cannot be deleted. Issued documents keep their
+    own copy (``seller_snapshot``), so an edit here affects the next document only."""
+
+    form = SellerProfileForm
+    fieldsets = (
+        ("Legal identity", {"fields": ("legal_name", "address", "country", "vat_id", "tax_number")}),
+        ("Commercial register", {"fields": ("register_court", "register_number", "managing_directors")}),
+        ("Contact", {"fields": ("email", "email_sender", "phone", "website", "logo")}),
+        ("Bank account (printed with the payment terms)", {"fields": ("bank_name", "iban", "bic")}),
+        ("Invoice footer", {"fields": tuple(f"footer_{code}" for code in fmt.SUPPORTED_LANGUAGES)}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # read-only staff see the stored footers; the per-language boxes exist only in the edit form
+            return [(name, {**options, "fields": _read_only_footer(options["fields"])}) for name, options in fieldsets]
+        return fieldsets
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not SellerProfile.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        profile = SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK).first()
+        if profile is not None:
+            return HttpResponseRedirect(reverse("admin:customers_sellerprofile_change", args=[profile.pk]))
+        if self.has_add_permission(request):
+            return HttpResponseRedirect(reverse("admin:customers_sellerprofile_add"))
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request: HttpRequest, obj: SellerProfile, form: Any, change: bool) -> None:
+        obj.pk = SellerProfile.SINGLETON_PK
+        super().save_model(request, obj, form, change)
+        messages.info(request, "Saved. Documents issued from now on print these details; issued ones keep theirs.")
+
+
+def _read_only_footer(fields: Any) -> tuple[str, ...]:
+    names = [name for name in fields if not str(name).startswith("footer_")]
+    return (*names, "invoice_footer") if len(names) < len(fields) else tuple(names)

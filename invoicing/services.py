@@ -56,6 +56,7 @@ from invoicing.taxes import (
     tax_of,
     tax_rates_load,
 )
+from customers.seller import seller_snapshot
 from subscriptions.models import Subscription
 
 if TYPE_CHECKING:
@@ -181,10 +182,6 @@ def customer_snapshot(*, customer: Customer) -> dict[str, Any]:
         "language": customer.language,
         "email": customer.email,
     }
-
-
-def seller_snapshot() -> dict[str, Any]:
-    return {key: str(value) for key, value in settings.SELLER.items()}
 
 
 # --- helpers --------------------------------------------------------------------------------------------
