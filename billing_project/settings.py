@@ -287,7 +287,7 @@ SCHEDULE_PAYMENT_RETRIES_AT = env.str("SCHEDULE_PAYMENT_RETRIES_AT", default="07
 SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
 # The nightly integrity check (reporting/integrity.py); its result shows on the admin dashboard.
 SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
-# Every this many minutes: re-render missing or stale PDFs.
+# Every this many minutes: render PDFs that are missing (a failed render); archived PDFs are never rendered again.
 SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
 
 # --- Customer portal (customers: login tokens; invoicing/payments: portal pages) --------------------------

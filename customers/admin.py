@@ -169,7 +169,10 @@ class SellerProfileForm(forms.ModelForm):
 
     class Meta:
         model = SellerProfile
-        exclude = ("invoice_footer",)
+        fields = (
+            "legal_name", "address", "country", "vat_id", "tax_number", "register_court", "register_number",
+            "managing_directors", "email", "email_sender", "phone", "website", "logo", "bank_name", "iban", "bic",
+        )  # fmt: skip
         widgets: ClassVar[dict[str, Any]] = {"address": forms.Textarea(attrs={"rows": 3})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -294,7 +294,9 @@ class SellerProfile(models.Model):
 
     SINGLETON_PK = 1
 
-    legal_name = models.CharField(max_length=200, help_text="As in the commercial register, e.g. “Nordlicht Software GmbH”.")
+    legal_name = models.CharField(
+        max_length=200, help_text="As in the commercial register, e.g. “Nordlicht Software GmbH”."
+    )
     address = models.TextField(help_text="Street, postal code and city; one line each.")
     country = CountryField(help_text="Decides which sales are domestic, EU cross-border or outside the EU (taxes).")
     vat_id = models.CharField(

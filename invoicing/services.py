@@ -27,6 +27,7 @@ from core.dates import billing_today
 from core.errors import ApplicationError, InvalidInput, NotAllowed
 from core.models import DomainEvent
 from core.money import round_amount
+from customers.seller import seller_snapshot
 from invoicing.models import (
     BillingReason,
     CreditNote,
@@ -56,7 +57,6 @@ from invoicing.taxes import (
     tax_of,
     tax_rates_load,
 )
-from customers.seller import seller_snapshot
 from subscriptions.models import Subscription
 
 if TYPE_CHECKING:

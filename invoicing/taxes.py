@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-
 from core.errors import NotFound
 from core.money import amount_limit_problem, round_amount
 from customers.models import EU_VAT_COUNTRIES, TaxStatus

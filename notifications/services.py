@@ -26,8 +26,8 @@ passed in (any object with ``pk``, ``email``, ``cc_email_list`` and ``language``
 from __future__ import annotations
 
 import logging
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.conf import settings

@@ -50,7 +50,13 @@ class TaxBehavior(models.TextChoices):
 
 
 class Product(models.Model):
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, help_text="Internal name, shown to staff.")
+    statement_descriptor = models.CharField(
+        "name on invoices",
+        max_length=200,
+        blank=True,
+        help_text="What customers read on invoices, credit notes and the portal. Empty: the name.",
+    )
     description = models.TextField(blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -61,6 +67,10 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def public_name(self) -> str:
+        return self.statement_descriptor or self.name
 
 
 class Price(models.Model):
@@ -120,7 +130,13 @@ class Price(models.Model):
 
     @property
     def display_name(self) -> str:
+        """For staff: the product and the price's internal nickname."""
         return f"{self.product.name} ({self.nickname})" if self.nickname else self.product.name
+
+    @property
+    def public_name(self) -> str:
+        """For customers (invoice lines): the product's name on invoices, never the internal nickname."""
+        return self.product.public_name
 
     @property
     def is_metered(self) -> bool:
@@ -351,6 +367,24 @@ class Coupon(models.Model):
     def __str__(self) -> str:
         off = f"{self.percent_off}%" if self.percent_off is not None else str(self.amount_off)
         return f"{self.code} ({off} off, {self.get_duration_display().lower()})"
+
+    @property
+    def public_name(self) -> str:
+        return self.name or self.code
+
+    @property
+    def terms(self) -> str:
+        """The coupon's terms as a discount line prints them: "10 % off, for 3 periods"."""
+        if self.percent_off is not None:
+            off = f"{self.percent_off.normalize():f} % off"
+        else:
+            assert self.amount_off is not None
+            off = f"{self.amount_off.amount.normalize():f} {self.amount_off.currency.code} off"
+        if self.duration == CouponDuration.ONCE:
+            return f"{off}, once"
+        if self.duration == CouponDuration.REPEATING:
+            return f"{off}, for {self.duration_in_periods} billing periods"
+        return f"{off}, every billing period"
 
     @property
     def periods_limit(self) -> int | None:

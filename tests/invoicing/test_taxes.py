@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from invoicing.models import InvoiceLine, InvoiceStatus, TaxRate, TaxTreatment
 from invoicing.services import InvoiceError, InvoiceLineSpec, invoice_create_draft, invoice_finalize
 from invoicing.taxes import (
-    TaxRateTable,
     TaxRateMissing,
+    TaxRateTable,
     compute_invoice_totals,
     compute_line_amounts,
     distribute_amount,

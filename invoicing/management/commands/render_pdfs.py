@@ -8,10 +8,10 @@ from invoicing import documents
 
 
 class Command(BaseCommand):
-    help = "Render and store the PDFs of finalized invoices and credit notes (all, or only missing/stale ones)."
+    help = "Render and store the PDFs of finalized invoices and credit notes (those without an archived PDF; an archived one is never rewritten)."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--missing", action="store_true", help="Only documents whose PDF is missing or stale.")
+        parser.add_argument("--missing", action="store_true", help="Only documents whose PDF is missing (the default behaviour: archived PDFs are never rewritten).")
 
     def handle(self, *args: Any, missing: bool = False, **options: Any) -> None:
         total = documents.pdfs_needing_render_count(only_missing=missing)
