@@ -213,6 +213,9 @@ def _address_lines(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
+_PLAIN_VAT_NAME = re.compile(r"^\s*(VAT|USt\.?|MwSt\.?)\s*[\d.,]+\s*%?\s*$", re.IGNORECASE)
+
+
 def _tax_rows(
     summary: Sequence[dict[str, Any]], currency: str, lang: str, treatment: str = TaxTreatment.STANDARD
 ) -> list[dict[str, str]]:
@@ -225,10 +228,11 @@ def _tax_rows(
         if treatment != TaxTreatment.STANDARD and not Decimal(row["percentage"] or 0):
             name = f"{fmt.label(lang, 'vat')} {fmt.percentage(Decimal(0), lang)}"
         else:
-            # Rate names usually carry their percentage ("VAT 19 %"); add it only where they do not.
-            name = row["name"] or fmt.label(lang, "vat")
-            if not any(char.isdigit() for char in name):
-                name = f"{name} {fmt.percentage(row['percentage'], lang)}"
+            # In the document's language ("USt. 19 %"); a rate named otherwise than "VAT <n> %" in the admin
+            # (a regional rate, a sales tax) keeps its name beside it.
+            name = f"{fmt.label(lang, 'vat')} {fmt.percentage(row['percentage'], lang)}"
+            if row["name"] and not _PLAIN_VAT_NAME.match(row["name"]):
+                name += f" ({row['name']})"
         if row.get("inclusive"):
             name += f" ({fmt.label(lang, 'tax_included')})"
         rows.append(
@@ -269,26 +273,25 @@ def _seller_lines(seller: dict[str, Any], lang: str) -> list[str]:
 
 
 def _footer_lines(seller: dict[str, Any], lang: str) -> list[str]:
-    """The page footer (§35a GmbHG, §14 UStG): who the seller is, where registered, who runs it, its tax ids,
-    its bank account."""
+    """The page footer (§35a GmbHG, §14 UStG), three lines: who and where the seller is; its register and
+    managing directors; its tax ids and bank account."""
     register = " ".join(part for part in (seller.get("register_court", ""), seller.get("register_number", "")) if part)
-    identity = [
-        seller.get("legal_name", ""),
-        ", ".join(_address_lines(seller.get("address", ""))),
-        f"{fmt.label(lang, 'register')}: {register}" if register else "",
-        f"{fmt.label(lang, 'managing_directors')}: {seller['managing_directors']}"
-        if seller.get("managing_directors")
-        else "",
+    groups = [
+        [seller.get("legal_name", ""), ", ".join(_address_lines(seller.get("address", ""))), seller.get("email", "")],
+        [
+            f"{fmt.label(lang, 'register')}: {register}" if register else "",
+            f"{fmt.label(lang, 'managing_directors')}: {seller['managing_directors']}"
+            if seller.get("managing_directors")
+            else "",
+        ],
+        [
+            f"{fmt.label(lang, 'seller_tax_id')} {seller['tax_id']}" if seller.get("tax_id") else "",
+            f"{fmt.label(lang, 'seller_tax_number')} {seller['tax_number']}" if seller.get("tax_number") else "",
+            f"{fmt.label(lang, 'iban')} {fmt.iban(seller.get('iban', ''))}" if seller.get("iban") else "",
+            f"{fmt.label(lang, 'bic')} {seller['bic']}" if seller.get("bic") else "",
+        ],
     ]
-    taxes_and_bank = [
-        f"{fmt.label(lang, 'seller_tax_id')} {seller['tax_id']}" if seller.get("tax_id") else "",
-        f"{fmt.label(lang, 'seller_tax_number')} {seller['tax_number']}" if seller.get("tax_number") else "",
-        seller.get("bank_name", ""),
-        f"{fmt.label(lang, 'iban')} {fmt.iban(seller.get('iban', ''))}" if seller.get("iban") else "",
-        f"{fmt.label(lang, 'bic')} {seller['bic']}" if seller.get("bic") else "",
-        seller.get("email", ""),
-    ]
-    return [" · ".join(part for part in group if part) for group in (identity, taxes_and_bank)]
+    return [line for line in (" · ".join(part for part in group if part) for group in groups) if line]
 
 
 def _seller_footer_text(seller: dict[str, Any], lang: str) -> str:

@@ -102,7 +102,7 @@ def test_the_german_invoice_carries_every_mandatory_field():
         "Willkommensrabatt (10 % off, once): -10,00 €",
         # net per rate, rate, tax, total
         "Zwischensumme 100,00 €",
-        "VAT 19 % auf 90,00 € 17,10 €",  # the rate as named in the admin (Tax rates)
+        "USt. 19 % auf 90,00 € 17,10 €",
         "Gesamtbetrag 107,10 €",
         "Zahlungsbedingungen: zahlbar ohne Abzug innerhalb von 14 Tagen, bis 15.01.2026.",
         "Vielen Dank für Ihren Auftrag.",
