@@ -173,19 +173,19 @@ class SellerProfileForm(forms.ModelForm):
             "legal_name", "address", "country", "vat_id", "tax_number", "register_court", "register_number",
             "managing_directors", "email", "email_sender", "phone", "website", "logo", "bank_name", "iban", "bic",
         )  # fmt: skip
-        widgets: ClassVar[dict[str, Any]] = {"address": forms.Textarea(attrs={"rows": 3})}
+        widgets: ClassVar[dict[str, Any]] = {
+            "address": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+            **{
+                name: forms.TextInput(attrs={"size": 60})
+                for name in ("legal_name", "managing_directors", "email_sender", "register_court")
+            },
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         footers = self.instance.invoice_footer if isinstance(self.instance.invoice_footer, dict) else {}
         for code in fmt.SUPPORTED_LANGUAGES:
-            self.fields[f"footer_{code}"] = forms.CharField(
-                label=f"Invoice footer ({code})",
-                required=False,
-                widget=forms.Textarea(attrs={"rows": 2}),
-                initial=footers.get(code, ""),
-                help_text="Printed under every invoice and credit note in this language, e.g. a thank-you line.",
-            )
+            self.fields[f"footer_{code}"].initial = footers.get(code, "")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -193,6 +193,18 @@ class SellerProfileForm(forms.ModelForm):
             code: text.strip() for code in fmt.SUPPORTED_LANGUAGES if (text := cleaned.get(f"footer_{code}") or "")
         }
         return cleaned
+
+
+# One box per document language, declared on the class so that the admin's form factory knows the fields.
+for _code in fmt.SUPPORTED_LANGUAGES:
+    SellerProfileForm.base_fields[f"footer_{_code}"] = SellerProfileForm.declared_fields[f"footer_{_code}"] = (
+        forms.CharField(
+            label=f"Invoice footer ({_code})",
+            required=False,
+            widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+            help_text="Printed under every invoice and credit note in this language, e.g. a thank-you line.",
+        )
+    )
 
 
 @admin.register(SellerProfile)

@@ -176,6 +176,7 @@ def normalize_tax_id(tax_id: str, country_code: str) -> str:
     python-stdnum knows one. Raises ``ValidationError`` naming the problem.
     """
     from django.core.exceptions import ValidationError
+    from stdnum import exceptions as stdnum_errors
     from stdnum import get_cc_module
     from stdnum.eu import vat as eu_vat
 
@@ -184,10 +185,13 @@ def normalize_tax_id(tax_id: str, country_code: str) -> str:
         return ""
     country = (country_code or "").upper()
     if country in EU_VAT_COUNTRIES:
-        compact = eu_vat.compact(value)
         expected_prefix = "EL" if country == "GR" else country
-        if compact[:2].isdigit():
-            compact = expected_prefix + compact
+        if value[:2].isdigit():  # "136695976": the country's prefix is implied
+            value = expected_prefix + value
+        try:
+            compact = eu_vat.compact(value)
+        except stdnum_errors.ValidationError as exc:
+            raise ValidationError(f"'{tax_id}' is not a valid EU VAT number (format or check digit).") from exc
         if not eu_vat.is_valid(compact):
             raise ValidationError(f"'{tax_id}' is not a valid EU VAT number (format or check digit).")
         if compact[:2] != expected_prefix:
@@ -315,8 +319,8 @@ class SellerProfile(models.Model):
         "e-mail sender",
         max_length=254,
         blank=True,
-        help_text="From address of customer e-mails, e.g. “Nordlicht Billing <billing@nordlicht.example>”. Empty: "
-        "the BILLING_FROM_EMAIL setting.",
+        help_text="From address of customer e-mails: an address, or a name with the address in angle brackets. "
+        "Empty: the BILLING_FROM_EMAIL setting.",
     )
     phone = models.CharField(max_length=40, blank=True)
     website = models.CharField(max_length=200, blank=True)
@@ -333,10 +337,17 @@ class SellerProfile(models.Model):
 
     class Meta:
         verbose_name = "seller profile"
+        verbose_name_plural = "seller profile"
         constraints = [models.CheckConstraint(condition=Q(pk=1), name="seller_profile_singleton")]
 
     def __str__(self) -> str:
         return self.legal_name or "Seller profile"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from django.core.cache import cache
+
+        super().save(*args, **kwargs)
+        cache.delete("seller-profile:email-sender")  # customers.seller.SENDER_CACHE_KEY
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
@@ -348,9 +359,9 @@ class SellerProfile(models.Model):
                 self.vat_id = normalize_tax_id(self.vat_id, str(self.country))
             except ValidationError as exc:
                 errors["vat_id"] = exc.messages[0].replace("the customer's country", "the seller's country")
-        if self.iban and "iban" not in errors:
+        if self.iban and iban.is_valid(self.iban):
             self.iban = iban.compact(self.iban)
-        if self.bic:
+        if self.bic and bic.is_valid(self.bic):
             self.bic = bic.compact(self.bic)
         if self.iban and not self.bic:
             errors["bic"] = "Give the BIC with the IBAN: invoices print both."

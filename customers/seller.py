@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 
 from customers.models import SellerProfile
 
@@ -65,6 +66,15 @@ def seller_country() -> str:
     return str(seller_profile().country or "").upper()
 
 
+SENDER_CACHE_KEY = "seller-profile:email-sender"
+
+
 def seller_from_email() -> str:
-    """The From address of customer e-mails: the profile's sender, else the ``BILLING_FROM_EMAIL`` setting."""
-    return seller_profile().email_sender or settings.BILLING_FROM_EMAIL
+    """The From address of customer e-mails: the profile's sender, else the ``BILLING_FROM_EMAIL`` setting.
+    Cached for five minutes (a dunning run queues hundreds of e-mails; saving the profile clears the key, other
+    processes of a per-process cache see an edit within the five minutes)."""
+    sender = cache.get(SENDER_CACHE_KEY)
+    if sender is None:
+        sender = seller_profile().email_sender or settings.BILLING_FROM_EMAIL
+        cache.set(SENDER_CACHE_KEY, sender, 300)
+    return str(sender)

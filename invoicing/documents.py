@@ -753,6 +753,7 @@ def document_pdf_render_version(
         content = render_invoice_pdf(invoice=invoice, lines=lines)
         folder, number, issue_date = "invoices", invoice.number, invoice.issue_date
     else:
+        assert credit_note_id is not None
         credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
         original = credit_note_pdf_store(credit_note_id=credit_note.pk)
         content = render_credit_note_pdf(credit_note=credit_note, lines=list(credit_note.lines.all()))

@@ -95,7 +95,7 @@ class Migration(migrations.Migration):
                     "email_sender",
                     models.CharField(
                         blank=True,
-                        help_text="From address of customer e-mails, e.g. “Nordlicht Billing <billing@nordlicht.example>”. Empty: the BILLING_FROM_EMAIL setting.",
+                        help_text="From address of customer e-mails: an address, or a name with the address in angle brackets. Empty: the BILLING_FROM_EMAIL setting.",
                         max_length=254,
                         verbose_name="e-mail sender",
                     ),
@@ -136,6 +136,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 "verbose_name": "seller profile",
+                "verbose_name_plural": "seller profile",
                 "constraints": [models.CheckConstraint(condition=models.Q(("pk", 1)), name="seller_profile_singleton")],
             },
         ),

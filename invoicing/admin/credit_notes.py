@@ -70,7 +70,10 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
         credit_note = get_object_or_404(CreditNote, pk=credit_note_id)
         if not self.has_view_permission(request, credit_note):
             raise PermissionDenied
-        filename, content = documents.credit_note_pdf_bytes(credit_note_id=credit_note.pk)
+        version = request.GET.get("version", "")
+        filename, content = documents.credit_note_pdf_bytes(
+            credit_note_id=credit_note.pk, version=int(version) if version.isdigit() else None
+        )
         response = HttpResponse(content, content_type="application/pdf")
         response["Content-Disposition"] = f'inline; filename="{filename}"'
         return response

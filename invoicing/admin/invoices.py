@@ -455,7 +455,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
     def render_new_pdf_version_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> Any:
         """Asks for the reason first (an intermediate page), then renders each finalized invoice's PDF again as
         its next archived version; the original stays."""
-        invoices = list(queryset.finalized().order_by("pk"))
+        invoices = list(queryset.exclude(status=InvoiceStatus.DRAFT).order_by("pk"))
         reason = request.POST.get("reason", "").strip()
         if "apply" not in request.POST or not reason:
             if "apply" in request.POST:

@@ -214,9 +214,7 @@ def test_finalize_renders_the_pdf_after_commit(series, vat_de, django_capture_on
     assert DocumentPdf.objects.filter(invoice=draft).exists()
 
 
-def test_payment_leaves_the_archived_pdf_alone_and_render_pdfs_missing_renders_only_missing_ones(
-    invoice, admin_client
-):
+def test_payment_leaves_the_archived_pdf_alone_and_render_pdfs_missing_renders_only_missing_ones(invoice, admin_client):
     original = documents.invoice_pdf_store(invoice_id=invoice.pk)
     other = InvoiceFactory(finalized=ISSUE)  # never rendered: missing
     invoice_apply_payment(invoice=invoice, amount=D("100.00"))
