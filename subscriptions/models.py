@@ -318,7 +318,9 @@ class CouponDuration(models.TextChoices):
 
 class Coupon(models.Model):
     code = models.CharField(max_length=50, unique=True)
-    name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(
+        max_length=200, blank=True, help_text="Printed on discounted invoice lines with the terms. Empty: the code."
+    )
     percent_off = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     amount_off = MoneyField(
         max_digits=19,
