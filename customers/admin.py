@@ -5,8 +5,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest
 
 from core import formatting as fmt
 from core.audit import StaffEditsMixin
@@ -209,10 +208,11 @@ for _code in fmt.SUPPORTED_LANGUAGES:
 
 @admin.register(SellerProfile)
 class SellerProfileAdmin(StaffEditsMixin, admin.ModelAdmin):
-    """One row: the list opens it (or the form to create it); it cannot be deleted. Issued documents keep their
-    own copy (``seller_snapshot``), so an edit here affects the next document only."""
+    """One row, created by the migration that made the model: it is edited, never added or deleted. Issued
+    documents keep their own copy (``seller_snapshot``), so an edit here affects the next document only."""
 
     form = SellerProfileForm
+    list_display = ("__str__", "vat_id", "register_number", "updated_at")
     fieldsets = (
         ("Legal identity", {"fields": ("legal_name", "address", "country", "vat_id", "tax_number")}),
         ("Commercial register", {"fields": ("register_court", "register_number", "managing_directors")}),
@@ -229,18 +229,10 @@ class SellerProfileAdmin(StaffEditsMixin, admin.ModelAdmin):
         return fieldsets
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return super().has_add_permission(request) and not SellerProfile.objects.exists()
+        return False  # one row, created by the migration (customers 0005): it is edited, never added
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
-        profile = SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK).first()
-        if profile is not None:
-            return HttpResponseRedirect(reverse("admin:customers_sellerprofile_change", args=[profile.pk]))
-        if self.has_add_permission(request):
-            return HttpResponseRedirect(reverse("admin:customers_sellerprofile_add"))
-        return super().changelist_view(request, extra_context)
 
     def save_model(self, request: HttpRequest, obj: SellerProfile, form: Any, change: bool) -> None:
         obj.pk = SellerProfile.SINGLETON_PK

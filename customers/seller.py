@@ -34,7 +34,7 @@ SNAPSHOT_KEYS = (
 
 
 def seller_profile() -> SellerProfile:
-    """The seller profile; an empty, unsaved one when nobody has filled it in yet."""
+    """The seller profile (its row is created by the migration; an empty, unsaved one if it was removed)."""
     profile = SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK).first()
     return profile if profile is not None else SellerProfile(pk=SellerProfile.SINGLETON_PK)
 

@@ -431,7 +431,11 @@ class InvoiceLine(models.Model):
     amount = models.DecimalField(**AMOUNT, default=ZERO)
     discount_amount = models.DecimalField(**AMOUNT, default=ZERO)
     discount_description = models.CharField(
-        max_length=300, blank=True, default="", help_text="The coupons of the discount: name and terms, as printed."
+        max_length=300,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The coupons of the discount: name and terms, as printed.",
     )
     net_amount = models.DecimalField(**AMOUNT, default=ZERO)
     tax_rate = models.ForeignKey(TaxRate, on_delete=models.PROTECT, null=True, blank=True, related_name="+")

@@ -109,6 +109,8 @@ def seller(request: pytest.FixtureRequest) -> Any:
     data): ``tests.factories.customers.SELLER`` — tests that need another seller change the row."""
     marker = request.node.get_closest_marker("django_db")
     names = set(request.fixturenames)
+    if marker is not None and marker.kwargs.get("databases") == []:
+        return None
     if marker is None and not names & {"db", "transactional_db", "django_db_reset_sequences", "live_server"}:
         return None
     transactional = bool(marker and marker.kwargs.get("transaction")) or bool(

@@ -1,6 +1,6 @@
 """The demo's seller: a German GmbH with a complete legal identity (its VAT id, tax number and IBAN pass their
-checksums, and no demo customer shares them), a logo and a footer per language. Created once; an edited profile
-is left alone."""
+checksums, and no demo customer shares them), a logo and a footer per language. Filled in once; an edited
+profile is left alone."""
 
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ SELLER = {
 
 
 def seed_seller() -> int:
-    if SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK).exists():
+    """Fill the seller profile when it is still empty (the migration creates the row blank)."""
+    if SellerProfile.objects.filter(pk=SellerProfile.SINGLETON_PK).exclude(legal_name="").exists():
         return 0
     profile = SellerProfile(pk=SellerProfile.SINGLETON_PK, **SELLER)
-    profile.full_clean(exclude=["logo"])
+    profile.full_clean(exclude=["logo"], validate_unique=False)  # the row exists (blank), we fill it
     with LOGO.open("rb") as handle:
         profile.logo.save("nordlicht-logo.png", File(handle), save=False)
     profile.save()

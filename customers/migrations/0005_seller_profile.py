@@ -9,8 +9,9 @@ import customers.models
 
 
 def seller_from_environment(apps, schema_editor):
-    """Installations configured the seller with SELLER_* variables until the profile existed: copy them once, so
-    their next invoice prints the same seller. A new installation fills the profile in the admin."""
+    """The one row of the seller profile. Installations configured the seller with SELLER_* variables until the
+    profile existed: copy them once, so their next invoice prints the same seller. A new installation fills the
+    profile in the admin (an empty one until then)."""
     names = {
         "legal_name": "SELLER_LEGAL_NAME",
         "address": "SELLER_ADDRESS",
@@ -22,8 +23,6 @@ def seller_from_environment(apps, schema_editor):
         "bic": "SELLER_BIC",
     }
     values = {field: os.environ.get(variable, "").strip() for field, variable in names.items()}
-    if not values["legal_name"]:
-        return
     values["address"] = values["address"].replace("\\n", "\n")
     apps.get_model("customers", "SellerProfile").objects.get_or_create(pk=1, defaults=values)
 
