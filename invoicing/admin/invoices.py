@@ -467,7 +467,7 @@ class InvoiceAdmin(NumberOrCustomerSearchMixin, StaffEditsMixin, admin.ModelAdmi
                     **self.admin_site.each_context(request),
                     "title": "Render new PDF version",
                     "opts": self.model._meta,
-                    "invoices": invoices,
+                    "documents": [f"{i} — {i.customer}, {i.get_status_display()}" for i in invoices],
                     "skipped": queryset.count() - len(invoices),
                     "action": "render_new_pdf_version_selected",
                     "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),

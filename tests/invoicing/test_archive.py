@@ -159,3 +159,28 @@ def test_verify_archive_names_a_tampered_file_and_a_missing_one(issued, series, 
     # the integrity check reads the same verification
     problems = integrity_verify(checks=["pdfs"]).problems or []
     assert {(p.model, p.id) for p in problems} == {("DocumentPdf", tampered.pk), ("DocumentPdfVersion", version.pk)}
+
+
+def test_a_credit_notes_pdf_gets_a_new_version_from_its_page_and_auditors_cannot(issued, admin_client):
+    from django.test import Client
+
+    from billing_project.staff_groups import AUDITOR
+    from tests.factories.customers import StaffUserFactory
+
+    credit_note = credit_note_issue(invoice=issued, reason="Goodwill", amount=D("59.50"))
+    original = documents.credit_note_pdf_store(credit_note_id=credit_note.pk)
+    url = reverse("admin:invoicing_creditnote_pdf_new_version", args=[credit_note.pk])
+    auditor = Client()
+    auditor.force_login(StaffUserFactory(group=AUDITOR))
+    assert auditor.post(url, {"reason": "Template fix"}).status_code == 403
+
+    asked = admin_client.get(url)
+    assert asked.status_code == 200 and credit_note.number in asked.content.decode()
+    done = admin_client.post(url, {"reason": "Template fix: credit note title"}, follow=True)
+    assert "Rendered version 2" in done.content.decode()
+    version = DocumentPdfVersion.objects.get(original=original)
+    assert version.reason == "Template fix: credit note title"
+    page = admin_client.get(reverse("admin:invoicing_creditnote_change", args=[credit_note.pk])).content.decode()
+    assert "original" in page and "version 2" in page
+    first = admin_client.get(reverse("admin:invoicing_creditnote_pdf", args=[credit_note.pk]), {"version": 1})
+    assert first.content == _stored(original)

@@ -342,6 +342,11 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
         lambda rows: {"credit_note_id": _row(rows, "invoicing.CreditNote").pk},
         ("invoicing.view_creditnote",),
     ),
+    # a later rendering of a read-only credit note's PDF: whoever may change invoices
+    "invoicing_creditnote_pdf_new_version": (
+        lambda rows: {"credit_note_id": _row(rows, "invoicing.CreditNote").pk},
+        ("invoicing.change_invoice",),
+    ),
     "payments_payment_refund": (lambda rows: {"pk": _row(rows, "payments.Payment").pk}, ("payments.refund_payment",)),
     "payments_banktransaction_assign": (
         lambda rows: {"pk": _row(rows, "payments.BankTransaction").pk},
