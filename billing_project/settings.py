@@ -143,19 +143,8 @@ CURRENCIES = ("EUR", "USD", "GBP", "CHF", "PLN", "SEK", "JPY", "BHD")
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="EUR")
 CURRENCY_CHOICES = [(code, code) for code in CURRENCIES]
 
-# --- The seller, printed on every invoice ---------------------------------------------------------------
-SELLER = {
-    "legal_name": env.str("SELLER_LEGAL_NAME", default="Cadence Demo GmbH"),
-    # the environment holds one line: a literal \n (backslash, n) separates the address lines
-    "address": env.str("SELLER_ADDRESS", default="Friedrichstraße 123\n10117 Berlin").replace("\\n", "\n"),
-    "country": env.str("SELLER_COUNTRY", default="DE"),
-    "tax_id": env.str("SELLER_TAX_ID", default="DE136695976"),
-    "email": env.str("SELLER_EMAIL", default="billing@example.com"),
-    "bank_name": env.str("SELLER_BANK_NAME", default="Demo Bank"),
-    "iban": env.str("SELLER_IBAN", default="DE89370400440532013000"),
-    "bic": env.str("SELLER_BIC", default="COBADEFFXXX"),
-    "logo": env.str("SELLER_LOGO", default=""),
-}
+# The seller printed on every document is data, not configuration: the seller profile (admin › Customers ›
+# Seller profile). The customers migration 0005 copied SELLER_* variables of older installations into it.
 
 # --- Static and media -----------------------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -307,7 +296,7 @@ SCHEDULE_PAYMENT_RETRIES_AT = env.str("SCHEDULE_PAYMENT_RETRIES_AT", default="07
 SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
 # The nightly integrity check (reporting/integrity.py); its result shows on the admin dashboard.
 SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
-# Every this many minutes: re-render missing or stale PDFs.
+# Every this many minutes: render PDFs that are missing (a failed render); archived PDFs are never rendered again.
 SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
 
 # --- Customer portal (customers: login tokens; invoicing/payments: portal pages) --------------------------

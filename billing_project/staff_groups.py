@@ -34,6 +34,7 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("invoicing", "invoice", ("add", "change", "view", "finalize")),
         ("invoicing", "taxrate", ("view",)),
         ("invoicing", "numberseries", ("view",)),
+        ("customers", "sellerprofile", ("view",)),
         ("invoicing", "billingrun", ("view",)),
         ("django_celery_beat", "*", ("view",)),
         ("reporting", "integritycheck", ("view",)),

@@ -75,6 +75,12 @@ def period(start: dt.date | None, end: dt.date | None, language: str) -> str:
     return f"{date(start, language)} – {date(last_day, language)}"
 
 
+def country_name(code: str, language: str) -> str:
+    """``Germany`` (en), ``Deutschland`` (de) for ``DE``; empty for no code."""
+    code = (code or "").upper()
+    return str(_locale(language).territories.get(code, code)) if code else ""
+
+
 def iban(value: str) -> str:
     compact = "".join(value.split()).upper()
     return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
@@ -125,6 +131,21 @@ LABELS: dict[str, dict[str, str]] = {
         "reverse_charge": "Reverse charge",
         "exempt": "Tax exempt",
         "outside_scope": "Outside the scope of VAT",
+        "service_date": "Service date",
+        "credited_invoice_date": "Invoice date",
+        "seller_tax_number": "Tax number",
+        "register": "Register",
+        "managing_directors": "Managing directors",
+        "vat": "VAT",
+        "payment_terms": "Payment terms: payable without deduction within {days} days, by {due_date}.",
+        "payment_terms_now": "Payment terms: payable without deduction on receipt, by {due_date}.",
+        "legal_reverse_charge_eu": "Reverse charge: the recipient is liable for the VAT (Article 196, Council "
+        "Directive 2006/112/EC; §13b UStG).",
+        "legal_reverse_charge": "Reverse charge: the recipient is liable for the tax (§13b UStG).",
+        "legal_exempt": "Exempt from VAT (Articles 132 ff., Council Directive 2006/112/EC; §4 UStG).",
+        "legal_outside_scope": "Not subject to VAT in {seller_country}: the place of supply is outside the EU "
+        "(Article 44, Council Directive 2006/112/EC; §3a (2) UStG).",
+        "phone": "Phone",
     },
     "de": {
         "invoice": "Rechnung",
@@ -170,6 +191,21 @@ LABELS: dict[str, dict[str, str]] = {
         "reverse_charge": "Steuerschuldnerschaft des Leistungsempfängers",
         "exempt": "Steuerbefreit",
         "outside_scope": "Nicht im Inland steuerbar",
+        "service_date": "Leistungsdatum",
+        "credited_invoice_date": "Rechnungsdatum",
+        "seller_tax_number": "Steuernummer",
+        "register": "Registergericht",
+        "managing_directors": "Geschäftsführung",
+        "vat": "USt.",
+        "payment_terms": "Zahlungsbedingungen: zahlbar ohne Abzug innerhalb von {days} Tagen, bis {due_date}.",
+        "payment_terms_now": "Zahlungsbedingungen: zahlbar ohne Abzug sofort nach Erhalt, bis {due_date}.",
+        "legal_reverse_charge_eu": "Steuerschuldnerschaft des Leistungsempfängers (§13b UStG; Art. 196 "
+        "MwStSystRL 2006/112/EG).",
+        "legal_reverse_charge": "Steuerschuldnerschaft des Leistungsempfängers (§13b UStG).",
+        "legal_exempt": "Steuerfreie Leistung (§4 UStG; Art. 132 ff. MwStSystRL 2006/112/EG).",
+        "legal_outside_scope": "Nicht im Inland steuerbare Leistung: Leistungsort außerhalb der EU (§3a Abs. 2 "
+        "UStG; Art. 44 MwStSystRL 2006/112/EG).",
+        "phone": "Telefon",
     },
 }
 

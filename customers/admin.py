@@ -10,11 +10,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
+from core import formatting as fmt
 from core.admin_lists import QuickActionCheckbox
 from core.admin_pages import ObjectTool, object_action_page
 from core.audit import AuditTrailMixin
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
-from customers.models import Customer, PortalUser
+from customers.models import Customer, PortalUser, SellerProfile
 from customers.selectors import customer_has_billing_history
 from customers.services import (
     IMPORT_COLUMNS,
@@ -260,3 +261,86 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
 
     def import_context(self, request: HttpRequest) -> dict[str, Any]:
         return {"columns": IMPORT_COLUMNS, "required_columns": REQUIRED_COLUMNS}
+
+
+class SellerProfileForm(forms.ModelForm):
+    """The footer is stored per language (``invoice_footer``: {"en": …, "de": …}); the form shows one text box
+    per document language."""
+
+    class Meta:
+        model = SellerProfile
+        fields = (
+            "legal_name", "address", "country", "vat_id", "tax_number", "register_court", "register_number",
+            "managing_directors", "email", "email_sender", "phone", "website", "logo", "bank_name", "iban", "bic",
+        )  # fmt: skip
+        widgets: ClassVar[dict[str, Any]] = {
+            "address": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+            **{
+                name: forms.TextInput(attrs={"size": 60})
+                for name in ("legal_name", "managing_directors", "email_sender", "register_court")
+            },
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        footers = self.instance.invoice_footer if isinstance(self.instance.invoice_footer, dict) else {}
+        for code in fmt.SUPPORTED_LANGUAGES:
+            self.fields[f"footer_{code}"].initial = footers.get(code, "")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        self.instance.invoice_footer = {
+            code: text.strip() for code in fmt.SUPPORTED_LANGUAGES if (text := cleaned.get(f"footer_{code}") or "")
+        }
+        return cleaned
+
+
+# One box per document language, declared on the class so that the admin's form factory knows the fields.
+for _code in fmt.SUPPORTED_LANGUAGES:
+    SellerProfileForm.base_fields[f"footer_{_code}"] = SellerProfileForm.declared_fields[f"footer_{_code}"] = (
+        forms.CharField(
+            label=f"Invoice footer ({_code})",
+            required=False,
+            widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+            help_text="Printed under every invoice and credit note in this language, e.g. a thank-you line.",
+        )
+    )
+
+
+@admin.register(SellerProfile)
+class SellerProfileAdmin(AuditTrailMixin, admin.ModelAdmin):
+    """One row, created by the migration that made the model: it is edited, never added or deleted. Issued
+    documents keep their own copy (``seller_snapshot``), so an edit here affects the next document only."""
+
+    form = SellerProfileForm
+    list_display = ("__str__", "vat_id", "register_number", "updated_at")
+    fieldsets = (
+        ("Legal identity", {"fields": ("legal_name", "address", "country", "vat_id", "tax_number")}),
+        ("Commercial register", {"fields": ("register_court", "register_number", "managing_directors")}),
+        ("Contact", {"fields": ("email", "email_sender", "phone", "website", "logo")}),
+        ("Bank account (printed with the payment terms)", {"fields": ("bank_name", "iban", "bic")}),
+        ("Invoice footer", {"fields": tuple(f"footer_{code}" for code in fmt.SUPPORTED_LANGUAGES)}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # read-only staff see the stored footers; the per-language boxes exist only in the edit form
+            return [(name, {**options, "fields": _read_only_footer(options["fields"])}) for name, options in fieldsets]
+        return fieldsets
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # one row, created by the migration (customers 0005): it is edited, never added
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: SellerProfile, form: Any, change: bool) -> None:
+        obj.pk = SellerProfile.SINGLETON_PK
+        super().save_model(request, obj, form, change)
+        messages.info(request, "Saved. Documents issued from now on print these details; issued ones keep theirs.")
+
+
+def _read_only_footer(fields: Any) -> tuple[str, ...]:
+    names = [name for name in fields if not str(name).startswith("footer_")]
+    return (*names, "invoice_footer") if len(names) < len(fields) else tuple(names)

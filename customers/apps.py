@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class CustomersConfig(AppConfig):
     name = "customers"
+
+    def ready(self) -> None:
+        from customers.seller import seller_from_email
+        from notifications.services import register_sender_provider
+
+        # Customer e-mails are sent as the seller (the profile's e-mail sender), whichever app queues them.
+        register_sender_provider(seller_from_email)

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from customers.portal_services import LoginLink
+from customers.seller import seller_from_email, seller_profile
 
 LANGUAGES = ("en", "de")
 
@@ -31,7 +32,7 @@ def send_login_email(link: LoginLink, *, invite: bool = False) -> None:
         "expires_minutes": expires_minutes,
         "expires_hours": round(expires_minutes / 60),
         "product_name": settings.PRODUCT_NAME,
-        "seller_name": settings.SELLER.get("legal_name", ""),
+        "seller_name": seller_profile().legal_name,
     }
     with translation.override(language):
         subject = " ".join(render_to_string("portal/emails/login_subject.txt", context).split())
@@ -40,7 +41,7 @@ def send_login_email(link: LoginLink, *, invite: bool = False) -> None:
     message = EmailMultiAlternatives(
         subject=subject,
         body=text,
-        from_email=settings.BILLING_FROM_EMAIL,
+        from_email=seller_from_email(),
         to=[link.portal_user.email],
         reply_to=list(settings.BILLING_REPLY_TO) or None,
     )

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -178,6 +179,7 @@ def normalize_tax_id(tax_id: str, country_code: str) -> str:
     python-stdnum knows one. Raises ``ValidationError`` naming the problem.
     """
     from django.core.exceptions import ValidationError
+    from stdnum import exceptions as stdnum_errors
     from stdnum import get_cc_module
     from stdnum.eu import vat as eu_vat
 
@@ -186,10 +188,13 @@ def normalize_tax_id(tax_id: str, country_code: str) -> str:
         return ""
     country = (country_code or "").upper()
     if country in EU_VAT_COUNTRIES:
-        compact = eu_vat.compact(value)
         expected_prefix = "EL" if country == "GR" else country
-        if compact[:2].isdigit():
-            compact = expected_prefix + compact
+        if value[:2].isdigit():  # "136695976": the country's prefix is implied
+            value = expected_prefix + value
+        try:
+            compact = eu_vat.compact(value)
+        except stdnum_errors.ValidationError as exc:
+            raise ValidationError(f"'{tax_id}' is not a valid EU VAT number (format or check digit).") from exc
         if not eu_vat.is_valid(compact):
             raise ValidationError(f"'{tax_id}' is not a valid EU VAT number (format or check digit).")
         if compact[:2] != expected_prefix:
@@ -259,3 +264,116 @@ class LoginToken(models.Model):
 
     def __str__(self) -> str:
         return f"login token {self.pk} for {self.portal_user_id}"
+
+
+# --- The seller: the business that issues every document ------------------------------------------------
+
+
+def validate_iban(value: str) -> None:
+    from django.core.exceptions import ValidationError
+    from stdnum import iban
+
+    if value and not iban.is_valid(value):
+        raise ValidationError(f"'{value}' is not a valid IBAN (format or check digits).")
+
+
+def validate_bic(value: str) -> None:
+    from django.core.exceptions import ValidationError
+    from stdnum import bic
+
+    if value and not bic.is_valid(value):
+        raise ValidationError(f"'{value}' is not a valid BIC (8 or 11 characters: bank, country, location).")
+
+
+def validate_logo(value: Any) -> None:
+    from django.core.exceptions import ValidationError
+
+    name = str(getattr(value, "name", value) or "").lower()
+    if name and not name.endswith((".png", ".jpg", ".jpeg")):
+        raise ValidationError("The logo must be a PNG or JPEG image.")
+
+
+@audited()
+class SellerProfile(models.Model):
+    """The business that issues every invoice and credit note: its legal identity (EU VAT Directive art. 226,
+    German §14 UStG and §35a GmbHG: name, address, VAT id or tax number, register court and number, managing
+    directors), bank account and e-mail sender. One row (pk 1), edited in the admin; issuing a document copies it
+    into the document's ``seller_snapshot``, so a later edit never changes an issued document."""
+
+    SINGLETON_PK = 1
+
+    legal_name = models.CharField(
+        max_length=200, help_text="As in the commercial register, e.g. “Nordlicht Software GmbH”."
+    )
+    address = models.TextField(help_text="Street, postal code and city; one line each.")
+    country = CountryField(help_text="Decides which sales are domestic, EU cross-border or outside the EU (taxes).")
+    vat_id = models.CharField(
+        "VAT id", max_length=40, blank=True, help_text="USt-IdNr., checked offline (format and check digits)."
+    )
+    tax_number = models.CharField(
+        max_length=40, blank=True, help_text="Steuernummer of the tax office; printed when there is no VAT id too."
+    )
+    register_court = models.CharField(max_length=100, blank=True, help_text="e.g. “Amtsgericht Hamburg”.")
+    register_number = models.CharField(max_length=60, blank=True, help_text="e.g. “HRB 123456”.")
+    managing_directors = models.CharField(
+        max_length=300, blank=True, help_text="Geschäftsführer, comma-separated, as the footer prints them."
+    )
+    email = models.EmailField("contact e-mail", blank=True, help_text="Printed on documents; customers write here.")
+    email_sender = models.CharField(
+        "e-mail sender",
+        max_length=254,
+        blank=True,
+        help_text="From address of customer e-mails: an address, or a name with the address in angle brackets. "
+        "Empty: the BILLING_FROM_EMAIL setting.",
+    )
+    phone = models.CharField(max_length=40, blank=True)
+    website = models.CharField(max_length=200, blank=True)
+    bank_name = models.CharField(max_length=100, blank=True)
+    iban = models.CharField("IBAN", max_length=42, blank=True, validators=[validate_iban])
+    bic = models.CharField("BIC", max_length=11, blank=True, validators=[validate_bic])
+    logo = models.FileField(
+        upload_to="seller/", blank=True, validators=[validate_logo], help_text="PNG or JPEG, printed top right."
+    )
+    invoice_footer = models.JSONField(
+        default=dict, blank=True, help_text="Footer text of invoices and credit notes, per language code."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "seller profile"
+        verbose_name_plural = "seller profile"
+        constraints = [models.CheckConstraint(condition=Q(pk=1), name="seller_profile_singleton")]
+
+    def __str__(self) -> str:
+        return self.legal_name or "Seller profile"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from django.core.cache import cache
+
+        super().save(*args, **kwargs)
+        cache.delete("seller-profile:email-sender")  # customers.seller.SENDER_CACHE_KEY
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+        from stdnum import bic, iban
+
+        errors: dict[str, str] = {}
+        if self.vat_id:
+            try:
+                self.vat_id = normalize_tax_id(self.vat_id, str(self.country))
+            except ValidationError as exc:
+                errors["vat_id"] = exc.messages[0].replace("the customer's country", "the seller's country")
+        if self.iban and iban.is_valid(self.iban):
+            self.iban = iban.compact(self.iban)
+        if self.bic and bic.is_valid(self.bic):
+            self.bic = bic.compact(self.bic)
+        if self.iban and not self.bic:
+            errors["bic"] = "Give the BIC with the IBAN: invoices print both."
+        if not self.vat_id and not self.tax_number:
+            errors["tax_number"] = "Give the VAT id or the tax number: every invoice must show one (§14 UStG)."
+        if errors:
+            raise ValidationError(errors)
+
+    def footer_for(self, language: str) -> str:
+        footers = self.invoice_footer if isinstance(self.invoice_footer, dict) else {}
+        return str(footers.get(language) or footers.get("en") or "")

@@ -154,11 +154,12 @@ class PlannedLine:
     tax_percentage: Decimal = Decimal(0)
     tax_amount: Decimal = Decimal(0)
     total_amount: Decimal = Decimal(0)
+    discount_description: str = ""
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "invoice_id", "position", "kind", "description", "quantity", "unit_amount", "amount", "discount_amount",
         "net_amount", "tax_rate_id", "tax_name", "tax_percentage", "tax_inclusive", "tax_amount", "total_amount",
-        "period_start", "period_end", "proration", "price_id", "subscription_item_id",
+        "period_start", "period_end", "proration", "price_id", "subscription_item_id", "discount_description",
     )  # fmt: skip
 
     def row(self) -> tuple[Any, ...]:
@@ -167,6 +168,7 @@ class PlannedLine:
             self.amount, self.discount_amount, self.net_amount, self.tax_rate.pk if self.tax_rate else None,
             self.tax_name, self.tax_percentage, self.tax_inclusive, self.tax_amount, self.total_amount,
             self.period_start, self.period_end, self.proration, self.price_id, self.subscription_item_id,
+            self.discount_description,
         )  # fmt: skip
 
 
@@ -211,6 +213,7 @@ def _invoice(
             unit_amount=charge.unit_amount.amount,
             amount=charge.amount.amount,
             discount_amount=charge.discount_amount.amount,
+            discount_description=charge.discount_description,
             period_start=charge.period_start,
             period_end=charge.period_end,
             proration=charge.proration,

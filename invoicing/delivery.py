@@ -15,6 +15,7 @@ from core import formatting as fmt
 from core.errors import NotAllowed
 from core.links import invoice_link_url
 from core.models import DomainEvent
+from customers.seller import seller_snapshot
 from invoicing.models import Invoice
 from invoicing.tasks import render_credit_note_pdf, render_invoice_pdf
 from notifications.models import EmailKind, OutboundEmail
@@ -42,7 +43,7 @@ def invoice_is_emailed_on_finalize(invoice: Invoice) -> bool:
 
 def invoice_email_context(invoice: Invoice) -> dict[str, Any]:
     customer = invoice.customer_snapshot or {"name": invoice.customer.name, "language": invoice.customer.language}
-    seller = invoice.seller_snapshot or dict(settings.SELLER)
+    seller = invoice.seller_snapshot or seller_snapshot()
     lang = fmt.document_language(customer.get("language"))
     return {
         "invoice": invoice,

@@ -45,6 +45,9 @@ _DEMO_INVOICES: list[tuple[str, list[tuple[str, str, str, str]]]] = [
     ("DEMO-0008", [("Consulting hours", "6.5", "95.00", "0")]),
     ("DEMO-0007", [("Member portal setup (non-profit rate)", "1", "200.00", "50.00")]),
     ("DEMO-0017", [("Data migration", "1", "2500.00", "0")]),
+    # outside the EU, in their own scripts: the Bahraini trading house (Arabic, BHD) and the Seoul software house
+    ("DEMO-0037", [("Arabic-language onboarding workshop", "1", "180.500", "0"), ("Travel costs", "1", "42.250", "0")]),
+    ("DEMO-0038", [("Korean localisation review", "12", "85.00", "0")]),
 ]
 
 

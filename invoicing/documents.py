@@ -35,16 +35,19 @@ from django.contrib.staticfiles import finders
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import QuerySet
 from django.template.loader import get_template
 from django.utils import timezone
 
 from core import formatting as fmt
+from core.errors import InvalidInput, NotAllowed, NotFound
 from core.text import without_bidi_controls
+from customers.models import EU_VAT_COUNTRIES
 from invoicing.models import (
     CreditNote,
     CreditNoteLine,
     DocumentPdf,
+    DocumentPdfVersion,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -57,7 +60,18 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE = "invoicing/pdf/document.html"
 FONT_FAMILY = "InvoiceSans"
-FONT_FILES = {FONT_FAMILY: "DejaVuSans.ttf", f"{FONT_FAMILY}-Bold": "DejaVuSans-Bold.ttf"}
+# Every script a customer's name or address may be written in, as a fallback list: xhtml2pdf takes each
+# character from the first family that has it. DejaVu Sans: Latin, Greek, Cyrillic, Arabic and Hebrew (shaped
+# and ordered right to left by xhtml2pdf's bidi and arabic-reshaper); Droid Sans Fallback: Chinese and Japanese
+# (TrueType outlines: the CFF-based Noto CJK fonts fail in ReportLab; no bold face, so bold CJK prints regular);
+# NanumSquare: Korean, regular and bold. ReportLab embeds only the glyphs a document uses (a subset per font), so
+# a one-page CJK invoice stays small. Files and licences in static/fonts/ (INVOICE_PDF_FONT_DIR).
+FONT_FACES: dict[str, tuple[str, str | None]] = {
+    FONT_FAMILY: ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"),
+    "InvoiceCJK": ("DroidSansFallbackFull.ttf", None),
+    "InvoiceKorean": ("NanumSquareR.ttf", "NanumSquareB.ttf"),
+}
+FONT_STACK = ", ".join(FONT_FACES)
 ZERO = Decimal(0)
 
 
@@ -76,7 +90,7 @@ def font_dir() -> Path:
 
 
 def register_fonts() -> None:
-    """Register the shipped DejaVu fonts with ReportLab and make ``font-family: InvoiceSans`` known to every
+    """Register the shipped fonts (``FONT_FACES``) with ReportLab and make their families known to every
     xhtml2pdf document. Once per process; thread-safe."""
     global _fonts_registered
     if _fonts_registered:
@@ -89,14 +103,17 @@ def register_fonts() -> None:
         from reportlab.pdfbase.ttfonts import TTFont
         from xhtml2pdf import default as xhtml2pdf_default
 
-        for name, filename in FONT_FILES.items():
-            pdfmetrics.registerFont(TTFont(name, str(font_dir() / filename)))
-        bold = f"{FONT_FAMILY}-Bold"
-        for is_bold, is_italic, face in ((0, 0, FONT_FAMILY), (1, 0, bold), (0, 1, FONT_FAMILY), (1, 1, bold)):
-            addMapping(FONT_FAMILY, is_bold, is_italic, face)
-        # xhtml2pdf copies this table into each document's font list: the family resolves without @font-face.
-        xhtml2pdf_default.DEFAULT_FONT[FONT_FAMILY.lower()] = FONT_FAMILY
-        xhtml2pdf_default.DEFAULT_FONT[bold.lower()] = bold
+        for family, (regular_file, bold_file) in FONT_FACES.items():
+            pdfmetrics.registerFont(TTFont(family, str(font_dir() / regular_file)))
+            bold = family
+            if bold_file is not None:
+                bold = f"{family}-Bold"
+                pdfmetrics.registerFont(TTFont(bold, str(font_dir() / bold_file)))
+            for is_bold, is_italic, face in ((0, 0, family), (1, 0, bold), (0, 1, family), (1, 1, bold)):
+                addMapping(family, is_bold, is_italic, face)
+            # xhtml2pdf copies this table into each document's font list: the family resolves without @font-face.
+            xhtml2pdf_default.DEFAULT_FONT[family.lower()] = family
+            xhtml2pdf_default.DEFAULT_FONT[bold.lower()] = bold
         _fonts_registered = True
 
 
@@ -172,14 +189,14 @@ def portal_invoice_url(number: str) -> str:
 
 
 def logo_url(seller: dict[str, Any]) -> str:
-    """The seller logo as a ``/static/…`` or ``/media/…`` URL (``SELLER_LOGO`` is a path relative to the static
-    files, or a media URL); link_callback decides whether it may be read."""
-    logo = str(seller.get("logo") or settings.SELLER.get("logo") or "").strip()
+    """The seller logo of a snapshot (a file of the seller profile, stored under the media root) as a
+    ``/media/…`` URL, or a ``/static/…`` URL as given; link_callback decides whether it may be read."""
+    logo = str(seller.get("logo") or "").strip()
     if not logo:
         return ""
     if logo.startswith((settings.STATIC_URL, settings.MEDIA_URL)):
         return logo
-    return settings.STATIC_URL + logo.lstrip("/")
+    return settings.MEDIA_URL + logo.lstrip("/")
 
 
 def _snapshots(invoice: Invoice) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,15 +213,26 @@ def _address_lines(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
-def _tax_rows(summary: Sequence[dict[str, Any]], currency: str, lang: str) -> list[dict[str, str]]:
+_PLAIN_VAT_NAME = re.compile(r"^\s*(VAT|USt\.?|MwSt\.?)\s*[\d.,]+\s*%?\s*$", re.IGNORECASE)
+
+
+def _tax_rows(
+    summary: Sequence[dict[str, Any]], currency: str, lang: str, treatment: str = TaxTreatment.STANDARD
+) -> list[dict[str, str]]:
+    """One row per tax rate (art. 226 (8)–(10): taxable amount and tax per rate). A 0 % row of a reverse-charge,
+    exempt or out-of-scope invoice reads "VAT 0 %": its reason is printed once, in the legal note."""
     rows = []
     for row in summary:
         tax = Decimal(row["tax_amount"])
         taxable = Decimal(row["taxable_amount"])
-        # Rate names usually carry their percentage ("VAT 19 %"); add it only where they do not.
-        name = row["name"] or fmt.label(lang, "tax")
-        if not any(char.isdigit() for char in name):
-            name = f"{name} {fmt.percentage(row['percentage'], lang)}"
+        if treatment != TaxTreatment.STANDARD and not Decimal(row["percentage"] or 0):
+            name = f"{fmt.label(lang, 'vat')} {fmt.percentage(Decimal(0), lang)}"
+        else:
+            # In the document's language ("USt. 19 %"); a rate named otherwise than "VAT <n> %" in the admin
+            # (a regional rate, a sales tax) keeps its name beside it.
+            name = f"{fmt.label(lang, 'vat')} {fmt.percentage(row['percentage'], lang)}"
+            if row["name"] and not _PLAIN_VAT_NAME.match(row["name"]):
+                name += f" ({row['name']})"
         if row.get("inclusive"):
             name += f" ({fmt.label(lang, 'tax_included')})"
         rows.append(
@@ -216,34 +244,117 @@ def _tax_rows(summary: Sequence[dict[str, Any]], currency: str, lang: str) -> li
     return rows
 
 
+def legal_note(*, treatment: str, customer: dict[str, Any], seller: dict[str, Any], lang: str) -> str:
+    """The reason an invoice carries no VAT, with its legal reference, in the document's language — printed once
+    (art. 226 (11)–(11a) of the VAT Directive, §14 (4) no. 8–9 UStG). The customer's VAT id is in the address."""
+    if treatment == TaxTreatment.REVERSE_CHARGE:
+        seller_country = str(seller.get("country") or "").upper()
+        customer_country = str(customer.get("country") or "").upper()
+        eu = EU_VAT_COUNTRIES
+        cross_border = seller_country in eu and customer_country in eu and seller_country != customer_country
+        return fmt.label(lang, "legal_reverse_charge_eu" if cross_border else "legal_reverse_charge")
+    if treatment == TaxTreatment.EXEMPT:
+        return fmt.label(lang, "legal_exempt")
+    if treatment == TaxTreatment.OUTSIDE_SCOPE:
+        country = str(seller.get("country") or "")
+        return fmt.label(lang, "legal_outside_scope", seller_country=fmt.country_name(country, lang) or country)
+    return ""
+
+
+def _seller_lines(seller: dict[str, Any], lang: str) -> list[str]:
+    """The seller's identity under its name: address, VAT id and tax number, contact."""
+    lines = _address_lines(seller.get("address", ""))
+    if seller.get("tax_id"):
+        lines.append(f"{fmt.label(lang, 'seller_tax_id')} {seller['tax_id']}")
+    if seller.get("tax_number"):
+        lines.append(f"{fmt.label(lang, 'seller_tax_number')} {seller['tax_number']}")
+    lines.extend(str(seller[key]) for key in ("email", "phone", "website") if seller.get(key))
+    return lines
+
+
+def _footer_lines(seller: dict[str, Any], lang: str) -> list[str]:
+    """The page footer (§35a GmbHG, §14 UStG), three lines: who and where the seller is; its register and
+    managing directors; its tax ids and bank account."""
+    register = " ".join(part for part in (seller.get("register_court", ""), seller.get("register_number", "")) if part)
+    groups = [
+        [seller.get("legal_name", ""), ", ".join(_address_lines(seller.get("address", ""))), seller.get("email", "")],
+        [
+            f"{fmt.label(lang, 'register')}: {register}" if register else "",
+            f"{fmt.label(lang, 'managing_directors')}: {seller['managing_directors']}"
+            if seller.get("managing_directors")
+            else "",
+        ],
+        [
+            f"{fmt.label(lang, 'seller_tax_id')} {seller['tax_id']}" if seller.get("tax_id") else "",
+            f"{fmt.label(lang, 'seller_tax_number')} {seller['tax_number']}" if seller.get("tax_number") else "",
+            f"{fmt.label(lang, 'iban')} {fmt.iban(seller.get('iban', ''))}" if seller.get("iban") else "",
+            f"{fmt.label(lang, 'bic')} {seller['bic']}" if seller.get("bic") else "",
+        ],
+    ]
+    return [line for line in (" · ".join(part for part in group if part) for group in groups) if line]
+
+
+def _seller_footer_text(seller: dict[str, Any], lang: str) -> str:
+    footers = seller.get("invoice_footer") or {}
+    return str(footers.get(lang) or footers.get(fmt.DEFAULT_LANGUAGE) or "") if isinstance(footers, dict) else ""
+
+
 def _base_context(*, customer: dict[str, Any], seller: dict[str, Any], currency: str, lang: str) -> dict[str, Any]:
+    footer_lines = _footer_lines(seller, lang)
     return {
         "lang": lang,
         "L": fmt.labels(lang),
-        "font_family": FONT_FAMILY,
+        "font_family": FONT_STACK,
         "currency": currency,
         "seller": seller,
         "seller_address": _address_lines(seller.get("address", "")),
+        "seller_lines": _seller_lines(seller, lang),
         "seller_logo": logo_url(seller),
         "customer": customer,
         "customer_name": customer.get("legal_name") or customer.get("name", ""),
         "customer_address": _address_lines(customer.get("postal_address", "")),
-        "footer_line": " · ".join(
-            part
-            for part in (
-                seller.get("legal_name", ""),
-                ", ".join(_address_lines(seller.get("address", ""))),
-                seller.get("tax_id", "") and f"{fmt.label(lang, 'seller_tax_id')} {seller.get('tax_id')}",
-                seller.get("email", ""),
-            )
-            if part
-        ),
+        "customer_tax_id": customer.get("tax_id", ""),
+        "footer_lines": footer_lines,
+        "footer_line": " · ".join(footer_lines),
+        "seller_footer": _seller_footer_text(seller, lang),
+        "iban": fmt.iban(seller.get("iban", "")),
     }
+
+
+def service_period(invoice: Invoice, lines: Sequence[InvoiceLine]) -> tuple[dt.date | None, dt.date | None]:
+    """The period the invoice bills (§14 (4) no. 6 UStG): the invoice's own period, else the span of its lines'
+    periods; ``(None, None)`` when nothing on it has a period (then the service date is the issue date)."""
+    if invoice.period_start and invoice.period_end:
+        return invoice.period_start, invoice.period_end
+    dated = [line for line in lines if line.period_start and line.period_end]
+    if not dated:
+        return None, None
+    return min(line.period_start for line in dated), max(line.period_end for line in dated)  # type: ignore[type-var]
+
+
+def _service_meta(start: dt.date | None, end: dt.date | None, issue_date: dt.date | None, lang: str) -> tuple[str, str]:
+    if start is not None and end is not None:
+        return fmt.label(lang, "period"), fmt.period(start, end, lang)
+    return fmt.label(lang, "service_date"), fmt.date(issue_date, lang)
+
+
+def _payment_terms(invoice: Invoice, lang: str) -> str:
+    if invoice.due_date is None or invoice.issue_date is None:
+        return ""
+    days = (invoice.due_date - invoice.issue_date).days
+    due = fmt.date(invoice.due_date, lang)
+    return (
+        fmt.label(lang, "payment_terms", days=days, due_date=due)
+        if days > 0
+        else fmt.label(lang, "payment_terms_now", due_date=due)
+    )
 
 
 def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = None) -> dict[str, Any]:
     """Everything the document template prints, formatted for the customer's language (no queries when
-    ``lines`` is given and the invoice is finalized)."""
+    ``lines`` is given and the invoice is finalized). The content follows art. 226 of the VAT Directive and §14
+    (4) UStG. The status (paid, void) is not part of the document: ``status_note`` is for the portal's live view
+    only, and the PDF template never prints it."""
     customer, seller = _snapshots(invoice)
     lang = fmt.document_language(customer.get("language"))
     currency = invoice.currency
@@ -262,12 +373,14 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
             "tax": fmt.percentage(line.tax_percentage, lang) if line.tax_name or line.tax_percentage else "",
             "amount": money(line.amount),
             "discount": money(-line.discount_amount) if line.discount_amount else "",
+            "discount_description": getattr(line, "discount_description", "") if line.discount_amount else "",
         }
         for index, line in enumerate(lines, start=1)
     ]
     number = invoice.number
     treatment = invoice.tax_treatment
     status = invoice.status
+    period_start, period_end = service_period(invoice, lines)
     context = _base_context(customer=customer, seller=seller, currency=currency, lang=lang)
     context.update(
         {
@@ -278,10 +391,9 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
             "meta": [
                 (fmt.label(lang, "number"), number or "—"),
                 (fmt.label(lang, "issue_date"), fmt.date(invoice.issue_date, lang)),
+                _service_meta(period_start, period_end, invoice.issue_date, lang),
                 (fmt.label(lang, "due_date"), fmt.date(invoice.due_date, lang)),
-                (fmt.label(lang, "period"), fmt.period(invoice.period_start, invoice.period_end, lang)),
             ],
-            "customer_tax_id": customer.get("tax_id", ""),
             "lines": line_rows,
             "totals": [
                 row
@@ -290,7 +402,10 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
                     (fmt.label(lang, "discount"), money(-invoice.discount_total), False)
                     if invoice.discount_total
                     else None,
-                    *[(row["label"], row["amount"], False) for row in _tax_rows(invoice.tax_summary, currency, lang)],
+                    *[
+                        (row["label"], row["amount"], False)
+                        for row in _tax_rows(invoice.tax_summary, currency, lang, treatment)
+                    ],
                     (fmt.label(lang, "total"), money(invoice.total), True),
                     (fmt.label(lang, "amount_paid"), money(-invoice.amount_paid), False)
                     if invoice.amount_paid
@@ -302,12 +417,12 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
                 )
                 if row is not None
             ],
-            "legal_heading": fmt.label(lang, treatment) if treatment != TaxTreatment.STANDARD else "",
-            "legal_note": invoice.tax_note,
+            "legal_heading": "",
+            "legal_note": legal_note(treatment=treatment, customer=customer, seller=seller, lang=lang),
             "memo": invoice.memo,
             "document_footer": invoice.footer,
-            "show_payment": status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE, InvoiceStatus.DRAFT)
-            and invoice.amount_due > 0,
+            "payment_terms": _payment_terms(invoice, lang),
+            "show_payment": invoice.amount_due > 0 and status != InvoiceStatus.VOID,
             "pay_by_transfer": fmt.label(
                 lang,
                 "pay_by_transfer",
@@ -315,7 +430,6 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
                 due_date=fmt.date(invoice.due_date, lang) or "—",
                 number=number or "—",
             ),
-            "iban": fmt.iban(seller.get("iban", "")),
             "pay_url": portal_invoice_url(number) if number else "",
             "status_note": fmt.label(lang, "paid_thanks")
             if status == InvoiceStatus.PAID
@@ -334,7 +448,9 @@ def credit_note_context(
     lang = fmt.document_language(customer.get("language"))
     currency = credit_note.currency
     lines = list(credit_note.lines.all()) if lines is None else list(lines)
+    invoice = credit_note.invoice if invoice_number is None else None
     invoice_number = invoice_number if invoice_number is not None else credit_note.invoice.number
+    period_start, period_end = (invoice.period_start, invoice.period_end) if invoice is not None else (None, None)
 
     def money(value: Decimal) -> str:
         return fmt.money(value, currency, lang)
@@ -350,9 +466,10 @@ def credit_note_context(
                 (fmt.label(lang, "number"), credit_note.number),
                 (fmt.label(lang, "issue_date"), fmt.date(credit_note.issue_date, lang)),
                 (fmt.label(lang, "credited_invoice"), invoice_number),
+                (fmt.label(lang, "credited_invoice_date"), fmt.date(invoice.issue_date, lang) if invoice else ""),
+                (fmt.label(lang, "period"), fmt.period(period_start, period_end, lang)),
                 (fmt.label(lang, "reason"), credit_note.reason),
             ],
-            "customer_tax_id": customer.get("tax_id", ""),
             "lines": [
                 {
                     "position": index,
@@ -363,20 +480,34 @@ def credit_note_context(
                     "tax": fmt.percentage(line.tax_percentage, lang) if line.tax_name else "",
                     "amount": money(line.net_amount),
                     "discount": "",
+                    "discount_description": "",
                 }
                 for index, line in enumerate(lines, start=1)
             ],
             "totals": [
                 (fmt.label(lang, "net_total"), money(credit_note.net_total), False),
-                *[(row["label"], row["amount"], False) for row in _tax_rows(credit_note.tax_summary, currency, lang)],
+                *[
+                    (row["label"], row["amount"], False)
+                    for row in _tax_rows(
+                        credit_note.tax_summary,
+                        currency,
+                        lang,
+                        invoice.tax_treatment if invoice is not None else TaxTreatment.STANDARD,
+                    )
+                ],
                 (fmt.label(lang, "credit_total"), money(credit_note.total), True),
             ],
             "legal_heading": "",
-            "legal_note": "",
+            "legal_note": legal_note(treatment=invoice.tax_treatment, customer=customer, seller=seller, lang=lang)
+            if invoice is not None
+            else "",
             "memo": credit_note.memo,
             "document_footer": "",
+            "payment_terms": "",
             "show_payment": False,
-            "status_note": " ".join(
+            "status_note": "",
+            # what the credit note did when it was issued: part of the document, not a later status
+            "credit_effect": " ".join(
                 text
                 for text in (
                     fmt.label(lang, "credit_applied", applied=money(credit_note.amount_applied), invoice=invoice_number)
@@ -420,27 +551,34 @@ def render_credit_note_pdf(
     )
 
 
-# --- storage --------------------------------------------------------------------------------------------
+# --- storage: the archive -------------------------------------------------------------------------------
 
 
 class PdfState:
+    """An issued document's archived PDF: missing (not rendered yet, or its render failed: ``render_pdfs
+    --missing`` catches up) or archived. There is no "stale": a payment, credit or void never re-renders it."""
+
     MISSING = "missing"
-    STALE = "stale"
     CURRENT = "current"
 
 
 def invoice_pdf_state(*, invoice: Invoice, pdf: DocumentPdf | None) -> str:
-    if pdf is None:
-        return PdfState.MISSING
-    return PdfState.CURRENT if pdf.source_updated_at == invoice.updated_at else PdfState.STALE
+    return PdfState.MISSING if pdf is None else PdfState.CURRENT
 
 
-def document_pdf_path(*, folder: str, number: str, issue_date: dt.date | None, sha256: str) -> str:
-    """``invoices/2026/INV-2026-000123-<hash>.pdf``: by number, and content-addressed so that a re-render never
-    overwrites a file another process may be reading."""
+def document_pdf_path(*, folder: str, number: str, issue_date: dt.date | None, sha256: str, version: int = 1) -> str:
+    """``invoices/2026/INV-2026-000123-<hash>.pdf`` (``…-v2-<hash>.pdf`` for a new version): by number, and
+    content-addressed, so no file is ever overwritten."""
     safe_number = re.sub(r"[^A-Za-z0-9._-]+", "_", number).strip("._") or "document"
     year = issue_date.year if issue_date else "undated"
-    return f"{folder}/{year}/{safe_number}-{sha256[:16]}.pdf"
+    suffix = f"-v{version}" if version > 1 else ""
+    return f"{folder}/{year}/{safe_number}{suffix}-{sha256[:16]}.pdf"
+
+
+def _save_file(name: str, content: bytes) -> str:
+    if default_storage.exists(name):
+        return name  # the same bytes (the name holds their hash), written by a concurrent render
+    return default_storage.save(name, ContentFile(content))
 
 
 def _store(
@@ -453,40 +591,31 @@ def _store(
     credit_note: CreditNote | None = None,
     source_updated_at: dt.datetime | None = None,
 ) -> DocumentPdf:
-    sha256 = hashlib.sha256(content).hexdigest()
-    name = document_pdf_path(folder=folder, number=number, issue_date=issue_date, sha256=sha256)
-    if not default_storage.exists(name):
-        name = default_storage.save(name, ContentFile(content))
+    """Archive the original, once. A document that has one keeps it: a second render (a retried task, two
+    workers) returns the stored original and leaves its file alone."""
     lookup: dict[str, Any] = {"invoice": invoice} if invoice is not None else {"credit_note": credit_note}
-    values = {
-        "file": name,
-        "sha256": sha256,
-        "size": len(content),
-        "source_updated_at": source_updated_at,
-        "rendered_at": timezone.now(),
-    }
-    for _attempt in range(2):  # a concurrent first render may insert between our read and our insert
-        try:
-            with transaction.atomic():
-                existing = DocumentPdf.objects.select_for_update().filter(**lookup).first()
-                if existing is None:
-                    return DocumentPdf.objects.create(**lookup, **values)
-                if (
-                    existing.source_updated_at is not None
-                    and source_updated_at is not None
-                    and existing.source_updated_at > source_updated_at
-                ):
-                    return existing  # a render of a newer state won the race; keep it
-                old_name = existing.file.name
-                for field, value in values.items():
-                    setattr(existing, field, value)
-                existing.save()
-                if old_name and old_name != name:
-                    transaction.on_commit(partial(default_storage.delete, old_name))
-                return existing
-        except IntegrityError:
-            continue
-    raise DocumentRenderError(f"could not record the PDF {name}")
+    existing = DocumentPdf.objects.filter(**lookup).first()
+    if existing is not None:
+        return existing
+    sha256 = hashlib.sha256(content).hexdigest()
+    name = _save_file(document_pdf_path(folder=folder, number=number, issue_date=issue_date, sha256=sha256), content)
+    try:
+        with transaction.atomic():
+            return DocumentPdf.objects.create(
+                **lookup,
+                file=name,
+                sha256=sha256,
+                size=len(content),
+                source_updated_at=source_updated_at,
+                rendered_at=timezone.now(),
+            )
+    except IntegrityError:
+        # A concurrent first render archived its original first: that one is the original. Ours is removed
+        # after commit unless it is the very same file.
+        winner = DocumentPdf.objects.get(**lookup)
+        if winner.file.name != name:
+            transaction.on_commit(partial(default_storage.delete, name))
+        return winner
 
 
 def _invoice_for_pdf(invoice_id: int) -> tuple[Invoice, list[InvoiceLine]]:
@@ -495,7 +624,11 @@ def _invoice_for_pdf(invoice_id: int) -> tuple[Invoice, list[InvoiceLine]]:
 
 
 def invoice_pdf_store(*, invoice_id: int) -> DocumentPdf:
-    """Render a finalized invoice as it is now and store it (the render task and ``render_pdfs`` call this)."""
+    """Render a finalized invoice and archive it, unless it is archived already (the render task and
+    ``render_pdfs`` call this; the original is never replaced)."""
+    existing = DocumentPdf.objects.filter(invoice_id=invoice_id).first()
+    if existing is not None:
+        return existing
     invoice, lines = _invoice_for_pdf(invoice_id)
     if invoice.is_draft:
         raise DocumentRenderError(f"invoice {invoice_id} is a draft: only finalized invoices are stored")
@@ -511,6 +644,9 @@ def invoice_pdf_store(*, invoice_id: int) -> DocumentPdf:
 
 
 def credit_note_pdf_store(*, credit_note_id: int) -> DocumentPdf:
+    existing = DocumentPdf.objects.filter(credit_note_id=credit_note_id).first()
+    if existing is not None:
+        return existing
     credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
     content = render_credit_note_pdf(credit_note=credit_note, lines=list(credit_note.lines.all()))
     return _store(
@@ -522,32 +658,76 @@ def credit_note_pdf_store(*, credit_note_id: int) -> DocumentPdf:
     )
 
 
-def invoice_pdf_bytes(*, invoice_id: int) -> tuple[str, bytes]:
-    """``(file name, PDF)`` of an invoice: the stored PDF when current, else rendered now (and stored, unless a
-    draft, which is rendered on the fly and never stored)."""
+@dataclass(frozen=True)
+class ArchivedFile:
+    """One archived rendering of a document: the original (version 1) or a later version."""
+
+    version: int
+    name: str
+    sha256: str
+    size: int
+    rendered_at: dt.datetime
+    reason: str = ""
+    rendered_by: str = ""
+
+
+def document_versions(pdf: DocumentPdf | None) -> list[ArchivedFile]:
+    """The original and every later version of an archived document, oldest first (the last is current)."""
+    if pdf is None:
+        return []
+    files = [ArchivedFile(1, pdf.file.name, pdf.sha256, pdf.size, pdf.rendered_at)]
+    for version in pdf.versions.select_related("rendered_by").order_by("version"):
+        files.append(
+            ArchivedFile(
+                version.version,
+                version.file.name,
+                version.sha256,
+                version.size,
+                version.rendered_at,
+                version.reason,
+                version.rendered_by.get_username() if version.rendered_by else "",
+            )
+        )
+    return files
+
+
+def _read_archived(pdf: DocumentPdf, *, version: int | None, number: str) -> tuple[str, bytes]:
+    files = document_versions(pdf)
+    chosen = files[-1] if version is None else next((f for f in files if f.version == version), None)
+    if chosen is None:
+        raise NotFound(f"{number} has no version {version}", field="version")
+    try:
+        with default_storage.open(chosen.name, "rb") as handle:
+            content = handle.read()
+    except OSError as exc:
+        # Never rendered again in its place: an archived original that cannot be read is a case for the
+        # backup (``manage.py verify_archive`` names it), not for a silent new rendering.
+        raise DocumentRenderError(f"the archived PDF {chosen.name} of {number} cannot be read: {exc}") from exc
+    suffix = f"-v{chosen.version}" if chosen.version > 1 else ""
+    return f"{number}{suffix}.pdf", content
+
+
+def invoice_pdf_bytes(*, invoice_id: int, version: int | None = None) -> tuple[str, bytes]:
+    """``(file name, PDF)`` of an invoice: its archived PDF — the newest version, or ``version`` (1 is the
+    original). Rendered and archived now if it has none yet; a draft is rendered on the fly and never stored."""
     invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
     if invoice.is_draft:
         return f"draft-invoice-{invoice.pk}.pdf", render_invoice_pdf(invoice=invoice)
-    pdf = DocumentPdf.objects.filter(invoice=invoice).first()
-    if invoice_pdf_state(invoice=invoice, pdf=pdf) != PdfState.CURRENT or not _readable(pdf):
-        pdf = invoice_pdf_store(invoice_id=invoice.pk)
-    assert pdf is not None
-    with default_storage.open(pdf.file.name, "rb") as handle:
-        return f"{invoice.number}.pdf", handle.read()
+    pdf = DocumentPdf.objects.filter(invoice=invoice).first() or invoice_pdf_store(invoice_id=invoice.pk)
+    return _read_archived(pdf, version=version, number=invoice.number)
 
 
-def credit_note_pdf_bytes(*, credit_note_id: int) -> tuple[str, bytes]:
+def credit_note_pdf_bytes(*, credit_note_id: int, version: int | None = None) -> tuple[str, bytes]:
     credit_note = CreditNote.objects.get(pk=credit_note_id)
-    pdf = DocumentPdf.objects.filter(credit_note=credit_note).first()
-    if pdf is None or not _readable(pdf):
-        pdf = credit_note_pdf_store(credit_note_id=credit_note.pk)
-    with default_storage.open(pdf.file.name, "rb") as handle:
-        return f"{credit_note.number}.pdf", handle.read()
+    pdf = DocumentPdf.objects.filter(credit_note=credit_note).first() or credit_note_pdf_store(
+        credit_note_id=credit_note.pk
+    )
+    return _read_archived(pdf, version=version, number=credit_note.number)
 
 
 def email_attachment(email: OutboundEmail) -> tuple[str, bytes] | None:
-    """The outbox's attachment provider (registered in InvoicingConfig.ready): the PDF of the invoice or credit
-    note a message is about, as it is at send time."""
+    """The outbox's attachment provider (registered in InvoicingConfig.ready): the archived PDF of the invoice or
+    credit note a message is about (its newest version)."""
     if email.invoice_id is not None:
         return invoice_pdf_bytes(invoice_id=email.invoice_id)
     if email.credit_note_id is not None:
@@ -555,18 +735,59 @@ def email_attachment(email: OutboundEmail) -> tuple[str, bytes] | None:
     return None
 
 
-def _readable(pdf: DocumentPdf | None) -> bool:
-    return pdf is not None and bool(pdf.file.name) and default_storage.exists(pdf.file.name)
+def document_pdf_render_version(
+    *, invoice_id: int | None = None, credit_note_id: int | None = None, reason: str, actor: Any = None
+) -> DocumentPdfVersion:
+    """Render an archived document again with today's template — after a template fix — and archive it as its
+    next version, with the reason, the time and who. The original and earlier versions stay untouched."""
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise InvalidInput("Say why the document is rendered again (the reason is archived with it).", field="reason")
+    if (invoice_id is None) == (credit_note_id is None):
+        raise InvalidInput("Name one invoice or one credit note.")
+    if invoice_id is not None:
+        invoice, lines = _invoice_for_pdf(invoice_id)
+        if invoice.is_draft:
+            raise NotAllowed(f"invoice {invoice_id} is a draft: drafts have no archived PDF")
+        original = invoice_pdf_store(invoice_id=invoice_id)
+        content = render_invoice_pdf(invoice=invoice, lines=lines)
+        folder, number, issue_date = "invoices", invoice.number, invoice.issue_date
+    else:
+        assert credit_note_id is not None
+        credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
+        original = credit_note_pdf_store(credit_note_id=credit_note.pk)
+        content = render_credit_note_pdf(credit_note=credit_note, lines=list(credit_note.lines.all()))
+        folder, number, issue_date = "credit-notes", credit_note.number, credit_note.issue_date
+    sha256 = hashlib.sha256(content).hexdigest()
+    with transaction.atomic():
+        locked = DocumentPdf.objects.select_for_update().get(pk=original.pk)
+        last = locked.versions.order_by("-version").values_list("version", flat=True).first() or 1
+        name = _save_file(
+            document_pdf_path(folder=folder, number=number, issue_date=issue_date, sha256=sha256, version=last + 1),
+            content,
+        )
+        user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+        return DocumentPdfVersion.objects.create(
+            original=locked,
+            version=last + 1,
+            file=name,
+            sha256=sha256,
+            size=len(content),
+            reason=reason[:500],
+            rendered_at=timezone.now(),
+            rendered_by=user,
+        )
 
 
 # --- selection for bulk rendering -----------------------------------------------------------------------
 
 
-def invoices_needing_pdf(*, only_missing_or_stale: bool) -> QuerySet[Invoice]:
-    """Finalized invoices, all of them or those whose stored PDF is missing or older than the invoice."""
+def invoices_needing_pdf(*, only_missing: bool) -> QuerySet[Invoice]:
+    """Finalized invoices without an archived PDF (all finalized invoices when ``only_missing`` is
+    false: rendering one that has its PDF is a no-op, the archive is never rewritten)."""
     invoices = Invoice.objects.finalized()
-    if only_missing_or_stale:
-        invoices = invoices.filter(Q(pdf__isnull=True) | ~Q(pdf__source_updated_at=F("updated_at")))
+    if only_missing:
+        invoices = invoices.filter(pdf__isnull=True)
     return invoices.order_by("pk")
 
 
@@ -584,10 +805,11 @@ class RenderOutcome:
 
 
 def pdfs_render(*, only_missing: bool, on_progress: Callable[[int], object] | None = None) -> RenderOutcome:
-    """Render (and store) the PDFs of every invoice and credit note — or only those missing or stale. One
-    broken document never stops the others: it is reported, stays "missing" and is tried again next time.
+    """Render and archive the PDFs of every invoice and credit note without one (an archived PDF is never rendered
+    again: ``only_missing`` only saves reading them). One broken document never stops the others: it is
+    reported, stays "missing" and is tried again next time.
     The command ``render_pdfs`` and the periodic task ``invoicing.render_missing_pdfs`` both call this."""
-    invoice_ids = list(invoices_needing_pdf(only_missing_or_stale=only_missing).values_list("pk", flat=True))
+    invoice_ids = list(invoices_needing_pdf(only_missing=only_missing).values_list("pk", flat=True))
     credit_note_ids = list(credit_notes_needing_pdf(only_missing=only_missing).values_list("pk", flat=True))
     jobs: list[tuple[Callable[..., object], str, int]] = [
         (invoice_pdf_store, "invoice_id", pk) for pk in invoice_ids
@@ -607,6 +829,6 @@ def pdfs_render(*, only_missing: bool, on_progress: Callable[[int], object] | No
 
 def pdfs_needing_render_count(*, only_missing: bool) -> int:
     return (
-        invoices_needing_pdf(only_missing_or_stale=only_missing).count()
+        invoices_needing_pdf(only_missing=only_missing).count()
         + credit_notes_needing_pdf(only_missing=only_missing).count()
     )

@@ -450,6 +450,13 @@ class InvoiceLine(models.Model):
     unit_amount = models.DecimalField(**UNIT_AMOUNT)
     amount = models.DecimalField(**AMOUNT, default=ZERO)
     discount_amount = models.DecimalField(**AMOUNT, default=ZERO)
+    discount_description = models.CharField(
+        max_length=300,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The coupons of the discount: name and terms, as printed.",
+    )
     net_amount = models.DecimalField(**AMOUNT, default=ZERO)
     tax_rate = models.ForeignKey(TaxRate, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     tax_name = models.CharField(max_length=100, blank=True)
@@ -745,10 +752,12 @@ class BillingRunChunk(models.Model):
 
 
 class DocumentPdf(models.Model):
-    """The stored PDF of one invoice or credit note (invoicing.documents). Kept beside the document rather than
-    on it because credit notes are read-only rows. ``source_updated_at`` is the invoice's ``updated_at`` the PDF
-    was rendered from: a later payment, credit or status change moves ``updated_at`` and makes the PDF stale
-    (read under the same snapshot as the content, so a change during rendering is never hidden)."""
+    """The archived original PDF of one invoice or credit note (invoicing.documents): rendered once, when the
+    document is issued, stored with its SHA-256 and never rewritten (GoBD, §14b UStG: kept unchanged for ten
+    years). Payments, credits and voiding change the document's status, shown beside the file, never in it. A
+    corrected rendering (a template fix) is a ``DocumentPdfVersion`` beside this one; this original stays.
+    Kept beside the document rather than on it because credit notes are read-only rows. ``source_updated_at``
+    is the invoice's ``updated_at`` when the original was rendered (for the record)."""
 
     invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, null=True, blank=True, related_name="pdf")
     credit_note = models.OneToOneField(CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="pdf")
@@ -770,3 +779,32 @@ class DocumentPdf(models.Model):
 
     def __str__(self) -> str:
         return self.file.name
+
+
+class DocumentPdfVersion(models.Model):
+    """A later rendering of an archived document (version 2, 3, …), made by staff after a template fix, with
+    the reason, the time and who. The original (``DocumentPdf``, version 1) and every earlier version stay as
+    they are; customers download the newest."""
+
+    original = models.ForeignKey(DocumentPdf, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveSmallIntegerField(help_text="2 for the first new version; the original is 1.")
+    file = models.FileField(max_length=300)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    reason = models.CharField(max_length=500)
+    rendered_at = models.DateTimeField()
+    rendered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "document PDF version"
+        ordering = ["original", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["original", "version"], name="document_pdf_version_unique"),
+            models.CheckConstraint(condition=Q(version__gte=2), name="document_pdf_version_after_original"),
+            models.CheckConstraint(condition=~Q(reason=""), name="document_pdf_version_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.file.name} (version {self.version})"

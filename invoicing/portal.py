@@ -19,11 +19,12 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from core import formatting as fmt
+from core.errors import InvalidInput
 from core.links import InvalidLink, invoice_link_verify
 from customers.models import Customer
 from customers.portal import PortalView, portal_access, portal_link_grant
-from invoicing.documents import credit_note_pdf_bytes, invoice_context, invoice_pdf_bytes
-from invoicing.models import CreditNote, Invoice, InvoiceStatus
+from invoicing.documents import credit_note_pdf_bytes, document_versions, invoice_context, invoice_pdf_bytes
+from invoicing.models import CreditNote, DocumentPdf, Invoice, InvoiceStatus
 
 PORTAL_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
 PAYABLE_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
@@ -150,6 +151,8 @@ class InvoiceDetailView(PortalView):
                 "doc": document,
                 "payable": invoice_is_payable(invoice),
                 "amount_due": money(invoice.amount_due, invoice.currency),
+                # the archived original and any later rendering (a template fix): all stay downloadable
+                "earlier_versions": document_versions(DocumentPdf.objects.filter(invoice=invoice).first())[:-1],
             },
         )
 
@@ -159,7 +162,7 @@ class InvoicePdfView(PortalView):
 
     def get(self, request: HttpRequest, number: str) -> HttpResponse:
         invoice = portal_invoice_get(customer=self.customer, number=number, only_invoice_id=self.access.invoice_id)
-        filename, content = invoice_pdf_bytes(invoice_id=invoice.pk)
+        filename, content = invoice_pdf_bytes(invoice_id=invoice.pk, version=_version(request))
         return pdf_response(filename, content)
 
 
@@ -177,8 +180,18 @@ class CreditNoteListView(PortalView):
 class CreditNotePdfView(PortalView):
     def get(self, request: HttpRequest, number: str) -> HttpResponse:
         credit_note = portal_credit_note_get(customer=self.customer, number=number)
-        filename, content = credit_note_pdf_bytes(credit_note_id=credit_note.pk)
+        filename, content = credit_note_pdf_bytes(credit_note_id=credit_note.pk, version=_version(request))
         return pdf_response(filename, content)
+
+
+def _version(request: HttpRequest) -> int | None:
+    """``?version=1`` downloads the archived original; without it, the newest version."""
+    value = request.GET.get("version", "")
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise InvalidInput("version: a version number such as 1", field="version")
+    return int(value)
 
 
 def pdf_response(filename: str, content: bytes) -> HttpResponse:

@@ -27,6 +27,7 @@ from core.dates import billing_today
 from core.errors import ApplicationError, InvalidInput, NotAllowed
 from core.models import DomainEvent
 from core.money import round_amount
+from customers.seller import seller_snapshot
 from invoicing.models import (
     BillingReason,
     CreditNote,
@@ -181,10 +182,6 @@ def customer_snapshot(*, customer: Customer) -> dict[str, Any]:
         "language": customer.language,
         "email": customer.email,
     }
-
-
-def seller_snapshot() -> dict[str, Any]:
-    return {key: str(value) for key, value in settings.SELLER.items()}
 
 
 # --- helpers --------------------------------------------------------------------------------------------

@@ -38,6 +38,6 @@ def render_credit_note_pdf(credit_note_id: int) -> str:
 
 @shared_task(name="invoicing.render_missing_pdfs", acks_late=True)
 def render_missing_pdfs() -> dict[str, int]:
-    """Render the PDFs that are missing or stale (what `manage.py render_pdfs --missing` does)."""
+    """Render the PDFs that are missing (what `manage.py render_pdfs --missing` does)."""
     outcome = documents.pdfs_render(only_missing=True)
     return {"rendered": outcome.rendered, "failed": len(outcome.failed)}

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from django.conf import settings
-
 from core.errors import NotFound
 from core.money import amount_limit_problem, round_amount
 from customers.models import EU_VAT_COUNTRIES, TaxStatus
+from customers.seller import seller_country as seller_country_of_profile
 from invoicing.models import Invoice, InvoiceLine, TaxRate, TaxTreatment
 
 if TYPE_CHECKING:
@@ -64,22 +63,35 @@ class TaxResolution:
         return str(TaxTreatment(self.treatment).label)
 
 
-def tax_rates_load(*, countries: Iterable[str] | None = None) -> dict[str, list[TaxRate]]:
-    """Active tax rates grouped by country code, in one query; ``countries`` narrows it."""
+class TaxRateTable(dict[str, list[TaxRate]]):
+    """Active tax rates by country code, and the seller's country they are applied from (from the seller profile):
+    what ``resolve_tax`` needs, loaded once per billing run or chunk."""
+
+    seller_country: str | None = None
+
+
+def tax_rates_load(*, countries: Iterable[str] | None = None) -> TaxRateTable:
+    """Active tax rates grouped by country code, and the seller's country, in two queries; ``countries`` narrows
+    the rates."""
     queryset = TaxRate.objects.filter(active=True).order_by("country", "region", "pk")
     if countries is not None:
         queryset = queryset.filter(country__in=sorted({str(c).upper() for c in countries}))
-    rates: dict[str, list[TaxRate]] = {}
+    rates = TaxRateTable()
     for rate in queryset:
         rates.setdefault(str(rate.country), []).append(rate)
+    rates.seller_country = seller_country_of_profile()
     return rates
 
 
-def resolve_tax(*, customer: Customer, tax_rates_by_country: Mapping[str, Sequence[TaxRate]]) -> TaxResolution:
+def resolve_tax(
+    *, customer: Customer, tax_rates_by_country: Mapping[str, Sequence[TaxRate]], seller_country: str | None = None
+) -> TaxResolution:
     """Decide how ``customer`` is taxed. Order: exempt → explicit reverse charge → derived reverse charge (EU
     B2B with a tax id in another EU country than the seller) → the active rate of the customer's region, else
     of the country → outside the scope (customer outside the EU, no rate configured) → ``TaxRateMissing``."""
-    seller_country = str(settings.SELLER["country"]).upper()
+    if seller_country is None:
+        seller_country = getattr(tax_rates_by_country, "seller_country", None)
+    seller_country = (seller_country if seller_country is not None else seller_country_of_profile()).upper()
     country = str(customer.country).upper()
     if customer.tax_status == TaxStatus.EXEMPT:
         return TaxResolution(TaxTreatment.EXEMPT, None, EXEMPT_NOTE)

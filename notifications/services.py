@@ -26,6 +26,7 @@ passed in (any object with ``pk``, ``email``, ``cc_email_list`` and ``language``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -67,6 +68,20 @@ def _render(template: str, suffix: str, language: str, context: dict[str, Any]) 
         except TemplateDoesNotExist:
             continue
     raise TemplateDoesNotExist(names[0])
+
+
+SenderProvider = Callable[[], str]
+_sender_provider: list[SenderProvider] = []
+
+
+def register_sender_provider(provider: SenderProvider) -> None:
+    """The From address of every message comes from the seller profile, which a higher app (customers) owns:
+    it registers the function that reads it (CustomersConfig.ready)."""
+    _sender_provider[:] = [provider]
+
+
+def sender_address() -> str:
+    return (_sender_provider[0]() if _sender_provider else "") or settings.BILLING_FROM_EMAIL
 
 
 def email_render(*, template: str, context: dict[str, Any], language: str) -> tuple[str, str, str]:
@@ -116,7 +131,7 @@ def email_queue(
         credit_note=credit_note,
         attach_pdf=attach_pdf,
         language=language,
-        from_email=settings.BILLING_FROM_EMAIL,
+        from_email=sender_address(),
         to_emails=list(to) if to is not None else default_to,
         cc_emails=list(cc) if cc is not None else default_cc,
         subject=(subject or rendered_subject)[:300],

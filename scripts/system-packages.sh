@@ -2,7 +2,9 @@
 # The Debian packages the test suite needs, in one list that `make test` and `.ci/run` both use.
 #   chromium          the portal's and admin's browser tests (Debian's build via Playwright; never `playwright install`)
 #   poppler-utils     pdftoppm / pdftotext, to read back and look at the invoice PDFs
-#   fonts-dejavu-core the TTF fonts the PDFs embed (a copy lives in static/fonts; the package is for pdftoppm)
+#   fonts-dejavu-core the TTF fonts the PDFs embed (a copy lives in static/fonts; the package is for pdftoppm).
+#                     The CJK and Korean faces (Droid Sans Fallback, NanumSquare) are vendored in static/fonts
+#                     with their licences, so neither the tests nor `make demo` need fonts-droid-fallback or fonts-nanum.
 #   wrk               the load test: the portal and admin under wrk while billing runs
 # Installs what is missing with apt-get when run as root or with passwordless sudo; otherwise stops with one
 # line naming the exact command to run.

@@ -55,9 +55,9 @@ class PriceInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("name", "active", "created_at")
+    list_display = ("name", "statement_descriptor", "active", "created_at")
     list_filter = ("active",)
-    search_fields = ("name",)
+    search_fields = ("name", "statement_descriptor")
     show_full_result_count = False
     inlines = (PriceInline,)
 
@@ -205,7 +205,9 @@ class SubscriptionEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Coupon)
 class CouponAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("code", "percent_off", "amount_off", "duration", "duration_in_periods", "times_redeemed", "active")
+    list_display = (
+        "code", "name", "percent_off", "amount_off", "duration", "duration_in_periods", "times_redeemed", "active"
+    )  # fmt: skip
     list_filter = ("active", "duration")
     search_fields = ("code", "name")
     readonly_fields = ("times_redeemed",)

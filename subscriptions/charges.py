@@ -63,6 +63,7 @@ class ChargeLine:
     tax_behavior: str  # "exclusive" | "inclusive"
     product_id: int | None = None
     pending_item_id: int | None = None  # set when the line comes from a PendingInvoiceItem
+    discount_description: str = ""  # the coupons that reduced the line: name and terms, as the invoice prints them
 
     @property
     def net_amount(self) -> Money:
@@ -75,9 +76,9 @@ class PeriodCharges:
 
     - ``billing_date`` is the boundary D at which the invoice is issued (its natural invoice date).
     - ``period_start``/``period_end`` is the service period the invoice is *for*: the recurring period
-      ``[D, next boundary)`` when it bills recurring fees; for the final invoice of a subscription that ends or
-      was canceled (no recurring fee), the usage window ``[previous boundary, D)``; for an "invoice now" change,
-      the rest of the current period.
+      ``[D, next boundary)`` when it bills recurring fees; when it bills none (every price metered, or the final
+      invoice of a subscription that ends or was canceled), the span of its lines' periods — the usage window
+      ``[previous boundary, D)``; for an "invoice now" change, the rest of the current period.
     - Each line carries its own period: recurring ``[D, next)``, usage ``[previous boundary, D)`` (late usage
       included), prorations ``[change day, period end)``.
     - ``period_key`` is unique per subscription and invoice: invoicing's "a period is billed at most once"
@@ -443,7 +444,7 @@ class _Draft:
 
 
 def _describe(price: Price, quantity: Decimal | int, label: str, with_quantity: bool) -> str:
-    base = price.display_name
+    base = price.public_name
     if with_quantity:
         base = f"{base} × {Decimal(quantity).normalize():f}"
     return f"{base} — {label}" if label else base
@@ -611,6 +612,19 @@ def _finish(
     )
     for discount_id in applied:
         used[discount_id] = used.get(discount_id, 0) + 1
+    coupons = {discount.pk: discount.coupon for discount in discounts}
+    covering = [rule for rule in rules if rule.discount_id in applied]
+
+    def discount_description(draft: _Draft, taken: Decimal) -> str:
+        if not taken:
+            return ""
+        names = [
+            f"{coupons[rule.discount_id].public_name} ({coupons[rule.discount_id].terms})"
+            for rule in covering
+            if not rule.product_ids or draft.price.product_id in rule.product_ids
+        ]
+        return "; ".join(dict.fromkeys(names))[:300]
+
     lines = [
         ChargeLine(
             description=d.description,
@@ -626,6 +640,7 @@ def _finish(
             proration=d.proration,
             tax_behavior=d.price.tax_behavior,
             product_id=d.price.product_id,
+            discount_description=discount_description(d, discount),
         )
         for d, discount in zip(drafts, taken, strict=True)
     ]
@@ -693,6 +708,11 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
         pending_left = [p for p in pending_left if p.effective_on > boundary]
         lines = _finish(sub, drafts, due_pending, discounts, used, boundary)
         plan.pending_item_ids.extend(p.pk for p in due_pending)
+        if lines and not any(line.kind == LineKind.RECURRING for line in lines):
+            # No recurring fee on this invoice (every price metered, or a final invoice): its service period is
+            # what its lines bill — the usage window in arrears — not the recurring period that starts now.
+            period_start = min(line.period_start for line in lines)
+            period_end = max(line.period_end for line in lines)
         if lines:
             plan.periods.append(
                 PeriodCharges(

@@ -52,7 +52,13 @@ class TaxBehavior(models.TextChoices):
 
 @audited()
 class Product(models.Model):
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, help_text="Internal name, shown to staff.")
+    statement_descriptor = models.CharField(
+        "name on invoices",
+        max_length=200,
+        blank=True,
+        help_text="What customers read on invoices, credit notes and the portal. Empty: the name.",
+    )
     description = models.TextField(blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -63,6 +69,10 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def public_name(self) -> str:
+        return self.statement_descriptor or self.name
 
 
 @audited()
@@ -123,7 +133,13 @@ class Price(models.Model):
 
     @property
     def display_name(self) -> str:
+        """For staff: the product and the price's internal nickname."""
         return f"{self.product.name} ({self.nickname})" if self.nickname else self.product.name
+
+    @property
+    def public_name(self) -> str:
+        """For customers (invoice lines): the product's name on invoices, never the internal nickname."""
+        return self.product.public_name
 
     @property
     def is_metered(self) -> bool:
@@ -309,7 +325,9 @@ class CouponDuration(models.TextChoices):
 @audited()
 class Coupon(models.Model):
     code = models.CharField(max_length=50, unique=True)
-    name = models.CharField(max_length=200, blank=True)
+    name = models.CharField(
+        max_length=200, blank=True, help_text="Printed on discounted invoice lines with the terms. Empty: the code."
+    )
     percent_off = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     amount_off = MoneyField(
         max_digits=19,
@@ -358,6 +376,24 @@ class Coupon(models.Model):
     def __str__(self) -> str:
         off = f"{self.percent_off}%" if self.percent_off is not None else str(self.amount_off)
         return f"{self.code} ({off} off, {self.get_duration_display().lower()})"
+
+    @property
+    def public_name(self) -> str:
+        return self.name or self.code
+
+    @property
+    def terms(self) -> str:
+        """The coupon's terms as a discount line prints them: "10 % off, for 3 periods"."""
+        if self.percent_off is not None:
+            off = f"{self.percent_off.normalize():f} % off"
+        else:
+            assert self.amount_off is not None
+            off = f"{self.amount_off.amount.normalize():f} {self.amount_off.currency.code} off"
+        if self.duration == CouponDuration.ONCE:
+            return f"{off}, once"
+        if self.duration == CouponDuration.REPEATING:
+            return f"{off}, for {self.duration_in_periods} billing periods"
+        return f"{off}, every billing period"
 
     @property
     def periods_limit(self) -> int | None:

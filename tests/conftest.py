@@ -101,3 +101,22 @@ def _fresh_cache() -> Iterator[None]:
 def _media_root(settings: Any, tmp_path: Any) -> Iterator[None]:
     settings.MEDIA_ROOT = str(tmp_path / "media")
     yield
+
+
+@pytest.fixture(autouse=True)
+def seller(request: pytest.FixtureRequest) -> Any:
+    """Every test that uses the database sells as the same German GmbH (the seller profile is a row, like any
+    data): ``tests.factories.customers.SELLER`` — tests that need another seller change the row."""
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if marker is not None and marker.kwargs.get("databases") == []:
+        return None
+    if marker is None and not names & {"db", "transactional_db", "django_db_reset_sequences", "live_server"}:
+        return None
+    transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
+        names & {"transactional_db", "live_server"}
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from tests.factories.customers import seller_profile_create
+
+    return seller_profile_create()

@@ -4,7 +4,7 @@ missing), run in app order by ``seed_all``.
 The seed runs the Celery tasks it causes (PDFs, e-mails, automatic charges) in this process, as the worker
 would, so the demo is complete when the server starts: the worker begins with an empty queue, and a newcomer's
 first look at the portal is not changed under them by a backlog being worked off. The last step renders every
-issued invoice's and credit note's PDF that is missing or stale."""
+issued invoice's and credit note's PDF that is missing."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from billing_project.demo.calendar import bill_up_to_today, remind_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
 from billing_project.demo.history import pay_history, seed_history
 from billing_project.demo.portal_customer import seed_portal_customer
+from billing_project.demo.seller import seed_seller
 from billing_project.portal import seed_portal
 from dunning.services import seed_dunning
 from invoicing.demo import seed_one_off_invoices, seed_tax_rates_and_series
@@ -36,6 +37,7 @@ def render_pdfs() -> str:
 # (label, step) in dependency order; later apps append their steps here. A step returns how many records it
 # created, or a short description of what it did.
 SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
+    ("seller profile (Nordlicht Software GmbH)", seed_seller),
     ("staff users", seed_staff),
     ("customers", seed_customers),
     ("saved test cards", seed_cards),
@@ -78,7 +80,7 @@ def tasks_in_process() -> Iterator[None]:
 
 class _MissingGlyphs(logging.Filter):
     """Collects xhtml2pdf's "no font can draw 'x'" warnings — one per character and document, a wall of them for
-    the Japanese demo names, which the embedded DejaVu fonts do not cover — so the seed can say it once."""
+    a name in a script no embedded font covers — so the seed can say it once."""
 
     PREFIX = "No font this document has can draw"
 
@@ -115,8 +117,8 @@ def seed_all(log: Callable[[str], None] = print) -> None:
             log(f"  {label}: {outcome} ({time.monotonic() - started:.1f} s)")
     if glyphs.characters:
         log(
-            f"  note: {len(glyphs.characters)} characters of the demo's Japanese names print as boxes in PDFs: the "
-            "embedded fonts (INVOICE_PDF_FONT_DIR) have no CJK glyphs"
+            f"  note: {len(glyphs.characters)} characters print as boxes in PDFs: no embedded font "
+            "(INVOICE_PDF_FONT_DIR, invoicing.documents.FONT_FACES) has them"
         )
 
 

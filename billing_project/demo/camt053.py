@@ -18,11 +18,11 @@ import datetime as dt
 from decimal import Decimal
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from billing_project.demo.portal_customer import PORTAL_CUSTOMER
 from core.dates import billing_today, billing_tz
+from customers.seller import seller_profile
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import PaymentAttempt
 from subscriptions.models import CollectionMethod
@@ -93,10 +93,11 @@ def demo_statement(*, as_of: dt.date | None = None, limit: int = 6) -> tuple[byt
     _text(statement, "ElctrncSeqNb", "1")
     _text(statement, "CreDtTm", created)
     account = SubElement(statement, "Acct")
-    _text(SubElement(account, "Id"), "IBAN", str(settings.SELLER["iban"]).replace(" ", ""))
+    seller = seller_profile()
+    _text(SubElement(account, "Id"), "IBAN", seller.iban.replace(" ", ""))
     _text(account, "Ccy", ACCOUNT_CURRENCY)
-    _text(account, "Nm", str(settings.SELLER["legal_name"]))
-    _text(SubElement(SubElement(account, "Svcr"), "FinInstnId"), "BIC", str(settings.SELLER["bic"]))
+    _text(account, "Nm", seller.legal_name)
+    _text(SubElement(SubElement(account, "Svcr"), "FinInstnId"), "BIC", seller.bic)
     received = sum((Decimal(invoice.amount_due).quantize(CENT) for invoice in invoices), Decimal(0))
     _balance(statement, "OPBD", OPENING_BALANCE, day)
     _balance(statement, "CLBD", OPENING_BALANCE + received, day)

@@ -11,12 +11,14 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models import Case, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from core import formatting as fmt
@@ -222,14 +224,10 @@ class PdfStateFilter(admin.SimpleListFilter):
     parameter_name = "pdf"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            (documents.PdfState.MISSING, "Missing"),
-            (documents.PdfState.STALE, "Stale"),
-            (documents.PdfState.CURRENT, "Current"),
-        ]
+        return [(documents.PdfState.MISSING, "Missing"), (documents.PdfState.CURRENT, "Archived")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in (documents.PdfState.MISSING, documents.PdfState.STALE, documents.PdfState.CURRENT):
+        if self.value() in (documents.PdfState.MISSING, documents.PdfState.CURRENT):
             return queryset.filter(pdf_state=self.value())
         return queryset
 
@@ -307,6 +305,7 @@ class InvoiceAdmin(
         "void_selected",
         "mark_uncollectible_selected",
         "resend_email_selected",
+        "render_new_pdf_version_selected",
     )
     # Inlines shown only on finalized invoices (drafts are never e-mailed or chased); dunning adds its own.
     history_inlines: tuple[Any, ...] = (OutboundEmailInline,)
@@ -392,8 +391,7 @@ class InvoiceAdmin(
                 pdf_state=Case(
                     When(status=InvoiceStatus.DRAFT, then=Value("")),
                     When(pdf__isnull=True, then=Value(documents.PdfState.MISSING)),
-                    When(pdf__source_updated_at=F("updated_at"), then=Value(documents.PdfState.CURRENT)),
-                    default=Value(documents.PdfState.STALE),
+                    default=Value(documents.PdfState.CURRENT),
                 )
             )
         )
@@ -409,23 +407,45 @@ class InvoiceAdmin(
 
     @admin.display(description="documents")
     def documents_display(self, obj: Invoice) -> str:
+        """The archived PDF and its versions, with the invoice's current status beside them (never in them)."""
         if obj.pk is None:
             return "—"
-        state = ""
-        if obj.is_finalized:
-            pdf = documents.DocumentPdf.objects.filter(invoice=obj).first()
-            state = documents.invoice_pdf_state(invoice=obj, pdf=pdf)
-        return format_html(
-            '<a href="{}">Download PDF</a> · <a href="{}" target="_blank" rel="noopener">HTML preview</a>{}{}',
+        links = format_html(
+            '<a href="{}">Download PDF</a> · <a href="{}" target="_blank" rel="noopener">HTML preview</a>',
             reverse("admin:invoicing_invoice_pdf", args=[obj.pk]),
             reverse("admin:invoicing_invoice_preview", args=[obj.pk]),
-            format_html(
-                ' · <a href="{}" target="_blank" rel="noopener">as the customer sees it</a>',
-                reverse("admin:invoicing_invoice_portal_preview", args=[obj.pk]),
-            )
-            if obj.is_finalized
-            else "",
-            format_html(" · stored PDF: <strong>{}</strong>", state) if state else "",
+        )
+        if not obj.is_finalized:
+            return links
+        links = format_html(
+            '{} · <a href="{}" target="_blank" rel="noopener">as the customer sees it</a>',
+            links,
+            reverse("admin:invoicing_invoice_portal_preview", args=[obj.pk]),
+        )
+        files = documents.document_versions(documents.DocumentPdf.objects.filter(invoice=obj).first())
+        if not files:
+            return format_html("{} · archived PDF: <strong>missing</strong> (rendered on first download)", links)
+        url = reverse("admin:invoicing_invoice_pdf", args=[obj.pk])
+        rows = format_html_join(
+            "",
+            '<li><a href="{}?version={}">{}</a> — {}, SHA-256 {}…{}</li>',
+            (
+                (
+                    url,
+                    file.version,
+                    "original" if file.version == 1 else f"version {file.version}",
+                    timezone.localtime(file.rendered_at).strftime("%Y-%m-%d %H:%M"),
+                    file.sha256[:12],
+                    f" — by {file.rendered_by or 'unknown'}: {file.reason}" if file.version > 1 else "",
+                )
+                for file in files
+            ),
+        )
+        return format_html(
+            "{} · status now: <strong>{}</strong> (shown here, never printed in the archived file)<ul>{}</ul>",
+            links,
+            obj.get_status_display(),
+            rows,
         )
 
     def get_inlines(self, request: HttpRequest, obj: Invoice | None) -> Any:
@@ -535,6 +555,44 @@ class InvoiceAdmin(
         if sent:
             self.message_user(request, f"Queued {sent} invoice e-mail(s).", messages.SUCCESS)
 
+    @admin.action(description="Render new PDF version (after a template fix)", permissions=["change"])
+    def render_new_pdf_version_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> Any:
+        """Asks for the reason first (an intermediate page), then renders each finalized invoice's PDF again as
+        its next archived version; the original stays."""
+        invoices = list(queryset.exclude(status=InvoiceStatus.DRAFT).order_by("pk"))
+        reason = request.POST.get("reason", "").strip()
+        if "apply" not in request.POST or not reason:
+            if "apply" in request.POST:
+                self.message_user(request, "Give the reason for the new version.", messages.ERROR)
+            return TemplateResponse(
+                request,
+                "admin/invoicing/invoice/render_new_version.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Render new PDF version",
+                    "opts": self.model._meta,
+                    "documents": [f"{i} — {i.customer}, {i.get_status_display()}" for i in invoices],
+                    "skipped": queryset.count() - len(invoices),
+                    "action": "render_new_pdf_version_selected",
+                    "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                    "reason": reason,
+                },
+            )
+        done, failed = 0, []
+        for invoice in invoices:
+            try:
+                documents.document_pdf_render_version(invoice_id=invoice.pk, reason=reason, actor=request.user)
+                done += 1
+            except Exception as exc:
+                failed.append(f"{invoice}: {exc}")
+        if done:
+            self.message_user(
+                request, f"Rendered a new PDF version of {done} invoice(s); the originals stay.", messages.SUCCESS
+            )
+        for problem in failed:
+            self.message_user(request, problem, messages.ERROR)
+        return None
+
     @admin.action(description="Mark selected invoices uncollectible", permissions=["mark_uncollectible"])
     def mark_uncollectible_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
         outcome = invoices_mark_uncollectible_many(invoices=queryset, actor=_actor(request))
@@ -563,7 +621,10 @@ class InvoiceAdmin(
         invoice = get_object_or_404(Invoice, pk=invoice_id)
         if not self.has_view_permission(request, invoice):
             raise PermissionDenied
-        filename, content = documents.invoice_pdf_bytes(invoice_id=invoice.pk)
+        version = request.GET.get("version", "")
+        filename, content = documents.invoice_pdf_bytes(
+            invoice_id=invoice.pk, version=int(version) if version.isdigit() else None
+        )
         response = HttpResponse(content, content_type="application/pdf")
         response["Content-Disposition"] = f'inline; filename="{filename}"'
         return response

@@ -17,7 +17,7 @@ print(json.dumps({
     "db_engine": s.DATABASES["default"]["ENGINE"], "db_name": str(s.DATABASES["default"]["NAME"]),
     "db_host": s.DATABASES["default"].get("HOST", ""),
     "broker": s.CELERY_BROKER_URL, "email": s.EMAIL_BACKEND, "tz": s.BILLING_TIMEZONE,
-    "currency": s.DEFAULT_CURRENCY, "seller": s.SELLER, "debug": s.DEBUG, "hosts": s.ALLOWED_HOSTS,
+    "currency": s.DEFAULT_CURRENCY, "has_seller": hasattr(s, "SELLER"), "debug": s.DEBUG, "hosts": s.ALLOWED_HOSTS,
     "use_tz": s.USE_TZ, "beat": s.CELERY_BEAT_SCHEDULER, "acks_late": s.CELERY_TASK_ACKS_LATE,
 }))
 """
@@ -45,10 +45,6 @@ def test_settings_are_read_from_the_environment():
             "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
             "BILLING_TIMEZONE": "America/New_York",
             "DEFAULT_CURRENCY": "USD",
-            "SELLER_LEGAL_NAME": "Acme Billing Inc.",
-            "SELLER_TAX_ID": "US-12-3456789",
-            "SELLER_IBAN": "GB33BUKB20201555555555",
-            "SELLER_ADDRESS": "1 Main St\\nSpringfield, IL 62701",
             "DEBUG": "true",
             "ALLOWED_HOSTS": "billing.acme.test,portal.acme.test",
         }
@@ -60,10 +56,8 @@ def test_settings_are_read_from_the_environment():
     assert values["email"] == "anymail.backends.postmark.EmailBackend"
     assert values["tz"] == "America/New_York"
     assert values["currency"] == "USD"
-    assert values["seller"]["legal_name"] == "Acme Billing Inc."
-    assert values["seller"]["tax_id"] == "US-12-3456789"
-    assert values["seller"]["iban"] == "GB33BUKB20201555555555"
-    assert values["seller"]["address"] == "1 Main St\nSpringfield, IL 62701"
+    # the seller is data (customers.SellerProfile, edited in the admin), not configuration
+    assert values["has_seller"] is False
     assert values["debug"] is True
     assert values["hosts"] == ["billing.acme.test", "portal.acme.test"]
 

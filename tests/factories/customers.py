@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
 from django.contrib.auth.models import Group, User
 
-from customers.models import Customer, TaxStatus
+from customers.models import Customer, SellerProfile, TaxStatus
 
 
 class CustomerFactory(factory.django.DjangoModelFactory):
@@ -42,3 +44,26 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
         if create and extracted:
             self.groups.add(Group.objects.get(name=extracted))
             self.save()
+
+
+# The seller every test sells as (the autouse ``seller`` fixture in tests/conftest.py writes it).
+SELLER = {
+    "legal_name": "Cadence Demo GmbH",
+    "address": "Friedrichstraße 123\n10117 Berlin",
+    "country": "DE",
+    "vat_id": "DE136695976",
+    "tax_number": "27/123/45678",
+    "register_court": "Amtsgericht Berlin-Charlottenburg",
+    "register_number": "HRB 654321",
+    "managing_directors": "Dr. Erika Mustermann, Jonas Weber",
+    "email": "billing@example.com",
+    "bank_name": "Demo Bank",
+    "iban": "DE89370400440532013000",
+    "bic": "COBADEFFXXX",
+    "invoice_footer": {"en": "Thank you for your business.", "de": "Vielen Dank für Ihren Auftrag."},
+}
+
+
+def seller_profile_create(**overrides: Any) -> SellerProfile:
+    profile, _ = SellerProfile.objects.update_or_create(pk=SellerProfile.SINGLETON_PK, defaults={**SELLER, **overrides})
+    return profile

@@ -313,7 +313,7 @@ def _mixed_subscriptions(count: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk_size", [20, 200])
-def test_a_chunk_costs_at_most_sixteen_queries_whatever_its_size(chunk_size):
+def test_a_chunk_costs_at_most_seventeen_queries_whatever_its_size(chunk_size):
     from invoicing.billing_run import RunContext, billing_run_chunk
     from invoicing.numbering import number_series_default
     from invoicing.taxes import tax_rates_load
@@ -333,8 +333,9 @@ def test_a_chunk_costs_at_most_sixteen_queries_whatever_its_size(chunk_size):
     # last writes), two for its invoice.issued domain events (their ids, one COPY), one for the chunk's
     # done-marker (a redelivered chunk must not count twice); the run's count of done chunks is one more statement
     # after the chunk's commit, in place of the update of the run's row that used to be inside it; two turn the
-    # audit of the run's own lines off and on around their COPY (docs/decisions/audit.md)
-    assert len(statements) <= 16, "\n".join(s[:120] for s in statements)
+    # audit of the run's own lines off and on around their COPY (docs/decisions/audit.md); one reads the seller
+    # profile that the chunk's invoices snapshot
+    assert len(statements) <= 17, "\n".join(s[:120] for s in statements)
     assert (outcome.invoices, outcome.failed) == (chunk_size, 0)
     assert InvoiceLine.objects.filter(invoice__billing_run=run).count() == chunk_size * 2
 

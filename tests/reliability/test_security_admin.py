@@ -21,7 +21,7 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.db import connection, transaction
-from django.db.models import Model
+from django.db.models import Model, Q
 from django.test import Client, RequestFactory, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
@@ -368,6 +368,11 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
         lambda rows: {"credit_note_id": _row(rows, "invoicing.CreditNote").pk},
         ("invoicing.view_creditnote",),
     ),
+    # a later rendering of a read-only credit note's PDF: whoever may change invoices
+    "invoicing_creditnote_pdf_new_version": (
+        lambda rows: {"credit_note_id": _row(rows, "invoicing.CreditNote").pk},
+        ("invoicing.change_invoice",),
+    ),
     "payments_payment_refund": (lambda rows: {"pk": _row(rows, "payments.Payment").pk}, ("payments.refund_payment",)),
     "payments_banktransaction_assign": (
         lambda rows: {"pk": _row(rows, "payments.BankTransaction").pk},
@@ -460,8 +465,15 @@ def _refused(response: Any, url: str) -> bool:
 
 
 def _render_pdfs(rows: dict[type[Model], Model]) -> None:
-    """Store the current PDFs first: downloading one fills the PDF store (a cache), which is not a change."""
+    """Archive the PDFs first: downloading one archives it when it has none, which is not a change. The module's
+    seed archived them under another test's media root (each test has its own): those rows go, inside this
+    test's transaction, so the download archives them here."""
     from invoicing.documents import credit_note_pdf_bytes, invoice_pdf_bytes
+    from invoicing.models import DocumentPdf
+
+    DocumentPdf.objects.filter(
+        Q(invoice=_row(rows, "invoicing.Invoice")) | Q(credit_note=_row(rows, "invoicing.CreditNote"))
+    ).delete()
 
     invoice_pdf_bytes(invoice_id=_row(rows, "invoicing.Invoice").pk)
     credit_note_pdf_bytes(credit_note_id=_row(rows, "invoicing.CreditNote").pk)

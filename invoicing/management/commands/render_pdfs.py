@@ -8,10 +8,15 @@ from invoicing import documents
 
 
 class Command(BaseCommand):
-    help = "Render and store the PDFs of finalized invoices and credit notes (all, or only missing/stale ones)."
+    help = (
+        "Render and archive the PDFs of finalized invoices and credit notes that have none (an archived PDF is "
+        "never rewritten)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--missing", action="store_true", help="Only documents whose PDF is missing or stale.")
+        parser.add_argument(
+            "--missing", action="store_true", help="Only read documents whose PDF is missing (the faster query)."
+        )
 
     def handle(self, *args: Any, missing: bool = False, **options: Any) -> None:
         total = documents.pdfs_needing_render_count(only_missing=missing)
