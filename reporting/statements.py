@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.db.models import QuerySet, Sum
 from django.template.loader import render_to_string
 
@@ -27,6 +26,7 @@ from core import formatting as fmt
 from core.dates import billing_date_of, billing_tz
 from core.errors import InvalidInput
 from customers.models import Customer
+from customers.seller import seller_profile, seller_snapshot
 from invoicing.documents import FONT_FAMILY, html_to_pdf
 from invoicing.models import CreditNote, Invoice, InvoiceStatus
 from notifications.models import EmailKind, OutboundEmail
@@ -223,7 +223,7 @@ def statement_context(statement: Statement) -> dict[str, Any]:
     def money(value: Decimal) -> str:
         return fmt.money(value, currency, lang)
 
-    seller = {key: str(value) for key, value in settings.SELLER.items()}
+    seller = {key: value if isinstance(value, dict) else str(value) for key, value in seller_snapshot().items()}
     return {
         "lang": lang,
         "L": labels,
@@ -285,7 +285,7 @@ def statement_email_queue(
         template="statement",
         context={
             "customer_name": customer.display_legal_name,
-            "seller_name": settings.SELLER.get("legal_name", ""),
+            "seller_name": seller_profile().legal_name,
             "period": f"{fmt.date(start, lang)} – {fmt.date(end, lang)}",
             "closing": fmt.money(statement.closing, statement.currency, lang),
             "owed": statement.closing > 0,
