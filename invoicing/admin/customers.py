@@ -79,6 +79,9 @@ def _extend_customer_admin() -> None:
             if request.user.has_perm("invoicing.add_invoice"):
                 url = reverse("admin:invoicing_invoice_add") + f"?customer={customer.pk}"
                 tools.append(ObjectTool("new_invoice", "New one-off invoice", url, order=20))
+            if request.user.has_perm("subscriptions.change_subscription"):
+                url = reverse("admin:customers_customer_bill_now", args=[customer.pk])
+                tools.append(ObjectTool("bill_now", "Bill now", url, order=25))
             return tools
 
         @admin.display(description="open invoices")

@@ -193,7 +193,13 @@ def test_customer_page_shows_the_account_with_a_bounded_number_of_queries(
     balance = customer_balances(customer=customer, as_of=ISSUE)["EUR"]
     assert balance.due == D("100.00") + 25 * D("10.00") - D("35.00")
     assert "See all open invoices" in html and "€315.00" in html and "€5.00" in html
-    assert {"new_subscription", "new_invoice", "record_payment", "adjust_credit", "statement", "invite_portal"} <= set(
-        re.findall(r'data-action="([a-z_]+)"', html)
-    )
+    assert {
+        "new_subscription",
+        "new_invoice",
+        "bill_now",
+        "record_payment",
+        "adjust_credit",
+        "statement",
+        "invite_portal",
+    } <= set(re.findall(r'data-action="([a-z_]+)"', html))
     assert f"{reverse('admin:subscriptions_subscription_add')}?customer={customer.pk}" in html
