@@ -53,6 +53,14 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_PAYMENT_RETRIES_AT,
         ),
         JobSchedule(
+            name="Card expiry notices",
+            task="payments.card_expiry_notices",
+            description="E-mail customers whose default card expires at the end of this month or next, with a "
+            "link to the portal's payment methods — once per card and expiry month.",
+            command="manage.py card_expiry_notices --as-of YYYY-MM-DD [--json]",
+            daily_at=settings.SCHEDULE_CARD_EXPIRY_NOTICES_AT,
+        ),
+        JobSchedule(
             name="Stale work sweeper",
             task="billing_project.sweep_stale",
             description="Work a dead worker left in progress: billing runs without a heartbeat for "
