@@ -45,7 +45,7 @@ def portal_url(path: str = "") -> str:
 
 
 # How a payment was made, in the e-mail's language (the model's labels are the staff's English).
-METHOD_LABELS = {
+METHOD_LABELS: dict[str, dict[str, str]] = {
     "en": {
         PaymentMethodKind.BANK_TRANSFER: "bank transfer",
         PaymentMethodKind.CARD: "card",
@@ -59,6 +59,21 @@ METHOD_LABELS = {
         PaymentMethodKind.CASH: "Bargeld",
         PaymentMethodKind.CHEQUE: "Scheck",
         PaymentMethodKind.OTHER: "andere Zahlungsart",
+    },
+    # (used once core.formatting supports these languages; until then their customers get English)
+    "fr": {
+        PaymentMethodKind.BANK_TRANSFER: "virement bancaire",
+        PaymentMethodKind.CARD: "carte",
+        PaymentMethodKind.CASH: "espèces",
+        PaymentMethodKind.CHEQUE: "chèque",
+        PaymentMethodKind.OTHER: "autre moyen de paiement",
+    },
+    "es": {
+        PaymentMethodKind.BANK_TRANSFER: "transferencia bancaria",
+        PaymentMethodKind.CARD: "tarjeta",
+        PaymentMethodKind.CASH: "efectivo",
+        PaymentMethodKind.CHEQUE: "cheque",
+        PaymentMethodKind.OTHER: "otro medio de pago",
     },
 }
 

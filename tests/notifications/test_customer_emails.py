@@ -286,3 +286,39 @@ def test_card_expiry_command(db, django_capture_on_commit_callbacks):
     }
     assert OutboundEmail.objects.get().idempotency_key == f"card-expiring:{method.pk}:2027-01"
     assert len(mail.outbox) == 1
+
+
+# --- every language has all three parts ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "language", "phrase"),
+    [
+        ("credit_note", "fr", "veuillez trouver ci-joint l'avoir CN-1"),
+        ("credit_note", "es", "adjuntamos la factura rectificativa CN-1"),
+        ("payments/payment_receipt", "fr", "nous avons reçu votre paiement de 90,00 €"),
+        ("payments/payment_receipt", "es", "hemos recibido su pago de 90,00 €"),
+        ("payments/refund", "fr", "nous vous avons remboursé 90,00 €"),
+        ("payments/refund", "es", "le hemos reembolsado 90,00 €"),
+        ("payments/card_expiring", "fr", "expire fin 12/2026"),
+        ("payments/card_expiring", "es", "caduca a finales de 12/2026"),
+    ],
+)
+def test_french_and_spanish_templates_have_subject_text_and_html(template, language, phrase):
+    from notifications.services import email_render
+
+    context = {
+        "customer_name": "Client",
+        "number": "CN-1",
+        "invoice_number": "INV-1",
+        "total": "90,00 €",
+        "amount": "90,00 €",
+        "card": "visa •••• 4242",
+        "expiry": "12/2026",
+        "expires_on": "31/12/2026",
+        "seller_name": "Cadence Demo GmbH",
+    }
+    subject, text, html = email_render(template=template, context=context, language=language)
+    assert subject and phrase in text and f'lang="{language}"' in html
+    english_subject, _, _ = email_render(template=template, context=context, language="en")
+    assert subject != english_subject
