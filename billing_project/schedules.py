@@ -90,7 +90,8 @@ def job_schedules() -> list[JobSchedule]:
             task="core.process_events",
             description="Run the handlers that have not run yet for domain events older than "
             "DOMAIN_EVENTS_SWEEP_AFTER_MINUTES (credit and collection, then PDF and e-mail of issued invoices; "
-            "credit-note credit): their after-commit dispatch was lost or a handler failed. Each handler once.",
+            "credit-note credit and e-mail; payment receipts and refund e-mails): their after-commit dispatch was "
+            "lost or a handler failed. Each handler once.",
             command="manage.py process_events [--limit N]",
             every_minutes=5,
         ),
