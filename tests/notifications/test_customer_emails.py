@@ -190,6 +190,25 @@ def test_card_payment_of_an_automatically_charged_invoice_gets_one_receipt(billi
     assert OutboundEmail.objects.filter(kind=EmailKind.PAYMENT_RECEIPT).count() == 1
 
 
+def test_a_matched_bank_transfer_gets_one_receipt_even_when_the_statement_is_imported_twice(
+    billing, django_capture_on_commit_callbacks
+):
+    from payments.bank_import import bank_statement_import
+
+    customer = _customer(exempt=True, language="de")
+    invoice = _invoice(customer, "100.00")
+    header = "Transaction ID;Booking date;Amount;Currency;Counterparty;IBAN;Remittance information\n"
+    data = (header + f"TX-1;12.03.2026;100,00;EUR;Kunde GmbH;;Rechnung {invoice.number}\n").encode()
+    with django_capture_on_commit_callbacks(execute=True):
+        bank_statement_import(data=data, format="csv", filename="march.csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        bank_statement_import(data=data, format="csv", filename="march.csv")
+    [message] = _messages(EmailKind.PAYMENT_RECEIPT)
+    assert "Ihre Zahlung über 100,00\xa0€ ist am 12.03.2026 per Überweisung bei uns eingegangen" in message.body
+    assert f"- Rechnung {invoice.number}: 100,00\xa0€" in message.body
+    assert message.cc == ["ap@kunde.example", "cfo@kunde.example"]
+
+
 # --- refund issued --------------------------------------------------------------------------------------
 
 
