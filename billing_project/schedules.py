@@ -53,6 +53,14 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_PAYMENT_RETRIES_AT,
         ),
         JobSchedule(
+            name="Card expiry notices",
+            task="payments.card_expiry_notices",
+            description="E-mail customers whose default card expires at the end of this month or next, with a "
+            "link to the portal's payment methods — once per card and expiry month.",
+            command="manage.py card_expiry_notices --as-of YYYY-MM-DD [--json]",
+            daily_at=settings.SCHEDULE_CARD_EXPIRY_NOTICES_AT,
+        ),
+        JobSchedule(
             name="Stale work sweeper",
             task="billing_project.sweep_stale",
             description="Work a dead worker left in progress: billing runs without a heartbeat for "
@@ -82,7 +90,8 @@ def job_schedules() -> list[JobSchedule]:
             task="core.process_events",
             description="Run the handlers that have not run yet for domain events older than "
             "DOMAIN_EVENTS_SWEEP_AFTER_MINUTES (credit and collection, then PDF and e-mail of issued invoices; "
-            "credit-note credit): their after-commit dispatch was lost or a handler failed. Each handler once.",
+            "credit-note credit and e-mail; payment receipts and refund e-mails): their after-commit dispatch was "
+            "lost or a handler failed. Each handler once.",
             command="manage.py process_events [--limit N]",
             every_minutes=5,
         ),

@@ -294,6 +294,8 @@ DUNNING_BATCH_SIZE = env.int("DUNNING_BATCH_SIZE", default=500)
 SCHEDULE_BILLING_RUN_AT = env.str("SCHEDULE_BILLING_RUN_AT", default="05:00")
 SCHEDULE_PAYMENT_RETRIES_AT = env.str("SCHEDULE_PAYMENT_RETRIES_AT", default="07:00")
 SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
+# "Your card expires soon" e-mails (payments/notifications.py), once per card and expiry month.
+SCHEDULE_CARD_EXPIRY_NOTICES_AT = env.str("SCHEDULE_CARD_EXPIRY_NOTICES_AT", default="10:00")
 # The nightly integrity check (reporting/integrity.py); its result shows on the admin dashboard.
 SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
 # Every this many minutes: render PDFs that are missing (a failed render); archived PDFs are never rendered again.

@@ -31,6 +31,12 @@ class InvoicingConfig(AppConfig):
             handler=delivery.on_credit_note_issued_render_pdf,
             atomic=False,
         )
+        events.handler_register(
+            event_type="credit_note.issued",
+            name="invoicing.email_credit_note",
+            phase=events.DELIVER,
+            handler=delivery.on_credit_note_issued_email,
+        )
         # "Invoice now" prorations of a plan change made without issuing them (settle: money is owed now).
         events.handler_register(
             event_type="subscription.updated",

@@ -16,7 +16,7 @@ from core.errors import NotAllowed
 from core.links import invoice_link_url
 from core.models import DomainEvent
 from customers.seller import seller_snapshot
-from invoicing.models import Invoice
+from invoicing.models import CreditNote, Invoice
 from invoicing.tasks import render_credit_note_pdf, render_invoice_pdf
 from notifications.models import EmailKind, OutboundEmail
 from notifications.services import email_queue
@@ -150,9 +150,71 @@ def on_invoice_issued_email(event: DomainEvent) -> None:
     invoice_email_on_finalize(invoice_id=event.payload["invoice_id"])
 
 
+# --- credit-note e-mails --------------------------------------------------------------------------------
+
+
+def credit_note_email_context(credit_note: CreditNote) -> dict[str, Any]:
+    customer = credit_note.customer_snapshot or {
+        "name": credit_note.customer.name,
+        "language": credit_note.customer.language,
+    }
+    seller = credit_note.seller_snapshot or seller_snapshot()
+    lang = fmt.document_language(customer.get("language"))
+    currency = credit_note.currency
+    return {
+        "credit_note": credit_note,
+        "number": credit_note.number,
+        "invoice_number": credit_note.invoice.number,
+        "customer_name": customer.get("legal_name") or customer.get("name", ""),
+        "seller_name": seller.get("legal_name", ""),
+        "seller_email": seller.get("email", ""),
+        "total": fmt.money(credit_note.total, currency, lang),
+        "amount_applied": fmt.money(credit_note.amount_applied, currency, lang),
+        "has_applied": credit_note.amount_applied > 0,
+        "amount_to_credit": fmt.money(credit_note.amount_to_customer_credit, currency, lang),
+        "has_credit": credit_note.amount_to_customer_credit > 0,
+        "issue_date": fmt.date(credit_note.issue_date, lang),
+        "reason": credit_note.reason,
+    }
+
+
+def credit_note_emailed(credit_note_id: int) -> bool:
+    """Every issued credit note is e-mailed (with its PDF) unless e-mails on issue are switched off
+    (``INVOICE_EMAIL_ON_FINALIZE``)."""
+    return bool(settings.INVOICE_EMAIL_ON_FINALIZE) and CreditNote.objects.filter(pk=credit_note_id).exists()
+
+
+def credit_note_email_on_issue(*, credit_note_id: int) -> OutboundEmail | None:
+    """The issued credit note's e-mail, its PDF attached: once per credit note (key ``credit-note:<id>``), to the
+    customer's billing address and cc addresses, in the language of the credit note."""
+    if not credit_note_emailed(credit_note_id):
+        return None
+    credit_note = CreditNote.objects.select_related("customer", "invoice").get(pk=credit_note_id)
+    return email_queue(
+        kind=EmailKind.CREDIT_NOTE,
+        customer=credit_note.customer,
+        idempotency_key=f"credit-note:{credit_note.pk}",
+        template="credit_note",
+        context=credit_note_email_context(credit_note),
+        credit_note=credit_note,
+        attach_pdf=True,
+        language=(credit_note.customer_snapshot or {}).get("language") or credit_note.customer.language,
+    )
+
+
+def on_credit_note_issued_email(event: DomainEvent) -> None:
+    """Handler of ``credit_note.issued``, deliver phase: e-mail the credit note (once: key ``credit-note:<id>``)."""
+    credit_note_email_on_issue(credit_note_id=event.payload["credit_note_id"])
+
+
 def on_credit_note_issued_render_pdf(event: DomainEvent) -> None:
-    """Handler of ``credit_note.issued``, deliver phase: render the credit note's PDF on a worker."""
+    """Handler of ``credit_note.issued``, deliver phase: render the credit note's PDF on a worker — unless the
+    credit note is e-mailed now: then its e-mail renders and stores the PDF once at send time
+    (``documents.email_attachment``), as for invoices (``_emailed_now``), so two workers never render the same
+    PDF at once."""
     credit_note_id = event.payload["credit_note_id"]
+    if credit_note_emailed(credit_note_id):
+        return
     try:
         render_credit_note_pdf.delay(credit_note_id)
     except Exception:

@@ -17,6 +17,8 @@ class EmailKind(models.TextChoices):
     PAYMENT_RECEIPT = "payment_receipt", "Payment receipt"
     PAYMENT_FAILED = "payment_failed", "Payment failed"
     STATEMENT = "statement", "Statement of account"
+    REFUND = "refund", "Refund"
+    CARD_EXPIRING = "card_expiring", "Card about to expire"
     OTHER = "other", "Other"
 
 

@@ -6,7 +6,7 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from core import events
-        from payments import services, tasks
+        from payments import notifications, services, tasks
 
         # Settle phase: money first, before invoicing's deliver phase renders and e-mails the document.
         events.handler_register(
@@ -27,4 +27,17 @@ class PaymentsConfig(AppConfig):
             name="payments.book_credit_note_credit",
             phase=events.SETTLE,
             handler=services.on_credit_note_issued_book_credit,
+        )
+        # Deliver phase: the customer's e-mails about money that moved (once per payment / refund).
+        events.handler_register(
+            event_type="payment.succeeded",
+            name="payments.email_receipt",
+            phase=events.DELIVER,
+            handler=notifications.on_payment_succeeded_receipt,
+        )
+        events.handler_register(
+            event_type="payment.refunded",
+            name="payments.email_refund",
+            phase=events.DELIVER,
+            handler=notifications.on_payment_refunded_email,
         )

@@ -31,6 +31,13 @@ def retry_payments(as_of: str | None = None) -> dict[str, Any]:
     return services.payment_attempts_retry_due(as_of=day).as_dict()
 
 
+@shared_task(name="payments.card_expiry_notices")
+def card_expiry_notices(as_of: str | None = None) -> dict[str, Any]:
+    from payments.notifications import card_expiry_notices_send
+
+    return card_expiry_notices_send(as_of=parse_as_of(as_of, option="as_of")).as_dict()
+
+
 @shared_task(name="payments.recover_attempts")
 def recover_attempts() -> int:
     return services.payment_attempts_recover()

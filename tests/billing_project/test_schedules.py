@@ -13,6 +13,7 @@ pytestmark = pytest.mark.django_db
 TASKS = {
     "invoicing.run_billing",
     "payments.retry_payments",
+    "payments.card_expiry_notices",
     "billing_project.sweep_stale",
     "reporting.verify_integrity",
     "invoicing.send_reminders",
@@ -27,7 +28,7 @@ def test_three_runs_create_each_schedule_once(capsys):
         call_command("setup_schedules")
     assert sorted(PeriodicTask.objects.values_list("task", flat=True)) == sorted(TASKS)
     assert PeriodicTask.objects.count() == len(job_schedules()) == len(TASKS)
-    assert CrontabSchedule.objects.count() == 4  # four daily jobs at four different times
+    assert CrontabSchedule.objects.count() == 5  # five daily jobs at five different times
     assert "kept" in capsys.readouterr().out
 
 

@@ -231,7 +231,13 @@ def test_payment_retries_fired_twice_at_once_charge_each_invoice_once(billing, h
             AttemptStatus.FAILED,
             AttemptStatus.SUCCEEDED,
         ]
-    assert not mail.outbox  # soft declines retried, then paid: no "payment failed" e-mail
+    # soft declines retried, then paid: no "payment failed" e-mail, one receipt per payment
+    assert not OutboundEmail.objects.filter(kind=EmailKind.PAYMENT_FAILED).exists()
+    receipts = OutboundEmail.objects.filter(kind=EmailKind.PAYMENT_RECEIPT)
+    assert sorted(receipts.values_list("idempotency_key", flat=True)) == sorted(
+        f"payment-receipt:{pk}" for pk in Payment.objects.values_list("pk", flat=True)
+    )
+    assert len(mail.outbox) == 8
 
 
 def test_recovery_sweep_fired_twice_at_once_sends_each_stuck_attempt_once(
@@ -360,7 +366,8 @@ def test_the_after_finalize_task_delivered_twice_mails_once_and_charges_once(bil
 
     # e-mail: the "send invoice" subscriptions' invoices, once each
     assert OutboundEmail.objects.filter(kind=EmailKind.INVOICE).count() == 4
-    assert sorted(m.to[0] for m in mail.outbox) == sorted(
+    invoice_mails = [m for m in mail.outbox if m.subject.startswith("Invoice ")]
+    assert sorted(m.to[0] for m in invoice_mails) == sorted(
         Subscription.objects.filter(pk__in=mailed).values_list("customer__email", flat=True)
     )
     # card: one attempt and one gateway call per automatically charged invoice — also for the declined ones,
@@ -368,6 +375,8 @@ def test_the_after_finalize_task_delivered_twice_mails_once_and_charges_once(bil
     assert len(gateway_calls) == 7 and len(set(gateway_calls)) == 7
     assert len(SandboxGateway.charges) == 4
     assert Payment.objects.count() == 4
+    # and one receipt per card payment, however often the events were delivered
+    assert OutboundEmail.objects.filter(kind=EmailKind.PAYMENT_RECEIPT).count() == 4
     attempts = Counter(PaymentAttempt.objects.values_list("invoice__subscription_id", flat=True))
     assert attempts == Counter(dict.fromkeys(charged + declined, 1))
     retries = set(PaymentAttempt.objects.filter(status="failed").values_list("next_retry_on", flat=True))
@@ -593,7 +602,9 @@ def test_a_failure_and_a_success_of_one_charge_arriving_together_book_the_succes
         subscription.refresh_from_db()
         assert (invoice.status, invoice.amount_paid) == ("paid", Decimal("49.00"))
         assert subscription.status == SubscriptionStatus.ACTIVE
-    assert not mail.outbox  # a soft decline that was then paid: no "payment failed" e-mail
+    # a soft decline that was then paid: no "payment failed" e-mail; one receipt per paid charge
+    assert not OutboundEmail.objects.filter(kind=EmailKind.PAYMENT_FAILED).exists()
+    assert OutboundEmail.objects.filter(kind=EmailKind.PAYMENT_RECEIPT).count() == Payment.objects.count()
 
 
 def test_an_unhandled_refund_event_before_the_success_moves_no_money(billing, hooks_off, monkeypatch):
