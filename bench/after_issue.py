@@ -74,12 +74,14 @@ class LockSampler:
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             while not self._stop.is_set():
                 rows = conn.execute(
-                    "SELECT wait_event_type, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_activity "
+                    # pghistory prefixes each statement with its context (SELECT set_config(…);): skip it
+                    "SELECT wait_event_type, left(regexp_replace(regexp_replace(query, '^SELECT set_config[^;]*;', ''),"
+                    " '\\s+', ' ', 'g'), 90) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND application_name LIKE 'after%' AND state = 'active'"
                 ).fetchall()
                 self.samples += 1
                 self.busy_samples += bool(rows)
-                locked = [query for wait, query in rows if wait == "Lock"]
+                locked = [query.strip() for wait, query in rows if wait == "Lock"]
                 if locked:
                     self.lock_samples += 1
                     self.waited.update(locked)
