@@ -6,8 +6,6 @@ every period billed once and gapless numbers."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 import time
 from collections import Counter
 from decimal import Decimal
@@ -112,8 +110,10 @@ def test_connection_dropped_inside_a_chunk_rolls_it_back_and_the_run_completes(m
 @pytest.mark.django_db(transaction=True)
 def test_worker_connection_terminated_mid_chunk_and_the_run_completes(tmp_path):
     """The same with a real worker process on the broker, its backend found by application_name in
-    pg_stat_activity and terminated while it holds the chunk's number lock (the worker is paused for the
-    moment of the look, so the transaction is certainly open)."""
+    pg_stat_activity and terminated while it holds the chunk's number lock. To be certain to find it there (a
+    chunk holds that lock only for its last few milliseconds), another connection holds a SHARE lock on the
+    invoice table: the next chunk takes its numbers, then waits to COPY its invoices — inside its open transaction,
+    holding the number lock — until the lock is released right after the termination."""
     ids = _due(400)
     broker = Broker()
     settings_dict = connection.settings_dict
@@ -121,24 +121,22 @@ def test_worker_connection_terminated_mid_chunk_and_the_run_completes(tmp_path):
     terminated = False
     try:
         wait_for(lambda: "ready." in worker.log_text(), timeout=30, message="worker ready")
-        run_id = publish_billing_run(broker=broker, settings_dict=settings_dict, as_of="2026-01-01", chunk_size=50)
-        wait_for(lambda: Invoice.objects.count() >= 50, timeout=60, interval=0.05, message="first chunk billed")
-        with _admin_connection() as admin:
-            deadline = time.monotonic() + 60
-            while not terminated and time.monotonic() < deadline:
-                assert worker.alive(), worker.log_text()[-3000:]
-                pid = _pid_in_chunk(admin, worker.name)
-                if pid is not None:
-                    os.kill(worker.process.pid, signal.SIGSTOP)
-                    try:
-                        # certainly inside the open transaction: not in the middle of its COMMIT, which the server
-                        # finishes all the same (the lock is held only for the chunk's last writes)
-                        if _pid_in_chunk(admin, worker.name, not_committing=True) == pid:
-                            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-                            terminated = True
-                    finally:
-                        os.kill(worker.process.pid, signal.SIGCONT)
-                time.sleep(0.002)
+        with _admin_connection() as admin, _admin_connection() as blocker:
+            blocker.execute("BEGIN")
+            run_id = publish_billing_run(broker=broker, settings_dict=settings_dict, as_of="2026-01-01", chunk_size=50)
+            wait_for(lambda: Invoice.objects.count() >= 50, timeout=60, interval=0.005, message="first chunk billed")
+            blocker.execute("LOCK TABLE invoicing_invoice IN SHARE MODE")
+            try:
+                deadline = time.monotonic() + 60
+                while not terminated and time.monotonic() < deadline:
+                    assert worker.alive(), worker.log_text()[-3000:]
+                    pid = _pid_in_chunk(admin, worker.name, not_committing=True)
+                    if pid is not None:
+                        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+                        terminated = True
+                    time.sleep(0.01)
+            finally:
+                blocker.execute("ROLLBACK")
         assert terminated, "never saw the worker inside a chunk transaction"
         run = wait_for(
             lambda: BillingRun.objects.filter(pk=run_id, finished_at__isnull=False).first(),
