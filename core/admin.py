@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from core.admin_readonly import ReadOnlyMixin
 from core.audit import (
     ACTOR_KINDS,
     NEEDS_POSTGRESQL,
@@ -109,7 +110,7 @@ class AuditChangeList(ChangeList):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """Every audit row, newest first: filter by model, actor kind and date; search an object id (exact) or an
     actor's name. Nobody can add, change or delete a row (the tables also refuse it, append-only triggers)."""
 
@@ -138,15 +139,6 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_active and request.user.is_staff and request.user.has_perm("core.view_auditevent"))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="when", ordering="pgh_created_at")
     def when(self, row: AuditEvent) -> str:

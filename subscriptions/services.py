@@ -139,6 +139,12 @@ def _event(
     )
 
 
+def _noted(subscription: Subscription, *, actor: Actor, reason: str) -> None:
+    """A change that keeps the status (plan, coupon, trial, cancel at period end): its history row and
+    ``subscription.updated``."""
+    _event(subscription, from_status=subscription.status, to_status=subscription.status, actor=actor, reason=reason)
+
+
 def _transition(subscription: Subscription, *, to: str, actor: Actor, reason: str, **changes: Any) -> Subscription:
     old = subscription.status
     if to not in ALLOWED_TRANSITIONS[old]:
@@ -528,10 +534,8 @@ def subscription_change(
     ]
     created = PendingInvoiceItem.objects.bulk_create(pending)
     summary = ", ".join(f"{spec.price.display_name} × {spec.quantity}" for spec in items)
-    _event(
+    _noted(
         subscription,
-        from_status=subscription.status,
-        to_status=subscription.status,
         actor=actor,
         reason=f"plan changed on {as_of} to {summary} ({behavior.value}){': ' + reason if reason else ''}",
     )
@@ -595,12 +599,8 @@ def subscription_cancel(
         Subscription.objects.filter(pk=subscription.pk).update(
             cancel_at_period_end=True, canceled_at=timezone.now(), updated_at=timezone.now()
         )
-        _event(
-            subscription,
-            from_status=subscription.status,
-            to_status=subscription.status,
-            actor=actor,
-            reason=f"cancel at period end ({subscription.current_period_end}) requested{why}",
+        _noted(
+            subscription, actor=actor, reason=f"cancel at period end ({subscription.current_period_end}) requested{why}"
         )
         subscription.refresh_from_db()
         return subscription
@@ -667,13 +667,7 @@ def subscription_cancel_undo(*, subscription: Subscription, actor: Actor = None,
     Subscription.objects.filter(pk=subscription.pk).update(
         cancel_at_period_end=False, canceled_at=None, updated_at=timezone.now()
     )
-    _event(
-        subscription,
-        from_status=subscription.status,
-        to_status=subscription.status,
-        actor=actor,
-        reason=f"cancel at period end taken back{': ' + reason if reason else ''}",
-    )
+    _noted(subscription, actor=actor, reason=f"cancel at period end taken back{': ' + reason if reason else ''}")
     subscription.refresh_from_db()
     return subscription
 
@@ -701,10 +695,8 @@ def subscription_trial_extend(
         usage_open_from=trial_end,
         updated_at=timezone.now(),
     )
-    _event(
+    _noted(
         subscription,
-        from_status=subscription.status,
-        to_status=subscription.status,
         actor=actor,
         reason=f"trial extended from {old_end} to {trial_end}{': ' + reason if reason else ''}",
     )
@@ -836,13 +828,7 @@ def discount_create(
     )
     Coupon.objects.filter(pk=coupon.pk).update(times_redeemed=F("times_redeemed") + 1)
     if subscription is not None:
-        _event(
-            subscription,
-            from_status=subscription.status,
-            to_status=subscription.status,
-            actor=actor,
-            reason=f"coupon {coupon.code} applied from {as_of}",
-        )
+        _noted(subscription, actor=actor, reason=f"coupon {coupon.code} applied from {as_of}")
     return discount
 
 
@@ -864,13 +850,7 @@ def discount_remove(*, discount: Discount, as_of: dt.date, actor: Actor = None) 
         discount.save(update_fields=["end"])
         result = discount
     if subscription is not None:
-        _event(
-            subscription,
-            from_status=subscription.status,
-            to_status=subscription.status,
-            actor=actor,
-            reason=f"coupon {code} removed from {as_of}",
-        )
+        _noted(subscription, actor=actor, reason=f"coupon {code} removed from {as_of}")
     return result
 
 
