@@ -710,9 +710,9 @@ def _extend_subscription_admin() -> None:
                 "interval_change": (
                     f"Interval change: the billing cycle restarts on {_day(preview.new_period_start)}. The new period "
                     f"{_day(preview.new_period_start)} – "
-                    f"{_day(preview.new_period_end - dt.timedelta(days=1))} is invoiced now, with the unused "
-                    "time of the current period credited on it (whatever the proration choice, but none credits "
-                    "nothing); it then renews every new interval."
+                    f"{_day(preview.new_period_end - dt.timedelta(days=1))} is invoiced now, whatever the proration "
+                    "choice; the unused time of the current period is credited on that invoice (not with “None”). "
+                    "Renewals then follow the new interval."
                     if preview.interval_change and preview.new_period_start and preview.new_period_end
                     else ""
                 ),
