@@ -12,8 +12,8 @@ that is due and has not happened yet:
   sent; the earlier ones are recorded as ``superseded`` so that they never fire later. A notice meant for
   before the due date (negative offset) is not sent once the invoice is overdue.
 - Only open invoices with an amount due are chased; paid, void, uncollectible and held invoices (the invoice's or
-  the customer's ``hold_reminders``) are skipped. Each step re-checks this under the invoice's lock, so a payment
-  that lands during a run stops the steps after it.
+  the customer's ``hold_reminders``, or the subscription's collection paused) are skipped. Each step re-checks
+  this under the invoice's lock, so a payment that lands during a run stops the steps after it.
 - Locks follow the product's order (customer → subscription → invoice, each by pk), as the payments app does.
 
 Reading is set-based: policies and steps once per run; then per batch of invoices one query for the invoices
@@ -54,7 +54,7 @@ from invoicing import delivery
 from invoicing.models import BillingReason, Invoice, InvoiceStatus
 from notifications.models import EmailKind
 from notifications.services import email_queue
-from subscriptions.models import Subscription
+from subscriptions.models import PauseMode, Subscription
 
 if TYPE_CHECKING:
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -146,13 +146,15 @@ def dunning_policy_for_customer(*, customer: Customer) -> DunningPolicy | None:
 
 
 def invoice_is_chaseable(invoice: Invoice) -> bool:
-    """Open with something due, and held neither on the invoice nor on the customer."""
+    """Open with something due, held neither on the invoice nor on the customer, and not of a subscription whose
+    collection is paused."""
     return (
         invoice.status == InvoiceStatus.OPEN
         and invoice.amount_due > 0
         and invoice.due_date is not None
         and not invoice.hold_reminders
         and not _customer_settings(invoice).hold_reminders
+        and (invoice.subscription is None or not invoice.subscription.collection_paused)
     )
 
 
@@ -173,6 +175,8 @@ def _candidates(*, latest_due_date: dt.date) -> QuerySet[Invoice]:
             status=InvoiceStatus.OPEN, amount_due__gt=0, due_date__lte=latest_due_date, hold_reminders=False
         )
         .exclude(customer__dunning_settings__hold_reminders=True)
+        # Collection paused: no step at all until it resumes; then the run catches up as after missed days.
+        .exclude(subscription__pause_mode=PauseMode.COLLECTION)
         .select_related("customer", "customer__dunning_settings")
         .annotate(is_late_fee=Exists(DunningAction.objects.filter(late_fee_invoice=OuterRef("pk"))))
         .order_by("pk")

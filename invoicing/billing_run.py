@@ -77,7 +77,7 @@ from invoicing.taxes import (
 )
 from subscriptions.charges import BillingPlan, PeriodCharges, PriceCache, plans_for_chunk
 from subscriptions.selectors import subscription_ids_due
-from subscriptions.services import plans_commit
+from subscriptions.services import plans_commit, subscriptions_resume_due
 
 logger = logging.getLogger(__name__)
 
@@ -483,7 +483,10 @@ def billing_run_open(
     actor: Any = None,
     subscription_id: int | None = None,
 ) -> tuple[BillingRun, list[list[int]]]:
-    """Start a run: its row (``running``) and the chunks of subscription ids it will bill."""
+    """Start a run: its row (``running``) and the chunks of subscription ids it will bill. The whole run first
+    ends the pauses whose resume date has come (``subscriptions_resume_due``), so they are billed today."""
+    if customer_id is None and subscription_id is None:
+        subscriptions_resume_due(as_of=as_of, actor=actor)
     size = chunk_size or settings.BILLING_RUN_CHUNK_SIZE
     ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
     chunks = list(_chunks(ids, size))

@@ -2,8 +2,10 @@
 
 - ``subscription_create_preview``: the first invoice(s) and the next renewal of a subscription not created yet.
 - ``subscription_change_invoice``: a plan change (``subscriptions.services.subscription_change``) whose
-  ``always_invoice`` prorations are issued at once through ``invoices_issue``; ``subscription_change_preview_full``
-  shows the proration lines, what is invoiced now and the next invoice before anything is written.
+  ``always_invoice`` prorations are issued at once through ``invoices_issue``; an interval change (monthly →
+  yearly) restarts the cycle on the change date and its new period is billed at once by the billing run for
+  that subscription, whatever the proration behaviour. ``subscription_change_preview_full`` shows the proration
+  lines, what is invoiced now and the next invoice before anything is written.
 - ``billing_run_for_customer``: "Bill now" for one customer or one subscription — the billing run itself, or its
   dry run listing the invoices it would issue.
 
@@ -45,6 +47,7 @@ from subscriptions.services import (
     ChangeResult,
     ItemSpec,
     ProrationBehavior,
+    SubscriptionError,
     pending_items_mark_billed,
     plans_commit,
     subscription_change,
@@ -90,6 +93,10 @@ class ChangePreviewFull:
     now: InvoicePreview | None  # always_invoice: the invoice issued at once
     next_invoice: InvoicePreview | None  # the next cycle invoice, with create_prorations' lines
     note: str = ""
+    # An interval change restarts the cycle: ``now`` is the new period's invoice, ``next_invoice`` its renewal.
+    interval_change: bool = False
+    new_period_start: dt.date | None = None
+    new_period_end: dt.date | None = None
 
 
 @dataclass
@@ -259,6 +266,22 @@ def _issue_invoice_now(
     return preview, invoice, ""
 
 
+def _bill_restarted_period(*, subscription: Subscription, as_of: dt.date, actor: Actor) -> tuple[Invoice | None, str]:
+    """The invoice of the period an interval change restarted on ``as_of`` (its credit for the old period's
+    unused time included): the billing run for this one subscription, in the caller's transaction — the run's
+    own builder, numbering and after-issue work. A problem rolls the whole change back."""
+    run = billing_run(as_of=as_of, subscription_id=subscription.pk, actor=actor)
+    if run.failed:
+        error = run.errors.order_by("pk").first()
+        raise SubscriptionError(
+            f"the new period could not be invoiced, nothing was changed: {error.message if error else run.status}"
+        )
+    invoice = Invoice.objects.filter(billing_run=run, subscription_id=subscription.pk).order_by("pk").last()
+    if invoice is not None and invoice.status == InvoiceStatus.DRAFT:
+        return invoice, f"The new period's invoice is kept as a draft for review: {invoice.memo}"
+    return invoice, ""
+
+
 @transaction.atomic
 def subscription_change_invoice(
     *,
@@ -278,7 +301,11 @@ def subscription_change_invoice(
         subscription=subscription, items=items, as_of=as_of, proration_behavior=behavior, actor=actor, reason=reason
     )
     outcome = ChangeOutcome(result=result)
-    if result.invoice_now and result.pending_item_ids:
+    if result.restarted_on is not None:
+        outcome.invoice, outcome.note = _bill_restarted_period(
+            subscription=result.subscription, as_of=result.restarted_on, actor=actor
+        )
+    elif result.invoice_now and result.pending_item_ids:
         _, outcome.invoice, outcome.note = _issue_invoice_now(
             subscription=result.subscription,
             pending_item_ids=result.pending_item_ids,
@@ -294,8 +321,18 @@ def on_subscription_updated_invoice_now(event: DomainEvent) -> None:
     with ``always_invoice`` through ``subscriptions.services.subscription_change`` directly, which cannot issue
     invoices itself — are issued here, after that change committed, by the same path as
     ``subscription_change_invoice`` (which issues them in its own transaction, so this finds nothing then).
-    A change that nets to a credit stays pending for the next invoice."""
+    A change that nets to a credit stays pending for the next invoice.
+
+    An interval change (payload ``interval_changed_on``) restarted the cycle: its new period is billed here the
+    same way, unless ``subscription_change_invoice`` billed it already (then nothing is due any more)."""
     subscription_id = event.payload.get("subscription_id")
+    restarted_on = event.payload.get("interval_changed_on")
+    if restarted_on:
+        day = dt.date.fromisoformat(restarted_on)
+        if Subscription.objects.filter(pk=subscription_id, next_billing_date__lte=day).exists():
+            with transaction.atomic():
+                subscription = Subscription.objects.select_for_update().get(pk=subscription_id)
+                _bill_restarted_period(subscription=subscription, as_of=day, actor=event.actor)
     if not PendingInvoiceItem.objects.filter(
         subscription_id=subscription_id, invoice_now=True, billed_at__isnull=True
     ).exists():
@@ -338,7 +375,15 @@ def subscription_change_preview_full(
         )
         changed = result.subscription
         now, note = None, ""
-        if result.invoice_now and result.pending_item_ids:
+        if result.restarted_on is not None:
+            # The new period's invoice, as the run builds it; then the renewal after it.
+            planned = _planned(changed, result.restarted_on)
+            now = planned[0] if planned else None
+            if now is not None and now.held_reason:
+                note = f"The new period's invoice will be kept as a draft for review: {now.held_reason}"
+            plans_commit(plans=plans_for_chunk(subscription_ids=[changed.pk], as_of=result.restarted_on))
+            changed.refresh_from_db()
+        elif result.invoice_now and result.pending_item_ids:
             now, _, note = _issue_invoice_now(
                 subscription=changed, pending_item_ids=result.pending_item_ids, as_of=as_of, actor=None, write=False
             )
@@ -354,6 +399,9 @@ def subscription_change_preview_full(
             now=now,
             next_invoice=next_invoice,
             note=note,
+            interval_change=result.restarted_on is not None,
+            new_period_start=changed.current_period_start if result.restarted_on else None,
+            new_period_end=changed.current_period_end if result.restarted_on else None,
         )
 
     return _in_rollback(work)

@@ -23,6 +23,13 @@ class PaymentsConfig(AppConfig):
             atomic=False,  # enqueues the charge; invoice_collect charges an invoice automatically once
         )
         events.handler_register(
+            event_type="subscription.updated",
+            name="payments.collect_after_resume",
+            phase=events.SETTLE,
+            handler=tasks.on_subscription_resumed_collect,
+            atomic=False,  # enqueues the charges; invoice_collect charges an invoice automatically once
+        )
+        events.handler_register(
             event_type="credit_note.issued",
             name="payments.book_credit_note_credit",
             phase=events.SETTLE,

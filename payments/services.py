@@ -48,7 +48,7 @@ from payments.models import (
 )
 from payments.selectors import customer_credit_balance
 from subscriptions import services as subscription_services
-from subscriptions.models import CollectionMethod, SubscriptionStatus
+from subscriptions.models import CollectionMethod, PauseMode, SubscriptionStatus
 
 logger = logging.getLogger(__name__)
 Actor = User | AnonymousUser | None
@@ -836,12 +836,16 @@ def invoice_collect(
             subscription_ids=[invoice_row["subscription_id"]],
             invoice_ids=[invoice_id],
         )
+        subscription = locked.subscriptions.get(invoice_row["subscription_id"] or 0)
+        if require_automatic and subscription is not None and subscription.collection_paused:
+            # Collection paused: no automatic charge, first or retry. A retry keeps its date (it is not claimed),
+            # so the retry job charges it once collection resumes.
+            return None
         if retry_of is not None:
             claimed = PaymentAttempt.objects.filter(pk=retry_of, next_retry_on__isnull=False).update(next_retry_on=None)
             if claimed != 1:
                 return None  # another worker took this retry
         invoice = locked.invoices[invoice_id]
-        subscription = locked.subscriptions.get(invoice_row["subscription_id"] or 0)
         if invoice.status not in PAYABLE or invoice.amount_due <= 0:
             return None
         if require_automatic and (
@@ -1096,6 +1100,7 @@ def payments_collect_missed(*, as_of: dt.date, errors: list[str] | None = None) 
             finalized_at__lte=timezone.now() - MISSED_CHARGE_GRACE,
             issue_date__lte=as_of,
         )
+        .exclude(subscription__pause_mode=PauseMode.COLLECTION)
         .exclude(pk__in=PaymentAttempt.objects.values("invoice_id"))
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -1120,7 +1125,8 @@ def payments_collect_missed(*, as_of: dt.date, errors: list[str] | None = None) 
 def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
     """Retry every soft-declined attempt whose retry date has come (``next_retry_on <= as_of``); each retry is
     a new attempt. Also re-sends stuck ``processing`` attempts, makes the automatic first charges that never
-    happened (``payments_collect_missed``) and sends the e-mails that were not sent."""
+    happened (``payments_collect_missed``) and sends the e-mails that were not sent. Invoices of a subscription
+    whose collection is paused are left alone until it resumes."""
     from payments.notifications import send_payment_failed_email
 
     report = RetryReport(as_of=as_of)
@@ -1128,6 +1134,8 @@ def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
     report.first_charges = payments_collect_missed(as_of=as_of, errors=report.errors)
     due = (
         PaymentAttempt.objects.filter(status=AttemptStatus.FAILED, next_retry_on__lte=as_of)
+        # Collection paused: the retry waits (its date kept) and is made by the first run after the resume.
+        .exclude(invoice__subscription__pause_mode=PauseMode.COLLECTION)
         .order_by("next_retry_on", "pk")
         .values_list("pk", "invoice_id", "invoice__subscription_id")
     )

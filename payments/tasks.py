@@ -15,8 +15,9 @@ from core.dates import billing_today
 from core.models import DomainEvent
 from invoicing.models import Invoice
 from payments import services
+from payments.models import PaymentAttempt
 from payments.services import PAYABLE
-from subscriptions.models import CollectionMethod
+from subscriptions.models import CollectionMethod, Subscription
 
 
 @shared_task(name="payments.collect_invoice")
@@ -56,8 +57,31 @@ def on_invoice_issued_collect(event: DomainEvent) -> None:
     if (
         subscription is not None
         and subscription.collection_method == CollectionMethod.CHARGE_AUTOMATICALLY
+        and not subscription.collection_paused  # charged when collection resumes (on_subscription_resumed_collect)
         and invoice.status in PAYABLE
         and invoice.amount_due > 0
     ):
         as_of = invoice.issue_date or billing_today()
         collect_invoice.delay(invoice_id, as_of.isoformat())
+
+
+def on_subscription_resumed_collect(event: DomainEvent) -> None:
+    """``subscription.updated`` with ``collection_resumed`` (settle, not atomic: it hands charges to a worker):
+    the open invoices the pause kept from their automatic first charge are charged now, on the resume date.
+    Invoices that were tried before the pause keep their retry schedule (the retry job makes them)."""
+    resumed_on = event.payload.get("collection_resumed")
+    if not resumed_on:
+        return
+    subscription_id = event.payload["subscription_id"]
+    if not Subscription.objects.filter(
+        pk=subscription_id, collection_method=CollectionMethod.CHARGE_AUTOMATICALLY, pause_mode=""
+    ).exists():
+        return
+    never_tried = (
+        Invoice.objects.filter(subscription_id=subscription_id, status__in=PAYABLE, amount_due__gt=0)
+        .exclude(pk__in=PaymentAttempt.objects.values("invoice_id"))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for invoice_id in never_tried:
+        collect_invoice.delay(invoice_id, resumed_on)

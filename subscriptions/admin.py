@@ -34,6 +34,7 @@ from subscriptions.services import (
     coupon_problem,
     discount_create,
     subscription_cancel,
+    subscription_collection_update,
     subscription_pause,
     subscription_resume,
     usage_import_csv,
@@ -133,6 +134,18 @@ def _bulk(
     return action
 
 
+class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Subscription
+        fields = ("customer", "collection_method", "days_until_due", "metadata")
+
+    def clean_days_until_due(self) -> int | None:
+        days: int | None = self.cleaned_data.get("days_until_due")
+        if days is not None and days > 365:
+            raise forms.ValidationError("days until due must be between 0 and 365")
+        return days
+
+
 @admin.register(Subscription)
 class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
     audit_include_related = True
@@ -160,10 +173,14 @@ class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
         "canceled_at",
         "ended_at",
         "paused_at",
+        "pause_mode",
+        "resumes_on",
+        "interval_changes",
         "created_at",
         "updated_at",
     )
     actions = ("cancel_at_period_end", "cancel_now", "pause", "resume")
+    form = SubscriptionAdminForm
     change_form_template = "admin/subscriptions/subscription/change_form.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -177,6 +194,20 @@ class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
         return (*fields, "customer") if obj is not None else fields
+
+    def save_model(self, request: HttpRequest, obj: Subscription, form: Any, change: bool) -> None:
+        """The page edits how invoices are collected (and the metadata): the collection through its service, which
+        records the change with its actor, never as a bare row write."""
+        data = form.cleaned_data
+        if {"collection_method", "days_until_due"} & set(form.changed_data):
+            subscription_collection_update(
+                subscription=obj,
+                collection_method=data["collection_method"],
+                days_until_due=data["days_until_due"],
+                actor=request.user,
+            )
+        if "metadata" in form.changed_data:
+            Subscription.objects.filter(pk=obj.pk).update(metadata=data["metadata"])
 
     @admin.action(description="Cancel at period end", permissions=["change"])
     def cancel_at_period_end(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:

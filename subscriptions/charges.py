@@ -671,6 +671,10 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
         new_ended_at=sub.ended_at,
     )
     cycle = (sub.billing_cycle_anchor, sub.interval, sub.interval_count)
+    # The first period of a cycle restarted by an interval change: on the day the old period was billed it starts
+    # on that period's date, so its key names the change (unique per subscription: the changes are counted).
+    restarted = sub.interval_changes and sub.status != SubscriptionStatus.TRIALING
+    restarted_on = sub.billing_cycle_anchor if restarted else None
     boundary = sub.next_billing_date
     while boundary is not None and boundary <= as_of:
         usage_start = plan.new_usage_open_from
@@ -695,6 +699,8 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
             next_boundary = period_end
             if boundary == sub.start_date:
                 reason = BillingReason.SUBSCRIPTION_CREATE
+            elif restarted_on == boundary:
+                reason = BillingReason.SUBSCRIPTION_CHANGE
         else:
             period_start = boundary
             period_end = boundary_after(*cycle, boundary)
@@ -726,7 +732,8 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
                     collection_method=sub.collection_method,
                     days_until_due=_days_until_due(sub),
                     billing_date=boundary,
-                    period_key=f"{boundary.isoformat()}{'/final' if final else ''}",
+                    period_key=f"{boundary.isoformat()}{'/final' if final else ''}"
+                    + (f"/interval-{sub.interval_changes}" if boundary == restarted_on else ""),
                 )
             )
         plan.new_usage_open_from = max(plan.new_usage_open_from, boundary)

@@ -14,7 +14,16 @@ from core.dates import billing_today, billing_tz
 from core.money import round_amount
 from customers.models import Customer
 from subscriptions.charges import plans_for_chunk
-from subscriptions.models import Coupon, CouponDuration, Price, PriceTier, PricingModel, Product, Subscription
+from subscriptions.models import (
+    Coupon,
+    CouponDuration,
+    PauseMode,
+    Price,
+    PriceTier,
+    PricingModel,
+    Product,
+    Subscription,
+)
 from subscriptions.services import (
     ItemSpec,
     discount_create,
@@ -143,6 +152,14 @@ def seed_catalog_and_subscriptions() -> int:
                     )
             if kind == "past_due":
                 subscription_mark_past_due(subscription=subscription, reason="demo: invoice overdue")
+            elif kind == "paused" and index // len(_STATUSES) % 2:
+                subscription_pause(
+                    subscription=subscription,
+                    as_of=today,
+                    mode=PauseMode.COLLECTION,
+                    resumes_on=today + dt.timedelta(days=30),
+                    reason="demo: invoice disputed, collection on hold",
+                )
             elif kind == "paused":
                 subscription_pause(subscription=subscription, as_of=today, reason="demo: seasonal break")
             elif kind == "canceled":

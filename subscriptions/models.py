@@ -193,6 +193,16 @@ class CollectionMethod(models.TextChoices):
     SEND_INVOICE = "send_invoice", "Send invoice"
 
 
+class PauseMode(models.TextChoices):
+    """How a subscription is paused (docs/staff-workflows.md). *Billing*: status ``paused``, no invoices at all.
+    *Collection*: the status stays, invoices are still issued, but none of this subscription's invoices is
+    charged automatically (first charge or retry) and dunning sends no reminder for them until collection
+    resumes — Stripe's ``pause_collection`` with the invoices kept open (not drafted, voided or written off)."""
+
+    BILLING = "billing", "Pause billing"
+    COLLECTION = "collection", "Pause collection"
+
+
 @audited()
 class Subscription(models.Model):
     """A customer's recurring purchase. Period fields follow docs/DESIGN.md: ``[current_period_start,
@@ -218,6 +228,19 @@ class Subscription(models.Model):
     canceled_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateField(null=True, blank=True)
     paused_at = models.DateField(null=True, blank=True)
+    pause_mode = models.CharField(
+        max_length=10,
+        choices=PauseMode.choices,
+        blank=True,
+        default="",
+        help_text="Empty: not paused. Billing: no invoices. Collection: invoiced, not charged or reminded.",
+    )
+    resumes_on = models.DateField(
+        null=True, blank=True, help_text="The pause ends on this day (the billing run resumes it); empty: by hand."
+    )
+    # Keys the invoice of a period re-anchored by an interval change (charges._plan): a change on the day the
+    # old period was billed starts the new period on the same date, which must not collide with that invoice.
+    interval_changes = models.PositiveSmallIntegerField(default=0)
     collection_method = models.CharField(
         max_length=20, choices=CollectionMethod.choices, default=CollectionMethod.SEND_INVOICE
     )
@@ -261,6 +284,15 @@ class Subscription(models.Model):
                 | Q(ended_at__isnull=False),
                 name="subscription_terminal_has_ended_at",
             ),
+            models.CheckConstraint(
+                condition=Q(pause_mode__in=["", *PauseMode.values]), name="subscription_pause_mode_ok"
+            ),
+            # Paused means billing paused, and billing paused means paused: a collection pause keeps the status.
+            models.CheckConstraint(
+                condition=(Q(status=SubscriptionStatus.PAUSED) & Q(pause_mode=PauseMode.BILLING))
+                | (~Q(status=SubscriptionStatus.PAUSED) & ~Q(pause_mode=PauseMode.BILLING)),
+                name="subscription_paused_is_billing_pause",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -271,6 +303,10 @@ class Subscription(models.Model):
         if self.days_until_due is not None:
             return self.days_until_due
         return int(self.customer.payment_terms_days)
+
+    @property
+    def collection_paused(self) -> bool:
+        return self.pause_mode == PauseMode.COLLECTION
 
 
 @audited()

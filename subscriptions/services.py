@@ -35,6 +35,7 @@ from subscriptions.models import (
     CouponDuration,
     Discount,
     LineKind,
+    PauseMode,
     PendingInvoiceItem,
     Price,
     Subscription,
@@ -112,6 +113,7 @@ def _event(
     actor: Actor,
     reason: str,
     domain_event: str = "subscription.updated",
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """The status history row, and the domain event (``subscription.created`` / ``.updated`` / ``.canceled``)
     other apps and, later, webhooks react to — both in the caller's transaction."""
@@ -134,15 +136,23 @@ def _event(
             "from_status": from_status,
             "status": to_status,
             "reason": reason[:300],
+            **(extra or {}),
         },
         actor_id=user.pk if user is not None else None,
     )
 
 
-def _noted(subscription: Subscription, *, actor: Actor, reason: str) -> None:
+def _noted(subscription: Subscription, *, actor: Actor, reason: str, extra: dict[str, Any] | None = None) -> None:
     """A change that keeps the status (plan, coupon, trial, cancel at period end): its history row and
-    ``subscription.updated``."""
-    _event(subscription, from_status=subscription.status, to_status=subscription.status, actor=actor, reason=reason)
+    ``subscription.updated`` (``extra`` rides in its payload for the handlers that react to it)."""
+    _event(
+        subscription,
+        from_status=subscription.status,
+        to_status=subscription.status,
+        actor=actor,
+        reason=reason,
+        extra=extra,
+    )
 
 
 def _transition(subscription: Subscription, *, to: str, actor: Actor, reason: str, **changes: Any) -> Subscription:
@@ -331,6 +341,11 @@ class ChangePreview:
     period_start: dt.date
     period_end: dt.date
     prorated: bool
+    # A change to prices of another interval (monthly → yearly): the cycle restarts on the change date, the
+    # new period [new_period_start, new_period_end) is invoiced at once (docs/proration.md).
+    interval_change: bool = False
+    new_period_start: dt.date | None = None
+    new_period_end: dt.date | None = None
 
     @property
     def total(self) -> Decimal:
@@ -343,6 +358,8 @@ class ChangeResult:
     lines: list[ChargeLine]
     pending_item_ids: list[int]
     invoice_now: bool
+    # An interval change restarted the cycle on this day: the new period is due now (invoicing bills it at once).
+    restarted_on: dt.date | None = None
 
 
 def _tiers(price: Price) -> list[Tier]:
@@ -413,25 +430,64 @@ def _change_lines(
 ) -> tuple[ChangePreview, dict[int, SubscriptionItem]]:
     if subscription.status not in (Status.ACTIVE, Status.PAST_DUE, Status.TRIALING):
         raise SubscriptionError(f"a {subscription.status} subscription cannot change plan")
+    # One subscription has one period: every item after the change shares one interval (the error names the
+    # price that does not), which may be another one than today's.
     currency, interval, interval_count = _cycle_of(items)
     if currency != subscription.currency:
         raise CurrencyMismatch(f"the subscription is billed in {subscription.currency}, the new prices in {currency}")
-    if (interval, interval_count) != (subscription.interval, subscription.interval_count):
-        raise IntervalMismatch(
-            "a plan change keeps the billing interval; cancel and start a new subscription to change it"
-        )
+    interval_change = (interval, interval_count) != (subscription.interval, subscription.interval_count)
     start, end = subscription.current_period_start, subscription.current_period_end
     if not start <= as_of < end:
         raise SubscriptionError(
             f"the change date {as_of} lies outside the current period {start} – {end}; bill the due periods first"
         )
+    trialing = subscription.status == Status.TRIALING
+    unbilled_since = subscription.next_billing_date
+    if interval_change and not trialing and unbilled_since is not None and unbilled_since < as_of:
+        # The period the change would cut short was never invoiced: restarting the cycle would lose it.
+        raise SubscriptionError(
+            f"the period from {unbilled_since} is not invoiced yet; bill it first (Bill now), then change the interval"
+        )
     old = {item.price_id: item for item in subscription.items.filter(removed_on__isnull=True).select_related("price")}
     new = {spec.price.pk: spec for spec in items}
     if {pid: item.quantity for pid, item in old.items()} == {pid: spec.quantity for pid, spec in new.items()}:
         raise SubscriptionError("nothing changes: the new items are the current ones")
-    already_billed = subscription.next_billing_date == end and subscription.status != Status.TRIALING
+    already_billed = subscription.next_billing_date == end and not trialing
     prorated = behavior != ProrationBehavior.NONE and already_billed
     lines: list[ChargeLine] = []
+    if interval_change:
+        # Stripe's rule: the old period's unused time is credited (as a proration, unless ``none``) and the new
+        # period is billed in full, now, by the cycle invoice at the change date — which also carries the
+        # credit, the usage so far and the discounts, as every cycle invoice does. A trial keeps its end: only
+        # the interval of the periods after it changes.
+        new_start = start if trialing else as_of
+        new_end = end if trialing else add_interval(as_of, interval, interval_count, 1)
+        if prorated:
+            full_start = _full_period_start(subscription)
+            lines = [
+                proration_line(
+                    price=item.price,
+                    quantity=item.quantity,
+                    credit=True,
+                    change_date=as_of,
+                    period_start=full_start,
+                    period_end=end,
+                    subscription_item_id=item.pk,
+                )
+                for item in old.values()
+                if not item.price.is_metered
+            ]
+        preview = ChangePreview(
+            lines=lines,
+            change_date=as_of,
+            period_start=start,
+            period_end=end,
+            prorated=prorated,
+            interval_change=True,
+            new_period_start=new_start,
+            new_period_end=new_end,
+        )
+        return preview, old
     if prorated:
         full_start = _full_period_start(subscription)
         for price_id, item in old.items():
@@ -493,10 +549,16 @@ def subscription_change(
     """Replace the subscription's items by ``items`` (quantity up/down, price switch, upgrade, downgrade) on
     ``as_of``. Prorations credit the unused time of the old items and charge the remaining time of the new ones;
     they become pending invoice items: billed with the next invoice (default) or, with ``always_invoice``,
-    returned by ``charges.change_invoice_now_charges`` for an immediate invoice. ``none`` prorates nothing."""
+    returned by ``charges.change_invoice_now_charges`` for an immediate invoice. ``none`` prorates nothing.
+
+    Prices of another interval (monthly → yearly; every item must then have it): the cycle is re-anchored on
+    ``as_of`` and the new period is due that day — the unused time of the old items is credited (unless
+    ``none``) on that period's invoice, which invoicing issues at once whatever the proration behaviour
+    (``invoicing.subscription_billing``; the event's payload carries ``interval_changed_on``)."""
     behavior = ProrationBehavior(proration_behavior)
     subscription = _locked(subscription)
     preview, old = _change_lines(subscription, items, as_of, behavior)
+    restart = preview.interval_change and subscription.status != Status.TRIALING
     new_item_by_price: dict[int, SubscriptionItem] = {}
     for price_id, item in old.items():
         if price_id not in {spec.price.pk for spec in items}:
@@ -511,7 +573,8 @@ def subscription_change(
         elif current.quantity != spec.quantity:
             current.quantity = spec.quantity
             current.save(update_fields=["quantity"])
-    invoice_now = behavior == ProrationBehavior.ALWAYS_INVOICE
+    # An interval change's credit is billed by the new period's own invoice (due today), not by a separate one.
+    invoice_now = behavior == ProrationBehavior.ALWAYS_INVOICE and not preview.interval_change
     pending = [
         PendingInvoiceItem(
             subscription=subscription,
@@ -534,10 +597,35 @@ def subscription_change(
     ]
     created = PendingInvoiceItem.objects.bulk_create(pending)
     summary = ", ".join(f"{spec.price.display_name} × {spec.quantity}" for spec in items)
+    extra: dict[str, Any] = {}
+    if preview.interval_change:
+        new_price = items[0].price
+        assert preview.new_period_start is not None and preview.new_period_end is not None
+        cycle: dict[str, Any] = {
+            "interval": new_price.interval,
+            "interval_count": new_price.interval_count,
+            "interval_changes": F("interval_changes") + 1,
+        }
+        if restart:
+            cycle.update(
+                billing_cycle_anchor=as_of,
+                current_period_start=preview.new_period_start,
+                current_period_end=preview.new_period_end,
+                next_billing_date=as_of,
+            )
+            extra["interval_changed_on"] = as_of.isoformat()
+        Subscription.objects.filter(pk=subscription.pk).update(**cycle)
+        subscription.refresh_from_db()
+        summary += (
+            f"; billed every {new_price.interval_label} from {format_day(preview.new_period_start)}"
+            if restart
+            else f"; billed every {new_price.interval_label} after the trial"
+        )
     _noted(
         subscription,
         actor=actor,
         reason=f"plan changed on {as_of} to {summary} ({behavior.value}){': ' + reason if reason else ''}",
+        extra=extra,
     )
     subscription.updated_at = timezone.now()
     subscription.save(update_fields=["updated_at"])
@@ -546,6 +634,7 @@ def subscription_change(
         lines=preview.lines,
         pending_item_ids=[p.pk for p in created],
         invoice_now=invoice_now,
+        restarted_on=as_of if restart else None,
     )
 
 
@@ -653,6 +742,9 @@ def subscription_cancel(
         cancel_at_period_end=False,
         next_billing_date=as_of,
         paused_at=None,
+        # Canceled, its open invoices are collected again (a collection pause ends with the subscription).
+        pause_mode="",
+        resumes_on=None,
     )
 
 
@@ -706,30 +798,81 @@ def subscription_trial_extend(
 
 @transaction.atomic
 def subscription_pause(
-    *, subscription: Subscription, as_of: dt.date, actor: Actor = None, reason: str = ""
+    *,
+    subscription: Subscription,
+    as_of: dt.date,
+    mode: str = PauseMode.BILLING,
+    resumes_on: dt.date | None = None,
+    actor: Actor = None,
+    reason: str = "",
 ) -> Subscription:
-    """Pause: no invoices while paused. The period already billed runs to its end; see ``subscription_resume``."""
+    """Pause from ``as_of``, until ``subscription_resume`` or ``resumes_on`` (the billing run resumes it then).
+
+    - ``billing``: status ``paused``, no invoices while paused. The period already billed runs to its end.
+    - ``collection``: the status stays and invoices are still issued (and e-mailed), but none of this
+      subscription's invoices is charged automatically (first charge or retry) and dunning sends them no
+      reminder; customer credit still applies. On resume they are charged and chased as usual."""
     subscription = _locked(subscription)
-    return _transition(
-        subscription,
-        to=Status.PAUSED,
-        actor=actor,
-        reason=f"paused on {as_of}{': ' + reason if reason else ''}",
-        paused_at=as_of,
+    if mode not in PauseMode.values:
+        raise InvalidInput(f"unknown pause mode {mode!r}", field="mode")
+    if resumes_on is not None and resumes_on <= as_of:
+        raise InvalidInput(f"the resume date must be after the pause date ({as_of})", field="resumes_on")
+    why = f": {reason}" if reason else ""
+    until = f" until {resumes_on}" if resumes_on else ""
+    if subscription.pause_mode == PauseMode.COLLECTION:
+        raise InvalidTransition("collection is paused already; resume it first")
+    if mode == PauseMode.BILLING:
+        return _transition(
+            subscription,
+            to=Status.PAUSED,
+            actor=actor,
+            reason=f"billing paused on {as_of}{until}{why}",
+            paused_at=as_of,
+            pause_mode=PauseMode.BILLING,
+            resumes_on=resumes_on,
+        )
+    if subscription.status not in (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE):
+        raise InvalidTransition(f"a {subscription.status} subscription cannot pause its collection")
+    Subscription.objects.filter(pk=subscription.pk).update(
+        pause_mode=PauseMode.COLLECTION, paused_at=as_of, resumes_on=resumes_on, updated_at=timezone.now()
     )
+    _noted(
+        subscription,
+        actor=actor,
+        reason=f"collection paused on {as_of}{until}{why}",
+        extra={"pause_mode": PauseMode.COLLECTION},
+    )
+    subscription.refresh_from_db()
+    return subscription
 
 
 @transaction.atomic
 def subscription_resume(
     *, subscription: Subscription, as_of: dt.date, actor: Actor = None, reason: str = ""
 ) -> Subscription:
-    """Resume a paused subscription. Back within the period already billed: nothing else changes. Later: the
-    periods in between are not billed; the cycle re-anchors on ``as_of`` and the new period is billed that day
-    (with any usage not billed yet)."""
+    """End a pause on ``as_of``.
+
+    Billing paused: back within the period already billed, nothing else changes. Later: the periods in between
+    are not billed; the cycle re-anchors on ``as_of`` and the new period is billed that day (with any usage not
+    billed yet). Collection paused: the subscription's open invoices are charged (charge automatically) and
+    chased again — the payload's ``collection_resumed`` tells payments to charge them now."""
     subscription = _locked(subscription)
+    why = f": {reason}" if reason else ""
+    if subscription.pause_mode == PauseMode.COLLECTION:
+        Subscription.objects.filter(pk=subscription.pk).update(
+            pause_mode="", paused_at=None, resumes_on=None, updated_at=timezone.now()
+        )
+        _noted(
+            subscription,
+            actor=actor,
+            reason=f"collection resumed on {as_of}{why}",
+            extra={"collection_resumed": as_of.isoformat()},
+        )
+        subscription.refresh_from_db()
+        return subscription
     if subscription.status != Status.PAUSED:
         raise InvalidTransition(f"a {subscription.status} subscription is not paused")
-    changes: dict[str, Any] = {"paused_at": None}
+    changes: dict[str, Any] = {"paused_at": None, "pause_mode": "", "resumes_on": None}
     if as_of >= subscription.current_period_end:
         changes.update(
             billing_cycle_anchor=as_of,
@@ -741,9 +884,63 @@ def subscription_resume(
         subscription,
         to=Status.ACTIVE,
         actor=actor,
-        reason=f"resumed on {as_of}{': ' + reason if reason else ''}",
+        reason=f"resumed on {as_of}{why}",
         **changes,
     )
+
+
+def subscriptions_resume_due(*, as_of: dt.date, actor: Actor = None) -> list[int]:
+    """Resume every pause whose ``resumes_on`` has come (on or before ``as_of``), each on its resume date, each
+    in its own transaction; the billing run calls it first, so a subscription back on its billing day is billed
+    that day. Command: ``resume_subscriptions --as-of DATE``. Returns the ids resumed."""
+    resumed = []
+    due = Subscription.objects.filter(resumes_on__lte=as_of).exclude(pause_mode="").order_by("pk")
+    for subscription_id, resumes_on in due.values_list("pk", "resumes_on"):
+        subscription = Subscription.objects.get(pk=subscription_id)
+        assert resumes_on is not None
+        try:
+            subscription_resume(subscription=subscription, as_of=resumes_on, actor=actor, reason="resume date reached")
+        except SubscriptionError:  # changed meanwhile (resumed or canceled by hand): nothing to resume
+            continue
+        resumed.append(subscription_id)
+    return resumed
+
+
+@transaction.atomic
+def subscription_collection_update(
+    *,
+    subscription: Subscription,
+    collection_method: str,
+    days_until_due: int | None,
+    actor: Actor = None,
+    reason: str = "",
+) -> Subscription:
+    """Change how the subscription's next invoices are collected: charge automatically or send invoice, and the
+    days until due (None: the customer's terms). Invoices already issued keep their due dates."""
+    subscription = _locked(subscription)
+    if collection_method not in CollectionMethod.values:
+        raise InvalidInput(f"unknown collection method {collection_method!r}", field="collection_method")
+    if days_until_due is not None and not 0 <= days_until_due <= 365:
+        raise InvalidInput("days until due must be between 0 and 365", field="days_until_due")
+    if (subscription.collection_method, subscription.days_until_due) == (collection_method, days_until_due):
+        return subscription
+    old_method, old_days = subscription.get_collection_method_display(), subscription.days_until_due
+    Subscription.objects.filter(pk=subscription.pk).update(
+        collection_method=collection_method, days_until_due=days_until_due, updated_at=timezone.now()
+    )
+    subscription.refresh_from_db()
+
+    def terms(days: int | None) -> str:
+        return "customer's terms" if days is None else f"{days} days"
+
+    _noted(
+        subscription,
+        actor=actor,
+        reason=f"collection changed: {old_method}, due in {terms(old_days)} → "
+        f"{subscription.get_collection_method_display()}, due in {terms(days_until_due)}"
+        f"{': ' + reason if reason else ''}",
+    )
+    return subscription
 
 
 @transaction.atomic

@@ -97,7 +97,7 @@ _STORIES = [
     _Story(9, 1, 2, changes=[(4, "seats", 4)]),
     _Story(9, 15, 0, changes=[(3, "cancel", 0)]),
     _Story(8, 1, 12, changes=[(5, "seats", 7)]),
-    _Story(8, 15, 3),
+    _Story(8, 15, 3, changes=[(2, "yearly", 3)]),  # monthly → yearly: the cycle restarts on the change day
     _Story(7, 1, 0),
     _Story(7, 15, 5, changes=[(2, "seats", 6), (4, "seats", 10)]),
     _Story(6, 1, 0, changes=[(4, "cancel", 0)]),
@@ -192,6 +192,13 @@ def _change(
         if action == "seats":
             return subscription_change(
                 subscription=subscription, items=_items(catalog, seats, story.yearly), as_of=when, reason="demo"
+            ).subscription
+        if action == "yearly":
+            return subscription_change(
+                subscription=subscription,
+                items=_items(catalog, seats, yearly=True),
+                as_of=when,
+                reason="demo: moved to the yearly plan",
             ).subscription
         if action == "pause":
             return subscription_pause(subscription=subscription, as_of=when, reason="demo: seasonal break")

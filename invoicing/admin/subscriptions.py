@@ -50,6 +50,7 @@ from subscriptions.models import (
     CollectionMethod,
     Coupon,
     Discount,
+    PauseMode,
     Price,
     Subscription,
     SubscriptionStatus,
@@ -199,6 +200,9 @@ class ChangeItemsForm(forms.Form):
             (ProrationBehavior.ALWAYS_INVOICE.value, "Always invoice: issue and send an invoice now"),
             (ProrationBehavior.NONE.value, "None: no proration, the new items from the next period"),
         ],
+        help_text="A change to prices of another interval (monthly ↔ yearly) restarts the billing cycle on the "
+        "change date and is always invoiced now; the proration choice only decides whether the unused time "
+        "is credited on that invoice (none: no credit).",
     )
     reason = forms.CharField(required=False, max_length=200, label="Reason")
 
@@ -214,6 +218,33 @@ class CancelAtPeriodEndForm(forms.Form):
 
 class ReasonForm(forms.Form):
     as_of = forms.DateField(label="Date", widget=DATE_INPUT)
+    reason = forms.CharField(required=False, max_length=200, label="Reason")
+
+
+class PauseForm(forms.Form):
+    mode = forms.ChoiceField(
+        label="What to pause",
+        widget=forms.RadioSelect,
+        initial=PauseMode.BILLING,
+        choices=[
+            (
+                PauseMode.BILLING,
+                "Pause billing — no invoices while paused (a seasonal break); the status becomes Paused",
+            ),
+            (
+                PauseMode.COLLECTION,
+                "Pause collection — keep invoicing, but do not charge the card and send no payment reminders "
+                "(a dispute, a payment plan); the status stays",
+            ),
+        ],
+    )
+    as_of = forms.DateField(label="Pause from", widget=DATE_INPUT)
+    resumes_on = forms.DateField(
+        required=False,
+        label="Resume on",
+        widget=DATE_INPUT,
+        help_text="Optional: the daily billing run resumes it that day. Empty: until someone resumes it.",
+    )
     reason = forms.CharField(required=False, max_length=200, label="Reason")
 
 
@@ -375,10 +406,16 @@ def _extend_subscription_admin() -> None:
 
         @admin.display(description="state")
         def status_statement(self, obj: Subscription) -> str:
+            until = f" until {_day(obj.resumes_on)}" if obj.resumes_on else ""
             if obj.status == SubscriptionStatus.PAUSED:
                 return (
-                    f"Paused since {_day(obj.paused_at)} — billing paused: no invoices are issued while paused; "
-                    "open invoices are still collected."
+                    f"Paused since {_day(obj.paused_at)}{until} — billing paused: no invoices are issued while "
+                    "paused; open invoices are still collected."
+                )
+            if obj.pause_mode == PauseMode.COLLECTION:
+                return (
+                    f"{obj.get_status_display()} — collection paused since {_day(obj.paused_at)}{until}: invoices "
+                    f"are issued (next on {_day(obj.next_billing_date)}) but not charged and not reminded."
                 )
             if obj.status == SubscriptionStatus.TRIALING:
                 return f"Trial until {_day(obj.trial_end)}: the first invoice is issued that day."
@@ -420,10 +457,13 @@ def _extend_subscription_admin() -> None:
                 tools.append((url("cancel_at_period_end"), "Cancel at period end"))
             if subscription.cancel_at_period_end and live:
                 tools.append((url("undo_cancel"), "Undo cancel at period end"))
-            if status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
+            collection_paused = subscription.pause_mode == PauseMode.COLLECTION
+            if status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE) and not collection_paused:
                 tools.append((url("pause"), "Pause"))
             if status == SubscriptionStatus.PAUSED:
                 tools.append((url("resume"), "Resume"))
+            if collection_paused:
+                tools.append((url("resume"), "Resume collection"))
             if subscription.next_billing_date is not None and status != SubscriptionStatus.PAUSED:
                 tools.append((url("bill_now"), "Bill now"))
             return tools
@@ -667,6 +707,15 @@ def _extend_subscription_admin() -> None:
                 "now": invoice_preview_rows(preview.now) if preview.now else None,
                 "next": invoice_preview_rows(preview.next_invoice) if preview.next_invoice else None,
                 "note": preview.note,
+                "interval_change": (
+                    f"Interval change: the billing cycle restarts on {_day(preview.new_period_start)}. The new period "
+                    f"{_day(preview.new_period_start)} – "
+                    f"{_day(preview.new_period_end - dt.timedelta(days=1))} is invoiced now, whatever the proration "
+                    "choice; the unused time of the current period is credited on that invoice (not with “None”). "
+                    "Renewals then follow the new interval."
+                    if preview.interval_change and preview.new_period_start and preview.new_period_end
+                    else ""
+                ),
             }
 
         # --- coupons ---
@@ -799,34 +848,48 @@ def _extend_subscription_admin() -> None:
                 object_id,
                 title="Pause subscription #{pk}",
                 intro=[
-                    "Billing paused: no invoices are issued while the subscription is paused. The period already "
-                    "billed runs to its end; open invoices are still collected and reminded.",
-                    "On resume within the paid period nothing changes; later, the cycle restarts on the resume day "
-                    "and the months in between are not billed.",
+                    "Pause billing: no invoices are issued while the subscription is paused. The period already "
+                    "billed runs to its end; open invoices are still collected and reminded. On resume within the "
+                    "paid period nothing changes; later, the cycle restarts on the resume day and the months in "
+                    "between are not billed.",
+                    "Pause collection: the subscription renews and its invoices are issued and sent as usual, but "
+                    "none of its invoices is charged to the saved card (first charge or retry) and dunning sends "
+                    "no reminder, fee or suspension for them. Customer credit still applies. On resume the open "
+                    "invoices are charged at once and dunning catches up with the latest reminder due.",
                 ],
                 button="Pause",
-                form_class=ReasonForm,
+                form_class=PauseForm,
                 run=lambda s, d: subscription_pause(
-                    subscription=s, as_of=d["as_of"], actor=request.user, reason=d["reason"]
+                    subscription=s,
+                    as_of=d["as_of"],
+                    mode=d["mode"],
+                    resumes_on=d["resumes_on"],
+                    actor=request.user,
+                    reason=d["reason"],
                 ),
-                done="Paused: billing paused, no invoices until it is resumed.",
+                done="Paused.",
             )
 
         def resume_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+            subscription = self._operable(request, object_id)
+            collection = subscription.pause_mode == PauseMode.COLLECTION
             return self._simple(
                 request,
                 object_id,
-                title="Resume subscription #{pk}",
+                title="Resume collection of subscription #{pk}" if collection else "Resume subscription #{pk}",
                 intro=[
-                    "Back within the period already billed: nothing else changes. Later: the cycle restarts on the "
-                    "resume day, which is billed at once (with usage not billed yet)."
+                    "Collection resumes: the open invoices of the subscription are charged now (charge "
+                    "automatically), failed charges follow their retry schedule, and dunning reminds them again."
+                    if collection
+                    else "Back within the period already billed: nothing else changes. Later: the cycle restarts "
+                    "on the resume day, which is billed at once (with usage not billed yet)."
                 ],
-                button="Resume",
+                button="Resume collection" if collection else "Resume",
                 form_class=ReasonForm,
                 run=lambda s, d: subscription_resume(
                     subscription=s, as_of=d["as_of"], actor=request.user, reason=d["reason"]
                 ),
-                done="Resumed.",
+                done="Collection resumed." if collection else "Resumed.",
             )
 
         def extend_trial_view(self, request: HttpRequest, object_id: int) -> HttpResponse:

@@ -273,7 +273,7 @@ def test_pause_resume_cancel_at_period_end_and_undo_from_the_page(clerk_client, 
     assert "cancels at the end of the period" in change.content.decode()
     post("undo_cancel", {"reason": ""})
     assert not subscription.cancel_at_period_end
-    post("pause", {"as_of": "2026-03-10", "reason": ""})
+    post("pause", {"mode": "billing", "as_of": "2026-03-10", "reason": ""})
     assert subscription.status == SubscriptionStatus.PAUSED
     change = clerk_client.get(reverse("admin:subscriptions_subscription_change", args=[subscription.pk]))
     assert "billing paused" in change.content.decode() and ">Resume</a>" in change.content.decode()
@@ -323,3 +323,125 @@ def test_cancel_now_from_the_page_offers_refund_only_to_those_who_may_refund(cli
     assert subscription.status == SubscriptionStatus.CANCELED
     # 178.44 + 58.31 = 236.75 billed; 18 of 31 days unused → 137.47
     assert CreditNote.objects.get().total == Decimal("137.47")
+
+
+def test_interval_change_from_the_change_screen_previews_the_new_period_and_issues_it(
+    clerk_client, catalog, django_capture_on_commit_callbacks
+):
+    pro, _ = catalog
+    monthly = PriceFactory(unit_amount=Money("30.00", "EUR"), product__name="Studio")
+    yearly = PriceFactory(yearly=True, unit_amount=Money("300.00", "EUR"), product=monthly.product)
+    subscription = subscription_create(
+        customer=CustomerFactory(), items=[ItemSpec(price=monthly)], start_date=D(2026, 4, 1)
+    )
+    billing_run(as_of=D(2026, 4, 1))
+    url = reverse("admin:subscriptions_subscription_change_plan", args=[subscription.pk])
+    data = {
+        "items-TOTAL_FORMS": "1",
+        "items-INITIAL_FORMS": "1",
+        "items-0-price": yearly.pk,
+        "items-0-quantity": "1",
+        "as_of": "2026-04-10",
+        "proration_behavior": "create_prorations",
+        "reason": "",
+        "_preview": "Preview",
+    }
+    response = clerk_client.post(url, data)
+    content = response.content.decode()
+    assert "Interval change: the billing cycle restarts on 10 Apr 2026" in content
+    assert "10 Apr 2026 – 09 Apr 2027 is invoiced now" in content
+    assert "Unused time on Studio × 1 from 10 Apr 2026 (21/30 days)" in content
+    assert "332.01 EUR" in content and "357.00 EUR" in content  # now (300 − 21 + tax), the renewal (300 + tax)
+    # Mixed intervals: the error is on the price.
+    mixed = {**data, "items-TOTAL_FORMS": "2", "items-1-price": pro.pk, "items-1-quantity": "1"}
+    refused = clerk_client.post(url, mixed).content.decode()
+    assert "share one billing interval" in refused and "Apply this change" not in refused
+    data.pop("_preview")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = clerk_client.post(
+            url, {**data, "_apply": "Apply this change", "preview_of": response.context["preview_of"]}, follow=True
+        )
+    issued = Invoice.objects.filter(subscription=subscription).order_by("pk").last()
+    assert (issued.total, issued.billing_reason) == (Decimal("332.01"), "subscription_change")
+    assert issued.number in response.content.decode()
+    subscription.refresh_from_db()
+    assert (subscription.interval, subscription.next_billing_date) == ("year", D(2027, 4, 10))
+
+
+def test_pause_screen_offers_the_choice_and_collection_paused_is_stated(clerk_client, catalog):
+    subscription = _subscription(catalog)
+    url = reverse("admin:subscriptions_subscription_pause", args=[subscription.pk])
+    page = clerk_client.get(url).content.decode()
+    assert "Pause billing — no invoices while paused" in page and "Pause collection — keep invoicing" in page
+    response = clerk_client.post(
+        url,
+        {"mode": "collection", "as_of": "2026-03-10", "resumes_on": "2026-04-15", "reason": "dispute", "_apply": "x"},
+    )
+    assert response.status_code == 302
+    subscription.refresh_from_db()
+    assert (subscription.status, subscription.pause_mode, subscription.resumes_on) == (
+        "active",
+        "collection",
+        D(2026, 4, 15),
+    )
+    change = clerk_client.get(
+        reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
+    ).content.decode()
+    assert "collection paused since 10 Mar 2026 until 15 Apr 2026" in change and ">Resume collection</a>" in change
+    assert ">Pause</a>" not in change
+    bad = clerk_client.post(url, {"mode": "billing", "as_of": "2026-03-10", "resumes_on": "2026-03-01", "_apply": "x"})
+    assert bad.status_code == 200  # collection is paused already: refused on the page
+    resume = reverse("admin:subscriptions_subscription_resume", args=[subscription.pk])
+    assert clerk_client.post(resume, {"as_of": "2026-03-20", "reason": "", "_apply": "x"}).status_code == 302
+    subscription.refresh_from_db()
+    assert subscription.pause_mode == ""
+    reasons = list(SubscriptionEvent.objects.filter(subscription=subscription).values_list("reason", flat=True))
+    assert "collection paused on 2026-03-10 until 2026-04-15: dispute" in reasons
+    assert "collection resumed on 2026-03-20" in reasons
+
+
+def test_a_resume_date_before_the_pause_is_refused_on_its_field(clerk_client, catalog):
+    subscription = _subscription(catalog)
+    url = reverse("admin:subscriptions_subscription_pause", args=[subscription.pk])
+    response = clerk_client.post(
+        url, {"mode": "billing", "as_of": "2026-03-10", "resumes_on": "2026-03-10", "_apply": "x"}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["resumes_on"] == [
+        "the resume date must be after the pause date (2026-03-10)"
+    ]
+
+
+def _change_form_data(response) -> dict:
+    """What the browser posts back from the subscription page: the form's values and the inlines' management forms."""
+    data = {}
+    for name, field in response.context["adminform"].form.fields.items():
+        value = response.context["adminform"].form.initial.get(name, field.initial)
+        data[name] = "" if value is None else (value if not isinstance(value, dict) else "{}")
+    for inline in response.context["inline_admin_formsets"]:
+        management = inline.formset.management_form
+        for key in ("TOTAL_FORMS", "INITIAL_FORMS", "MIN_NUM_FORMS", "MAX_NUM_FORMS"):
+            data[f"{inline.formset.prefix}-{key}"] = management.initial.get(key, 0)
+        for index, form in enumerate(inline.formset.forms):
+            if form.instance.pk:
+                data[f"{inline.formset.prefix}-{index}-id"] = form.instance.pk
+                data[f"{inline.formset.prefix}-{index}-subscription"] = form.instance.subscription_id
+    return data
+
+
+def test_collection_settings_on_the_page_go_through_the_service_with_the_actor(clerk_client, catalog):
+    subscription = _subscription(catalog)
+    url = reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
+    data = _change_form_data(clerk_client.get(url))
+    data.update(collection_method="charge_automatically", days_until_due="7")
+    response = clerk_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    subscription.refresh_from_db()
+    assert (subscription.collection_method, subscription.days_until_due) == ("charge_automatically", 7)
+    event = SubscriptionEvent.objects.filter(subscription=subscription).order_by("pk").last()
+    assert event.actor.groups.filter(name="Billing clerk").exists()
+    assert event.reason == (
+        "collection changed: Send invoice, due in customer's terms → Charge automatically, due in 7 days"
+    )
+    too_late = clerk_client.post(url, {**data, "days_until_due": "400"})
+    assert too_late.status_code == 200 and "between 0 and 365" in too_late.content.decode()
