@@ -254,9 +254,12 @@ def metrics_refresh(*, as_of: dt.date | None = None, triggered_by: str = "comman
             tables = ", ".join(model._meta.db_table for model in (MrrMonth, RevenueMonth, CohortCell))
             with connection.cursor() as cursor:
                 cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
-        for model, rows in ((MrrMonth, mrr_rows), (RevenueMonth, revenue_rows), (CohortCell, cohort_rows)):
-            model.objects.all().delete()
-            model.objects.bulk_create(rows, batch_size=2_000)  # type: ignore[attr-defined]
+        MrrMonth.objects.all().delete()
+        MrrMonth.objects.bulk_create(mrr_rows, batch_size=2_000)
+        RevenueMonth.objects.all().delete()
+        RevenueMonth.objects.bulk_create(revenue_rows, batch_size=2_000)
+        CohortCell.objects.all().delete()
+        CohortCell.objects.bulk_create(cohort_rows, batch_size=2_000)
         refresh = MetricsRefresh.objects.create(
             as_of=as_of,
             started_at=started_at,
@@ -337,7 +340,11 @@ class MrrFigures:
     @classmethod
     def zero(cls, month: dt.date, currency: str) -> MrrFigures:
         zero = round_amount(ZERO, currency)
-        return cls(month, currency, *([zero] * 7), *([0] * 7))
+        amounts = dict.fromkeys(("starting_mrr", *MRR_MOVEMENTS, "ending_mrr"), zero)
+        customers = dict.fromkeys(
+            ("starting_customers", "ending_customers", *(f"{name}_customers" for name in MRR_MOVEMENTS)), 0
+        )
+        return cls(month=month, currency=currency, **amounts, **customers)  # type: ignore[arg-type]
 
 
 def _figures(row: MrrMonth) -> MrrFigures:
@@ -353,7 +360,7 @@ def _figures(row: MrrMonth) -> MrrFigures:
             *(f"{movement}_customers" for movement in MRR_MOVEMENTS),
         )
     }
-    return MrrFigures(month=row.month, currency=currency, **amounts, **customers)
+    return MrrFigures(month=row.month, currency=currency, **amounts, **customers)  # type: ignore[arg-type]
 
 
 def mrr_months(*, date_from: dt.date, date_to: dt.date, currency: str = "") -> list[MrrFigures]:

@@ -30,9 +30,8 @@ class IntegrityCheck(models.Model):
 # --- The metrics snapshot (reporting/metrics.py): summary tables rebuilt by the "Metrics refresh" job ----------
 # Readers (dashboard, reports, CSV/XLSX) read only these rows, so a report over a million invoices reads a few
 # hundred rows. ``metrics_refresh`` replaces every row in one transaction: a reader sees the old snapshot or the
-# new one, never half of each.
+# new one, never half of each. Amounts have invoicing's precision (18 digits, 3 decimals), rounded per currency.
 
-_AMOUNT = {"max_digits": 18, "decimal_places": 3}  # as invoicing's amounts; values are rounded per currency
 
 
 class MetricsRefresh(models.Model):
@@ -58,13 +57,13 @@ class MrrMonth(models.Model):
 
     month = models.DateField(help_text="First day of the month.")
     currency = models.CharField(max_length=3)
-    starting_mrr = models.DecimalField(**_AMOUNT)
-    new = models.DecimalField(**_AMOUNT)
-    reactivation = models.DecimalField(**_AMOUNT)
-    expansion = models.DecimalField(**_AMOUNT)
-    contraction = models.DecimalField(**_AMOUNT)
-    churn = models.DecimalField(**_AMOUNT)
-    ending_mrr = models.DecimalField(**_AMOUNT)
+    starting_mrr = models.DecimalField(max_digits=18, decimal_places=3)
+    new = models.DecimalField(max_digits=18, decimal_places=3)
+    reactivation = models.DecimalField(max_digits=18, decimal_places=3)
+    expansion = models.DecimalField(max_digits=18, decimal_places=3)
+    contraction = models.DecimalField(max_digits=18, decimal_places=3)
+    churn = models.DecimalField(max_digits=18, decimal_places=3)
+    ending_mrr = models.DecimalField(max_digits=18, decimal_places=3)
     starting_customers = models.PositiveIntegerField()
     ending_customers = models.PositiveIntegerField()
     new_customers = models.PositiveIntegerField()
@@ -88,7 +87,7 @@ class RevenueMonth(models.Model):
     currency = models.CharField(max_length=3)
     product = models.CharField(max_length=200, blank=True, help_text="Empty: lines without a catalog price.")
     invoices = models.PositiveIntegerField()
-    net_revenue = models.DecimalField(**_AMOUNT)
+    net_revenue = models.DecimalField(max_digits=18, decimal_places=3)
 
     class Meta:
         ordering = ["month", "currency", "product"]
