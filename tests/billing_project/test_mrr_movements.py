@@ -150,3 +150,26 @@ def test_report_page_and_csv(admin_client):
         "2026-04,EUR,250.00,0.00,0.00,50.00,20.00,0.00,30.00,280.00,3,0,0,1,1,0,3,0.0,0.0,112.0,92.0,93.33"
     )
     assert len(lines) == 2
+
+
+def test_mrr_is_after_discounts_and_without_tax(time_machine):
+    """A 100.00 monthly fee with a 20.00 coupon discount and 19 % VAT is 80.00 of MRR (the line's net amount)."""
+    time_machine.move_to(dt.datetime(2026, 5, 20, 10, 0, tzinfo=dt.UTC), tick=False)
+    NumberSeriesFactory(default_invoices=True)
+    TaxRateFactory(country="DE", percentage=D("19"))
+    monthly = PriceFactory(product=ProductFactory(name="Team"), unit_amount=Money(D("100"), "EUR"))
+    invoice = _bill(
+        CustomerFactory(name="F"),
+        monthly,
+        "100",
+        dt.date(2026, 5, 1),
+        dt.date(2026, 6, 1),
+        discount_amount=D("20.00"),
+        discount_description="Coupon WELCOME20",
+    )
+    assert invoice.total == D("95.20")  # 80.00 + 19 % tax
+    metrics_refresh(as_of=dt.date(2026, 5, 20))
+    rows = mrr_movements_report(filters=_filters())
+    assert [_figures(row) for row in rows] == [
+        ("2026-05", "EUR", D("0.00"), D("80.00"), D("0.00"), D("0.00"), D("0.00"), D("0.00"), D("80.00")),
+    ]
