@@ -33,7 +33,6 @@ class IntegrityCheck(models.Model):
 # new one, never half of each. Amounts have invoicing's precision (18 digits, 3 decimals), rounded per currency.
 
 
-
 class MetricsRefresh(models.Model):
     """One rebuild of the snapshot: the business date its figures are as of, when it ran and how long."""
 

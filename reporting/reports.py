@@ -271,6 +271,8 @@ class Column:
     header: str
     kind: str = "text"  # text, count, money (formatted in the row's currency), percent
     total: str = ""  # how the totals row adds it up per currency: sum, first (the earliest month's), last
+    count: str = ""  # a count column shown under this one on the page (e.g. the customers behind a movement)
+    html: bool = True  # a column of its own on the page (False: only in the downloads, or under another one)
 
     @property
     def is_number(self) -> bool:
@@ -292,12 +294,12 @@ class Report:
     per_currency: bool = True  # rows carry a currency (totals and charts are per currency)
 
 
-def _M(key: str, header: str, total: str = "sum") -> Column:
-    return Column(key, header, "money", total)
+def _M(key: str, header: str, total: str = "sum", count: str = "") -> Column:
+    return Column(key, header, "money", total, count=count)
 
 
-def _N(key: str, header: str, total: str = "sum") -> Column:
-    return Column(key, header, "count", total)
+def _N(key: str, header: str, total: str = "sum", html: bool = True) -> Column:
+    return Column(key, header, "count", total, html=html)
 
 
 def _month_range(row: Row) -> dict[str, object]:
@@ -422,21 +424,21 @@ REPORTS: dict[str, Report] = {
             [
                 Column("month", "Month"),
                 Column("currency", "Currency"),
-                _M("starting_mrr", "Starting MRR", total="first"),
-                _M("new", "New"),
-                _M("reactivation", "Reactivation"),
-                _M("expansion", "Expansion"),
-                _M("contraction", "Contraction"),
-                _M("churn", "Churn"),
+                _M("starting_mrr", "Starting MRR", total="first", count="starting_customers"),
+                _M("new", "New", count="new_customers"),
+                _M("reactivation", "Reactivation", count="reactivation_customers"),
+                _M("expansion", "Expansion", count="expansion_customers"),
+                _M("contraction", "Contraction", count="contraction_customers"),
+                _M("churn", "Churn", count="churn_customers"),
                 _M("net_movement", "Net movement"),
-                _M("ending_mrr", "Ending MRR", total="last"),
-                _N("starting_customers", "Customers at start", total="first"),
-                _N("new_customers", "New customers"),
-                _N("reactivation_customers", "Reactivated customers"),
-                _N("expansion_customers", "Expanded customers"),
-                _N("contraction_customers", "Contracted customers"),
-                _N("churn_customers", "Churned customers"),
-                _N("ending_customers", "Customers at end", total="last"),
+                _M("ending_mrr", "Ending MRR", total="last", count="ending_customers"),
+                _N("starting_customers", "Customers at start", total="first", html=False),
+                _N("new_customers", "New customers", html=False),
+                _N("reactivation_customers", "Reactivated customers", html=False),
+                _N("expansion_customers", "Expanded customers", html=False),
+                _N("contraction_customers", "Contracted customers", html=False),
+                _N("churn_customers", "Churned customers", html=False),
+                _N("ending_customers", "Customers at end", total="last", html=False),
                 Column("customer_churn_rate", "Customer churn %", "percent"),
                 Column("revenue_churn_rate", "Revenue churn %", "percent"),
                 Column("nrr", "NRR %", "percent"),
@@ -608,10 +610,13 @@ def report_xlsx(*, report: Report, rows: list[Row], filters: ReportFilters) -> H
 # --- Views ----------------------------------------------------------------------------------------------
 
 
+DATE_INPUT = forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})  # a date input wants ISO dates
+
+
 class ReportFilterForm(forms.Form):
-    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    as_of = forms.DateField(required=False, label="As of", widget=forms.DateInput(attrs={"type": "date"}))
+    date_from = forms.DateField(required=False, label="From", widget=DATE_INPUT)
+    date_to = forms.DateField(required=False, label="To", widget=DATE_INPUT)
+    as_of = forms.DateField(required=False, label="As of", widget=DATE_INPUT)
     currency = forms.ChoiceField(required=False, choices=[("", "All currencies"), *settings.CURRENCY_CHOICES])
 
     def clean(self) -> dict[str, Any]:
@@ -679,12 +684,22 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
         initial={"date_from": defaults.date_from, "date_to": defaults.date_to, "as_of": defaults.as_of},
     )
     filters = filters_from(form, today=today)
+    if form.is_bound and form.is_valid():  # show the dates in effect, also those left empty
+        form = ReportFilterForm(
+            {
+                **request.GET.dict(),
+                "date_from": filters.date_from.isoformat(),
+                "date_to": filters.date_to.isoformat(),
+                "as_of": (filters.as_of or today).isoformat(),
+            }
+        )
     rows = report.rows(filters=filters)
     download = request.GET.get("format")
     if download == "csv":
         return report_csv(report=report, rows=rows, filters=filters)
     if download == "xlsx":
         return report_xlsx(report=report, rows=rows, filters=filters)
+    shown = [column for column in report.columns if column.html]
     totals: list[dict[str, Any]] = []
     if report.per_currency:
         current = report_totals(report, rows)
@@ -704,7 +719,7 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
                             ),
                             column.is_number,
                         )
-                        for column in report.columns
+                        for column in shown
                     ],
                 }
             )
@@ -715,13 +730,14 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
     cohort = report.slug == "cohorts"
     context = {
         **site.each_context(request),
+        "is_nav_sidebar_enabled": False,  # the width goes to the table (breadcrumbs lead back)
         "title": report.title,
         "report": report,
         "form": form,
         "filters": filters,
         "previous": previous_filters(filters) if report.date_range else None,
         "refresh": refresh,
-        "headers": [(column.header, column.is_number) for column in report.columns],
+        "headers": [(column.header, column.is_number) for column in shown],
         "rows": rows,
         "table": [
             {
@@ -731,8 +747,9 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
                         if cohort
                         else _display(column, row[column.key], row.get("currency", "")),
                         column.is_number,
+                        _customers_note(row[column.count]) if column.count and row[column.count] else "",
                     )
-                    for column in report.columns
+                    for column in shown
                 ],
                 "link": _row_link(report, row, filters, request.user),
             }
@@ -745,6 +762,10 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
         "xlsx_query": xlsx_query.urlencode(),
     }
     return TemplateResponse(request, "admin/reports/report.html", context)
+
+
+def _customers_note(count: int) -> str:
+    return f"{count:,} customer{'s' if count != 1 else ''}"
 
 
 def _cohort_cell(row: Row, column: Column) -> str:
