@@ -121,7 +121,7 @@ def test_cohort_retention_table(admin_client):
     assert table[dt.date(2026, 1, 1)].share(1) == D("50.0")
     page = admin_client.get("/admin/reports/cohorts/", {"as_of": AS_OF.isoformat()})
     assert page.status_code == 200
-    assert [cell for cell, _number in page.context["table"][0]["cells"][:7]] == [
+    assert [cell for cell, _number, _note in page.context["table"][0]["cells"][:7]] == [
         "2026-01",
         "2",
         "100 %",
