@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/admin.py [--customers 100000] [--invoices 1000000] [--repeat 7] [--keep]
 
-Uses its own database ``billing_admin_bench`` (re-created unless --keep and it already holds the data), fills it
+Uses its own database ``billing_admin_bench`` (or ``$BENCH_ADMIN_DATABASE``) (re-created unless --keep and it already holds the data), fills it
 with ``manage.py seed_scale``, rebuilds the metrics snapshot the dashboard and the reports read (``refresh_metrics``,
 timed: what the "Metrics refresh" job costs) and times each page through Django's test client as a superuser:
 median and number of queries.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DB_NAME = "billing_admin_bench"
+DB_NAME = os.environ.get("BENCH_ADMIN_DATABASE", "billing_admin_bench")  # another name: a second dataset
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 os.environ["DJANGO_SETTINGS_MODULE"] = "billing_project.settings_test"
 

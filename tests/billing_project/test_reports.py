@@ -198,3 +198,17 @@ def test_anonymous_users_are_sent_to_the_login(client):
 )
 def test_safe_cell_neutralises_formula_prefixes(value, cell):
     assert safe_cell(value) == cell
+
+
+@pytest.mark.usefixtures("dataset")
+def test_long_reports_show_their_first_rows_and_total_and_download_all(admin_client, monkeypatch):
+    from reporting import reports
+
+    monkeypatch.setattr(reports, "HTML_ROW_LIMIT", 2)
+    response = admin_client.get("/admin/reports/ageing/", {"as_of": "2026-04-15", "currency": "EUR"})
+    assert [row["cells"][0][0] for row in response.context["table"]] == ["=SUM(A1)", "Alpha GmbH"]
+    assert "3 rows (the first 2 shown; totals, charts and downloads have all)" in response.content.decode()
+    total_due = response.context["totals"][0]["cells"][-1][0]
+    assert total_due == "€404.60"  # 11.90 + 119.00 + 273.70: every row, not only those shown
+    download = admin_client.get("/admin/reports/ageing/", {"as_of": "2026-04-15", "currency": "EUR", "format": "csv"})
+    assert len(download.content.decode().splitlines()) == 4
