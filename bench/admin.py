@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/admin.py [--customers 100000] [--invoices 1000000] [--repeat 7] [--keep]
 
-Uses its own database ``billing_admin_bench`` (or ``$BENCH_ADMIN_DATABASE``) (re-created unless --keep and it already holds the data), fills it
-with ``manage.py seed_scale``, rebuilds the metrics snapshot the dashboard and the reports read (``refresh_metrics``,
-timed: what the "Metrics refresh" job costs) and times each page through Django's test client as a superuser:
-median and number of queries.
+Uses its own database ``billing_admin_bench`` (or ``$BENCH_ADMIN_DATABASE``; re-created unless --keep and it
+already holds the data), fills it with ``manage.py seed_scale``, rebuilds the metrics snapshot the dashboard and the
+reports read (``refresh_metrics``, timed: what the "Metrics refresh" job costs) and times each page through
+Django's test client as a superuser: median and number of queries.
 """
 
 from __future__ import annotations

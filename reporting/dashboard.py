@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Protocol
 from urllib.parse import urlencode
 
@@ -114,7 +115,13 @@ def _run_note(run: BillingRun) -> str:
 
 def format_amount(amount: Decimal, currency: str) -> str:
     """Money as staff read it (symbol or code, the currency's minor units, thousands separators)."""
-    return money(amount, currency, settings.LANGUAGE_CODE)
+    return _format_amount(amount, currency, settings.LANGUAGE_CODE)
+
+
+@lru_cache(maxsize=8192)
+def _format_amount(amount: Decimal, currency: str, language: str) -> str:
+    # Babel takes ~0.2 ms a call; a report page formats thousands of amounts, most of them repeated (0.00)
+    return money(amount, currency, language)
 
 
 def format_percent(value: Decimal | None) -> str:

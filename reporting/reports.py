@@ -611,8 +611,9 @@ def report_xlsx(*, report: Report, rows: list[Row], filters: ReportFilters) -> H
 
 
 # Rows the page shows (each is formatted and linked); the totals, the charts and the downloads use every row. The
-# ageing report has a row per customer with money owed: 100,000 customers would be a page nobody reads.
-HTML_ROW_LIMIT = 500
+# ageing report has a row per customer with money owed: 100,000 customers would be a page nobody reads (and
+# 500 formatted rows took 0.6 s of Babel and template time).
+HTML_ROW_LIMIT = 200
 
 DATE_INPUT = forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})  # a date input wants ISO dates
 
