@@ -44,6 +44,10 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
                 dashboard["computed_at"] = timezone.now()
                 cache.set(key, dashboard, settings.DASHBOARD_CACHE_SECONDS)
             context["dashboard"] = dashboard
+            # the currency switcher: one currency's figures at a time, the house currency first
+            currencies = dashboard["currencies"]
+            chosen = request.GET.get("currency", "")
+            context["dashboard_currency"] = chosen if chosen in currencies else (currencies[0] if currencies else "")
         return super().index(request, extra_context=context)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:

@@ -112,6 +112,14 @@ def job_schedules() -> list[JobSchedule]:
             command="manage.py verify_integrity [--json]",
             daily_at=settings.SCHEDULE_INTEGRITY_CHECK_AT,
         ),
+        JobSchedule(
+            name="Metrics refresh",
+            task="reporting.refresh_metrics",
+            description="Rebuild the figures the dashboard and the reports show (MRR and its movements, churn, "
+            "NRR/GRR, ARPA, cohorts, revenue by month) from the issued invoices; the pages show their as-of time.",
+            command="manage.py refresh_metrics [--as-of YYYY-MM-DD] [--json]",
+            every_minutes=settings.SCHEDULE_METRICS_REFRESH_EVERY_MINUTES,
+        ),
     ]
 
 

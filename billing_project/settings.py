@@ -300,6 +300,9 @@ SCHEDULE_CARD_EXPIRY_NOTICES_AT = env.str("SCHEDULE_CARD_EXPIRY_NOTICES_AT", def
 SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
 # Every this many minutes: render PDFs that are missing (a failed render); archived PDFs are never rendered again.
 SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
+# Every this many minutes: rebuild the metrics snapshot the dashboard and the reports read (reporting/metrics.py;
+# about 30 s of one core at a million invoices, docs/PERFORMANCE.md). Pages show its as-of time.
+SCHEDULE_METRICS_REFRESH_EVERY_MINUTES = env.int("SCHEDULE_METRICS_REFRESH_EVERY_MINUTES", default=15)
 
 # --- Customer portal (customers: login tokens; invoicing/payments: portal pages) --------------------------
 # [portal settings]

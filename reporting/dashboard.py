@@ -1,48 +1,50 @@
-"""The figures of the admin home dashboard (docs/METRICS.md defines each one).
+"""The admin home dashboard (docs/METRICS.md defines each figure).
 
-Selectors only: every figure is one aggregate query (grouped by currency where it is money), never a query per
-row, so the page costs the same with ten invoices or ten million. Amounts are never added across currencies.
-Each figure carries the URL of the admin changelist behind it, built only from filters that admin offers (or
-plain field lookups, which the admin always accepts)."""
+The business figures come from ``reporting.metrics`` — the same functions the reports and their downloads
+read — so the dashboard and the reports cannot disagree. The page shows one currency at a time (those with
+activity only: MRR, revenue in the last 12 months or money owed), its main figures first, with a switcher for
+the others. Every query is an aggregate or reads the metrics snapshot, so the page costs the same with ten
+invoices or ten million. Each figure links to the admin changelist (or report) behind it, built only from
+filters that admin offers (or plain field lookups, which the admin always accepts)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Protocol
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.db.models import Case, CharField, Count, F, Model, OuterRef, Q, QuerySet, Subquery, Sum, Value, When
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, Model, OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
 from core.dates import billing_tz
-from core.money import round_amount
+from core.formatting import money
 from core.queries import counts
-from invoicing.models import BillingRun, BillingRunStatus, Invoice, InvoiceStatus
+from invoicing.models import BillingRun, BillingRunStatus
 from notifications.models import EmailAddressStatus, EmailStatus, OutboundEmail
 from payments.models import QUEUE_STATUSES, AttemptStatus, BankTransaction, PaymentAttempt
 from reporting.charts import Bar, bar_chart
+from reporting.metrics import (
+    AGEING_BUCKETS,
+    AGEING_LABELS,
+    Ageing,
+    MrrFigures,
+    add_months,
+    bucket_lookups,
+    latest_refresh,
+    month_start,
+    mrr_history,
+    receivables_ageing,
+    revenue_by_month,
+)
 from reporting.models import IntegrityCheck
-from subscriptions.models import Interval, PriceTier, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
-from subscriptions.pricing import Tier, full_amount, price_parts
+from subscriptions.models import Subscription, SubscriptionStatus
 
-ZERO = Decimal(0)
 MRR_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
-# Months per interval: a price billed every ``interval_count`` intervals contributes amount / (months × count).
-MONTHS_PER_INTERVAL: Mapping[str, Decimal] = {
-    Interval.DAY: Decimal(12) / Decimal(365),
-    Interval.WEEK: Decimal(12) / Decimal(52),
-    Interval.MONTH: Decimal(1),
-    Interval.YEAR: Decimal(12),
-}
-AGEING_BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
-AGEING_LABELS = {"current": "Current", "1-30": "1–30", "31-60": "31–60", "61-90": "61–90", "90+": "90+"}
 
 
 def changelist_url(model_label: str, **params: object) -> str:
@@ -53,203 +55,6 @@ def changelist_url(model_label: str, **params: object) -> str:
         {key: value.isoformat() if isinstance(value, dt.date) else value for key, value in params.items()}
     )
     return f"{url}?{query}" if query else url
-
-
-def month_start(day: dt.date) -> dt.date:
-    return day.replace(day=1)
-
-
-def add_months(first_of_month: dt.date, months: int) -> dt.date:
-    index = first_of_month.year * 12 + first_of_month.month - 1 + months
-    return dt.date(index // 12, index % 12 + 1, 1)
-
-
-# --- MRR ------------------------------------------------------------------------------------------------
-
-
-def monthly_amount(*, amount: Decimal, interval: str, interval_count: int) -> Decimal:
-    """``amount`` billed every ``interval_count`` × ``interval``, per month (unrounded)."""
-    return amount / (MONTHS_PER_INTERVAL[interval] * interval_count)
-
-
-def mrr_by_currency(*, as_of: dt.date) -> dict[str, Decimal]:
-    """Monthly recurring revenue per currency: the live licensed items of active and past-due subscriptions,
-    each priced as the billing run would price its quantity (flat, per unit, package, graduated, volume),
-    normalised to a month and rounded once per currency. Metered usage, discounts and taxes are left out."""
-    items = list(
-        SubscriptionItem.objects.filter(subscription__status__in=MRR_STATUSES, price__usage_type=UsageType.LICENSED)
-        .filter(Q(removed_on__isnull=True) | Q(removed_on__gt=as_of))
-        .select_related("price")
-        .only(
-            "quantity",
-            "price__unit_amount",
-            "price__unit_amount_currency",
-            "price__pricing_model",
-            "price__package_size",
-            "price__interval",
-            "price__interval_count",
-        )
-    )
-    tiered = {item.price_id for item in items if item.price.is_tiered}
-    tiers: dict[int, list[Tier]] = defaultdict(list)
-    if tiered:  # one more query, only when some live item has a tiered price
-        for tier in PriceTier.objects.filter(price_id__in=tiered):  # Meta.ordering: by up_to, open end last
-            tiers[tier.price_id].append(Tier(tier.up_to, tier.unit_amount, tier.flat_amount))
-    totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for item in items:
-        price = item.price
-        amount = full_amount(
-            price_parts(
-                pricing_model=price.pricing_model,
-                unit_amount=price.unit_amount.amount,
-                quantity=Decimal(item.quantity),
-                tiers=tiers.get(price.pk, []),
-                package_size=price.package_size,
-            )
-        )
-        totals[price.currency] += monthly_amount(
-            amount=amount, interval=price.interval, interval_count=price.interval_count
-        )
-    return {currency: round_amount(total, currency) for currency, total in sorted(totals.items())}
-
-
-# --- Subscriptions --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SubscriptionCounts:
-    active: int
-    active_at_month_start: int
-    new_this_month: int
-    churned_this_month: int
-    churned_of_month_start: int  # of those active at the start of the month
-
-    @property
-    def churn_rate(self) -> Decimal | None:
-        """Share of the subscriptions active at the start of the month that churned during it, in percent
-        (None without a base). Subscriptions started and ended within the month count as churned, not here."""
-        if not self.active_at_month_start:
-            return None
-        return (Decimal(self.churned_of_month_start) * 100 / self.active_at_month_start).quantize(Decimal("0.1"))
-
-
-def subscription_counts(*, as_of: dt.date) -> SubscriptionCounts:
-    first = month_start(as_of)
-    following = add_months(first, 1)
-    ended = [SubscriptionStatus.CANCELED, SubscriptionStatus.ENDED]
-    at_month_start = (
-        Q(start_date__lt=first)
-        & ~Q(status=SubscriptionStatus.TRIALING)
-        & (Q(ended_at__isnull=True) | Q(ended_at__gte=first))
-    )
-    churned = Q(status__in=ended, ended_at__gte=first, ended_at__lt=following)
-    figures = Subscription.objects.aggregate(
-        active=Count("pk", filter=Q(status__in=MRR_STATUSES)),
-        active_at_month_start=Count("pk", filter=at_month_start),
-        new_this_month=Count("pk", filter=Q(start_date__gte=first, start_date__lt=following)),
-        churned_this_month=Count("pk", filter=churned),
-        churned_of_month_start=Count("pk", filter=churned & at_month_start),
-    )
-    return SubscriptionCounts(**figures)
-
-
-# --- Revenue --------------------------------------------------------------------------------------------
-
-
-def recognised_invoices() -> QuerySet[Invoice]:
-    """Invoices whose amounts count as revenue: finalized and not void (open, paid, uncollectible)."""
-    return Invoice.objects.finalized().exclude(status=InvoiceStatus.VOID)
-
-
-RECOGNISED_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
-
-
-def bucket_lookups(as_of: dt.date) -> dict[str, dict[str, dt.date]]:
-    """Each ageing bucket as lookups on the due date (as ``ageing_bucket`` classifies), for filters and links."""
-    days = dt.timedelta
-    return {
-        "current": {"due_date__gte": as_of},
-        "1-30": {"due_date__gte": as_of - days(days=30), "due_date__lt": as_of},
-        "31-60": {"due_date__gte": as_of - days(days=60), "due_date__lt": as_of - days(days=30)},
-        "61-90": {"due_date__gte": as_of - days(days=90), "due_date__lt": as_of - days(days=60)},
-        "90+": {"due_date__lt": as_of - days(days=90)},
-    }
-
-
-def revenue_by_month(*, as_of: dt.date, months: int = 12) -> dict[str, list[tuple[dt.date, Decimal]]]:
-    """Per currency, the net amount (total − tax) of recognised invoices per issue month, for the ``months``
-    months up to and including ``as_of``'s month (months without invoices are zero)."""
-    first = add_months(month_start(as_of), -(months - 1))
-    following = add_months(month_start(as_of), 1)
-    rows = (
-        recognised_invoices()
-        .filter(issue_date__gte=first, issue_date__lt=following)
-        .annotate(month=TruncMonth("issue_date"))
-        .values("currency", "month")
-        .annotate(net=Sum(F("total") - F("tax_total")))
-        .order_by("currency", "month")
-    )
-    sums: dict[str, dict[dt.date, Decimal]] = defaultdict(dict)
-    for row in rows:
-        month = row["month"].date() if isinstance(row["month"], dt.datetime) else row["month"]
-        sums[row["currency"]][month] = round_amount(row["net"], row["currency"])
-    calendar = [add_months(first, offset) for offset in range(months)]
-    return {
-        currency: [(month, by_month.get(month, round_amount(ZERO, currency))) for month in calendar]
-        for currency, by_month in sorted(sums.items())
-    }
-
-
-# --- Receivables ----------------------------------------------------------------------------------------
-
-
-def ageing_bucket(*, as_of: dt.date) -> Case:
-    """The ageing bucket of an invoice by days past its due date on ``as_of``."""
-    days = dt.timedelta
-    return Case(
-        When(due_date__gte=as_of, then=Value("current")),
-        When(due_date__gte=as_of - days(days=30), then=Value("1-30")),
-        When(due_date__gte=as_of - days(days=60), then=Value("31-60")),
-        When(due_date__gte=as_of - days(days=90), then=Value("61-90")),
-        default=Value("90+"),
-        output_field=CharField(),
-    )
-
-
-@dataclass
-class Ageing:
-    currency: str
-    amounts: dict[str, Decimal] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def overdue_amount(self) -> Decimal:
-        return sum((self.amounts[b] for b in AGEING_BUCKETS if b != "current"), round_amount(ZERO, self.currency))
-
-    @property
-    def overdue_count(self) -> int:
-        return sum(self.counts[b] for b in AGEING_BUCKETS if b != "current")
-
-
-def receivables_ageing(*, as_of: dt.date) -> dict[str, Ageing]:
-    """Amount due (and count) of open invoices per currency and ageing bucket. Uncollectible invoices are
-    written off and left out."""
-    rows = (
-        Invoice.objects.filter(status=InvoiceStatus.OPEN)
-        .annotate(bucket=ageing_bucket(as_of=as_of))
-        .values("currency", "bucket")
-        .annotate(amount=Sum("amount_due"), count=Count("pk"))
-        .order_by()
-    )
-    result: dict[str, Ageing] = {}
-    for row in rows:
-        currency = row["currency"]
-        if currency not in result:
-            zero = round_amount(ZERO, currency)
-            result[currency] = Ageing(currency, dict.fromkeys(AGEING_BUCKETS, zero), dict.fromkeys(AGEING_BUCKETS, 0))
-        result[currency].amounts[row["bucket"]] = round_amount(row["amount"], currency)
-        result[currency].counts[row["bucket"]] = row["count"]
-    return dict(sorted(result.items()))
 
 
 # --- Operations -----------------------------------------------------------------------------------------
@@ -283,6 +88,7 @@ def operations_counts(*, as_of: dt.date) -> dict[str, int]:
         bounced_addresses=EmailAddressStatus.objects.filter(bounced_at__isnull=False),
         failed_emails=OutboundEmail.objects.filter(status=EmailStatus.FAILED, failed_at__gte=_days_ago(as_of, 29)),
         unreconciled_transactions=BankTransaction.objects.filter(status__in=QUEUE_STATUSES),
+        active_subscriptions=Subscription.objects.filter(status__in=MRR_STATUSES),
         interrupted_runs=BillingRun.objects.filter(
             status=BillingRunStatus.INTERRUPTED, started_at__gte=_days_ago(as_of, 29)
         ),
@@ -308,7 +114,27 @@ def _run_note(run: BillingRun) -> str:
 
 
 def format_amount(amount: Decimal, currency: str) -> str:
-    return f"{amount:,} {currency}"
+    """Money as staff read it (symbol or code, the currency's minor units, thousands separators)."""
+    return _format_amount(amount, currency, settings.LANGUAGE_CODE)
+
+
+@lru_cache(maxsize=8192)
+def _format_amount(amount: Decimal, currency: str, language: str) -> str:
+    # Babel takes ~0.2 ms a call; a report page formats thousands of amounts, most of them repeated (0.00)
+    return money(amount, currency, language)
+
+
+def format_percent(value: Decimal | None) -> str:
+    return "–" if value is None else f"{value.normalize():f} %"
+
+
+def change_note(current: Decimal, previous: Decimal, currency: str, label: str = "last month") -> str:
+    """``"last month €1,000.00 (+5.0 %)"``: the previous period beside a figure."""
+    text = f"{label} {format_amount(previous, currency)}"
+    if previous:
+        change = ((current - previous) * 100 / previous).quantize(Decimal("0.1"))
+        text += f" ({'+' if change >= 0 else ''}{change} %)"
+    return text
 
 
 @dataclass(frozen=True)
@@ -331,106 +157,185 @@ def _link(user: Viewer, model_label: str, **params: object) -> str | None:
     return changelist_url(model_label, **params)
 
 
-def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
-    """Everything ``templates/admin/index.html`` shows above the app list."""
+def _report_url(slug: str, **params: object) -> str:
+    """A report with its filters (the reports need the dashboard's own permission: no check needed)."""
+    url = reverse("admin:report", args=[slug])
+    query = urlencode(
+        {key: value.isoformat() if isinstance(value, dt.date) else value for key, value in params.items()}
+    )
+    return f"{url}?{query}" if query else url
+
+
+def _house_first(currency: str) -> tuple[bool, str]:
+    """Sort key: the house currency (``DEFAULT_CURRENCY``) first, then the others by code."""
+    return (currency != settings.DEFAULT_CURRENCY, currency)
+
+
+def _ageing_link(user: Viewer, currency: str, bucket: str, as_of: dt.date) -> str | None:
+    lookups = bucket_lookups(as_of)[bucket]
+    return _link(user, "invoicing.invoice", status__exact="open", currency__exact=currency, **lookups)
+
+
+def _currency_panel(
+    *,
+    currency: str,
+    as_of: dt.date,
+    user: Viewer,
+    history: list[MrrFigures],
+    revenue: list[tuple[dt.date, Decimal]],
+    ageing: Ageing | None,
+) -> dict[str, object]:
+    """The figures and charts of one currency."""
     first = month_start(as_of)
     following = add_months(first, 1)
-    live = ",".join(MRR_STATUSES)
-
-    mrr = mrr_by_currency(as_of=as_of)
-    mrr_figures = [
+    now, before = history[-1], history[-2]
+    revenue_now, revenue_before = revenue[-1][1], revenue[-2][1]
+    month_filters = {"date_from": first, "date_to": as_of, "as_of": as_of, "currency": currency}
+    mrr_report = _report_url("mrr", **month_filters)
+    figures = [
         Figure(
-            f"MRR {currency}",
-            format_amount(amount, currency),
-            _link(user, "subscriptions.subscription", status__in=live, currency__exact=currency),
-            f"ARR {format_amount(amount * 12, currency)}",
-        )
-        for currency, amount in sorted(mrr.items(), key=lambda item: _house_first(item[0]))
-    ]
-
-    counts = subscription_counts(as_of=as_of)
-    churn = f"churn {counts.churn_rate} %" if counts.churn_rate is not None else ""
-    subscription_figures = [
-        Figure("Active subscriptions", str(counts.active), _link(user, "subscriptions.subscription", status__in=live)),
-        Figure(
-            "New this month",
-            str(counts.new_this_month),
-            _link(user, "subscriptions.subscription", start_date__gte=first, start_date__lt=following),
+            "MRR",
+            format_amount(now.ending_mrr, currency),
+            mrr_report,
+            f"ARR {format_amount(now.arr, currency)} · {change_note(now.ending_mrr, before.ending_mrr, currency)}",
         ),
         Figure(
-            "Churned this month",
-            str(counts.churned_this_month),
+            "Net new MRR this month",
+            format_amount(now.net_movement, currency),
+            mrr_report,
+            f"new {format_amount(now.new + now.reactivation, currency)} · expansion "
+            f"{format_amount(now.expansion, currency)} · contraction {format_amount(now.contraction, currency)} · "
+            f"churn {format_amount(now.churn, currency)}",
+        ),
+        Figure(
+            "Paying customers",
+            str(now.ending_customers),
+            mrr_report,
+            f"ARPA {format_amount(now.arpa, currency) if now.arpa is not None else '–'} · last month "
+            f"{before.ending_customers}",
+        ),
+        Figure(
+            "Churned customers this month",
+            str(now.churn_customers),
+            mrr_report,
+            f"customer churn {format_percent(now.customer_churn_rate)} · last month {before.churn_customers} "
+            f"({format_percent(before.customer_churn_rate)})",
+        ),
+        Figure(
+            "Revenue churn this month",
+            format_percent(now.revenue_churn_rate),
+            mrr_report,
+            f"{format_amount(now.churn, currency)} MRR lost · last month {format_percent(before.revenue_churn_rate)}",
+        ),
+        Figure(
+            "NRR · GRR this month",
+            f"{format_percent(now.nrr)} · {format_percent(now.grr)}",
+            mrr_report,
+            f"last month {format_percent(before.nrr)} · {format_percent(before.grr)}",
+        ),
+        Figure(
+            "Revenue this month (net)",
+            format_amount(revenue_now, currency),
             _link(
                 user,
-                "subscriptions.subscription",
-                status__in="canceled,ended",
-                ended_at__gte=first,
-                ended_at__lt=following,
+                "invoicing.invoice",
+                status__in="open,paid,uncollectible",
+                currency__exact=currency,
+                issue_date__gte=first,
+                issue_date__lt=following,
             ),
-            churn,
+            change_note(revenue_now, revenue_before, currency),
+        ),
+        Figure(
+            "Overdue invoices",
+            f"{ageing.overdue_count} · {format_amount(ageing.overdue_amount, currency)}"
+            if ageing
+            else format_amount(Decimal(0), currency),
+            _link(user, "invoicing.invoice", status__exact="open", currency__exact=currency, due_date__lt=as_of),
+            f"open {format_amount(ageing.total, currency)}" if ageing else "nothing open",
         ),
     ]
-
-    ageing = receivables_ageing(as_of=as_of)
-    overdue_figures = [
-        Figure(
-            f"Overdue {currency}",
-            f"{bucketed.overdue_count} · {format_amount(bucketed.overdue_amount, currency)}",
-            _link(user, "invoicing.invoice", status__exact="open", currency__exact=currency, due_date__lt=as_of),
-        )
-        for currency, bucketed in sorted(ageing.items(), key=lambda item: _house_first(item[0]))
-        if bucketed.overdue_count
-    ]
-    ageing_charts = [
+    mrr_chart = bar_chart(
+        title=f"MRR {currency} at the end of each month",
+        label_width=64,
+        bars=[
+            Bar(month.month.strftime("%b %Y"), month.ending_mrr, format_amount(month.ending_mrr, currency))
+            for month in history
+        ],
+    )
+    revenue_chart = bar_chart(
+        title=f"Revenue {currency} by issue month (net, finalized invoices)",
+        label_width=64,
+        bars=[Bar(month.strftime("%b %Y"), amount, format_amount(amount, currency)) for month, amount in revenue],
+    )
+    ageing_chart = (
         bar_chart(
             title=f"Receivables ageing {currency}, days past due on {as_of.isoformat()}",
             label_width=64,
             bars=[
-                Bar(AGEING_LABELS[bucket], bucketed.amounts[bucket], format_amount(bucketed.amounts[bucket], currency))
+                Bar(AGEING_LABELS[bucket], ageing.amounts[bucket], format_amount(ageing.amounts[bucket], currency))
                 for bucket in AGEING_BUCKETS
             ],
         )
-        for currency, bucketed in ageing.items()
-    ]
-    ageing_links = {
-        currency: [
-            (AGEING_LABELS[bucket], bucketed.counts[bucket], _ageing_link(user, currency, bucket, as_of))
+        if ageing
+        else None
+    )
+    return {
+        "currency": currency,
+        "figures": figures,
+        "mrr_chart": mrr_chart,
+        "revenue_chart": revenue_chart,
+        "revenue_report": _report_url("revenue", date_from=add_months(first, -11), date_to=as_of, currency=currency),
+        "ageing_chart": ageing_chart,
+        "ageing_links": [
+            (AGEING_LABELS[bucket], ageing.counts[bucket], _ageing_link(user, currency, bucket, as_of))
             for bucket in AGEING_BUCKETS
         ]
-        for currency, bucketed in ageing.items()
+        if ageing
+        else [],
     }
 
-    revenue = revenue_by_month(as_of=as_of)
-    revenue_charts = [
-        bar_chart(
-            title=f"Revenue {currency} by issue month (net, finalized invoices)",
-            label_width=64,
-            bars=[Bar(month.strftime("%b %Y"), amount, format_amount(amount, currency)) for month, amount in months],
-        )
-        for currency, months in revenue.items()
-    ]
-    revenue_links = {
-        currency: [
-            (
-                month.strftime("%b %Y"),
-                _link(
-                    user,
-                    "invoicing.invoice",
-                    status__in="open,paid,uncollectible",
-                    currency__exact=currency,
-                    issue_date__gte=month,
-                    issue_date__lt=add_months(month, 1),
-                ),
-            )
-            for month, _amount in months
-        ]
-        for currency, months in revenue.items()
+
+def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
+    """Everything ``templates/admin/index.html`` shows above the app list. The business figures are those of
+    the metrics snapshot (as of its refresh); receivables and operations are live."""
+    refresh = latest_refresh()
+    figures_as_of = refresh.as_of if refresh else as_of
+    history = mrr_history(as_of=figures_as_of, months=12)
+    revenue = revenue_by_month(as_of=figures_as_of, months=12)
+    ageing = receivables_ageing(as_of=as_of)
+    active = {
+        currency
+        for currency, months in history.items()
+        if months[-1].ending_mrr or months[-1].starting_mrr or months[-1].churn
     }
+    active |= {currency for currency, months in revenue.items() if any(amount for _month, amount in months)}
+    active |= set(ageing)
+    currencies = sorted(active, key=_house_first)
+    panels = [
+        _currency_panel(
+            currency=currency,
+            as_of=figures_as_of,
+            user=user,
+            history=history.get(currency)
+            or [MrrFigures.zero(add_months(month_start(figures_as_of), k - 11), currency) for k in range(12)],
+            revenue=revenue.get(currency)
+            or [(add_months(month_start(figures_as_of), k - 11), Decimal(0)) for k in range(12)],
+            ageing=ageing.get(currency),
+        )
+        for currency in currencies
+    ]
 
     run = last_billing_run()
     operations = operations_counts(as_of=as_of)
     check = last_integrity_check()
+    live = ",".join(MRR_STATUSES)
     operations_figures = [
+        Figure(
+            "Active subscriptions",
+            str(operations["active_subscriptions"]),
+            _link(user, "subscriptions.subscription", status__in=live),
+        ),
         Figure(
             "Last billing run",
             f"{run.as_of.isoformat()} · {run.get_status_display()}" if run else "none yet",
@@ -483,39 +388,11 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
             _link(user, "payments.banktransaction", queue="open"),
         ),
     ]
-    ageing_charts_by = [
-        {"currency": currency, "chart": chart, "links": ageing_links[currency]}
-        for currency, chart in zip(ageing.keys(), ageing_charts, strict=True)
-    ]
-    revenue_charts_by = [
-        {"currency": currency, "chart": chart, "links": revenue_links[currency]}
-        for currency, chart in zip(revenue.keys(), revenue_charts, strict=True)
-    ]
     return {
         "as_of": as_of,
-        "mrr_figures": mrr_figures,
-        "subscription_figures": subscription_figures,
-        "overdue_figures": overdue_figures,
-        "ageing_charts": ageing_charts_by,
-        "revenue_charts": revenue_charts_by,
+        "refresh": refresh,
+        "figures_as_of": figures_as_of,
+        "currencies": currencies,
+        "panels": panels,
         "operations_figures": operations_figures,
-        # one panel per currency: its revenue chart beside its ageing chart
-        "currency_panels": [
-            {
-                "currency": currency,
-                "revenue": next((c for c in revenue_charts_by if c["currency"] == currency), None),
-                "ageing": next((c for c in ageing_charts_by if c["currency"] == currency), None),
-            }
-            for currency in sorted(set(revenue) | set(ageing), key=_house_first)
-        ],
     }
-
-
-def _house_first(currency: str) -> tuple[bool, str]:
-    """Sort key: the house currency (``DEFAULT_CURRENCY``) first, then the others by code."""
-    return (currency != settings.DEFAULT_CURRENCY, currency)
-
-
-def _ageing_link(user: Viewer, currency: str, bucket: str, as_of: dt.date) -> str | None:
-    lookups = bucket_lookups(as_of)[bucket]
-    return _link(user, "invoicing.invoice", status__exact="open", currency__exact=currency, **lookups)

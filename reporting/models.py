@@ -1,4 +1,5 @@
-"""Reporting's own rows: the results of the integrity check (reporting/integrity.py)."""
+"""Reporting's own rows: the results of the integrity check (reporting/integrity.py) and the metrics snapshot
+(reporting/metrics.py)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,90 @@ class IntegrityCheck(models.Model):
     def __str__(self) -> str:
         outcome = "clean" if self.ok else f"{self.problem_count} problem(s)"
         return f"Integrity check {self.started_at:%Y-%m-%d %H:%M}: {outcome}"
+
+
+# --- The metrics snapshot (reporting/metrics.py): summary tables rebuilt by the "Metrics refresh" job ----------
+# Readers (dashboard, reports, CSV/XLSX) read only these rows, so a report over a million invoices reads a few
+# hundred rows. ``metrics_refresh`` replaces every row in one transaction: a reader sees the old snapshot or the
+# new one, never half of each. Amounts have invoicing's precision (18 digits, 3 decimals), rounded per currency.
+
+
+class MetricsRefresh(models.Model):
+    """One rebuild of the snapshot: the business date its figures are as of, when it ran and how long."""
+
+    as_of = models.DateField(help_text="Business date (billing timezone) the figures are as of.")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    lines_read = models.PositiveIntegerField(default=0, help_text="Invoice line groups read.")
+    triggered_by = models.CharField(max_length=40, help_text="command, schedule or demo")
+
+    class Meta:
+        ordering = ["-finished_at", "-pk"]
+        get_latest_by = "finished_at"
+
+    def __str__(self) -> str:
+        return f"Metrics as of {self.as_of.isoformat()} (refreshed {self.finished_at:%Y-%m-%d %H:%M})"
+
+
+class MrrMonth(models.Model):
+    """MRR of one currency in one month and how it moved from the month before (docs/METRICS.md):
+    starting + new + reactivation + expansion − contraction − churn = ending, exactly."""
+
+    month = models.DateField(help_text="First day of the month.")
+    currency = models.CharField(max_length=3)
+    starting_mrr = models.DecimalField(max_digits=18, decimal_places=3)
+    new = models.DecimalField(max_digits=18, decimal_places=3)
+    reactivation = models.DecimalField(max_digits=18, decimal_places=3)
+    expansion = models.DecimalField(max_digits=18, decimal_places=3)
+    contraction = models.DecimalField(max_digits=18, decimal_places=3)
+    churn = models.DecimalField(max_digits=18, decimal_places=3)
+    ending_mrr = models.DecimalField(max_digits=18, decimal_places=3)
+    starting_customers = models.PositiveIntegerField()
+    ending_customers = models.PositiveIntegerField()
+    new_customers = models.PositiveIntegerField()
+    reactivation_customers = models.PositiveIntegerField()
+    expansion_customers = models.PositiveIntegerField()
+    contraction_customers = models.PositiveIntegerField()
+    churn_customers = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["month", "currency"]
+        constraints = [models.UniqueConstraint(fields=["month", "currency"], name="mrr_month_unique")]
+
+    def __str__(self) -> str:
+        return f"MRR {self.currency} {self.month:%Y-%m}"
+
+
+class RevenueMonth(models.Model):
+    """Net revenue (invoice line net amounts) of recognised invoices of one issue month, currency and product."""
+
+    month = models.DateField(help_text="First day of the issue month.")
+    currency = models.CharField(max_length=3)
+    product = models.CharField(max_length=200, blank=True, help_text="Empty: lines without a catalog price.")
+    invoices = models.PositiveIntegerField()
+    net_revenue = models.DecimalField(max_digits=18, decimal_places=3)
+
+    class Meta:
+        ordering = ["month", "currency", "product"]
+        constraints = [
+            models.UniqueConstraint(fields=["month", "currency", "product"], name="revenue_month_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Revenue {self.currency} {self.month:%Y-%m} {self.product}"
+
+
+class CohortCell(models.Model):
+    """Of the customers whose MRR first became non-zero in ``cohort`` (any currency), how many had MRR
+    ``months_since`` months later."""
+
+    cohort = models.DateField(help_text="First day of the month the customers started paying.")
+    months_since = models.PositiveSmallIntegerField()
+    customers = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["cohort", "months_since"]
+        constraints = [models.UniqueConstraint(fields=["cohort", "months_since"], name="cohort_cell_unique")]
+
+    def __str__(self) -> str:
+        return f"Cohort {self.cohort:%Y-%m} +{self.months_since}"

@@ -19,25 +19,27 @@ from django import forms
 from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, F, Min, Q, Sum
-from django.db.models.functions import Coalesce, TruncMonth
+from django.db.models import Count, F, Sum
+from django.db.models.functions import TruncMonth
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.safestring import SafeString
 
 from core.csv_safe import safe_cell
 from core.dates import billing_today, billing_tz
 from core.money import round_amount
 from invoicing.models import CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
-from reporting.dashboard import (
+from reporting import metrics
+from reporting.charts import Bar, bar_chart
+from reporting.dashboard import changelist_url, format_amount
+from reporting.metrics import (
     AGEING_BUCKETS,
-    MONTHS_PER_INTERVAL,
+    AGEING_LABELS,
+    MRR_MOVEMENTS,
     RECOGNISED_STATUSES,
     add_months,
-    ageing_bucket,
     month_start,
-    recognised_invoices,
 )
-from subscriptions.models import LineKind
 
 PERMISSION = "invoicing.view_invoice"
 ZERO = Decimal(0)
@@ -70,31 +72,18 @@ def _with_currency(queryset: Any, path: str, filters: ReportFilters) -> Any:
 
 def revenue_report(*, filters: ReportFilters) -> list[Row]:
     """Net revenue (line net amounts: after discounts, without tax) of finalized, non-void invoices per issue
-    month, currency and product. Lines without a price (manual and one-off lines) count as "(no product)"."""
-    lines = InvoiceLine.objects.filter(
-        invoice__status__in=RECOGNISED_STATUSES,
-        invoice__issue_date__gte=filters.date_from,
-        invoice__issue_date__lt=filters.date_until,
-    )
-    rows = (
-        _with_currency(lines, "invoice__currency", filters)
-        .annotate(month=TruncMonth("invoice__issue_date"), product=F("price__product__name"))
-        .values("month", "invoice__currency", "product")
-        .annotate(invoices=Count("invoice", distinct=True), net=Sum("net_amount"))
-        .order_by()
-    )
-    # sorted here, not in SQL: databases order NULL (no product) and punctuation differently
-    result = [
+    month, currency and product, whole months (``reporting.metrics`` snapshot). Lines without a price (manual
+    and one-off lines) count as "(no product)"."""
+    return [
         {
-            "month": _month(row["month"]).strftime("%Y-%m"),
-            "currency": row["invoice__currency"],
-            "product": row["product"] or NO_PRODUCT,
-            "invoices": row["invoices"],
-            "net_revenue": round_amount(row["net"], row["invoice__currency"]),
+            "month": row.month.strftime("%Y-%m"),
+            "currency": row.currency,
+            "product": row.product or NO_PRODUCT,
+            "invoices": row.invoices,
+            "net_revenue": row.net_revenue,
         }
-        for row in rows
+        for row in metrics.revenue_rows(date_from=filters.date_from, date_to=filters.date_to, currency=filters.currency)
     ]
-    return sorted(result, key=lambda row: (row["month"], row["currency"], row["product"]))
 
 
 def tax_report(*, filters: ReportFilters) -> list[Row]:
@@ -157,36 +146,8 @@ def tax_report(*, filters: ReportFilters) -> list[Row]:
 
 
 def ageing_report(*, filters: ReportFilters) -> list[Row]:
-    """Amount due of open invoices per customer and currency, by days past due on ``as_of``."""
-    as_of = filters.as_of or billing_today()
-    bucket = ageing_bucket(as_of=as_of)
-    sums = {
-        f"bucket_{index}": Coalesce(Sum("amount_due", filter=Q(bucket=name)), ZERO)
-        for index, name in enumerate(AGEING_BUCKETS)
-    }
-    rows = (
-        _with_currency(Invoice.objects.filter(status=InvoiceStatus.OPEN), "currency", filters)
-        .annotate(bucket=bucket)
-        .values("customer_id", "customer__name", "currency")
-        .annotate(invoices=Count("pk"), total=Sum("amount_due"), **sums)
-        .order_by()
-    )
-    result = []
-    for row in rows:
-        currency = row["currency"]
-        result.append(
-            {
-                "customer": row["customer__name"],
-                "currency": currency,
-                "invoices": row["invoices"],
-                **{
-                    f"days_{name}": round_amount(row[f"bucket_{index}"], currency)
-                    for index, name in enumerate(AGEING_BUCKETS)
-                },
-                "total_due": round_amount(row["total"], currency),
-            }
-        )
-    return sorted(result, key=lambda row: (row["customer"], row["currency"]))
+    """Amount due of open invoices per customer and currency, by days past due on ``as_of`` (live)."""
+    return metrics.ageing_by_customer(as_of=filters.as_of or billing_today(), currency=filters.currency)
 
 
 def invoices_report(*, filters: ReportFilters) -> list[Row]:
@@ -196,7 +157,9 @@ def invoices_report(*, filters: ReportFilters) -> list[Row]:
     as_of = filters.as_of or billing_today()
     issued = (
         _with_currency(
-            recognised_invoices().filter(issue_date__gte=filters.date_from, issue_date__lt=filters.date_until),
+            Invoice.objects.filter(
+                status__in=RECOGNISED_STATUSES, issue_date__gte=filters.date_from, issue_date__lt=filters.date_until
+            ),
             "currency",
             filters,
         )
@@ -254,114 +217,66 @@ def invoices_report(*, filters: ReportFilters) -> list[Row]:
     return [table[key] for key in sorted(table)]
 
 
-MRR_MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
-
-
-def _snapshot_dates(filters: ReportFilters) -> list[tuple[dt.date, dt.date]]:
-    """(month, snapshot date) for the month before the range and every month of it: a month's MRR is the MRR
-    on its last day, or on the as-of date for the month in progress."""
-    as_of = filters.as_of or billing_today()
-    first = add_months(month_start(filters.date_from), -1)
-    last = month_start(min(filters.date_to, as_of))
-    result = []
-    month = first
-    while month <= last:
-        result.append((month, min(add_months(month, 1) - dt.timedelta(days=1), as_of)))
-        month = add_months(month, 1)
-    return result
-
-
 def mrr_movements_report(*, filters: ReportFilters) -> list[Row]:
-    """MRR movements per month and currency, from what was billed: a customer's MRR on a date is the sum of the
-    recurring lines (not prorations; before discounts, without tax) of finalized, non-void invoices whose
-    service period contains that date, each normalised to one month by its price's interval and rounded to the
-    minor unit per customer. Month over month, per customer: new (from zero, never billed before),
-    reactivation (from zero, billed before), expansion / contraction (up / down, both non-zero), churn (to
-    zero). Starting MRR + new + reactivation + expansion − contraction − churn = ending MRR, to the cent."""
-    snapshots = _snapshot_dates(filters)
-    if len(snapshots) < 2:
-        return []
-    lines = _with_currency(
-        InvoiceLine.objects.filter(
-            invoice__status__in=RECOGNISED_STATUSES,  # recognised_invoices(), without a second join
-            kind=LineKind.RECURRING,
-            proration=False,
-            price__isnull=False,
-            period_start__isnull=False,
-            period_start__lte=snapshots[-1][1],
-        ),
-        "invoice__currency",
-        filters,
-    )
-    on = {
-        f"on_{index}": Sum("amount", filter=Q(period_start__lte=day, period_end__gt=day))
-        for index, (_month, day) in enumerate(snapshots)
-    }
-    rows = (
-        lines.values("invoice__customer_id", "invoice__currency", "price__interval", "price__interval_count")
-        .annotate(first_start=Min("period_start"), **on)
-        .order_by()
-    )
-    count = len(snapshots)
-    mrr: dict[tuple[int, str], list[Decimal]] = {}
-    first_billed: dict[tuple[int, str], dt.date] = {}
-    for row in rows:
-        key = (row["invoice__customer_id"], row["invoice__currency"])
-        series = mrr.get(key)
-        if series is None:
-            series = mrr[key] = [ZERO] * count
-        months = MONTHS_PER_INTERVAL[row["price__interval"]] * row["price__interval_count"]
-        for index in range(count):
-            amount = row[f"on_{index}"]
-            if amount:
-                series[index] += amount / months
-        first = row["first_start"]
-        if key not in first_billed or first < first_billed[key]:
-            first_billed[key] = first
-    table: dict[tuple[dt.date, str], Row] = {}
-    for (customer_id, currency), series in mrr.items():
-        if not any(series):
-            continue  # billed, but not on any of these dates
-        rounded = [round_amount(amount, currency) if amount else ZERO for amount in series]
-        for index in range(1, count):
-            before, after = rounded[index - 1], rounded[index]
-            if not before and not after:
-                continue
-            month = snapshots[index][0]
-            entry = table.get((month, currency))
-            if entry is None:
-                entry = table[(month, currency)] = _mrr_row(month, currency)
-            entry["starting_mrr"] += before
-            entry["ending_mrr"] += after
-            if before == after:
-                continue
-            if not before:
-                movement = "reactivation" if first_billed[(customer_id, currency)] < month else "new"
-            elif not after:
-                movement = "churn"
-            else:
-                movement = "expansion" if after > before else "contraction"
-            entry[movement] += abs(after - before)
-            entry[f"{movement}_customers"] += 1
-    for entry in table.values():
-        entry["net_movement"] = entry["ending_mrr"] - entry["starting_mrr"]
-    return [table[key] for key in sorted(table)]
+    """MRR movements per month and currency (``reporting.metrics`` snapshot; docs/METRICS.md): starting MRR +
+    new + reactivation + expansion − contraction − churn = ending MRR, to the cent, with the customers behind
+    each movement and the month's ratios (customer and revenue churn, NRR, GRR, ARPA)."""
+    return [
+        {
+            "month": month.month.strftime("%Y-%m"),
+            "currency": month.currency,
+            "starting_mrr": month.starting_mrr,
+            **{name: getattr(month, name) for name in MRR_MOVEMENTS},
+            "net_movement": month.net_movement,
+            "ending_mrr": month.ending_mrr,
+            "starting_customers": month.starting_customers,
+            **{f"{name}_customers": getattr(month, f"{name}_customers") for name in MRR_MOVEMENTS},
+            "ending_customers": month.ending_customers,
+            "customer_churn_rate": month.customer_churn_rate,
+            "revenue_churn_rate": month.revenue_churn_rate,
+            "nrr": month.nrr,
+            "grr": month.grr,
+            "arpa": month.arpa,
+        }
+        for month in metrics.mrr_months(
+            date_from=filters.date_from,
+            date_to=min(filters.date_to, filters.as_of or filters.date_to),
+            currency=filters.currency,
+        )
+    ]
 
 
-def _mrr_row(month: dt.date, currency: str) -> Row:
-    zero = round_amount(ZERO, currency)
-    return {
-        "month": month.strftime("%Y-%m"),
-        "currency": currency,
-        "starting_mrr": zero,
-        **dict.fromkeys(MRR_MOVEMENTS, zero),
-        **{f"{name}_customers": 0 for name in MRR_MOVEMENTS},
-        "net_movement": zero,
-        "ending_mrr": zero,
-    }
+def cohort_report(*, filters: ReportFilters) -> list[Row]:
+    """Customers by the month they started paying × months since: how many still pay (snapshot)."""
+    as_of = filters.as_of or billing_today()
+    return [
+        {
+            "cohort": row.cohort.strftime("%Y-%m"),
+            "customers": row.size,
+            **{f"month_{since}": row.retained[since] for since in range(COHORT_MONTHS)},
+        }
+        for row in metrics.cohort_table(as_of=as_of, months=COHORT_MONTHS)
+    ]
+
+
+COHORT_MONTHS = 12
 
 
 # --- Report registry ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    kind: str = "text"  # text, count, money (formatted in the row's currency), percent
+    total: str = ""  # how the totals row adds it up per currency: sum, first (the earliest month's), last
+    count: str = ""  # a count column shown under this one on the page (e.g. the customers behind a movement)
+    html: bool = True  # a column of its own on the page (False: only in the downloads, or under another one)
+
+    @property
+    def is_number(self) -> bool:
+        return self.kind != "text"
 
 
 @dataclass(frozen=True)
@@ -369,14 +284,52 @@ class Report:
     slug: str
     title: str
     description: str
-    columns: Sequence[tuple[str, str]]  # (row key, column header)
+    columns: Sequence[Column]
     rows: Callable[..., list[Row]]
     date_range: bool = True  # filtered by a date range (else by an as-of date only)
     as_of: bool = False
+    chart_column: str = ""  # a bar chart per currency of this column by month (or by ageing bucket)
+    link: Callable[[Row, ReportFilters], tuple[str, dict[str, object]] | None] | None = None  # drill-down
+    snapshot: bool = False  # reads the metrics snapshot (reporting.metrics): shows its as-of time
+    per_currency: bool = True  # rows carry a currency (totals and charts are per currency)
+
+
+def _M(key: str, header: str, total: str = "sum", count: str = "") -> Column:
+    return Column(key, header, "money", total, count=count)
+
+
+def _N(key: str, header: str, total: str = "sum", html: bool = True) -> Column:
+    return Column(key, header, "count", total, html=html)
+
+
+def _month_range(row: Row) -> dict[str, object]:
+    first = dt.date.fromisoformat(f"{row['month']}-01")
+    return {"issue_date__gte": first, "issue_date__lt": add_months(first, 1)}
+
+
+def _issued_invoices(row: Row, _filters: ReportFilters) -> tuple[str, dict[str, object]]:
+    return "invoicing.invoice", {
+        "status__in": ",".join(RECOGNISED_STATUSES),
+        "currency__exact": row["currency"],
+        **_month_range(row),
+    }
+
+
+def _customer_open_invoices(row: Row, _filters: ReportFilters) -> tuple[str, dict[str, object]]:
+    return "invoicing.invoice", {
+        "status__exact": "open",
+        "currency__exact": row["currency"],
+        "customer__exact": row["customer_id"],
+    }
+
+
+def _mrr_invoices(row: Row, _filters: ReportFilters) -> tuple[str, dict[str, object]]:
+    """The invoices billed in the month (their recurring lines make its MRR)."""
+    return _issued_invoices(row, _filters)
 
 
 _AGEING_COLUMNS = [
-    (f"days_{name}", label)
+    _M(f"days_{name}", label)
     for name, label in zip(
         AGEING_BUCKETS, ("Current", "1–30 days", "31–60 days", "61–90 days", "90+ days"), strict=True
     )
@@ -388,15 +341,19 @@ REPORTS: dict[str, Report] = {
         Report(
             "revenue",
             "Revenue by month, product and currency",
-            "Net amounts (after discounts, without tax) of finalized, non-void invoices, by issue month.",
+            "Net amounts (after discounts, without tax) of finalized, non-void invoices, by issue month (whole "
+            "months).",
             [
-                ("month", "Month"),
-                ("currency", "Currency"),
-                ("product", "Product"),
-                ("invoices", "Invoices"),
-                ("net_revenue", "Net revenue"),
+                Column("month", "Month"),
+                Column("currency", "Currency"),
+                Column("product", "Product"),
+                _N("invoices", "Invoices", total=""),
+                _M("net_revenue", "Net revenue"),
             ],
             revenue_report,
+            chart_column="net_revenue",
+            link=_issued_invoices,
+            snapshot=True,
         ),
         Report(
             "tax",
@@ -404,33 +361,37 @@ REPORTS: dict[str, Report] = {
             "Taxable amount and tax per tax name and rate: invoice lines of finalized, non-void invoices minus "
             "credit note lines, each by its document's issue month.",
             [
-                ("month", "Month"),
-                ("currency", "Currency"),
-                ("tax_name", "Tax"),
-                ("tax_percentage", "Rate %"),
-                ("invoiced_taxable", "Invoiced taxable"),
-                ("invoiced_tax", "Invoiced tax"),
-                ("credited_taxable", "Credited taxable"),
-                ("credited_tax", "Credited tax"),
-                ("taxable", "Taxable"),
-                ("tax", "Tax"),
+                Column("month", "Month"),
+                Column("currency", "Currency"),
+                Column("tax_name", "Tax"),
+                Column("tax_percentage", "Rate %"),
+                _M("invoiced_taxable", "Invoiced taxable"),
+                _M("invoiced_tax", "Invoiced tax"),
+                _M("credited_taxable", "Credited taxable"),
+                _M("credited_tax", "Credited tax"),
+                _M("taxable", "Taxable"),
+                _M("tax", "Tax"),
             ],
             tax_report,
+            chart_column="tax",
+            link=_issued_invoices,
         ),
         Report(
             "ageing",
             "Receivables ageing by customer",
             "Amount due of open invoices by days past their due date on the as-of date.",
             [
-                ("customer", "Customer"),
-                ("currency", "Currency"),
-                ("invoices", "Open invoices"),
+                Column("customer", "Customer"),
+                Column("currency", "Currency"),
+                _N("invoices", "Open invoices"),
                 *_AGEING_COLUMNS,
-                ("total_due", "Total due"),
+                _M("total_due", "Total due"),
             ],
             ageing_report,
             date_range=False,
             as_of=True,
+            chart_column="ageing",
+            link=_customer_open_invoices,
         ),
         Report(
             "invoices",
@@ -439,55 +400,228 @@ REPORTS: dict[str, Report] = {
             "month they were paid (totals). Overdue: invoices still open and past due on the as-of date, by due "
             "month (amounts due).",
             [
-                ("month", "Month"),
-                ("currency", "Currency"),
-                ("issued_count", "Issued"),
-                ("issued_amount", "Issued total"),
-                ("paid_count", "Paid"),
-                ("paid_amount", "Paid total"),
-                ("overdue_count", "Overdue"),
-                ("overdue_amount", "Overdue amount due"),
+                Column("month", "Month"),
+                Column("currency", "Currency"),
+                _N("issued_count", "Issued"),
+                _M("issued_amount", "Issued total"),
+                _N("paid_count", "Paid"),
+                _M("paid_amount", "Paid total"),
+                _N("overdue_count", "Overdue"),
+                _M("overdue_amount", "Overdue amount due"),
             ],
             invoices_report,
             as_of=True,
+            chart_column="issued_amount",
+            link=_issued_invoices,
         ),
         Report(
             "mrr",
             "MRR movements by month",
-            "Monthly recurring revenue billed (recurring lines of finalized, non-void invoices, per month, before "
-            "discounts and tax) and how it moved month over month, per customer: new, reactivation, expansion, "
-            "contraction, churn. A month's MRR is taken on its last day (the as-of date for the current month).",
+            "Monthly recurring revenue billed (recurring lines of finalized, non-void invoices, after discounts, "
+            "without tax, normalised to a month) and how it moved month over month, per customer: new, "
+            "reactivation, expansion, contraction, churn. A month's MRR is taken on its last day (the as-of date "
+            "of the metrics for the month in progress).",
             [
-                ("month", "Month"),
-                ("currency", "Currency"),
-                ("starting_mrr", "Starting MRR"),
-                ("new", "New"),
-                ("reactivation", "Reactivation"),
-                ("expansion", "Expansion"),
-                ("contraction", "Contraction"),
-                ("churn", "Churn"),
-                ("net_movement", "Net movement"),
-                ("ending_mrr", "Ending MRR"),
-                ("new_customers", "New customers"),
-                ("reactivation_customers", "Reactivated customers"),
-                ("expansion_customers", "Expanded customers"),
-                ("contraction_customers", "Contracted customers"),
-                ("churn_customers", "Churned customers"),
+                Column("month", "Month"),
+                Column("currency", "Currency"),
+                _M("starting_mrr", "Starting MRR", total="first", count="starting_customers"),
+                _M("new", "New", count="new_customers"),
+                _M("reactivation", "Reactivation", count="reactivation_customers"),
+                _M("expansion", "Expansion", count="expansion_customers"),
+                _M("contraction", "Contraction", count="contraction_customers"),
+                _M("churn", "Churn", count="churn_customers"),
+                _M("net_movement", "Net movement"),
+                _M("ending_mrr", "Ending MRR", total="last", count="ending_customers"),
+                _N("starting_customers", "Customers at start", total="first", html=False),
+                _N("new_customers", "New customers", html=False),
+                _N("reactivation_customers", "Reactivated customers", html=False),
+                _N("expansion_customers", "Expanded customers", html=False),
+                _N("contraction_customers", "Contracted customers", html=False),
+                _N("churn_customers", "Churned customers", html=False),
+                _N("ending_customers", "Customers at end", total="last", html=False),
+                Column("customer_churn_rate", "Customer churn %", "percent"),
+                Column("revenue_churn_rate", "Revenue churn %", "percent"),
+                Column("nrr", "NRR %", "percent"),
+                Column("grr", "GRR %", "percent"),
+                _M("arpa", "ARPA", total="last"),
             ],
             mrr_movements_report,
             as_of=True,
+            chart_column="ending_mrr",
+            link=_mrr_invoices,
+            snapshot=True,
+        ),
+        Report(
+            "cohorts",
+            "Customer retention by cohort",
+            "Customers by the month they started paying (their MRR first became non-zero) and how many still "
+            "paid 0, 1, 2, … months later, in percent of the cohort (counts in the downloads).",
+            [
+                Column("cohort", "Cohort"),
+                _N("customers", "Customers", total=""),
+                *(Column(f"month_{since}", f"Month {since}", "count") for since in range(COHORT_MONTHS)),
+            ],
+            cohort_report,
+            date_range=False,
+            as_of=True,
+            snapshot=True,
+            per_currency=False,
         ),
     )
 }
 
 
+# --- Totals, previous period, charts -------------------------------------------------------------------
+
+
+def previous_filters(filters: ReportFilters) -> ReportFilters:
+    """The period of the same number of whole months just before ``filters``' range (as-of moved with it)."""
+    first = month_start(filters.date_from)
+    last = month_start(filters.date_to)
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    start = add_months(first, -months)
+    end = first - dt.timedelta(days=1)
+    return ReportFilters(date_from=start, date_to=end, currency=filters.currency, as_of=min(end, filters.as_of or end))
+
+
+def report_totals(report: Report, rows: list[Row]) -> dict[str, dict[str, Any]]:
+    """Per currency, each totalled column: sums, or the first / last month's value (rows are by month)."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        currency = row["currency"]
+        entry = totals.setdefault(currency, {})
+        for column in report.columns:
+            value = row[column.key]
+            if not column.total or value is None:
+                continue
+            if column.total == "sum":
+                entry[column.key] = entry.get(column.key, 0) + value
+            elif column.total == "first":
+                entry.setdefault(column.key, value)
+            else:
+                entry[column.key] = value
+    return dict(sorted(totals.items()))
+
+
+def _display(column: Column, value: Any, currency: str) -> str:
+    if value is None:
+        return "–"
+    if column.kind == "money":
+        return format_amount(value, currency)
+    if column.kind == "percent":
+        return f"{value.normalize():f} %"
+    if column.kind == "count":
+        return f"{value:,}"
+    return str(value)
+
+
+def report_charts(report: Report, rows: list[Row]) -> list[tuple[str, SafeString]]:
+    """A bar chart per currency of the report's chart column, by month (the ageing report: by bucket)."""
+    if not report.chart_column or not report.per_currency:
+        return []
+    header = {column.key: column.header for column in report.columns}
+    sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    if report.chart_column == "ageing":
+        for row in rows:
+            for bucket in AGEING_BUCKETS:
+                sums[row["currency"]][AGEING_LABELS[bucket]] += row[f"days_{bucket}"]
+        title = "Amount due by days past due"
+    else:
+        for row in rows:
+            sums[row["currency"]][row["month"]] += row[report.chart_column]
+        title = f"{header[report.chart_column]} by month"
+    return [
+        (
+            f"{title}, {currency}",
+            bar_chart(
+                title=f"{title}, {currency}",
+                label_width=64,
+                bars=[Bar(label, amount, format_amount(amount, currency)) for label, amount in by_label.items()],
+            ),
+        )
+        for currency, by_label in sorted(sums.items())
+    ]
+
+
+# --- Downloads ------------------------------------------------------------------------------------------
+
+
+def _filename(report: Report, filters: ReportFilters, extension: str) -> str:
+    period = (
+        f"{filters.date_from.isoformat()}_{filters.date_to.isoformat()}"
+        if report.date_range
+        else (filters.as_of or billing_today()).isoformat()
+    )
+    return f"{report.slug}_{period}{'_' + filters.currency if filters.currency else ''}.{extension}"
+
+
+def _plain(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def report_csv(*, report: Report, rows: list[Row], filters: ReportFilters) -> HttpResponse:
+    """The rows as shown, numbers as stored (rounded to the currency's minor unit), no formatting."""
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_filename(report, filters, "csv")}"'
+    writer = csv.writer(response)
+    writer.writerow([safe_cell(column.header) for column in report.columns])
+    for row in rows:
+        writer.writerow([safe_cell(_plain(row[column.key])) for column in report.columns])
+    return response
+
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def report_xlsx(*, report: Report, rows: list[Row], filters: ReportFilters) -> HttpResponse:
+    """The same rows as the CSV in a workbook: amounts as numbers with their currency's decimals, a frozen
+    header row. Text cells are neutralised like the CSV's (a formula stays text)."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
+    from core.money import minor_units
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.title = report.slug
+    sheet.append([column.header for column in report.columns])
+    for row in rows:
+        values = []
+        for column in report.columns:
+            value = row[column.key]
+            values.append(value if column.is_number or value is None else safe_cell(str(value)))
+        sheet.append(values)
+        if "currency" in row:
+            digits = minor_units(row["currency"])
+            number_format = "#,##0" + ("." + "0" * digits if digits else "")
+            for index, column in enumerate(report.columns, start=1):
+                if column.kind == "money":
+                    sheet.cell(row=sheet.max_row, column=index).number_format = number_format
+    sheet.freeze_panes = "A2"
+    for index, column in enumerate(report.columns, start=1):
+        sheet.column_dimensions[get_column_letter(index)].width = max(10, len(column.header) + 2)
+    response = HttpResponse(content_type=XLSX_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{_filename(report, filters, "xlsx")}"'
+    workbook.save(response)
+    return response
+
+
 # --- Views ----------------------------------------------------------------------------------------------
 
 
+# Rows the page shows (each is formatted and linked); the totals, the charts and the downloads use every row. The
+# ageing report has a row per customer with money owed: 100,000 customers would be a page nobody reads (and
+# 500 formatted rows took 0.6 s of Babel and template time).
+HTML_ROW_LIMIT = 200
+
+DATE_INPUT = forms.DateInput(format="%Y-%m-%d", attrs={"type": "date"})  # a date input wants ISO dates
+
+
 class ReportFilterForm(forms.Form):
-    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    as_of = forms.DateField(required=False, label="As of", widget=forms.DateInput(attrs={"type": "date"}))
+    date_from = forms.DateField(required=False, label="From", widget=DATE_INPUT)
+    date_to = forms.DateField(required=False, label="To", widget=DATE_INPUT)
+    as_of = forms.DateField(required=False, label="As of", widget=DATE_INPUT)
     currency = forms.ChoiceField(required=False, choices=[("", "All currencies"), *settings.CURRENCY_CHOICES])
 
     def clean(self) -> dict[str, Any]:
@@ -516,22 +650,6 @@ def filters_from(form: ReportFilterForm, *, today: dt.date) -> ReportFilters:
     )
 
 
-def report_csv(*, report: Report, rows: list[Row], filters: ReportFilters) -> HttpResponse:
-    period = (
-        f"{filters.date_from.isoformat()}_{filters.date_to.isoformat()}"
-        if report.date_range
-        else (filters.as_of or billing_today()).isoformat()
-    )
-    filename = f"{report.slug}_{period}{'_' + filters.currency if filters.currency else ''}.csv"
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    writer = csv.writer(response)
-    writer.writerow([safe_cell(header) for _key, header in report.columns])
-    for row in rows:
-        writer.writerow([safe_cell(row[key]) for key, _header in report.columns])
-    return response
-
-
 def _require_permission(request: HttpRequest) -> None:
     if not request.user.has_perm(PERMISSION):
         raise PermissionDenied
@@ -543,31 +661,126 @@ def reports_index_view(request: HttpRequest, *, site: AdminSite) -> TemplateResp
     return TemplateResponse(request, "admin/reports/index.html", context)
 
 
+def _row_link(report: Report, row: Row, filters: ReportFilters, user: Any) -> str | None:
+    if report.link is None:
+        return None
+    target = report.link(row, filters)
+    if target is None:
+        return None
+    model_label, params = target
+    app_label, model_name = model_label.split(".")
+    if not user.has_perm(f"{app_label}.view_{model_name}"):
+        return None
+    return changelist_url(model_label, **params)
+
+
 def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResponse:
     _require_permission(request)
     report = REPORTS.get(slug)
     if report is None:
         raise Http404("No such report")
     today = billing_today()
+    refresh = metrics.latest_refresh() if report.snapshot else None
+    if refresh is not None:
+        today = min(today, refresh.as_of)  # the snapshot knows nothing after its as-of date
     defaults = default_filters(today=today)
     form = ReportFilterForm(
         request.GET or None,
         initial={"date_from": defaults.date_from, "date_to": defaults.date_to, "as_of": defaults.as_of},
     )
     filters = filters_from(form, today=today)
+    if form.is_bound and form.is_valid():  # show the dates in effect, also those left empty
+        form = ReportFilterForm(
+            {
+                **request.GET.dict(),
+                "date_from": filters.date_from.isoformat(),
+                "date_to": filters.date_to.isoformat(),
+                "as_of": (filters.as_of or today).isoformat(),
+            }
+        )
     rows = report.rows(filters=filters)
-    if request.GET.get("format") == "csv":
+    download = request.GET.get("format")
+    if download == "csv":
         return report_csv(report=report, rows=rows, filters=filters)
-    query = request.GET.copy()
-    query["format"] = "csv"
+    if download == "xlsx":
+        return report_xlsx(report=report, rows=rows, filters=filters)
+    shown = [column for column in report.columns if column.html]
+    totals: list[dict[str, Any]] = []
+    if report.per_currency:
+        current = report_totals(report, rows)
+        previous = report_totals(report, report.rows(filters=previous_filters(filters))) if report.date_range else {}
+        for currency, values in current.items():
+            before = previous.get(currency, {})
+            totals.append(
+                {
+                    "currency": currency,
+                    "cells": [
+                        (
+                            _display(column, values[column.key], currency) if column.key in values else "",
+                            (
+                                f"previous {_display(column, before.get(column.key, 0), currency)}"
+                                if report.date_range and column.key in values
+                                else ""
+                            ),
+                            column.is_number,
+                        )
+                        for column in shown
+                    ],
+                }
+            )
+    csv_query = request.GET.copy()
+    csv_query["format"] = "csv"
+    xlsx_query = request.GET.copy()
+    xlsx_query["format"] = "xlsx"
+    cohort = report.slug == "cohorts"
     context = {
         **site.each_context(request),
+        "is_nav_sidebar_enabled": False,  # the width goes to the table (breadcrumbs lead back)
         "title": report.title,
         "report": report,
         "form": form,
         "filters": filters,
-        "headers": [header for _key, header in report.columns],
-        "table": [[(row[key], isinstance(row[key], int | Decimal)) for key, _header in report.columns] for row in rows],
-        "csv_query": query.urlencode(),
+        "previous": previous_filters(filters) if report.date_range else None,
+        "refresh": refresh,
+        "headers": [(column.header, column.is_number) for column in shown],
+        "rows": rows,
+        "table": [
+            {
+                "cells": [
+                    (
+                        _cohort_cell(row, column)
+                        if cohort
+                        else _display(column, row[column.key], row.get("currency", "")),
+                        column.is_number,
+                        _customers_note(row[column.count]) if column.count and row[column.count] else "",
+                    )
+                    for column in shown
+                ],
+                "link": _row_link(report, row, filters, request.user),
+            }
+            for row in rows[:HTML_ROW_LIMIT]
+        ],
+        "row_count": len(rows),
+        "row_limit": HTML_ROW_LIMIT if len(rows) > HTML_ROW_LIMIT else None,
+        "has_links": report.link is not None,
+        "totals": totals,
+        "charts": report_charts(report, rows),
+        "csv_query": csv_query.urlencode(),
+        "xlsx_query": xlsx_query.urlencode(),
     }
     return TemplateResponse(request, "admin/reports/report.html", context)
+
+
+def _customers_note(count: int) -> str:
+    return f"{count:,} customer{'s' if count != 1 else ''}"
+
+
+def _cohort_cell(row: Row, column: Column) -> str:
+    """A cohort's retention in percent of its size (the size and the cohort as they are)."""
+    value = row[column.key]
+    if not column.key.startswith("month_"):
+        return str(value)
+    if value is None:
+        return ""
+    share = metrics.percent(value, row["customers"])
+    return f"{share.normalize():f} %" if share is not None else "–"

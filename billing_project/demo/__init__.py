@@ -24,6 +24,7 @@ from dunning.services import seed_dunning
 from invoicing.demo import seed_one_off_invoices, seed_tax_rates_and_series
 from invoicing.documents import pdfs_render
 from payments.demo import seed_cards, seed_payments
+from reporting.metrics import metrics_refresh
 from subscriptions.demo import seed_catalog_and_subscriptions
 
 
@@ -32,6 +33,12 @@ def render_pdfs() -> str:
     outcome = pdfs_render(only_missing=True)
     failed = f", {len(outcome.failed)} failed (see the log; `manage.py render_pdfs --missing` retries)"
     return f"{outcome.rendered} rendered{failed if outcome.failed else ''}"
+
+
+def refresh_metrics() -> str:
+    """The dashboard's and reports' figures as of today (what the "Metrics refresh" job does)."""
+    refresh = metrics_refresh(triggered_by="demo")
+    return f"as of {refresh.as_of.isoformat()}"
 
 
 # (label, step) in dependency order; later apps append their steps here. A step returns how many records it
@@ -53,6 +60,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("today's payment reminders (e-mails)", remind_today),
     ("portal user", lambda: _count_created(seed_portal, "customers.PortalUser")),
     ("PDFs of issued invoices and credit notes", render_pdfs),
+    ("metrics for the dashboard and the reports", refresh_metrics),
 ]
 
 

@@ -18,7 +18,7 @@ from invoicing.models import BillingRun, BillingRunError
 from invoicing.services import credit_note_issue, invoice_mark_paid, invoice_void
 from notifications.models import EmailAddressStatus, OutboundEmail
 from payments.models import BankTransactionStatus, PaymentAttempt
-from reporting import dashboard
+from reporting import dashboard, metrics
 from reporting.charts import Bar, bar_chart
 from subscriptions.models import PricingModel
 from subscriptions.services import subscription_cancel
@@ -166,24 +166,9 @@ def dataset(db, time_machine):
     return invoices
 
 
-def test_mrr_normalises_every_interval_and_prices_tiers(dataset):
-    assert dashboard.mrr_by_currency(as_of=TODAY) == {"EUR": D("121.00"), "USD": D("43.33")}
-
-
-def test_subscription_counts_and_churn(dataset):
-    counts = dashboard.subscription_counts(as_of=TODAY)
-    # active: 5 licensed + 1 metered; at April 1st: the three older licensed, the metered and the canceled one
-    assert (counts.active, counts.new_this_month, counts.churned_this_month, counts.active_at_month_start) == (
-        6,
-        2,
-        1,
-        5,
-    )
-    assert counts.churn_rate == D("20.0")
-
-
 def test_revenue_by_month_is_net_of_tax_without_void_and_drafts(dataset):
-    revenue = dashboard.revenue_by_month(as_of=TODAY)
+    metrics.metrics_refresh(as_of=TODAY)
+    revenue = metrics.revenue_by_month(as_of=TODAY)
     assert set(revenue) == {"EUR", "USD"}
     assert [month for month, _ in revenue["EUR"]] == [dt.date(2025, m, 1) for m in range(5, 13)] + [
         dt.date(2026, m, 1) for m in range(1, 5)
@@ -198,7 +183,7 @@ def test_revenue_by_month_is_net_of_tax_without_void_and_drafts(dataset):
 
 
 def test_receivables_ageing_buckets(dataset):
-    ageing = dashboard.receivables_ageing(as_of=TODAY)
+    ageing = metrics.receivables_ageing(as_of=TODAY)
     assert ageing["EUR"].amounts == {
         "current": D("119.00"),
         "1-30": D("214.20"),
@@ -220,67 +205,62 @@ def test_operations_figures(dataset):
         "failed_emails": 1,
         "unreconciled_transactions": 2,
         "interrupted_runs": 0,
+        "active_subscriptions": 6,  # 5 licensed + 1 metered
     }
 
 
 def test_dashboard_page_shows_the_figures_in_a_bounded_number_of_queries(
     dataset, admin_client, django_assert_max_num_queries
 ):
-    # session, user, MRR items and their tiers, subscriptions, revenue, ageing, last run, operations (one round
-    # trip for five counts), the last integrity check, recent actions
+    metrics.metrics_refresh(as_of=TODAY)
+    # session, user, the latest metrics refresh, MRR months, revenue months, ageing, last run, operations (one
+    # round trip for six counts), the last integrity check, recent actions
     with django_assert_max_num_queries(11):
         response = admin_client.get("/admin/")
     assert response.status_code == 200
     html = response.content.decode()
     for text in (
-        "121.00 EUR",
-        "ARR 1,452.00 EUR",
-        "43.33 USD",
-        "ARR 519.96 USD",
-        "3 · 285.60 EUR",
-        "churn 20.0 %",
+        "3 · €285.60",  # overdue EUR: count and amount due, as money
+        "Revenue this month (net) · EUR",
+        "€100.00",  # April's revenue
+        "last month €500.00 (-80.0 %)",
         "2026-04-01 · Finished with errors",
         "4 invoices, 2 errors",
-        "<h2>EUR</h2>",
+        'href="?currency=USD"',
         "Revenue by issue month (net)",
-        "<h2>USD</h2>",
         "Receivables ageing (days past due)",
         "<title>Revenue EUR by issue month (net, finalized invoices)</title>",
         'id="content-main"',  # the app list is still there
     ):
         assert text in html, text
+    assert "<title>Revenue USD" not in html  # one currency at a time
 
 
 def test_every_dashboard_link_opens_a_changelist_with_the_same_count(dataset, admin_client):
+    metrics.metrics_refresh(as_of=TODAY)
     context = admin_client.get("/admin/").context["dashboard"]
-    figures = {
-        figure.label: figure
-        for group in ("mrr_figures", "subscription_figures", "overdue_figures", "operations_figures")
-        for figure in context[group]
-    }
+    panels = {panel["currency"]: panel for panel in context["panels"]}
+    figures = {figure.label: figure for figure in context["operations_figures"]}
+    for currency, panel in panels.items():
+        figures.update({f"{figure.label} {currency}": figure for figure in panel["figures"]})
     expected_counts = {
         "Active subscriptions": 6,
-        "New this month": 2,
-        "Churned this month": 1,
-        "Overdue EUR": 3,
-        "Overdue USD": 1,
+        "Overdue invoices EUR": 3,
+        "Overdue invoices USD": 1,
+        "Revenue this month (net) EUR": 1,  # April: the current invoice
         "Failed payment attempts (30 days)": 2,
         "Bounced e-mail addresses": 2,
         "Failed e-mails (30 days)": 1,
         "Bank transactions to reconcile": 2,
-        "MRR EUR": 5,
-        "MRR USD": 1,
     }
     for label, count in expected_counts.items():
         response = admin_client.get(figures[label].url)
         assert response.status_code == 200, label  # an unknown filter would redirect with ?e=1
         assert response.context["cl"].result_count == count, label
-    ageing_eur = next(chart for chart in context["ageing_charts"] if chart["currency"] == "EUR")
-    for label, count, url in ageing_eur["links"]:
+    for label, count, url in panels["EUR"]["ageing_links"]:
         assert admin_client.get(url).context["cl"].result_count == count, label
-    revenue_eur = next(chart for chart in context["revenue_charts"] if chart["currency"] == "EUR")
-    march = dict(revenue_eur["links"])["Mar 2026"]
-    assert admin_client.get(march).context["cl"].result_count == 2  # the void invoice is not in it
+    assert admin_client.get(figures["MRR EUR"].url).status_code == 200  # the MRR report of the month
+    assert admin_client.get(panels["EUR"]["revenue_report"]).status_code == 200
     run_page = admin_client.get(figures["Last billing run"].url)
     assert run_page.status_code == 200
 
@@ -303,8 +283,8 @@ def test_staff_without_invoice_permission_sees_the_app_list_only(dataset, client
 def test_staff_with_invoice_view_permission_gets_links_only_where_they_may_look(dataset, client):
     client.force_login(_staff("view_invoice"))
     context = client.get("/admin/").context["dashboard"]
-    overdue = context["overdue_figures"][0]
-    active = context["subscription_figures"][0]
+    overdue = next(figure for figure in context["panels"][0]["figures"] if figure.label == "Overdue invoices")
+    active = context["operations_figures"][0]
     assert overdue.url is not None
     assert active.url is None  # no view permission on subscriptions: a number, not a link to a 403
 
@@ -323,11 +303,7 @@ def test_bar_chart_is_accessible_svg_with_escaped_labels():
     assert "http" not in svg.replace("http://www.w3.org/2000/svg", "")
 
 
-def test_currency_panels_put_the_house_currency_first(dataset, admin_user, settings):
-    assert [p["currency"] for p in dashboard.dashboard_context(as_of=TODAY, user=admin_user)["currency_panels"]] == [
-        "EUR",
-        "USD",
-    ]
+def test_currencies_put_the_house_currency_first(dataset, admin_user, settings):
+    assert dashboard.dashboard_context(as_of=TODAY, user=admin_user)["currencies"] == ["EUR", "USD"]
     settings.DEFAULT_CURRENCY = "USD"
-    panels = dashboard.dashboard_context(as_of=TODAY, user=admin_user)["currency_panels"]
-    assert [panel["currency"] for panel in panels] == ["USD", "EUR"]
+    assert dashboard.dashboard_context(as_of=TODAY, user=admin_user)["currencies"] == ["USD", "EUR"]

@@ -10,6 +10,7 @@ import pytest
 from djmoney.money import Money
 
 from invoicing.services import invoice_void
+from reporting.metrics import metrics_refresh
 from reporting.reports import ReportFilters, mrr_movements_report
 from tests.factories import (
     CustomerFactory,
@@ -67,6 +68,7 @@ def history(time_machine):
     _bill(d, monthly, "500", month[2], month[3], finalize=False)
     invoice_void(invoice=_bill(d, monthly, "999", month[2], month[3]))
     _bill(e, weekly, "10", dt.date(2026, 3, 28), dt.date(2026, 4, 4))
+    metrics_refresh(as_of=dt.date(2026, 5, 20))
 
 
 def _filters(**extra) -> ReportFilters:
@@ -126,6 +128,7 @@ def test_currency_filter_and_a_later_as_of_date():
         ("2026-04", D("0.00"), D("43.33")),
     ]
     # On 2026-05-01 the May snapshot is that day: A's April period (to 05-01, exclusive) has just ended.
+    metrics_refresh(as_of=dt.date(2026, 5, 1))
     early = ReportFilters(date_from=dt.date(2026, 5, 1), date_to=dt.date(2026, 5, 31), as_of=dt.date(2026, 5, 1))
     assert [_figures(row) for row in mrr_movements_report(filters=early)] == [
         ("2026-05", "EUR", D("280.00"), D("0.00"), D("0.00"), D("0.00"), D("0.00"), D("180.00"), D("100.00")),
@@ -141,5 +144,32 @@ def test_report_page_and_csv(admin_client):
     download = admin_client.get("/admin/reports/mrr/", {**query, "format": "csv"})
     lines = download.content.decode().splitlines()
     assert lines[0].startswith("Month,Currency,Starting MRR,New,Reactivation,Expansion,Contraction,Churn,")
-    assert lines[1] == "2026-04,EUR,250.00,0.00,0.00,50.00,20.00,0.00,30.00,280.00,0,0,1,1,0"
+    # month, currency, start, new, reactivation, expansion, contraction, churn, net, end; customers at start, new,
+    # reactivated, expanded, contracted, churned, at end; customer churn %, revenue churn %, NRR %, GRR %, ARPA
+    assert lines[1] == (
+        "2026-04,EUR,250.00,0.00,0.00,50.00,20.00,0.00,30.00,280.00,3,0,0,1,1,0,3,0.0,0.0,112.0,92.0,93.33"
+    )
     assert len(lines) == 2
+
+
+def test_mrr_is_after_discounts_and_without_tax(time_machine):
+    """A 100.00 monthly fee with a 20.00 coupon discount and 19 % VAT is 80.00 of MRR (the line's net amount)."""
+    time_machine.move_to(dt.datetime(2026, 5, 20, 10, 0, tzinfo=dt.UTC), tick=False)
+    NumberSeriesFactory(default_invoices=True)
+    TaxRateFactory(country="DE", percentage=D("19"))
+    monthly = PriceFactory(product=ProductFactory(name="Team"), unit_amount=Money(D("100"), "EUR"))
+    invoice = _bill(
+        CustomerFactory(name="F"),
+        monthly,
+        "100",
+        dt.date(2026, 5, 1),
+        dt.date(2026, 6, 1),
+        discount_amount=D("20.00"),
+        discount_description="Coupon WELCOME20",
+    )
+    assert invoice.total == D("95.20")  # 80.00 + 19 % tax
+    metrics_refresh(as_of=dt.date(2026, 5, 20))
+    rows = mrr_movements_report(filters=_filters())
+    assert [_figures(row) for row in rows] == [
+        ("2026-05", "EUR", D("0.00"), D("80.00"), D("0.00"), D("0.00"), D("0.00"), D("0.00"), D("80.00")),
+    ]

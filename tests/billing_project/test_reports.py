@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from decimal import Decimal
 
 import pytest
 
 from core.csv_safe import safe_cell
+from reporting.metrics import metrics_refresh
 from tests.billing_project.test_dashboard import _staff, dataset  # noqa: F401 (the fixture, by name)
 
 D = Decimal
@@ -23,10 +25,19 @@ def _csv(response) -> list[list[str]]:
 
 
 def _rows(response) -> list[list[object]]:
-    return [[value for value, _is_number in row] for row in response.context["table"]]
+    """The report's rows, as values in column order (the page shows them formatted)."""
+    columns = response.context["report"].columns
+    return [[row[column.key] for column in columns] for row in response.context["rows"]]
 
 
-@pytest.mark.usefixtures("dataset")
+@pytest.fixture
+def snapshot(dataset):  # noqa: F811 (the fixture, by name)
+    """The dashboard's dataset with the metrics snapshot the revenue report reads, as of "today"."""
+    metrics_refresh(as_of=dt.date(2026, 4, 15))
+    return dataset
+
+
+@pytest.mark.usefixtures("snapshot")
 def test_revenue_report_by_month_product_and_currency(admin_client):
     response = admin_client.get("/admin/reports/revenue/", RANGE)
     assert response.status_code == 200
@@ -46,9 +57,9 @@ def test_revenue_report_by_month_product_and_currency(admin_client):
     ]
 
 
-@pytest.mark.usefixtures("dataset")
-def test_revenue_report_date_range_is_inclusive(admin_client):
-    response = admin_client.get("/admin/reports/revenue/", {"date_from": "2026-04-10", "date_to": "2026-04-10"})
+@pytest.mark.usefixtures("snapshot")
+def test_revenue_report_counts_whole_months(admin_client):
+    response = admin_client.get("/admin/reports/revenue/", {"date_from": "2026-04-20", "date_to": "2026-04-20"})
     assert _rows(response) == [["2026-04", "EUR", "Basic", 1, D("100.00")]]
 
 
@@ -131,11 +142,11 @@ def test_invoices_report_issued_paid_overdue_per_month(admin_client):
 @pytest.mark.usefixtures("dataset")
 def test_reports_index_lists_every_report(admin_client):
     html = admin_client.get("/admin/reports/").content.decode()
-    for slug in ("revenue", "tax", "ageing", "invoices"):
+    for slug in ("revenue", "tax", "ageing", "invoices", "mrr", "cohorts"):
         assert f'href="/admin/reports/{slug}/"' in html
 
 
-@pytest.mark.usefixtures("dataset")
+@pytest.mark.usefixtures("snapshot")
 def test_invalid_filters_fall_back_to_the_last_twelve_months(admin_client):
     response = admin_client.get("/admin/reports/revenue/", {"date_from": "2026-05-01", "date_to": "2026-01-01"})
     assert response.status_code == 200
@@ -187,3 +198,17 @@ def test_anonymous_users_are_sent_to_the_login(client):
 )
 def test_safe_cell_neutralises_formula_prefixes(value, cell):
     assert safe_cell(value) == cell
+
+
+@pytest.mark.usefixtures("dataset")
+def test_long_reports_show_their_first_rows_and_total_and_download_all(admin_client, monkeypatch):
+    from reporting import reports
+
+    monkeypatch.setattr(reports, "HTML_ROW_LIMIT", 2)
+    response = admin_client.get("/admin/reports/ageing/", {"as_of": "2026-04-15", "currency": "EUR"})
+    assert [row["cells"][0][0] for row in response.context["table"]] == ["=SUM(A1)", "Alpha GmbH"]
+    assert "3 rows (the first 2 shown; totals, charts and downloads have all)" in response.content.decode()
+    total_due = response.context["totals"][0]["cells"][-1][0]
+    assert total_due == "€404.60"  # 11.90 + 119.00 + 273.70: every row, not only those shown
+    download = admin_client.get("/admin/reports/ageing/", {"as_of": "2026-04-15", "currency": "EUR", "format": "csv"})
+    assert len(download.content.decode().splitlines()) == 4

@@ -50,6 +50,7 @@ from payments.gateways.sandbox import sign_payload
 from payments.models import AttemptStatus
 from payments.services import invoice_collect
 from reporting.exports import ExportFormat
+from reporting.metrics import metrics_refresh
 from reporting.reports import REPORTS
 from tests.factories import CustomerFactory, InvoiceFactory, PaymentMethodFactory, PriceFactory, record_payment
 from tests.factories.invoicing import NumberSeriesFactory, TaxRateFactory
@@ -256,6 +257,7 @@ def hostile_books(db: Any) -> dict[str, Any]:
     overdue = InvoiceFactory(
         customer=customer, lines=[{"description": "x", "unit_amount": Decimal("5.00")}], finalized=dt.date(2026, 1, 5)
     )
+    metrics_refresh(as_of=dt.date(2026, 4, 15))  # the revenue report reads the metrics snapshot
     return {"invoice": invoice, "overdue": overdue}
 
 
