@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import re
+import sys
 import traceback
 import uuid
 from dataclasses import dataclass
@@ -350,7 +351,10 @@ def job_run_finished(
     elif state == "RETRY":
         fields.update(state=JobRunState.RETRIED, error=_error_text(retval))
     else:
-        fields.update(state=JobRunState.FAILED, error=_error_text(retval))
+        # An eager task whose error propagates to its caller (task_eager_propagates) passes no retval: this
+        # receiver then runs in the tracer's ``finally`` while the exception is raised, so it is the current one.
+        error = retval if isinstance(retval, BaseException) else sys.exc_info()[1]
+        fields.update(state=JobRunState.FAILED, error=_error_text(error) if error is not None else "")
     JobRun.objects.filter(pk=run.pk).update(**fields)
     JobRun.objects.filter(
         job_name=run.job_name, requested_by__isnull=True, queued_at__lt=now - dt.timedelta(days=JOB_RUNS_KEEP_DAYS)
