@@ -28,13 +28,24 @@ from django_celery_beat.models import PeriodicTask
 
 from billing_project import jobs
 from billing_project.models import Schedule
-from core.admin_lists import status_badge
+from core.admin_lists import boolean_column, status_badge
 from core.admin_pages import object_action_page
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
 
 
 class PeriodicTaskAdmin(AuditTrailMixin, CeleryBeatPeriodicTaskAdmin):
+    # django-celery-beat's columns, its booleans as words (core.admin_lists)
+    list_display = (
+        "name",
+        boolean_column("enabled", "enabled", no="Disabled", quiet_no=False),
+        "scheduler",
+        "interval",
+        "start_time",
+        "last_run_at",
+        boolean_column("one_off", "one-off"),
+    )
+
     @admin.action(description="Enable selected tasks", permissions=["change"])
     def enable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> Any:
         return super().enable_tasks(request, queryset)

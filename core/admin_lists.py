@@ -98,9 +98,7 @@ def yes_no(value: bool | None, *, yes: str = "Yes", no: str = "No", quiet_no: bo
     return badge(no, "muted" if quiet_no else "danger")
 
 
-def boolean_column(
-    field: str, description: str, *, yes: str = "Yes", no: str = "No", quiet_no: bool = True
-) -> Any:
+def boolean_column(field: str, description: str, *, yes: str = "Yes", no: str = "No", quiet_no: bool = True) -> Any:
     """A changelist column for a boolean field, as words (``list_display = (…, boolean_column("active",
     "active"))``); sortable by the field."""
 

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core.admin_lists import QuickActionCheckbox, status_badge
+from core.admin_lists import QuickActionCheckbox, boolean_column, status_badge
 from core.admin_pages import date_text, money_text
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
@@ -361,7 +361,7 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
         "decline_type",
         "attempted_on",
         "next_retry_on",
-        "final_failure",
+        boolean_column("final_failure", "final", yes="Final", no="No", quiet_no=True),
     )
     list_filter = ("status", "decline_type", "final_failure", "gateway", "attempted_on", "next_retry_on")
     search_fields = ("=invoice__number", "customer__name", "=gateway_reference", "=idempotency_key")
@@ -371,7 +371,14 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
 
 @admin.register(PaymentMethod)
 class PaymentMethodAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("__str__", "customer", "gateway", "is_default", "is_active", "created_at")
+    list_display = (
+        "__str__",
+        "customer",
+        "gateway",
+        boolean_column("is_default", "default"),
+        boolean_column("is_active", "active"),
+        "created_at",
+    )
     list_filter = ("gateway", "is_default", "is_active", "brand")
     search_fields = ("customer__name", "customer__email", "=token", "last4")
     list_select_related = ("customer",)

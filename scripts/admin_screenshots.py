@@ -9,8 +9,8 @@ subscription, payment and usage lists, a customer's and a subscription's page an
 1440×900 and 1280×800 (a 13" laptop), writes a full-page PNG of each at 1440×900 into ``--out`` (``admin-*.png``;
 ``--all-sizes`` also keeps the 1280×800 ones) and prints, per page and size, what is wider than the window or than
 its box: the page itself (a horizontal scrollbar), table cells cut off by their column, inline tables wider than
-their box without a scrollbar of their own, list rows that wrap. Exit status 1 when anything overflows. Uses Debian's Chromium
-(docs/GOTCHAS.md §9).
+their box without a scrollbar of their own, list rows that wrap. Exit status 1 when anything overflows. Uses
+Debian's Chromium (docs/GOTCHAS.md §9).
 """
 
 from __future__ import annotations
@@ -47,17 +47,24 @@ OVERFLOW_JS = """() => {
   const doc = document.documentElement;
   if (doc.scrollWidth > window.innerWidth + 1) problems.push(`page ${doc.scrollWidth}px wide`);
   const main = document.querySelector('#content');
-  if (main && main.scrollWidth > main.clientWidth + 1) problems.push(`#content ${main.scrollWidth}px in ${main.clientWidth}px`);
+  if (main && main.scrollWidth > main.clientWidth + 1) {
+    problems.push(`#content ${main.scrollWidth}px in ${main.clientWidth}px`);
+  }
   for (const el of document.querySelectorAll('#result_list, .inline-group table, .results, .module table')) {
     let box = el.parentElement;
     while (box && getComputedStyle(box).overflowX === 'visible' && box !== document.body) box = box.parentElement;
     const r = el.getBoundingClientRect();
     const scrolls = box && ['auto', 'scroll'].includes(getComputedStyle(box).overflowX);
-    if (!scrolls && r.right > window.innerWidth + 1) problems.push(`${el.id || el.className || el.tagName} ends at ${Math.round(r.right)}px`);
+    if (!scrolls && r.right > window.innerWidth + 1) {
+      problems.push(`${el.id || el.className || el.tagName} ends at ${Math.round(r.right)}px`);
+    }
   }
   const results = document.querySelector('#changelist .results');
-  if (results && results.scrollWidth > results.clientWidth + 1) problems.push(`list ${results.scrollWidth}px wide in ${results.clientWidth}px (columns cut off)`);
-  const tall = [...document.querySelectorAll('#result_list tbody tr')].filter(tr => tr.getBoundingClientRect().height > 44);
+  if (results && results.scrollWidth > results.clientWidth + 1) {
+    problems.push(`list ${results.scrollWidth}px wide in ${results.clientWidth}px (columns cut off)`);
+  }
+  const rows = [...document.querySelectorAll('#result_list tbody tr')];
+  const tall = rows.filter(tr => tr.getBoundingClientRect().height > 44);
   if (tall.length) problems.push(`${tall.length} list rows wrap`);
   for (const th of document.querySelectorAll('#result_list thead th')) {
     if (th.scrollWidth > th.clientWidth + 1) problems.push(`header "${th.innerText.trim()}" cut`);

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from core.admin_errors import form_application_error
-from core.admin_lists import QuickActionCheckbox, badge, status_badge
+from core.admin_lists import QuickActionCheckbox, badge, boolean_column, status_badge
 from core.admin_pages import date_text
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
@@ -58,7 +58,7 @@ class PriceInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("name", "statement_descriptor", "active", "created_at")
+    list_display = ("name", "statement_descriptor", boolean_column("active", "active"), "created_at")
     list_filter = ("active",)
     search_fields = ("name", "statement_descriptor")
     show_full_result_count = False
@@ -79,7 +79,15 @@ class PriceForm(forms.ModelForm):
 class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
     audit_include_related = True
     form = PriceForm
-    list_display = ("__str__", "product", "pricing_model", "usage_type", "interval", "tax_behavior", "active")
+    list_display = (
+        "__str__",
+        "product",
+        "pricing_model",
+        "usage_type",
+        "interval",
+        "tax_behavior",
+        boolean_column("active", "active"),
+    )
     list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
     list_select_related = ("product",)
     search_fields = ("product__name", "nickname")

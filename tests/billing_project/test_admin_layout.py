@@ -26,7 +26,7 @@ from tests.factories import (
 )
 from tests.invoicing.conftest import series, vat_de  # noqa: F401 - the default number series, German VAT
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("series", "vat_de")]
 TODAY = dt.datetime(2026, 3, 20, 10, tzinfo=dt.UTC)
 
 
@@ -88,7 +88,7 @@ def _queries(client: Any, url: str) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_each_list_reads_a_fixed_number_of_queries_whatever_its_rows(
-    admin_client: Any, series: Any, vat_de: Any, django_assert_max_num_queries: Any
+    admin_client: Any, django_assert_max_num_queries: Any
 ) -> None:
     with time_machine.travel(TODAY, tick=False):
         _rows(2)
@@ -102,7 +102,7 @@ def test_each_list_reads_a_fixed_number_of_queries_whatever_its_rows(
     assert max(few.values()) <= 14, few
 
 
-def test_status_columns_are_badges_with_the_word(admin_client: Any, series: Any, vat_de: Any) -> None:
+def test_status_columns_are_badges_with_the_word(admin_client: Any) -> None:
     with time_machine.travel(TODAY, tick=False):
         _rows(1)
         invoices = admin_client.get(reverse(LISTS["invoice"])).content.decode()
@@ -117,9 +117,7 @@ def test_status_columns_are_badges_with_the_word(admin_client: Any, series: Any,
         assert '<span class="badge badge-success">Succeeded</span>' in payments
 
 
-def test_long_names_are_cut_with_their_full_text_kept_and_no_raw_boolean_icons(
-    admin_client: Any, series: Any, vat_de: Any
-) -> None:
+def test_long_names_are_cut_with_their_full_text_kept_and_no_raw_boolean_icons(admin_client: Any) -> None:
     with time_machine.travel(TODAY, tick=False):
         _rows(1)
         customer = CustomerFactory(name="Archiv GmbH", is_archived=True)

@@ -155,9 +155,7 @@ def test_a_run_beat_sends_is_recorded_with_its_duration_and_result(schedules: No
     assert run.error == ""
 
 
-def test_a_failed_run_keeps_the_error_and_shows_it_on_the_page(
-    client: Any, schedules: None, monkeypatch: Any
-) -> None:
+def test_a_failed_run_keeps_the_error_and_shows_it_on_the_page(client: Any, schedules: None, monkeypatch: Any) -> None:
     from core import events
 
     def broken(**kwargs: Any) -> None:
@@ -242,10 +240,14 @@ def test_run_now_sends_exactly_what_beat_sends_and_is_audited_with_the_actor(
     run = JobRun.objects.get()
     assert len(sent) == 1
     name, args, kwargs, options = sent[0]
-    assert (name, args, kwargs) == ("core.process_events", tuple(beat.args), beat.kwargs) == (
-        "core.process_events",
-        (),
-        {"limit": 7},
+    assert (
+        (name, args, kwargs)
+        == ("core.process_events", tuple(beat.args), beat.kwargs)
+        == (
+            "core.process_events",
+            (),
+            {"limit": 7},
+        )
     )
     assert {key: value for key, value in options.items() if key != "task_id"} == beat.options
     assert options["queue"] == "jobs" and options["priority"] == 3
@@ -259,7 +261,8 @@ def test_run_now_sends_exactly_what_beat_sends_and_is_audited_with_the_actor(
     )
     audit = apps.get_model("billing_project", "JobRunAudit").objects.get(pgh_obj_id=run.pk, pgh_label="insert")
     assert audit.pgh_context["actor"] == "bea" and audit.pgh_context["actor_kind"] == "staff"
-    assert LogEntry.objects.filter(user=admin_user, object_id=str(job.pk), change_message__startswith="Run now").exists()
+    logged = LogEntry.objects.filter(user=admin_user, object_id=str(job.pk), change_message__startswith="Run now")
+    assert logged.exists()
     page = client.get(reverse(JOBS_URL)).content.decode()
     assert "Run now by bea" in page and '<span class="badge badge-info">Queued</span>' in page
 
@@ -313,9 +316,7 @@ def test_a_job_page_lists_its_recent_runs(client: Any, schedules: None) -> None:
 
 def test_crontab_of_an_edited_job_shows_in_words(client: Any, schedules: None) -> None:
     job = PeriodicTask.objects.get(name="Payment retries")
-    job.crontab = CrontabSchedule.objects.create(
-        minute="45", hour="6", day_of_week="1-5", timezone="Europe/Berlin"
-    )
+    job.crontab = CrontabSchedule.objects.create(minute="45", hour="6", day_of_week="1-5", timezone="Europe/Berlin")
     job.save()
     page = _client(client, BILLING_CLERK).get(reverse(JOBS_URL)).content.decode()
     assert "every weekday (Monday to Friday) at 06:45 Europe/Berlin" in page
