@@ -51,7 +51,7 @@ class TaxRateAdmin(AuditTrailMixin, admin.ModelAdmin):
         "region",
         "percentage",
         boolean_column("inclusive", "inclusive"),
-        boolean_column("active", "active"),
+        "active",  # editable in the list (a checkbox)
     )
     list_filter = ("active", "inclusive", "country")
     search_fields = ("name", "country", "region")
