@@ -28,7 +28,7 @@ from django_celery_beat.models import PeriodicTask
 
 from billing_project import jobs
 from billing_project.models import Schedule
-from core.admin_lists import boolean_column, status_badge
+from core.admin_lists import boolean_column, status_badge, yes_no
 from core.admin_pages import object_action_page
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
@@ -78,7 +78,7 @@ class ScheduleAdmin(ReadOnlyMixin, admin.ModelAdmin):
     runs. Editing the schedules stays django-celery-beat's "Periodic tasks" (change permission on those)."""
 
     actions = None
-    fields = ("name", "description", "schedule_display", "task", "args", "kwargs", "enabled", "runs_display")
+    fields = ("description", "schedule_display", "enabled_words", "task", "args", "kwargs", "runs_display")
     readonly_fields = fields
 
     def has_run_permission(self, request: HttpRequest) -> bool:
@@ -117,6 +117,10 @@ class ScheduleAdmin(ReadOnlyMixin, admin.ModelAdmin):
         next_run = jobs.next_run_at(obj, now=timezone.now())
         when = jobs.local_time_text(next_run) if next_run else "— (not scheduled)"
         return format_html("{} · next run: {} ({})", jobs.schedule_in_words(obj), when, settings.BILLING_TIMEZONE)
+
+    @admin.display(description="enabled")
+    def enabled_words(self, obj: Schedule) -> str:
+        return yes_no(obj.enabled, yes="Enabled", no="Disabled", quiet_no=False)
 
     @admin.display(description="recent runs")
     def runs_display(self, obj: Schedule) -> str:

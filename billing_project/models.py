@@ -24,6 +24,9 @@ class Schedule(PeriodicTask):
         verbose_name_plural = "periodic jobs"
         permissions = (("run_schedule", "Can run a periodic job now"),)
 
+    def __str__(self) -> str:
+        return self.name
+
 
 class JobRunState(models.TextChoices):
     QUEUED = "queued", "Queued"  # sent by "Run now", not started yet
