@@ -24,6 +24,8 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("invoicing", "invoice", (*CRUD, "finalize", "void", "mark_uncollectible")),
         ("payments", "payment", (*CRUD, "refund")),
         ("django_celery_beat", "*", CRUD),
+        # the "Periodic jobs" page, and its "Run now"
+        ("billing_project", "schedule", ("view", "run")),
         ("reporting", "integritycheck", ("view",)),
         ("core", "auditevent", ("view",)),
     ],
@@ -37,11 +39,13 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("customers", "sellerprofile", ("view",)),
         ("invoicing", "billingrun", ("view",)),
         ("django_celery_beat", "*", ("view",)),
+        ("billing_project", "schedule", ("view",)),
         ("reporting", "integritycheck", ("view",)),
         ("core", "auditevent", ("view",)),
     ],
     AUDITOR: [
         *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting")),
+        ("billing_project", "schedule", ("view",)),
         ("core", "auditevent", ("view",)),
     ],
 }

@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin_lists import boolean_column
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
@@ -88,7 +89,7 @@ class DunningStepInline(admin.TabularInline):
 @admin.register(DunningPolicy)
 class DunningPolicyAdmin(AuditTrailMixin, admin.ModelAdmin):
     audit_include_related = True
-    list_display = ("name", "is_default", "steps_display", "updated_at")
+    list_display = ("name", boolean_column("is_default", "default"), "steps_display", "updated_at")
     search_fields = ("name",)
     inlines = (DunningStepInline,)
 
@@ -109,7 +110,13 @@ class DunningPolicyAdmin(AuditTrailMixin, admin.ModelAdmin):
 
 @admin.register(CustomerDunningSettings)
 class CustomerDunningSettingsAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("customer", "policy", "hold_reminders", "note", "updated_at")
+    list_display = (
+        "customer",
+        "policy",
+        boolean_column("hold_reminders", "reminders held", yes="Held"),
+        "note",
+        "updated_at",
+    )
     list_filter = ("hold_reminders", "policy")
     search_fields = ("customer__name", "customer__email")
     list_select_related = ("customer", "policy")

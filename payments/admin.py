@@ -17,7 +17,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core.admin_lists import QuickActionCheckbox
+from core.admin_lists import QuickActionCheckbox, boolean_column, status_badge
+from core.admin_pages import date_text, money_text
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
@@ -176,7 +177,16 @@ class RefundInline(admin.TabularInline):
 
 @admin.register(Payment)
 class PaymentAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("__str__", "customer", "amount", "currency", "method", "status", "received_on", "reference")
+    # Columns that fit 1280 px beside the filter (static/admin/billing/admin.css).
+    list_display = (
+        "number_display",
+        "customer_display",
+        "amount_display",
+        "method",
+        "status_display",
+        "received_display",
+        "reference_display",
+    )
     list_filter = ("status", "method", "currency", "gateway", "received_on")
     search_fields = ("=id", "customer__name", "customer__email", "reference", "=gateway_reference")
     list_select_related = ("customer",)
@@ -186,6 +196,32 @@ class PaymentAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
     inlines = (PaymentAllocationInline, RefundInline)
     actions = ("refund_in_full",)
     readonly_fields = [f.name for f in Payment._meta.fields]
+
+    @admin.display(description="payment", ordering="pk")
+    def number_display(self, obj: Payment) -> str:
+        return f"#{obj.pk}"
+
+    @admin.display(description="customer", ordering="customer__name")
+    def customer_display(self, obj: Payment) -> str:
+        return format_html('<span class="cell-text" title="{}">{}</span>', obj.customer.name, obj.customer.name)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, obj: Payment) -> str:
+        return money_text(obj.amount, obj.currency)
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: Payment) -> str:
+        return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="received", ordering="received_on")
+    def received_display(self, obj: Payment) -> str:
+        return date_text(obj.received_on)
+
+    @admin.display(description="reference", ordering="reference")
+    def reference_display(self, obj: Payment) -> str:
+        if not obj.reference:
+            return "—"
+        return format_html('<span class="cell-text narrow" title="{}">{}</span>', obj.reference, obj.reference)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a payment is a record; corrections are refunds
@@ -325,7 +361,7 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
         "decline_type",
         "attempted_on",
         "next_retry_on",
-        "final_failure",
+        boolean_column("final_failure", "final", yes="Final", no="No", quiet_no=True),
     )
     list_filter = ("status", "decline_type", "final_failure", "gateway", "attempted_on", "next_retry_on")
     search_fields = ("=invoice__number", "customer__name", "=gateway_reference", "=idempotency_key")
@@ -335,7 +371,14 @@ class PaymentAttemptAdmin(ReadOnlyAdmin):
 
 @admin.register(PaymentMethod)
 class PaymentMethodAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("__str__", "customer", "gateway", "is_default", "is_active", "created_at")
+    list_display = (
+        "__str__",
+        "customer",
+        "gateway",
+        boolean_column("is_default", "default"),
+        boolean_column("is_active", "active"),
+        "created_at",
+    )
     list_filter = ("gateway", "is_default", "is_active", "brand")
     search_fields = ("customer__name", "customer__email", "=token", "last4")
     list_select_related = ("customer",)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from billing_project.demo.calendar import bill_up_to_today, remind_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
 from billing_project.demo.history import pay_history, seed_history
+from billing_project.demo.jobs import seed_job_runs
 from billing_project.demo.portal_customer import seed_portal_customer
 from billing_project.demo.seller import seed_seller
 from billing_project.portal import seed_portal
@@ -61,6 +62,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("portal user", lambda: _count_created(seed_portal, "customers.PortalUser")),
     ("PDFs of issued invoices and credit notes", render_pdfs),
     ("metrics for the dashboard and the reports", refresh_metrics),
+    ("periodic jobs: a first run of the integrity check and the sweeps", seed_job_runs),
 ]
 
 

@@ -31,7 +31,7 @@ class CreditNoteLineInline(ReadOnlyInline):
 
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("number", "invoice", "customer", "issue_date", "total_display", "credit_display")
+    list_display = ("number", "invoice", "customer_display", "issue_date", "total_display", "credit_display")
     list_filter = ("currency", "issue_date")
     search_fields = ("=number", "=invoice__number", "customer__name", "customer__email")
     list_select_related = ("invoice", "customer")
@@ -137,6 +137,10 @@ class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def total_display(self, obj: CreditNote) -> str:
         return _amount(obj.total, obj.currency)
 
-    @admin.display(description="to customer credit")
+    @admin.display(description="customer", ordering="customer__name")
+    def customer_display(self, obj: CreditNote) -> str:
+        return format_html('<span class="cell-text" title="{}">{}</span>', obj.customer.name, obj.customer.name)
+
+    @admin.display(description="to credit")
     def credit_display(self, obj: CreditNote) -> str:
         return _amount(obj.amount_to_customer_credit, obj.currency)

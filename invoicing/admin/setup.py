@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from core.admin_lists import boolean_column
 from core.audit import AuditTrailMixin
 from invoicing.admin.common import ReadOnlyInline
 from invoicing.models import (
@@ -24,7 +25,15 @@ class NumberSeriesCounterInline(ReadOnlyInline):
 
 @admin.register(NumberSeries)
 class NumberSeriesAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", "kind", "prefix", "format", "yearly_reset", "is_default")
+    list_display = (
+        "code",
+        "name",
+        "kind",
+        "prefix",
+        "format",
+        boolean_column("yearly_reset", "yearly reset"),
+        boolean_column("is_default", "default"),
+    )
     list_filter = ("kind",)
     inlines = (NumberSeriesCounterInline,)
 
@@ -36,7 +45,14 @@ class NumberSeriesAdmin(admin.ModelAdmin):
 
 @admin.register(TaxRate)
 class TaxRateAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("name", "country", "region", "percentage", "inclusive", "active")
+    list_display = (
+        "name",
+        "country",
+        "region",
+        "percentage",
+        boolean_column("inclusive", "inclusive"),
+        "active",  # editable in the list (a checkbox)
+    )
     list_filter = ("active", "inclusive", "country")
     search_fields = ("name", "country", "region")
     list_editable = ("active",)

@@ -426,6 +426,11 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
         ("otp_totp.view_totpdevice", "otp_totp.change_totpdevice"),
     ),
     "report": (lambda rows: {"slug": "ageing"}, ("invoicing.view_invoice",)),
+    # "Run now" on the periodic jobs page (issue 19): billing admins only
+    "billing_project_schedule_run": (
+        lambda rows: {"object_id": _row(rows, "billing_project.Schedule").pk},
+        ("billing_project.run_schedule",),
+    ),
 }
 
 
