@@ -54,16 +54,15 @@ class ApiKey(models.Model):
 
 class IdempotencyRecord(models.Model):
     """The first response to a POST with an ``Idempotency-Key``: the same key and body replay it, another body is
-    a 409. The unique (api key, key) row is taken before the request runs, so a concurrent duplicate waits on its
-    lock until the first commits (api/idempotency.py). Rows older than 24 hours are deleted by
-    ``manage.py purge_idempotency_keys``."""
+    a 409 (api/idempotency.py: an advisory lock makes a concurrent duplicate wait; the unique row is the
+    backstop). Rows older than API_IDEMPOTENCY_HOURS are deleted by ``manage.py purge_idempotency_keys``."""
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=255)
     method = models.CharField(max_length=10)
     path = models.CharField(max_length=500)
     request_hash = models.CharField(max_length=64, help_text="sha256 of method, path and body.")
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty while the first runs.")
+    status_code = models.PositiveSmallIntegerField()
     response_body = models.BinaryField(null=True, blank=True)
     response_content_type = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField()

@@ -86,6 +86,8 @@ class ApiViewSet(viewsets.GenericViewSet):
 
     pagination_class = ApiPagination
     lookup_value_regex = r"[0-9]+"
+    # actions that call a payment gateway: never inside a transaction held open by the idempotency record
+    outside_transaction_actions: frozenset[str] = frozenset()
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         self.args = args
@@ -113,7 +115,8 @@ class ApiViewSet(viewsets.GenericViewSet):
                         inner.render()
                         return inner
 
-                    return run_idempotent(request, drf_request.auth, key, handle)
+                    atomic = getattr(self, "action", None) not in self.outside_transaction_actions
+                    return run_idempotent(request, drf_request.auth, key, handle, atomic=atomic)
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(drf_request, response, *args, **kwargs)
