@@ -1,6 +1,8 @@
 """/api/v1/: the public REST API (docs/API.md). Mounted by billing_project/urls.py."""
 
+from django.conf import settings
 from django.urls import include, path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
@@ -12,6 +14,12 @@ router = SimpleRouter(trailing_slash=False)
 router.register("customers", CustomerViewSet, basename="customer")
 
 urlpatterns = [
+    # The schema and its reference page are public: they describe the API, they hold no data.
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    path(
+        "docs/",
+        TemplateView.as_view(template_name="api/docs.html", extra_context={"product_name": settings.PRODUCT_NAME}),
+        name="docs",
+    ),
     path("", include(router.urls)),
 ]
