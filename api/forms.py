@@ -82,3 +82,10 @@ def validated(form: forms.ModelForm) -> forms.ModelForm:
     if not form.is_valid():
         raise form_problem(form)
     return form
+
+
+def save_model_form(form_class: type[forms.ModelForm], data: dict[str, Any], instance: Any = None) -> Any:
+    """Validate with the model form (field validators, model ``clean``, constraints) and save, or raise the
+    problem naming the field."""
+    form = validated(form_class(data=data, instance=instance))
+    return form.save()

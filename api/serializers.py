@@ -26,7 +26,7 @@ from core.models import DomainEvent
 from core.money import quantum
 from customers.models import Customer
 from invoicing.models import CreditNote, CreditNoteLine, Invoice, InvoiceLine
-from payments.models import Payment, PaymentAllocation, Refund
+from payments.models import Payment, PaymentAllocation, PaymentAttempt, Refund
 from subscriptions.models import Coupon, Price, PriceTier, Product, Subscription, SubscriptionItem
 
 
@@ -359,6 +359,22 @@ class RefundOut(ApiSerializer):
     created_at = serializers.DateTimeField()
 
 
+class PaymentAttemptOut(ApiSerializer):
+    object_name = "payment_attempt"
+    invoice = serializers.IntegerField(source="invoice_id")
+    customer = serializers.IntegerField(source="customer_id")
+    payment_method = serializers.IntegerField(source="payment_method_id", allow_null=True)
+    attempt_number = serializers.IntegerField()
+    currency = serializers.CharField()
+    amount = AmountField()
+    status = serializers.CharField(help_text="processing, succeeded or failed.")
+    decline_code = serializers.CharField()
+    failure_message = serializers.CharField()
+    payment = serializers.IntegerField(source="payment_id", allow_null=True)
+    next_retry_on = serializers.DateField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
 class EventOut(ApiSerializer):
     object_name = "event"
     type = serializers.CharField()
@@ -378,6 +394,7 @@ REPRESENTATIONS: dict[type[models.Model], type[ApiSerializer]] = {
     CreditNote: CreditNoteOut,
     Payment: PaymentOut,
     Refund: RefundOut,
+    PaymentAttempt: PaymentAttemptOut,
     DomainEvent: EventOut,
 }
 # rows that are only shown inside their parent
@@ -408,3 +425,64 @@ def with_related(queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
 
 def represent_many(objects: Iterable[models.Model]) -> list[dict[str, Any]]:
     return [represent(obj) for obj in objects]
+
+
+# --- previews (nothing written): the same shapes as invoices, with "object" naming them ---------------------
+
+
+def represent_charge_line(line: Any) -> dict[str, Any]:
+    """A line a subscription change or the billing run would bill (``subscriptions.charges.ChargeLine``)."""
+    currency = str(line.amount.currency.code)
+    return {
+        "description": line.description,
+        "kind": line.kind,
+        "quantity": format(Decimal(line.quantity).normalize(), "f"),
+        "unit_amount": unit_amount_text(line.unit_amount.amount, currency),
+        "amount": amount_text(line.amount.amount, currency),
+        "discount_amount": amount_text(line.discount_amount.amount, currency),
+        "period_start": line.period_start.isoformat(),
+        "period_end": line.period_end.isoformat(),
+        "proration": line.proration,
+        "price": line.price_id,
+    }
+
+
+def represent_invoice_preview(preview: Any) -> dict[str, Any]:
+    """An invoice as it will be issued (``invoicing.subscription_billing.InvoicePreview``): no id, no number."""
+    invoice, currency = preview.invoice, preview.invoice.currency
+    return {
+        "object": "invoice_preview",
+        "customer": invoice.customer_id,
+        "subscription": invoice.subscription_id,
+        "billing_reason": invoice.billing_reason,
+        "currency": currency,
+        "issue_date": preview.issue_date.isoformat(),
+        "due_date": preview.due_date.isoformat() if preview.due_date else None,
+        "period_start": invoice.period_start.isoformat() if invoice.period_start else None,
+        "period_end": invoice.period_end.isoformat() if invoice.period_end else None,
+        "subtotal": amount_text(invoice.subtotal, currency),
+        "discount_total": amount_text(invoice.discount_total, currency),
+        "tax_total": amount_text(invoice.tax_total, currency),
+        "total": amount_text(invoice.total, currency),
+        "held_for_review": preview.held_reason or None,
+        "lines": [
+            {
+                "description": line.description,
+                "kind": line.kind,
+                "quantity": format(Decimal(line.quantity).normalize(), "f"),
+                "unit_amount": unit_amount_text(line.unit_amount, currency),
+                "amount": amount_text(line.amount, currency),
+                "discount_amount": amount_text(line.discount_amount, currency),
+                "net_amount": amount_text(line.net_amount, currency),
+                "tax_name": line.tax_name,
+                "tax_percentage": format(Decimal(line.tax_percentage).normalize(), "f"),
+                "tax_amount": amount_text(line.tax_amount, currency),
+                "total_amount": amount_text(line.total_amount, currency),
+                "period_start": line.period_start.isoformat() if line.period_start else None,
+                "period_end": line.period_end.isoformat() if line.period_end else None,
+                "proration": line.proration,
+                "price": line.price_id,
+            }
+            for line in preview.lines
+        ],
+    }

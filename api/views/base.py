@@ -12,7 +12,7 @@ from django.db import models
 from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
-from rest_framework import viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -123,6 +123,18 @@ class ApiViewSet(viewsets.GenericViewSet):
         return self.response
 
     # --- helpers -------------------------------------------------------------------------------------
+
+    def typed(self, serializer_class: type[serializers.Serializer], *, partial: bool = False) -> dict[str, Any]:
+        """The body checked against ``serializer_class`` (types, required fields, unknown fields refused)."""
+        data = self.request.data
+        if not isinstance(data, dict):
+            raise ApiProblem(400, "The body must be a JSON object.", code="invalid_input")
+        serializer = serializer_class(data=data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        unknown = sorted(set(data) - set(serializer.fields))
+        if unknown:
+            raise ApiProblem(400, f"{unknown[0]}: not a field of this request.", code="invalid_input", field=unknown[0])
+        return dict(serializer.validated_data)
 
     def represented(self, obj: models.Model, *, status: int = 200) -> Response:
         return Response(represent(obj), status=status)
