@@ -25,10 +25,25 @@ class ApiKeyAddForm(forms.ModelForm):
         help_texts = {"scope": "read: GET only. read and write: every request."}
 
 
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "active"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_display = ("name", "key_prefix", "scope", "state", "last_used_at", "created_at", "created_by")
-    list_filter = ("scope", ("revoked_at", admin.EmptyFieldListFilter))
+    list_filter = ("scope", StateFilter)
     search_fields = ("name", "prefix")
     list_select_related = ("created_by",)
     show_full_result_count = False

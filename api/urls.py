@@ -1,14 +1,13 @@
 """/api/v1/: the public REST API (docs/API.md). Mounted by billing_project/urls.py."""
 
-from django.conf import settings
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import SimpleRouter
 
 from api.views.billing import CreditNoteViewSet, DomainEventViewSet, InvoiceViewSet, PaymentViewSet
 from api.views.catalog import CouponViewSet, PriceViewSet, ProductViewSet
 from api.views.customers import CustomerViewSet
+from api.views.reference import ApiReferenceView
 from api.views.subscriptions import SubscriptionViewSet
 
 app_name = "api"
@@ -28,10 +27,6 @@ router.register("domain_events", DomainEventViewSet, basename="domain-event")
 urlpatterns = [
     # The schema and its reference page are public: they describe the API, they hold no data.
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
-    path(
-        "docs/",
-        TemplateView.as_view(template_name="api/docs.html", extra_context={"product_name": settings.PRODUCT_NAME}),
-        name="docs",
-    ),
+    path("docs/", ApiReferenceView.as_view(), name="docs"),
     path("", include(router.urls)),
 ]
