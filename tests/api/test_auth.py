@@ -177,3 +177,14 @@ def test_staff_session_cookie_is_not_an_api_credential(client):
     )
     assert response.status_code == 401
     assert not Customer.objects.exists()
+
+
+def test_api_writes_are_audited_with_the_key_as_actor(api):
+    from core.audit import audit_rows_for
+
+    response = api.post("/api/v1/customers", {"name": "Audited", "email": "a@example.com", "country": "DE"})
+    customer = Customer.objects.get(pk=response.json()["id"])
+    [entry] = audit_rows_for(customer)
+    key = ApiKey.objects.get()
+    assert entry.operation == "created"
+    assert entry.actor == f"API key {key.name} (ck_{key.prefix})"
