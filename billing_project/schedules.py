@@ -105,6 +105,14 @@ def job_schedules() -> list[JobSchedule]:
             every_minutes=10,
         ),
         JobSchedule(
+            name="API idempotency keys",
+            task="api.purge_idempotency_keys",
+            description="Delete the stored first responses of API requests with an Idempotency-Key older than "
+            "API_IDEMPOTENCY_HOURS (24): such a key no longer replays.",
+            command="manage.py purge_idempotency_keys",
+            every_minutes=60,
+        ),
+        JobSchedule(
             name="Integrity check",
             task="reporting.verify_integrity",
             description="Verify the books: gapless numbers, invoice totals, amounts due, the credit ledger, payment "

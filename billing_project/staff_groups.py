@@ -28,6 +28,8 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("billing_project", "schedule", ("view", "run")),
         ("reporting", "integritycheck", ("view",)),
         ("core", "auditevent", ("view",)),
+        # API keys (api app) are a billing admin's alone: a key can do what the API can, for anyone holding it.
+        ("api", "apikey", ("add", "change", "view")),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
     # nothing, cannot void or write off, and only look at tax rates, number series and schedules.

@@ -6,6 +6,8 @@
   yearly) restarts the cycle on the change date and its new period is billed at once by the billing run for
   that subscription, whatever the proration behaviour. ``subscription_change_preview_full`` shows the proration
   lines, what is invoiced now and the next invoice before anything is written.
+- ``subscription_upcoming_invoice``: the next invoice of a subscription, as the run will issue it (the API's
+  upcoming-invoice preview).
 - ``billing_run_for_customer``: "Bill now" for one customer or one subscription — the billing run itself, or its
   dry run listing the invoices it would issue.
 
@@ -167,6 +169,16 @@ def _planned(subscription: Subscription, as_of: dt.date) -> list[InvoicePreview]
         for invoice, lines in [*to_issue, *drafts]
     ]
     return sorted(previews, key=lambda p: (p.invoice.period_start or as_of, p.invoice.period_key))
+
+
+def subscription_upcoming_invoice(*, subscription: Subscription, as_of: dt.date | None = None) -> InvoicePreview | None:
+    """The next invoice of the subscription as the billing run will issue it on its next billing date (or on
+    ``as_of`` if that is later and the subscription is behind): lines, taxes, totals and due date, built by the
+    run's own code and written nowhere. None for a subscription that bills nothing more (ended, canceled)."""
+    if subscription.next_billing_date is None:
+        return None
+    upcoming = _planned(subscription, max(subscription.next_billing_date, as_of or subscription.next_billing_date))
+    return upcoming[0] if upcoming else None
 
 
 # --- create ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from subscriptions.models import (
     PendingInvoiceItem,
     Price,
     PriceTier,
+    PricingModel,
     Product,
     Subscription,
     SubscriptionEvent,
@@ -74,6 +75,12 @@ class PriceForm(forms.ModelForm):
         if money is not None and (problem := amount_limit_problem(money.amount, str(money.currency))):
             raise forms.ValidationError(problem)
         return money
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("pricing_model") == PricingModel.PACKAGE and not data.get("package_size"):
+            self.add_error("package_size", "A package price needs its package size (units per block).")
+        return data
 
 
 @admin.register(Price)

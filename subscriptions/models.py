@@ -115,7 +115,8 @@ class Price(models.Model):
             models.CheckConstraint(condition=Q(tax_behavior__in=TaxBehavior.values), name="price_tax_behavior_valid"),
             models.CheckConstraint(condition=Q(unit_amount__gte=0), name="price_unit_amount_non_negative"),
             models.CheckConstraint(
-                condition=~Q(pricing_model=PricingModel.PACKAGE) | Q(package_size__gte=1),
+                # package_size IS NOT NULL too: a CHECK passes when its condition is NULL (NULL >= 1)
+                condition=~Q(pricing_model=PricingModel.PACKAGE) | Q(package_size__isnull=False, package_size__gte=1),
                 name="price_package_needs_size",
             ),
             models.CheckConstraint(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from api.demo import seed_api_keys
 from billing_project.demo.calendar import bill_up_to_today, remind_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
 from billing_project.demo.history import pay_history, seed_history
@@ -63,6 +64,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("PDFs of issued invoices and credit notes", render_pdfs),
     ("metrics for the dashboard and the reports", refresh_metrics),
     ("periodic jobs: a first run of the integrity check and the sweeps", seed_job_runs),
+    ("API key (Demo integration)", seed_api_keys),
 ]
 
 

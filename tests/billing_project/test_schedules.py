@@ -21,6 +21,7 @@ TASKS = {
     "invoicing.sweep_emails",
     "core.process_events",
     "reporting.refresh_metrics",
+    "api.purge_idempotency_keys",
 }
 
 

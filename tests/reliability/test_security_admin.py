@@ -228,6 +228,16 @@ def test_every_registered_model_answers_each_role_as_its_group_allows(every_mode
     assert {"customers.Customer", "invoicing.Invoice"} <= clerk_adds
     assert "invoicing.TaxRate" not in clerk_adds and "invoicing.NumberSeries" not in clerk_adds
     assert ("payments.Payment", "add") in policy[BILLING_ADMIN]
+    # API keys (issue 22) are a billing admin's alone; nobody deletes one (it is revoked, and stays in the audit).
+    assert {view for label, view in policy[BILLING_ADMIN] if label == "api.ApiKey"} == {
+        "changelist",
+        "add",
+        "change_get",
+        "change_post",
+    }
+    for role in (BILLING_CLERK, AUDITOR):
+        assert "api.ApiKey" not in {label for label, _view in policy[role]}, role
+    assert ("api.ApiKey", "delete") not in policy["superuser"]
     # The sample invoice is finalized: nobody, not even a superuser, may change or delete it in the admin.
     assert not {("invoicing.Invoice", "change_post"), ("invoicing.Invoice", "delete")} & policy["superuser"]
 
@@ -518,8 +528,10 @@ def test_process_screens_refuse_roles_without_their_permission(every_model: dict
 # --- CSRF -----------------------------------------------------------------------------------------------
 
 # The only views that take a POST without a CSRF token: webhooks, which authenticate the sender instead
-# (an HMAC signature of the body, or the provider's basic auth). See test_security_webhooks.py.
-CSRF_EXEMPT_MODULES = ("payments.views", "anymail.webhooks.")
+# (an HMAC signature of the body, or the provider's basic auth; see test_security_webhooks.py), and the REST API,
+# which authenticates by an API key in the Authorization header and never by the session cookie (a browser's
+# staff session gets 401 there: tests/api/test_auth.py).
+CSRF_EXEMPT_MODULES = ("payments.views", "anymail.webhooks.", "api.", "rest_framework.", "drf_spectacular.")
 
 
 def _all_patterns() -> Iterator[tuple[str, URLPattern]]:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from api.demo import DEMO_API_KEY
 from billing_project.demo import DEMO_STAFF
 from billing_project.portal import DEMO_PORTAL_EMAIL
 from core.commands import BaseCommand
@@ -79,6 +80,9 @@ class Command(BaseCommand):
                 f"    {base}/admin/payments/bankstatement/import/",
             ]
         out += [
+            f"  REST API         {base}/api/v1/docs/ (reference), key for the demo:",
+            f"    {DEMO_API_KEY}",
+            f"    curl -H 'Authorization: Bearer {DEMO_API_KEY}' {base}/api/v1/customers",
             "  Worker + beat    log in var/worker.log",
             "",
             "Ctrl-C stops the server and the worker; `make clean` removes the demo data.",
