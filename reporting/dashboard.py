@@ -21,6 +21,7 @@ from django.db.models.functions import TruncMonth
 from django.urls import reverse
 from django.utils import timezone
 
+from core.alerts import alerts_for
 from core.dates import billing_tz
 from core.money import round_amount
 from core.queries import counts
@@ -482,6 +483,8 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
             str(operations["unreconciled_transactions"]),
             _link(user, "payments.banktransaction", queue="open"),
         ),
+        # Alerts of the apps above this one (webhook endpoints the sender disabled, …): core/alerts.py.
+        *(Figure(alert.label, alert.value, alert.url, alert.note) for alert in alerts_for(user=user, as_of=as_of)),
     ]
     ageing_charts_by = [
         {"currency": currency, "chart": chart, "links": ageing_links[currency]}

@@ -25,6 +25,7 @@ from invoicing.demo import seed_one_off_invoices, seed_tax_rates_and_series
 from invoicing.documents import pdfs_render
 from payments.demo import seed_cards, seed_payments
 from subscriptions.demo import seed_catalog_and_subscriptions
+from webhooks.demo import seed_webhooks
 
 
 def render_pdfs() -> str:
@@ -53,6 +54,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("today's payment reminders (e-mails)", remind_today),
     ("portal user", lambda: _count_created(seed_portal, "customers.PortalUser")),
     ("PDFs of issued invoices and credit notes", render_pdfs),
+    ("webhook endpoints and their delivery log", seed_webhooks),
 ]
 
 
