@@ -17,5 +17,7 @@ class WebhooksConfig(AppConfig):
                 name="webhooks.create_deliveries",
                 phase=events.NOTIFY,
                 handler="webhooks.services.deliveries_create_for_event",
+                # Without an endpoint for the type the event is processed at once, as before this app existed.
+                applies="webhooks.selectors.endpoints_subscribe_to",
             )
         alerts.alert_register("webhooks.disabled_endpoints", "webhooks.selectors.dashboard_alerts")

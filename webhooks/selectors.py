@@ -11,6 +11,12 @@ from core.alerts import Alert
 from webhooks.models import WebhookEndpoint
 
 
+def endpoints_subscribe_to(event_type: str) -> bool:
+    """Whether an enabled endpoint receives ``event_type`` (one query over the few endpoint rows)."""
+    subscribed = WebhookEndpoint.objects.filter(enabled=True).values_list("event_types", flat=True)
+    return any(not event_types or event_type in event_types for event_types in subscribed)
+
+
 def disabled_endpoints_count() -> int:
     """Endpoints the sender disabled after failing for WEBHOOKS_DISABLE_AFTER_DAYS (not those staff switched off)."""
     return WebhookEndpoint.objects.filter(enabled=False, disabled_at__isnull=False).count()
