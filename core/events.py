@@ -95,9 +95,7 @@ def handler_register(
     """Register a handler once (at start-up). Registering the same name again for a type replaces it."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; one of {', '.join(PHASES)}")
-    registered = Handler(
-        event_type=event_type, name=name, phase=phase, target=handler, atomic=atomic, applies=applies
-    )
+    registered = Handler(event_type=event_type, name=name, phase=phase, target=handler, atomic=atomic, applies=applies)
     handlers = [h for h in _registry.get(event_type, []) if h.name != name]
     _registry[event_type] = [*handlers, registered]
     return registered

@@ -42,7 +42,7 @@ def receiver(settings: Any) -> Iterator[Receiver]:
     state: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             receiver = state["receiver"]
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             receiver.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))

@@ -10,11 +10,11 @@ from decimal import Decimal as D
 
 import pytest
 import time_machine
+from api.serializers import represent
 from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from api.serializers import represent
 from core import events
 from core.models import DomainEvent, EventStatus
 from invoicing.models import Invoice, InvoiceStatus
@@ -80,7 +80,7 @@ def test_issuing_and_paying_an_invoice_sends_issued_and_paid_once_each_signed(
 
 
 def test_a_tampered_body_or_another_secret_fails_verification(billing, receiver, django_capture_on_commit_callbacks):
-    _endpoint_, secret = _endpoint(receiver.url, ["invoice.issued"])
+    _, secret = _endpoint(receiver.url, ["invoice.issued"])
     with django_capture_on_commit_callbacks(execute=True):
         _issue(CustomerFactory())
     [request] = receiver.requests
@@ -109,10 +109,9 @@ def test_every_subscribed_endpoint_gets_one_delivery_and_unsubscribed_ones_none(
 def test_a_rolled_back_service_call_sends_nothing(billing, receiver, django_capture_on_commit_callbacks):
     _endpoint(receiver.url)
     customer = CustomerFactory()
-    with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RuntimeError), transaction.atomic():
-            _issue(customer)
-            raise RuntimeError("the caller's next step failed")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError), transaction.atomic():
+        _issue(customer)
+        raise RuntimeError("the caller's next step failed")
     assert not Invoice.objects.exists()
     assert not DomainEvent.objects.filter(type="invoice.issued").exists()
     assert not WebhookDelivery.objects.exists()
@@ -126,7 +125,7 @@ def test_a_rolled_back_service_call_sends_nothing(billing, receiver, django_capt
 def test_a_crash_between_commit_and_send_still_delivers_exactly_once_after_the_sweep(
     billing, receiver, django_capture_on_commit_callbacks
 ):
-    _endpoint_, secret = _endpoint(receiver.url, ["invoice.issued"])
+    _, secret = _endpoint(receiver.url, ["invoice.issued"])
     # The change commits, then the process dies: its after-commit dispatch never runs.
     with django_capture_on_commit_callbacks(execute=False) as lost:
         invoice = _issue(CustomerFactory())
@@ -151,7 +150,9 @@ def test_a_crash_between_commit_and_send_still_delivers_exactly_once_after_the_s
     assert WebhookDelivery.objects.get().status == DeliveryStatus.SUCCEEDED
 
 
-def test_a_lost_send_task_is_sent_by_the_due_job_once(billing, receiver, django_capture_on_commit_callbacks, monkeypatch):
+def test_a_lost_send_task_is_sent_by_the_due_job_once(
+    billing, receiver, django_capture_on_commit_callbacks, monkeypatch
+):
     """The delivery row commits with the handler's run; the task that should send it is lost (broker down)."""
     _endpoint(receiver.url, ["invoice.issued"])
     monkeypatch.setattr(services, "_enqueue", lambda delivery_ids: None)
