@@ -107,3 +107,10 @@ def test_bad_input_is_problem_json_naming_the_field_and_writes_nothing(writer, s
     assert response["Content-Type"] == "application/problem+json"
     assert response.json()["field"] == field
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_a_staff_session_without_a_key_gets_401_not_a_csrf_free_write(client, admin_user):
+    client.force_login(admin_user)
+    response = client.post(URL, {"url": "https://93.184.215.14/hooks"}, content_type="application/json")
+    assert response.status_code == 401
+    assert not WebhookEndpoint.objects.exists()
