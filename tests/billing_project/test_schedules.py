@@ -20,6 +20,7 @@ TASKS = {
     "invoicing.render_missing_pdfs",
     "invoicing.sweep_emails",
     "core.process_events",
+    "webhooks.send_due",
 }
 
 
