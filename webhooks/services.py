@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import json
 import logging
 import secrets
@@ -291,7 +292,7 @@ def _post(delivery: WebhookDelivery, *, at: dt.datetime) -> AttemptResult:
         response = connection.getresponse()
         body = response.read(RESPONSE_KEPT).decode("utf-8", errors="replace")
         status = response.status
-    except (OSError, ValueError) as exc:  # refused, reset, timed out, TLS, malformed response
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, timed out, TLS, bad answer
         return AttemptResult(False, error=f"{type(exc).__name__}: {exc}"[:1000], duration_ms=elapsed())
     finally:
         connection.close()

@@ -282,3 +282,39 @@ def test_after_a_rotation_both_secrets_verify_for_a_day(billing, receiver, djang
     delivery = WebhookDelivery.objects.get()
     headers = services.request_headers(delivery, at=later)
     assert len(headers["webhook-signature"].split(" ")) == 1
+
+
+def test_a_receiver_that_answers_garbage_or_nothing_is_a_failure_logged_and_retried(billing, settings):
+    """Not HTTP at all, then a closed connection: each attempt is logged as a failure, nothing raises."""
+    import socket
+    import threading
+
+    settings.WEBHOOKS_ALLOW_PRIVATE_URLS = True
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    answers = [b"SMTP ready\r\n\r\n", b""]
+
+    def serve() -> None:
+        for answer in answers:
+            connection, _ = server.accept()
+            connection.recv(65536)
+            connection.sendall(answer)
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    services.endpoint_create(url=f"http://127.0.0.1:{server.getsockname()[1]}/hooks", event_types=["invoice.issued"])
+    _issue(CustomerFactory())  # the test's transaction never commits: the test drives the handler and the sends
+    event = DomainEvent.objects.get(type="invoice.issued")
+    [delivery_id] = services.deliveries_create_for_event(event)
+    first = services.delivery_send(delivery_id=delivery_id)
+    delivery = WebhookDelivery.objects.get(pk=delivery_id)
+    second = services.delivery_send(delivery_id=delivery_id, now=delivery.next_attempt_at)
+    thread.join(timeout=5)
+    server.close()
+    delivery.refresh_from_db()
+    assert (first, second) == (DeliveryStatus.PENDING, DeliveryStatus.PENDING)
+    errors = list(delivery.attempt_log.order_by("attempted_at").values_list("error", flat=True))
+    assert errors[0].startswith("BadStatusLine") and errors[1].startswith("RemoteDisconnected")
+    assert delivery.attempts == 2 and delivery.response_status is None
