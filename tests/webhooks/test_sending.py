@@ -10,11 +10,11 @@ from decimal import Decimal as D
 
 import pytest
 import time_machine
-from api.serializers import represent
 from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from api.serializers import represent
 from core import events
 from core.models import DomainEvent, EventStatus
 from invoicing.models import Invoice, InvoiceStatus
