@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from core.admin_pages import object_action_page
@@ -32,7 +33,7 @@ SHOWN_ONCE_INTRO = (
 
 
 class WebhookEndpointForm(forms.ModelForm):
-    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https")
+    url = forms.URLField(label="URL", max_length=2000, assume_scheme="https", widget=forms.URLInput(attrs={"size": 90}))
     event_types = forms.MultipleChoiceField(
         choices=[(event_type, f"{event_type} — {meaning}") for event_type, meaning in EVENT_TYPES.items()],
         widget=forms.CheckboxSelectMultiple,
@@ -71,7 +72,7 @@ class DisabledFilter(admin.SimpleListFilter):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(AuditTrailMixin, admin.ModelAdmin):
     form = WebhookEndpointForm
-    list_display = ("__str__", "url", "subscribed", "enabled", "failing_since", "disabled_at", "secret_hint")
+    list_display = ("__str__", "url", "subscribed", "enabled", "health")
     list_filter = ("enabled", DisabledFilter)
     search_fields = ("url", "description")
     show_full_result_count = False
@@ -109,11 +110,13 @@ class WebhookEndpointAdmin(AuditTrailMixin, admin.ModelAdmin):
         ]
         return [*fieldsets, ("Audit trail", {"classes": ("audit",), "fields": ("audit_trail",)})]
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change=change, **kwargs)
-        if obj is not None:
-            form.base_fields["event_types"].initial = obj.event_types
-        return form
+    @admin.display(description="health")
+    def health(self, endpoint: WebhookEndpoint) -> str:
+        if endpoint.disabled_at:
+            return f"disabled by the sender {timezone.localtime(endpoint.disabled_at):%Y-%m-%d %H:%M}"
+        if endpoint.failing_since:
+            return f"failing since {timezone.localtime(endpoint.failing_since):%Y-%m-%d %H:%M}"
+        return "ok" if endpoint.enabled else "switched off"
 
     @admin.display(description="event types")
     def subscribed(self, endpoint: WebhookEndpoint) -> str:
@@ -238,12 +241,10 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "event_type",
-        "endpoint",
+        "endpoint_short",
         "status",
         "attempts",
         "response_status",
-        "duration_ms",
-        "last_attempt_at",
         "next_attempt_at",
     )
     list_filter = ("status", EventTypeFilter, "endpoint")
@@ -275,6 +276,11 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
 
+    @admin.display(description="endpoint", ordering="endpoint")
+    def endpoint_short(self, delivery: WebhookDelivery) -> str:
+        name = str(delivery.endpoint)
+        return name if len(name) <= 28 else f"{name[:27]}…"
+
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("webhooks.resend_webhookdelivery")
 
@@ -295,7 +301,7 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
             pretty = delivery.payload
         return format_html('<pre class="webhook-body">{}</pre>', pretty)
 
-    @admin.display(description="")
+    @admin.display(description="resend")
     def resend_button(self, delivery: WebhookDelivery) -> str:
         url = reverse("admin:webhooks_webhookdelivery_resend", args=[delivery.pk])
         return format_html('<a class="button" href="{}" data-action="resend">Resend</a>', url)

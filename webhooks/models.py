@@ -64,7 +64,7 @@ class DeliveryStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     SENDING = "sending", "Sending"
     SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed (retries ran out)"
+    FAILED = "failed", "Failed"  # retries ran out
 
 
 class WebhookDelivery(models.Model):
@@ -116,7 +116,7 @@ class WebhookDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_type} → {self.endpoint_id} (#{self.pk})"
+        return f"{self.event_type} #{self.pk} → endpoint {self.endpoint_id}"
 
     @property
     def webhook_id(self) -> str:

@@ -178,3 +178,13 @@ def test_the_dashboard_tells_staff_about_disabled_endpoints():
     page = _client(BILLING_CLERK).get(reverse("admin:index")).content.decode()
     assert "Webhook endpoints disabled" in page
     assert reverse("admin:webhooks_webhookendpoint_changelist") + "?disabled=sender" in page
+
+
+def test_the_add_form_starts_empty_after_viewing_an_endpoint():
+    """The change form shows the endpoint's types; the next add form is not pre-ticked with them."""
+    endpoint = services.endpoint_create(url="https://93.184.215.14/hooks", event_types=["invoice.paid"]).endpoint
+    client = _client(BILLING_ADMIN)
+    change = client.get(reverse("admin:webhooks_webhookendpoint_change", args=[endpoint.pk]))
+    assert change.context["adminform"].form["event_types"].value() == ["invoice.paid"]
+    add = client.get(ADD)
+    assert not add.context["adminform"].form["event_types"].value()
