@@ -238,15 +238,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The delivery log: read-only but for "Resend"."""
 
-    list_display = (
-        "created_at",
-        "event_type",
-        "endpoint_short",
-        "status",
-        "attempts",
-        "response_status",
-        "next_attempt_at",
-    )
+    list_display = ("created", "event_type", "status", "attempts", "code", "next_attempt", "endpoint_short")
     list_filter = ("status", EventTypeFilter, "endpoint")
     list_select_related = ("endpoint",)
     search_fields = ("=event__id",)
@@ -279,7 +271,19 @@ class WebhookDeliveryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="endpoint", ordering="endpoint")
     def endpoint_short(self, delivery: WebhookDelivery) -> str:
         name = str(delivery.endpoint)
-        return name if len(name) <= 28 else f"{name[:27]}…"
+        return name if len(name) <= 24 else f"{name[:23]}…"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, delivery: WebhookDelivery) -> str:
+        return f"{timezone.localtime(delivery.created_at):%Y-%m-%d %H:%M}"
+
+    @admin.display(description="code", ordering="response_status")
+    def code(self, delivery: WebhookDelivery) -> str:
+        return str(delivery.response_status or "—")
+
+    @admin.display(description="next attempt", ordering="next_attempt_at")
+    def next_attempt(self, delivery: WebhookDelivery) -> str:
+        return f"{timezone.localtime(delivery.next_attempt_at):%Y-%m-%d %H:%M}" if delivery.next_attempt_at else "—"
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("webhooks.resend_webhookdelivery")
