@@ -188,3 +188,17 @@ def test_the_add_form_starts_empty_after_viewing_an_endpoint():
     assert change.context["adminform"].form["event_types"].value() == ["invoice.paid"]
     add = client.get(ADD)
     assert not add.context["adminform"].form["event_types"].value()
+
+
+def test_the_audit_trail_records_endpoint_changes_but_never_the_secrets():
+    from django.apps import apps
+
+    audit = apps.get_model("webhooks", "WebhookEndpointAudit")
+    assert not {"secret", "previous_secret"} & {field.name for field in audit._meta.get_fields()}
+    endpoint = services.endpoint_create(url="https://93.184.215.14/hooks").endpoint
+    services.endpoint_rotate_secret(endpoint=endpoint)
+    services.endpoint_update(endpoint=endpoint, url="https://93.184.215.15/hooks")
+    endpoint.refresh_from_db()
+    rows = [str(row) for row in audit.objects.filter(pgh_obj_id=endpoint.pk).values()]
+    assert len(rows) == 3  # created, rotated (the overlap's end), URL changed
+    assert not any(endpoint.secret in row or endpoint.previous_secret in row for row in rows)
