@@ -113,6 +113,15 @@ def job_schedules() -> list[JobSchedule]:
             every_minutes=60,
         ),
         JobSchedule(
+            name="Webhooks",
+            task="webhooks.send_due",
+            description="Send the webhook deliveries that are due: retries with exponential backoff for "
+            "WEBHOOKS_RETRY_HOURS, first attempts whose task was lost. An endpoint failing for "
+            "WEBHOOKS_DISABLE_AFTER_DAYS is disabled and shown on the dashboard.",
+            command="manage.py send_webhooks [--limit N]",
+            every_minutes=1,
+        ),
+        JobSchedule(
             name="Integrity check",
             task="reporting.verify_integrity",
             description="Verify the books: gapless numbers, invoice totals, amounts due, the credit ledger, payment "

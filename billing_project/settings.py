@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "dunning",
     "reporting",
     "api",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -278,6 +279,20 @@ BILLING_AFTER_FINALIZE_HOOKS = env.bool("BILLING_AFTER_FINALIZE_HOOKS", default=
 DOMAIN_EVENTS_SWEEP_AFTER_MINUTES = env.int("DOMAIN_EVENTS_SWEEP_AFTER_MINUTES", default=5)
 DOMAIN_EVENTS_CLAIM_SECONDS = env.int("DOMAIN_EVENTS_CLAIM_SECONDS", default=300)
 DOMAIN_EVENTS_MAX_ATTEMPTS = env.int("DOMAIN_EVENTS_MAX_ATTEMPTS", default=10)
+# Outgoing webhooks (webhooks/; docs/WEBHOOKS.md). Private, loopback and link-local addresses are refused (SSRF)
+# unless WEBHOOKS_ALLOW_PRIVATE_URLS (a receiver on the same network, tests). Failed deliveries are retried with
+# exponential backoff (WEBHOOKS_RETRY_BASE_SECONDS doubling, at most WEBHOOKS_RETRY_MAX_SECONDS apart) for
+# WEBHOOKS_RETRY_HOURS; an endpoint failing for WEBHOOKS_DISABLE_AFTER_DAYS is disabled and shown on the dashboard.
+WEBHOOKS_ALLOW_PRIVATE_URLS = env.bool("WEBHOOKS_ALLOW_PRIVATE_URLS", default=False)
+WEBHOOKS_TIMEOUT_SECONDS = env.int("WEBHOOKS_TIMEOUT_SECONDS", default=10)
+WEBHOOKS_RETRY_BASE_SECONDS = env.int("WEBHOOKS_RETRY_BASE_SECONDS", default=60)
+WEBHOOKS_RETRY_MAX_SECONDS = env.int("WEBHOOKS_RETRY_MAX_SECONDS", default=6 * 3600)
+WEBHOOKS_RETRY_HOURS = env.int("WEBHOOKS_RETRY_HOURS", default=72)
+WEBHOOKS_DISABLE_AFTER_DAYS = env.int("WEBHOOKS_DISABLE_AFTER_DAYS", default=3)
+# After "Rotate secret" the previous secret signs beside the new one for this long.
+WEBHOOKS_SECRET_OVERLAP_HOURS = env.int("WEBHOOKS_SECRET_OVERLAP_HOURS", default=24)
+# A sender claims a delivery for this long; a dead sender's claim expires and the due job sends it again.
+WEBHOOKS_CLAIM_SECONDS = env.int("WEBHOOKS_CLAIM_SECONDS", default=120)
 # Account codes of the accounting export (reporting/exports.py; docs/decisions/accounting-export.md), as JSON:
 # {"receivables": "1200", "bank": "1000", "revenue": "4000", "tax_payable": "2200", "customer_credit": "2300",
 #  "revenue_by_product": {...}, "tax_by_rate": {...}, "xero_tax_types": {...}}; anything left out keeps its default.

@@ -30,6 +30,9 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("core", "auditevent", ("view",)),
         # API keys (api app) are a billing admin's alone: a key can do what the API can, for anyone holding it.
         ("api", "apikey", ("add", "change", "view")),
+        # Outgoing webhooks: endpoints and their secrets, resending deliveries (docs/WEBHOOKS.md).
+        ("webhooks", "webhookendpoint", (*CRUD, "rotate_secret")),
+        ("webhooks", "webhookdelivery", ("view", "resend")),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
     # nothing, cannot void or write off, and only look at tax rates, number series and schedules.
@@ -44,9 +47,10 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("billing_project", "schedule", ("view",)),
         ("reporting", "integritycheck", ("view",)),
         ("core", "auditevent", ("view",)),
+        ("webhooks", "*", ("view",)),
     ],
     AUDITOR: [
-        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting")),
+        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting", "webhooks")),
         ("billing_project", "schedule", ("view",)),
         ("core", "auditevent", ("view",)),
     ],

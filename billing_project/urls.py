@@ -23,4 +23,6 @@ urlpatterns = [
     path("webhooks/", include("payments.urls")),
     # The public REST API (docs/API.md): API keys, problem JSON errors, the OpenAPI schema at /api/v1/schema/.
     path("api/v1/", include("api.urls")),
+    # Outgoing webhooks' endpoints through the API (docs/WEBHOOKS.md): the webhooks app sits above api.
+    path("api/v1/", include("webhooks.urls")),
 ]

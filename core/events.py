@@ -18,7 +18,9 @@ job, ``manage.py process_events``) resumes it where it stopped, until ``DOMAIN_E
 failed (then it is ``failed`` and shown to staff in the admin).
 
 Events written with ``handlers=False`` (bulk loads, the demo's history) are stored as processed without handlers,
-so no sweep ever replays them; types with no handler registered are processed at once.
+so no sweep ever replays them; types with no handler registered are processed at once. A handler may say when it
+has something to do (``applies``: webhooks only when an endpoint subscribes to the type): an event none of whose
+handlers applies is processed at once too, and a handler that does not apply is skipped when the event is run.
 """
 
 from __future__ import annotations
@@ -63,22 +65,37 @@ class Handler:
     phase: str
     target: EventHandlerFunc | str
     atomic: bool = True
+    # A callable (or its dotted path) taking the event type: False when the handler has nothing to do for events
+    # of that type now. None: it always applies.
+    applies: Callable[[str], bool] | str | None = None
 
     def __call__(self, event: DomainEvent) -> object:
         target = import_string(self.target) if isinstance(self.target, str) else self.target
         return target(event)
+
+    def applies_to(self, event_type: str) -> bool:
+        if self.applies is None:
+            return True
+        check = import_string(self.applies) if isinstance(self.applies, str) else self.applies
+        return bool(check(event_type))
 
 
 _registry: dict[str, list[Handler]] = {}
 
 
 def handler_register(
-    *, event_type: str, name: str, phase: str, handler: EventHandlerFunc | str, atomic: bool = True
+    *,
+    event_type: str,
+    name: str,
+    phase: str,
+    handler: EventHandlerFunc | str,
+    atomic: bool = True,
+    applies: Callable[[str], bool] | str | None = None,
 ) -> Handler:
     """Register a handler once (at start-up). Registering the same name again for a type replaces it."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; one of {', '.join(PHASES)}")
-    registered = Handler(event_type=event_type, name=name, phase=phase, target=handler, atomic=atomic)
+    registered = Handler(event_type=event_type, name=name, phase=phase, target=handler, atomic=atomic, applies=applies)
     handlers = [h for h in _registry.get(event_type, []) if h.name != name]
     _registry[event_type] = [*handlers, registered]
     return registered
@@ -151,10 +168,13 @@ def events_record(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("domain events must be recorded inside the transaction of the change they describe")
     now = timezone.now()
+    wanted: dict[str, bool] = {}  # per type: does any handler apply (one look per type, not per event)
     for event in events:
+        if handlers and event.type not in wanted:
+            wanted[event.type] = any(handler.applies_to(event.type) for handler in _registry.get(event.type, []))
         if not handlers:
             event.status, event.processed_at = EventStatus.SKIPPED, now
-        elif not _registry.get(event.type):
+        elif not wanted[event.type]:
             event.status, event.processed_at = EventStatus.PROCESSED, now
     _insert(events)
     pending = [event.pk for event in events if event.status == EventStatus.PENDING]
@@ -218,7 +238,7 @@ def event_process(event_id: int, *, now: dt.datetime | None = None) -> str:
     errors: list[str] = []
     for phase in PHASES:
         for handler in handlers_for(event.type):
-            if handler.phase != phase or handler.name in done:
+            if handler.phase != phase or handler.name in done or not handler.applies_to(event.type):
                 continue
             try:
                 _run(handler, event)

@@ -21,6 +21,7 @@ from django.db.models import Count, Model, OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
+from core.alerts import alerts_for
 from core.dates import billing_tz
 from core.formatting import money
 from core.queries import counts
@@ -387,6 +388,8 @@ def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
             str(operations["unreconciled_transactions"]),
             _link(user, "payments.banktransaction", queue="open"),
         ),
+        # Alerts of the apps above this one (webhook endpoints the sender disabled, …): core/alerts.py.
+        *(Figure(alert.label, alert.value, alert.url, alert.note) for alert in alerts_for(user=user, as_of=as_of)),
     ]
     return {
         "as_of": as_of,

@@ -28,6 +28,7 @@ from invoicing.documents import pdfs_render
 from payments.demo import seed_cards, seed_payments
 from reporting.metrics import metrics_refresh
 from subscriptions.demo import seed_catalog_and_subscriptions
+from webhooks.demo import seed_webhooks
 
 
 def render_pdfs() -> str:
@@ -65,6 +66,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("metrics for the dashboard and the reports", refresh_metrics),
     ("periodic jobs: a first run of the integrity check and the sweeps", seed_job_runs),
     ("API key (Demo integration)", seed_api_keys),
+    ("webhook endpoints and their delivery log", seed_webhooks),
 ]
 
 

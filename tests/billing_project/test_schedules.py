@@ -22,6 +22,7 @@ TASKS = {
     "core.process_events",
     "reporting.refresh_metrics",
     "api.purge_idempotency_keys",
+    "webhooks.send_due",
 }
 
 

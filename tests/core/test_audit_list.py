@@ -188,6 +188,13 @@ def _edited(profile):
     return profile
 
 
+def services_endpoint_create():
+    """A webhook endpoint (webhooks app): audited without its secrets."""
+    from webhooks.services import endpoint_create
+
+    return endpoint_create(url="https://93.184.215.14/hooks").endpoint
+
+
 def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_page(admin_client):
     from django.contrib import admin
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -225,6 +232,7 @@ def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_p
         CustomerDunningSettingsFactory(customer=CustomerFactory()),
         PeriodicTask.objects.create(name="nightly", task="core.process_events", interval=every),
         _edited(seller_profile()),  # the one row, created by its migration before the audit triggers existed
+        services_endpoint_create(),
     ]
     registered = {spec.model._meta.concrete_model for spec in audit_specs()} & set(admin.site._registry)
     assert registered <= {type(obj) for obj in objects}

@@ -441,6 +441,15 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
         lambda rows: {"object_id": _row(rows, "billing_project.Schedule").pk},
         ("billing_project.run_schedule",),
     ),
+    # outgoing webhooks (docs/WEBHOOKS.md): a new signing secret, a delivery sent again
+    "webhooks_webhookendpoint_rotate": (
+        lambda rows: {"object_id": _row(rows, "webhooks.WebhookEndpoint").pk},
+        ("webhooks.rotate_secret_webhookendpoint",),
+    ),
+    "webhooks_webhookdelivery_resend": (
+        lambda rows: {"object_id": _row(rows, "webhooks.WebhookDelivery").pk},
+        ("webhooks.resend_webhookdelivery",),
+    ),
 }
 
 
@@ -530,8 +539,15 @@ def test_process_screens_refuse_roles_without_their_permission(every_model: dict
 # The only views that take a POST without a CSRF token: webhooks, which authenticate the sender instead
 # (an HMAC signature of the body, or the provider's basic auth; see test_security_webhooks.py), and the REST API,
 # which authenticates by an API key in the Authorization header and never by the session cookie (a browser's
-# staff session gets 401 there: tests/api/test_auth.py).
-CSRF_EXEMPT_MODULES = ("payments.views", "anymail.webhooks.", "api.", "rest_framework.", "drf_spectacular.")
+# staff session gets 401 there: tests/api/test_auth.py) — /api/v1/webhook_endpoints (webhooks.api) included.
+CSRF_EXEMPT_MODULES = (
+    "payments.views",
+    "anymail.webhooks.",
+    "api.",
+    "webhooks.api",
+    "rest_framework.",
+    "drf_spectacular.",
+)
 
 
 def _all_patterns() -> Iterator[tuple[str, URLPattern]]:
