@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from core import formatting as fmt
-from core.admin_lists import QuickActionCheckbox
+from core.admin_lists import FormattedNumbersMixin, QuickActionCheckbox, percentage_display
 from core.admin_pages import money_text
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
@@ -129,7 +129,7 @@ class InvoiceLineFormSet(forms.BaseInlineFormSet):
             form.instance.tax_inclusive = price.tax_behavior == TaxBehavior.INCLUSIVE
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(FormattedNumbersMixin, admin.TabularInline):
     model = InvoiceLine
     form = InvoiceLineForm
     formset = InvoiceLineFormSet
@@ -151,6 +151,14 @@ class InvoiceLineInline(admin.TabularInline):
         "total_amount",
     )
     readonly_fields = ("tax_name", "tax_amount", "total_amount")
+    money_fields = {
+        "unit_amount": "invoice.currency",
+        "amount": "invoice.currency",
+        "discount_amount": "invoice.currency",
+        "tax_amount": "invoice.currency",
+        "total_amount": "invoice.currency",
+    }
+    quantity_fields = ("quantity",)
 
     def get_extra(self, request: HttpRequest, obj: Invoice | None = None, **kwargs: Any) -> int:
         return 1 if obj is None or obj.is_draft else 0
@@ -179,8 +187,9 @@ class InvoiceEventInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class CreditNoteInline(ReadOnlyInline):
+class CreditNoteInline(FormattedNumbersMixin, ReadOnlyInline):
     model = CreditNote
+    money_fields = {"total": "currency", "amount_applied": "currency", "amount_to_customer_credit": "currency"}
     fields = ("number", "issue_date", "reason", "total", "amount_applied", "amount_to_customer_credit")
     readonly_fields = fields
     show_change_link = True
@@ -268,8 +277,17 @@ _COMPUTED_FIELDS = (
 
 @admin.register(Invoice)
 class InvoiceAdmin(
-    QuickActionCheckbox, InvoicePageMixin, NumberOrCustomerSearchMixin, AuditTrailMixin, admin.ModelAdmin
+    QuickActionCheckbox,
+    FormattedNumbersMixin,
+    InvoicePageMixin,
+    NumberOrCustomerSearchMixin,
+    AuditTrailMixin,
+    admin.ModelAdmin,
 ):
+    money_fields = dict.fromkeys(
+        ("subtotal", "discount_total", "tax_total", "total", "amount_paid", "amount_credited", "amount_due"),
+        "currency",
+    )
     audit_include_related = True
     list_display = (
         "__str__",
@@ -506,11 +524,11 @@ class InvoiceAdmin(
             return "—"
         return format_html_join(
             "",
-            "<div>{} ({} %): taxable {}, tax {}</div>",
+            "<div>{} ({}): taxable {}, tax {}</div>",
             (
                 (
                     row["name"],
-                    row["percentage"],
+                    percentage_display(row["percentage"]),
                     _amount(Decimal(row["taxable_amount"]), obj.currency),
                     _amount(Decimal(row["tax_amount"]), obj.currency),
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from core.admin_lists import FormattedNumbersMixin
 from core.audit import AuditTrailMixin
 from invoicing.admin.common import ReadOnlyInline
 from invoicing.models import (
@@ -35,7 +36,8 @@ class NumberSeriesAdmin(admin.ModelAdmin):
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(AuditTrailMixin, admin.ModelAdmin):
+class TaxRateAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
+    percentage_fields = ("percentage",)
     list_display = ("name", "country", "region", "percentage", "inclusive", "active")
     list_filter = ("active", "inclusive", "country")
     search_fields = ("name", "country", "region")
