@@ -179,6 +179,11 @@ class BillingDetailsForm(forms.Form):
         required=False,
         help_text=_("EU VAT numbers are checked (format and check digit)."),
     )
+    language = forms.ChoiceField(
+        label=_("Language"),
+        choices=settings.LANGUAGES,
+        help_text=_("Of this portal, your invoices, credit notes and our e-mails."),
+    )
 
 
 class BillingDetailsView(PortalView):
@@ -196,10 +201,11 @@ class BillingDetailsView(PortalView):
         form = BillingDetailsForm(request.POST)
         if form.is_valid():
             try:
-                customer_update_billing_details(customer=self.customer, data=dict(form.cleaned_data))
+                updated = customer_update_billing_details(customer=self.customer, data=dict(form.cleaned_data))
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
+                customer_portal.activate_customer_language(request, updated)  # the message in the chosen language
                 messages.success(request, gettext("Your billing details were saved. New invoices will use them."))
                 return redirect(reverse("portal:billing_details"))
         return self._page(request, form, status=400)
