@@ -4,20 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('customers', '0007_audit_trail_of_issue20_fields'),
+        ("customers", "0007_audit_trail_of_issue20_fields"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='customer',
-            name='language',
-            field=models.CharField(choices=[('en', 'English'), ('de', 'Deutsch'), ('fr', 'Français'), ('es', 'Español')], default='en', max_length=8),
+            model_name="customer",
+            name="language",
+            field=models.CharField(
+                choices=[("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("es", "Español")],
+                default="en",
+                max_length=8,
+            ),
         ),
         migrations.AlterField(
-            model_name='customeraudit',
-            name='language',
-            field=models.CharField(choices=[('en', 'English'), ('de', 'Deutsch'), ('fr', 'Français'), ('es', 'Español')], default='en', max_length=8),
+            model_name="customeraudit",
+            name="language",
+            field=models.CharField(
+                choices=[("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("es", "Español")],
+                default="en",
+                max_length=8,
+            ),
         ),
     ]
