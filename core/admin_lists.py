@@ -121,7 +121,11 @@ class FormattedNumbersMixin:
         return fields + tuple(_column(self, name) for name in sorted(swapped))
 
     def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
-        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        return self.formatted_fieldsets(request, obj, super().get_fieldsets(request, obj))  # type: ignore[misc]
+
+    def formatted_fieldsets(self, request: Any, obj: Any, fieldsets: Any) -> list[Any]:
+        """``fieldsets`` with the read-only amount fields swapped for their formatted columns; a model admin that
+        builds its fieldsets itself (without ``super()``) returns them through this."""
         readonly = set(super().get_readonly_fields(request, obj))  # type: ignore[misc]
         view_only = self._view_only(request, obj)
         shown = self._formatted_names()

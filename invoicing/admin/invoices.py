@@ -329,6 +329,9 @@ class InvoiceAdmin(
     history_inlines: tuple[Any, ...] = (OutboundEmailInline,)
 
     def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
+        return self.formatted_fieldsets(request, obj, self._fieldsets(obj))
+
+    def _fieldsets(self, obj: Invoice | None) -> Any:
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
         if obj is None:  # a new one-off invoice: who and in which currency; the rest is rarely needed
             return [
