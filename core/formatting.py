@@ -59,7 +59,7 @@ def plain_decimal(value: Decimal | str | int) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def quantity(value: Decimal, language: str) -> str:
+def quantity(value: Decimal | int, language: str) -> str:
     """At most four decimals, no trailing zeros: ``1``, ``2.5``, ``1,250.125`` / ``1.250,125``."""
     return format_decimal(value, format="#,##0.####", locale=_locale(language))
 
