@@ -106,6 +106,12 @@ class FormattedNumbersMixin:
     def _formatted_names(self) -> set[str]:
         return {*self.money_fields, *self.quantity_fields, *self.percentage_fields}
 
+    def get_queryset(self, request: Any) -> Any:
+        # A currency on a related row ("invoice.currency" of a line) comes with the rows, not one query per row.
+        related = {path.rsplit(".", 1)[0].replace(".", "__") for path in self.money_fields.values() if "." in path}
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return queryset.select_related(*sorted(related)) if related else queryset
+
     def get_list_display(self, request: Any) -> Any:
         return [_column(self, name) for name in super().get_list_display(request)]  # type: ignore[misc]
 
