@@ -13,7 +13,7 @@ DEMO_ENV := DEBUG=1 DATABASE_URL=sqlite:///$(CURDIR)/var/demo.sqlite3 CELERY_BRO
 	PORTAL_BASE_URL=http://127.0.0.1:$(DEMO_PORT) LOG_LEVEL=WARNING OTP_REQUIRED=false
 TODAY := $(shell date +%F)
 
-.PHONY: install system-packages demo test lint check migrations-check pytest worker beat bench clean api-schema
+.PHONY: install system-packages demo test lint check migrations-check messages pytest worker beat bench clean api-schema
 
 install: $(INSTALLED)
 
@@ -52,6 +52,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(APPS)
 	$(BIN)/lint-imports --no-cache
+
+# The gettext catalogues (locale/<lang>/LC_MESSAGES/django.po, docs/i18n.md) compiled to the .mo files Django
+# reads; the .mo files are committed, and tests/core/test_translations.py fails when one is older than its .po.
+messages: install
+	DEBUG=1 DATABASE_URL=sqlite:///:memory: $(PY) manage.py compilemessages --ignore=.venv --verbosity 0
 
 migrations-check: install
 	DEBUG=1 DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run

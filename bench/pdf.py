@@ -129,7 +129,9 @@ def one_page_sizes() -> None:
         ("Japanese (CJK)", "株式会社さくらデザイン", "丸の内1-1\n100-0005 東京都千代田区\n日本"),
     ):
         invoice, items = invoice_with(1)
-        invoice.customer_snapshot = {**invoice.customer_snapshot, "name": name, "postal_address": address}
+        # The address as one text (no country code): printed as it is, without a country name in the language.
+        snapshot = {**invoice.customer_snapshot, "name": name, "postal_address": address, "country": ""}
+        invoice.customer_snapshot = snapshot
         items[0].description = "クラウド会計プラン（月額）" if label.startswith("Japanese") else "Pro plan"
         size = len(documents.render_invoice_pdf(invoice=invoice, lines=items))
         print(f"one-page invoice, {label}: {size / 1024:.1f} KiB")

@@ -18,11 +18,12 @@ from django.db.models import Prefetch, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 from django_countries import countries
 from django_countries.fields import LazyTypedChoiceField  # type: ignore[attr-defined]
 
+from core import formatting as fmt
 from core.dates import billing_today
 from customers import portal as customer_portal
 from customers.models import Customer, PortalUser
@@ -153,7 +154,7 @@ class SubscriptionCancelView(PortalView):
             messages.success(
                 request,
                 gettext("Your subscription will end on %(date)s. You will not be billed after that.")
-                % {"date": subscription.current_period_end.isoformat()},
+                % {"date": fmt.date(subscription.current_period_end, fmt.document_language(get_language()))},
             )
         return redirect(reverse("portal:subscriptions"))
 
@@ -179,6 +180,12 @@ class BillingDetailsForm(forms.Form):
         required=False,
         help_text=_("EU VAT numbers are checked (format and check digit)."),
     )
+    language = forms.ChoiceField(
+        label=_("Language"),
+        choices=settings.LANGUAGES,
+        required=False,  # left out: the language stays as it is
+        help_text=_("Of this portal, your invoices, credit notes and our e-mails."),
+    )
 
 
 class BillingDetailsView(PortalView):
@@ -196,10 +203,12 @@ class BillingDetailsView(PortalView):
         form = BillingDetailsForm(request.POST)
         if form.is_valid():
             try:
-                customer_update_billing_details(customer=self.customer, data=dict(form.cleaned_data))
+                data = {name: value for name, value in form.cleaned_data.items() if name != "language" or value}
+                updated = customer_update_billing_details(customer=self.customer, data=data)
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
+                customer_portal.activate_customer_language(request, updated)  # the message in the chosen language
                 messages.success(request, gettext("Your billing details were saved. New invoices will use them."))
                 return redirect(reverse("portal:billing_details"))
         return self._page(request, form, status=400)

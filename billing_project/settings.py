@@ -139,7 +139,7 @@ TIME_ZONE = "UTC"
 BILLING_TIMEZONE = env.str("BILLING_TIMEZONE", default="Europe/Berlin")
 USE_I18N = True
 LANGUAGE_CODE = "en"
-LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LANGUAGES = [("en", "English"), ("de", "Deutsch"), ("fr", "Français"), ("es", "Español")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 
 # ISO 4217 codes the business bills in. Adding one changes MoneyField choices (a migration), see docs/GOTCHAS.md §3.

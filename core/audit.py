@@ -441,6 +441,11 @@ def display_value(spec: AuditSpec | None, column: str, value: Any, row: dict[str
         return f"#{value}" if related == str(field.verbose_name) else f"{related} #{value}"
     if isinstance(value, dict | list):
         return str(value) if value else "—"
+    if field is not None and field.get_internal_type() == "DecimalField":  # a quantity or a rate: "1", not "1.0000"
+        try:
+            return formatting.plain_decimal(Decimal(str(value)))
+        except InvalidOperation:
+            return str(value)
     text = str(value)
     return text if len(text) <= 200 else text[:199] + "…"
 

@@ -20,10 +20,11 @@ from babel.numbers import format_currency, format_decimal
 
 from core.money import round_amount
 
-SUPPORTED_LANGUAGES = ("en", "de")
+SUPPORTED_LANGUAGES = ("en", "de", "fr", "es")
 DEFAULT_LANGUAGE = "en"
-# The Babel locale of each customer language (language alone would be fine for en; de_DE pins the region).
-_LOCALES = {"en": "en_US", "de": "de_DE"}
+# The Babel locale of each customer language: the region pins the conventions (de_DE "1.234,50 €", fr_FR
+# "1 234,50 €" with a narrow no-break space, es_ES "1.234,50 €"; en_US "€1,234.50").
+_LOCALES = {"en": "en_US", "de": "de_DE", "fr": "fr_FR", "es": "es_ES"}
 
 
 def document_language(language: str | None) -> str:
@@ -44,20 +45,28 @@ def money(amount: Decimal | str | int, currency: str, language: str) -> str:
 
 def unit_price(amount: Decimal, currency: str, language: str) -> str:
     """Unit prices keep their extra precision (``€0.0125`` per API call) but never show fewer digits than the
-    currency has (``€31.00``, not ``€31``)."""
+    currency has (``€31.00``, not ``€31``) nor more than it needs (``¥3,040``, not ``¥3,040.00``)."""
     value = Decimal(amount)
     rounded = round_amount(value, currency)
     shown = rounded if rounded == value else value.normalize()
-    return format_currency(shown, currency, locale=_locale(language), currency_digits=False, decimal_quantization=False)
+    return format_currency(shown, currency, locale=_locale(language), currency_digits=True, decimal_quantization=False)
 
 
-def quantity(value: Decimal, language: str) -> str:
+def plain_decimal(value: Decimal | str | int) -> str:
+    """A Decimal as plain digits without trailing zeros, never in exponent notation: ``20`` (not ``2E+1``),
+    ``7.5``, ``0.0125``. For stored percentages and machine-readable values."""
+    text = f"{Decimal(value).normalize():f}"
+    return "0" if text in ("-0", "") else text
+
+
+def quantity(value: Decimal | int, language: str) -> str:
     """At most four decimals, no trailing zeros: ``1``, ``2.5``, ``1,250.125`` / ``1.250,125``."""
     return format_decimal(value, format="#,##0.####", locale=_locale(language))
 
 
 def percentage(value: Decimal | str, language: str) -> str:
-    return format_decimal(Decimal(value), format="#,##0.##", locale=_locale(language)) + " %"
+    """``20 %``, ``7.5 %`` (en), ``7,5 %`` (de, fr, es): no exponent (``2E+1``), no trailing zeros."""
+    return format_decimal(Decimal(value), format="#,##0.###", locale=_locale(language)) + " %"
 
 
 def date(value: dt.date | None, language: str) -> str:
@@ -206,6 +215,128 @@ LABELS: dict[str, dict[str, str]] = {
         "legal_outside_scope": "Nicht im Inland steuerbare Leistung: Leistungsort außerhalb der EU (§3a Abs. 2 "
         "UStG; Art. 44 MwStSystRL 2006/112/EG).",
         "phone": "Telefon",
+    },
+    "fr": {
+        "invoice": "Facture",
+        "credit_note": "Avoir",
+        "draft": "BROUILLON — facture non valable",
+        "number": "Numéro",
+        "issue_date": "Date de facture",
+        "due_date": "Date d’échéance",
+        "period": "Période de prestation",
+        "credited_invoice": "Facture rectifiée",
+        "reason": "Motif",
+        "customer_tax_id": "N° TVA client",
+        "seller_tax_id": "N° TVA",
+        "bill_to": "Facturer à",
+        "pos": "N°",
+        "description": "Désignation",
+        "quantity": "Qté",
+        "unit_price": "Prix unitaire",
+        "tax": "TVA",
+        "amount": "Montant",
+        "discount": "Remise",
+        "subtotal": "Sous-total",
+        "net_total": "Total HT",
+        "tax_on": "{name} sur {taxable}",
+        "tax_included": "incl.",
+        "total": "Total TTC",
+        "amount_paid": "Montant payé",
+        "amount_credited": "Montant crédité",
+        "amount_due": "Montant dû",
+        "credit_total": "Total crédité",
+        "payment": "Paiement",
+        "pay_by_transfer": "Veuillez virer {amount} avant le {due_date}, en indiquant la référence {number}, à :",
+        "bank": "Banque",
+        "iban": "IBAN",
+        "bic": "BIC",
+        "pay_online": "Ou payez en ligne :",
+        "paid_thanks": "Cette facture est payée. Merci !",
+        "void": "Cette facture a été annulée. Aucun montant n’est dû.",
+        "credit_applied": "{applied} ont été imputés sur la facture {invoice}.",
+        "credit_to_balance": "{amount} sont ajoutés à votre avoir disponible.",
+        "page_prefix": "Page",
+        "page_of": "sur",
+        "reverse_charge": "Autoliquidation",
+        "exempt": "Exonéré de TVA",
+        "outside_scope": "Hors du champ d’application de la TVA",
+        "service_date": "Date de prestation",
+        "credited_invoice_date": "Date de la facture",
+        "seller_tax_number": "Numéro fiscal",
+        "register": "Registre du commerce",
+        "managing_directors": "Gérants",
+        "vat": "TVA",
+        "payment_terms": "Conditions de paiement : payable sans escompte sous {days} jours, au plus tard le "
+        "{due_date}.",
+        "payment_terms_now": "Conditions de paiement : payable sans escompte à réception, au plus tard le {due_date}.",
+        "legal_reverse_charge_eu": "Autoliquidation : la TVA est due par le preneur (article 196 de la directive "
+        "2006/112/CE du Conseil ; §13b UStG).",
+        "legal_reverse_charge": "Autoliquidation : la taxe est due par le preneur (§13b UStG).",
+        "legal_exempt": "Exonération de TVA (articles 132 et suivants de la directive 2006/112/CE du Conseil ; "
+        "§4 UStG).",
+        "legal_outside_scope": "Non soumis à la TVA ({seller_country}) : le lieu de la prestation est situé hors de "
+        "l’UE (article 44 de la directive 2006/112/CE du Conseil ; §3a (2) UStG).",
+        "phone": "Téléphone",
+    },
+    "es": {
+        "invoice": "Factura",
+        "credit_note": "Factura rectificativa",
+        "draft": "BORRADOR — no es una factura válida",
+        "number": "Número",
+        "issue_date": "Fecha de emisión",
+        "due_date": "Fecha de vencimiento",
+        "period": "Periodo de prestación",
+        "credited_invoice": "Factura rectificada",
+        "reason": "Motivo",
+        "customer_tax_id": "NIF-IVA del cliente",
+        "seller_tax_id": "NIF-IVA",
+        "bill_to": "Facturar a",
+        "pos": "N.º",
+        "description": "Descripción",
+        "quantity": "Cant.",
+        "unit_price": "Precio unitario",
+        "tax": "IVA",
+        "amount": "Importe",
+        "discount": "Descuento",
+        "subtotal": "Subtotal",
+        "net_total": "Base imponible",
+        "tax_on": "{name} sobre {taxable}",
+        "tax_included": "incl.",
+        "total": "Total",
+        "amount_paid": "Importe pagado",
+        "amount_credited": "Importe abonado",
+        "amount_due": "Importe pendiente",
+        "credit_total": "Total abonado",
+        "payment": "Pago",
+        "pay_by_transfer": "Le rogamos transfiera {amount} antes del {due_date}, indicando {number}, a:",
+        "bank": "Banco",
+        "iban": "IBAN",
+        "bic": "BIC",
+        "pay_online": "O pague en línea:",
+        "paid_thanks": "Esta factura está pagada. ¡Muchas gracias!",
+        "void": "Esta factura ha sido anulada. No hay importe pendiente.",
+        "credit_applied": "{applied} se han compensado con la factura {invoice}.",
+        "credit_to_balance": "{amount} se añaden a su saldo a favor.",
+        "page_prefix": "Página",
+        "page_of": "de",
+        "reverse_charge": "Inversión del sujeto pasivo",
+        "exempt": "Exento de IVA",
+        "outside_scope": "No sujeto a IVA",
+        "service_date": "Fecha de prestación",
+        "credited_invoice_date": "Fecha de la factura",
+        "seller_tax_number": "Número fiscal",
+        "register": "Registro mercantil",
+        "managing_directors": "Administradores",
+        "vat": "IVA",
+        "payment_terms": "Condiciones de pago: pagadero sin deducción en un plazo de {days} días, hasta el {due_date}.",
+        "payment_terms_now": "Condiciones de pago: pagadero sin deducción a la recepción, hasta el {due_date}.",
+        "legal_reverse_charge_eu": "Inversión del sujeto pasivo: el destinatario es el deudor del IVA (artículo 196 "
+        "de la Directiva 2006/112/CE del Consejo; §13b UStG).",
+        "legal_reverse_charge": "Inversión del sujeto pasivo: el destinatario es el deudor del impuesto (§13b UStG).",
+        "legal_exempt": "Exento de IVA (artículos 132 y siguientes de la Directiva 2006/112/CE del Consejo; §4 UStG).",
+        "legal_outside_scope": "No sujeto a IVA en {seller_country}: el lugar de prestación está fuera de la UE "
+        "(artículo 44 de la Directiva 2006/112/CE del Consejo; §3a (2) UStG).",
+        "phone": "Teléfono",
     },
 }
 

@@ -10,10 +10,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from core.formatting import SUPPORTED_LANGUAGES
 from customers.portal_services import LoginLink
 from customers.seller import seller_from_email, seller_profile
 
-LANGUAGES = ("en", "de")
+LANGUAGES = SUPPORTED_LANGUAGES  # the languages of documents, e-mails and the portal (core.formatting)
 
 
 def login_url(token: str) -> str:

@@ -179,6 +179,7 @@ BILLING_DETAIL_FIELDS = (
     "region",
     "country",
     "tax_id",
+    "language",
 )
 
 

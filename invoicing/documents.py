@@ -213,6 +213,18 @@ def _address_lines(text: str) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
+def _customer_address_lines(customer: dict[str, Any], lang: str) -> list[str]:
+    """The customer's postal address with the country named in the document's language ("Deutschland" on a German
+    invoice, "Allemagne" on a French one): the snapshot keeps the parts and the country code; its
+    ``postal_address`` text (country in the language active when it was taken) is used only without them."""
+    if not customer.get("country"):
+        return _address_lines(customer.get("postal_address", ""))
+    city_line = " ".join(str(part) for part in (customer.get("postal_code"), customer.get("city")) if part)
+    parts = (customer.get("address_line1"), customer.get("address_line2"), city_line, customer.get("region"))
+    lines = [str(part).strip() for part in parts if part and str(part).strip()]
+    return [*lines, fmt.country_name(str(customer["country"]), lang)]
+
+
 _PLAIN_VAT_NAME = re.compile(r"^\s*(VAT|USt\.?|MwSt\.?)\s*[\d.,]+\s*%?\s*$", re.IGNORECASE)
 
 
@@ -312,7 +324,7 @@ def _base_context(*, customer: dict[str, Any], seller: dict[str, Any], currency:
         "seller_logo": logo_url(seller),
         "customer": customer,
         "customer_name": customer.get("legal_name") or customer.get("name", ""),
-        "customer_address": _address_lines(customer.get("postal_address", "")),
+        "customer_address": _customer_address_lines(customer, lang),
         "customer_tax_id": customer.get("tax_id", ""),
         "footer_lines": footer_lines,
         "footer_line": " · ".join(footer_lines),

@@ -27,6 +27,7 @@ from django.db.models import F, Q, Value
 from django_countries.fields import CountryField
 from moneyed import Money
 
+from core import formatting as fmt
 from core.audit import audit_unless_skipped, audited
 from core.errors import NotAllowed
 from subscriptions.models import BillingReason, LineKind
@@ -150,7 +151,7 @@ class TaxRate(models.Model):
 
     def __str__(self) -> str:
         where = f"{self.country}-{self.region}" if self.region else str(self.country)
-        return f"{self.name} ({where}, {self.percentage.normalize()} %{' incl.' if self.inclusive else ''})"
+        return f"{self.name} ({where}, {fmt.plain_decimal(self.percentage)} %{' incl.' if self.inclusive else ''})"
 
 
 # --- Invoices -------------------------------------------------------------------------------------------

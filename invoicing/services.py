@@ -22,6 +22,7 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from core import events
+from core import formatting as fmt
 from core.bulk import copy_insert, copy_rows
 from core.dates import billing_today
 from core.errors import ApplicationError, InvalidInput, NotAllowed
@@ -747,7 +748,7 @@ def credit_note_issue(
             tax_summary=[
                 {
                     "name": name,
-                    "percentage": str(Decimal(pct).normalize()),
+                    "percentage": fmt.plain_decimal(pct),
                     "inclusive": inclusive,
                     "taxable_amount": str(taxable),
                     "tax_amount": str(tax),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from core import formatting as fmt
 from core.errors import NotFound
 from core.money import amount_limit_problem, round_amount
 from customers.models import EU_VAT_COUNTRIES, TaxStatus
@@ -153,7 +154,7 @@ class TaxSummaryRow:
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "percentage": str(self.percentage.normalize()),
+            "percentage": fmt.plain_decimal(self.percentage),
             "inclusive": self.inclusive,
             "taxable_amount": str(self.taxable_amount),
             "tax_amount": str(self.tax_amount),

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from core.admin_lists import QuickActionCheckbox, boolean_column, status_badge
+from core.admin_lists import FormattedNumbersMixin, QuickActionCheckbox, boolean_column, money_display, status_badge
 from core.admin_pages import date_text, money_text
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
@@ -152,8 +152,9 @@ def _form_page(
 # --- payments -------------------------------------------------------------------------------------------
 
 
-class PaymentAllocationInline(admin.TabularInline):
+class PaymentAllocationInline(FormattedNumbersMixin, admin.TabularInline):
     model = PaymentAllocation
+    money_fields = {"amount": "currency", "amount_refunded": "currency"}
     extra = 0
     fields = ("invoice", "amount", "amount_refunded", "created_at")
     readonly_fields = fields
@@ -163,8 +164,9 @@ class PaymentAllocationInline(admin.TabularInline):
         return False
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(FormattedNumbersMixin, admin.TabularInline):
     model = Refund
+    money_fields = {"amount": "currency", "amount_from_credit": "currency", "amount_reopened": "currency"}
     fk_name = "payment"
     extra = 0
     fields = ("amount", "status", "reason", "amount_from_credit", "amount_reopened", "gateway_reference", "created_at")
@@ -176,7 +178,8 @@ class RefundInline(admin.TabularInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
+class PaymentAdmin(QuickActionCheckbox, FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
+    money_fields = {"amount": "currency", "amount_refunded": "currency"}
     # Columns that fit 1280 px beside the filter (static/admin/billing/admin.css).
     list_display = (
         "number_display",
@@ -349,7 +352,8 @@ class PaymentAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
 
 
 @admin.register(PaymentAttempt)
-class PaymentAttemptAdmin(ReadOnlyAdmin):
+class PaymentAttemptAdmin(FormattedNumbersMixin, ReadOnlyAdmin):
+    money_fields = {"amount": "currency"}
     list_display = (
         "__str__",
         "invoice",
@@ -395,7 +399,8 @@ class PaymentMethodAdmin(AuditTrailMixin, admin.ModelAdmin):
 
 
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyAdmin):
+class RefundAdmin(FormattedNumbersMixin, ReadOnlyAdmin):
+    money_fields = {"amount": "currency", "amount_from_credit": "currency", "amount_reopened": "currency"}
     list_display = ("__str__", "customer", "payment", "amount", "currency", "status", "reason", "created_at")
     list_filter = ("status", "method", "currency")
     search_fields = ("customer__name", "=payment__id", "=gateway_reference")
@@ -413,11 +418,12 @@ class WebhookEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CreditLedgerEntry)
-class CreditLedgerEntryAdmin(admin.ModelAdmin):
+class CreditLedgerEntryAdmin(FormattedNumbersMixin, admin.ModelAdmin):
     """The customers' credit ledgers. Filter one customer with ``?customer__id__exact=<id>`` (linked from the
     customer's page); the balance per currency is shown above the list then."""
 
     list_display = ("created_at", "customer", "kind", "amount", "currency", "reason", "payment", "invoice")
+    money_fields = {"amount": "currency"}
     list_filter = ("kind", "currency")
     search_fields = ("customer__name", "customer__email", "=customer__external_id", "reason")
     list_select_related = ("customer", "payment", "invoice")
@@ -436,7 +442,7 @@ class CreditLedgerEntryAdmin(admin.ModelAdmin):
             customer = Customer.objects.filter(pk=int(customer_id)).first()
             if customer is not None:
                 balances = customer_credit_balances(customer=customer)
-                text = ", ".join(f"{amount} {currency}" for currency, amount in balances.items()) or "none"
+                text = ", ".join(money_display(amount, currency) for currency, amount in balances.items()) or "none"
                 self.message_user(request, f"Credit balance of {customer}: {text}", messages.INFO)
         return super().changelist_view(request, extra_context)
 
@@ -464,7 +470,7 @@ class CreditLedgerEntryAdmin(admin.ModelAdmin):
         return _form_page(self, request, title="Adjust a customer's credit", form=form, submit_label="Book adjustment")
 
 
-class CustomerCreditLedgerInline(admin.TabularInline):
+class CustomerCreditLedgerInline(FormattedNumbersMixin, admin.TabularInline):
     """For the customer admin: ``inlines = [..., CustomerCreditLedgerInline]`` (read-only, newest first)."""
 
     model = CreditLedgerEntry
@@ -476,6 +482,7 @@ class CustomerCreditLedgerInline(admin.TabularInline):
     can_delete = False
     ordering = ("-created_at", "-pk")
     verbose_name_plural = "credit ledger (balance = sum per currency)"
+    money_fields = {"amount": "currency"}
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -514,9 +521,10 @@ class QueueFilter(admin.SimpleListFilter):
 
 
 @admin.register(BankTransaction)
-class BankTransactionAdmin(ReadOnlyAdmin):
+class BankTransactionAdmin(FormattedNumbersMixin, ReadOnlyAdmin):
     """The reconciliation queue: ``?queue=open`` lists what staff still have to assign."""
 
+    money_fields = {"amount": "currency"}
     list_display = (
         "booking_date",
         "amount",

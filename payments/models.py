@@ -21,11 +21,17 @@ from django.db import models
 from django.db.models import F, Q
 from moneyed import Money
 
+from core import formatting as fmt
 from core.audit import audited
 from invoicing.models import AMOUNT
 
 ZERO = Decimal(0)
 CURRENCY_ISO = Q(currency__regex=r"^[A-Z]{3}$")
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    """How a payment's or ledger entry's name shows its amount (admin lists, selects, messages): ``€650.00``."""
+    return fmt.money(amount, currency, fmt.DEFAULT_LANGUAGE)
 
 
 class Gateway(models.TextChoices):
@@ -160,7 +166,7 @@ class Payment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Payment #{self.pk} {self.amount} {self.currency}"
+        return f"Payment #{self.pk} {_money(self.amount, self.currency)}"
 
     @property
     def amount_money(self) -> Money:
@@ -195,7 +201,7 @@ class PaymentAllocation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} → {self.invoice}"
+        return f"{_money(self.amount, self.currency)} → {self.invoice}"
 
     @property
     def net_amount(self) -> Decimal:
@@ -274,7 +280,7 @@ class CreditLedgerEntry(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.amount} {self.currency}"
+        return f"{self.get_kind_display()} {_money(self.amount, self.currency)}"
 
     def save(self, *args: object, **kwargs: object) -> None:
         if not self._state.adding:
@@ -333,7 +339,7 @@ class Refund(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Refund #{self.pk} {self.amount} {self.currency}"
+        return f"Refund #{self.pk} {_money(self.amount, self.currency)}"
 
 
 # --- Automatic collection -------------------------------------------------------------------------------

@@ -103,6 +103,7 @@ def send_payment_failed_email(*, attempt_id: int) -> bool:
     if claimed != 1:
         return False
     attempt = PaymentAttempt.objects.select_related("customer", "invoice", "payment_method").get(pk=attempt_id)
+    language = fmt.document_language(attempt.customer.language)
     email_queue(
         kind=EmailKind.PAYMENT_FAILED,
         customer=attempt.customer,
@@ -112,7 +113,7 @@ def send_payment_failed_email(*, attempt_id: int) -> bool:
             "customer": attempt.customer,
             "invoice": attempt.invoice,
             "attempt": attempt,
-            "amount": attempt.amount,
+            "amount": fmt.money(attempt.amount, attempt.currency, language),
             "currency": attempt.currency,
             "payment_method": attempt.payment_method,
             "portal_url": portal_url(),

@@ -21,6 +21,7 @@ from typing import Any
 
 from django.db.models import QuerySet, Sum
 from django.template.loader import render_to_string
+from django.utils import translation
 
 from core import formatting as fmt
 from core.dates import billing_date_of, billing_tz
@@ -85,6 +86,52 @@ LABELS = {
         "credit_notes": "Gutschriften und Guthabenkorrekturen",
         "owed": "Ein positiver Saldo ist von Ihnen zu zahlen; ein negativer Saldo ist Ihr Guthaben bei uns.",
         "none": "Keine Bewegungen in diesem Zeitraum.",
+    },
+    "fr": {
+        "title": "Relevé de compte",
+        "period": "Période",
+        "customer": "Client",
+        "opening": "Solde d’ouverture",
+        "closing": "Solde de clôture",
+        "date": "Date",
+        "document": "Pièce",
+        "description": "Désignation",
+        "charges": "Débits",
+        "credits": "Paiements et avoirs",
+        "balance": "Solde",
+        INVOICE: "Facture",
+        PAYMENT: "Paiement",
+        REFUND: "Remboursement",
+        CREDIT_NOTE: "Avoir",
+        ADJUSTMENT: "Ajustement de crédit",
+        "invoices": "Factures",
+        "payments": "Paiements (moins les remboursements)",
+        "credit_notes": "Avoirs et ajustements de crédit",
+        "owed": "Un solde positif est à votre charge ; un solde négatif est votre crédit chez nous.",
+        "none": "Aucun mouvement sur cette période.",
+    },
+    "es": {
+        "title": "Extracto de cuenta",
+        "period": "Periodo",
+        "customer": "Cliente",
+        "opening": "Saldo inicial",
+        "closing": "Saldo final",
+        "date": "Fecha",
+        "document": "Documento",
+        "description": "Descripción",
+        "charges": "Cargos",
+        "credits": "Pagos y abonos",
+        "balance": "Saldo",
+        INVOICE: "Factura",
+        PAYMENT: "Pago",
+        REFUND: "Reembolso",
+        CREDIT_NOTE: "Factura rectificativa",
+        ADJUSTMENT: "Ajuste de saldo",
+        "invoices": "Facturas",
+        "payments": "Pagos (menos reembolsos)",
+        "credit_notes": "Facturas rectificativas y ajustes de saldo",
+        "owed": "Un saldo positivo es a su cargo; un saldo negativo es su saldo a favor con nosotros.",
+        "none": "No hay movimientos en este periodo.",
     },
 }
 
@@ -223,6 +270,8 @@ def statement_context(statement: Statement) -> dict[str, Any]:
     def money(value: Decimal) -> str:
         return fmt.money(value, currency, lang)
 
+    with translation.override(lang):  # the country named in the statement's language
+        address = customer.postal_address
     seller = {key: value if isinstance(value, dict) else str(value) for key, value in seller_snapshot().items()}
     return {
         "lang": lang,
@@ -230,7 +279,7 @@ def statement_context(statement: Statement) -> dict[str, Any]:
         "font_family": FONT_FAMILY,
         "seller": seller,
         "customer_name": customer.display_legal_name,
-        "customer_address": [line for line in customer.postal_address.splitlines() if line.strip()],
+        "customer_address": [line for line in address.splitlines() if line.strip()],
         "period": f"{fmt.date(statement.start, lang)} – {fmt.date(statement.end, lang)}",
         "currency": currency,
         "opening": money(statement.opening),

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from core.admin_errors import form_application_error
-from core.admin_lists import QuickActionCheckbox, badge, boolean_column, status_badge
+from core.admin_lists import FormattedNumbersMixin, QuickActionCheckbox, badge, boolean_column, status_badge
 from core.admin_pages import date_text
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
@@ -46,13 +46,15 @@ from subscriptions.services import (
 )
 
 
-class PriceTierInline(admin.TabularInline):
+class PriceTierInline(FormattedNumbersMixin, admin.TabularInline):
     model = PriceTier
+    money_fields = dict.fromkeys(("unit_amount", "flat_amount"), "price.currency")
     extra = 0
 
 
-class PriceInline(admin.TabularInline):
+class PriceInline(FormattedNumbersMixin, admin.TabularInline):
     model = Price
+    money_fields = {"unit_amount": ""}
     extra = 0
     fields = ("nickname", "unit_amount", "interval", "interval_count", "pricing_model", "usage_type", "active")
     show_change_link = True
@@ -84,7 +86,8 @@ class PriceForm(forms.ModelForm):
 
 
 @admin.register(Price)
-class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
+class PriceAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
+    money_fields = {"unit_amount": ""}
     audit_include_related = True
     form = PriceForm
     list_display = (
@@ -113,8 +116,9 @@ class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
         return () if obj is not None and obj.subscription_items.exists() else self.inlines
 
 
-class SubscriptionItemInline(admin.TabularInline):
+class SubscriptionItemInline(FormattedNumbersMixin, admin.TabularInline):
     model = SubscriptionItem
+    quantity_fields = ("quantity",)
     extra = 0
     fields = ("price", "quantity", "removed_on")
     readonly_fields = fields
@@ -290,7 +294,9 @@ class SubscriptionEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Coupon)
-class CouponAdmin(AuditTrailMixin, admin.ModelAdmin):
+class CouponAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
+    money_fields = {"amount_off": ""}
+    percentage_fields = ("percent_off",)
     list_display = (
         "code", "name", "percent_off", "amount_off", "duration", "duration_in_periods", "times_redeemed", "active"
     )  # fmt: skip
@@ -367,7 +373,9 @@ class DiscountAdmin(AuditTrailMixin, admin.ModelAdmin):
 
 
 @admin.register(PendingInvoiceItem)
-class PendingInvoiceItemAdmin(admin.ModelAdmin):
+class PendingInvoiceItemAdmin(FormattedNumbersMixin, admin.ModelAdmin):
+    money_fields = {"amount": "", "unit_amount": ""}
+    quantity_fields = ("quantity",)
     list_display = ("subscription", "description", "amount", "effective_on", "billed_at")
     list_filter = ("kind", "proration")
     list_select_related = ("subscription",)
@@ -391,7 +399,8 @@ class UsageImportUploadForm(ImportUploadForm):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(ImportAdminMixin, admin.ModelAdmin):
+class UsageRecordAdmin(FormattedNumbersMixin, ImportAdminMixin, admin.ModelAdmin):
+    quantity_fields = ("quantity",)
     form = UsageRecordForm
     list_display = ("timestamp", "subscription_item", "quantity", "usage_date", "billing_date", "key_display")
     list_select_related = ("subscription_item__price__product",)

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from djmoney.models.fields import MoneyField
 
+from core import formatting as fmt
 from core.audit import audited
 from customers.models import Customer
 
@@ -126,7 +127,8 @@ class Price(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.display_name} — {self.unit_amount} / {self.interval_label}"
+        amount = fmt.unit_price(self.unit_amount.amount, self.currency, fmt.DEFAULT_LANGUAGE)
+        return f"{self.display_name} — {amount} / {self.interval_label}"
 
     @property
     def currency(self) -> str:
@@ -177,7 +179,8 @@ class PriceTier(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"up to {self.up_to if self.up_to is not None else '∞'}: {self.unit_amount} + {self.flat_amount}"
+        up_to = self.up_to if self.up_to is not None else "∞"
+        return f"up to {up_to}: {fmt.plain_decimal(self.unit_amount)} + {fmt.plain_decimal(self.flat_amount)}"
 
 
 class SubscriptionStatus(models.TextChoices):
@@ -332,7 +335,7 @@ class SubscriptionItem(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.price.display_name} × {self.quantity}"
+        return f"{self.price.display_name} × {fmt.quantity(self.quantity, fmt.DEFAULT_LANGUAGE)}"
 
 
 class SubscriptionEvent(models.Model):
@@ -411,7 +414,11 @@ class Coupon(models.Model):
         ]
 
     def __str__(self) -> str:
-        off = f"{self.percent_off}%" if self.percent_off is not None else str(self.amount_off)
+        if self.percent_off is not None:
+            off = fmt.percentage(self.percent_off, fmt.DEFAULT_LANGUAGE)
+        else:
+            assert self.amount_off is not None
+            off = fmt.money(self.amount_off.amount, self.amount_off.currency.code, fmt.DEFAULT_LANGUAGE)
         return f"{self.code} ({off} off, {self.get_duration_display().lower()})"
 
     @property

@@ -31,6 +31,8 @@ SELLER = {
     "invoice_footer": {
         "en": "Thank you for your business. Questions about this invoice: rechnung@nordlicht.example.",
         "de": "Vielen Dank für Ihren Auftrag. Fragen zur Rechnung: rechnung@nordlicht.example.",
+        "fr": "Merci de votre confiance. Questions sur cette facture : rechnung@nordlicht.example.",
+        "es": "Gracias por su confianza. Consultas sobre esta factura: rechnung@nordlicht.example.",
     },
 }
 

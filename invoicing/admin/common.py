@@ -8,14 +8,13 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from core.admin_lists import money_display
 from core.admin_readonly import ReadOnlyMixin
-from core.money import round_amount
 
 
 def _amount(value: Decimal | None, currency: str) -> str:
-    if value is None:
-        return "—"
-    return f"{round_amount(value, currency):,} {currency}"
+    """An amount as staff read it: ``€874.06``, ``¥3,040``, ``BHD1.235`` (core.admin_lists.money_display)."""
+    return money_display(value, currency)
 
 
 def _actor(request: HttpRequest) -> Any:

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from core.admin_lists import FormattedNumbersMixin
 from core.admin_readonly import ReadOnlyMixin
 from invoicing import documents
 from invoicing.admin.common import ReadOnlyInline, _amount
@@ -23,14 +24,19 @@ from invoicing.models import (
 # --- credit notes ---------------------------------------------------------------------------------------
 
 
-class CreditNoteLineInline(ReadOnlyInline):
+class CreditNoteLineInline(FormattedNumbersMixin, ReadOnlyInline):
     model = CreditNoteLine
+    money_fields = dict.fromkeys(("net_amount", "tax_amount", "total_amount"), "credit_note.currency")
+    quantity_fields = ("quantity",)
     fields = ("description", "quantity", "tax_name", "net_amount", "tax_amount", "total_amount")
     readonly_fields = fields
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class CreditNoteAdmin(FormattedNumbersMixin, ReadOnlyMixin, admin.ModelAdmin):
+    money_fields = dict.fromkeys(
+        ("net_total", "tax_total", "total", "amount_applied", "amount_to_customer_credit"), "currency"
+    )
     list_display = ("number", "invoice", "customer_display", "issue_date", "total_display", "credit_display")
     list_filter = ("currency", "issue_date")
     search_fields = ("=number", "=invoice__number", "customer__name", "customer__email")

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from core import formatting as fmt
-from core.admin_lists import QuickActionCheckbox, badge, status_badge, yes_no
+from core.admin_lists import FormattedNumbersMixin, QuickActionCheckbox, badge, percentage_display, status_badge, yes_no
 from core.admin_pages import date_text, money_text
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
@@ -129,7 +129,7 @@ class InvoiceLineFormSet(forms.BaseInlineFormSet):
             form.instance.tax_inclusive = price.tax_behavior == TaxBehavior.INCLUSIVE
 
 
-class InvoiceLineInline(admin.TabularInline):
+class InvoiceLineInline(FormattedNumbersMixin, admin.TabularInline):
     model = InvoiceLine
     form = InvoiceLineForm
     formset = InvoiceLineFormSet
@@ -151,6 +151,14 @@ class InvoiceLineInline(admin.TabularInline):
         "total_amount",
     )
     readonly_fields = ("tax_name", "tax_amount", "total_amount", "proration_words")
+    money_fields = {
+        "unit_amount": "invoice.currency",
+        "amount": "invoice.currency",
+        "discount_amount": "invoice.currency",
+        "tax_amount": "invoice.currency",
+        "total_amount": "invoice.currency",
+    }
+    quantity_fields = ("quantity",)
 
     def get_extra(self, request: HttpRequest, obj: Invoice | None = None, **kwargs: Any) -> int:
         return 1 if obj is None or obj.is_draft else 0
@@ -186,8 +194,9 @@ class InvoiceEventInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-class CreditNoteInline(ReadOnlyInline):
+class CreditNoteInline(FormattedNumbersMixin, ReadOnlyInline):
     model = CreditNote
+    money_fields = {"total": "currency", "amount_applied": "currency", "amount_to_customer_credit": "currency"}
     fields = ("number", "issue_date", "reason", "total", "amount_applied", "amount_to_customer_credit")
     readonly_fields = fields
     show_change_link = True
@@ -276,8 +285,17 @@ _COMPUTED_FIELDS = (
 
 @admin.register(Invoice)
 class InvoiceAdmin(
-    QuickActionCheckbox, InvoicePageMixin, NumberOrCustomerSearchMixin, AuditTrailMixin, admin.ModelAdmin
+    QuickActionCheckbox,
+    FormattedNumbersMixin,
+    InvoicePageMixin,
+    NumberOrCustomerSearchMixin,
+    AuditTrailMixin,
+    admin.ModelAdmin,
 ):
+    money_fields = dict.fromkeys(
+        ("subtotal", "discount_total", "tax_total", "total", "amount_paid", "amount_credited", "amount_due"),
+        "currency",
+    )
     audit_include_related = True
     # Columns that fit 1440 px and a 13" laptop's 1280 px beside the filter (static/admin/billing/admin.css).
     list_display = (
@@ -320,6 +338,9 @@ class InvoiceAdmin(
     history_inlines: tuple[Any, ...] = (OutboundEmailInline,)
 
     def get_fieldsets(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
+        return self.formatted_fieldsets(request, obj, self._fieldsets(obj))
+
+    def _fieldsets(self, obj: Invoice | None) -> Any:
         draft: Any = [(None, {"fields": _DRAFT_FIELDS})]
         if obj is None:  # a new one-off invoice: who and in which currency; the rest is rarely needed
             return [
@@ -529,11 +550,11 @@ class InvoiceAdmin(
             return "—"
         return format_html_join(
             "",
-            "<div>{} ({} %): taxable {}, tax {}</div>",
+            "<div>{} ({}): taxable {}, tax {}</div>",
             (
                 (
                     row["name"],
-                    row["percentage"],
+                    percentage_display(row["percentage"]),
                     _amount(Decimal(row["taxable_amount"]), obj.currency),
                     _amount(Decimal(row["tax_amount"]), obj.currency),
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from core.admin_lists import boolean_column
+from core.admin_lists import FormattedNumbersMixin, boolean_column
 from core.audit import AuditTrailMixin
 from invoicing.admin.common import ReadOnlyInline
 from invoicing.models import (
@@ -44,7 +44,8 @@ class NumberSeriesAdmin(admin.ModelAdmin):
 
 
 @admin.register(TaxRate)
-class TaxRateAdmin(AuditTrailMixin, admin.ModelAdmin):
+class TaxRateAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
+    percentage_fields = ("percentage",)
     list_display = (
         "name",
         "country",

@@ -60,7 +60,12 @@ SELLER = {
     "bank_name": "Demo Bank",
     "iban": "DE89370400440532013000",
     "bic": "COBADEFFXXX",
-    "invoice_footer": {"en": "Thank you for your business.", "de": "Vielen Dank für Ihren Auftrag."},
+    "invoice_footer": {
+        "en": "Thank you for your business.",
+        "de": "Vielen Dank für Ihren Auftrag.",
+        "fr": "Merci de votre confiance.",
+        "es": "Gracias por su confianza.",
+    },
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import factory
 
+from core.formatting import plain_decimal
 from invoicing.models import BillingReason, Invoice, InvoiceLine, LineKind, NumberSeries, TaxRate
 from invoicing.services import invoice_finalize, invoice_recompute
 from tests.factories.customers import CustomerFactory
@@ -38,7 +39,7 @@ class TaxRateFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = TaxRate
 
-    name = factory.LazyAttribute(lambda o: f"VAT {Decimal(o.percentage).normalize()} %")
+    name = factory.LazyAttribute(lambda o: f"VAT {plain_decimal(o.percentage)} %")
     country = "DE"
     region = ""
     percentage = Decimal("19")

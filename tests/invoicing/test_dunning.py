@@ -201,6 +201,31 @@ def test_reminder_email_has_amount_days_overdue_pdf_and_a_signed_pay_link(django
     assert (email.status, email.invoice_id, email.language) == ("sent", invoice.pk, "de")
 
 
+def test_spanish_reminder_speaks_spanish_with_spanish_money_and_dates(django_capture_on_commit_callbacks):
+    invoice = _invoice(customer=CustomerFactory(language="es"))
+    with django_capture_on_commit_callbacks(execute=True):
+        dunning.send_reminders(as_of=_day(7))
+
+    [message] = mail.outbox
+    assert message.subject == f"Recordatorio de pago: la factura {invoice.number} tiene 7 días de retraso"
+    assert message.body.startswith("Hola, ")
+    assert f"la factura {invoice.number}, vencida el 16 mar 2026, sigue pendiente: 119,00\xa0€ con 7 días" in (
+        message.body
+    )
+    assert "Atentamente," in message.body and "Hello" not in message.body and "€119.00" not in message.body
+    html = message.alternatives[0][0]
+    assert '<html lang="es">' in html and "Pagar en línea" in html and "Pay online" not in html
+    assert OutboundEmail.objects.get(kind=EmailKind.REMINDER).language == "es"
+
+
+def test_french_friendly_notice_counts_the_days_until_due():
+    invoice = _invoice(customer=CustomerFactory(language="fr"))
+    dunning.send_reminders(as_of=_day(-3))
+    email = OutboundEmail.objects.get(invoice=invoice, kind=EmailKind.REMINDER)
+    assert email.subject == f"La facture {invoice.number} arrive à échéance le 16 mars 2026"
+    assert "119,00\xa0€" in email.body_text and "dans 3 jours" in email.body_text
+
+
 def test_english_friendly_notice_counts_the_days_until_due():
     invoice = _invoice()
     dunning.send_reminders(as_of=_day(-3))

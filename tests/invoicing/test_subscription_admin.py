@@ -87,7 +87,7 @@ def test_clerk_creates_a_subscription_with_two_items_and_a_coupon_after_its_prev
     assert response.status_code == 200 and "Create subscription" in content
     # 3 × 29.99 = 89.97 − 9.00, 49.00 − 4.90; tax 15.38 + 8.38 (per line); total 148.83
     assert "First invoice" in content and "Next renewal" in content
-    assert "89.97 EUR" in content and "-9.00 EUR" in content and "148.83 EUR" in content
+    assert "€89.97" in content and "-€9.00" in content and "€148.83" in content
     assert not Subscription.objects.exists()
     # Changing a value after the preview previews again instead of creating.
     stale = {
@@ -229,7 +229,7 @@ def test_upgrade_with_always_invoice_from_the_admin_issues_an_invoice_and_keeps_
     }
     response = clerk_client.post(url, data)
     content = response.content.decode()
-    assert "Charged now" in content and "62.17 EUR" in content and "Apply this change" in content
+    assert "Charged now" in content and "€62.17" in content and "Apply this change" in content
     data.pop("_preview")
     with django_capture_on_commit_callbacks(execute=True):
         response = clerk_client.post(
@@ -249,7 +249,7 @@ def test_bill_now_previews_then_bills_and_links_the_invoices(clerk_client, catal
     subscription_create(customer=customer, items=[ItemSpec(price=pro, quantity=2)], start_date=D(2026, 3, 10))
     url = reverse("admin:customers_customer_bill_now", args=[customer.pk])
     content = clerk_client.get(url).content.decode()
-    assert "Will issue an invoice of 71.38 EUR" in content and not Invoice.objects.exists()
+    assert "Will issue an invoice of €71.38" in content and not Invoice.objects.exists()
     response = clerk_client.post(url, {"as_of": "2026-03-10", "_bill": "Bill now"}, follow=True)
     invoice = Invoice.objects.get()
     assert invoice.total == Decimal("71.38")

@@ -115,6 +115,34 @@ def test_pages_speak_the_customers_language(account_a: Account) -> None:
     assert "Rechnung" in detail and "PDF herunterladen" in detail
 
 
+def test_pages_speak_french_with_french_money_and_dates(account_a: Account) -> None:
+    account_a.customer.language = "fr"
+    account_a.customer.save()
+    client = signed_in_client(account_a.portal_user)
+    page = client.get(reverse("portal:overview")).content.decode()
+    assert 'lang="fr"' in page and "Vue d’ensemble" in page and "Factures" in page and "Montant dû" in page
+    assert "120,00\xa0€" in page and "€120.00" not in page  # the open invoice's amount due
+    invoices = client.get(reverse("portal:invoices")).content.decode()
+    assert "2 mars 2026" in invoices and "03/02/2026" not in invoices  # issue date, one style per language
+    detail = client.get(reverse("portal:invoice_detail", args=[account_a.open_invoice.number])).content.decode()
+    assert "Facture" in detail and "Télécharger le PDF" in detail and "Download PDF" not in detail
+    details = client.get(reverse("portal:billing_details")).content.decode()
+    assert "Langue" in details and '<option value="fr" selected>Français</option>' in details
+
+
+def test_the_customer_chooses_the_language_in_the_billing_details(client_a: Client, account_a: Account) -> None:
+    url = reverse("portal:billing_details")
+    data = {"legal_name": "Alpha SL", "email": "ap@alpha.example", "country": "ES", "language": "es"}
+    response = client_a.post(url, data, follow=True)
+    account_a.customer.refresh_from_db()
+    assert account_a.customer.language == "es"  # documents and e-mails follow it too
+    page = response.content.decode()
+    assert 'lang="es"' in page and "Sus datos de facturación se han guardado." in page
+    assert client_a.post(url, {**data, "language": "xx"}).status_code == 400
+    account_a.customer.refresh_from_db()
+    assert account_a.customer.language == "es"
+
+
 def test_invoice_list_queries_stay_bounded_with_1000_invoices(
     account_a: Account, django_assert_max_num_queries: Any
 ) -> None:

@@ -75,7 +75,7 @@ def test_change_plan_screen_previews_then_applies(admin_client):
     assert response.status_code == 200
     content = response.content.decode()
     assert "Unused time on Pro × 5 from 14 Mar 2026 (18/31 days)" in content
-    assert "52.24 EUR" in content  # -87.07 + 139.31
+    assert "€52.24" in content  # -87.07 + 139.31
     assert not PendingInvoiceItem.objects.exists()
     data.pop("_preview")
     response = admin_client.post(
