@@ -140,11 +140,15 @@ def validate(xml: bytes, *, xrechnung: bool) -> Report:
 
 def compile_xrechnung() -> dict[str, Path]:
     """Compile the XRechnung Schematron (UBL and CII) to XSLT with SchXslt; writes ``XRECHNUNG_XSLT``."""
+    from saxonche import PySaxonProcessor
+
     compiled = {}
-    pipeline = _stylesheet(SCHXSLT_PIPELINE)
     for syntax, source in XRECHNUNG_SCH.items():
-        with _saxon_lock:
-            text = pipeline.transform_to_string(source_file=str(source))
+        # A processor of its own per compilation: the names SchXslt generates count the documents a processor has
+        # read, so only a fresh one gives the same file every time.
+        processor = PySaxonProcessor(license=False)
+        pipeline = processor.new_xslt30_processor().compile_stylesheet(stylesheet_file=str(SCHXSLT_PIPELINE))
+        text = pipeline.transform_to_string(source_file=str(source))
         target = XRECHNUNG_XSLT[syntax]
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(_without_timestamp(text), encoding="utf-8")
