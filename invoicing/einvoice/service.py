@@ -261,3 +261,23 @@ def einvoice_bytes(stored: EInvoiceFile) -> tuple[str, bytes]:
     fmt = FORMATS[stored.format]
     number = stored.invoice.number if stored.invoice_id else stored.credit_note.number  # type: ignore[union-attr]
     return f"{number}-{fmt.file_suffix}.xml", content
+
+
+def invoice_einvoice_file(invoice: Invoice) -> tuple[str, bytes] | None:
+    """The archived e-invoice of an issued invoice as (filename, XML), archiving it first if the render task has
+    not yet; None when the customer takes no e-invoice. For the admin, the portal and the API."""
+    if invoice.is_draft or format_for(invoice.customer_snapshot) is None:
+        return None
+    stored = einvoice_store(invoice=invoice)
+    return einvoice_bytes(stored) if stored is not None else None
+
+
+def format_label(invoice: Invoice) -> str:
+    fmt = format_for(invoice.customer_snapshot)
+    return fmt.label if fmt is not None else ""
+
+
+def einvoice_in_pdf(invoice: Invoice) -> bool:
+    """Factur-X: the XML travels inside the PDF, there is no separate file to offer."""
+    fmt = format_for(invoice.customer_snapshot)
+    return fmt is not None and fmt.embedded_in_pdf
