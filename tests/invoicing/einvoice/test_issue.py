@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import os
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from djmoney.money import Money
@@ -53,7 +55,13 @@ def _public_buyer(**overrides):
     return CustomerFactory(**{**values, **overrides})
 
 
-def _every_format_valid(invoice: Invoice) -> dict[str, bytes]:
+def _sample(name: str, content: bytes) -> None:
+    """``EINVOICE_SAMPLES=docs/samples pytest tests/invoicing/einvoice`` refreshes the samples in docs/."""
+    if folder := os.environ.get("EINVOICE_SAMPLES"):
+        (Path(folder) / name).write_bytes(content)
+
+
+def _every_format_valid(invoice: Invoice, sample: str = "") -> dict[str, bytes]:
     lines = list(invoice.lines.order_by("position", "pk"))
     document = mapping.invoice_document(invoice, lines)
     written = {}
@@ -62,6 +70,8 @@ def _every_format_valid(invoice: Invoice) -> dict[str, bytes]:
         report = validation.validate(xml, xrechnung=fmt.xrechnung)
         assert report.errors == (), (code, report.errors)
         written[code] = xml
+        if sample:
+            _sample(f"einvoice-{sample}-{FORMATS[code].file_suffix}.xml", xml)
     return written
 
 
@@ -83,7 +93,7 @@ def test_a_subscription_invoice_with_a_coupon_is_valid_in_every_format_with_its_
     billing_run(as_of=JAN_1)
     invoice = Invoice.objects.get(subscription=subscription)
     assert invoice.status == InvoiceStatus.OPEN and invoice.total == D("107.10")  # 100 − 10 + 19 % of 90
-    written = _every_format_valid(invoice)
+    written = _every_format_valid(invoice, sample="coupon")
     ubl = written["xrechnung_ubl"]
     assert _ubl_value(ubl, "cac:LegalMonetaryTotal/cbc:LineExtensionAmount") == ["90.00"]
     assert _ubl_value(ubl, "cac:TaxTotal/cbc:TaxAmount") == ["17.10"]
@@ -126,7 +136,9 @@ def test_exempt_reverse_charge_and_a_jpy_export_are_valid_in_every_format():
     for customer, category, total in ((exempt, "E", D("50.00")), (reverse, "AE", D("80.00")), (tokyo, "O", D(3040))):
         invoice = Invoice.objects.get(customer=customer)
         assert (invoice.status, invoice.total) == (InvoiceStatus.OPEN, total), invoice.memo
-        written = _every_format_valid(invoice)
+        written = _every_format_valid(
+            invoice, sample={"E": "exempt", "AE": "reverse-charge", "O": "jpy-export"}[category]
+        )
         assert _ubl_value(written["peppol"], "cac:TaxTotal/cac:TaxSubtotal/cac:TaxCategory/cbc:ID") == [category]
     jpy = _every_format_valid(Invoice.objects.get(customer=tokyo))["peppol"]
     assert _ubl_value(jpy, "cac:LegalMonetaryTotal/cbc:PayableAmount") == ["3040"]  # JPY: no minor unit
@@ -143,6 +155,7 @@ def test_a_credit_note_references_its_invoice_and_is_valid_in_every_format():
     for code, fmt in FORMATS.items():
         xml = fmt.xml(document)
         assert validation.validate(xml, xrechnung=fmt.xrechnung).errors == (), code
+        _sample(f"einvoice-credit-note-{fmt.file_suffix}.xml", xml)
     ubl = FORMATS["peppol"].xml(document)
     assert etree.fromstring(ubl).tag.endswith("CreditNote")
     assert _ubl_value(ubl, "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID") == [invoice.number]
@@ -215,6 +228,9 @@ def test_a_facturx_customer_gets_a_pdf_a3_with_the_xml_embedded():
         tax_id="FR40303265045",
         tax_status=TaxStatus.REVERSE_CHARGE,
         language="fr",
+        address_line1="15 Rue de la République",
+        postal_code="69002",
+        city="Lyon",
     )
     SubscriptionFactory(customer=customer, price=PriceFactory(unit_amount=Money(D("120.00"), "EUR")), start_date=JAN_1)
     billing_run(as_of=JAN_1)
@@ -222,6 +238,7 @@ def test_a_facturx_customer_gets_a_pdf_a3_with_the_xml_embedded():
     pdf = documents.invoice_pdf_store(invoice_id=invoice.pk)
     with pdf.file.open("rb") as handle:
         content = handle.read()
+    _sample("einvoice-factur-x.pdf", content)
     xml = facturx.embedded_xml(content)  # the factur-x library's own reader and XSD check
     assert xml == service.einvoice_bytes(EInvoiceFile.objects.get(invoice=invoice))[1]
     assert validation.validate(xml, xrechnung=False).valid
