@@ -248,6 +248,7 @@ urlpatterns = [
     path("invoices/", invoicing_portal.InvoiceListView.as_view(), name="invoices"),
     path("invoices/<str:number>/", invoicing_portal.InvoiceDetailView.as_view(), name="invoice_detail"),
     path("invoices/<str:number>/pdf/", invoicing_portal.InvoicePdfView.as_view(), name="invoice_pdf"),
+    path("invoices/<str:number>/einvoice/", invoicing_portal.InvoiceEInvoiceView.as_view(), name="invoice_einvoice"),
     path("invoices/<str:number>/pay/", payments_portal.InvoicePayView.as_view(), name="invoice_pay"),
     path("credit-notes/", invoicing_portal.CreditNoteListView.as_view(), name="credit_notes"),
     path("credit-notes/<str:number>/pdf/", invoicing_portal.CreditNotePdfView.as_view(), name="credit_note_pdf"),

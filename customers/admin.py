@@ -86,6 +86,16 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
             {"fields": ("address_line1", "address_line2", ("postal_code", "city"), "region", "country")},
         ),
         ("Tax and terms", {"fields": ("tax_id", "tax_status", "currency", "payment_terms_days", "review_invoices")}),
+        (
+            "E-invoicing",
+            {
+                "fields": (
+                    "einvoice_format",
+                    ("buyer_reference", "purchase_order"),
+                    ("einvoice_address", "einvoice_address_scheme"),
+                )
+            },
+        ),
         ("Other", {"classes": ("collapse",), "fields": ("notes", "metadata", "created_at", "updated_at")}),
     )
 

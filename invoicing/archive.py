@@ -1,6 +1,7 @@
 """The archive check: every archived PDF — each original (``DocumentPdf``) and each later version
-(``DocumentPdfVersion``) — still exists and still has the SHA-256 recorded when it was rendered. One piece of
-code for ``manage.py verify_archive`` and the "pdfs" part of the integrity check (reporting.integrity)."""
+(``DocumentPdfVersion``) — and every archived e-invoice XML (``EInvoiceFile``) still exists and still has the
+SHA-256 recorded when it was written. One piece of code for ``manage.py verify_archive`` and the "pdfs" part of
+the integrity check (reporting.integrity)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from dataclasses import dataclass
 
 from django.core.files.storage import default_storage
 
-from invoicing.models import DocumentPdf, DocumentPdfVersion
+from invoicing.models import DocumentPdf, DocumentPdfVersion, EInvoiceFile
 
 
 @dataclass(frozen=True)
 class ArchiveProblem:
-    model: str  # "DocumentPdf" (an original) or "DocumentPdfVersion"
+    model: str  # "DocumentPdf" (an original), "DocumentPdfVersion" or "EInvoiceFile"
     pk: int
     file: str
     what: str  # "changed" or "cannot be read"
@@ -38,7 +39,7 @@ def file_sha256(name: str) -> str:
 
 
 def _archived_files() -> Iterator[tuple[str, int, str, str]]:
-    for model in (DocumentPdf, DocumentPdfVersion):
+    for model in (DocumentPdf, DocumentPdfVersion, EInvoiceFile):
         rows = model.objects.order_by("pk").values_list("pk", "file", "sha256")  # type: ignore[attr-defined]
         for pk, name, sha256 in rows.iterator(chunk_size=500):
             yield model.__name__, pk, name, sha256

@@ -43,18 +43,21 @@ from core import formatting as fmt
 from core.errors import InvalidInput, NotAllowed, NotFound
 from core.text import without_bidi_controls
 from customers.models import EU_VAT_COUNTRIES
+from invoicing.einvoice import service as einvoice_service
+from invoicing.einvoice.facturx import facturx_pdf
 from invoicing.models import (
     CreditNote,
     CreditNoteLine,
     DocumentPdf,
     DocumentPdfVersion,
+    EInvoiceFile,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
     TaxTreatment,
 )
 from notifications.models import OutboundEmail
-from notifications.sending import AttachmentNotReady
+from notifications.sending import Attachment, AttachmentNotReady
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +117,12 @@ def register_fonts() -> None:
             # xhtml2pdf copies this table into each document's font list: the family resolves without @font-face.
             xhtml2pdf_default.DEFAULT_FONT[family.lower()] = family
             xhtml2pdf_default.DEFAULT_FONT[bold.lower()] = bold
+        # ReportLab's canvas and xhtml2pdf's blank fragments use the standard Helvetica, which is never embedded:
+        # in this process "Helvetica" names the embedded face, so every font a PDF references is embedded (PDF/A,
+        # Factur-X).
+        regular, bold_file = FONT_FACES[FONT_FAMILY]
+        pdfmetrics.registerFont(TTFont("Helvetica", str(font_dir() / regular)))
+        pdfmetrics.registerFont(TTFont("Helvetica-Bold", str(font_dir() / (bold_file or regular))))
         _fonts_registered = True
 
 
@@ -348,6 +357,12 @@ def _service_meta(start: dt.date | None, end: dt.date | None, issue_date: dt.dat
     if start is not None and end is not None:
         return fmt.label(lang, "period"), fmt.period(start, end, lang)
     return fmt.label(lang, "service_date"), fmt.date(issue_date, lang)
+
+
+def payment_terms_text(invoice: Invoice) -> str:
+    """The payment terms sentence in the customer's language (also the e-invoice's BT-20)."""
+    lang = fmt.document_language((invoice.customer_snapshot or {}).get("language"))
+    return _payment_terms(invoice, lang)
 
 
 def _payment_terms(invoice: Invoice, lang: str) -> str:
@@ -635,6 +650,23 @@ def _invoice_for_pdf(invoice_id: int) -> tuple[Invoice, list[InvoiceLine]]:
     return invoice, list(invoice.lines.all())
 
 
+def _with_einvoice(pdf: bytes, stored: EInvoiceFile | None, customer: dict[str, Any], seller: dict[str, Any]) -> bytes:
+    """A Factur-X customer's PDF carries its archived e-invoice XML (PDF/A-3); other PDFs are left as they are —
+    their e-invoice travels beside them."""
+    if stored is None or not einvoice_service.FORMATS[stored.format].embedded_in_pdf:
+        return pdf
+    filename, xml = einvoice_service.einvoice_bytes(stored)
+    lang = fmt.document_language(customer.get("language"))
+    return facturx_pdf(
+        pdf=pdf,
+        xml=xml,
+        title=filename.removesuffix(".xml"),
+        author=seller.get("legal_name", ""),
+        subject=fmt.label(lang, "invoice"),
+        lang=lang,
+    )
+
+
 def invoice_pdf_store(*, invoice_id: int) -> DocumentPdf:
     """Render a finalized invoice and archive it, unless it is archived already (the render task and
     ``render_pdfs`` call this; the original is never replaced)."""
@@ -645,6 +677,9 @@ def invoice_pdf_store(*, invoice_id: int) -> DocumentPdf:
     if invoice.is_draft:
         raise DocumentRenderError(f"invoice {invoice_id} is a draft: only finalized invoices are stored")
     content = render_invoice_pdf(invoice=invoice, lines=lines)
+    content = _with_einvoice(
+        content, einvoice_service.einvoice_store(invoice=invoice), invoice.customer_snapshot, invoice.seller_snapshot
+    )
     return _store(
         content=content,
         folder="invoices",
@@ -655,12 +690,22 @@ def invoice_pdf_store(*, invoice_id: int) -> DocumentPdf:
     )
 
 
+def _credit_note_pdf_with_einvoice(credit_note: CreditNote) -> bytes:
+    content = render_credit_note_pdf(credit_note=credit_note, lines=list(credit_note.lines.all()))
+    return _with_einvoice(
+        content,
+        einvoice_service.einvoice_store(credit_note=credit_note),
+        credit_note.customer_snapshot or credit_note.invoice.customer_snapshot,
+        credit_note.seller_snapshot or credit_note.invoice.seller_snapshot,
+    )
+
+
 def credit_note_pdf_store(*, credit_note_id: int) -> DocumentPdf:
     existing = DocumentPdf.objects.filter(credit_note_id=credit_note_id).first()
     if existing is not None:
         return existing
     credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
-    content = render_credit_note_pdf(credit_note=credit_note, lines=list(credit_note.lines.all()))
+    content = _credit_note_pdf_with_einvoice(credit_note)
     return _store(
         content=content,
         folder="credit-notes",
@@ -737,14 +782,22 @@ def credit_note_pdf_bytes(*, credit_note_id: int, version: int | None = None) ->
     return _read_archived(pdf, version=version, number=credit_note.number)
 
 
-def email_attachment(email: OutboundEmail) -> tuple[str, bytes] | None:
+def email_attachment(email: OutboundEmail) -> list[Attachment]:
     """The outbox's attachment provider (registered in InvoicingConfig.ready): the archived PDF of the invoice or
-    credit note a message is about (its newest version)."""
+    credit note a message is about (its newest version), and its e-invoice XML when the customer takes an XML
+    format (a Factur-X PDF carries its XML inside)."""
     if email.invoice_id is not None:
-        return invoice_pdf_bytes(invoice_id=email.invoice_id)
-    if email.credit_note_id is not None:
-        return credit_note_pdf_bytes(credit_note_id=email.credit_note_id)
-    return None
+        pdf = invoice_pdf_bytes(invoice_id=email.invoice_id)
+        stored = EInvoiceFile.objects.filter(invoice_id=email.invoice_id).first()
+    elif email.credit_note_id is not None:
+        pdf = credit_note_pdf_bytes(credit_note_id=email.credit_note_id)
+        stored = EInvoiceFile.objects.filter(credit_note_id=email.credit_note_id).first()
+    else:
+        return []
+    attachments = [Attachment(*pdf)]
+    if stored is not None and not einvoice_service.FORMATS[stored.format].embedded_in_pdf:
+        attachments.append(Attachment(*einvoice_service.einvoice_bytes(stored), mimetype="application/xml"))
+    return attachments
 
 
 def document_pdf_render_version(
@@ -763,12 +816,19 @@ def document_pdf_render_version(
             raise NotAllowed(f"invoice {invoice_id} is a draft: drafts have no archived PDF")
         original = invoice_pdf_store(invoice_id=invoice_id)
         content = render_invoice_pdf(invoice=invoice, lines=lines)
+        # a Factur-X PDF's new version embeds the same archived XML as the original
+        content = _with_einvoice(
+            content,
+            einvoice_service.einvoice_store(invoice=invoice),
+            invoice.customer_snapshot,
+            invoice.seller_snapshot,
+        )
         folder, number, issue_date = "invoices", invoice.number, invoice.issue_date
     else:
         assert credit_note_id is not None
         credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
         original = credit_note_pdf_store(credit_note_id=credit_note.pk)
-        content = render_credit_note_pdf(credit_note=credit_note, lines=list(credit_note.lines.all()))
+        content = _credit_note_pdf_with_einvoice(credit_note)
         folder, number, issue_date = "credit-notes", credit_note.number, credit_note.issue_date
     sha256 = hashlib.sha256(content).hexdigest()
     with transaction.atomic():

@@ -809,3 +809,32 @@ class DocumentPdfVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file.name} (version {self.version})"
+
+
+class EInvoiceFile(models.Model):
+    """The archived e-invoice XML of one invoice or credit note (invoicing.einvoice): built from what the
+    document froze at issue, validated (XSD, EN 16931, XRechnung when claimed), stored with its SHA-256 and never
+    rewritten, like ``DocumentPdf``. For Factur-X customers the same XML is also embedded in the archived PDF."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, null=True, blank=True, related_name="einvoice")
+    credit_note = models.OneToOneField(
+        CreditNote, on_delete=models.PROTECT, null=True, blank=True, related_name="einvoice"
+    )
+    format = models.CharField(max_length=20, help_text="The customer's e-invoice format at issue.")
+    file = models.FileField(max_length=300)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "e-invoice"
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(invoice__isnull=False) & Q(credit_note__isnull=True))
+                | (Q(invoice__isnull=True) & Q(credit_note__isnull=False)),
+                name="einvoice_file_one_document",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.file.name

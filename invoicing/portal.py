@@ -24,6 +24,7 @@ from core.links import InvalidLink, invoice_link_verify
 from customers.models import Customer
 from customers.portal import PortalView, portal_access, portal_link_grant
 from invoicing.documents import credit_note_pdf_bytes, document_versions, invoice_context, invoice_pdf_bytes
+from invoicing.einvoice.service import einvoice_in_pdf, format_label, invoice_einvoice_file
 from invoicing.models import CreditNote, DocumentPdf, Invoice, InvoiceStatus
 
 PORTAL_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
@@ -153,6 +154,7 @@ class InvoiceDetailView(PortalView):
                 "amount_due": money(invoice.amount_due, invoice.currency),
                 # the archived original and any later rendering (a template fix): all stay downloadable
                 "earlier_versions": document_versions(DocumentPdf.objects.filter(invoice=invoice).first())[:-1],
+                "einvoice_label": format_label(invoice) if not einvoice_in_pdf(invoice) else "",
             },
         )
 
@@ -164,6 +166,19 @@ class InvoicePdfView(PortalView):
         invoice = portal_invoice_get(customer=self.customer, number=number, only_invoice_id=self.access.invoice_id)
         filename, content = invoice_pdf_bytes(invoice_id=invoice.pk, version=_version(request))
         return pdf_response(filename, content)
+
+
+class InvoiceEInvoiceView(PortalView):
+    """The invoice's e-invoice XML (XRechnung, Peppol; a Factur-X invoice's XML is inside its PDF)."""
+
+    link_allowed = True
+
+    def get(self, request: HttpRequest, number: str) -> HttpResponse:
+        invoice = portal_invoice_get(customer=self.customer, number=number, only_invoice_id=self.access.invoice_id)
+        found = invoice_einvoice_file(invoice)
+        if found is None:
+            raise Http404("this invoice has no e-invoice")
+        return download_response(*found, content_type="application/xml")
 
 
 class CreditNoteListView(PortalView):
@@ -195,8 +210,12 @@ def _version(request: HttpRequest) -> int | None:
 
 
 def pdf_response(filename: str, content: bytes) -> HttpResponse:
-    response = HttpResponse(content, content_type="application/pdf")
-    safe_name = "".join(char for char in filename if char.isalnum() or char in "._-") or "document.pdf"
+    return download_response(filename, content, content_type="application/pdf")
+
+
+def download_response(filename: str, content: bytes, *, content_type: str) -> HttpResponse:
+    response = HttpResponse(content, content_type=content_type)
+    safe_name = "".join(char for char in filename if char.isalnum() or char in "._-") or "document"
     response["Content-Disposition"] = f'attachment; filename="{safe_name}"'
     response["Cache-Control"] = "private, no-store"
     return response

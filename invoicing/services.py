@@ -29,6 +29,7 @@ from core.errors import ApplicationError, InvalidInput, NotAllowed
 from core.models import DomainEvent
 from core.money import round_amount
 from customers.seller import seller_snapshot
+from invoicing.einvoice import service as einvoice_service
 from invoicing.models import (
     BillingReason,
     CreditNote,
@@ -182,6 +183,11 @@ def customer_snapshot(*, customer: Customer) -> dict[str, Any]:
         "tax_status": customer.tax_status,
         "language": customer.language,
         "email": customer.email,
+        "einvoice_format": customer.einvoice_format,
+        "buyer_reference": customer.buyer_reference,
+        "purchase_order": customer.purchase_order,
+        "einvoice_address": customer.einvoice_address,
+        "einvoice_address_scheme": customer.einvoice_address_scheme,
     }
 
 
@@ -554,9 +560,28 @@ def invoice_finalize(
             raise InvoiceError(f"invoice {locked}: {exc}") from exc
         except ValueError as exc:
             raise InvoiceError(f"invoice {locked}: {exc}") from exc
+        _refuse_invalid_einvoice(locked, lines, issue_date=issue_date)
         InvoiceLine.objects.bulk_update(lines, LINE_AMOUNT_FIELDS)
         invoices_issue(invoices=[locked], issue_date=issue_date, actor=actor)
     return locked
+
+
+def _refuse_invalid_einvoice(invoice: Invoice, lines: Sequence[InvoiceLine], *, issue_date: dt.date) -> None:
+    """A customer who takes e-invoices gets none that fails validation: the draft stays a draft and the error
+    names each failed rule and the field to fix (docs/decisions/einvoice.md)."""
+    customer = invoice.customer
+    if not customer.einvoice_format:
+        return
+    fmt = einvoice_service.FORMATS[customer.einvoice_format]
+    problems = einvoice_service.issue_problems(
+        invoice=invoice,
+        lines=lines,
+        customer=customer_snapshot(customer=customer),
+        seller=seller_snapshot(),
+        issue_date=issue_date,
+    )
+    if problems:
+        raise einvoice_service.EInvoiceRejected(problems, label=fmt.label)
 
 
 # --- other transitions ----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import smtplib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -25,8 +26,15 @@ class AttachmentNotReady(Unavailable):
     like a provider's 5xx."""
 
 
-# (email) -> (filename, content) or None: registered by the apps that own documents (InvoicingConfig.ready).
-AttachmentProvider = Callable[[OutboundEmail], "tuple[str, bytes] | None"]
+class Attachment(NamedTuple):
+    filename: str
+    content: bytes
+    mimetype: str = "application/pdf"
+
+
+# (email) -> its attachments, or [] when the provider has nothing for it: registered by the apps that own
+# documents (InvoicingConfig.ready). The first provider with attachments for a message gives all of them.
+AttachmentProvider = Callable[[OutboundEmail], "Sequence[Attachment]"]
 _attachment_providers: list[AttachmentProvider] = []
 
 
@@ -88,10 +96,10 @@ def _message(email: OutboundEmail) -> EmailMultiAlternatives:
         message.attach_alternative(email.body_html, "text/html")
     if email.attach_pdf:
         for provider in _attachment_providers:
-            attachment = provider(email)
-            if attachment is not None:
-                filename, content = attachment
-                message.attach(filename, content, "application/pdf")
+            attachments = provider(email)
+            if attachments:
+                for attachment in attachments:
+                    message.attach(attachment.filename, attachment.content, attachment.mimetype)
                 break
     # anymail: echoed back in tracking events, so an event finds its row even without a message id.
     message.metadata = {"outbound_email_id": str(email.pk), "kind": email.kind}  # type: ignore[attr-defined]

@@ -25,6 +25,7 @@ from core.admin_readonly import ReadOnlyMixin
 from core.dates import billing_today
 from core.errors import ApplicationError
 from customers.models import Customer
+from invoicing.einvoice.export import einvoices_zip_filename, einvoices_zip_write
 from invoicing.models import Invoice
 from reporting import statements
 from reporting.exports import (
@@ -74,6 +75,12 @@ def _extend_invoice_admin() -> None:
             form = AccountingExportForm(request.POST or None)
             if request.method == "POST" and form.is_valid():
                 data = form.cleaned_data
+                if data["format"] == ExportFormat.EINVOICES:
+                    response = HttpResponse(content_type="application/zip")
+                    einvoices_zip_write(out=response, date_from=data["date_from"], date_to=data["date_to"])
+                    name = einvoices_zip_filename(date_from=data["date_from"], date_to=data["date_to"])
+                    response["Content-Disposition"] = f'attachment; filename="{name}"'
+                    return response
                 filename = accounting_export_filename(
                     export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
                 )

@@ -74,6 +74,7 @@ class ExportFormat(models.TextChoices):
     CSV = "csv", "Plain CSV (one row per document line)"
     JOURNAL = "journal", "Double-entry journal (CSV)"
     XERO = "xero", "Xero sales invoice import (CSV)"
+    EINVOICES = "einvoices", "E-invoices of the period (zip of the archived XML, with a manifest)"
 
 
 class ExportError(InvalidInput):

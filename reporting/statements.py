@@ -31,6 +31,7 @@ from customers.seller import seller_profile, seller_snapshot
 from invoicing.documents import FONT_FAMILY, html_to_pdf
 from invoicing.models import CreditNote, Invoice, InvoiceStatus
 from notifications.models import EmailKind, OutboundEmail
+from notifications.sending import Attachment
 from notifications.services import email_queue
 from payments.models import CreditEntryKind, CreditLedgerEntry, Payment, PaymentStatus, Refund, RefundStatus
 
@@ -354,9 +355,9 @@ def _statement_of_email(email: OutboundEmail) -> Statement | None:
     )
 
 
-def statement_email_attachment(email: OutboundEmail) -> tuple[str, bytes] | None:
+def statement_email_attachment(email: OutboundEmail) -> list[Attachment]:
     """The outbox's attachment provider for statements (registered in ReportingConfig.ready)."""
     statement = _statement_of_email(email)
     if statement is None:
-        return None
-    return statement_filename(statement), statement_pdf(statement)
+        return []
+    return [Attachment(statement_filename(statement), statement_pdf(statement))]

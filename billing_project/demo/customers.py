@@ -299,6 +299,26 @@ def seed_staff() -> int:
     return created_count
 
 
+# Customers who take structured e-invoices (docs/decisions/einvoice.md): a German public-law association with a
+# Leitweg-ID (XRechnung UBL), a tax adviser (XRechnung CII), a French bakery (Factur-X inside its PDF) and a
+# Belgian brewery on Peppol (its Belgian company number, EAS 0208).
+_EINVOICE = {
+    "Gemeinnütziger Sportverein Ölper e.V.": {
+        "einvoice_format": "xrechnung_ubl",
+        "buyer_reference": "03101000-0001-44",
+        "purchase_order": "SV-2026-017",
+    },
+    "Jürgens Steuerberatung": {"einvoice_format": "xrechnung_cii", "buyer_reference": "JUERGENS-BUCHHALTUNG"},
+    "Boulangerie Lefèvre SARL": {"einvoice_format": "facturx", "buyer_reference": "LEFEVRE-ACHATS"},
+    "Brasserie De Koninck": {
+        "einvoice_format": "peppol",
+        "buyer_reference": "DK-PROCUREMENT",
+        "einvoice_address": "0428759497",
+        "einvoice_address_scheme": "0208",
+    },
+}
+
+
 def seed_customers() -> int:
     """Create the demo customers that are missing; returns how many were created."""
     rows: list[dict[str, object]] = []
@@ -320,6 +340,7 @@ def seed_customers() -> int:
                 "tax_id": tax_id,
                 "tax_status": tax_status,
                 "payment_terms_days": (14, 30, 7, 14)[index % 4],
+                **_EINVOICE.get(name, {}),
             }
         )
     offset = len(_COMPANIES)

@@ -28,8 +28,9 @@ from core.dates import billing_today
 from invoicing import delivery
 from invoicing.admin.common import _actor
 from invoicing.documents import invoice_context
+from invoicing.einvoice.service import einvoice_in_pdf, format_label, invoice_einvoice_file
 from invoicing.models import Invoice, InvoiceStatus
-from invoicing.portal import invoice_is_payable, status_label
+from invoicing.portal import download_response, invoice_is_payable, status_label
 from invoicing.services import due_date_for, invoice_finalize, invoice_mark_uncollectible, invoice_void
 from notifications.models import EmailKind, OutboundEmail
 
@@ -47,6 +48,7 @@ INVOICE_TOOL_PERMISSIONS: dict[str, str] = {
     "void": "invoicing.void_invoice",
     "mark_uncollectible": "invoicing.mark_uncollectible_invoice",
     "pdf": "invoicing.change_invoice",
+    "einvoice": "invoicing.change_invoice",
     "portal_preview": "invoicing.change_invoice",
 }
 
@@ -107,6 +109,13 @@ class InvoicePageMixin:
             add("mark_uncollectible", "Mark uncollectible", "invoicing_invoice_mark_uncollectible")
         if self.may(request, "pdf"):
             add("pdf", "Download PDF", "invoicing_invoice_pdf", kind="view")
+        if (
+            invoice.is_finalized
+            and format_label(invoice)
+            and not einvoice_in_pdf(invoice)
+            and self.may(request, "einvoice")
+        ):
+            add("einvoice", f"Download e-invoice ({format_label(invoice)})", "invoicing_invoice_einvoice", kind="view")
         if invoice.is_finalized and self.may(request, "portal_preview"):
             add("portal_preview", "Open as the customer sees it", "invoicing_invoice_portal_preview", kind="view")
         return tools
@@ -121,7 +130,15 @@ class InvoicePageMixin:
             route("void", self.void_view, "invoicing_invoice_void"),
             route("mark-uncollectible", self.mark_uncollectible_view, "invoicing_invoice_mark_uncollectible"),
             route("as-customer", self.portal_preview_view, "invoicing_invoice_portal_preview"),
+            route("einvoice", self.einvoice_view, "invoicing_invoice_einvoice"),
         ]
+
+    def einvoice_view(self, request: HttpRequest, invoice_id: int) -> HttpResponse:
+        invoice = self.invoice_for_tool(request, invoice_id, "einvoice")
+        found = invoice_einvoice_file(invoice)
+        if found is None:
+            raise Http404("this invoice has no e-invoice")
+        return download_response(*found, content_type="application/xml")
 
     def invoice_for_tool(self, request: HttpRequest, invoice_id: int, tool: str) -> Invoice:
         if not self.may(request, tool):

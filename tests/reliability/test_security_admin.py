@@ -366,6 +366,11 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
         lambda rows: {"invoice_id": _row(rows, "invoicing.Invoice").pk},
         ("invoicing.view_invoice",),
     ),
+    # an issued invoice of a customer who takes e-invoices (the demo seed has four)
+    "invoicing_invoice_einvoice": (
+        lambda rows: {"invoice_id": _einvoice_invoice().pk},
+        ("invoicing.change_invoice",),
+    ),
     "invoicing_invoice_preview": (
         lambda rows: {"invoice_id": _row(rows, "invoicing.Invoice").pk},
         ("invoicing.view_invoice",),
@@ -501,6 +506,21 @@ def _render_pdfs(rows: dict[type[Model], Model]) -> None:
 
     invoice_pdf_bytes(invoice_id=_row(rows, "invoicing.Invoice").pk)
     credit_note_pdf_bytes(credit_note_id=_row(rows, "invoicing.CreditNote").pk)
+    from invoicing.einvoice.service import einvoice_store
+    from invoicing.models import EInvoiceFile
+
+    EInvoiceFile.objects.filter(invoice=_einvoice_invoice()).delete()
+    einvoice_store(invoice=_einvoice_invoice())
+
+
+def _einvoice_invoice() -> Any:
+    from invoicing.models import Invoice
+
+    invoice = (
+        Invoice.objects.finalized().filter(customer_snapshot__einvoice_format="xrechnung_ubl").order_by("pk").first()
+    )
+    assert invoice is not None, "the demo seed bills a customer who takes XRechnung"
+    return invoice
 
 
 def test_process_screens_refuse_roles_without_their_permission(every_model: dict) -> None:

@@ -110,6 +110,7 @@ def test_staff_email_the_statement_once_per_request_and_download_it(client, acco
     email = OutboundEmail.objects.get(kind="statement")
     assert email.to_emails == [customer.email] and "Feb 1, 2026" in email.subject
     assert "€30.00" in email.body_text
-    filename, content = statement_email_attachment(email)
+    [(filename, content, mimetype)] = statement_email_attachment(email)
+    assert mimetype == "application/pdf"
     assert filename.endswith(".pdf") and content.startswith(b"%PDF")
     assert response.url == reverse("admin:customers_customer_change", args=[customer.pk])

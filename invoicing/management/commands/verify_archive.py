@@ -8,7 +8,8 @@ from invoicing.archive import archive_verify
 
 class Command(BaseCommand):
     help = (
-        "Check every archived invoice and credit-note PDF (originals and later versions): the file exists and "
+        "Check every archived invoice and credit-note PDF (originals and later versions) and e-invoice XML: the "
+        "file exists and "
         "has the SHA-256 recorded when it was rendered. Names each broken file; exits 1 if any."
     )
 

@@ -20,7 +20,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--from", dest="date_from", required=True, help="First day, YYYY-MM-DD.")
         parser.add_argument("--to", dest="date_to", required=True, help="Last day (included), YYYY-MM-DD.")
-        parser.add_argument("--format", dest="export_format", choices=ExportFormat.values, default=ExportFormat.CSV)
+        parser.add_argument(
+            "--format",
+            dest="export_format",
+            choices=[value for value in ExportFormat.values if value != ExportFormat.EINVOICES],
+            default=ExportFormat.CSV,
+            help="CSV formats; the e-invoices of a period: manage.py export_einvoices.",
+        )
         parser.add_argument("--output", help="File to write; without it the CSV goes to standard output.")
 
     def handle(
