@@ -22,10 +22,11 @@ from subscriptions.models import Price, Product
 _CUSTOMERS_SQL = """
 INSERT INTO customers_customer (name, legal_name, email, cc_emails, phone, address_line1, address_line2,
     postal_code, city, region, country, tax_id, tax_status, currency, payment_terms_days, language, notes,
-    external_id, metadata, review_invoices, is_archived, created_at, updated_at)
+    external_id, metadata, review_invoices, is_archived, created_at, updated_at, einvoice_format, buyer_reference,
+    purchase_order, einvoice_address, einvoice_address_scheme)
 SELECT 'Scale customer ' || g, '', 'scale' || g || '@scale.example', '', '', 'Hauptstraße ' || (g %% 200 + 1), '',
     lpad((10000 + g %% 89999)::text, 5, '0'), 'Berlin', '', 'DE', '', 'taxable', 'EUR', 14, 'en', '',
-    'SCALE-' || g, '{}'::jsonb, false, false, now(), now()
+    'SCALE-' || g, '{}'::jsonb, false, false, now(), now(), '', '', '', '', 'EM'
 FROM generate_series(1, %(customers)s) AS g
 """
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("invoicing", "0011_audit_trail_of_issue20_fields"),
+        ("invoicing", "0012_normalise_tax_summary_percentages"),
     ]
 
     operations = [

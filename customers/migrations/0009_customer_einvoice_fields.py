@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("customers", "0007_audit_trail_of_issue20_fields"),
+        ("customers", "0008_customer_language_fr_es"),
     ]
 
     operations = [
