@@ -462,6 +462,7 @@ def run_load(
     threads: int = 4,
     connections: int = 4,
     billing_nice: int = 0,
+    portal_workers: int = 0,
     keep: bool = False,
     progress: Any = print,
 ) -> dict[str, Any]:
@@ -482,9 +483,20 @@ def run_load(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = start_gunicorn(port=port, workers=workers, threads=threads, log=workdir / "gunicorn.log")
+    servers = [server]
+    portal_base = base
+    if portal_workers:
+        # The portal on a pool of its own (README, "Deployment"): a proxy routes /portal/ to it, so customers never
+        # queue behind staff pages in the same processes.
+        portal_port = free_port()
+        portal_base = f"http://127.0.0.1:{portal_port}"
+        servers.append(
+            start_gunicorn(port=portal_port, workers=portal_workers, threads=threads, log=workdir / "gunicorn.log")
+        )
     loop = BillingLoop(nice=billing_nice)
     try:
-        wait_until_up(base, server)
+        for url, process in zip((base, portal_base), servers, strict=False):
+            wait_until_up(url, process)
         admin_paths = [
             "/admin/",
             "/admin/invoicing/invoice/",
@@ -496,27 +508,32 @@ def run_load(
         for number in data.portal_numbers:
             portal_paths += [f"/portal/invoices/{number}/", f"/portal/invoices/{number}/pdf/"]
         staff_cookie = staff_login(base)
-        portal_cookie = portal_login(base, data.portal_email)
+        portal_cookie = portal_login(portal_base, data.portal_email)
         check_pages(base, staff_cookie, admin_paths)
-        check_pages(base, portal_cookie, portal_paths)
-        pages = {**page_medians(base, staff_cookie, admin_paths), **page_medians(base, portal_cookie, portal_paths)}
+        check_pages(portal_base, portal_cookie, portal_paths)
+        pages = {
+            **page_medians(base, staff_cookie, admin_paths),
+            **page_medians(portal_base, portal_cookie, portal_paths),
+        }
         progress(f"gunicorn {workers}×{threads} on {base}; wrk {connections} connections per surface for {seconds} s")
 
         loop.start()
         admin = start_wrk(base=base, paths=admin_paths, cookie=staff_cookie, seconds=seconds, connections=connections)
         portal = start_wrk(
-            base=base, paths=portal_paths, cookie=portal_cookie, seconds=seconds, connections=connections
+            base=portal_base, paths=portal_paths, cookie=portal_cookie, seconds=seconds, connections=connections
         )
         surfaces = {"admin": wrk_result(admin, seconds + 120), "portal": wrk_result(portal, seconds + 120)}
         loop.stop()
         # the sessions are still good after the run (a redirect during it would have been counted)
         check_pages(base, staff_cookie, admin_paths[:1])
-        check_pages(base, portal_cookie, portal_paths[:1])
+        check_pages(portal_base, portal_cookie, portal_paths[:1])
     finally:
         if loop._thread is not None and loop._thread.is_alive():
             loop.stop()
-        server.terminate()
-        server.wait(timeout=30)
+        for process in servers:
+            process.terminate()
+        for process in servers:
+            process.wait(timeout=30)
     log = (workdir / "gunicorn.log").read_text(errors="replace") if (workdir / "gunicorn.log").exists() else ""
     billing = verify_billing(loop, data.subscription_ids)
     from invoicing.models import Invoice
@@ -531,7 +548,12 @@ def run_load(
             "invoices_after": Invoice.objects.count(),
             "subscriptions": len(data.subscription_ids),
         },
-        "server": {"workers": workers, "threads": threads, "log_tracebacks": log.count("Traceback")},
+        "server": {
+            "workers": workers,
+            "threads": threads,
+            "portal_workers": portal_workers,
+            "log_tracebacks": log.count("Traceback"),
+        },
         "billing_nice": billing_nice,
         "surfaces": surfaces,
         "pages_alone_ms": pages,
@@ -591,6 +613,10 @@ def main() -> None:
         "--billing-nice", type=int, default=0,
         help="CPU niceness of the billing loop (10: batch work below the web server, as `nice -n 10 celery worker`)",
     )  # fmt: skip
+    parser.add_argument(
+        "--portal-workers", type=int, default=0,
+        help="serve the portal from its own gunicorn pool of N workers (0: one pool for admin and portal)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the database and the server log")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     options = parser.parse_args()
@@ -604,6 +630,7 @@ def main() -> None:
         threads=options.threads,
         connections=options.connections,
         billing_nice=options.billing_nice,
+        portal_workers=options.portal_workers,
         keep=options.keep,
         progress=(lambda message: print(message, file=sys.stderr)) if options.json else print,
     )
