@@ -26,6 +26,7 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("django_celery_beat", "*", CRUD),
         ("reporting", "integritycheck", ("view",)),
         ("core", "auditevent", ("view",)),
+        ("accounting", "*", CRUD),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
     # nothing, cannot void or write off, and only look at tax rates, number series and schedules.
@@ -39,9 +40,10 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("django_celery_beat", "*", ("view",)),
         ("reporting", "integritycheck", ("view",)),
         ("core", "auditevent", ("view",)),
+        ("accounting", "*", ("view",)),
     ],
     AUDITOR: [
-        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting")),
+        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting", "accounting")),
         ("core", "auditevent", ("view",)),
     ],
 }
