@@ -53,6 +53,14 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_PAYMENT_RETRIES_AT,
         ),
         JobSchedule(
+            name="Exchange rates",
+            task="accounting.load_exchange_rates",
+            description="Load the ECB's euro reference rates of the day (EXCHANGE_RATES_URL) for the journals' "
+            "company-currency amounts.",
+            command="manage.py load_exchange_rates [--url URL | --file rates.csv]",
+            daily_at=settings.SCHEDULE_EXCHANGE_RATES_AT,
+        ),
+        JobSchedule(
             name="Card expiry notices",
             task="payments.card_expiry_notices",
             description="E-mail customers whose default card expires at the end of this month or next, with a "

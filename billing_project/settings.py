@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "invoicing",
     "payments",
     "dunning",
+    "accounting",
     "reporting",
     "api",
     "webhooks",
@@ -316,6 +317,19 @@ SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
 SCHEDULE_CARD_EXPIRY_NOTICES_AT = env.str("SCHEDULE_CARD_EXPIRY_NOTICES_AT", default="10:00")
 # The nightly integrity check (reporting/integrity.py); its result shows on the admin dashboard.
 SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
+# The ECB publishes its reference rates around 16:00 CET on TARGET working days.
+SCHEDULE_EXCHANGE_RATES_AT = env.str("SCHEDULE_EXCHANGE_RATES_AT", default="16:30")
+
+# --- Accounting (docs/decisions/exchange-rates.md) ---
+# The currency of the company's books: journals carry each amount in its document currency and in this one.
+COMPANY_CURRENCY = env.str("COMPANY_CURRENCY", default="EUR")
+# Where the daily job fetches the euro reference rates (the ECB's daily file; the 90-day file for a first load:
+# https://www.ecb.europa.eu/stats/eurofxref/eurofxref-hist-90d.xml). Offline: manage.py load_exchange_rates --file.
+EXCHANGE_RATES_URL = env.str(
+    "EXCHANGE_RATES_URL", default="https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+)
+# A conversion takes the latest rate on or before the day, at most this many days old (weekends, holidays).
+EXCHANGE_RATE_MAX_AGE_DAYS = env.int("EXCHANGE_RATE_MAX_AGE_DAYS", default=7)
 # Every this many minutes: render PDFs that are missing (a failed render); archived PDFs are never rendered again.
 SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
 # Every this many minutes: rebuild the metrics snapshot the dashboard and the reports read (reporting/metrics.py;

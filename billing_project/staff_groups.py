@@ -33,6 +33,7 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         # Outgoing webhooks: endpoints and their secrets, resending deliveries (docs/WEBHOOKS.md).
         ("webhooks", "webhookendpoint", (*CRUD, "rotate_secret")),
         ("webhooks", "webhookdelivery", ("view", "resend")),
+        ("accounting", "*", CRUD),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
     # nothing, cannot void or write off, and only look at tax rates, number series and schedules.
@@ -48,9 +49,10 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("reporting", "integritycheck", ("view",)),
         ("core", "auditevent", ("view",)),
         ("webhooks", "*", ("view",)),
+        ("accounting", "*", ("view",)),
     ],
     AUDITOR: [
-        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting", "webhooks")),
+        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting", "webhooks", "accounting")),
         ("billing_project", "schedule", ("view",)),
         ("core", "auditevent", ("view",)),
     ],

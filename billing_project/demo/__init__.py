@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from api.demo import seed_api_keys
 from billing_project.demo.calendar import bill_up_to_today, remind_today
 from billing_project.demo.customers import DEMO_STAFF, DemoStaff, seed_customers, seed_staff
+from billing_project.demo.exchange_rates import seed_exchange_rates
 from billing_project.demo.history import pay_history, seed_history
 from billing_project.demo.jobs import seed_job_runs
 from billing_project.demo.portal_customer import seed_portal_customer
@@ -50,6 +51,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("seller profile (Nordlicht Software GmbH)", seed_seller),
     ("staff users", seed_staff),
     ("customers", seed_customers),
+    ("exchange rates (ECB-style, a year of weekdays)", seed_exchange_rates),
     ("saved test cards", seed_cards),
     ("catalog and subscriptions", seed_catalog_and_subscriptions),
     ("number series and tax rates", seed_tax_rates_and_series),
