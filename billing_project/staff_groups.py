@@ -52,7 +52,10 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("accounting", "*", ("view",)),
     ],
     AUDITOR: [
-        *((app, "*", ("view",)) for app in (*_BILLING_APPS, "django_celery_beat", "reporting", "webhooks", "accounting")),
+        *(
+            (app, "*", ("view",))
+            for app in (*_BILLING_APPS, "django_celery_beat", "reporting", "webhooks", "accounting")
+        ),
         ("billing_project", "schedule", ("view",)),
         ("core", "auditevent", ("view",)),
     ],
