@@ -23,6 +23,7 @@ TASKS = {
     "reporting.refresh_metrics",
     "api.purge_idempotency_keys",
     "webhooks.send_due",
+    "accounting.load_exchange_rates",
 }
 
 
