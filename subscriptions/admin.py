@@ -17,6 +17,7 @@ from core.errors import ApplicationError
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import amount_limit_problem
 from subscriptions.models import (
+    BillableMetric,
     Coupon,
     Discount,
     PendingInvoiceItem,
@@ -26,13 +27,15 @@ from subscriptions.models import (
     Subscription,
     SubscriptionEvent,
     SubscriptionItem,
-    UsageRecord,
+    UsageEvent,
+    UsageType,
 )
 from subscriptions.services import (
     USAGE_COLUMNS,
     SubscriptionError,
     coupon_problem,
     discount_create,
+    metric_filters_problem,
     subscription_cancel,
     subscription_pause,
     subscription_resume,
@@ -71,6 +74,37 @@ class PriceForm(forms.ModelForm):
             raise forms.ValidationError(problem)
         return money
 
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("metric") is not None and cleaned.get("usage_type") != UsageType.METERED:
+            self.add_error("metric", "Only a metered price bills a metric.")
+        return cleaned
+
+
+class BillableMetricForm(forms.ModelForm):
+    def clean_filters(self) -> Any:
+        filters = self.cleaned_data["filters"]
+        problem = metric_filters_problem(filters)
+        if problem:
+            raise forms.ValidationError(problem)
+        return filters
+
+
+@admin.register(BillableMetric)
+class BillableMetricAdmin(AuditTrailMixin, admin.ModelAdmin):
+    form = BillableMetricForm
+    list_display = ("code", "name", "aggregation", "field_name", "filters")
+    list_filter = ("aggregation",)
+    search_fields = ("code", "name")
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BillableMetric | None = None) -> Any:
+        # A metric that prices bill is never edited (what was invoiced must stay explainable): create a new one.
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.prices.exists():
+            return (*fields, *(f.name for f in BillableMetric._meta.fields))
+        return fields
+
 
 @admin.register(Price)
 class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
@@ -80,6 +114,7 @@ class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
     list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
     list_select_related = ("product",)
     search_fields = ("product__name", "nickname")
+    autocomplete_fields = ("metric",)
     show_full_result_count = False
     inlines = (PriceTierInline,)
 
@@ -294,23 +329,24 @@ class PendingInvoiceItemAdmin(admin.ModelAdmin):
         return False
 
 
-class UsageRecordForm(forms.ModelForm):
+class UsageEventForm(forms.ModelForm):
     class Meta:
-        model = UsageRecord
-        fields = ("subscription_item", "quantity", "timestamp", "idempotency_key")
+        model = UsageEvent
+        fields = ("subscription_item", "value", "timestamp", "transaction_id")
+        labels = {"value": "Quantity", "transaction_id": "Idempotency key"}
 
 
 class UsageImportUploadForm(ImportUploadForm):
     file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the columns below.")
 
 
-@admin.register(UsageRecord)
-class UsageRecordAdmin(ImportAdminMixin, admin.ModelAdmin):
-    form = UsageRecordForm
-    list_display = ("timestamp", "subscription_item", "quantity", "usage_date", "billing_date", "idempotency_key")
-    list_select_related = ("subscription_item__price__product",)
+@admin.register(UsageEvent)
+class UsageEventAdmin(ImportAdminMixin, admin.ModelAdmin):
+    form = UsageEventForm
+    list_display = ("timestamp", "subscription_item", "metric", "value", "usage_date", "billing_date", "transaction_id")
+    list_select_related = ("subscription_item__price__product", "metric")
     raw_id_fields = ("subscription_item",)
-    search_fields = ("=idempotency_key",)
+    search_fields = ("=transaction_id",)
     date_hierarchy = "usage_date"
     show_full_result_count = False
 
@@ -320,13 +356,13 @@ class UsageRecordAdmin(ImportAdminMixin, admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: UsageRecord, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: UsageEvent, form: Any, change: bool) -> None:
         try:
             record, created = usage_record_create(
                 subscription_item=obj.subscription_item,
-                quantity=obj.quantity,
+                quantity=obj.value,
                 timestamp=obj.timestamp,
-                idempotency_key=obj.idempotency_key,
+                idempotency_key=obj.transaction_id,
             )
         except SubscriptionError as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -338,7 +374,7 @@ class UsageRecordAdmin(ImportAdminMixin, admin.ModelAdmin):
     # --- CSV import (core.imports) ---
 
     import_title = "Import usage records from CSV"
-    import_template = "admin/subscriptions/usagerecord/import.html"
+    import_template = "admin/subscriptions/usageevent/import.html"
     import_form_class = UsageImportUploadForm
 
     def run_import(self, request: HttpRequest, form: ImportUploadForm) -> ImportReport:

@@ -384,7 +384,7 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     ),
     "payments_bankstatement_import": (lambda rows: {}, ("payments.add_payment",)),
     "customers_customer_import": (lambda rows: {}, ("customers.add_customer", "customers.change_customer")),
-    "subscriptions_usagerecord_import": (lambda rows: {}, ("subscriptions.add_usagerecord",)),
+    "subscriptions_usageevent_import": (lambda rows: {}, ("subscriptions.add_usageevent",)),
     # the subscription page's operations (issue 18)
     **{
         f"subscriptions_subscription_{name}": (
