@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
@@ -50,7 +51,7 @@ from subscriptions.models import (
     UsageEvent,
 )
 from subscriptions.pricing import Tier, full_amount, price_parts, prorate
-from subscriptions.usage_schema import UsageEventIn
+from subscriptions.usage_schema import UsageEventIn, describe_decode_error, event_decoder, properties_decoder
 
 Status = SubscriptionStatus
 Actor = User | AnonymousUser | None
@@ -1501,3 +1502,199 @@ def usage_events_ingest(*, events: Sequence[UsageEventIn]) -> UsageIngestResult:
         rows = _usage_event_rows(events)
         accepted = _insert_event_rows(rows)
     return UsageIngestResult(accepted=accepted, duplicates=len(events) - accepted)
+
+
+EVENT_COLUMNS = ("transaction_id", "code", "timestamp", "external_customer_id", "subscription_id", "properties")
+EVENT_IMPORT_CHUNK = 10_000
+
+
+@dataclass(kw_only=True)
+class UsageEventsImportReport(imports.ImportReport):
+    counters = ("accepted", "duplicates")
+
+    accepted: int = 0
+    duplicates: int = 0  # transaction ids already stored, or repeated in the file: ignored
+
+    def outcome(self) -> str:
+        verb = "Dry run: would store" if self.dry_run else "Stored"
+        return f"{verb} {self.accepted} usage event(s); ignored {self.duplicates} already stored."
+
+
+class UsageEventsImportError(imports.DataImportError):
+    report: UsageEventsImportReport
+
+
+def _csv_event(values: dict[str, str], row: int, errors: list[RowError]) -> UsageEventIn | None:
+    """One CSV row as an event, with the same rules as the API's schema; problems go to ``errors``."""
+    before = len(errors)
+    transaction_id = values.get("transaction_id") or ""
+    if not 1 <= len(transaction_id) <= 200:
+        errors.append(RowError(row, "transaction_id", "required, at most 200 characters"))
+    code = values.get("code") or ""
+    if not 1 <= len(code) <= 100:
+        errors.append(RowError(row, "code", "required, at most 100 characters"))
+    moment = None
+    try:
+        moment = dt.datetime.fromisoformat(values.get("timestamp") or "")
+        if moment.tzinfo is None:
+            errors.append(RowError(row, "timestamp", "needs a time zone (e.g. 2026-03-05T10:00:00Z)"))
+    except ValueError:
+        errors.append(RowError(row, "timestamp", "not an ISO 8601 date and time"))
+    subscription_id = None
+    if values.get("subscription_id"):
+        try:
+            subscription_id = int(values["subscription_id"])
+        except ValueError:
+            errors.append(RowError(row, "subscription_id", "not a whole number"))
+    properties: dict[str, Any] = {}
+    if values.get("properties"):
+        try:
+            properties = properties_decoder.decode(values["properties"])
+        except msgspec.DecodeError as exc:
+            errors.append(RowError(row, "properties", f"not a JSON object: {exc}"))
+    if len(errors) != before or moment is None:
+        return None
+    return UsageEventIn(
+        transaction_id=transaction_id,
+        code=code,
+        timestamp=moment,
+        external_customer_id=values.get("external_customer_id") or None,
+        subscription_id=subscription_id,
+        properties=properties,
+    )
+
+
+def _read_events(
+    stream: IO[bytes], *, ndjson: bool, report: UsageEventsImportReport
+) -> Iterator[tuple[int, UsageEventIn]]:
+    """(row number, event) of each record; problems go to the report. CSV rows are numbered as a spreadsheet
+    shows them (the header is row 1), NDJSON lines from 1."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    if ndjson:
+        for line_number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            report.rows += 1
+            try:
+                yield line_number, event_decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                _, field_name, message = describe_decode_error(exc)
+                report.errors.append(RowError(line_number, field_name.removeprefix("event."), message))
+        return
+    reader = csv.reader(text)
+    header = next(reader, None)
+    if header is None:
+        report.errors.append(RowError(1, "(file)", "the file has no header row"))
+        return
+    header = [column.strip() for column in header]
+    for column in header:
+        if column not in EVENT_COLUMNS:
+            report.errors.append(RowError(1, column, "unknown column"))
+    for column in ("transaction_id", "code", "timestamp"):
+        if column not in header:
+            report.errors.append(RowError(1, column, "required column is missing"))
+    if report.errors:
+        return
+    for row_number, values in enumerate(reader, start=2):
+        if not values:
+            continue
+        report.rows += 1
+        event = _csv_event(dict(zip(header, values, strict=False)), row_number, report.errors)
+        if event is not None:
+            yield row_number, event
+
+
+_EVENT_IMPORT_TABLE = "usage_event_import"
+_INSERT_IMPORTED = """
+    INSERT INTO subscriptions_usageevent
+        (transaction_id, customer_id, subscription_item_id, metric_id, value, properties, timestamp, usage_date,
+         billing_date, created_at)
+    SELECT transaction_id, customer_id, subscription_item_id, metric_id, value, properties, timestamp, usage_date,
+        billing_date, now()
+    FROM usage_event_import
+    ON CONFLICT (transaction_id) DO NOTHING
+"""
+
+
+def _copy_event_rows(rows: list[_EventRow], *, first: bool) -> None:
+    """COPY a chunk into the transaction's temporary table (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        if first:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {_EVENT_IMPORT_TABLE} (transaction_id text, customer_id bigint, "
+                "subscription_item_id bigint, metric_id bigint, value numeric, properties jsonb, "
+                "timestamp timestamptz, usage_date date, billing_date date) ON COMMIT DROP"
+            )
+        raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
+        with raw.copy(f"COPY {_EVENT_IMPORT_TABLE} FROM STDIN") as copy:
+            for transaction_id, customer, item, metric, value, properties, moment, usage_date, billing in rows:
+                copy.write_row(
+                    (
+                        transaction_id,
+                        customer,
+                        item,
+                        metric,
+                        value,
+                        _properties_json(properties),
+                        moment,
+                        usage_date,
+                        billing,
+                    )
+                )
+
+
+def usage_events_import(*, stream: IO[bytes], ndjson: bool, dry_run: bool = False) -> UsageEventsImportReport:
+    """Import usage events from a CSV file (columns ``EVENT_COLUMNS``; ``properties`` a JSON object) or an
+    NDJSON file (one API event object per line), all or nothing: every event is checked as the API checks it
+    (in chunks of ``EVENT_IMPORT_CHUNK``, each locking the subscriptions it bills), COPY'd into a temporary
+    table and inserted in one ``INSERT … SELECT … ON CONFLICT (transaction_id) DO NOTHING``. Events already
+    stored, or repeated in the file, are ignored and counted. A bad row rejects the file
+    (``UsageEventsImportError`` naming each row and column); nothing is written then."""
+    report = UsageEventsImportReport(dry_run=dry_run)
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic():
+        chunk: list[tuple[int, UsageEventIn]] = []
+        kept: list[_EventRow] = []  # rows to write when not COPYing (SQLite)
+        copied = 0
+
+        def flush() -> None:
+            nonlocal copied
+            try:
+                rows = _usage_event_rows([event for _, event in chunk])
+            except UsageEventsRejected as exc:
+                for index, field_name, message in exc.errors:
+                    report.errors.append(RowError(chunk[index][0], field_name, message))
+                return
+            if report.errors or dry_run:
+                return
+            if postgresql:
+                _copy_event_rows(rows, first=copied == 0)
+                copied += len(rows)
+            else:
+                kept.extend(rows)
+
+        for numbered in _read_events(stream, ndjson=ndjson, report=report):
+            chunk.append(numbered)
+            if len(chunk) == EVENT_IMPORT_CHUNK:
+                flush()
+                chunk = []
+        if chunk:
+            flush()
+        if not report.rows and not report.errors:
+            report.errors.append(RowError(2 if not ndjson else 1, "(file)", "the file has no events"))
+        if report.errors:
+            report.errors.sort(key=lambda error: error.row)
+            transaction.set_rollback(True)
+            raise UsageEventsImportError(report)
+        if dry_run:
+            report.accepted = report.rows  # duplicates within the file are only known once written
+            return report
+        if postgresql:
+            with connection.cursor() as cursor:
+                if copied:
+                    cursor.execute(_INSERT_IMPORTED)
+                    report.accepted = int(cursor.rowcount)
+        else:
+            report.accepted = _insert_event_rows(kept)
+        report.duplicates = report.rows - report.accepted
+    return report
