@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-APPS := core notifications customers subscriptions invoicing payments dunning reporting billing_project
+APPS := core notifications customers subscriptions invoicing payments dunning reporting api billing_project
 DEMO_PORT ?= 8000
 # The demo's commands log warnings only (the worker logs INFO to var/worker.log); e-mail links use the port; the
 # demo logins (admin/admin, …) sign in without a second factor (OTP_REQUIRED=false, docs/SECURITY.md).

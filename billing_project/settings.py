@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "rest_framework",
+    "drf_spectacular",
     "core",
     "billing_project",
     # The application layers from the bottom up (docs/ARCHITECTURE.md): an app's admin may extend the admins of
@@ -59,6 +61,7 @@ INSTALLED_APPS = [
     "payments",
     "dunning",
     "reporting",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -395,3 +398,35 @@ IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 # The most data rows (CSV records or CAMT.053 entries) one import accepts; a bigger file is refused up front.
 # Imports validate about 200 rows a second, so 10,000 rows take under a minute.
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=10_000)
+
+# --- Public REST API (api app, docs/API.md) -------------------------------------------------------------
+# Requests each API key may make per minute (a fixed window counted in the cache: CACHE_URL must be a shared cache,
+# Redis, when there are several web processes); over it the API answers 429 with Retry-After. 0 = no limit.
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+# Objects per page of a list (cursor pagination; ?limit= up to API_PAGE_SIZE_MAX).
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
+API_PAGE_SIZE_MAX = env.int("API_PAGE_SIZE_MAX", default=200)
+# Idempotency-Key records are kept this long (hours); purge_idempotency_keys deletes older ones.
+API_IDEMPOTENCY_HOURS = env.int("API_IDEMPOTENCY_HOURS", default=24)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.HasApiScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "api.problems.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Cadence Billing API",
+    "DESCRIPTION": "Customers, catalogue, subscriptions, invoices, credit notes, payments and events. See docs/API.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer", "description": "ck_… API key"}}
+    },
+    "SECURITY": [{"ApiKey": []}],
+}

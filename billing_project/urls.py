@@ -21,4 +21,6 @@ urlpatterns = [
     # [payments urls]
     # Gateway webhooks, /webhooks/<gateway>/.
     path("webhooks/", include("payments.urls")),
+    # The public REST API (docs/API.md): API keys, problem JSON errors, the OpenAPI schema at /api/v1/schema/.
+    path("api/v1/", include("api.urls")),
 ]

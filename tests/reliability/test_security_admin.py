@@ -513,8 +513,10 @@ def test_process_screens_refuse_roles_without_their_permission(every_model: dict
 # --- CSRF -----------------------------------------------------------------------------------------------
 
 # The only views that take a POST without a CSRF token: webhooks, which authenticate the sender instead
-# (an HMAC signature of the body, or the provider's basic auth). See test_security_webhooks.py.
-CSRF_EXEMPT_MODULES = ("payments.views", "anymail.webhooks.")
+# (an HMAC signature of the body, or the provider's basic auth; see test_security_webhooks.py), and the REST API,
+# which authenticates by an API key in the Authorization header and never by the session cookie (a browser's
+# staff session gets 401 there: tests/api/test_auth.py).
+CSRF_EXEMPT_MODULES = ("payments.views", "anymail.webhooks.", "api.", "rest_framework.", "drf_spectacular.")
 
 
 def _all_patterns() -> Iterator[tuple[str, URLPattern]]:
