@@ -1620,6 +1620,9 @@ def _copy_event_rows(rows: list[_EventRow], *, first: bool) -> None:
     """COPY a chunk into the transaction's temporary table (PostgreSQL)."""
     with connection.cursor() as cursor:
         if first:
+            # ON COMMIT DROP, and dropped after use: an import inside a caller's longer transaction (a test)
+            # leaves nothing behind either.
+            cursor.execute(f"DROP TABLE IF EXISTS {_EVENT_IMPORT_TABLE}")
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {_EVENT_IMPORT_TABLE} (transaction_id text, customer_id bigint, "
                 "subscription_item_id bigint, metric_id bigint, value numeric, properties jsonb, "
@@ -1668,8 +1671,8 @@ def usage_events_import(*, stream: IO[bytes], ndjson: bool, dry_run: bool = Fals
             if report.errors or dry_run:
                 return
             if postgresql:
-                _copy_event_rows(rows, first=copied == 0)
-                copied += len(rows)
+                _copy_event_rows(rows, first=not copied)
+                copied += len(rows) or 1  # a chunk of duplicates only still created the table
             else:
                 kept.extend(rows)
 
@@ -1694,6 +1697,7 @@ def usage_events_import(*, stream: IO[bytes], ndjson: bool, dry_run: bool = Fals
                 if copied:
                     cursor.execute(_INSERT_IMPORTED)
                     report.accepted = int(cursor.rowcount)
+                    cursor.execute(f"DROP TABLE {_EVENT_IMPORT_TABLE}")
         else:
             report.accepted = _insert_event_rows(kept)
         report.duplicates = report.rows - report.accepted

@@ -88,7 +88,11 @@ def test_late_usage_goes_to_the_next_period_never_lost(api_calls):
     # April's usage, then March's late usage as an adjustment: 3.75 in all, as when both were one line.
     usage, adjustment = period.lines
     assert (usage.kind, usage.quantity, usage.amount) == ("usage", Decimal(100), Money("1.25", "EUR"))
-    assert (adjustment.kind, adjustment.quantity, adjustment.amount) == ("adjustment", Decimal(200), Money("2.50", "EUR"))
+    assert (adjustment.kind, adjustment.quantity, adjustment.amount) == (
+        "adjustment",
+        Decimal(200),
+        Money("2.50", "EUR"),
+    )
     assert (adjustment.period_start, adjustment.period_end) == (D(2026, 3, 1), D(2026, 4, 1))
     assert adjustment.description == "API calls × 200 — late usage of 1 Mar 2026 – 31 Mar 2026"
     assert period.subtotal == Money("3.75", "EUR")
