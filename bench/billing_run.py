@@ -300,8 +300,9 @@ def clone(template_id: int, copies: int, tag: str) -> None:
             [
                 copy_of(
                     u,
+                    customer_id=customers[n].pk,
                     subscription_item_id=item_map[n][u.subscription_item_id],
-                    idempotency_key=f"{u.idempotency_key}-{tag}-{start + n}",
+                    transaction_id=f"{u.transaction_id}-{tag}-{start + n}",
                 )
                 for n in range(size)
                 for u in usage

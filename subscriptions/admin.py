@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -7,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from core.admin_errors import form_application_error
 from core.admin_lists import QuickActionCheckbox
@@ -16,6 +18,7 @@ from core.dates import billing_today
 from core.errors import ApplicationError
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import amount_limit_problem
+from subscriptions.calendar import format_day
 from subscriptions.models import (
     BillableMetric,
     Coupon,
@@ -30,6 +33,7 @@ from subscriptions.models import (
     UsageEvent,
     UsageType,
 )
+from subscriptions.selectors import usage_current
 from subscriptions.services import (
     USAGE_COLUMNS,
     SubscriptionError,
@@ -211,7 +215,36 @@ class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
-        return (*fields, "customer") if obj is not None else fields
+        return (*fields, "customer", "current_usage") if obj is not None else fields
+
+    @admin.display(description="Current usage")
+    def current_usage(self, obj: Subscription) -> str:
+        """Each metered item's usage so far in its open period, as the next invoice will bill it (the same
+        aggregate as the billing run: subscriptions.usage.usage_totals)."""
+        rows = usage_current(subscription_id=obj.pk, as_of=billing_today())
+        if not rows:
+            return "No metered prices."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} – {}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    row.price.display_name,
+                    f"{row.metric_name} ({row.metric_code})" if row.metric_code else row.metric_name,
+                    row.aggregation.replace("_", " "),
+                    format_day(row.period_start),
+                    format_day(row.period_end - dt.timedelta(days=1)),
+                    f"{row.quantity.normalize():f}",
+                    row.events,
+                )
+                for row in rows
+            ),
+        )
+        return format_html(
+            '<table class="current-usage"><thead><tr><th>Price</th><th>Metric</th><th>Aggregation</th>'
+            "<th>Period so far</th><th>Quantity</th><th>Events</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
 
     @admin.action(description="Cancel at period end", permissions=["change"])
     def cancel_at_period_end(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:

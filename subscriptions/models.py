@@ -590,7 +590,13 @@ class UsageEvent(models.Model):
     class Meta:
         ordering = ["-timestamp", "-pk"]
         indexes = [
-            models.Index(fields=["subscription_item", "billing_date"], name="usage_item_billing_date_idx"),
+            # The billing run's aggregate per usage window (subscriptions.usage): an index-only scan for sum, max
+            # and count.
+            models.Index(
+                fields=["subscription_item", "billing_date"],
+                include=["usage_date", "value"],
+                name="usage_item_billing_date_idx",
+            ),
             # A customer's current usage of a metric over a period: an index-only scan (docs/PERFORMANCE.md).
             models.Index(
                 fields=["customer", "metric", "timestamp"], include=["value"], name="usage_customer_metric_time_idx"

@@ -1391,11 +1391,11 @@ def _usage_event_rows(events: Sequence[UsageEventIn]) -> list[_EventRow]:
                 continue
         else:
             field_name = "external_customer_id"
-            customer_id = customer_ids.get(event.external_customer_id or "")
-            if customer_id is None:
+            customer_pk = customer_ids.get(event.external_customer_id or "")
+            if customer_pk is None:
                 errors.append((index, field_name, f"no customer '{event.external_customer_id}'"))
                 continue
-            billing = by_customer.get((customer_id, metric.pk), [])
+            billing = by_customer.get((customer_pk, metric.pk), [])
             if len(billing) != 1:
                 problem = "no subscription of" if not billing else f"{len(billing)} subscriptions of"
                 errors.append(

@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 
@@ -40,7 +41,7 @@ class UsageTotal:
     late_to: dt.date | None = None  # latest such usage date
 
 
-def _property(alias: str, params: list[object], name: str) -> str:
+def _property(alias: str, params: list[Any], name: str) -> str:
     """SQL text of an event property (``properties ->> name``), for PostgreSQL and the SQLite demo."""
     if connection.vendor == "postgresql":
         params.append(name)
@@ -49,7 +50,7 @@ def _property(alias: str, params: list[object], name: str) -> str:
     return f"CAST(json_extract({alias}.properties, %s) AS TEXT)"
 
 
-def _filters(alias: str, params: list[object], metric: BillableMetric | None) -> str:
+def _filters(alias: str, params: list[Any], metric: BillableMetric | None) -> str:
     sql = ""
     for name, values in sorted((metric.filters if metric is not None else {}).items()):
         column = _property(alias, params, name)
@@ -58,7 +59,7 @@ def _filters(alias: str, params: list[object], metric: BillableMetric | None) ->
     return sql
 
 
-def _aggregate(metric: BillableMetric | None, params: list[object]) -> str:
+def _aggregate(metric: BillableMetric | None, params: list[Any]) -> str:
     on_time = "e.usage_date >= w.uf"
     aggregation = metric.aggregation if metric is not None else Aggregation.SUM
     if aggregation == Aggregation.SUM:
@@ -89,7 +90,7 @@ def usage_totals(
     spans = list(dict.fromkeys(spans))
     if not spans:
         return {}
-    params: list[object] = []
+    params: list[Any] = []
     values = []
     groups: dict[int | None, list[int]] = {}
     for key, span in enumerate(spans):

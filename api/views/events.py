@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import cast
 
 import msgspec
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -75,23 +76,27 @@ def _ingest(request: HttpRequest) -> HttpResponse:
     return HttpResponse(content, status=202 if result.accepted else 200, content_type="application/json")
 
 
+def _ingest_or_problem(request: HttpRequest) -> HttpResponse:
+    try:
+        return _ingest(request)
+    except ApiProblem as problem:
+        return problem.response()
+
+
 @require_POST
 @api_key_required("write")
-def events_create(request: HttpRequest) -> HttpResponseBase:
+def events_create(request: HttpRequest) -> HttpResponse:
     """``{"event": {...}}`` or ``{"events": [...]}`` → ``{"received", "accepted", "duplicates"}``. An
     ``Idempotency-Key`` replays the first answer, as on every POST; the events' transaction ids make a re-sent
     batch harmless without one."""
 
     def handle() -> HttpResponseBase:
-        try:
-            return _ingest(request)
-        except ApiProblem as problem:
-            return problem.response()
+        return _ingest_or_problem(request)
 
     key = idempotency_key_of(request)
     if key is None:
-        return handle()
-    return run_idempotent(request, request.api_key, key, handle)  # type: ignore[attr-defined]
+        return _ingest_or_problem(request)
+    return cast(HttpResponse, run_idempotent(request, request.api_key, key, handle))  # type: ignore[attr-defined]
 
 
 def _number(value: Decimal) -> str:

@@ -212,6 +212,15 @@ class Migration(migrations.Migration):
                 to="customers.customer",
             ),
         ),
+        migrations.RemoveIndex(model_name="usageevent", name="usage_item_billing_date_idx"),
+        migrations.AddIndex(
+            model_name="usageevent",
+            index=models.Index(
+                fields=["subscription_item", "billing_date"],
+                include=("usage_date", "value"),
+                name="usage_item_billing_date_idx",
+            ),
+        ),
         migrations.AddIndex(
             model_name="usageevent",
             index=models.Index(

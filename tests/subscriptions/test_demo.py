@@ -15,6 +15,7 @@ def test_seed_creates_every_status_and_currency_and_is_idempotent():
     }  # fmt: skip
     assert {"EUR", "USD", "GBP", "PLN", "JPY"} <= set(Price.objects.values_list("unit_amount_currency", flat=True))
     assert UsageEvent.objects.exists()
+    assert UsageEvent.objects.filter(metric__code="active-users", properties__has_key="user").exists()
     counts = (Subscription.objects.count(), Price.objects.count(), UsageEvent.objects.count())
     assert seed_catalog_and_subscriptions() == 0
     assert (Subscription.objects.count(), Price.objects.count(), UsageEvent.objects.count()) == counts
