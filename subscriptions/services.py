@@ -890,7 +890,9 @@ def usage_quantity_problem(quantity: Decimal) -> str | None:
     return None
 
 
-def _usage_billing_date(*, item: SubscriptionItem, subscription: Subscription, usage_date: dt.date) -> dt.date:
+def _usage_billing_date(
+    *, item_id: int, removed_on: dt.date | None, subscription: Subscription, usage_date: dt.date
+) -> dt.date:
     """Whether a usage date can be billed on ``item`` (raises ``UsageRejected`` naming why not), and on which
     date: the usage date, or the first open date when that period was already invoiced (late usage)."""
     if subscription.next_billing_date is None or subscription.status == Status.ENDED:
@@ -899,10 +901,8 @@ def _usage_billing_date(*, item: SubscriptionItem, subscription: Subscription, u
         raise UsageRejected(f"subscription #{subscription.pk} was canceled on {subscription.ended_at}")
     if usage_date < subscription.start_date:
         raise UsageRejected(f"the usage date {usage_date} is before the subscription started")
-    if item.removed_on is not None and (
-        usage_date >= item.removed_on or item.removed_on <= subscription.usage_open_from
-    ):
-        raise UsageRejected(f"item #{item.pk} was removed on {item.removed_on}")
+    if removed_on is not None and (usage_date >= removed_on or removed_on <= subscription.usage_open_from):
+        raise UsageRejected(f"item #{item_id} was removed on {removed_on}")
     if subscription.trial_end is not None and usage_date < subscription.trial_end:
         return usage_date  # trial usage is free: before usage_open_from, never billed
     # Usage of a period already invoiced (late) goes to the first open period, never lost: the next invoice
@@ -934,7 +934,9 @@ def _usage_record(
     if timezone.is_naive(timestamp):
         raise UsageRejected("the timestamp needs a time zone")
     usage_date = billing_date_of(timestamp)
-    billing_date = _usage_billing_date(item=item, subscription=subscription, usage_date=usage_date)
+    billing_date = _usage_billing_date(
+        item_id=item.pk, removed_on=item.removed_on, subscription=subscription, usage_date=usage_date
+    )
     return UsageEvent(
         transaction_id=key,
         customer_id=subscription.customer_id,
@@ -1341,11 +1343,7 @@ def _usage_event_rows(events: Sequence[UsageEventIn]) -> list[_EventRow]:
     Events already stored are left out (not validated again: a re-send after the period closed is still a
     duplicate, not an error). Returns the rows to insert; raises ``UsageEventsRejected``."""
     errors: list[tuple[int, str, str]] = []
-    stored = set(
-        UsageEvent.objects.filter(transaction_id__in={e.transaction_id for e in events}).values_list(
-            "transaction_id", flat=True
-        )
-    )
+    stored = _stored_transaction_ids([e.transaction_id for e in events])
     fresh = [(index, event) for index, event in enumerate(events) if event.transaction_id not in stored]
     metrics = {m.code: m for m in BillableMetric.objects.filter(code__in={e.code for _, e in fresh})}
     customer_ids = dict(
@@ -1421,8 +1419,9 @@ def _usage_event_rows(events: Sequence[UsageEventIn]) -> list[_EventRow]:
             continue
         item_id, removed_on = live[0]
         try:
-            item = SubscriptionItem(pk=item_id, subscription_id=subscription.pk, removed_on=removed_on)
-            billing_date = _usage_billing_date(item=item, subscription=subscription, usage_date=usage_date)
+            billing_date = _usage_billing_date(
+                item_id=item_id, removed_on=removed_on, subscription=subscription, usage_date=usage_date
+            )
         except UsageRejected as exc:
             errors.append((index, "timestamp", str(exc)))
             continue
@@ -1444,19 +1443,40 @@ def _usage_event_rows(events: Sequence[UsageEventIn]) -> list[_EventRow]:
     return rows
 
 
+# Rows travel to PostgreSQL as one JSON document (msgspec encodes 1,000 rows in well under a millisecond and
+# PostgreSQL's json_to_recordset reads them in C); psycopg's array parameters quote every element in Python,
+# which cost a third of a batch's time.
+_json_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def _stored_transaction_ids(transaction_ids: list[str]) -> set[str]:
+    if connection.vendor != "postgresql":
+        return set(
+            UsageEvent.objects.filter(transaction_id__in=transaction_ids).values_list("transaction_id", flat=True)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT transaction_id FROM subscriptions_usageevent "
+            "WHERE transaction_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+            [_json_encoder.encode(transaction_ids).decode()],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 def _properties_json(properties: dict[str, Any]) -> str:
-    return msgspec.json.encode(properties).decode()
+    return _json_encoder.encode(properties).decode()
 
 
 _INSERT_EVENTS = """
     INSERT INTO subscriptions_usageevent
         (transaction_id, customer_id, subscription_item_id, metric_id, value, properties, timestamp, usage_date,
          billing_date, created_at)
-    SELECT t, c, i, m, v, p::jsonb, ts, ud, bd, now()
-    FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::numeric[], %s::text[],
-                %s::timestamptz[], %s::date[], %s::date[]) AS u(t, c, i, m, v, p, ts, ud, bd)
+    SELECT t, c, i, m, v, p, ts, ud, bd, now()
+    FROM json_to_recordset(%s::json)
+        AS r(t text, c bigint, i bigint, m bigint, v numeric, p jsonb, ts timestamptz, ud date, bd date)
     ON CONFLICT (transaction_id) DO NOTHING
 """
+_ROW_KEYS = ("t", "c", "i", "m", "v", "p", "ts", "ud", "bd")
 
 
 def _insert_event_rows(rows: list[_EventRow]) -> int:
@@ -1465,10 +1485,9 @@ def _insert_event_rows(rows: list[_EventRow]) -> int:
     if not rows:
         return 0
     if connection.vendor == "postgresql":
-        columns = list(zip(*rows, strict=True))
-        columns[5] = tuple(_properties_json(p) for p in columns[5])
+        document = _json_encoder.encode([dict(zip(_ROW_KEYS, row, strict=True)) for row in rows]).decode()
         with connection.cursor() as cursor:
-            cursor.execute(_INSERT_EVENTS, [list(column) for column in columns])
+            cursor.execute(_INSERT_EVENTS, [document])
             return int(cursor.rowcount)
     unique = list({row[0]: row for row in reversed(rows)}.values())  # SQLite (the demo): first one of each id
     created = UsageEvent.objects.bulk_create(
