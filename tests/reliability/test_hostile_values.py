@@ -169,5 +169,5 @@ def test_the_largest_and_smallest_quantities_the_column_holds_are_stored_exactly
         f"{usage_item.pk},1.500000000,2026-03-05T12:00:00,trailing-zeros\n"
     )
     assert usage_import_csv(stream=io.StringIO(csv_text)).created == 3
-    stored = {r.idempotency_key: str(r.quantity) for r in UsageEvent.objects.all()}
+    stored = {r.transaction_id: str(r.value) for r in UsageEvent.objects.all()}
     assert stored == {"big": "9999999999999.999999", "small": "0.000001", "trailing-zeros": "1.500000"}
