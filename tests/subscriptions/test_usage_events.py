@@ -6,7 +6,9 @@ import json
 from decimal import Decimal
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from djmoney.money import Money
 
 from core.dates import billing_tz
@@ -247,3 +249,13 @@ def test_import_usage_events_stores_ndjson_and_csv_and_counts_duplicates(tmp_pat
     assert (report["ok"], report["counts"]) == (True, {"accepted": 1, "duplicates": 1})
     (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
     assert (period.lines[0].quantity, period.lines[0].amount) == (Decimal("17.5"), Money("17.50", "EUR"))
+
+
+def test_the_subscription_page_shows_the_current_usage(admin_client):
+    subscription = metered("unique_count", field_name="user")
+    usage_events_ingest(events=[event(f"u{n}", D(2026, 3, 2 + n), user=f"user-{n % 3}") for n in range(5)])
+    with time_machine.travel(dt.datetime(2026, 3, 20, 12, tzinfo=billing_tz()), tick=False):
+        page = admin_client.get(reverse("admin:subscriptions_subscription_change", args=[subscription.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and "Current usage" in html
+    assert "<td>Tokens (tokens)</td><td>unique count</td><td>1 Mar 2026 – 20 Mar 2026</td><td>3</td><td>5</td>" in html
