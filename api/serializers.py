@@ -126,7 +126,7 @@ class PriceTierOut(serializers.Serializer):
 
 class PriceOut(ApiSerializer):
     object_name = "price"
-    select = ("product",)
+    select = ("product", "metric")
     prefetch = ("tiers",)
     product = serializers.IntegerField(source="product_id")
     nickname = serializers.CharField()
@@ -136,7 +136,9 @@ class PriceOut(ApiSerializer):
     interval_count = serializers.IntegerField()
     pricing_model = serializers.CharField()
     usage_type = serializers.CharField()
-    aggregation = serializers.CharField()
+    metric = serializers.SlugRelatedField(
+        slug_field="code", read_only=True, allow_null=True, help_text="Metered: the billable metric's code."
+    )
     package_size = serializers.IntegerField(allow_null=True)
     trial_days = serializers.IntegerField()
     tax_behavior = serializers.CharField()

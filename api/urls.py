@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from api.views.billing import CreditNoteViewSet, DomainEventViewSet, InvoiceViewSet, PaymentViewSet
 from api.views.catalog import CouponViewSet, PriceViewSet, ProductViewSet
 from api.views.customers import CustomerViewSet
+from api.views.events import customer_usage, events_create
 from api.views.reference import ApiReferenceView
 from api.views.subscriptions import SubscriptionViewSet
 
@@ -26,6 +27,9 @@ router.register("domain_events", DomainEventViewSet, basename="domain-event")
 
 urlpatterns = [
     # The schema and its reference page are public: they describe the API, they hold no data.
+    # Usage events: lean views outside DRF (api/views/events.py), before the router's customer routes.
+    path("events", events_create, name="events"),
+    path("customers/<int:customer_id>/usage", customer_usage, name="customer-usage"),
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path("docs/", ApiReferenceView.as_view(), name="docs"),
     path("", include(router.urls)),

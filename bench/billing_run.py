@@ -253,7 +253,7 @@ def clone(template_id: int, copies: int, tag: str) -> None:
     from django.db import models
 
     from customers.models import Customer
-    from subscriptions.models import Discount, PendingInvoiceItem, Subscription, SubscriptionItem, UsageRecord
+    from subscriptions.models import Discount, PendingInvoiceItem, Subscription, SubscriptionItem, UsageEvent
 
     if copies <= 0:
         return
@@ -268,7 +268,7 @@ def clone(template_id: int, copies: int, tag: str) -> None:
     items = list(SubscriptionItem.objects.filter(subscription=template).order_by("pk"))
     discounts = list(Discount.objects.filter(subscription=template))
     pending = list(PendingInvoiceItem.objects.filter(subscription=template))
-    usage = list(UsageRecord.objects.filter(subscription_item__subscription=template))
+    usage = list(UsageEvent.objects.filter(subscription_item__subscription=template))
     batch = 5000
     for start in range(0, copies, batch):
         size = min(batch, copies - start)
@@ -296,12 +296,13 @@ def clone(template_id: int, copies: int, tag: str) -> None:
                 for p in pending
             ]
         )
-        UsageRecord.objects.bulk_create(
+        UsageEvent.objects.bulk_create(
             [
                 copy_of(
                     u,
+                    customer_id=customers[n].pk,
                     subscription_item_id=item_map[n][u.subscription_item_id],
-                    idempotency_key=f"{u.idempotency_key}-{tag}-{start + n}",
+                    transaction_id=f"{u.transaction_id}-{tag}-{start + n}",
                 )
                 for n in range(size)
                 for u in usage

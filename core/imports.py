@@ -12,6 +12,8 @@ customers (CSV)     ``customers.services.customers_import_csv`` ·      all or n
 usage (CSV)         ``subscriptions.services.usage_import_csv`` ·      all or nothing · a re-sent record (same
                     ``import_usage`` · Usage records → Import CSV      idempotency key and values) is counted as
                                                                        a duplicate and ignored
+usage events        ``subscriptions.services.usage_events_import`` ·   all or nothing · transaction ids already
+(NDJSON, CSV)       ``import_usage_events`` (COPY)                     stored are counted as duplicates, ignored
 bank statements     ``payments.bank_import.bank_statement_import`` ·   all or nothing for a bad file ·
 (CSV, CAMT.053)     ``import_bank_statement`` · Bank statements →      idempotent per file: each bank transaction
                     Import                                             id is imported once, so importing the same

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -7,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from core.admin_errors import form_application_error
 from core.admin_lists import FormattedNumbersMixin, QuickActionCheckbox, badge, boolean_column, status_badge
@@ -18,7 +19,9 @@ from core.dates import billing_today
 from core.errors import ApplicationError
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import amount_limit_problem
+from subscriptions.calendar import format_day
 from subscriptions.models import (
+    BillableMetric,
     Coupon,
     Discount,
     PendingInvoiceItem,
@@ -30,13 +33,16 @@ from subscriptions.models import (
     SubscriptionEvent,
     SubscriptionItem,
     SubscriptionStatus,
-    UsageRecord,
+    UsageEvent,
+    UsageType,
 )
+from subscriptions.selectors import usage_current
 from subscriptions.services import (
     USAGE_COLUMNS,
     SubscriptionError,
     coupon_problem,
     discount_create,
+    metric_filters_problem,
     subscription_cancel,
     subscription_collection_update,
     subscription_pause,
@@ -79,10 +85,37 @@ class PriceForm(forms.ModelForm):
         return money
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean() or {}
-        if data.get("pricing_model") == PricingModel.PACKAGE and not data.get("package_size"):
+        cleaned = super().clean() or {}
+        if cleaned.get("pricing_model") == PricingModel.PACKAGE and not cleaned.get("package_size"):
             self.add_error("package_size", "A package price needs its package size (units per block).")
-        return data
+        if cleaned.get("metric") is not None and cleaned.get("usage_type") != UsageType.METERED:
+            self.add_error("metric", "Only a metered price bills a metric.")
+        return cleaned
+
+
+class BillableMetricForm(forms.ModelForm):
+    def clean_filters(self) -> Any:
+        filters = self.cleaned_data["filters"]
+        problem = metric_filters_problem(filters)
+        if problem:
+            raise forms.ValidationError(problem)
+        return filters
+
+
+@admin.register(BillableMetric)
+class BillableMetricAdmin(AuditTrailMixin, admin.ModelAdmin):
+    form = BillableMetricForm
+    list_display = ("code", "name", "aggregation", "field_name", "filters")
+    list_filter = ("aggregation",)
+    search_fields = ("code", "name")
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: BillableMetric | None = None) -> Any:
+        # A metric that prices bill is never edited (what was invoiced must stay explainable): create a new one.
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.prices.exists():
+            return (*fields, *(f.name for f in BillableMetric._meta.fields))
+        return fields
 
 
 @admin.register(Price)
@@ -102,6 +135,7 @@ class PriceAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
     list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
     list_select_related = ("product",)
     search_fields = ("product__name", "nickname")
+    autocomplete_fields = ("metric",)
     show_full_result_count = False
     inlines = (PriceTierInline,)
 
@@ -252,7 +286,36 @@ class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
-        return (*fields, "customer") if obj is not None else fields
+        return (*fields, "customer", "current_usage") if obj is not None else fields
+
+    @admin.display(description="Current usage")
+    def current_usage(self, obj: Subscription) -> str:
+        """Each metered item's usage so far in its open period, as the next invoice will bill it (the same
+        aggregate as the billing run: subscriptions.usage.usage_totals)."""
+        rows = usage_current(subscription_id=obj.pk, as_of=billing_today())
+        if not rows:
+            return "No metered prices."
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} – {}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    row.price.display_name,
+                    f"{row.metric_name} ({row.metric_code})" if row.metric_code else row.metric_name,
+                    row.aggregation.replace("_", " "),
+                    format_day(row.period_start),
+                    format_day(row.period_end - dt.timedelta(days=1)),
+                    f"{row.quantity.normalize():f}",
+                    row.events,
+                )
+                for row in rows
+            ),
+        )
+        return format_html(
+            '<table class="current-usage"><thead><tr><th>Price</th><th>Metric</th><th>Aggregation</th>'
+            "<th>Period so far</th><th>Quantity</th><th>Events</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
 
     def save_model(self, request: HttpRequest, obj: Subscription, form: Any, change: bool) -> None:
         """The page edits how invoices are collected (and the metadata): the collection through its service, which
@@ -388,30 +451,31 @@ class PendingInvoiceItemAdmin(FormattedNumbersMixin, admin.ModelAdmin):
         return False
 
 
-class UsageRecordForm(forms.ModelForm):
+class UsageEventForm(forms.ModelForm):
     class Meta:
-        model = UsageRecord
-        fields = ("subscription_item", "quantity", "timestamp", "idempotency_key")
+        model = UsageEvent
+        fields = ("subscription_item", "value", "timestamp", "transaction_id")
+        labels = {"value": "Quantity", "transaction_id": "Idempotency key"}
 
 
 class UsageImportUploadForm(ImportUploadForm):
     file = forms.FileField(label="CSV file", help_text="UTF-8, with a header row. See the columns below.")
 
 
-@admin.register(UsageRecord)
-class UsageRecordAdmin(FormattedNumbersMixin, ImportAdminMixin, admin.ModelAdmin):
-    quantity_fields = ("quantity",)
-    form = UsageRecordForm
-    list_display = ("timestamp", "subscription_item", "quantity", "usage_date", "billing_date", "key_display")
-    list_select_related = ("subscription_item__price__product",)
+@admin.register(UsageEvent)
+class UsageEventAdmin(FormattedNumbersMixin, ImportAdminMixin, admin.ModelAdmin):
+    quantity_fields = ("value",)
+    form = UsageEventForm
+    list_display = ("timestamp", "subscription_item", "metric", "value", "usage_date", "billing_date", "key_display")
+    list_select_related = ("subscription_item__price__product", "metric")
     raw_id_fields = ("subscription_item",)
-    search_fields = ("=idempotency_key",)
+    search_fields = ("=transaction_id",)
     date_hierarchy = "usage_date"
     show_full_result_count = False
 
-    @admin.display(description="idempotency key", ordering="idempotency_key")
-    def key_display(self, obj: UsageRecord) -> str:
-        return format_html('<span class="cell-text" title="{}">{}</span>', obj.idempotency_key, obj.idempotency_key)
+    @admin.display(description="transaction id", ordering="transaction_id")
+    def key_display(self, obj: UsageEvent) -> str:
+        return format_html('<span class="cell-text" title="{}">{}</span>', obj.transaction_id, obj.transaction_id)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
@@ -419,13 +483,13 @@ class UsageRecordAdmin(FormattedNumbersMixin, ImportAdminMixin, admin.ModelAdmin
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: UsageRecord, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: UsageEvent, form: Any, change: bool) -> None:
         try:
             record, created = usage_record_create(
                 subscription_item=obj.subscription_item,
-                quantity=obj.quantity,
+                quantity=obj.value,
                 timestamp=obj.timestamp,
-                idempotency_key=obj.idempotency_key,
+                idempotency_key=obj.transaction_id,
             )
         except SubscriptionError as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -437,7 +501,7 @@ class UsageRecordAdmin(FormattedNumbersMixin, ImportAdminMixin, admin.ModelAdmin
     # --- CSV import (core.imports) ---
 
     import_title = "Import usage records from CSV"
-    import_template = "admin/subscriptions/usagerecord/import.html"
+    import_template = "admin/subscriptions/usageevent/import.html"
     import_form_class = UsageImportUploadForm
 
     def run_import(self, request: HttpRequest, form: ImportUploadForm) -> ImportReport:

@@ -18,13 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db.models import Exists, F, Max, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from djmoney.money import Money
 
 from core.money import round_amount
 from customers.models import Customer
 from subscriptions.calendar import boundary_after, boundary_on_or_before, format_day
 from subscriptions.models import (
+    BillableMetric,
     BillingReason,
     CouponDuration,
     Discount,
@@ -36,9 +37,9 @@ from subscriptions.models import (
     Subscription,
     SubscriptionItem,
     SubscriptionStatus,
-    UsageRecord,
 )
 from subscriptions.pricing import DiscountRule, Tier, allocate_discounts, full_amount, price_parts, prorate
+from subscriptions.usage import UsageSpan, UsageTotal, usage_totals
 
 _UNIT_PLACES = Decimal("0.000001")
 
@@ -138,20 +139,6 @@ class BillingPlan:
 # --- Loading (a fixed number of queries per chunk) ------------------------------------------------------
 
 
-@dataclass
-class _Usage:
-    total: Decimal = Decimal(0)
-    peak: Decimal | None = None
-    last_timestamp: dt.datetime | None = None
-    last_quantity: Decimal = Decimal(0)
-
-    def add(self, total: Decimal, peak: Decimal, last_timestamp: dt.datetime, last_quantity: Decimal) -> None:
-        self.total += total
-        self.peak = peak if self.peak is None else max(self.peak, peak)
-        if self.last_timestamp is None or last_timestamp >= self.last_timestamp:
-            self.last_timestamp, self.last_quantity = last_timestamp, last_quantity
-
-
 @dataclass(slots=True)
 class _Item:
     """A subscription item as the plan reads it: a chunk loads thousands, so a slotted row instead of a model
@@ -171,7 +158,7 @@ class _Loaded:
     discounts_by_subscription: dict[int, list[Discount]]
     discounts_by_customer: dict[int, list[Discount]]
     pending: dict[int, list[PendingInvoiceItem]]
-    usage: dict[int, dict[dt.date, tuple[Decimal, Decimal, dt.datetime, Decimal]]]  # item -> billing date -> agg
+    usage: dict[UsageSpan, UsageTotal]  # the usage windows' aggregates, and the late usage's corrections
     tiers: dict[int, list[Tier]]
 
 
@@ -182,7 +169,9 @@ class PriceCache(dict[int, Price]):
     def resolve(self, price_ids: set[int]) -> None:
         missing = price_ids - self.keys()
         if missing:
-            self.update((price.pk, price) for price in Price.objects.select_related("product").filter(pk__in=missing))
+            self.update(
+                (price.pk, price) for price in Price.objects.select_related("product", "metric").filter(pk__in=missing)
+            )
 
 
 def _load(subscriptions: Sequence[Subscription], as_of: dt.date, prices: PriceCache | None = None) -> _Loaded:
@@ -200,7 +189,7 @@ def _load(subscriptions: Sequence[Subscription], as_of: dt.date, prices: PriceCa
     if prices is None:  # one subscription (a preview): the prices ride along in the same query
         loaded_items = [
             _Item(item.pk, item.subscription_id, item.price_id, item.quantity, item.removed_on, item.price)
-            for item in item_rows.select_related("price__product")
+            for item in item_rows.select_related("price__product", "price__metric")
         ]
     else:  # a billing run's chunk: plain rows, the prices from the run's cache
         plain = list(item_rows.values_list("pk", "subscription_id", "price_id", "quantity", "removed_on"))
@@ -254,39 +243,73 @@ def _load(subscriptions: Sequence[Subscription], as_of: dt.date, prices: PriceCa
     ):
         pending[pending_item.subscription_id].append(pending_item)
 
-    usage: dict[int, dict[dt.date, tuple[Decimal, Decimal, dt.datetime, Decimal]]] = defaultdict(dict)
-    metered_item_ids = [i.pk for rows in items.values() for i in rows if i.price.is_metered]
-    if metered_item_ids:
-        last_in_day = (
-            UsageRecord.objects.filter(
-                subscription_item_id=OuterRef("subscription_item_id"), billing_date=OuterRef("billing_date")
-            )
-            .order_by("-timestamp", "-pk")
-            .values("quantity")[:1]
-        )
-        rows = (
-            UsageRecord.objects.filter(
-                subscription_item_id__in=metered_item_ids,
-                billing_date__gte=F("subscription_item__subscription__usage_open_from"),
-                billing_date__lt=as_of,
-            )
-            .values("subscription_item_id", "billing_date")
-            .annotate(
-                total=Sum("quantity"),
-                peak=Max("quantity"),
-                last_timestamp=Max("timestamp"),
-                last_quantity=Subquery(last_in_day),
-            )
-            .order_by()
-        )
-        for row in rows:
-            usage[row["subscription_item_id"]][row["billing_date"]] = (
-                row["total"],
-                row["peak"],
-                row["last_timestamp"],
-                row["last_quantity"],
-            )
+    usage = _load_usage(subscriptions, items, as_of)
     return _Loaded(items, by_subscription, by_customer, pending, usage, tiers)
+
+
+def _load_usage(
+    subscriptions: Sequence[Subscription], items: dict[int, list[_Item]], as_of: dt.date
+) -> dict[UsageSpan, UsageTotal]:
+    """The usage windows every due invoice of the chunk bills, aggregated in one query; a second query only
+    when some window picked up late usage: per period it belongs to, what was billed and what it is now."""
+    metrics: dict[int, BillableMetric | None] = {}
+    spans: list[UsageSpan] = []
+    metered_by_subscription: dict[int, list[_Item]] = {}
+    for sub in subscriptions:
+        metered = [item for item in items.get(sub.pk, []) if item.price.is_metered]
+        if not metered:
+            continue
+        metered_by_subscription[sub.pk] = metered
+        for step in _walk(sub, as_of):
+            for item in metered:
+                metrics[item.pk] = item.price.metric
+                spans.append(_window_span(item.pk, step.usage_start, step.boundary))
+    usage = usage_totals(spans=spans, metrics=metrics)
+    corrections = [
+        span
+        for sub in subscriptions
+        for item in metered_by_subscription.get(sub.pk, [])
+        for step in _walk(sub, as_of)
+        for span in _late_spans(sub, item.pk, step.usage_start, step.boundary, usage)
+    ]
+    if corrections:
+        usage.update(usage_totals(spans=corrections, metrics=metrics))
+    return usage
+
+
+def _window_span(item_id: int, start: dt.date, end: dt.date) -> UsageSpan:
+    return UsageSpan(item_id, start, end, start, end)
+
+
+def _late_periods(
+    sub: Subscription, late_from: dt.date, late_to: dt.date, before: dt.date
+) -> list[tuple[dt.date, dt.date]]:
+    """The billing-cycle periods holding the usage dates ``[late_from, late_to]``, each cut to what an earlier
+    invoice billed: not before the start (or the end of a trial: trial usage is free), not after ``before``."""
+    cycle = (sub.billing_cycle_anchor, sub.interval, sub.interval_count)
+    first_billable = max(sub.start_date, sub.trial_end or sub.start_date)
+    periods = []
+    start = boundary_on_or_before(*cycle, late_from)
+    while start <= late_to:
+        end = boundary_after(*cycle, start)
+        cut_start, cut_end = max(start, first_billable), min(end, before)
+        if cut_start < cut_end:
+            periods.append((cut_start, cut_end))
+        start = end
+    return periods
+
+
+def _late_spans(
+    sub: Subscription, item_id: int, start: dt.date, end: dt.date, usage: dict[UsageSpan, UsageTotal]
+) -> list[UsageSpan]:
+    total = usage.get(_window_span(item_id, start, end))
+    if total is None or total.late_from is None or total.late_to is None:
+        return []
+    spans = []
+    for period_start, period_end in _late_periods(sub, total.late_from, total.late_to, start):
+        spans.append(UsageSpan(item_id, period_start, period_end, period_start, start))  # as billed before
+        spans.append(UsageSpan(item_id, period_start, period_end, period_start, end))  # with the late usage
+    return spans
 
 
 _NOT_PLANNED = (
@@ -511,6 +534,18 @@ def _recurring_drafts(
     return drafts
 
 
+def _usage_parts_amount(price: Price, quantity: Decimal, loaded: _Loaded, currency: str) -> Decimal:
+    """What ``quantity`` costs as the usage lines would bill it: the sum of the rounded parts."""
+    parts = price_parts(
+        pricing_model=price.pricing_model,
+        unit_amount=price.unit_amount.amount,
+        quantity=quantity,
+        tiers=loaded.tiers.get(price.pk, ()),
+        package_size=price.package_size,
+    )
+    return sum((round_amount(part.amount, currency) for part in parts), Decimal(0))
+
+
 def _usage_drafts(
     items: Iterable[_Item],
     loaded: _Loaded,
@@ -518,48 +553,68 @@ def _usage_drafts(
     window_start: dt.date,
     window_end: dt.date,
 ) -> list[_Draft]:
+    """The usage lines of the window ``[window_start, window_end)``, then one adjustment line per period whose
+    late usage arrived after it was invoiced: what the period costs now minus what was billed for it."""
     drafts = []
     for item in items:
         price = item.price
         if not price.is_metered:
             continue
-        per_day = loaded.usage.get(item.pk, {})
-        aggregate = _Usage()
-        seen = False
-        for day, (total, peak, last_timestamp, last_quantity) in per_day.items():
-            if window_start <= day < window_end:
-                aggregate.add(total, peak, last_timestamp, last_quantity)
-                seen = True
-        if not seen:
+        total = loaded.usage.get(_window_span(item.pk, window_start, window_end))
+        if total is None:
             continue
-        if price.aggregation == "max":
-            quantity = aggregate.peak or Decimal(0)
-        elif price.aggregation == "last":
-            quantity = aggregate.last_quantity
-        else:
-            quantity = aggregate.total
-        parts = price_parts(
-            pricing_model=price.pricing_model,
-            unit_amount=price.unit_amount.amount,
-            quantity=quantity,
-            tiers=loaded.tiers.get(price.pk, ()),
-            package_size=price.package_size,
-        )
-        for part in parts:
-            label = f"usage {format_day(window_start)} – {format_day(window_end - dt.timedelta(days=1))}"
-            if part.label:
-                label = f"{label}, {part.label}"
+        if total.events:
+            quantity = total.quantity
+            parts = price_parts(
+                pricing_model=price.pricing_model,
+                unit_amount=price.unit_amount.amount,
+                quantity=quantity,
+                tiers=loaded.tiers.get(price.pk, ()),
+                package_size=price.package_size,
+            )
+            for part in parts:
+                label = f"usage {format_day(window_start)} – {format_day(window_end - dt.timedelta(days=1))}"
+                if part.label:
+                    label = f"{label}, {part.label}"
+                drafts.append(
+                    _Draft(
+                        _describe(price, part.quantity if price.pricing_model != "package" else quantity, label, True),
+                        part.quantity,
+                        part.unit_amount,
+                        round_amount(part.amount, sub.currency),
+                        window_start,
+                        window_end,
+                        price,
+                        item.pk,
+                        LineKind.USAGE,
+                        False,
+                    )
+                )
+        if total.late_from is None or total.late_to is None:
+            continue
+        for period_start, period_end in _late_periods(sub, total.late_from, total.late_to, window_start):
+            billed = loaded.usage.get(UsageSpan(item.pk, period_start, period_end, period_start, window_start))
+            now = loaded.usage.get(UsageSpan(item.pk, period_start, period_end, period_start, window_end))
+            billed_quantity = billed.quantity if billed is not None and billed.events else Decimal(0)
+            now_quantity = now.quantity if now is not None and now.events else Decimal(0)
+            billed_amount = _usage_parts_amount(price, billed_quantity, loaded, sub.currency) if billed_quantity else 0
+            amount = _usage_parts_amount(price, now_quantity, loaded, sub.currency) - billed_amount
+            quantity = now_quantity - billed_quantity
+            if not amount and not quantity:
+                continue  # the late events changed nothing billed (a max below the peak, a filtered-out event)
+            last_day = format_day(period_end - dt.timedelta(days=1))
+            label = f"late usage of {format_day(period_start)} – {last_day}"
             drafts.append(
                 _Draft(
-                    _describe(price, part.quantity if price.pricing_model != "package" else quantity, label, True),
-                    part.quantity,
-                    part.unit_amount,
-                    round_amount(part.amount, sub.currency),
-                    window_start,
-                    window_end,
+                    _describe(price, quantity, label, True),
+                    quantity,
+                    _unit(amount / quantity) if quantity else amount,
+                    Decimal(amount),
+                    period_start,
+                    period_end,
                     price,
                     item.pk,
-                    LineKind.USAGE,
+                    LineKind.ADJUSTMENT,
                     False,
                 )
             )
@@ -648,6 +703,84 @@ def _finish(
     return lines
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One due boundary of a subscription and what billing it changes (computed by ``_walk``)."""
+
+    boundary: dt.date
+    usage_start: dt.date  # the usage window is [usage_start, boundary)
+    final: bool
+    recurring: bool  # whether the invoice bills the recurring fees of [period_start, period_end)
+    period_start: dt.date
+    period_end: dt.date
+    next_boundary: dt.date | None
+    reason: str
+    current_period: tuple[dt.date, dt.date]  # the subscription's current period after this step
+    status: str  # the status after this step
+    ended_at: dt.date | None
+    status_reason: str
+    restarted: bool = False  # the first period of a cycle restarted by an interval change
+
+
+def _walk(sub: Subscription, as_of: dt.date) -> Iterable[_Step]:
+    """The boundaries due on or before ``as_of``, in order: the calendar of the plan, shared by the usage
+    loading (which windows to aggregate) and ``_plan`` (what to bill at each)."""
+    status, ended_at, status_reason = sub.status, sub.ended_at, ""
+    current_start, current_end = sub.current_period_start, sub.current_period_end
+    usage_open_from = sub.usage_open_from
+    cycle = (sub.billing_cycle_anchor, sub.interval, sub.interval_count)
+    # The first period of a cycle restarted by an interval change: on the day the old period was billed it starts
+    # on that period's date, so its key names the change (unique per subscription: the changes are counted).
+    restarted = sub.interval_changes and sub.status != SubscriptionStatus.TRIALING
+    restarted_on = sub.billing_cycle_anchor if restarted else None
+    boundary = sub.next_billing_date
+    while boundary is not None and boundary <= as_of:
+        usage_start = usage_open_from
+        final = status == SubscriptionStatus.CANCELED or (sub.cancel_at_period_end and boundary == current_end)
+        reason = BillingReason.SUBSCRIPTION_CYCLE
+        recurring = True
+        next_boundary: dt.date | None
+        if final:
+            recurring = False
+            period_start, period_end = min(usage_start, boundary), boundary
+            if period_start >= period_end:  # canceled on its first day: the credit covers the current period
+                period_start, period_end = current_start, current_end
+            next_boundary = None
+            if status != SubscriptionStatus.CANCELED:
+                status, ended_at, status_reason = SubscriptionStatus.ENDED, boundary, "canceled at period end"
+        elif boundary == current_start:
+            # The current period is not billed yet: a new subscription, a trial ended early, a resume.
+            period_start, period_end = boundary, current_end
+            next_boundary = period_end
+            if boundary == sub.start_date:
+                reason = BillingReason.SUBSCRIPTION_CREATE
+            elif restarted_on == boundary:
+                reason = BillingReason.SUBSCRIPTION_CHANGE
+        else:
+            period_start, period_end = boundary, boundary_after(*cycle, boundary)
+            current_start, current_end = period_start, period_end
+            next_boundary = period_end
+        if status == SubscriptionStatus.TRIALING:
+            status, status_reason = SubscriptionStatus.ACTIVE, "trial ended"
+        yield _Step(
+            boundary=boundary,
+            usage_start=usage_start,
+            final=final,
+            recurring=recurring,
+            period_start=period_start,
+            period_end=period_end,
+            next_boundary=next_boundary,
+            reason=reason,
+            current_period=(current_start, current_end),
+            status=status,
+            ended_at=ended_at,
+            status_reason=status_reason,
+            restarted=boundary == restarted_on,
+        )
+        usage_open_from = max(usage_open_from, boundary)
+        boundary = next_boundary
+
+
 def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
     items = loaded.items.get(sub.pk, [])
     discounts = [
@@ -670,46 +803,16 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
         new_status=sub.status,
         new_ended_at=sub.ended_at,
     )
-    cycle = (sub.billing_cycle_anchor, sub.interval, sub.interval_count)
-    # The first period of a cycle restarted by an interval change: on the day the old period was billed it starts
-    # on that period's date, so its key names the change (unique per subscription: the changes are counted).
-    restarted = sub.interval_changes and sub.status != SubscriptionStatus.TRIALING
-    restarted_on = sub.billing_cycle_anchor if restarted else None
-    boundary = sub.next_billing_date
-    while boundary is not None and boundary <= as_of:
-        usage_start = plan.new_usage_open_from
-        final = plan.new_status == SubscriptionStatus.CANCELED or (
-            sub.cancel_at_period_end and boundary == plan.new_current_period_end
-        )
-        reason = BillingReason.SUBSCRIPTION_CYCLE
-        drafts = _usage_drafts(items, loaded, sub, usage_start, boundary)
-        if final:
-            period_start, period_end = min(usage_start, boundary), boundary
-            if period_start >= period_end:  # canceled on its first day: the credit covers the current period
-                period_start, period_end = plan.new_current_period_start, plan.new_current_period_end
-            next_boundary = None
-            if plan.new_status != SubscriptionStatus.CANCELED:
-                plan.new_status = SubscriptionStatus.ENDED
-                plan.new_ended_at = boundary
-                plan.status_reason = "canceled at period end"
-        elif boundary == plan.new_current_period_start:
-            # The current period is not billed yet: a new subscription, a trial ended early, a resume.
-            period_start, period_end = boundary, plan.new_current_period_end
-            drafts = _recurring_drafts(items, loaded.tiers, sub, period_start, period_end) + drafts
-            next_boundary = period_end
-            if boundary == sub.start_date:
-                reason = BillingReason.SUBSCRIPTION_CREATE
-            elif restarted_on == boundary:
-                reason = BillingReason.SUBSCRIPTION_CHANGE
-        else:
-            period_start = boundary
-            period_end = boundary_after(*cycle, boundary)
-            drafts = _recurring_drafts(items, loaded.tiers, sub, period_start, period_end) + drafts
-            plan.new_current_period_start, plan.new_current_period_end = period_start, period_end
-            next_boundary = period_end
-        if plan.new_status == SubscriptionStatus.TRIALING:
-            plan.new_status = SubscriptionStatus.ACTIVE
-            plan.status_reason = "trial ended"
+    for step in _walk(sub, as_of):
+        boundary = step.boundary
+        drafts = _usage_drafts(items, loaded, sub, step.usage_start, boundary)
+        if step.recurring:
+            drafts = _recurring_drafts(items, loaded.tiers, sub, step.period_start, step.period_end) + drafts
+        period_start, period_end = step.period_start, step.period_end
+        plan.new_current_period_start, plan.new_current_period_end = step.current_period
+        if step.status != plan.new_status:
+            plan.status_reason = step.status_reason
+        plan.new_status, plan.new_ended_at = step.status, step.ended_at
         due_pending = [p for p in pending_left if p.effective_on <= boundary]
         pending_left = [p for p in pending_left if p.effective_on > boundary]
         lines = _finish(sub, drafts, due_pending, discounts, used, boundary)
@@ -727,17 +830,16 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
                     currency=sub.currency,
                     period_start=period_start,
                     period_end=period_end,
-                    billing_reason=reason,
+                    billing_reason=step.reason,
                     lines=lines,
                     collection_method=sub.collection_method,
                     days_until_due=_days_until_due(sub),
                     billing_date=boundary,
-                    period_key=f"{boundary.isoformat()}{'/final' if final else ''}"
-                    + (f"/interval-{sub.interval_changes}" if boundary == restarted_on else ""),
+                    period_key=f"{boundary.isoformat()}{'/final' if step.final else ''}"
+                    + (f"/interval-{sub.interval_changes}" if step.restarted else ""),
                 )
             )
         plan.new_usage_open_from = max(plan.new_usage_open_from, boundary)
-        plan.new_next_billing_date = next_boundary
-        boundary = next_boundary
+        plan.new_next_billing_date = step.next_boundary
     plan.discount_periods = used
     return plan

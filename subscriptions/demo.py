@@ -15,6 +15,8 @@ from core.money import round_amount
 from customers.models import Customer
 from subscriptions.charges import plans_for_chunk
 from subscriptions.models import (
+    Aggregation,
+    BillableMetric,
     Coupon,
     CouponDuration,
     PauseMode,
@@ -32,8 +34,10 @@ from subscriptions.services import (
     subscription_create,
     subscription_mark_past_due,
     subscription_pause,
+    usage_events_ingest,
     usage_record_create,
 )
+from subscriptions.usage_schema import UsageEventIn
 
 # Roughly what one EUR buys, for plausible local list prices (not a conversion: each price is its own row).
 _RATE = {
@@ -70,6 +74,7 @@ def _catalog(currency: str) -> dict[str, Price]:
     starter = _product("Starter", "One workspace, e-mail support.")
     seats = _product("Pro seats", "Per user, monthly or yearly.")
     api = _product("API calls", "Metered, graduated tiers, billed in arrears.")
+    users = _product("Active users", "Metered: distinct users seen in the month (usage events).")
     return {
         "starter": _price(starter, f"monthly {currency}", Decimal("19.00"), currency),
         "seats": _price(seats, f"monthly {currency}", Decimal("12.50"), currency, pricing_model=PricingModel.PER_UNIT),
@@ -90,7 +95,24 @@ def _catalog(currency: str) -> dict[str, Price]:
             usage_type="metered",
         ),
         "trial": _price(starter, f"monthly with trial {currency}", Decimal("29.00"), currency, trial_days=14),
+        "active_users": _price(
+            users,
+            f"monthly {currency}",
+            Decimal("2.00"),
+            currency,
+            pricing_model=PricingModel.PER_UNIT,
+            usage_type="metered",
+            metric=_active_users_metric(),
+        ),
     }
+
+
+def _active_users_metric() -> BillableMetric:
+    metric, _ = BillableMetric.objects.get_or_create(
+        code="active-users",
+        defaults={"name": "Active users", "aggregation": Aggregation.UNIQUE_COUNT, "field_name": "user"},
+    )
+    return metric
 
 
 def _coupons() -> dict[str, Coupon]:
@@ -124,7 +146,11 @@ def seed_catalog_and_subscriptions() -> int:
             elif kind == "trialing":
                 items = [ItemSpec(catalog["trial"], 1)]
             elif index % 3 == 0:
-                items = [ItemSpec(catalog["seats"], 2 + index % 7), ItemSpec(catalog["api"], 0)]
+                items = [
+                    ItemSpec(catalog["seats"], 2 + index % 7),
+                    ItemSpec(catalog["api"], 0),
+                    ItemSpec(catalog["active_users"], 0),
+                ]
             else:
                 items = [ItemSpec(catalog["starter"], 1)]
             subscription = subscription_create(
@@ -141,7 +167,22 @@ def seed_catalog_and_subscriptions() -> int:
                 coupon = coupons["EUR5OFF"]
             if coupon is not None and kind not in ("canceled", "ended"):
                 discount_create(coupon=coupon, subscription=subscription, as_of=start)
-            for item in subscription.items.filter(price__usage_type="metered"):
+            if subscription.items.filter(price__metric__code="active-users").exists():
+                # Usage events as the API receives them: a few of the customer's users active each day.
+                events = [
+                    UsageEventIn(
+                        transaction_id=f"demo-{customer.external_id}-users-{day}-{user}",
+                        code="active-users",
+                        timestamp=dt.datetime.combine(start + dt.timedelta(days=day), dt.time(9), tzinfo=billing_tz()),
+                        subscription_id=subscription.pk,
+                        properties={"user": f"user-{(index + user * 3) % 11}"},
+                    )
+                    for day in range((today - start).days)
+                    for user in range(1 + (index + day) % 3)
+                ]
+                if events:
+                    usage_events_ingest(events=events)
+            for item in subscription.items.filter(price__usage_type="metered", price__metric__isnull=True):
                 for day in range(0, (today - start).days, 3):
                     moment = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(10), tzinfo=billing_tz())
                     usage_record_create(

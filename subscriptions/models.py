@@ -41,9 +41,61 @@ class UsageType(models.TextChoices):
 
 
 class Aggregation(models.TextChoices):
-    SUM = "sum", "Sum of the period's usage"
-    MAX = "max", "Maximum in the period"
-    LAST = "last", "Last value in the period"
+    """How a billable metric turns a period's events into the billed quantity (docs/decisions/usage-events.md)."""
+
+    SUM = "sum", "Sum of a property"
+    COUNT = "count", "Number of events"
+    MAX = "max", "Maximum of a property"
+    UNIQUE_COUNT = "unique_count", "Number of distinct values of a property"
+    LATEST = "latest", "Latest value of a property"
+
+
+# A property name as events carry it and as a SQL JSON path takes it: letters, digits, underscore, dash, dot.
+METRIC_PROPERTY_RE = r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$"
+
+
+@audited()
+class BillableMetric(models.Model):
+    """What usage events of one ``code`` count: the aggregation of a property over a period, optionally only of
+    the events whose properties match ``filters`` (``{"region": ["eu", "us"]}``: region is eu or us). Metered
+    prices name the metric they bill; a metered price without one bills the sum of its items' usage quantities.
+    Once billed, a metric is not edited (like a price): create a new one."""
+
+    code = models.SlugField(max_length=100, unique=True, help_text="What events name in their 'code'.")
+    name = models.CharField(max_length=200)
+    aggregation = models.CharField(max_length=12, choices=Aggregation.choices, default=Aggregation.SUM)
+    field_name = models.CharField(
+        "property",
+        max_length=100,
+        blank=True,
+        help_text="The event property aggregated (a number for sum, max and latest). Empty for count.",
+    )
+    filters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Only events whose properties match, e.g. {"region": ["eu", "us"]}. Empty: every event.',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(aggregation__in=Aggregation.values), name="metric_aggregation_valid"),
+            models.CheckConstraint(
+                condition=Q(aggregation=Aggregation.COUNT, field_name="")
+                | (~Q(aggregation=Aggregation.COUNT) & Q(field_name__regex=METRIC_PROPERTY_RE)),
+                name="metric_property_iff_not_count",
+            ),
+            models.CheckConstraint(condition=Q(code__regex=r"^[-a-zA-Z0-9_]+$"), name="metric_code_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def numeric(self) -> bool:
+        """Whether events carry a number in ``field_name`` that is aggregated (sum, max, latest)."""
+        return self.aggregation in (Aggregation.SUM, Aggregation.MAX, Aggregation.LATEST)
 
 
 class TaxBehavior(models.TextChoices):
@@ -95,8 +147,13 @@ class Price(models.Model):
     interval_count = models.PositiveSmallIntegerField(default=1)
     pricing_model = models.CharField(max_length=12, choices=PricingModel.choices, default=PricingModel.FLAT)
     usage_type = models.CharField(max_length=10, choices=UsageType.choices, default=UsageType.LICENSED)
-    aggregation = models.CharField(
-        max_length=4, choices=Aggregation.choices, default=Aggregation.SUM, help_text="Metered prices only."
+    metric = models.ForeignKey(
+        BillableMetric,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="prices",
+        help_text="Metered prices: the billable metric billed. Empty: the sum of the items' usage quantities.",
     )
     package_size = models.PositiveIntegerField(null=True, blank=True, help_text="Package pricing: units per block.")
     trial_days = models.PositiveSmallIntegerField(default=0)
@@ -112,7 +169,9 @@ class Price(models.Model):
             models.CheckConstraint(condition=Q(interval_count__gte=1), name="price_interval_count_positive"),
             models.CheckConstraint(condition=Q(pricing_model__in=PricingModel.values), name="price_model_valid"),
             models.CheckConstraint(condition=Q(usage_type__in=UsageType.values), name="price_usage_type_valid"),
-            models.CheckConstraint(condition=Q(aggregation__in=Aggregation.values), name="price_aggregation_valid"),
+            models.CheckConstraint(
+                condition=Q(metric__isnull=True) | Q(usage_type=UsageType.METERED), name="price_metric_only_metered"
+            ),
             models.CheckConstraint(condition=Q(tax_behavior__in=TaxBehavior.values), name="price_tax_behavior_valid"),
             models.CheckConstraint(condition=Q(unit_amount__gte=0), name="price_unit_amount_non_negative"),
             models.CheckConstraint(
@@ -549,26 +608,48 @@ class PendingInvoiceItem(models.Model):
         return self.description
 
 
-class UsageRecord(models.Model):
-    """Usage of a metered item. ``billing_date`` decides which period bills it: the usage date in the billing
-    timezone, or — when that period was already billed (late usage) — the first open date, so late usage goes
-    to the next period instead of being lost. A re-sent record (same idempotency key) is ignored."""
+class UsageEvent(models.Model):
+    """One usage event of a metered item: the only store of usage, read by the billing run through
+    ``subscriptions.usage.usage_totals`` (docs/decisions/usage-events.md).
 
-    subscription_item = models.ForeignKey(SubscriptionItem, on_delete=models.PROTECT, related_name="usage_records")
-    quantity = models.DecimalField(max_digits=19, decimal_places=6)
+    ``transaction_id`` is the sender's unique id: a re-sent event is ignored. ``value`` is the number the metric
+    aggregates (its property, or the quantity recorded on a metric-less price; 0 for count and unique count).
+    ``billing_date`` decides which invoice bills it: the usage date in the billing timezone, or — when that
+    period was already invoiced (late usage) — the first open date; the late event is then billed on the next
+    invoice as an adjustment line."""
+
+    transaction_id = models.CharField(max_length=200, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="usage_events")
+    subscription_item = models.ForeignKey(SubscriptionItem, on_delete=models.PROTECT, related_name="usage_events")
+    metric = models.ForeignKey(
+        BillableMetric, on_delete=models.PROTECT, null=True, blank=True, related_name="usage_events"
+    )
+    value = models.DecimalField(max_digits=19, decimal_places=6, default=Decimal(0))
+    properties = models.JSONField(default=dict, blank=True)
     timestamp = models.DateTimeField()
     usage_date = models.DateField(help_text="The timestamp's date in BILLING_TIMEZONE.")
     billing_date = models.DateField()
-    idempotency_key = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-timestamp", "-pk"]
-        indexes = [models.Index(fields=["subscription_item", "billing_date"], name="usage_item_billing_date_idx")]
+        indexes = [
+            # The billing run's aggregate per usage window (subscriptions.usage): an index-only scan for sum, max
+            # and count.
+            models.Index(
+                fields=["subscription_item", "billing_date"],
+                include=["usage_date", "value"],
+                name="usage_item_billing_date_idx",
+            ),
+            # A customer's current usage of a metric over a period: an index-only scan (docs/PERFORMANCE.md).
+            models.Index(
+                fields=["customer", "metric", "timestamp"], include=["value"], name="usage_customer_metric_time_idx"
+            ),
+        ]
         constraints = [
-            models.CheckConstraint(condition=Q(quantity__gte=0), name="usage_quantity_non_negative"),
+            models.CheckConstraint(condition=Q(value__gte=0), name="usage_value_non_negative"),
             models.CheckConstraint(condition=Q(billing_date__gte=F("usage_date")), name="usage_billing_not_before"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} on {self.usage_date} ({self.idempotency_key})"
+        return f"{self.value} on {self.usage_date} ({self.transaction_id})"

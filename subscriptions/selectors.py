@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db.models import F, Q, QuerySet
 
-from subscriptions.models import Subscription, SubscriptionStatus
+from subscriptions.models import Aggregation, Price, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
+from subscriptions.usage import UsageSpan, usage_totals
 
 
 def subscription_ids_due(
@@ -22,3 +25,64 @@ def subscription_ids_due(
     if subscription_id is not None:
         queryset = queryset.filter(pk=subscription_id)
     return queryset.order_by("pk").values_list("pk", flat=True)
+
+
+@dataclass(frozen=True)
+class CurrentUsage:
+    """A metered item's usage so far in its open window ``[period_start, as_of]``, as the next invoice will
+    bill it (late usage of invoiced periods is not included: it is billed as an adjustment)."""
+
+    subscription_id: int
+    item_id: int
+    price: Price
+    metric_code: str  # empty for a price without a metric (the sum of recorded quantities)
+    metric_name: str
+    aggregation: str
+    period_start: dt.date
+    period_end: dt.date  # exclusive: the day after as_of
+    quantity: Decimal
+    events: int
+
+
+def usage_current(
+    *, as_of: dt.date, customer_id: int | None = None, subscription_id: int | None = None
+) -> list[CurrentUsage]:
+    """The current usage of a customer's (or one subscription's) metered items, in three queries: the live
+    metered items with their prices and metrics, then one aggregate (``subscriptions.usage.usage_totals``)."""
+    items = SubscriptionItem.objects.filter(
+        price__usage_type=UsageType.METERED, subscription__next_billing_date__isnull=False
+    ).filter(Q(removed_on__isnull=True) | Q(removed_on__gt=F("subscription__usage_open_from")))
+    if customer_id is not None:
+        items = items.filter(subscription__customer_id=customer_id)
+    if subscription_id is not None:
+        items = items.filter(subscription_id=subscription_id)
+    loaded = list(
+        items.select_related("price__product", "price__metric", "subscription").order_by("subscription_id", "pk")
+    )
+    end = as_of + dt.timedelta(days=1)
+    spans = {
+        item.pk: UsageSpan(item.pk, item.subscription.usage_open_from, end, item.subscription.usage_open_from, end)
+        for item in loaded
+        if item.subscription.usage_open_from < end
+    }
+    totals = usage_totals(spans=list(spans.values()), metrics={item.pk: item.price.metric for item in loaded})
+    rows = []
+    for item in loaded:
+        span = spans.get(item.pk)
+        total = totals.get(span) if span is not None else None
+        metric = item.price.metric
+        rows.append(
+            CurrentUsage(
+                subscription_id=item.subscription_id,
+                item_id=item.pk,
+                price=item.price,
+                metric_code=metric.code if metric is not None else "",
+                metric_name=metric.name if metric is not None else "Quantity",
+                aggregation=metric.aggregation if metric is not None else Aggregation.SUM,
+                period_start=item.subscription.usage_open_from,
+                period_end=end,
+                quantity=total.quantity if total is not None and total.events else Decimal(0),
+                events=total.events if total is not None else 0,
+            )
+        )
+    return rows

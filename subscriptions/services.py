@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
+import re
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import IO, Any
 
+import msgspec
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from djmoney.money import Money
 
@@ -30,6 +34,9 @@ from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
 from subscriptions.charges import BillingPlan, ChargeLine
 from subscriptions.models import (
+    METRIC_PROPERTY_RE,
+    Aggregation,
+    BillableMetric,
     CollectionMethod,
     Coupon,
     CouponDuration,
@@ -42,9 +49,10 @@ from subscriptions.models import (
     SubscriptionEvent,
     SubscriptionItem,
     SubscriptionStatus,
-    UsageRecord,
+    UsageEvent,
 )
 from subscriptions.pricing import Tier, full_amount, price_parts, prorate
+from subscriptions.usage_schema import UsageEventIn, describe_decode_error, event_decoder, properties_decoder
 
 Status = SubscriptionStatus
 Actor = User | AnonymousUser | None
@@ -1062,7 +1070,7 @@ def price_archive(*, price: Price) -> Price:
 # --- Usage ----------------------------------------------------------------------------------------------
 
 
-# UsageRecord.quantity is numeric(19, 6): PostgreSQL rounds extra decimals away without a word (0.0000001 was stored
+# UsageEvent.value is numeric(19, 6): PostgreSQL rounds extra decimals away without a word (0.0000001 was stored
 # as 0) and refuses 10^13 and more with a database error (1e30 crashed the import). Both are refused by name.
 USAGE_QUANTITY_DECIMALS = 6
 USAGE_QUANTITY_LIMIT = Decimal(10) ** 13
@@ -1079,12 +1087,40 @@ def usage_quantity_problem(quantity: Decimal) -> str | None:
     return None
 
 
+def _usage_billing_date(
+    *, item_id: int, removed_on: dt.date | None, subscription: Subscription, usage_date: dt.date
+) -> dt.date:
+    """Whether a usage date can be billed on ``item`` (raises ``UsageRejected`` naming why not), and on which
+    date: the usage date, or the first open date when that period was already invoiced (late usage)."""
+    if subscription.next_billing_date is None or subscription.status == Status.ENDED:
+        raise UsageRejected(f"subscription #{subscription.pk} has ended; its usage can no longer be billed")
+    if subscription.status == Status.CANCELED and subscription.ended_at and usage_date >= subscription.ended_at:
+        raise UsageRejected(f"subscription #{subscription.pk} was canceled on {subscription.ended_at}")
+    if usage_date < subscription.start_date:
+        raise UsageRejected(f"the usage date {usage_date} is before the subscription started")
+    if removed_on is not None and (usage_date >= removed_on or removed_on <= subscription.usage_open_from):
+        raise UsageRejected(f"item #{item_id} was removed on {removed_on}")
+    if subscription.trial_end is not None and usage_date < subscription.trial_end:
+        return usage_date  # trial usage is free: before usage_open_from, never billed
+    # Usage of a period already invoiced (late) goes to the first open period, never lost: the next invoice
+    # bills it as an adjustment line (subscriptions.usage, docs/decisions/usage-events.md).
+    return max(usage_date, subscription.usage_open_from)
+
+
 def _usage_record(
     *, item: SubscriptionItem, subscription: Subscription, quantity: Decimal, timestamp: dt.datetime, key: str
-) -> UsageRecord:
-    """Validate one usage record against its (locked) subscription and decide its billing date."""
-    if not item.price.is_metered:
-        raise UsageRejected(f"item #{item.pk} ({item.price.display_name}) is not metered")
+) -> UsageEvent:
+    """Validate one usage quantity recorded on an item against its (locked) subscription: an event of the
+    item's metric carrying the quantity in the metric's property."""
+    price = item.price
+    if not price.is_metered:
+        raise UsageRejected(f"item #{item.pk} ({price.display_name}) is not metered")
+    metric = price.metric
+    if metric is not None and not metric.numeric:
+        raise UsageRejected(
+            f"item #{item.pk} bills the metric '{metric.code}' ({metric.get_aggregation_display().lower()}): "
+            "send its usage as events, not as a quantity"
+        )
     if isinstance(quantity, float):
         raise UsageRejected("the quantity must be a non-negative Decimal")
     problem = usage_quantity_problem(quantity)
@@ -1095,47 +1131,37 @@ def _usage_record(
     if timezone.is_naive(timestamp):
         raise UsageRejected("the timestamp needs a time zone")
     usage_date = billing_date_of(timestamp)
-    if subscription.next_billing_date is None or subscription.status == Status.ENDED:
-        raise UsageRejected(f"subscription #{subscription.pk} has ended; its usage can no longer be billed")
-    if subscription.status == Status.CANCELED and subscription.ended_at and usage_date >= subscription.ended_at:
-        raise UsageRejected(f"subscription #{subscription.pk} was canceled on {subscription.ended_at}")
-    if usage_date < subscription.start_date:
-        raise UsageRejected(f"the usage date {usage_date} is before the subscription started")
-    if item.removed_on is not None and (
-        usage_date >= item.removed_on or item.removed_on <= subscription.usage_open_from
-    ):
-        raise UsageRejected(f"item #{item.pk} was removed on {item.removed_on}")
-    if subscription.trial_end is not None and usage_date < subscription.trial_end:
-        billing_date = usage_date  # trial usage is free: before usage_open_from, never billed
-    else:
-        # Usage of a period already billed (late) goes to the first open period, never lost.
-        billing_date = max(usage_date, subscription.usage_open_from)
-    return UsageRecord(
+    billing_date = _usage_billing_date(
+        item_id=item.pk, removed_on=item.removed_on, subscription=subscription, usage_date=usage_date
+    )
+    return UsageEvent(
+        transaction_id=key,
+        customer_id=subscription.customer_id,
         subscription_item=item,
-        quantity=quantity,
+        metric=metric,
+        value=quantity,
+        properties={metric.field_name: str(quantity)} if metric is not None else {},
         timestamp=timestamp,
         usage_date=usage_date,
         billing_date=billing_date,
-        idempotency_key=key,
     )
 
 
-def _same_record(existing: UsageRecord, item_id: int, quantity: Decimal, timestamp: dt.datetime) -> bool:
-    return (
-        existing.subscription_item_id == item_id and existing.quantity == quantity and existing.timestamp == timestamp
-    )
+def _same_record(existing: UsageEvent, item_id: int, quantity: Decimal, timestamp: dt.datetime) -> bool:
+    return existing.subscription_item_id == item_id and existing.value == quantity and existing.timestamp == timestamp
 
 
 def usage_record_create(
     *, subscription_item: SubscriptionItem, quantity: Decimal, timestamp: dt.datetime, idempotency_key: str
-) -> tuple[UsageRecord, bool]:
-    """Record usage once. A re-sent record (same idempotency key, same values) returns the stored one and
-    ``False``; the same key with other values is refused (``IdempotencyConflict``).
+) -> tuple[UsageEvent, bool]:
+    """Record a usage quantity on a metered item (staff, the usage CSV) as one usage event whose transaction id
+    is ``idempotency_key``. A re-sent record (same key, same values) returns the stored one and ``False``; the
+    same key with other values is refused (``IdempotencyConflict``).
 
     Takes the subscription row lock so that a billing run (which locks it too) sees the record wholly before or
     wholly after its plan."""
     quantity = Decimal(quantity)
-    existing = UsageRecord.objects.filter(idempotency_key=idempotency_key).first()
+    existing = UsageEvent.objects.filter(transaction_id=idempotency_key).first()
     if existing is not None:
         if _same_record(existing, subscription_item.pk, quantity, timestamp):
             return existing, False
@@ -1143,14 +1169,14 @@ def usage_record_create(
     try:
         with transaction.atomic():
             subscription = Subscription.objects.select_for_update(no_key=True).get(pk=subscription_item.subscription_id)
-            item = SubscriptionItem.objects.select_related("price").get(pk=subscription_item.pk)
+            item = SubscriptionItem.objects.select_related("price__metric").get(pk=subscription_item.pk)
             record = _usage_record(
                 item=item, subscription=subscription, quantity=quantity, timestamp=timestamp, key=idempotency_key
             )
             record.save()
             return record, True
     except IntegrityError:
-        existing = UsageRecord.objects.filter(idempotency_key=idempotency_key).first()
+        existing = UsageEvent.objects.filter(transaction_id=idempotency_key).first()
         if existing is not None and _same_record(existing, subscription_item.pk, quantity, timestamp):
             return existing, False
         raise
@@ -1247,7 +1273,7 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
     with transaction.atomic():
         items = {
             item.pk: item
-            for item in SubscriptionItem.objects.filter(pk__in={p[1] for p in parsed}).select_related("price")
+            for item in SubscriptionItem.objects.filter(pk__in={p[1] for p in parsed}).select_related("price__metric")
         }
         # Lock the subscriptions in id order (docs/STYLE.md: fixed lock order), like usage_record_create does one.
         subscriptions = {
@@ -1257,10 +1283,10 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
             .order_by("pk")
         }
         existing = {
-            record.idempotency_key: record
-            for record in UsageRecord.objects.filter(idempotency_key__in=[p[4] for p in parsed])
+            record.transaction_id: record
+            for record in UsageEvent.objects.filter(transaction_id__in=[p[4] for p in parsed])
         }
-        new_records: list[UsageRecord] = []
+        new_records: list[UsageEvent] = []
         for line, item_id, quantity, moment, key in parsed:
             item = items.get(item_id)
             if item is None:
@@ -1293,7 +1319,7 @@ def usage_import_csv(*, stream: IO[bytes] | IO[str], dry_run: bool = False) -> U
             raise UsageImportError(report)
         report.created = len(new_records)
         if not dry_run:
-            UsageRecord.objects.bulk_create(new_records, batch_size=1000)
+            UsageEvent.objects.bulk_create(new_records, batch_size=1000)
     return report
 
 
@@ -1445,3 +1471,450 @@ def pending_items_mark_billed(*, pending_item_ids: list[int]) -> list[int]:
         )
         PendingInvoiceItem.objects.filter(pk__in=ids).update(billed_at=timezone.now())
     return ids
+
+
+# --- Usage events (API, import_usage_events) -------------------------------------------------------------
+
+
+class UsageEventsRejected(InvalidInput, SubscriptionError):
+    """A batch of events refused whole: ``errors`` lists (event index, field, message) for every bad event."""
+
+    def __init__(self, errors: list[tuple[int, str, str]]) -> None:
+        self.errors = errors
+        index, field_name, message = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"events[{index}].{field_name}: {message}{more}", field=f"events[{index}].{field_name}")
+
+
+@dataclass(frozen=True)
+class UsageIngestResult:
+    accepted: int  # events written now
+    duplicates: int  # events whose transaction id was already stored (or repeated in the batch): ignored
+
+
+def metric_filters_problem(filters: Any) -> str | None:
+    """Why ``filters`` is not a metric's property filter (``{"region": ["eu", "us"]}``), or None."""
+    if not isinstance(filters, dict):
+        return 'an object of property → list of values, e.g. {"region": ["eu", "us"]}'
+    for name, values in filters.items():
+        if not re.match(METRIC_PROPERTY_RE, name):
+            return f"'{name}' is not a property name (letters, digits, _ . -)"
+        if not isinstance(values, list) or not values:
+            return f"'{name}': a non-empty list of values"
+        if any(not isinstance(value, str | int) or isinstance(value, bool) for value in values):
+            return f"'{name}': values are strings or whole numbers"
+    return None
+
+
+def _event_value(metric: BillableMetric, properties: dict[str, Any]) -> tuple[Decimal, str | None]:
+    """The number an event adds to its metric, or the problem with its properties (named by property)."""
+    if metric.aggregation == Aggregation.COUNT:
+        return Decimal(0), None
+    raw = properties.get(metric.field_name)
+    if raw is None:
+        return Decimal(0), f"properties.{metric.field_name}: required by the metric '{metric.code}'"
+    if not metric.numeric:  # unique count: any scalar that identifies something
+        if isinstance(raw, dict | list | bool) or str(raw) == "":
+            return Decimal(0), f"properties.{metric.field_name}: a non-empty string or number"
+        return Decimal(0), None
+    if isinstance(raw, bool) or not isinstance(raw, int | Decimal | str):
+        return Decimal(0), f"properties.{metric.field_name}: not a number"
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        return Decimal(0), f"properties.{metric.field_name}: not a number"
+    problem = usage_quantity_problem(value)
+    if problem:
+        return Decimal(0), f"properties.{metric.field_name}: {problem}"
+    return value, None
+
+
+# One row as stored: transaction id, customer, item, metric, value, properties (JSON), timestamp, usage date,
+# billing date.
+_EventRow = tuple[str, int, int, int, Decimal, dict[str, Any], dt.datetime, dt.date, dt.date]
+
+
+def _usage_event_rows(events: Sequence[UsageEventIn]) -> list[_EventRow]:
+    """Validate and resolve a batch inside the caller's transaction, locking the subscriptions it bills (in id
+    order, like every usage write) so that a billing run sees the batch wholly before or after its plan.
+    Events already stored are left out (not validated again: a re-send after the period closed is still a
+    duplicate, not an error). Returns the rows to insert; raises ``UsageEventsRejected``."""
+    errors: list[tuple[int, str, str]] = []
+    stored = _stored_transaction_ids([e.transaction_id for e in events])
+    fresh = [(index, event) for index, event in enumerate(events) if event.transaction_id not in stored]
+    metrics = {m.code: m for m in BillableMetric.objects.filter(code__in={e.code for _, e in fresh})}
+    customer_ids = dict(
+        Customer.objects.filter(
+            external_id__in={e.external_customer_id for _, e in fresh if e.external_customer_id}
+        ).values_list("external_id", "pk")
+    )
+    wanted = Q(customer_id__in=customer_ids.values(), next_billing_date__isnull=False) | Q(
+        pk__in={e.subscription_id for _, e in fresh if e.subscription_id}
+    )
+    subscriptions = {
+        s.pk: s for s in Subscription.objects.select_for_update(no_key=True).filter(wanted).order_by("pk") if fresh
+    }
+    # (subscription, metric) -> items of that subscription's prices billing the metric
+    items: dict[tuple[int, int], list[tuple[int, dt.date | None]]] = defaultdict(list)
+    by_customer: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for item_id, subscription_id, metric_id, removed_on in SubscriptionItem.objects.filter(
+        subscription_id__in=list(subscriptions), price__metric_id__in=[m.pk for m in metrics.values()]
+    ).values_list("pk", "subscription_id", "price__metric_id", "removed_on"):
+        items[(subscription_id, metric_id)].append((item_id, removed_on))
+        customer_id = subscriptions[subscription_id].customer_id
+        if subscription_id not in by_customer[(customer_id, metric_id)]:
+            by_customer[(customer_id, metric_id)].append(subscription_id)
+
+    rows: list[_EventRow] = []
+    tz = billing_tz()
+    for index, event in fresh:
+        metric = metrics.get(event.code)
+        if metric is None:
+            errors.append((index, "code", f"no billable metric '{event.code}'"))
+            continue
+        if (event.external_customer_id is None) == (event.subscription_id is None):
+            errors.append((index, "external_customer_id", "give exactly one of external_customer_id, subscription_id"))
+            continue
+        value, problem = _event_value(metric, event.properties)
+        if problem:
+            errors.append((index, problem.split(":", 1)[0], problem.split(": ", 1)[1]))
+            continue
+        if event.subscription_id is not None:
+            field_name, subscription = "subscription_id", subscriptions.get(event.subscription_id)
+            if subscription is None:
+                errors.append((index, field_name, f"no subscription #{event.subscription_id}"))
+                continue
+        else:
+            field_name = "external_customer_id"
+            customer_pk = customer_ids.get(event.external_customer_id or "")
+            if customer_pk is None:
+                errors.append((index, field_name, f"no customer '{event.external_customer_id}'"))
+                continue
+            billing = by_customer.get((customer_pk, metric.pk), [])
+            if len(billing) != 1:
+                problem = "no subscription of" if not billing else f"{len(billing)} subscriptions of"
+                errors.append(
+                    (
+                        index,
+                        field_name,
+                        f"{problem} customer '{event.external_customer_id}' bill "
+                        f"'{metric.code}'{'; name the subscription_id' if billing else ''}",
+                    )
+                )
+                continue
+            subscription = subscriptions[billing[0]]
+        usage_date = event.timestamp.astimezone(tz).date()
+        live = [
+            (item_id, removed_on)
+            for item_id, removed_on in items.get((subscription.pk, metric.pk), [])
+            if removed_on is None or removed_on > usage_date
+        ]
+        if not live:
+            errors.append(
+                (index, field_name, f"subscription #{subscription.pk} does not bill '{metric.code}' on {usage_date}")
+            )
+            continue
+        item_id, removed_on = live[0]
+        try:
+            billing_date = _usage_billing_date(
+                item_id=item_id, removed_on=removed_on, subscription=subscription, usage_date=usage_date
+            )
+        except UsageRejected as exc:
+            errors.append((index, "timestamp", str(exc)))
+            continue
+        rows.append(
+            (
+                event.transaction_id,
+                subscription.customer_id,
+                item_id,
+                metric.pk,
+                value,
+                event.properties,
+                event.timestamp,
+                usage_date,
+                billing_date,
+            )
+        )
+    if errors:
+        raise UsageEventsRejected(errors)
+    return rows
+
+
+# Rows travel to PostgreSQL as one JSON document (msgspec encodes 1,000 rows in well under a millisecond and
+# PostgreSQL's json_to_recordset reads them in C); psycopg's array parameters quote every element in Python,
+# which cost a third of a batch's time.
+_json_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def _stored_transaction_ids(transaction_ids: list[str]) -> set[str]:
+    if connection.vendor != "postgresql":
+        return set(
+            UsageEvent.objects.filter(transaction_id__in=transaction_ids).values_list("transaction_id", flat=True)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT transaction_id FROM subscriptions_usageevent "
+            "WHERE transaction_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+            [_json_encoder.encode(transaction_ids).decode()],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _properties_json(properties: dict[str, Any]) -> str:
+    return _json_encoder.encode(properties).decode()
+
+
+_INSERT_EVENTS = """
+    INSERT INTO subscriptions_usageevent
+        (transaction_id, customer_id, subscription_item_id, metric_id, value, properties, timestamp, usage_date,
+         billing_date, created_at)
+    SELECT t, c, i, m, v, p, ts, ud, bd, now()
+    FROM json_to_recordset(%s::json)
+        AS r(t text, c bigint, i bigint, m bigint, v numeric, p jsonb, ts timestamptz, ud date, bd date)
+    ON CONFLICT (transaction_id) DO NOTHING
+"""
+_ROW_KEYS = ("t", "c", "i", "m", "v", "p", "ts", "ud", "bd")
+
+
+def _insert_event_rows(rows: list[_EventRow]) -> int:
+    """One statement per batch; a transaction id stored meanwhile (a concurrent re-send) is skipped by the
+    unique index, not an error. Returns the number of rows written."""
+    if not rows:
+        return 0
+    if connection.vendor == "postgresql":
+        document = _json_encoder.encode([dict(zip(_ROW_KEYS, row, strict=True)) for row in rows]).decode()
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_EVENTS, [document])
+            return int(cursor.rowcount)
+    unique = list({row[0]: row for row in reversed(rows)}.values())  # SQLite (the demo): first one of each id
+    created = UsageEvent.objects.bulk_create(
+        [
+            UsageEvent(
+                transaction_id=t,
+                customer_id=c,
+                subscription_item_id=i,
+                metric_id=m,
+                value=v,
+                properties=p,
+                timestamp=ts,
+                usage_date=ud,
+                billing_date=bd,
+            )
+            for t, c, i, m, v, p, ts, ud, bd in unique
+        ],
+        ignore_conflicts=True,
+    )
+    return len(created)
+
+
+def usage_events_ingest(*, events: Sequence[UsageEventIn]) -> UsageIngestResult:
+    """Store a batch of usage events, all or nothing: every event is validated and resolved to the subscription
+    item billing its metric, then the batch is written by one ``INSERT … ON CONFLICT (transaction_id) DO
+    NOTHING``. Events whose transaction id is already stored are ignored and counted (a re-sent batch is
+    harmless). Raises ``UsageEventsRejected`` naming every bad event's index and field; nothing is written then."""
+    if not events:
+        raise UsageEventsRejected([(0, "(body)", "no events")])
+    with transaction.atomic():
+        rows = _usage_event_rows(events)
+        accepted = _insert_event_rows(rows)
+    return UsageIngestResult(accepted=accepted, duplicates=len(events) - accepted)
+
+
+EVENT_COLUMNS = ("transaction_id", "code", "timestamp", "external_customer_id", "subscription_id", "properties")
+EVENT_IMPORT_CHUNK = 10_000
+
+
+@dataclass(kw_only=True)
+class UsageEventsImportReport(imports.ImportReport):
+    counters = ("accepted", "duplicates")
+
+    accepted: int = 0
+    duplicates: int = 0  # transaction ids already stored, or repeated in the file: ignored
+
+    def outcome(self) -> str:
+        verb = "Dry run: would store" if self.dry_run else "Stored"
+        return f"{verb} {self.accepted} usage event(s); ignored {self.duplicates} already stored."
+
+
+class UsageEventsImportError(imports.DataImportError):
+    report: UsageEventsImportReport
+
+
+def _csv_event(values: dict[str, str], row: int, errors: list[RowError]) -> UsageEventIn | None:
+    """One CSV row as an event, with the same rules as the API's schema; problems go to ``errors``."""
+    before = len(errors)
+    transaction_id = values.get("transaction_id") or ""
+    if not 1 <= len(transaction_id) <= 200:
+        errors.append(RowError(row, "transaction_id", "required, at most 200 characters"))
+    code = values.get("code") or ""
+    if not 1 <= len(code) <= 100:
+        errors.append(RowError(row, "code", "required, at most 100 characters"))
+    moment = None
+    try:
+        moment = dt.datetime.fromisoformat(values.get("timestamp") or "")
+        if moment.tzinfo is None:
+            errors.append(RowError(row, "timestamp", "needs a time zone (e.g. 2026-03-05T10:00:00Z)"))
+    except ValueError:
+        errors.append(RowError(row, "timestamp", "not an ISO 8601 date and time"))
+    subscription_id = None
+    if values.get("subscription_id"):
+        try:
+            subscription_id = int(values["subscription_id"])
+        except ValueError:
+            errors.append(RowError(row, "subscription_id", "not a whole number"))
+    properties: dict[str, Any] = {}
+    if values.get("properties"):
+        try:
+            properties = properties_decoder.decode(values["properties"])
+        except msgspec.DecodeError as exc:
+            errors.append(RowError(row, "properties", f"not a JSON object: {exc}"))
+    if len(errors) != before or moment is None:
+        return None
+    return UsageEventIn(
+        transaction_id=transaction_id,
+        code=code,
+        timestamp=moment,
+        external_customer_id=values.get("external_customer_id") or None,
+        subscription_id=subscription_id,
+        properties=properties,
+    )
+
+
+def _read_events(
+    stream: IO[bytes], *, ndjson: bool, report: UsageEventsImportReport
+) -> Iterator[tuple[int, UsageEventIn]]:
+    """(row number, event) of each record; problems go to the report. CSV rows are numbered as a spreadsheet
+    shows them (the header is row 1), NDJSON lines from 1."""
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    if ndjson:
+        for line_number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            report.rows += 1
+            try:
+                yield line_number, event_decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                _, field_name, message = describe_decode_error(exc)
+                report.errors.append(RowError(line_number, field_name.removeprefix("event."), message))
+        return
+    reader = csv.reader(text)
+    header = next(reader, None)
+    if header is None:
+        report.errors.append(RowError(1, "(file)", "the file has no header row"))
+        return
+    header = [column.strip() for column in header]
+    for column in header:
+        if column not in EVENT_COLUMNS:
+            report.errors.append(RowError(1, column, "unknown column"))
+    for column in ("transaction_id", "code", "timestamp"):
+        if column not in header:
+            report.errors.append(RowError(1, column, "required column is missing"))
+    if report.errors:
+        return
+    for row_number, values in enumerate(reader, start=2):
+        if not values:
+            continue
+        report.rows += 1
+        event = _csv_event(dict(zip(header, values, strict=False)), row_number, report.errors)
+        if event is not None:
+            yield row_number, event
+
+
+_EVENT_IMPORT_TABLE = "usage_event_import"
+_INSERT_IMPORTED = """
+    INSERT INTO subscriptions_usageevent
+        (transaction_id, customer_id, subscription_item_id, metric_id, value, properties, timestamp, usage_date,
+         billing_date, created_at)
+    SELECT transaction_id, customer_id, subscription_item_id, metric_id, value, properties, timestamp, usage_date,
+        billing_date, now()
+    FROM usage_event_import
+    ON CONFLICT (transaction_id) DO NOTHING
+"""
+
+
+def _copy_event_rows(rows: list[_EventRow], *, first: bool) -> None:
+    """COPY a chunk into the transaction's temporary table (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        if first:
+            # ON COMMIT DROP, and dropped after use: an import inside a caller's longer transaction (a test)
+            # leaves nothing behind either.
+            cursor.execute(f"DROP TABLE IF EXISTS {_EVENT_IMPORT_TABLE}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {_EVENT_IMPORT_TABLE} (transaction_id text, customer_id bigint, "
+                "subscription_item_id bigint, metric_id bigint, value numeric, properties jsonb, "
+                "timestamp timestamptz, usage_date date, billing_date date) ON COMMIT DROP"
+            )
+        raw = cursor.cursor  # psycopg's own cursor: Django's wrapper has no COPY
+        with raw.copy(f"COPY {_EVENT_IMPORT_TABLE} FROM STDIN") as copy:
+            for transaction_id, customer, item, metric, value, properties, moment, usage_date, billing in rows:
+                copy.write_row(
+                    (
+                        transaction_id,
+                        customer,
+                        item,
+                        metric,
+                        value,
+                        _properties_json(properties),
+                        moment,
+                        usage_date,
+                        billing,
+                    )
+                )
+
+
+def usage_events_import(*, stream: IO[bytes], ndjson: bool, dry_run: bool = False) -> UsageEventsImportReport:
+    """Import usage events from a CSV file (columns ``EVENT_COLUMNS``; ``properties`` a JSON object) or an
+    NDJSON file (one API event object per line), all or nothing: every event is checked as the API checks it
+    (in chunks of ``EVENT_IMPORT_CHUNK``, each locking the subscriptions it bills), COPY'd into a temporary
+    table and inserted in one ``INSERT … SELECT … ON CONFLICT (transaction_id) DO NOTHING``. Events already
+    stored, or repeated in the file, are ignored and counted. A bad row rejects the file
+    (``UsageEventsImportError`` naming each row and column); nothing is written then."""
+    report = UsageEventsImportReport(dry_run=dry_run)
+    postgresql = connection.vendor == "postgresql"
+    with transaction.atomic():
+        chunk: list[tuple[int, UsageEventIn]] = []
+        kept: list[_EventRow] = []  # rows to write when not COPYing (SQLite)
+        copied = 0
+
+        def flush() -> None:
+            nonlocal copied
+            try:
+                rows = _usage_event_rows([event for _, event in chunk])
+            except UsageEventsRejected as exc:
+                for index, field_name, message in exc.errors:
+                    report.errors.append(RowError(chunk[index][0], field_name, message))
+                return
+            if report.errors or dry_run:
+                return
+            if postgresql:
+                _copy_event_rows(rows, first=not copied)
+                copied += len(rows) or 1  # a chunk of duplicates only still created the table
+            else:
+                kept.extend(rows)
+
+        for numbered in _read_events(stream, ndjson=ndjson, report=report):
+            chunk.append(numbered)
+            if len(chunk) == EVENT_IMPORT_CHUNK:
+                flush()
+                chunk = []
+        if chunk:
+            flush()
+        if not report.rows and not report.errors:
+            report.errors.append(RowError(2 if not ndjson else 1, "(file)", "the file has no events"))
+        if report.errors:
+            report.errors.sort(key=lambda error: error.row)
+            transaction.set_rollback(True)
+            raise UsageEventsImportError(report)
+        if dry_run:
+            report.accepted = report.rows  # duplicates within the file are only known once written
+            return report
+        if postgresql:
+            with connection.cursor() as cursor:
+                if copied:
+                    cursor.execute(_INSERT_IMPORTED)
+                    report.accepted = int(cursor.rowcount)
+                    cursor.execute(f"DROP TABLE {_EVENT_IMPORT_TABLE}")
+        else:
+            report.accepted = _insert_event_rows(kept)
+        report.duplicates = report.rows - report.accepted
+    return report

@@ -21,7 +21,7 @@ from api.serializers import CouponOut, PriceOut, ProductOut
 from api.views.base import IDEMPOTENCY_PARAMETER, ApiViewSet
 from subscriptions.admin import PriceForm
 from subscriptions.models import (
-    Aggregation,
+    BillableMetric,
     Coupon,
     CouponDuration,
     Interval,
@@ -63,7 +63,13 @@ class PriceIn(serializers.Serializer):
     interval_count = serializers.IntegerField(min_value=1, max_value=36, required=False)
     pricing_model = serializers.ChoiceField(choices=PricingModel.values, required=False)
     usage_type = serializers.ChoiceField(choices=UsageType.values, required=False)
-    aggregation = serializers.ChoiceField(choices=Aggregation.values, required=False)
+    metric = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=BillableMetric.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="A metered price: the code of the billable metric it bills (none: the sum of its usage).",
+    )
     package_size = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     trial_days = serializers.IntegerField(min_value=0, max_value=730, required=False)
     tax_behavior = serializers.ChoiceField(choices=TaxBehavior.values, required=False)
@@ -80,7 +86,7 @@ class PriceApiForm(PriceForm):
         model = Price
         fields = (
             "product", "nickname", "unit_amount", "interval", "interval_count", "pricing_model", "usage_type",
-            "aggregation", "package_size", "trial_days", "tax_behavior",
+            "metric", "package_size", "trial_days", "tax_behavior",
         )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ from djmoney.money import Money
 
 from customers.models import Customer
 from payments.models import BankStatement, BankTransaction, Payment
-from subscriptions.models import UsageRecord
+from subscriptions.models import UsageEvent
 from subscriptions.services import usage_import_csv
 from tests.factories import CustomerFactory, InvoiceFactory, NumberSeriesFactory
 from tests.factories.subscriptions import PriceFactory, SubscriptionFactory
@@ -78,7 +78,7 @@ def _files(usage_item: Any, open_invoice: Any) -> dict[str, tuple[str, str, str,
 def _state() -> tuple[int, ...]:
     return (
         Customer.objects.count(),
-        UsageRecord.objects.count(),
+        UsageEvent.objects.count(),
         BankStatement.objects.count(),
         BankTransaction.objects.count(),
         Payment.objects.count(),
@@ -155,12 +155,12 @@ def test_a_second_import_of_the_same_file_creates_nothing_in_any_importer(
         path = tmp_path / name
         path.write_text(good)
         call_command(command, str(path), stdout=io.StringIO())
-    counts = (Customer.objects.count(), UsageRecord.objects.count(), BankTransaction.objects.count())
+    counts = (Customer.objects.count(), UsageEvent.objects.count(), BankTransaction.objects.count())
     again = {}
     for importer, (command, name, _good, _bad) in _files(usage_item, open_invoice).items():
         again[importer], succeeded = _json_of(command, tmp_path / name)
         assert succeeded
-    assert (Customer.objects.count(), UsageRecord.objects.count(), BankTransaction.objects.count()) == counts
+    assert (Customer.objects.count(), UsageEvent.objects.count(), BankTransaction.objects.count()) == counts
     assert again["customers"]["counts"] == {"created": 0, "updated": 0, "unchanged": 2}
     assert again["usage"]["counts"] == {"created": 0, "duplicates": 2}
     assert again["bank"]["counts"]["new"] == 0 and again["bank"]["counts"]["duplicate"] == 2
@@ -168,7 +168,7 @@ def test_a_second_import_of_the_same_file_creates_nothing_in_any_importer(
 
 ADMIN_SCREENS = {
     "customers": ("admin:customers_customer_import", "admin:customers_customer_changelist"),
-    "usage": ("admin:subscriptions_usagerecord_import", "admin:subscriptions_usagerecord_changelist"),
+    "usage": ("admin:subscriptions_usageevent_import", "admin:subscriptions_usageevent_changelist"),
     "bank": ("admin:payments_bankstatement_import", "admin:payments_banktransaction_changelist"),
 }
 
@@ -214,12 +214,12 @@ def test_the_three_admin_upload_screens_dry_run_then_import(
         response = admin_client.post(url, {"file": SimpleUploadedFile(name, good.encode())})
         assert (response.status_code, response["Location"]) == (302, done_url), importer
         assert _state() != before, importer
-    assert UsageRecord.objects.count() == 2
+    assert UsageEvent.objects.count() == 2
 
 
 def test_the_usage_changelist_links_to_its_upload_screen(admin_client: Any) -> None:
-    page = admin_client.get(reverse("admin:subscriptions_usagerecord_changelist")).content.decode()
-    assert reverse("admin:subscriptions_usagerecord_import") in page
+    page = admin_client.get(reverse("admin:subscriptions_usageevent_changelist")).content.decode()
+    assert reverse("admin:subscriptions_usageevent_import") in page
 
 
 def test_usage_rows_are_numbered_as_a_spreadsheet_shows_them(usage_item: Any) -> None:

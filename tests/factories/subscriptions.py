@@ -10,7 +10,17 @@ from typing import Any
 import factory
 from djmoney.money import Money
 
-from subscriptions.models import Coupon, CouponDuration, Price, PriceTier, PricingModel, Product, UsageType
+from subscriptions.models import (
+    Aggregation,
+    BillableMetric,
+    Coupon,
+    CouponDuration,
+    Price,
+    PriceTier,
+    PricingModel,
+    Product,
+    UsageType,
+)
 from subscriptions.services import ItemSpec, subscription_create
 from tests.factories.customers import CustomerFactory
 
@@ -22,15 +32,33 @@ class ProductFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Plan {n}")
 
 
+class BillableMetricFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = BillableMetric
+
+    code = factory.Sequence(lambda n: f"metric-{n}")
+    name = factory.LazyAttribute(lambda metric: metric.code.replace("-", " ").capitalize())
+    aggregation = Aggregation.SUM
+    field_name = factory.LazyAttribute(lambda metric: "" if metric.aggregation == Aggregation.COUNT else "quantity")
+
+
 class PriceFactory(factory.django.DjangoModelFactory):
+    """``PriceFactory(metered=True, aggregation="max")`` bills a new metric of that aggregation over the property
+    ``quantity``; a metered price without ``aggregation`` has no metric (the sum of the recorded quantities)."""
+
     class Meta:
         model = Price
+        exclude = ("aggregation",)
 
     product = factory.SubFactory(ProductFactory)
     unit_amount = Money(Decimal("31.00"), "EUR")
     interval = "month"
     interval_count = 1
     pricing_model = PricingModel.FLAT
+    aggregation: str | None = None
+    metric = factory.LazyAttribute(
+        lambda price: BillableMetricFactory(aggregation=price.aggregation) if price.aggregation else None
+    )
 
     class Params:
         per_unit = factory.Trait(pricing_model=PricingModel.PER_UNIT)

@@ -21,7 +21,7 @@ from djmoney.money import Money
 from billing_project import portal as portal_urls
 from payments.gateways.sandbox import sign_payload
 from payments.models import WebhookEvent
-from subscriptions.models import UsageRecord
+from subscriptions.models import UsageEvent
 from subscriptions.services import UsageImportError, usage_import_csv
 from tests.factories.invoicing import NumberSeriesFactory, TaxRateFactory
 from tests.factories.subscriptions import PriceFactory, SubscriptionFactory
@@ -158,7 +158,7 @@ def test_a_usage_quantity_the_column_cannot_hold_is_a_row_error_and_nothing_is_s
     errors = [(e.row, e.column, e.message) for e in refused.value.report.errors]
     assert len(errors) == 1 and errors[0][:2] == (3, "quantity"), errors
     assert problem in errors[0][2]
-    assert not UsageRecord.objects.exists()
+    assert not UsageEvent.objects.exists()
 
 
 def test_the_largest_and_smallest_quantities_the_column_holds_are_stored_exactly(usage_item: Any) -> None:
@@ -169,5 +169,5 @@ def test_the_largest_and_smallest_quantities_the_column_holds_are_stored_exactly
         f"{usage_item.pk},1.500000000,2026-03-05T12:00:00,trailing-zeros\n"
     )
     assert usage_import_csv(stream=io.StringIO(csv_text)).created == 3
-    stored = {r.idempotency_key: str(r.quantity) for r in UsageRecord.objects.all()}
+    stored = {r.transaction_id: str(r.value) for r in UsageEvent.objects.all()}
     assert stored == {"big": "9999999999999.999999", "small": "0.000001", "trailing-zeros": "1.500000"}

@@ -80,7 +80,7 @@ def _build_every_model() -> dict[type[Model], Model]:
     from payments.models import Payment, WebhookEvent
     from payments.services import payment_refund
     from reporting.models import IntegrityCheck
-    from subscriptions.models import PendingInvoiceItem, Subscription
+    from subscriptions.models import BillableMetric, PendingInvoiceItem, Subscription
 
     call_command("seed_demo", stdout=None)
     call_command("setup_schedules", stdout=None)
@@ -97,6 +97,7 @@ def _build_every_model() -> dict[type[Model], Model]:
     assert payment is not None
     payment_refund(payment=payment, reason="security test", amount=Decimal("1.00"))
     WebhookEvent.objects.create(gateway="sandbox", event_id="evt_security", event_type="ping", payload={})
+    BillableMetric.objects.create(code="security-test", name="Security test", aggregation="count")
     subscription = Subscription.objects.order_by("pk").first()
     assert subscription is not None
     today = dt.date(2026, 3, 2)
@@ -399,7 +400,7 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     ),
     "payments_bankstatement_import": (lambda rows: {}, ("payments.add_payment",)),
     "customers_customer_import": (lambda rows: {}, ("customers.add_customer", "customers.change_customer")),
-    "subscriptions_usagerecord_import": (lambda rows: {}, ("subscriptions.add_usagerecord",)),
+    "subscriptions_usageevent_import": (lambda rows: {}, ("subscriptions.add_usageevent",)),
     # the subscription page's operations (issue 18)
     **{
         f"subscriptions_subscription_{name}": (

@@ -24,7 +24,7 @@ D = dt.date
         "subscription",
         "coupon",
         "discount",
-        "usagerecord",
+        "usageevent",
         "pendinginvoiceitem",
         "subscriptionevent",
     ],

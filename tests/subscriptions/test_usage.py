@@ -10,7 +10,7 @@ from djmoney.money import Money
 
 from core.dates import billing_tz
 from subscriptions.charges import charges_due
-from subscriptions.models import UsageRecord
+from subscriptions.models import UsageEvent
 from subscriptions.services import IdempotencyConflict, UsageRejected, usage_record_create
 from tests.factories.subscriptions import PriceFactory, SubscriptionFactory, tiered_price
 from tests.subscriptions.conftest import bill
@@ -85,11 +85,21 @@ def test_late_usage_goes_to_the_next_period_never_lost(api_calls):
     assert (late.usage_date, late.billing_date) == (D(2026, 3, 20), D(2026, 4, 1))
     usage_record_create(subscription_item=item, quantity=Decimal(100), timestamp=at(D(2026, 4, 2)), idempotency_key="b")
     (period,) = bill(subscription, D(2026, 5, 1))
-    assert (period.lines[0].quantity, period.lines[0].amount) == (Decimal(300), Money("3.75", "EUR"))
+    # April's usage, then March's late usage as an adjustment: 3.75 in all, as when both were one line.
+    usage, adjustment = period.lines
+    assert (usage.kind, usage.quantity, usage.amount) == ("usage", Decimal(100), Money("1.25", "EUR"))
+    assert (adjustment.kind, adjustment.quantity, adjustment.amount) == (
+        "adjustment",
+        Decimal(200),
+        Money("2.50", "EUR"),
+    )
+    assert (adjustment.period_start, adjustment.period_end) == (D(2026, 3, 1), D(2026, 4, 1))
+    assert adjustment.description == "API calls × 200 — late usage of 1 Mar 2026 – 31 Mar 2026"
+    assert period.subtotal == Money("3.75", "EUR")
     assert bill(subscription, D(2026, 6, 1)) == []
 
 
-@pytest.mark.parametrize(("aggregation", "quantity"), [("sum", 17), ("max", 9), ("last", 3)])
+@pytest.mark.parametrize(("aggregation", "quantity"), [("sum", 17), ("max", 9), ("latest", 3)])
 def test_aggregations(aggregation, quantity):
     price = PriceFactory(metered=True, aggregation=aggregation, unit_amount=Money("1.00", "EUR"))
     subscription = SubscriptionFactory(price=price, quantity=0, start_date=D(2026, 3, 1))
@@ -161,7 +171,7 @@ def test_import_usage_command_is_all_or_nothing_and_names_row_and_column(api_cal
     assert "row 3, column 'quantity'" in err
     assert "row 4, column 'timestamp'" in err
     assert "row 5, column 'idempotency_key': duplicate of row 2" in err
-    assert UsageRecord.objects.count() == 0
+    assert UsageEvent.objects.count() == 0
 
 
 def test_import_usage_command_imports_and_a_resent_file_is_ignored(api_calls, tmp_path, capsys):
@@ -174,7 +184,7 @@ def test_import_usage_command_imports_and_a_resent_file_is_ignored(api_calls, tm
     )
     call_command("import_usage", str(good), "--dry-run")
     assert "Dry run: would record 2" in capsys.readouterr().out
-    assert UsageRecord.objects.count() == 0
+    assert UsageEvent.objects.count() == 0
     call_command("import_usage", str(good))
     assert "Recorded 2 usage record(s); ignored 0" in capsys.readouterr().out
     call_command("import_usage", str(good), "--json")

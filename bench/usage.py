@@ -1,0 +1,358 @@
+"""Usage events at scale: prints figures side by side with a baseline, asserts nothing (docs/PERFORMANCE.md,
+"Usage events").
+
+    .venv/bin/python bench/usage.py [--customers 200] [--http-batches 120] [--copy-events 300000]
+                                    [--stored 10000000] [--repeat 3] [--database billing_bench_usage] [--keep]
+
+1. Re-creates its own PostgreSQL database (``--database``, dropped at the end unless ``--keep``), migrates it and
+   creates ``--customers`` customers, each with a monthly subscription to a metered price of the metric
+   ``api-calls`` (sum of the property ``calls``), started 2026-01-01.
+2. HTTP: gunicorn with 2 sync workers serving ``POST /api/v1/events``, 4 client threads posting batches of
+   1,000 events (bodies encoded beforehand); events/s = events accepted / wall time. Baseline: the same service
+   called in-process (no HTTP), and the one-event-per-call path staff and the old CSV use (``usage_record_create``).
+   The API's rate limit is off for the run (``API_RATE_LIMIT_PER_MINUTE=0``): it limits requests, not events.
+3. COPY: ``manage.py import_usage_events`` of an NDJSON file of ``--copy-events`` events. Baseline: the old
+   usage CSV import (``import_usage``: every row through the ORM, ``bulk_create``).
+4. Aggregate: ``--stored`` events in the table (written by ``INSERT … SELECT generate_series``, indexes built
+   after, then ``VACUUM ANALYZE``), spread evenly over the customers and over January–October; the median time
+   of one customer's March aggregate (a) through the covering index (customer, metric, timestamp) INCLUDE
+   (value), (b) as the billing run reads it (``usage_totals`` on (item, billing date) INCLUDE (usage date,
+   value)), (c) baseline: (a) with index scans disabled (what a table without the index does).
+Each figure is the median of ``--repeat`` runs (the aggregate: of 25 customers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from load import configure, drop_database, free_port, recreate_database, start_gunicorn, wait_until_up  # noqa: E402
+
+BATCH = 1000
+START = dt.date(2026, 1, 1)
+
+
+def setup(customers: int) -> dict[str, Any]:
+    from django.core.management import call_command
+    from djmoney.money import Money
+
+    from customers.models import Customer
+    from subscriptions.models import Aggregation, BillableMetric, Price, PricingModel, Product, UsageType
+    from subscriptions.services import ItemSpec, subscription_create
+
+    call_command("migrate", verbosity=0)
+    metric = BillableMetric.objects.create(
+        code="api-calls", name="API calls", aggregation=Aggregation.SUM, field_name="calls"
+    )
+    product = Product.objects.create(name="API calls")
+    price = Price.objects.create(
+        product=product,
+        unit_amount=Money(Decimal("0.001"), "EUR"),
+        pricing_model=PricingModel.PER_UNIT,
+        usage_type=UsageType.METERED,
+        metric=metric,
+    )
+    rows = Customer.objects.bulk_create(
+        [
+            Customer(name=f"Bench {n}", email=f"b{n}@bench.example", external_id=f"C{n:05d}", country="DE")
+            for n in range(customers)
+        ]
+    )
+    subscriptions = [
+        subscription_create(customer=customer, items=[ItemSpec(price=price, quantity=0)], start_date=START)
+        for customer in rows
+    ]
+    return {"metric": metric, "price": price, "customers": rows, "subscriptions": subscriptions}
+
+
+def event_dicts(prefix: str, count: int, customers: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "transaction_id": f"{prefix}-{n}",
+            "code": "api-calls",
+            "timestamp": f"2026-01-{1 + n % 28:02d}T{n % 24:02d}:00:00Z",
+            "external_customer_id": f"C{n % customers:05d}",
+            "properties": {"calls": 1 + n % 50, "region": "eu" if n % 3 else "us"},
+        }
+        for n in range(count)
+    ]
+
+
+def in_process(prefix: str, batches: int, customers: int) -> float:
+    import msgspec
+
+    from subscriptions.services import usage_events_ingest
+    from subscriptions.usage_schema import event_decoder
+
+    bodies = [
+        [event_decoder.decode(msgspec.json.encode(e)) for e in event_dicts(f"{prefix}{b}", BATCH, customers)]
+        for b in range(batches)
+    ]
+    started = time.perf_counter()
+    for events in bodies:
+        usage_events_ingest(events=events)
+    return batches * BATCH / (time.perf_counter() - started)
+
+
+def one_by_one(prefix: str, count: int, subscriptions: list[Any]) -> float:
+    from subscriptions.services import usage_record_create
+
+    items = [s.items.get() for s in subscriptions]
+    started = time.perf_counter()
+    for n in range(count):
+        usage_record_create(
+            subscription_item=items[n % len(items)],
+            quantity=Decimal(1 + n % 50),
+            timestamp=dt.datetime(2026, 1, 1 + n % 28, 12, tzinfo=dt.UTC),
+            idempotency_key=f"{prefix}-{n}",
+        )
+    return count / (time.perf_counter() - started)
+
+
+def http_rate(port: int, key: str, prefix: str, batches: int, customers: int, threads: int = 4) -> float:
+    bodies = [json.dumps({"events": event_dicts(f"{prefix}{b}", BATCH, customers)}).encode() for b in range(batches)]
+    accepted = [0] * threads
+    failures: list[str] = []
+
+    def client(worker: int) -> None:
+        for body in bodies[worker::threads]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request(
+                "POST",
+                "/api/v1/events",
+                body=body,
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            payload = response.read()
+            connection.close()
+            if response.status not in (200, 202):
+                failures.append(f"{response.status}: {payload[:300]!r}")
+                continue
+            accepted[worker] += json.loads(payload)["accepted"]
+
+    workers = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if failures:
+        raise RuntimeError(f"{len(failures)} failed requests, first: {failures[0]}")
+    return sum(accepted) / elapsed
+
+
+def copy_rate(prefix: str, count: int, customers: int, workdir: Path) -> float:
+    from django.core.management import call_command
+
+    path = workdir / f"{prefix}.ndjson"
+    with path.open("w", encoding="utf-8") as out:
+        for event in event_dicts(prefix, count, customers):
+            out.write(json.dumps(event) + "\n")
+    started = time.perf_counter()
+    call_command("import_usage_events", str(path), verbosity=0, stdout=open(os.devnull, "w"))  # noqa: SIM115
+    return count / (time.perf_counter() - started)
+
+
+def old_csv_rate(prefix: str, count: int, subscriptions: list[Any], workdir: Path) -> float:
+    from django.core.management import call_command
+
+    items = [s.items.get().pk for s in subscriptions]
+    path = workdir / f"{prefix}.csv"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("subscription_item_id,quantity,timestamp,idempotency_key\n")
+        for n in range(count):
+            out.write(f"{items[n % len(items)]},{1 + n % 50},2026-01-{1 + n % 28:02d}T12:00:00Z,{prefix}-{n}\n")
+    started = time.perf_counter()
+    call_command("import_usage", str(path), stdout=open(os.devnull, "w"))  # noqa: SIM115
+    return count / (time.perf_counter() - started)
+
+
+_INDEXES = ("usage_item_billing_date_idx", "usage_customer_metric_time_idx")
+
+
+def store_events(total: int, data: dict[str, Any]) -> float:
+    """``total`` events over Jan–Oct for every subscription, written set-based; returns the seconds it took."""
+    from django.db import connection
+
+    subscriptions = data["subscriptions"]
+    items = {s.pk: s.items.get().pk for s in subscriptions}
+    per = total // len(subscriptions)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = ANY(%s)", [list(_INDEXES)])
+        definitions = [row[0] for row in cursor.fetchall()]
+        for name in _INDEXES:
+            cursor.execute(f"DROP INDEX {name}")
+        cursor.execute("CREATE TEMPORARY TABLE bench_subs (n int, customer_id bigint, item_id bigint)")
+        cursor.execute(
+            "INSERT INTO bench_subs SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bigint[])",
+            [
+                list(range(len(subscriptions))),
+                [s.customer_id for s in subscriptions],
+                [items[s.pk] for s in subscriptions],
+            ],
+        )
+        # 304 days from Jan 1: the events of subscription s are s's n-th event at Jan 1 + n * 304 days / per.
+        cursor.execute(
+            """
+            INSERT INTO subscriptions_usageevent (transaction_id, customer_id, subscription_item_id, metric_id,
+                value, properties, timestamp, usage_date, billing_date, created_at)
+            SELECT 'stored-' || s.n || '-' || g, s.customer_id, s.item_id, %s, 1 + g %% 50,
+                jsonb_build_object('calls', 1 + g %% 50),
+                ts, (ts AT TIME ZONE 'Europe/Berlin')::date, (ts AT TIME ZONE 'Europe/Berlin')::date, now()
+            FROM bench_subs s, generate_series(0, %s - 1) g,
+                LATERAL (SELECT timestamptz '2026-01-01 00:00+01' + (g * interval '304 days') / %s AS ts) t
+            """,
+            [data["metric"].pk, per, per],
+        )
+        for definition in definitions:
+            cursor.execute(definition)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE subscriptions_usageevent")
+    return time.perf_counter() - started
+
+
+def aggregate_times(data: dict[str, Any], samples: int = 25) -> dict[str, float]:
+    from django.db import connection
+
+    from subscriptions.usage import UsageSpan, usage_totals
+
+    subscriptions = data["subscriptions"][:samples]
+    metric = data["metric"]
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    end = dt.datetime(2026, 4, 1, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    sql = (
+        "SELECT SUM(value), COUNT(*) FROM subscriptions_usageevent "
+        "WHERE customer_id = %s AND metric_id = %s AND timestamp >= %s AND timestamp < %s"
+    )
+    covering, billing, seq = [], [], []
+    quantities = set()
+    with connection.cursor() as cursor:
+        for subscription in subscriptions:
+            started = time.perf_counter()
+            cursor.execute(sql, [subscription.customer_id, metric.pk, start, end])
+            _total, count = cursor.fetchone()
+            covering.append(time.perf_counter() - started)
+            item = subscription.items.get()
+            span = UsageSpan(
+                item.pk, dt.date(2026, 3, 1), dt.date(2026, 4, 1), dt.date(2026, 3, 1), dt.date(2026, 4, 1)
+            )
+            started = time.perf_counter()
+            result = usage_totals(spans=[span], metrics={item.pk: metric})
+            billing.append(time.perf_counter() - started)
+            quantities.add((result[span].events, count))
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, [subscriptions[0].customer_id, metric.pk, start, end])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("SET enable_indexscan = off; SET enable_indexonlyscan = off; SET enable_bitmapscan = off")
+        for subscription in subscriptions[:3]:
+            started = time.perf_counter()
+            cursor.execute(sql, [subscription.customer_id, metric.pk, start, end])
+            cursor.fetchone()
+            seq.append(time.perf_counter() - started)
+        cursor.execute("RESET enable_indexscan; RESET enable_indexonlyscan; RESET enable_bitmapscan")
+    return {
+        "covering_ms": statistics.median(covering) * 1000,
+        "billing_ms": statistics.median(billing) * 1000,
+        "no_index_ms": statistics.median(seq) * 1000,
+        "events_per_period": sorted(quantities)[0][1],
+        "plan": plan,  # type: ignore[dict-item]
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--http-batches", type=int, default=120)
+    parser.add_argument("--copy-events", type=int, default=300_000)
+    parser.add_argument("--stored", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--database", default="billing_bench_usage")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-usage-"))
+    configure(args.database, workdir / "media")
+    os.environ["API_RATE_LIMIT_PER_MINUTE"] = "0"
+    recreate_database(args.database)
+    import django
+
+    django.setup()
+    from api.keys import api_key_create
+
+    data = setup(args.customers)
+    key = api_key_create(name="bench", scope="write").key
+    figures: dict[str, Any] = {"customers": args.customers}
+
+    rates = [one_by_one(f"one{r}", 1000, data["subscriptions"]) for r in range(args.repeat)]
+    figures["one_by_one_per_s"] = statistics.median(rates)
+    rates = [in_process(f"proc{r}-", 20, args.customers) for r in range(args.repeat)]
+    figures["in_process_per_s"] = statistics.median(rates)
+
+    port = free_port()
+    server = start_gunicorn(port=port, workers=2, threads=1, log=workdir / "gunicorn.log")
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", server)
+        http_rate(port, key, "warm-", 8, args.customers)
+        rates = [http_rate(port, key, f"http{r}-", args.http_batches, args.customers) for r in range(args.repeat)]
+        figures["http_per_s"] = statistics.median(rates)
+        figures["http_runs"] = [round(r) for r in rates]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    rates = [copy_rate(f"copy{r}", args.copy_events, args.customers, workdir) for r in range(args.repeat)]
+    figures["copy_per_s"] = statistics.median(rates)
+    figures["copy_runs"] = [round(r) for r in rates]
+    rates = [old_csv_rate(f"csv{r}", 50_000, data["subscriptions"], workdir) for r in range(args.repeat)]
+    figures["old_csv_per_s"] = statistics.median(rates)
+
+    if args.stored:
+        figures["store_seconds"] = store_events(args.stored, data)
+        from subscriptions.models import UsageEvent
+
+        figures["stored_events"] = UsageEvent.objects.count()
+        figures.update(aggregate_times(data))
+
+    plan = figures.pop("plan", "")
+    print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in figures.items()}, indent=1))
+    print(f"\nmachine: {os.cpu_count()} CPUs; N: {BATCH} events per batch; medians of {args.repeat} runs")
+    print(f"{'ingestion':<44}{'events/s':>12}")
+    print(f"{'usage_record_create, one event per call':<44}{figures['one_by_one_per_s']:>12,.0f}")
+    print(f"{'usage_events_ingest in-process, 1,000/batch':<44}{figures['in_process_per_s']:>12,.0f}")
+    print(f"{'POST /api/v1/events, gunicorn 2 workers':<44}{figures['http_per_s']:>12,.0f}   (target 20,000)")
+    print(f"{'import_usage (old CSV, ORM rows)':<44}{figures['old_csv_per_s']:>12,.0f}")
+    print(f"{'import_usage_events (NDJSON, COPY)':<44}{figures['copy_per_s']:>12,.0f}   (target 100,000)")
+    if args.stored:
+        print(
+            f"\none customer's March over {figures['stored_events']:,} events ({figures['events_per_period']:,} in it)"
+        )
+        print(f"{'covering index (customer, metric, ts)':<44}{figures['covering_ms']:>10.1f} ms   (target 50 ms)")
+        print(f"{'usage_totals (item, billing date) INCLUDE':<44}{figures['billing_ms']:>10.1f} ms")
+        print(f"{'no index (sequential scan)':<44}{figures['no_index_ms']:>10.1f} ms")
+        print(plan)
+    if not args.keep:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(args.database)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Usage events and billable metrics: each aggregation with property filters, duplicates, late events as an
+adjustment line, refusals naming the event and field, and the COPY import (all or nothing per file)."""
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+import time_machine
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from djmoney.money import Money
+
+from core.dates import billing_tz
+from subscriptions.charges import charges_due
+from subscriptions.models import UsageEvent
+from subscriptions.selectors import usage_current
+from subscriptions.services import UsageEventsRejected, usage_events_ingest
+from subscriptions.usage_schema import UsageEventIn
+from tests.factories.customers import CustomerFactory
+from tests.factories.subscriptions import BillableMetricFactory, PriceFactory, SubscriptionFactory
+from tests.subscriptions.conftest import bill
+
+pytestmark = pytest.mark.django_db
+D = dt.date
+
+
+def at(day: dt.date, hour: int = 12) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=billing_tz())
+
+
+def event(tid: str, day: dt.date, code: str = "tokens", customer: str = "acme", **properties) -> UsageEventIn:
+    return UsageEventIn(
+        transaction_id=tid, code=code, timestamp=at(day), external_customer_id=customer, properties=properties
+    )
+
+
+def metered(aggregation: str, *, field_name: str = "tokens", filters=None, unit: str = "1.00"):
+    metric = BillableMetricFactory(code="tokens", aggregation=aggregation, field_name=field_name, filters=filters or {})
+    price = PriceFactory(metered=True, metric=metric, unit_amount=Money(unit, "EUR"), product__name="Tokens")
+    customer = CustomerFactory(external_id="acme")
+    subscription = SubscriptionFactory(customer=customer, price=price, quantity=0, start_date=D(2026, 3, 1))
+    bill(subscription, D(2026, 3, 1))  # metered only: nothing in advance
+    return subscription
+
+
+MARCH = [
+    # (transaction id, day, region, tokens, user)
+    ("e1", D(2026, 3, 2), "eu", 5, "ann"),
+    ("e2", D(2026, 3, 3), "us", 100, "bob"),  # filtered out: not eu
+    ("e3", D(2026, 3, 9), "eu", 9, "bob"),
+    ("e4", D(2026, 3, 20), "eu", 3, "ann"),  # the latest eu event
+    ("e5", D(2026, 3, 15), "eu", 2, "cat"),
+]
+
+
+@pytest.mark.parametrize(
+    ("aggregation", "field_name", "quantity", "amount"),
+    [
+        ("sum", "tokens", Decimal(19), Money("9.50", "EUR")),
+        ("count", "", Decimal(4), Money("2.00", "EUR")),
+        ("max", "tokens", Decimal(9), Money("4.50", "EUR")),
+        ("unique_count", "user", Decimal(3), Money("1.50", "EUR")),
+        ("latest", "tokens", Decimal(3), Money("1.50", "EUR")),
+    ],
+)
+def test_each_aggregation_with_a_property_filter_is_exact(aggregation, field_name, quantity, amount):
+    subscription = metered(aggregation, field_name=field_name, filters={"region": ["eu"]}, unit="0.50")
+    usage_events_ingest(
+        events=[event(tid, day, region=region, tokens=tokens, user=user) for tid, day, region, tokens, user in MARCH]
+    )
+    (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
+    (line,) = period.lines
+    assert (line.kind, line.quantity, line.amount) == ("usage", quantity, amount)
+    assert (line.period_start, line.period_end) == (D(2026, 3, 1), D(2026, 4, 1))
+    (current,) = usage_current(customer_id=subscription.customer_id, as_of=D(2026, 3, 31))
+    assert (current.metric_code, current.quantity, current.events) == ("tokens", quantity, 4)
+
+
+def test_a_filter_with_several_values_and_numbers_as_text():
+    subscription = metered("sum", filters={"region": ["eu", "us"], "tier": [2]})
+    usage_events_ingest(
+        events=[
+            event("a", D(2026, 3, 2), region="eu", tier=2, tokens=10),
+            event("b", D(2026, 3, 2), region="us", tier=2, tokens=20),
+            event("c", D(2026, 3, 2), region="us", tier=1, tokens=40),  # tier 1: out
+            event("d", D(2026, 3, 2), region="ap", tier=2, tokens=80),  # ap: out
+        ]
+    )
+    (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
+    assert (period.lines[0].quantity, period.lines[0].amount) == (Decimal(30), Money("30.00", "EUR"))
+
+
+def test_a_duplicate_transaction_id_is_ignored_and_counted():
+    subscription = metered("sum")
+    first = usage_events_ingest(
+        events=[
+            event("x1", D(2026, 3, 2), tokens=10),
+            event("x2", D(2026, 3, 3), tokens=5),
+            event("x1", D(2026, 3, 2), tokens=10),
+        ]
+    )
+    assert (first.accepted, first.duplicates) == (2, 1)
+    again = usage_events_ingest(events=[event("x1", D(2026, 3, 2), tokens=10), event("x3", D(2026, 3, 4), tokens=1)])
+    assert (again.accepted, again.duplicates) == (1, 1)
+    assert UsageEvent.objects.count() == 3
+    (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
+    assert period.lines[0].amount == Money("16.00", "EUR")
+
+
+def test_a_re_sent_event_of_an_invoiced_period_is_a_duplicate_not_a_late_event():
+    subscription = metered("sum")
+    usage_events_ingest(events=[event("m1", D(2026, 3, 2), tokens=10)])
+    bill(subscription, D(2026, 4, 1))
+    result = usage_events_ingest(events=[event("m1", D(2026, 3, 2), tokens=10)])
+    assert (result.accepted, result.duplicates) == (0, 1)
+    assert bill(subscription, D(2026, 5, 1)) == []
+
+
+def test_late_events_are_billed_on_the_next_invoice_as_an_adjustment_of_what_the_period_costs_now():
+    subscription = metered("max", unit="2.00")
+    usage_events_ingest(events=[event("a", D(2026, 3, 2), tokens=5), event("b", D(2026, 3, 9), tokens=9)])
+    (march,) = bill(subscription, D(2026, 4, 1))
+    assert [(line.kind, line.amount) for line in march.lines] == [("usage", Money("18.00", "EUR"))]
+    # After March was invoiced: a late peak of 12 (3 more than billed), a late 4 (below the peak: changes nothing).
+    usage_events_ingest(
+        events=[
+            event("late-peak", D(2026, 3, 20), tokens=12),
+            event("late-low", D(2026, 3, 21), tokens=4),
+            event("april", D(2026, 4, 2), tokens=7),
+        ]
+    )
+    late = UsageEvent.objects.get(transaction_id="late-peak")
+    assert (late.usage_date, late.billing_date) == (D(2026, 3, 20), D(2026, 4, 1))
+    (april,) = bill(subscription, D(2026, 5, 1))
+    usage, adjustment = april.lines
+    assert (usage.kind, usage.quantity, usage.amount) == ("usage", Decimal(7), Money("14.00", "EUR"))
+    assert (usage.period_start, usage.period_end) == (D(2026, 4, 1), D(2026, 5, 1))
+    assert (adjustment.kind, adjustment.quantity, adjustment.unit_amount, adjustment.amount) == (
+        "adjustment",
+        Decimal(3),
+        Money("2.00", "EUR"),
+        Money("6.00", "EUR"),
+    )
+    assert (adjustment.period_start, adjustment.period_end) == (D(2026, 3, 1), D(2026, 4, 1))
+    assert adjustment.description == "Tokens × 3 — late usage of 1 Mar 2026 – 31 Mar 2026"
+    assert april.subtotal == Money("20.00", "EUR")
+    # Another late event of March, after April was invoiced too: only its own difference, once.
+    usage_events_ingest(events=[event("later", D(2026, 3, 25), tokens=15)])
+    (may,) = bill(subscription, D(2026, 6, 1))
+    (adjustment,) = may.lines
+    assert (adjustment.kind, adjustment.quantity, adjustment.amount) == ("adjustment", Decimal(3), Money("6.00", "EUR"))
+    assert bill(subscription, D(2026, 7, 1)) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "field_name", "message"),
+    [
+        (event("b", D(2026, 3, 3), code="nope", tokens=1), "code", "no billable metric 'nope'"),
+        (event("b", D(2026, 3, 3), customer="ghost", tokens=1), "external_customer_id", "no customer 'ghost'"),
+        (event("b", D(2026, 3, 3), tokens=-1), "properties.tokens", "not a non-negative number"),
+        (event("b", D(2026, 3, 3), tokens="many"), "properties.tokens", "not a number"),
+        (event("b", D(2026, 3, 3)), "properties.tokens", "required by the metric 'tokens'"),
+        (event("b", D(2026, 2, 27), tokens=1), "timestamp", "before the subscription started"),
+    ],
+)
+def test_a_bad_event_refuses_the_whole_batch_naming_its_index_and_field(bad, field_name, message):
+    metered("sum")
+    with pytest.raises(UsageEventsRejected) as refused:
+        usage_events_ingest(events=[event("good", D(2026, 3, 2), tokens=1), bad])
+    ((index, field, text),) = refused.value.errors
+    assert (index, field) == (1, field_name)
+    assert message in text
+    assert not UsageEvent.objects.exists()
+
+
+def test_a_customer_with_two_subscriptions_of_the_metric_must_name_one():
+    subscription = metered("sum")
+    second = SubscriptionFactory(
+        customer=subscription.customer, price=subscription.items.get().price, quantity=0, start_date=D(2026, 3, 1)
+    )
+    with pytest.raises(UsageEventsRejected, match="2 subscriptions of customer 'acme' bill 'tokens'"):
+        usage_events_ingest(events=[event("a", D(2026, 3, 2), tokens=1)])
+    named = UsageEventIn(
+        transaction_id="a",
+        code="tokens",
+        timestamp=at(D(2026, 3, 2)),
+        subscription_id=second.pk,
+        properties={"tokens": 4},
+    )
+    assert usage_events_ingest(events=[named]).accepted == 1
+    assert UsageEvent.objects.get().subscription_item.subscription_id == second.pk
+
+
+# --- import_usage_events (COPY) ---
+
+
+def _ndjson(tmp_path, events, name="events.ndjson"):
+    path = tmp_path / name
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n", encoding="utf-8")
+    return path
+
+
+def _raw(tid, day, **properties):
+    return {
+        "transaction_id": tid,
+        "code": "tokens",
+        "timestamp": f"{day.isoformat()}T10:00:00+01:00",
+        "external_customer_id": "acme",
+        "properties": properties,
+    }
+
+
+def test_import_usage_events_is_all_or_nothing_per_file_and_names_line_and_field(tmp_path, capsys):
+    metered("sum")
+    bad = _ndjson(
+        tmp_path,
+        [
+            _raw("i1", D(2026, 3, 2), tokens=5),
+            {**_raw("i2", D(2026, 3, 2), tokens=5), "timestamp": 17},
+            _raw("i3", D(2026, 3, 2), tokens=-2),
+            {**_raw("i4", D(2026, 3, 2), tokens=1), "code": "nope"},
+        ],
+    )
+    with pytest.raises(CommandError, match="3 error"):
+        call_command("import_usage_events", str(bad))
+    err = capsys.readouterr().err
+    assert "row 2, column 'timestamp'" in err
+    assert "row 3, column 'properties.tokens': not a non-negative number" in err
+    assert "row 4, column 'code': no billable metric 'nope'" in err
+    assert not UsageEvent.objects.exists()
+
+
+def test_import_usage_events_stores_ndjson_and_csv_and_counts_duplicates(tmp_path, capsys, monkeypatch):
+    subscription = metered("sum")
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 2)  # several COPY chunks, one transaction
+    good = _ndjson(tmp_path, [_raw(f"n{i}", D(2026, 3, 2 + i), tokens=i + 1) for i in range(5)])
+    call_command("import_usage_events", str(good))
+    assert "Stored 5 usage event(s); ignored 0" in capsys.readouterr().out
+    csv_file = tmp_path / "events.csv"
+    csv_file.write_text(
+        "transaction_id,code,timestamp,external_customer_id,subscription_id,properties\n"
+        'n0,tokens,2026-03-02T10:00:00Z,acme,,"{""tokens"": 1}"\n'
+        f'c1,tokens,2026-03-10T10:00:00Z,,{subscription.pk},"{{""tokens"": 2.5}}"\n',
+        encoding="utf-8",
+    )
+    call_command("import_usage_events", str(csv_file), "--json")
+    report = json.loads(capsys.readouterr().out)
+    assert (report["ok"], report["counts"]) == (True, {"accepted": 1, "duplicates": 1})
+    (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
+    assert (period.lines[0].quantity, period.lines[0].amount) == (Decimal("17.5"), Money("17.50", "EUR"))
+
+
+def test_the_subscription_page_shows_the_current_usage(admin_client):
+    subscription = metered("unique_count", field_name="user")
+    usage_events_ingest(events=[event(f"u{n}", D(2026, 3, 2 + n), user=f"user-{n % 3}") for n in range(5)])
+    with time_machine.travel(dt.datetime(2026, 3, 20, 12, tzinfo=billing_tz()), tick=False):
+        page = admin_client.get(reverse("admin:subscriptions_subscription_change", args=[subscription.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200 and "Current usage" in html
+    assert "<td>Tokens (tokens)</td><td>unique count</td><td>1 Mar 2026 – 20 Mar 2026</td><td>3</td><td>5</td>" in html
