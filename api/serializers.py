@@ -136,8 +136,12 @@ class PriceOut(ApiSerializer):
     interval_count = serializers.IntegerField()
     pricing_model = serializers.CharField()
     usage_type = serializers.CharField()
-    metric = serializers.SlugRelatedField(
-        slug_field="code", read_only=True, allow_null=True, help_text="Metered: the billable metric's code."
+    metric = serializers.CharField(
+        source="metric.code",
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="Metered: the billable metric's code.",
     )
     package_size = serializers.IntegerField(allow_null=True)
     trial_days = serializers.IntegerField()
