@@ -137,6 +137,7 @@ class TaxRate(models.Model):
         max_length=2,
         choices=TAX_RATE_CATEGORIES,
         default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
         help_text="The lines of this category (standard, reduced, zero) sold into this country take this rate.",
     )
     percentage = models.DecimalField(**PERCENTAGE)
@@ -481,6 +482,7 @@ class InvoiceLine(models.Model):
         max_length=2,
         choices=TaxCategory.choices,
         default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
         help_text="What is sold (from the price, or chosen for a one-off line); resolved per customer into the "
         "category below.",
     )
@@ -490,6 +492,7 @@ class InvoiceLine(models.Model):
         max_length=2,
         choices=TaxCategory.choices,
         default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
         help_text="EN 16931 VAT category that applies to this customer (reverse charge, export, …).",
     )
     tax_exemption_reason_code = models.CharField(max_length=30, blank=True, default="", db_default="")
@@ -660,9 +663,11 @@ class CreditNoteLine(models.Model):
     position = models.PositiveIntegerField(default=0)
     description = models.CharField(max_length=500)
     quantity = models.DecimalField(**QUANTITY, null=True, blank=True)
-    tax_category = models.CharField(max_length=2, choices=TaxCategory.choices, default=TaxCategory.STANDARD)
-    tax_exemption_reason_code = models.CharField(max_length=30, blank=True, default="")
-    tax_exemption_reason = models.CharField(max_length=300, blank=True, default="")
+    tax_category = models.CharField(
+        max_length=2, choices=TaxCategory.choices, default=TaxCategory.STANDARD, db_default=TaxCategory.STANDARD
+    )
+    tax_exemption_reason_code = models.CharField(max_length=30, blank=True, default="", db_default="")
+    tax_exemption_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
     tax_name = models.CharField(max_length=100, blank=True)
     tax_percentage = models.DecimalField(**PERCENTAGE, default=ZERO)
     tax_inclusive = models.BooleanField(default=False)

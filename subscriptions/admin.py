@@ -49,14 +49,23 @@ class PriceTierInline(admin.TabularInline):
 class PriceInline(admin.TabularInline):
     model = Price
     extra = 0
-    fields = ("nickname", "unit_amount", "interval", "interval_count", "pricing_model", "usage_type", "active")
+    fields = (
+        "nickname",
+        "unit_amount",
+        "interval",
+        "interval_count",
+        "pricing_model",
+        "usage_type",
+        "tax_category",
+        "active",
+    )
     show_change_link = True
 
 
 @admin.register(Product)
 class ProductAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("name", "statement_descriptor", "active", "created_at")
-    list_filter = ("active",)
+    list_display = ("name", "statement_descriptor", "tax_category", "active", "created_at")
+    list_filter = ("active", "tax_category")
     search_fields = ("name", "statement_descriptor")
     show_full_result_count = False
     inlines = (PriceInline,)
@@ -76,8 +85,17 @@ class PriceForm(forms.ModelForm):
 class PriceAdmin(AuditTrailMixin, admin.ModelAdmin):
     audit_include_related = True
     form = PriceForm
-    list_display = ("__str__", "product", "pricing_model", "usage_type", "interval", "tax_behavior", "active")
-    list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
+    list_display = (
+        "__str__",
+        "product",
+        "pricing_model",
+        "usage_type",
+        "interval",
+        "tax_behavior",
+        "tax_category",
+        "active",
+    )
+    list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency", "tax_category")
     list_select_related = ("product",)
     search_fields = ("product__name", "nickname")
     show_full_result_count = False

@@ -419,7 +419,7 @@ def _unit(amount: Decimal) -> Decimal:
 def _pending_line(item: PendingInvoiceItem) -> ChargeLine:
     currency = str(item.amount.currency.code)
     category, code, reason = (
-        item.price.tax_category_effective if item.price_id is not None else (TaxCategory.STANDARD, "", "")
+        item.price.tax_category_effective if item.price is not None else (TaxCategory.STANDARD, "", "")
     )
     return ChargeLine(
         description=item.description,
@@ -440,11 +440,6 @@ def _pending_line(item: PendingInvoiceItem) -> ChargeLine:
         tax_exemption_reason_code=code,
         tax_exemption_reason=reason,
     )
-
-
-def _tax_category_of(price: Price) -> dict[str, str]:
-    category, code, reason = price.tax_category_effective
-    return {"tax_category": category, "tax_exemption_reason_code": code, "tax_exemption_reason": reason}
 
 
 @dataclass
@@ -659,7 +654,9 @@ def _finish(
             tax_behavior=d.price.tax_behavior,
             product_id=d.price.product_id,
             discount_description=discount_description(d, discount),
-            **_tax_category_of(d.price),
+            tax_category=d.price.tax_category_effective[0],
+            tax_exemption_reason_code=d.price.tax_category_effective[1],
+            tax_exemption_reason=d.price.tax_category_effective[2],
         )
         for d, discount in zip(drafts, taken, strict=True)
     ]

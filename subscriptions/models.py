@@ -65,14 +65,15 @@ class Product(models.Model):
         max_length=2,
         choices=TaxCategory.choices,
         default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
         help_text="What kind of supply this is for VAT; each line is resolved against the customer's country, "
         "tax status and VAT id (reverse charge, outside the scope, …).",
     )
     tax_exemption_reason_code = models.CharField(
-        max_length=30, blank=True, help_text="Exempt only: the VATEX code, e.g. VATEX-EU-132-1I."
+        max_length=30, blank=True, db_default="", help_text="Exempt only: the VATEX code, e.g. VATEX-EU-132-1I."
     )
     tax_exemption_reason = models.CharField(
-        max_length=300, blank=True, help_text="Exempt only: the legal reason printed on the invoice."
+        max_length=300, blank=True, db_default="", help_text="Exempt only: the legal reason printed on the invoice."
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -127,13 +128,14 @@ class Price(models.Model):
         choices=TaxCategory.choices,
         blank=True,
         default="",
+        db_default="",
         help_text="Empty: the product's tax category (and exemption reason).",
     )
     tax_exemption_reason_code = models.CharField(
-        max_length=30, blank=True, help_text="Exempt only: the VATEX code, e.g. VATEX-EU-132-1I."
+        max_length=30, blank=True, db_default="", help_text="Exempt only: the VATEX code, e.g. VATEX-EU-132-1I."
     )
     tax_exemption_reason = models.CharField(
-        max_length=300, blank=True, help_text="Exempt only: the legal reason printed on the invoice."
+        max_length=300, blank=True, db_default="", help_text="Exempt only: the legal reason printed on the invoice."
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

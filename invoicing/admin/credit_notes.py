@@ -25,7 +25,7 @@ from invoicing.models import (
 
 class CreditNoteLineInline(ReadOnlyInline):
     model = CreditNoteLine
-    fields = ("description", "quantity", "tax_name", "net_amount", "tax_amount", "total_amount")
+    fields = ("description", "quantity", "tax_category", "tax_name", "net_amount", "tax_amount", "total_amount")
     readonly_fields = fields
 
 

@@ -27,6 +27,7 @@ from core.admin_pages import money_text
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.money import amount_limit_problem, round_amount
+from core.tax_categories import TaxCategory
 from customers.admin_search import NumberOrCustomerSearchMixin
 from customers.models import Customer
 from invoicing import delivery, documents
@@ -105,6 +106,12 @@ class InvoiceLineForm(forms.ModelForm):
             self.add_error("unit_amount", f"quantity × unit amount = {problem}")
         if data.get("discount_amount") is not None and (problem := amount_limit_problem(data["discount_amount"])):
             self.add_error("discount_amount", problem)
+        if (
+            data.get("supply_tax_category") == TaxCategory.EXEMPT
+            and not data.get("price")
+            and not (data.get("tax_exemption_reason") or "").strip()
+        ):
+            self.add_error("tax_exemption_reason", "An exempt line needs the exemption reason printed on the invoice.")
         return data
 
 
@@ -127,6 +134,11 @@ class InvoiceLineFormSet(forms.BaseInlineFormSet):
             if currency and data.get("quantity") is not None and data.get("unit_amount") is not None:
                 form.instance.amount = round_amount(data["quantity"] * data["unit_amount"], currency)
             form.instance.tax_inclusive = price.tax_behavior == TaxBehavior.INCLUSIVE
+            # and what it sells, for VAT: the price's category (else its product's), resolved per customer
+            category, code, reason = price.tax_category_effective
+            form.instance.supply_tax_category = category
+            form.instance.tax_exemption_reason_code = code
+            form.instance.tax_exemption_reason = reason
 
 
 class InvoiceLineInline(admin.TabularInline):
@@ -146,6 +158,9 @@ class InvoiceLineInline(admin.TabularInline):
         "period_start",
         "period_end",
         "proration",
+        "supply_tax_category",
+        "tax_exemption_reason_code",
+        "tax_exemption_reason",
         "tax_name",
         "tax_amount",
         "total_amount",
@@ -157,7 +172,16 @@ class InvoiceLineInline(admin.TabularInline):
 
     def get_fields(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
         if obj is None:  # a new one-off invoice: a price from the catalog or free text (the rest on its draft page)
-            return ("position", "price", "description", "quantity", "unit_amount", "discount_amount")
+            return (
+                "position",
+                "price",
+                "description",
+                "quantity",
+                "unit_amount",
+                "discount_amount",
+                "supply_tax_category",
+                "tax_exemption_reason",
+            )
         return super().get_fields(request, obj)
 
     def _editable(self, obj: Invoice | None) -> bool:
@@ -504,15 +528,20 @@ class InvoiceAdmin(
     def tax_summary_display(self, obj: Invoice) -> str:
         if not obj.tax_summary:
             return "—"
+        # One row per VAT category and rate, as the PDF prints it (the exemption reason of an exempt row).
         return format_html_join(
             "",
-            "<div>{} ({} %): taxable {}, tax {}</div>",
+            '<div class="tax-summary-row">{} · {} ({} %): taxable {}, tax {}{}</div>',
             (
                 (
+                    row.get("category") or "—",
                     row["name"],
                     row["percentage"],
                     _amount(Decimal(row["taxable_amount"]), obj.currency),
                     _amount(Decimal(row["tax_amount"]), obj.currency),
+                    " — " + " ".join(filter(None, (row.get("exemption_reason_code"), row.get("exemption_reason"))))
+                    if row.get("exemption_reason")
+                    else "",
                 )
                 for row in obj.tax_summary
             ),

@@ -36,7 +36,7 @@ class NumberSeriesAdmin(admin.ModelAdmin):
 
 @admin.register(TaxRate)
 class TaxRateAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("name", "country", "region", "percentage", "inclusive", "active")
-    list_filter = ("active", "inclusive", "country")
+    list_display = ("name", "country", "region", "category", "percentage", "inclusive", "active")
+    list_filter = ("active", "category", "inclusive", "country")
     search_fields = ("name", "country", "region")
     list_editable = ("active",)
