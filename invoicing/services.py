@@ -734,7 +734,7 @@ def credit_note_issue(
         now = timezone.now()
         net_total = sum((line.net_amount for line in credit_lines), ZERO)
         # The same breakdown as the invoice's: one row per category and rate, sums of the lines' rounded amounts.
-        summary = tax_summary_rows((line, line.net_amount, line.tax_amount) for line in credit_lines)
+        summary = tax_summary_rows(((line, line.net_amount, line.tax_amount) for line in credit_lines), currency)
         credit_note = CreditNote.objects.create(
             invoice=locked,
             customer_id=locked.customer_id,

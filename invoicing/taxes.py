@@ -355,11 +355,14 @@ class SummaryLine(Protocol):
     tax_inclusive: bool
 
 
-def tax_summary_rows(lines: Iterable[tuple[SummaryLine, Decimal, Decimal]]) -> tuple[TaxSummaryRow, ...]:
+def tax_summary_rows(
+    lines: Iterable[tuple[SummaryLine, Decimal, Decimal]], currency: str | None = None
+) -> tuple[TaxSummaryRow, ...]:
     """One row per (category, rate) of (line, net, tax) triples — an invoice's or a credit note's: the
     taxable amount and tax of a row are the sums of its lines' rounded net and tax, so the document adds up to
     the cent. Rates with the same percentage but a different name (a regional rate) or inclusiveness stay
-    apart, and so do exempt lines with different reasons (each reason is printed). Highest rate first."""
+    apart, and so do exempt lines with different reasons (each reason is printed). Highest rate first.
+    ``currency``: write the sums at its minor unit (amounts read back from the database carry 3 decimals)."""
     buckets: dict[tuple[str, str, Decimal, bool, str, str], list[Decimal]] = {}
     for line, net, tax in lines:
         key = (
@@ -373,6 +376,11 @@ def tax_summary_rows(lines: Iterable[tuple[SummaryLine, Decimal, Decimal]]) -> t
         bucket = buckets.setdefault(key, [ZERO, ZERO])
         bucket[0] += net
         bucket[1] += tax
+    if currency is not None:  # sums of rounded amounts: this only drops the trailing zeros of the column scale
+        buckets = {
+            key: [round_amount(taxable, currency), round_amount(tax, currency)]
+            for key, (taxable, tax) in buckets.items()
+        }
     return tuple(
         TaxSummaryRow(
             category=category,

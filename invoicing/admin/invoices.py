@@ -70,9 +70,13 @@ class InvoiceLineForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in ("description", "unit_amount"):
+        for name in ("description", "unit_amount", "supply_tax_category"):
             if name in self.fields:
                 self.fields[name].required = False
+
+    def clean_supply_tax_category(self) -> str:
+        # Not sent (a line added by a script, an older form): a standard-rated line, as the model's default.
+        return self.cleaned_data.get("supply_tax_category") or TaxCategory.STANDARD
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
