@@ -535,10 +535,11 @@ class InvoiceAdmin(
         # One row per VAT category and rate, as the PDF prints it (the exemption reason of an exempt row).
         return format_html_join(
             "",
-            '<div class="tax-summary-row">{} · {} ({} %): taxable {}, tax {}{}</div>',
+            '<div class="tax-summary-row">{} {} · {} ({} %): taxable {}, tax {}{}</div>',
             (
                 (
                     row.get("category") or "—",
+                    TaxCategory(row["category"]).label if row.get("category") in TaxCategory.values else "",
                     row["name"],
                     row["percentage"],
                     _amount(Decimal(row["taxable_amount"]), obj.currency),

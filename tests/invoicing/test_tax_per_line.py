@@ -29,6 +29,7 @@ from invoicing.services import (
 )
 from invoicing.taxes import TaxRateMissing, resolve_tax, tax_rates_load
 from reporting.reports import ReportFilters, tax_report
+from subscriptions.models import Product
 from subscriptions.services import ItemSpec, discount_create
 from tests.factories import CustomerFactory, PriceFactory, SubscriptionFactory, TaxRateFactory
 from tests.factories.subscriptions import CouponFactory, ProductFactory
@@ -345,3 +346,33 @@ def test_credit_note_lines_by_line_keep_the_category(mixed_invoice):
         issue_date=dt.date(2026, 1, 5),
     )
     assert _rows(note.tax_summary) == [("S", "19", "92.00", "17.48")]
+
+
+# --- admin ---------------------------------------------------------------------------------------------------
+
+
+def test_invoice_page_shows_the_summary_per_category_and_rate(mixed_invoice, admin_client):
+    page = admin_client.get(f"/admin/invoicing/invoice/{mixed_invoice.pk}/change/").content.decode()
+    assert "S Standard rate · VAT 19 % (19 %): taxable 92.00 EUR, tax 17.48 EUR" in page
+    assert "AA Reduced rate · VAT 7 % (7 %): taxable 22.99 EUR, tax 1.61 EUR" in page
+
+
+def test_product_form_takes_the_tax_category_and_refuses_exempt_without_a_reason(admin_client, series):
+    data = {
+        "name": "Course",
+        "statement_descriptor": "",
+        "description": "",
+        "tax_category": "E",
+        "tax_exemption_reason_code": "VATEX-EU-132-1I",
+        "tax_exemption_reason": "",
+        "active": "on",
+        "prices-TOTAL_FORMS": "0",
+        "prices-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post("/admin/subscriptions/product/add/", data)
+    assert response.status_code == 200
+    assert "An exempt product needs the exemption reason printed on the invoice." in response.content.decode()
+    response = admin_client.post("/admin/subscriptions/product/add/", {**data, "tax_exemption_reason": EXEMPT_REASON})
+    assert response.status_code == 302
+    product = Product.objects.get(name="Course")
+    assert (product.tax_category, product.tax_exemption_reason) == ("E", EXEMPT_REASON)
