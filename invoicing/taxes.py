@@ -329,7 +329,8 @@ def compute_invoice_totals(lines: Sequence[LineLike], currency: str, *, amounts_
         for line in lines
     )
     summary = tax_summary_rows(
-        (line, amounts.net_amount, amounts.tax_amount) for line, amounts in zip(lines, computed, strict=True)
+        ((line, amounts.net_amount, amounts.tax_amount) for line, amounts in zip(lines, computed, strict=True)),
+        currency,
     )
     zero = round_amount(ZERO, currency)
     for figure in (sum((a.amount for a in computed), zero), sum((a.total_amount for a in computed), zero)):
@@ -407,8 +408,10 @@ def apply_tax_resolution(lines: Iterable[InvoiceLine], resolution: TaxResolution
 def _stamp(line: InvoiceLine, resolution: TaxResolution) -> None:
     line.tax_rate = resolution.rate if resolution.category in RATED_CATEGORIES else None
     line.tax_category = resolution.category
-    line.tax_exemption_reason_code = resolution.exemption_reason_code
-    line.tax_exemption_reason = resolution.exemption_reason
+    # An exempt line's reason is its input too: a provisional (untaxed) resolution must not wipe it.
+    if resolution.category == TaxCategory.EXEMPT or getattr(line, "supply_tax_category", "") != TaxCategory.EXEMPT:
+        line.tax_exemption_reason_code = resolution.exemption_reason_code
+        line.tax_exemption_reason = resolution.exemption_reason
     line.tax_name = resolution.name
     line.tax_percentage = resolution.percentage
     if not getattr(line, "price_id", None):  # a catalog price says itself whether it includes tax

@@ -376,3 +376,27 @@ def test_product_form_takes_the_tax_category_and_refuses_exempt_without_a_reason
     assert response.status_code == 302
     product = Product.objects.get(name="Course")
     assert (product.tax_category, product.tax_exemption_reason) == ("E", EXEMPT_REASON)
+
+
+def test_an_exempt_line_keeps_its_reason_through_a_provisional_draft(series):
+    """No rate for Germany yet: the billing run holds an untaxed draft; the exempt line's reason survives it."""
+    course = PriceFactory(
+        product=ProductFactory(name="Course", tax_category=TaxCategory.EXEMPT, tax_exemption_reason=EXEMPT_REASON),
+        unit_amount=Money(D("100.00"), "EUR"),
+    )
+    plan = PriceFactory(product=ProductFactory(name="Plan"), unit_amount=Money(D("10.00"), "EUR"))
+    customer = CustomerFactory(country="DE")
+    SubscriptionFactory(
+        customer=customer, items=[ItemSpec(price=course, quantity=1), ItemSpec(price=plan, quantity=1)], price=plan
+    )
+    billing_run(as_of=JAN_1)
+    draft = Invoice.objects.get(customer=customer)
+    assert draft.status == "draft" and draft.tax_total == 0
+    assert set(draft.lines.values_list("supply_tax_category", "tax_exemption_reason")) == {
+        ("E", EXEMPT_REASON),
+        ("S", ""),
+    }
+    TaxRateFactory(country="DE", percentage=D("19"))
+    invoice = invoice_finalize(invoice=draft, issue_date=JAN_1)
+    assert _rows(invoice.tax_summary) == [("S", "19", "10.00", "1.90"), ("E", "0", "100.00", "0.00")]
+    assert invoice.tax_summary[1]["exemption_reason"] == EXEMPT_REASON
