@@ -598,7 +598,8 @@ def measure_naive(sample: int) -> float:
 _LINE_FIELDS = (
     "position", "kind", "description", "quantity", "unit_amount", "amount", "discount_amount", "net_amount",
     "tax_rate", "tax_name", "tax_percentage", "tax_inclusive", "tax_amount", "total_amount", "period_start",
-    "period_end", "proration", "price_id", "subscription_item_id",
+    "period_end", "proration", "price_id", "subscription_item_id", "supply_tax_category", "tax_category",
+    "tax_exemption_reason_code", "tax_exemption_reason",
 )  # fmt: skip
 
 

@@ -154,6 +154,12 @@ LABELS: dict[str, dict[str, str]] = {
         "legal_exempt": "Exempt from VAT (Articles 132 ff., Council Directive 2006/112/EC; §4 UStG).",
         "legal_outside_scope": "Not subject to VAT in {seller_country}: the place of supply is outside the EU "
         "(Article 44, Council Directive 2006/112/EC; §3a (2) UStG).",
+        "legal_intra_community": "Tax-free intra-community supply (Article 138, Council Directive 2006/112/EC; "
+        "§4 No. 1b, §6a UStG).",
+        "legal_export": "Tax-free export outside the EU (Article 146, Council Directive 2006/112/EC; §4 No. 1a, "
+        "§6 UStG).",
+        "intra_community": "Intra-community supply",
+        "export": "Export",
         "phone": "Phone",
     },
     "de": {
@@ -214,6 +220,11 @@ LABELS: dict[str, dict[str, str]] = {
         "legal_exempt": "Steuerfreie Leistung (§4 UStG; Art. 132 ff. MwStSystRL 2006/112/EG).",
         "legal_outside_scope": "Nicht im Inland steuerbare Leistung: Leistungsort außerhalb der EU (§3a Abs. 2 "
         "UStG; Art. 44 MwStSystRL 2006/112/EG).",
+        "legal_intra_community": "Steuerfreie innergemeinschaftliche Lieferung (§4 Nr. 1b, §6a UStG; Art. 138 "
+        "MwStSystRL 2006/112/EG).",
+        "legal_export": "Steuerfreie Ausfuhrlieferung (§4 Nr. 1a, §6 UStG; Art. 146 MwStSystRL 2006/112/EG).",
+        "intra_community": "Innergemeinschaftliche Lieferung",
+        "export": "Ausfuhr",
         "phone": "Telefon",
     },
     "fr": {

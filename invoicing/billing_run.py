@@ -51,6 +51,7 @@ from core.errors import Conflict, NotAllowed
 from core.models import EventStatus
 from core.money import round_amount
 from core.tasks import process_event_batch
+from core.tax_categories import TaxCategory
 from customers.models import Customer
 from customers.seller import seller_snapshot
 from invoicing.einvoice import service as einvoice_service
@@ -69,12 +70,13 @@ from invoicing.models import (
 from invoicing.numbering import number_series_default
 from invoicing.services import customer_snapshot, invoices_issue
 from invoicing.taxes import (
+    InvoiceTaxes,
     TaxRateMissing,
     TaxResolution,
+    apply_line_taxes,
     apply_tax_resolution,
     apply_totals,
     compute_invoice_totals,
-    resolve_tax,
     tax_rates_load,
 )
 from subscriptions.charges import BillingPlan, PeriodCharges, PriceCache, plans_for_chunk
@@ -168,6 +170,10 @@ class PlannedLine:
     price_id: int | None
     subscription_item_id: int | None
     tax_inclusive: bool
+    supply_tax_category: str = TaxCategory.STANDARD
+    tax_category: str = TaxCategory.STANDARD
+    tax_exemption_reason_code: str = ""
+    tax_exemption_reason: str = ""
     net_amount: Decimal = Decimal(0)
     tax_rate: TaxRate | None = None
     tax_name: str = ""
@@ -180,6 +186,7 @@ class PlannedLine:
         "invoice_id", "position", "kind", "description", "quantity", "unit_amount", "amount", "discount_amount",
         "net_amount", "tax_rate_id", "tax_name", "tax_percentage", "tax_inclusive", "tax_amount", "total_amount",
         "period_start", "period_end", "proration", "price_id", "subscription_item_id", "discount_description",
+        "supply_tax_category", "tax_category", "tax_exemption_reason_code", "tax_exemption_reason",
     )  # fmt: skip
 
     def row(self) -> tuple[Any, ...]:
@@ -188,30 +195,32 @@ class PlannedLine:
             self.amount, self.discount_amount, self.net_amount, self.tax_rate.pk if self.tax_rate else None,
             self.tax_name, self.tax_percentage, self.tax_inclusive, self.tax_amount, self.total_amount,
             self.period_start, self.period_end, self.proration, self.price_id, self.subscription_item_id,
-            self.discount_description,
+            self.discount_description, self.supply_tax_category, self.tax_category, self.tax_exemption_reason_code,
+            self.tax_exemption_reason,
         )  # fmt: skip
 
 
 def invoice_from_period(
     *, period: PeriodCharges, customer: Customer, tax_rates: TaxRates, run: BillingRun | None
 ) -> tuple[Invoice, list[PlannedLine]]:
-    """The draft invoice (unsaved) for one due period, taxed and totalled in memory, without a query: the
-    customer and the tax rates are loaded by the caller once per chunk. Raises ``TaxRateMissing`` for a taxable
-    customer whose country has no rate; ``provisional_invoice_from_period`` builds the untaxed draft then."""
-    resolution = resolve_tax(customer=customer, tax_rates_by_country=tax_rates)
-    return _invoice(period=period, customer=customer, resolution=resolution, run=run)
+    """The draft invoice (unsaved) for one due period, taxed per line and totalled in memory, without a query:
+    the customer and the tax rates are loaded by the caller once per chunk. Raises ``TaxRateMissing`` for a
+    taxable line whose rate is not configured for the customer's country; ``provisional_invoice_from_period``
+    builds the untaxed draft then."""
+    return _invoice(period=period, customer=customer, tax_rates=tax_rates, run=run)
 
 
 def provisional_invoice_from_period(
     *, period: PeriodCharges, customer: Customer, run: BillingRun | None
 ) -> tuple[Invoice, list[PlannedLine]]:
     # As a draft shows it in invoicing.services: untaxed; finalizing refuses until a rate exists.
-    return _invoice(period=period, customer=customer, resolution=TaxResolution(TaxTreatment.STANDARD, None), run=run)
+    return _invoice(period=period, customer=customer, tax_rates=None, run=run)
 
 
 def _invoice(
-    *, period: PeriodCharges, customer: Customer, resolution: TaxResolution, run: BillingRun | None
+    *, period: PeriodCharges, customer: Customer, tax_rates: TaxRates | None, run: BillingRun | None
 ) -> tuple[Invoice, list[PlannedLine]]:
+    """``tax_rates=None``: the provisional, untaxed draft."""
     invoice = Invoice(
         customer=customer,
         subscription_id=period.subscription_id,
@@ -240,14 +249,21 @@ def _invoice(
             price_id=charge.price_id,
             subscription_item_id=charge.subscription_item_id,
             tax_inclusive=charge.tax_behavior == "inclusive",
+            supply_tax_category=charge.tax_category,
+            tax_exemption_reason_code=charge.tax_exemption_reason_code,
+            tax_exemption_reason=charge.tax_exemption_reason,
         )
         for position, charge in enumerate(period.lines, start=1)
     ]
     as_lines = cast(list[InvoiceLine], lines)  # PlannedLine has every attribute the tax arithmetic uses
-    apply_tax_resolution(as_lines, resolution)
+    if tax_rates is None:
+        apply_tax_resolution(as_lines, TaxResolution(TaxTreatment.STANDARD, None))
+        taxes = InvoiceTaxes(treatment=TaxTreatment.STANDARD, note="")
+    else:
+        taxes = apply_line_taxes(as_lines, customer=customer, tax_rates_by_country=tax_rates)
     apply_totals(invoice, as_lines, compute_invoice_totals(as_lines, invoice.currency, amounts_given=True))
-    invoice.tax_treatment = resolution.treatment
-    invoice.tax_note = resolution.note
+    invoice.tax_treatment = taxes.treatment
+    invoice.tax_note = taxes.note
     invoice.due_date = None  # set when it is issued, by the one rule of invoices_issue
     return invoice, lines
 

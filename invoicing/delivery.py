@@ -16,6 +16,7 @@ from core.errors import NotAllowed
 from core.links import invoice_link_url
 from core.models import DomainEvent
 from customers.seller import seller_snapshot
+from invoicing.documents import tax_rows
 from invoicing.models import CreditNote, Invoice
 from invoicing.tasks import render_credit_note_pdf, render_invoice_pdf
 from notifications.models import EmailKind, OutboundEmail
@@ -61,6 +62,10 @@ def invoice_email_context(invoice: Invoice) -> dict[str, Any]:
         "pay_url": invoice_link_url(invoice_id=invoice.pk, purpose="pay"),
         "iban": fmt.iban(str(seller.get("iban", ""))),
         "bic": seller.get("bic", ""),
+        # the VAT breakdown per category and rate, spelled out when the invoice has more than one (mixed rates)
+        "tax_rows": tax_rows(invoice.tax_summary, invoice.currency, lang, invoice.tax_treatment)
+        if len(invoice.tax_summary or []) > 1
+        else [],
     }
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from core.dates import billing_today
+from core.tax_categories import TaxCategory
 from customers.models import Customer
 from invoicing.models import BillingReason, Invoice, NumberSeries, TaxRate
 from invoicing.numbering import number_series_default
@@ -51,6 +52,24 @@ _DEMO_INVOICES: list[tuple[str, list[tuple[str, str, str, str]]]] = [
 ]
 
 
+# Reduced rates a clerk sees next to the standard ones (books and e-books in Germany, France, Austria).
+REDUCED_VAT_RATES: dict[str, str] = {"DE": "7", "FR": "5.5", "AT": "10"}
+MIXED_VAT_MEMO = "Demo: mixed VAT rates (19 % + 7 % + exempt)"
+# (description, quantity, unit amount, tax category, exemption reason code, exemption reason)
+_MIXED_VAT_LINES = [
+    ("Onboarding workshop (half day)", "1", "650.00", TaxCategory.STANDARD, "", ""),
+    ("Billing handbook (e-book)", "3", "24.99", TaxCategory.REDUCED, "", ""),
+    (
+        "Certified bookkeeping course (vocational training)",
+        "1",
+        "480.00",
+        TaxCategory.EXEMPT,
+        "VATEX-EU-132-1I",
+        "Tax-free vocational training under §4 No. 21 UStG (Article 132(1)(i), Directive 2006/112/EC).",
+    ),
+]
+
+
 def _tax_name(percentage: str) -> str:
     return f"VAT {percentage} %"
 
@@ -58,7 +77,7 @@ def _tax_name(percentage: str) -> str:
 @transaction.atomic
 def seed_invoicing() -> int:
     """Create what is missing; returns the number of records created."""
-    return seed_tax_rates_and_series() + seed_one_off_invoices()
+    return seed_tax_rates_and_series() + seed_one_off_invoices() + seed_mixed_vat_invoice()
 
 
 def seed_tax_rates_and_series() -> int:
@@ -73,9 +92,56 @@ def seed_tax_rates_and_series() -> int:
         for country, pct in STANDARD_VAT_RATES.items()
         if country not in existing_rates
     ]
+    existing_reduced = set(
+        TaxRate.objects.filter(active=True, region="", category=TaxCategory.REDUCED).values_list("country", flat=True)
+    )
+    new_rates += [
+        TaxRate(
+            name=_tax_name(pct),
+            country=country,
+            category=TaxCategory.REDUCED,
+            percentage=Decimal(pct),
+            inclusive=False,
+            active=True,
+        )
+        for country, pct in REDUCED_VAT_RATES.items()
+        if country not in existing_reduced
+    ]
     TaxRate.objects.bulk_create(new_rates)
     created += len(new_rates)
     return created
+
+
+def seed_mixed_vat_invoice() -> int:
+    """One invoice of a German business customer with a 19 % line, a 7 % line and an exempt line: the
+    per-rate summary and the exemption reason a clerk finds on the invoice page and its PDF."""
+    if Invoice.objects.filter(memo=MIXED_VAT_MEMO).exists():
+        return 0
+    customer = (
+        Customer.objects.filter(external_id__startswith="DEMO-", country="DE", tax_status="taxable", currency="EUR")
+        .order_by("external_id")
+        .first()
+    )
+    if customer is None:
+        return 0
+    draft = invoice_create_draft(
+        customer=customer,
+        billing_reason=BillingReason.ONE_OFF,
+        memo=MIXED_VAT_MEMO,
+        lines=[
+            InvoiceLineSpec(
+                description=description,
+                quantity=Decimal(quantity),
+                unit_amount=Decimal(unit_amount),
+                tax_category=category,
+                tax_exemption_reason_code=code,
+                tax_exemption_reason=reason,
+            )
+            for description, quantity, unit_amount, category, code, reason in _MIXED_VAT_LINES
+        ],
+    )
+    invoice_finalize(invoice=draft, issue_date=billing_today())
+    return 1
 
 
 def seed_one_off_invoices() -> int:

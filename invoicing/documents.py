@@ -237,17 +237,40 @@ def _customer_address_lines(customer: dict[str, Any], lang: str) -> list[str]:
 _PLAIN_VAT_NAME = re.compile(r"^\s*(VAT|USt\.?|MwSt\.?)\s*[\d.,]+\s*%?\s*$", re.IGNORECASE)
 
 
+_ZERO_CATEGORIES = frozenset({"E", "AE", "K", "G", "O"})
+_TREATMENT_CATEGORY: dict[str, str] = {
+    TaxTreatment.EXEMPT.value: "E",
+    TaxTreatment.REVERSE_CHARGE.value: "AE",
+    TaxTreatment.OUTSIDE_SCOPE.value: "O",
+}
+_CATEGORY_LABELS = {"E": "exempt", "AE": "reverse_charge", "K": "intra_community", "G": "export", "O": "outside_scope"}
+
+
+def _row_category(row: dict[str, Any], treatment: str) -> str:
+    """A summary row's VAT category; rows stored before categories existed take their document's treatment."""
+    category = row.get("category")
+    if category:
+        return str(category)
+    if treatment != TaxTreatment.STANDARD and not Decimal(row.get("percentage") or 0):
+        return _TREATMENT_CATEGORY.get(treatment, "S")
+    return "S"
+
+
 def _tax_rows(
     summary: Sequence[dict[str, Any]], currency: str, lang: str, treatment: str = TaxTreatment.STANDARD
 ) -> list[dict[str, str]]:
-    """One row per tax rate (art. 226 (8)–(10): taxable amount and tax per rate). A 0 % row of a reverse-charge,
-    exempt or out-of-scope invoice reads "VAT 0 %": its reason is printed once, in the legal note."""
+    """One row per VAT category and rate (art. 226 (8)–(10): taxable amount and tax per rate). A 0 % row of a
+    reverse-charge, exempt, intra-community, export or out-of-scope category reads "VAT 0 %" — with the
+    category beside it when the document has more than one row; its reason is printed once, in the legal note."""
     rows = []
     for row in summary:
         tax = Decimal(row["tax_amount"])
         taxable = Decimal(row["taxable_amount"])
-        if treatment != TaxTreatment.STANDARD and not Decimal(row["percentage"] or 0):
+        category = _row_category(row, treatment)
+        if category in _ZERO_CATEGORIES:
             name = f"{fmt.label(lang, 'vat')} {fmt.percentage(Decimal(0), lang)}"
+            if len(summary) > 1:
+                name += f" ({fmt.label(lang, _CATEGORY_LABELS[category])})"
         else:
             # In the document's language ("USt. 19 %"); a rate named otherwise than "VAT <n> %" in the admin
             # (a regional rate, a sales tax) keeps its name beside it.
@@ -265,21 +288,53 @@ def _tax_rows(
     return rows
 
 
+tax_rows = _tax_rows  # the e-mail prints the same breakdown
+
+
 def legal_note(*, treatment: str, customer: dict[str, Any], seller: dict[str, Any], lang: str) -> str:
     """The reason an invoice carries no VAT, with its legal reference, in the document's language — printed once
     (art. 226 (11)–(11a) of the VAT Directive, §14 (4) no. 8–9 UStG). The customer's VAT id is in the address."""
-    if treatment == TaxTreatment.REVERSE_CHARGE:
+    return _category_note(_TREATMENT_CATEGORY.get(treatment, "S"), customer=customer, seller=seller, lang=lang)
+
+
+def _category_note(category: str, *, customer: dict[str, Any], seller: dict[str, Any], lang: str) -> str:
+    if category == "AE":
         seller_country = str(seller.get("country") or "").upper()
         customer_country = str(customer.get("country") or "").upper()
         eu = EU_VAT_COUNTRIES
         cross_border = seller_country in eu and customer_country in eu and seller_country != customer_country
         return fmt.label(lang, "legal_reverse_charge_eu" if cross_border else "legal_reverse_charge")
-    if treatment == TaxTreatment.EXEMPT:
+    if category == "E":
         return fmt.label(lang, "legal_exempt")
-    if treatment == TaxTreatment.OUTSIDE_SCOPE:
+    if category == "K":
+        return fmt.label(lang, "legal_intra_community")
+    if category == "G":
+        return fmt.label(lang, "legal_export")
+    if category == "O":
         country = str(seller.get("country") or "")
         return fmt.label(lang, "legal_outside_scope", seller_country=fmt.country_name(country, lang) or country)
     return ""
+
+
+def legal_notes(
+    *, summary: Sequence[dict[str, Any]], treatment: str, customer: dict[str, Any], seller: dict[str, Any], lang: str
+) -> str:
+    """The legal note of every zero category of the document, each printed once: an exempt category prints the
+    exemption reason its lines carry (the product's, e.g. "Exempt under §4 Nr. 14 UStG"), else the general one."""
+    notes: list[str] = []
+    for row in summary:
+        category = _row_category(row, treatment)
+        if category not in _ZERO_CATEGORIES:
+            continue
+        reason = str(row.get("exemption_reason") or "") if category == "E" else ""
+        if reason == "Exempt from VAT.":  # the customer's exemption: the general note says it with its law
+            reason = ""
+        note = reason or _category_note(category, customer=customer, seller=seller, lang=lang)
+        if note and note not in notes:
+            notes.append(note)
+    if not summary:
+        notes.append(legal_note(treatment=treatment, customer=customer, seller=seller, lang=lang))
+    return " ".join(note for note in notes if note)
 
 
 def _seller_lines(seller: dict[str, Any], lang: str) -> list[str]:
@@ -445,7 +500,9 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
                 if row is not None
             ],
             "legal_heading": "",
-            "legal_note": legal_note(treatment=treatment, customer=customer, seller=seller, lang=lang),
+            "legal_note": legal_notes(
+                summary=invoice.tax_summary, treatment=treatment, customer=customer, seller=seller, lang=lang
+            ),
             "memo": invoice.memo,
             "document_footer": invoice.footer,
             "payment_terms": _payment_terms(invoice, lang),
@@ -525,7 +582,13 @@ def credit_note_context(
                 (fmt.label(lang, "credit_total"), money(credit_note.total), True),
             ],
             "legal_heading": "",
-            "legal_note": legal_note(treatment=invoice.tax_treatment, customer=customer, seller=seller, lang=lang)
+            "legal_note": legal_notes(
+                summary=credit_note.tax_summary,
+                treatment=invoice.tax_treatment,
+                customer=customer,
+                seller=seller,
+                lang=lang,
+            )
             if invoice is not None
             else "",
             "memo": credit_note.memo,

@@ -30,6 +30,7 @@ from moneyed import Money
 from core import formatting as fmt
 from core.audit import audit_unless_skipped, audited
 from core.errors import NotAllowed
+from core.tax_categories import TAX_RATE_CATEGORIES, TaxCategory
 from subscriptions.models import BillingReason, LineKind
 
 
@@ -133,25 +134,42 @@ class TaxRate(models.Model):
     name = models.CharField(max_length=100, help_text="Printed on the invoice, e.g. 'VAT 19 %'.")
     country = CountryField()
     region = models.CharField(max_length=100, blank=True, help_text="Empty: the whole country.")
+    category = models.CharField(
+        max_length=2,
+        choices=TAX_RATE_CATEGORIES,
+        default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
+        help_text="The lines of this category (standard, reduced, zero) sold into this country take this rate.",
+    )
     percentage = models.DecimalField(**PERCENTAGE)
     inclusive = models.BooleanField(default=False, help_text="Prices already include this tax.")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["country", "region", "-active", "name"]
+        ordering = ["country", "region", "category", "-active", "name"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(percentage__gte=0) & Q(percentage__lte=100), name="tax_rate_percentage_0_100"
             ),
+            models.CheckConstraint(
+                condition=Q(category__in=[value for value, _label in TAX_RATE_CATEGORIES]),
+                name="tax_rate_category_valid",
+            ),
             models.UniqueConstraint(
-                fields=["country", "region"], condition=Q(active=True), name="tax_rate_one_active_per_region"
+                fields=["country", "region", "category"],
+                condition=Q(active=True),
+                name="tax_rate_one_active_per_region_category",
+                violation_error_message="There is already an active rate of this category for this country/region.",
             ),
         ]
 
     def __str__(self) -> str:
         where = f"{self.country}-{self.region}" if self.region else str(self.country)
-        return f"{self.name} ({where}, {fmt.plain_decimal(self.percentage)} %{' incl.' if self.inclusive else ''})"
+        reduced = " reduced" if self.category == TaxCategory.REDUCED else ""
+        zero = " zero" if self.category == TaxCategory.ZERO_RATED else ""
+        inclusive = " incl." if self.inclusive else ""
+        return f"{self.name} ({where}{reduced}{zero}, {fmt.plain_decimal(self.percentage)} %{inclusive})"
 
 
 # --- Invoices -------------------------------------------------------------------------------------------
@@ -459,7 +477,26 @@ class InvoiceLine(models.Model):
         help_text="The coupons of the discount: name and terms, as printed.",
     )
     net_amount = models.DecimalField(**AMOUNT, default=ZERO)
+    supply_tax_category = models.CharField(
+        "tax category",
+        max_length=2,
+        choices=TaxCategory.choices,
+        default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
+        help_text="What is sold (from the price, or chosen for a one-off line); resolved per customer into the "
+        "category below.",
+    )
     tax_rate = models.ForeignKey(TaxRate, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    tax_category = models.CharField(
+        "applied tax category",
+        max_length=2,
+        choices=TaxCategory.choices,
+        default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
+        help_text="EN 16931 VAT category that applies to this customer (reverse charge, export, …).",
+    )
+    tax_exemption_reason_code = models.CharField(max_length=30, blank=True, default="", db_default="")
+    tax_exemption_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
     tax_name = models.CharField(max_length=100, blank=True)
     tax_percentage = models.DecimalField(**PERCENTAGE, default=ZERO)
     tax_inclusive = models.BooleanField(default=False)
@@ -481,6 +518,10 @@ class InvoiceLine(models.Model):
         ordering = ["invoice", "position", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=LineKind.values), name="invoice_line_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(tax_category__in=TaxCategory.values) & Q(supply_tax_category__in=TaxCategory.values),
+                name="invoice_line_tax_category_valid",
+            ),
             models.CheckConstraint(condition=Q(discount_amount__gte=0), name="invoice_line_discount_non_negative"),
             models.CheckConstraint(
                 condition=Q(tax_percentage__gte=0) & Q(tax_percentage__lte=100), name="invoice_line_tax_pct_0_100"
@@ -622,6 +663,11 @@ class CreditNoteLine(models.Model):
     position = models.PositiveIntegerField(default=0)
     description = models.CharField(max_length=500)
     quantity = models.DecimalField(**QUANTITY, null=True, blank=True)
+    tax_category = models.CharField(
+        max_length=2, choices=TaxCategory.choices, default=TaxCategory.STANDARD, db_default=TaxCategory.STANDARD
+    )
+    tax_exemption_reason_code = models.CharField(max_length=30, blank=True, default="", db_default="")
+    tax_exemption_reason = models.CharField(max_length=300, blank=True, default="", db_default="")
     tax_name = models.CharField(max_length=100, blank=True)
     tax_percentage = models.DecimalField(**PERCENTAGE, default=ZERO)
     tax_inclusive = models.BooleanField(default=False)

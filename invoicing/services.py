@@ -22,12 +22,12 @@ from django.db.models import Max, Sum
 from django.utils import timezone
 
 from core import events
-from core import formatting as fmt
 from core.bulk import copy_insert, copy_rows
 from core.dates import billing_today
 from core.errors import ApplicationError, InvalidInput, NotAllowed
 from core.models import DomainEvent
 from core.money import round_amount
+from core.tax_categories import TaxCategory
 from customers.seller import seller_snapshot
 from invoicing.einvoice import service as einvoice_service
 from invoicing.models import (
@@ -41,7 +41,6 @@ from invoicing.models import (
     InvoiceStatus,
     LineKind,
     NumberSeries,
-    TaxTreatment,
 )
 from invoicing.numbering import (
     number_series_allocate,
@@ -49,15 +48,15 @@ from invoicing.numbering import (
     number_series_default,
 )
 from invoicing.taxes import (
+    TREATMENT_CATEGORIES,
     TaxRateMissing,
-    TaxResolution,
-    apply_tax_resolution,
+    apply_line_taxes,
     apply_totals,
     compute_invoice_totals,
     distribute_amount,
-    resolve_tax,
     tax_of,
     tax_rates_load,
+    tax_summary_rows,
 )
 from subscriptions.models import Subscription
 
@@ -82,6 +81,9 @@ LINE_AMOUNT_FIELDS = [
     "discount_amount",
     "net_amount",
     "tax_rate",
+    "tax_category",
+    "tax_exemption_reason_code",
+    "tax_exemption_reason",
     "tax_name",
     "tax_percentage",
     "tax_inclusive",
@@ -129,12 +131,26 @@ class InvoiceLineSpec:
     period_start: dt.date | None = None
     period_end: dt.date | None = None
     proration: bool = False
+    # What is sold, for VAT; resolved per customer when the draft is totalled (exempt needs its reason).
+    tax_category: str = TaxCategory.STANDARD
+    tax_exemption_reason_code: str = ""
+    tax_exemption_reason: str = ""
 
     def build(self, *, invoice: Invoice, position: int) -> InvoiceLine:
         for name in ("unit_amount", "quantity", "discount_amount"):
             if isinstance(getattr(self, name), float):
                 raise TypeError(f"{name} must be Decimal, not float")
+        if self.tax_category not in TaxCategory.values:
+            raise InvoiceError(
+                f"line '{self.description}': tax_category {self.tax_category!r} is not one of "
+                f"{', '.join(TaxCategory.values)}"
+            )
+        if self.tax_category == TaxCategory.EXEMPT and not self.tax_exemption_reason.strip():
+            raise InvoiceError(f"line '{self.description}': tax_exemption_reason is required for an exempt line")
         return InvoiceLine(
+            supply_tax_category=self.tax_category,
+            tax_exemption_reason_code=self.tax_exemption_reason_code.strip()[:30],
+            tax_exemption_reason=self.tax_exemption_reason.strip()[:300],
             invoice=invoice,
             position=position,
             kind=self.kind,
@@ -251,23 +267,14 @@ _STATUS_EVENTS: Mapping[str, str] = {
 }
 
 
-def _resolve(*, customer: Customer, strict: bool) -> TaxResolution:
-    rates = tax_rates_load(countries=[str(customer.country)])
-    try:
-        return resolve_tax(customer=customer, tax_rates_by_country=rates)
-    except TaxRateMissing:
-        if strict:
-            raise
-        # A draft shows provisional totals; finalizing refuses until a rate exists.
-        return TaxResolution(TaxTreatment.STANDARD, None, "")
-
-
 def _recompute(invoice: Invoice, lines: list[InvoiceLine], *, strict: bool) -> None:
-    resolution = _resolve(customer=invoice.customer, strict=strict)
-    apply_tax_resolution(lines, resolution)
+    """Resolve each line's tax for the customer as of now and total the invoice. Not strict (a draft): a line
+    whose rate is missing shows provisional untaxed totals; finalizing (strict) refuses until a rate exists."""
+    rates = tax_rates_load(countries=[str(invoice.customer.country)])
+    taxes = apply_line_taxes(lines, customer=invoice.customer, tax_rates_by_country=rates, strict=strict)
     apply_totals(invoice, lines, compute_invoice_totals(lines, invoice.currency))
-    invoice.tax_treatment = resolution.treatment
-    invoice.tax_note = resolution.note
+    invoice.tax_treatment = taxes.treatment
+    invoice.tax_note = taxes.note
 
 
 def _validated_currency(currency: str) -> str:
@@ -751,11 +758,8 @@ def credit_note_issue(
         [number] = number_series_allocate(series=series, issue_date=issue_date, count=1)
         now = timezone.now()
         net_total = sum((line.net_amount for line in credit_lines), ZERO)
-        summary: dict[tuple[str, str, bool], list[Decimal]] = {}
-        for line in credit_lines:
-            bucket = summary.setdefault((line.tax_name, str(line.tax_percentage), line.tax_inclusive), [ZERO, ZERO])
-            bucket[0] += line.net_amount
-            bucket[1] += line.tax_amount
+        # The same breakdown as the invoice's: one row per category and rate, sums of the lines' rounded amounts.
+        summary = tax_summary_rows(((line, line.net_amount, line.tax_amount) for line in credit_lines), currency)
         credit_note = CreditNote.objects.create(
             invoice=locked,
             customer_id=locked.customer_id,
@@ -770,16 +774,7 @@ def credit_note_issue(
             total=total,
             amount_applied=applied,
             amount_to_customer_credit=to_customer_credit,
-            tax_summary=[
-                {
-                    "name": name,
-                    "percentage": fmt.plain_decimal(pct),
-                    "inclusive": inclusive,
-                    "taxable_amount": str(taxable),
-                    "tax_amount": str(tax),
-                }
-                for (name, pct, inclusive), (taxable, tax) in summary.items()
-            ],
+            tax_summary=[row.as_json() for row in summary],
             customer_snapshot=locked.customer_snapshot,
             seller_snapshot=locked.seller_snapshot,
             issued_at=now,
@@ -914,6 +909,9 @@ def _credit_lines_for_invoice_lines(invoice: Invoice, specs: Sequence[CreditNote
                 invoice_line=line,
                 description=line.description,
                 quantity=quantity,
+                tax_category=line.tax_category,
+                tax_exemption_reason_code=line.tax_exemption_reason_code,
+                tax_exemption_reason=line.tax_exemption_reason,
                 tax_name=line.tax_name,
                 tax_percentage=line.tax_percentage,
                 tax_inclusive=line.tax_inclusive,
@@ -950,6 +948,10 @@ def _credit_lines_for_amount(invoice: Invoice, amount: Decimal, reason: str) -> 
         result.append(
             CreditNoteLine(
                 description=f"Credit: {reason}"[:500],
+                tax_category=row.get("category")
+                or TREATMENT_CATEGORIES.get(invoice.tax_treatment, TaxCategory.STANDARD),
+                tax_exemption_reason_code=row.get("exemption_reason_code", ""),
+                tax_exemption_reason=row.get("exemption_reason", ""),
                 tax_name=row["name"],
                 tax_percentage=percentage,
                 tax_inclusive=bool(row["inclusive"]),

@@ -87,10 +87,11 @@ def revenue_report(*, filters: ReportFilters) -> list[Row]:
 
 
 def tax_report(*, filters: ReportFilters) -> list[Row]:
-    """Per month, currency, tax name and percentage: the taxable amount and tax of finalized, non-void invoice
-    lines (by issue date), minus the credit note lines issued in the same month with the same tax (by the credit
-    note's issue date: a credit note corrects the period it is issued in)."""
-    key_fields = ("month", "currency", "tax_name", "tax_percentage")
+    """Per month, currency, VAT category, tax name and percentage: the taxable amount and tax of finalized,
+    non-void invoice lines (by issue date), minus the credit note lines issued in the same month with the same tax
+    (by the credit note's issue date: a credit note corrects the period it is issued in). A document's tax-summary
+    rows are the sums of its lines per category and rate, so these sums are the sums of those rows."""
+    key_fields = ("month", "currency", "tax_category", "tax_name", "tax_percentage")
     invoiced = (
         _with_currency(
             InvoiceLine.objects.filter(
@@ -122,11 +123,17 @@ def tax_report(*, filters: ReportFilters) -> list[Row]:
     sums: dict[tuple[Any, ...], dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     for prefix, rows in (("invoiced", invoiced), ("credited", credited)):
         for row in rows:
-            key = (_month(row["month"]), row["currency"], row["tax_name"], row["tax_percentage"].normalize())
+            key = (
+                _month(row["month"]),
+                row["currency"],
+                row["tax_category"],
+                row["tax_name"],
+                row["tax_percentage"].normalize(),
+            )
             sums[key][f"{prefix}_taxable"] += row["taxable"]
             sums[key][f"{prefix}_tax"] += row["tax"]
     result = []
-    for (month, currency, tax_name, percentage), amounts in sorted(sums.items(), key=lambda item: item[0]):
+    for (month, currency, category, tax_name, percentage), amounts in sorted(sums.items(), key=lambda item: item[0]):
         rounded = {
             name: round_amount(amounts[name], currency)
             for name in ("invoiced_taxable", "invoiced_tax", "credited_taxable", "credited_tax")
@@ -135,6 +142,7 @@ def tax_report(*, filters: ReportFilters) -> list[Row]:
             {
                 "month": month.strftime("%Y-%m"),
                 "currency": currency,
+                "tax_category": category,
                 "tax_name": tax_name or "(no tax)",
                 "tax_percentage": f"{percentage:f}",
                 **rounded,
@@ -358,11 +366,13 @@ REPORTS: dict[str, Report] = {
         Report(
             "tax",
             "Tax by rate and month",
-            "Taxable amount and tax per tax name and rate: invoice lines of finalized, non-void invoices minus "
-            "credit note lines, each by its document's issue month.",
+            "Taxable amount and tax per VAT category (EN 16931 code: S standard, AA reduced, Z zero, E exempt, AE "
+            "reverse charge, K intra-community, G export, O outside scope) and rate: invoice lines of finalized, "
+            "non-void invoices minus credit note lines, each by its document's issue month.",
             [
                 Column("month", "Month"),
                 Column("currency", "Currency"),
+                Column("tax_category", "VAT category"),
                 Column("tax_name", "Tax"),
                 Column("tax_percentage", "Rate %"),
                 _M("invoiced_taxable", "Invoiced taxable"),

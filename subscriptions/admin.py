@@ -62,14 +62,23 @@ class PriceInline(FormattedNumbersMixin, admin.TabularInline):
     model = Price
     money_fields = {"unit_amount": ""}
     extra = 0
-    fields = ("nickname", "unit_amount", "interval", "interval_count", "pricing_model", "usage_type", "active")
+    fields = (
+        "nickname",
+        "unit_amount",
+        "interval",
+        "interval_count",
+        "pricing_model",
+        "usage_type",
+        "tax_category",
+        "active",
+    )
     show_change_link = True
 
 
 @admin.register(Product)
 class ProductAdmin(AuditTrailMixin, admin.ModelAdmin):
-    list_display = ("name", "statement_descriptor", boolean_column("active", "active"), "created_at")
-    list_filter = ("active",)
+    list_display = ("name", "statement_descriptor", "tax_category", boolean_column("active", "active"), "created_at")
+    list_filter = ("active", "tax_category")
     search_fields = ("name", "statement_descriptor")
     show_full_result_count = False
     inlines = (PriceInline,)
@@ -130,9 +139,10 @@ class PriceAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
         "usage_type",
         "interval",
         "tax_behavior",
+        "tax_category",
         boolean_column("active", "active"),
     )
-    list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency")
+    list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency", "tax_category")
     list_select_related = ("product",)
     search_fields = ("product__name", "nickname")
     autocomplete_fields = ("metric",)

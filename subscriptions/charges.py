@@ -22,6 +22,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from djmoney.money import Money
 
 from core.money import round_amount
+from core.tax_categories import TaxCategory
 from customers.models import Customer
 from subscriptions.calendar import boundary_after, boundary_on_or_before, format_day
 from subscriptions.models import (
@@ -63,6 +64,10 @@ class ChargeLine:
     proration: bool
     tax_behavior: str  # "exclusive" | "inclusive"
     product_id: int | None = None
+    # What is sold, for VAT (the price's category, else its product's); invoicing resolves it per customer.
+    tax_category: str = TaxCategory.STANDARD
+    tax_exemption_reason_code: str = ""
+    tax_exemption_reason: str = ""
     pending_item_id: int | None = None  # set when the line comes from a PendingInvoiceItem
     discount_description: str = ""  # the coupons that reduced the line: name and terms, as the invoice prints them
 
@@ -237,7 +242,9 @@ def _load(subscriptions: Sequence[Subscription], as_of: dt.date, prices: PriceCa
     for pending_item in (
         PendingInvoiceItem.objects.filter(
             subscription_id__in=with_pending, billed_at__isnull=True, effective_on__lte=as_of
-        ).order_by("pk")
+        )
+        .select_related("price__product")
+        .order_by("pk")
         if with_pending
         else ()
     ):
@@ -390,9 +397,9 @@ def change_invoice_now_charges(*, subscription: Subscription, pending_item_ids: 
     ``services.pending_items_mark_billed`` in the same transaction; lines not marked billed by then simply go
     to the next cycle invoice (never lost, never twice). None when those items were billed already."""
     items = list(
-        PendingInvoiceItem.objects.filter(
-            subscription=subscription, pk__in=pending_item_ids, billed_at__isnull=True
-        ).order_by("pk")
+        PendingInvoiceItem.objects.filter(subscription=subscription, pk__in=pending_item_ids, billed_at__isnull=True)
+        .select_related("price__product")
+        .order_by("pk")
     )
     if not items:
         return None
@@ -434,6 +441,9 @@ def _unit(amount: Decimal) -> Decimal:
 
 def _pending_line(item: PendingInvoiceItem) -> ChargeLine:
     currency = str(item.amount.currency.code)
+    category, code, reason = (
+        item.price.tax_category_effective if item.price is not None else (TaxCategory.STANDARD, "", "")
+    )
     return ChargeLine(
         description=item.description,
         quantity=item.quantity,
@@ -449,6 +459,9 @@ def _pending_line(item: PendingInvoiceItem) -> ChargeLine:
         tax_behavior=item.tax_behavior,
         product_id=None,
         pending_item_id=item.pk,
+        tax_category=category,
+        tax_exemption_reason_code=code,
+        tax_exemption_reason=reason,
     )
 
 
@@ -696,6 +709,9 @@ def _finish(
             tax_behavior=d.price.tax_behavior,
             product_id=d.price.product_id,
             discount_description=discount_description(d, discount),
+            tax_category=d.price.tax_category_effective[0],
+            tax_exemption_reason_code=d.price.tax_category_effective[1],
+            tax_exemption_reason=d.price.tax_category_effective[2],
         )
         for d, discount in zip(drafts, taken, strict=True)
     ]

@@ -17,6 +17,7 @@ from djmoney.models.fields import MoneyField
 
 from core import formatting as fmt
 from core.audit import audited
+from core.tax_categories import TaxCategory
 from customers.models import Customer
 
 
@@ -113,12 +114,34 @@ class Product(models.Model):
         help_text="What customers read on invoices, credit notes and the portal. Empty: the name.",
     )
     description = models.TextField(blank=True)
+    tax_category = models.CharField(
+        max_length=2,
+        choices=TaxCategory.choices,
+        default=TaxCategory.STANDARD,
+        db_default=TaxCategory.STANDARD,
+        help_text="What kind of supply this is for VAT; each line is resolved against the customer's country, "
+        "tax status and VAT id (reverse charge, outside the scope, …).",
+    )
+    tax_exemption_reason_code = models.CharField(
+        max_length=30, blank=True, db_default="", help_text="Exempt only: the VATEX code, e.g. VATEX-EU-132-1I."
+    )
+    tax_exemption_reason = models.CharField(
+        max_length=300, blank=True, db_default="", help_text="Exempt only: the legal reason printed on the invoice."
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name", "pk"]
-        constraints = [models.CheckConstraint(condition=~Q(name=""), name="product_name_not_empty")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="product_name_not_empty"),
+            models.CheckConstraint(condition=Q(tax_category__in=TaxCategory.values), name="product_tax_category_valid"),
+            models.CheckConstraint(
+                condition=~Q(tax_category=TaxCategory.EXEMPT) | ~Q(tax_exemption_reason=""),
+                name="product_exempt_has_reason",
+                violation_error_message="An exempt product needs the exemption reason printed on the invoice.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -158,6 +181,20 @@ class Price(models.Model):
     package_size = models.PositiveIntegerField(null=True, blank=True, help_text="Package pricing: units per block.")
     trial_days = models.PositiveSmallIntegerField(default=0)
     tax_behavior = models.CharField(max_length=10, choices=TaxBehavior.choices, default=TaxBehavior.EXCLUSIVE)
+    tax_category = models.CharField(
+        max_length=2,
+        choices=TaxCategory.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Empty: the product's tax category (and exemption reason).",
+    )
+    tax_exemption_reason_code = models.CharField(
+        max_length=30, blank=True, db_default="", help_text="Exempt only: the VATEX code, e.g. VATEX-EU-132-1I."
+    )
+    tax_exemption_reason = models.CharField(
+        max_length=300, blank=True, db_default="", help_text="Exempt only: the legal reason printed on the invoice."
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -173,6 +210,14 @@ class Price(models.Model):
                 condition=Q(metric__isnull=True) | Q(usage_type=UsageType.METERED), name="price_metric_only_metered"
             ),
             models.CheckConstraint(condition=Q(tax_behavior__in=TaxBehavior.values), name="price_tax_behavior_valid"),
+            models.CheckConstraint(
+                condition=Q(tax_category__in=[*TaxCategory.values, ""]), name="price_tax_category_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(tax_category=TaxCategory.EXEMPT) | ~Q(tax_exemption_reason=""),
+                name="price_exempt_has_reason",
+                violation_error_message="An exempt price needs the exemption reason printed on the invoice.",
+            ),
             models.CheckConstraint(condition=Q(unit_amount__gte=0), name="price_unit_amount_non_negative"),
             models.CheckConstraint(
                 # package_size IS NOT NULL too: a CHECK passes when its condition is NULL (NULL >= 1)
@@ -188,6 +233,14 @@ class Price(models.Model):
     def __str__(self) -> str:
         amount = fmt.unit_price(self.unit_amount.amount, self.currency, fmt.DEFAULT_LANGUAGE)
         return f"{self.display_name} — {amount} / {self.interval_label}"
+
+    @property
+    def tax_category_effective(self) -> tuple[str, str, str]:
+        """(category, exemption reason code, exemption reason): the price's own, else its product's (loaded)."""
+        if self.tax_category:
+            return self.tax_category, self.tax_exemption_reason_code, self.tax_exemption_reason
+        product = self.product
+        return product.tax_category, product.tax_exemption_reason_code, product.tax_exemption_reason
 
     @property
     def currency(self) -> str:

@@ -24,7 +24,7 @@ from billing_project.demo.portal_customer import seed_portal_customer
 from billing_project.demo.seller import seed_seller
 from billing_project.portal import seed_portal
 from dunning.services import seed_dunning
-from invoicing.demo import seed_one_off_invoices, seed_tax_rates_and_series
+from invoicing.demo import seed_mixed_vat_invoice, seed_one_off_invoices, seed_tax_rates_and_series
 from invoicing.documents import pdfs_render
 from payments.demo import seed_cards, seed_payments
 from reporting.metrics import metrics_refresh
@@ -58,6 +58,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("earlier customers: a year of subscriptions, changes and invoices, replayed", seed_history),
     ("invoices: a billing run for each billing date up to today", bill_up_to_today),
     ("one-off invoices", seed_one_off_invoices),
+    ("an invoice with mixed VAT rates (19 % + 7 % + exempt)", seed_mixed_vat_invoice),
     ("payments: payments, credit, failed attempts", seed_payments),
     ("earlier customers' bank transfers", pay_history),
     ("portal customer: a credit note and an invoice to pay", seed_portal_customer),

@@ -28,7 +28,7 @@ class CreditNoteLineInline(FormattedNumbersMixin, ReadOnlyInline):
     model = CreditNoteLine
     money_fields = dict.fromkeys(("net_amount", "tax_amount", "total_amount"), "credit_note.currency")
     quantity_fields = ("quantity",)
-    fields = ("description", "quantity", "tax_name", "net_amount", "tax_amount", "total_amount")
+    fields = ("description", "quantity", "tax_category", "tax_name", "net_amount", "tax_amount", "total_amount")
     readonly_fields = fields
 
 

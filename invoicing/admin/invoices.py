@@ -27,6 +27,7 @@ from core.admin_pages import date_text, money_text
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.money import amount_limit_problem, round_amount
+from core.tax_categories import TaxCategory
 from customers.admin_search import NumberOrCustomerSearchMixin
 from customers.models import Customer
 from invoicing import delivery, documents
@@ -69,9 +70,13 @@ class InvoiceLineForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in ("description", "unit_amount"):
+        for name in ("description", "unit_amount", "supply_tax_category"):
             if name in self.fields:
                 self.fields[name].required = False
+
+    def clean_supply_tax_category(self) -> str:
+        # Not sent (a line added by a script, an older form): a standard-rated line, as the model's default.
+        return self.cleaned_data.get("supply_tax_category") or TaxCategory.STANDARD
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -105,6 +110,12 @@ class InvoiceLineForm(forms.ModelForm):
             self.add_error("unit_amount", f"quantity × unit amount = {problem}")
         if data.get("discount_amount") is not None and (problem := amount_limit_problem(data["discount_amount"])):
             self.add_error("discount_amount", problem)
+        if (
+            data.get("supply_tax_category") == TaxCategory.EXEMPT
+            and not data.get("price")
+            and not (data.get("tax_exemption_reason") or "").strip()
+        ):
+            self.add_error("tax_exemption_reason", "An exempt line needs the exemption reason printed on the invoice.")
         return data
 
 
@@ -127,6 +138,11 @@ class InvoiceLineFormSet(forms.BaseInlineFormSet):
             if currency and data.get("quantity") is not None and data.get("unit_amount") is not None:
                 form.instance.amount = round_amount(data["quantity"] * data["unit_amount"], currency)
             form.instance.tax_inclusive = price.tax_behavior == TaxBehavior.INCLUSIVE
+            # and what it sells, for VAT: the price's category (else its product's), resolved per customer
+            category, code, reason = price.tax_category_effective
+            form.instance.supply_tax_category = category
+            form.instance.tax_exemption_reason_code = code
+            form.instance.tax_exemption_reason = reason
 
 
 class InvoiceLineInline(FormattedNumbersMixin, admin.TabularInline):
@@ -146,6 +162,9 @@ class InvoiceLineInline(FormattedNumbersMixin, admin.TabularInline):
         "period_start",
         "period_end",
         "proration",
+        "supply_tax_category",
+        "tax_exemption_reason_code",
+        "tax_exemption_reason",
         "tax_name",
         "tax_amount",
         "total_amount",
@@ -165,7 +184,16 @@ class InvoiceLineInline(FormattedNumbersMixin, admin.TabularInline):
 
     def get_fields(self, request: HttpRequest, obj: Invoice | None = None) -> Any:
         if obj is None:  # a new one-off invoice: a price from the catalog or free text (the rest on its draft page)
-            return ("position", "price", "description", "quantity", "unit_amount", "discount_amount")
+            return (
+                "position",
+                "price",
+                "description",
+                "quantity",
+                "unit_amount",
+                "discount_amount",
+                "supply_tax_category",
+                "tax_exemption_reason",
+            )
         fields = super().get_fields(request, obj)
         if not self._editable(obj):  # read-only: a word, not the admin's ✔/✖ icon
             return [("proration_words" if name == "proration" else name) for name in fields]
@@ -548,15 +576,21 @@ class InvoiceAdmin(
     def tax_summary_display(self, obj: Invoice) -> str:
         if not obj.tax_summary:
             return "—"
+        # One row per VAT category and rate, as the PDF prints it (the exemption reason of an exempt row).
         return format_html_join(
             "",
-            "<div>{} ({}): taxable {}, tax {}</div>",
+            '<div class="tax-summary-row">{} {} · {} ({}): taxable {}, tax {}{}</div>',
             (
                 (
+                    row.get("category") or "—",
+                    TaxCategory(row["category"]).label if row.get("category") in TaxCategory.values else "",
                     row["name"],
                     percentage_display(row["percentage"]),
                     _amount(Decimal(row["taxable_amount"]), obj.currency),
                     _amount(Decimal(row["tax_amount"]), obj.currency),
+                    " — " + " ".join(filter(None, (row.get("exemption_reason_code"), row.get("exemption_reason"))))
+                    if row.get("exemption_reason")
+                    else "",
                 )
                 for row in obj.tax_summary
             ),

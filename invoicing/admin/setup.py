@@ -50,10 +50,11 @@ class TaxRateAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
         "name",
         "country",
         "region",
+        "category",
         "percentage",
         boolean_column("inclusive", "inclusive"),
         "active",  # editable in the list (a checkbox)
     )
-    list_filter = ("active", "inclusive", "country")
+    list_filter = ("active", "category", "inclusive", "country")
     search_fields = ("name", "country", "region")
     list_editable = ("active",)

@@ -62,20 +62,20 @@ def test_plain_csv_has_one_row_per_document_line(march):
     text, summary = _export("csv")
     assert text.splitlines() == [
         "document_type,document_number,status,date,due_date,customer,customer_email,customer_tax_id,currency,line,"
-        "description,quantity,unit_amount,net_amount,tax_name,tax_percentage,tax_amount,line_total,document_total,"
+        "description,quantity,unit_amount,net_amount,tax_category,tax_name,tax_percentage,tax_amount,line_total,document_total,"
         "reference",
         f"invoice,INV-2026-000001,open,2026-03-02,2026-03-16,{ALPHA},alpha@customer.example,,EUR,1,"
-        "Gym membership March,1,100.00,100.00,VAT 19 %,19,19.00,119.00,130.91,",
+        "Gym membership March,1,100.00,100.00,S,VAT 19 %,19,19.00,119.00,130.91,",
         f"invoice,INV-2026-000001,open,2026-03-02,2026-03-16,{ALPHA},alpha@customer.example,,EUR,2,"
-        "Towel,3,3.335,10.01,VAT 19 %,19,1.90,11.91,130.91,",
+        "Towel,3,3.335,10.01,S,VAT 19 %,19,1.90,11.91,130.91,",
         "invoice,INV-2026-000002,paid,2026-03-05,2026-03-19,Beta GmbH,beta@customer.example,DE123456789,EUR,1,"
-        "Consulting,1,50.00,50.00,VAT 19 %,19,9.50,59.50,59.50,",
+        "Consulting,1,50.00,50.00,S,VAT 19 %,19,9.50,59.50,59.50,",
         f"credit_note,CN-2026-000001,issued,2026-03-06,,{ALPHA},alpha@customer.example,,EUR,1,"
-        "Credit: Goodwill,,,20.00,VAT 19 %,19,3.80,23.80,23.80,INV-2026-000001",
+        "Credit: Goodwill,,,20.00,S,VAT 19 %,19,3.80,23.80,23.80,INV-2026-000001",
         f"payment,{payment},succeeded,2026-03-10,,Beta GmbH,beta@customer.example,DE123456789,EUR,1,"
-        "Allocated to INV-2026-000002,,,59.50,,,,59.50,70.00,INV-2026-000002",
+        "Allocated to INV-2026-000002,,,59.50,,,,,59.50,70.00,INV-2026-000002",
         f"payment,{payment},succeeded,2026-03-10,,Beta GmbH,beta@customer.example,DE123456789,EUR,2,"
-        "To customer credit,,,10.50,,,,10.50,70.00,",
+        "To customer credit,,,10.50,,,,,10.50,70.00,",
     ]
     assert str(summary) == "csv: 2 invoice(s), 1 credit note(s), 1 payment(s), 6 row(s) for 2026-03-01..2026-03-31"
 

@@ -147,6 +147,9 @@ def test_totals_are_sums_of_rounded_lines_with_a_summary_per_rate():
         ("VAT 7 %", D("9.00"), D("0.63")),
     ]
     assert totals.tax_summary_json()[0] == {
+        "category": "S",
+        "exemption_reason_code": "",
+        "exemption_reason": "",
         "name": "VAT 19 %",
         "percentage": "19",
         "inclusive": False,
@@ -249,6 +252,9 @@ def test_finalized_invoice_carries_rate_note_and_summary(series, vat_de):
     assert (invoice.total, invoice.tax_total) == (D("10.01"), D(0))
     assert invoice.tax_summary == [
         {
+            "category": "AE",
+            "exemption_reason_code": "",
+            "exemption_reason": "",
             "name": "Reverse charge",
             "percentage": "0",
             "inclusive": False,
