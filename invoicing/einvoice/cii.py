@@ -169,6 +169,16 @@ def build(document: Document, profile: Profile) -> bytes:
         _el(_el(agreement, "ram:BuyerOrderReferencedDocument"), "ram:IssuerAssignedID", document.order_reference)
 
     delivery = _el(transaction, "ram:ApplicableHeaderTradeDelivery")
+    if (place := document.deliver_to) is not None:
+        address = _el(_el(delivery, "ram:ShipToTradeParty"), "ram:PostalTradeAddress")
+        for tag, value in (
+            ("ram:PostcodeCode", place.postcode),
+            ("ram:LineOne", place.street),
+            ("ram:CityName", place.city),
+        ):
+            if value:
+                _el(address, tag, value)
+        _el(address, "ram:CountryID", place.country)
     if document.period_end and not document.period_start:
         event = _el(delivery, "ram:ActualDeliverySupplyChainEvent")
         _date(event, "ram:OccurrenceDateTime", document.period_end)

@@ -93,9 +93,19 @@ def buyer_party(customer: Mapping[str, Any], *, with_vat_id: bool = True) -> m.P
     )
 
 
+def _en16931(category: str) -> str:
+    """EN 16931 has no "reduced" category: a reduced rate is S at its percentage (BR-CL-18)."""
+    return m.STANDARD if category == "AA" else category
+
+
 def _line_category(line: Any, treatment: str) -> tuple[str, Decimal]:
-    category, _, _ = TREATMENT_CATEGORY.get(treatment, TREATMENT_CATEGORY["standard"])
+    """The line's own category when it carries one (tax per line), else the invoice's treatment."""
     rate = Decimal(line.tax_percentage or 0)
+    own = getattr(line, "tax_category", "")
+    if own:
+        category = _en16931(own)
+    else:
+        category, _, _ = TREATMENT_CATEGORY.get(treatment, TREATMENT_CATEGORY["standard"])
     if category == m.STANDARD and not rate:
         category = m.ZERO_RATED
     return category, rate if category == m.STANDARD else ZERO
@@ -147,13 +157,19 @@ def _line(index: int, line: Any, *, treatment: str, currency: str, credit: bool)
 
 
 def _breakdown(rows: Sequence[Mapping[str, Any]], *, treatment: str) -> tuple[m.TaxSubtotal, ...]:
-    category, reason, code = TREATMENT_CATEGORY.get(treatment, TREATMENT_CATEGORY["standard"])
-    merged: dict[tuple[str, Decimal], list[Decimal]] = {}
+    """One row per EN 16931 category and rate. Rows written with tax per line carry their category and exemption
+    reason; older rows take the invoice's treatment."""
+    default_category, default_reason, default_code = TREATMENT_CATEGORY.get(treatment, TREATMENT_CATEGORY["standard"])
+    merged: dict[tuple[str, Decimal], list[Any]] = {}
     for row in rows:
         rate = Decimal(row["percentage"])
-        row_category = category if category != m.STANDARD else (m.STANDARD if rate else m.ZERO_RATED)
-        key = (row_category, rate if row_category == m.STANDARD else ZERO)
-        bucket = merged.setdefault(key, [ZERO, ZERO])
+        category = _en16931(row.get("category") or default_category)
+        if category == m.STANDARD and not rate:
+            category = m.ZERO_RATED
+        key = (category, rate if category == m.STANDARD else ZERO)
+        reason = row.get("exemption_reason") or (default_reason if "category" not in row else "")
+        code = row.get("exemption_reason_code") or (default_code if "category" not in row else "")
+        bucket = merged.setdefault(key, [ZERO, ZERO, reason, code])
         bucket[0] += Decimal(row["taxable_amount"])
         bucket[1] += Decimal(row["tax_amount"])
     return tuple(
@@ -162,16 +178,35 @@ def _breakdown(rows: Sequence[Mapping[str, Any]], *, treatment: str) -> tuple[m.
             rate=key[1],
             taxable=taxable,
             tax=tax,
-            exemption_reason=reason if key[0] in m.NEEDS_EXEMPTION_REASON else "",
-            exemption_code=code if key[0] in m.NEEDS_EXEMPTION_REASON else "",
+            exemption_reason=(reason or EXEMPTION_TEXT.get(key[0], "")) if key[0] in m.NEEDS_EXEMPTION_REASON else "",
+            exemption_code=(code or EXEMPTION_CODE.get(key[0], "")) if key[0] in m.NEEDS_EXEMPTION_REASON else "",
         )
-        for key, (taxable, tax) in merged.items()
+        for key, (taxable, tax, reason, code) in merged.items()
     )
 
 
-def _with_vat_ids(treatment: str) -> bool:
+# When a row names no reason of its own (BT-120 / BT-121 are required for these categories).
+EXEMPTION_TEXT = {
+    m.EXEMPT: "Exempt from VAT",
+    m.REVERSE_CHARGE: "Reverse charge",
+    m.INTRA_COMMUNITY: "Intra-community supply",
+    m.EXPORT: "Export outside the EU",
+    m.OUTSIDE_SCOPE: "Not subject to VAT",
+}
+EXEMPTION_CODE = {
+    m.EXEMPT: "VATEX-EU-132",
+    m.REVERSE_CHARGE: "VATEX-EU-AE",
+    m.INTRA_COMMUNITY: "VATEX-EU-IC",
+    m.EXPORT: "VATEX-EU-G",
+    m.OUTSIDE_SCOPE: "VATEX-EU-O",
+}
+
+
+def _with_vat_ids(treatment: str, rows: Sequence[Mapping[str, Any]] = ()) -> bool:
     # BR-O-02..04: a "not subject to VAT" invoice carries no VAT identifiers (the seller's tax number stays).
-    return treatment != "outside_scope"
+    if any(row.get("category") == m.OUTSIDE_SCOPE for row in rows):
+        return False
+    return treatment != "outside_scope" or any(row.get("category") not in (None, m.OUTSIDE_SCOPE) for row in rows)
 
 
 def invoice_document(
@@ -190,7 +225,7 @@ def invoice_document(
     treatment = invoice.tax_treatment
     customer = customer if customer is not None else invoice.customer_snapshot
     seller = seller if seller is not None else invoice.seller_snapshot
-    vat_ids = _with_vat_ids(treatment)
+    vat_ids = _with_vat_ids(treatment, invoice.tax_summary)
     built = [_line(i, line, treatment=treatment, currency=currency, credit=False) for i, line in enumerate(lines, 1)]
     doc_lines = tuple(line for line, _ in built)
     line_total = sum((line.net_amount for line in doc_lines), round_amount(ZERO, currency))
@@ -223,13 +258,14 @@ def invoice_document(
         period_start=period_start,
         period_end=period_end if period_start else (period_end or issue),
         notes=tuple(note for note in (invoice.tax_note,) if note),
+        deliver_to=_deliver_to(customer, doc_lines),
     )
 
 
 def credit_note_document(credit_note: Any, lines: Sequence[Any], *, invoice: Any) -> m.Document:
     currency = credit_note.currency
     treatment = invoice.tax_treatment
-    vat_ids = _with_vat_ids(treatment)
+    vat_ids = _with_vat_ids(treatment, credit_note.tax_summary)
     customer = credit_note.customer_snapshot or invoice.customer_snapshot
     seller = credit_note.seller_snapshot or invoice.seller_snapshot
     built = [_line(i, line, treatment=treatment, currency=currency, credit=True) for i, line in enumerate(lines, 1)]
@@ -261,7 +297,15 @@ def credit_note_document(credit_note: Any, lines: Sequence[Any], *, invoice: Any
         period_start=invoice.period_start if invoice.period_start and invoice.period_end else None,
         period_end=_end(invoice.period_end) if invoice.period_start and invoice.period_end else credit_note.issue_date,
         notes=tuple(note for note in (credit_note.reason, invoice.tax_note) if note),
+        deliver_to=_deliver_to(customer, doc_lines),
     )
+
+
+def _deliver_to(customer: Mapping[str, Any], lines: Sequence[m.Line]) -> m.Party | None:
+    """Goods supplied to another member state name where they went (BG-15, BR-IC-12): the buyer's address."""
+    if any(line.category == m.INTRA_COMMUNITY for line in lines):
+        return buyer_party(customer)
+    return None
 
 
 def _service_period(invoice: Any, lines: Sequence[Any]) -> tuple[dt.date | None, dt.date | None]:

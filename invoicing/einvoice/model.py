@@ -144,6 +144,7 @@ class Document:
     period_start: dt.date | None = None  # BG-14
     period_end: dt.date | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)  # BT-22
+    deliver_to: Party | None = None  # BG-15: where goods went; required for an intra-community supply (BR-IC-12)
 
     @property
     def type_code(self) -> str:

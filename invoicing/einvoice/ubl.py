@@ -187,8 +187,20 @@ def build(document: Document, profile: Profile) -> bytes:
             _el(reference, "cbc:IssueDate", iso_date(document.preceding_date))
     _party(root, "cac:AccountingSupplierParty", document.seller, seller=True)
     _party(root, "cac:AccountingCustomerParty", document.buyer, seller=False)
-    if document.period_end and not document.period_start:
-        _el(_el(root, "cac:Delivery"), "cbc:ActualDeliveryDate", iso_date(document.period_end))
+    if (document.period_end and not document.period_start) or document.deliver_to:
+        delivery = _el(root, "cac:Delivery")
+        if document.period_end and not document.period_start:
+            _el(delivery, "cbc:ActualDeliveryDate", iso_date(document.period_end))
+        if (place := document.deliver_to) is not None:
+            address = _el(_el(delivery, "cac:DeliveryLocation"), "cac:Address")
+            for tag, value in (
+                ("cbc:StreetName", place.street),
+                ("cbc:CityName", place.city),
+                ("cbc:PostalZone", place.postcode),
+            ):
+                if value:
+                    _el(address, tag, value)
+            _el(_el(address, "cac:Country"), "cbc:IdentificationCode", place.country)
     payment = document.payment
     if payment:
         means = _el(root, "cac:PaymentMeans")

@@ -186,49 +186,6 @@ class Migration(migrations.Migration):
             ),
         ),
         pgtrigger.migrations.AddTrigger(
-            model_name="price",
-            trigger=pgtrigger.compiler.Trigger(
-                name="insert_insert",
-                sql=pgtrigger.compiler.UpsertTriggerSql(
-                    func='INSERT INTO "subscriptions_priceaudit" ("active", "aggregation", "created_at", "id", "interval", "interval_count", "nickname", "package_size", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "pricing_model", "product_id", "tax_behavior", "tax_category", "tax_exemption_reason", "tax_exemption_reason_code", "trial_days", "unit_amount", "unit_amount_currency", "usage_type") VALUES (NEW."active", NEW."aggregation", NEW."created_at", NEW."id", NEW."interval", NEW."interval_count", NEW."nickname", NEW."package_size", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, CLOCK_TIMESTAMP(), \'insert\', NEW."id", NEW."pricing_model", NEW."product_id", NEW."tax_behavior", NEW."tax_category", NEW."tax_exemption_reason", NEW."tax_exemption_reason_code", NEW."trial_days", NEW."unit_amount", NEW."unit_amount_currency", NEW."usage_type"); RETURN NULL;',
-                    hash="4d51b0c20e42ec819ef584e9b47eaf4798ee450a",
-                    operation="INSERT",
-                    pgid="pgtrigger_insert_insert_fc4fd",
-                    table="subscriptions_price",
-                    when="AFTER",
-                ),
-            ),
-        ),
-        pgtrigger.migrations.AddTrigger(
-            model_name="price",
-            trigger=pgtrigger.compiler.Trigger(
-                name="update_update",
-                sql=pgtrigger.compiler.UpsertTriggerSql(
-                    condition='WHEN (OLD."active" IS DISTINCT FROM (NEW."active") OR OLD."aggregation" IS DISTINCT FROM (NEW."aggregation") OR OLD."id" IS DISTINCT FROM (NEW."id") OR OLD."interval" IS DISTINCT FROM (NEW."interval") OR OLD."interval_count" IS DISTINCT FROM (NEW."interval_count") OR OLD."nickname" IS DISTINCT FROM (NEW."nickname") OR OLD."package_size" IS DISTINCT FROM (NEW."package_size") OR OLD."pricing_model" IS DISTINCT FROM (NEW."pricing_model") OR OLD."product_id" IS DISTINCT FROM (NEW."product_id") OR OLD."tax_behavior" IS DISTINCT FROM (NEW."tax_behavior") OR OLD."tax_category" IS DISTINCT FROM (NEW."tax_category") OR OLD."tax_exemption_reason" IS DISTINCT FROM (NEW."tax_exemption_reason") OR OLD."tax_exemption_reason_code" IS DISTINCT FROM (NEW."tax_exemption_reason_code") OR OLD."trial_days" IS DISTINCT FROM (NEW."trial_days") OR OLD."unit_amount" IS DISTINCT FROM (NEW."unit_amount") OR OLD."unit_amount_currency" IS DISTINCT FROM (NEW."unit_amount_currency") OR OLD."usage_type" IS DISTINCT FROM (NEW."usage_type"))',
-                    func='INSERT INTO "subscriptions_priceaudit" ("active", "aggregation", "created_at", "id", "interval", "interval_count", "nickname", "package_size", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "pricing_model", "product_id", "tax_behavior", "tax_category", "tax_exemption_reason", "tax_exemption_reason_code", "trial_days", "unit_amount", "unit_amount_currency", "usage_type") VALUES (NEW."active", NEW."aggregation", NEW."created_at", NEW."id", NEW."interval", NEW."interval_count", NEW."nickname", NEW."package_size", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, CLOCK_TIMESTAMP(), \'update\', NEW."id", NEW."pricing_model", NEW."product_id", NEW."tax_behavior", NEW."tax_category", NEW."tax_exemption_reason", NEW."tax_exemption_reason_code", NEW."trial_days", NEW."unit_amount", NEW."unit_amount_currency", NEW."usage_type"); RETURN NULL;',
-                    hash="2012ce27d2bff5fa228edf59ec522f651107c0df",
-                    operation="UPDATE",
-                    pgid="pgtrigger_update_update_5b696",
-                    table="subscriptions_price",
-                    when="AFTER",
-                ),
-            ),
-        ),
-        pgtrigger.migrations.AddTrigger(
-            model_name="price",
-            trigger=pgtrigger.compiler.Trigger(
-                name="delete_delete",
-                sql=pgtrigger.compiler.UpsertTriggerSql(
-                    func='INSERT INTO "subscriptions_priceaudit" ("active", "aggregation", "created_at", "id", "interval", "interval_count", "nickname", "package_size", "pgh_context", "pgh_context_id", "pgh_created_at", "pgh_label", "pgh_obj_id", "pricing_model", "product_id", "tax_behavior", "tax_category", "tax_exemption_reason", "tax_exemption_reason_code", "trial_days", "unit_amount", "unit_amount_currency", "usage_type") VALUES (OLD."active", OLD."aggregation", OLD."created_at", OLD."id", OLD."interval", OLD."interval_count", OLD."nickname", OLD."package_size", COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_metadata\', TRUE), \'\'), NULL)::JSONB, COALESCE(NULLIF(CURRENT_SETTING(\'pghistory.context_id\', TRUE), \'\'), NULL)::UUID, CLOCK_TIMESTAMP(), \'delete\', OLD."id", OLD."pricing_model", OLD."product_id", OLD."tax_behavior", OLD."tax_category", OLD."tax_exemption_reason", OLD."tax_exemption_reason_code", OLD."trial_days", OLD."unit_amount", OLD."unit_amount_currency", OLD."usage_type"); RETURN NULL;',
-                    hash="c48d0deae11a4d3073027597b0e632d8048a2987",
-                    operation="DELETE",
-                    pgid="pgtrigger_delete_delete_18a82",
-                    table="subscriptions_price",
-                    when="AFTER",
-                ),
-            ),
-        ),
-        pgtrigger.migrations.AddTrigger(
             model_name="product",
             trigger=pgtrigger.compiler.Trigger(
                 name="insert_insert",

@@ -11,18 +11,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        pgtrigger.migrations.RemoveTrigger(
-            model_name="price",
-            name="insert_insert",
-        ),
-        pgtrigger.migrations.RemoveTrigger(
-            model_name="price",
-            name="update_update",
-        ),
-        pgtrigger.migrations.RemoveTrigger(
-            model_name="price",
-            name="delete_delete",
-        ),
         pgtrigger.migrations.AddTrigger(
             model_name="price",
             trigger=pgtrigger.compiler.Trigger(

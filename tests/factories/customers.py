@@ -57,6 +57,7 @@ SELLER = {
     "register_number": "HRB 654321",
     "managing_directors": "Dr. Erika Mustermann, Jonas Weber",
     "email": "billing@example.com",
+    "phone": "+49 30 1234567",
     "bank_name": "Demo Bank",
     "iban": "DE89370400440532013000",
     "bic": "COBADEFFXXX",
