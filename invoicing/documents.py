@@ -56,6 +56,7 @@ from invoicing.models import (
     InvoiceStatus,
     TaxTreatment,
 )
+from invoicing.terms import payment_terms_text
 from notifications.models import OutboundEmail
 from notifications.sending import Attachment, AttachmentNotReady
 
@@ -414,24 +415,6 @@ def _service_meta(start: dt.date | None, end: dt.date | None, issue_date: dt.dat
     return fmt.label(lang, "service_date"), fmt.date(issue_date, lang)
 
 
-def payment_terms_text(invoice: Invoice) -> str:
-    """The payment terms sentence in the customer's language (also the e-invoice's BT-20)."""
-    lang = fmt.document_language((invoice.customer_snapshot or {}).get("language"))
-    return _payment_terms(invoice, lang)
-
-
-def _payment_terms(invoice: Invoice, lang: str) -> str:
-    if invoice.due_date is None or invoice.issue_date is None:
-        return ""
-    days = (invoice.due_date - invoice.issue_date).days
-    due = fmt.date(invoice.due_date, lang)
-    return (
-        fmt.label(lang, "payment_terms", days=days, due_date=due)
-        if days > 0
-        else fmt.label(lang, "payment_terms_now", due_date=due)
-    )
-
-
 def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = None) -> dict[str, Any]:
     """Everything the document template prints, formatted for the customer's language (no queries when
     ``lines`` is given and the invoice is finalized). The content follows art. 226 of the VAT Directive and §14
@@ -505,7 +488,7 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
             ),
             "memo": invoice.memo,
             "document_footer": invoice.footer,
-            "payment_terms": _payment_terms(invoice, lang),
+            "payment_terms": payment_terms_text(invoice, lang),
             "show_payment": invoice.amount_due > 0 and status != InvoiceStatus.VOID,
             "pay_by_transfer": fmt.label(
                 lang,

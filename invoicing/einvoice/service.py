@@ -27,6 +27,7 @@ from invoicing.einvoice import cii, mapping, ubl, validation
 from invoicing.einvoice.model import Document
 from invoicing.einvoice.syntax import EN16931, PEPPOL_BIS, PEPPOL_PROFILE, XRECHNUNG, Profile
 from invoicing.models import CreditNote, EInvoiceFile, Invoice
+from invoicing.terms import payment_terms_text
 
 logger = logging.getLogger(__name__)
 
@@ -199,8 +200,6 @@ def invoice_einvoice(invoice: Invoice, lines: Sequence[Any] | None = None) -> tu
     if fmt is None or invoice.is_draft:
         return None
     lines = list(invoice.lines.order_by("position", "pk")) if lines is None else lines
-    from invoicing.documents import payment_terms_text
-
     document = mapping.invoice_document(invoice, lines, payment_terms=payment_terms_text(invoice))
     return fmt, fmt.xml(document)
 
