@@ -3,10 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 
 from accounting.models import ExchangeRate
+from core.audit import AuditTrailMixin
 
 
 @admin.register(ExchangeRate)
-class ExchangeRateAdmin(admin.ModelAdmin):
+class ExchangeRateAdmin(AuditTrailMixin, admin.ModelAdmin):
     """The rates the journals convert with: loaded daily from the ECB, imported from a file, or corrected here."""
 
     list_display = ("date", "currency", "rate_display", "base", "source", "updated_at")

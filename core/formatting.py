@@ -287,6 +287,12 @@ LABELS: dict[str, dict[str, str]] = {
         "§4 UStG).",
         "legal_outside_scope": "Non soumis à la TVA ({seller_country}) : le lieu de la prestation est situé hors de "
         "l’UE (article 44 de la directive 2006/112/CE du Conseil ; §3a (2) UStG).",
+        "legal_intra_community": "Livraison intracommunautaire exonérée (article 138 de la directive 2006/112/CE du "
+        "Conseil ; §4 n° 1b, §6a UStG).",
+        "legal_export": "Exportation exonérée hors de l’UE (article 146 de la directive 2006/112/CE du Conseil ; "
+        "§4 n° 1a, §6 UStG).",
+        "intra_community": "Livraison intracommunautaire",
+        "export": "Exportation",
         "phone": "Téléphone",
     },
     "es": {
@@ -347,6 +353,12 @@ LABELS: dict[str, dict[str, str]] = {
         "legal_exempt": "Exento de IVA (artículos 132 y siguientes de la Directiva 2006/112/CE del Consejo; §4 UStG).",
         "legal_outside_scope": "No sujeto a IVA en {seller_country}: el lugar de prestación está fuera de la UE "
         "(artículo 44 de la Directiva 2006/112/CE del Consejo; §3a (2) UStG).",
+        "legal_intra_community": "Entrega intracomunitaria exenta (artículo 138 de la Directiva 2006/112/CE del "
+        "Consejo; §4 n.º 1b, §6a UStG).",
+        "legal_export": "Exportación exenta fuera de la UE (artículo 146 de la Directiva 2006/112/CE del Consejo; "
+        "§4 n.º 1a, §6 UStG).",
+        "intra_community": "Entrega intracomunitaria",
+        "export": "Exportación",
         "phone": "Teléfono",
     },
 }

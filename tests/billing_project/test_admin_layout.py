@@ -75,7 +75,7 @@ LISTS = {
     "customer": "admin:customers_customer_changelist",
     "subscription": "admin:subscriptions_subscription_changelist",
     "payment": "admin:payments_payment_changelist",
-    "usage": "admin:subscriptions_usagerecord_changelist",
+    "usage": "admin:subscriptions_usageevent_changelist",
 }
 
 

@@ -32,7 +32,7 @@ def test_three_runs_create_each_schedule_once(capsys):
         call_command("setup_schedules")
     assert sorted(PeriodicTask.objects.values_list("task", flat=True)) == sorted(TASKS)
     assert PeriodicTask.objects.count() == len(job_schedules()) == len(TASKS)
-    assert CrontabSchedule.objects.count() == 5  # five daily jobs at five different times
+    assert CrontabSchedule.objects.count() == 6  # six daily jobs at six different times
     assert "kept" in capsys.readouterr().out
 
 

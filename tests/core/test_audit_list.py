@@ -199,6 +199,8 @@ def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_p
     from django.contrib import admin
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+    from accounting.models import ExchangeRate
+    from api.keys import api_key_create
     from core.audit import audit_specs
     from customers.seller import seller_profile
     from subscriptions.models import Discount
@@ -211,6 +213,7 @@ def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_p
         TaxRateFactory,
         record_payment,
     )
+    from tests.factories.subscriptions import BillableMetricFactory
 
     customer = CustomerFactory()
     subscription = SubscriptionFactory(customer=customer)  # its price is in use: every field read-only
@@ -233,6 +236,9 @@ def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_p
         PeriodicTask.objects.create(name="nightly", task="core.process_events", interval=every),
         _edited(seller_profile()),  # the one row, created by its migration before the audit triggers existed
         services_endpoint_create(),
+        ExchangeRate.objects.create(date=dt.date(2026, 12, 4), currency="USD", rate="1.0512"),
+        BillableMetricFactory(),
+        api_key_create(name="audit test", scope="read").api_key,
     ]
     registered = {spec.model._meta.concrete_model for spec in audit_specs()} & set(admin.site._registry)
     assert registered <= {type(obj) for obj in objects}

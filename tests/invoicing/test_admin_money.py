@@ -80,7 +80,7 @@ def test_credit_notes_payments_and_the_credit_ledger_show_money(admin_client, se
     assert '<div class="readonly">€10.00</div>' in note  # net total
 
     payments = _page(admin_client, "admin:payments_payment_changelist")
-    assert '<td class="field-amount">€650.00</td>' in payments and "650.000" not in payments
+    assert '<td class="field-amount_display">€650.00</td>' in payments and "650.000" not in payments
     detail = _page(admin_client, "admin:payments_payment_change", payment.pk)
     assert '<div class="readonly">€650.00</div>' in detail
     assert "<p>€107.10</p>" in detail  # the allocation to the invoice (119.00 less the credit note), view-only inline

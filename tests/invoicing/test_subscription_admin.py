@@ -351,7 +351,7 @@ def test_interval_change_from_the_change_screen_previews_the_new_period_and_issu
     assert "Interval change: the billing cycle restarts on 10 Apr 2026" in content
     assert "10 Apr 2026 – 09 Apr 2027 is invoiced now" in content
     assert "Unused time on Studio × 1 from 10 Apr 2026 (21/30 days)" in content
-    assert "332.01 EUR" in content and "357.00 EUR" in content  # now (300 − 21 + tax), the renewal (300 + tax)
+    assert "€332.01" in content and "€357.00" in content  # now (300 − 21 + tax), the renewal (300 + tax)
     # Mixed intervals: the error is on the price.
     mixed = {**data, "items-TOTAL_FORMS": "2", "items-1-price": pro.pk, "items-1-quantity": "1"}
     refused = clerk_client.post(url, mixed).content.decode()

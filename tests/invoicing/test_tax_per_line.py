@@ -353,8 +353,8 @@ def test_credit_note_lines_by_line_keep_the_category(mixed_invoice):
 
 def test_invoice_page_shows_the_summary_per_category_and_rate(mixed_invoice, admin_client):
     page = admin_client.get(f"/admin/invoicing/invoice/{mixed_invoice.pk}/change/").content.decode()
-    assert "S Standard rate · VAT 19 % (19 %): taxable 92.00 EUR, tax 17.48 EUR" in page
-    assert "AA Reduced rate · VAT 7 % (7 %): taxable 22.99 EUR, tax 1.61 EUR" in page
+    assert "S Standard rate · VAT 19 % (19 %): taxable €92.00, tax €17.48" in page
+    assert "AA Reduced rate · VAT 7 % (7 %): taxable €22.99, tax €1.61" in page
 
 
 def test_product_form_takes_the_tax_category_and_refuses_exempt_without_a_reason(admin_client, series):

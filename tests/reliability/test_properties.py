@@ -115,7 +115,10 @@ def lines(draw: Any, currency: str) -> dict[str, Any]:
 
 
 class _Line:
+    """A line as the tax arithmetic reads it: a standard-rated line unless the spec says otherwise."""
+
     def __init__(self, **values: Any):
+        self.__dict__.update({"tax_category": "S", "tax_exemption_reason_code": "", "tax_exemption_reason": ""})
         self.__dict__.update(values)
 
 

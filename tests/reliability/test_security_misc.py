@@ -261,9 +261,12 @@ def hostile_books(db: Any) -> dict[str, Any]:
     return {"invoice": invoice, "overdue": overdue}
 
 
+CSV_FORMATS = [value for value in ExportFormat.values if value != ExportFormat.EINVOICES]  # the e-invoices are a zip
+
+
 def _csv_downloads(client: Client) -> Iterator[tuple[str, str]]:
     period = {"date_from": "2026-01-01", "date_to": "2026-03-31"}
-    for export_format in ExportFormat.values:
+    for export_format in CSV_FORMATS:
         response = client.post(
             reverse("admin:invoicing_invoice_accounting_export"), {**period, "format": export_format}
         )
@@ -281,7 +284,7 @@ def test_every_csv_neutralises_formula_cells_and_keeps_negative_amounts_numbers(
     seen_negative_numbers: set[str] = set()
     neutralised: dict[str, set[str]] = {}
     files = dict(_csv_downloads(client))
-    assert len(files) == len(ExportFormat.values) + len(REPORTS)
+    assert len(files) == len(CSV_FORMATS) + len(REPORTS)
     for name, text in files.items():
         rows = list(csv.reader(io.StringIO(text, newline="")))
         assert rows, name

@@ -26,11 +26,12 @@ from customers.models import LoginToken
 from customers.portal import SESSION_LINK_KEY, SESSION_NEXT_KEY, SESSION_USER_KEY
 from customers.portal_services import portal_user_invite
 from invoicing.documents import credit_note_pdf_bytes, invoice_pdf_bytes
+from invoicing.einvoice.service import einvoice_store
 from payments.gateways.sandbox import SandboxGateway
 from payments.models import PaymentAttempt
 from tests.factories import SubscriptionFactory
 from tests.factories.invoicing import NumberSeriesFactory, TaxRateFactory
-from tests.portal.conftest import Account, signed_in_client
+from tests.portal.conftest import Account, make_invoice, signed_in_client
 from tests.reliability.conftest_security import changed_tables, csrf_client_with_token, database_text, db_digest
 
 pytestmark = pytest.mark.django_db
@@ -68,6 +69,10 @@ class Accounts:
         self.b = Account("Bravo")
         for account in (self.a, self.b):
             account.subscription = SubscriptionFactory(customer=account.customer)  # type: ignore[attr-defined]
+            # an invoice with an e-invoice (Peppol): its XML download is an object URL like its PDF
+            account.customer.einvoice_format = "peppol"
+            account.customer.save(update_fields=["einvoice_format"])
+            account.einvoice_invoice = make_invoice(account.customer, "80.00")  # type: ignore[attr-defined]
 
 
 # url name → the URL kwargs naming one of the account's objects
@@ -75,6 +80,7 @@ OBJECT_KWARGS: dict[str, Callable[[Account], dict[str, Any]]] = {
     "invoice_detail": lambda acc: {"number": acc.open_invoice.number},
     "invoice_pdf": lambda acc: {"number": acc.open_invoice.number},
     "invoice_pay": lambda acc: {"number": acc.open_invoice.number},
+    "invoice_einvoice": lambda acc: {"number": acc.einvoice_invoice.number},  # type: ignore[attr-defined]
     "credit_note_pdf": lambda acc: {"number": acc.credit_note.number},
     "payment_detail": lambda acc: {"payment_id": acc.payment.pk},
     "payment_method_default": lambda acc: {"payment_method_id": acc.payment_method.pk},
@@ -85,6 +91,7 @@ MISSING_KWARGS: dict[str, dict[str, Any]] = {
     "invoice_detail": {"number": "NOPE-999999"},
     "invoice_pdf": {"number": "NOPE-999999"},
     "invoice_pay": {"number": "NOPE-999999"},
+    "invoice_einvoice": {"number": "NOPE-999999"},
     "credit_note_pdf": {"number": "NOPE-999999"},
     "payment_detail": {"payment_id": 999_999_999},
     "payment_method_default": {"payment_method_id": 999_999_999},
@@ -414,6 +421,7 @@ def test_every_portal_get_changes_nothing(accounts: Accounts) -> None:
     a = accounts.a
     invoice_pdf_bytes(invoice_id=a.open_invoice.pk)
     credit_note_pdf_bytes(credit_note_id=a.credit_note.pk)
+    einvoice_store(invoice=a.einvoice_invoice)  # type: ignore[attr-defined]
     tokens = {
         "login_confirm": portal_user_invite(customer=a.customer).token,
         "invoice_link": invoice_link_token(invoice_id=a.open_invoice.pk),

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
 from django.core.management.base import CommandParser
 
+from core.asof import parse_date_option
 from core.commands import BaseCommand
 from reporting.metrics import metrics_refresh
 
@@ -17,13 +17,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--as-of", type=dt.date.fromisoformat, help="Business date of the figures (default: today)."
-        )
+        parser.add_argument("--as-of", help="Business date of the figures, YYYY-MM-DD (default: today).")
         parser.add_argument("--json", action="store_true", help="Print the outcome as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        refresh = metrics_refresh(as_of=options["as_of"], triggered_by="command")
+        as_of = parse_date_option(options["as_of"], option="--as-of") if options["as_of"] else None
+        refresh = metrics_refresh(as_of=as_of, triggered_by="command")
         seconds = (refresh.finished_at - refresh.started_at).total_seconds()
         if options["json"]:
             self.stdout.write(

@@ -27,7 +27,7 @@ from invoicing.services import (
 )
 from tests.factories import CustomerFactory, PriceFactory, SubscriptionFactory, TaxRateFactory
 from tests.factories.subscriptions import ProductFactory
-from tests.invoicing.test_tax_per_line import EXEMPT_REASON, JAN_1, _mixed_subscription, rates_de  # noqa: F401
+from tests.invoicing.test_tax_per_line import EXEMPT_REASON, JAN_1, _mixed_subscription
 
 pytestmark = pytest.mark.django_db
 UBL_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
