@@ -18,6 +18,7 @@ from django.core import mail
 from djmoney.money import Money
 from playwright.sync_api import Browser, Page, expect
 
+from core import formatting as fmt
 from customers.models import Customer
 from invoicing.models import CreditNote, Invoice, InvoiceStatus
 from notifications.models import OutboundEmail
@@ -103,7 +104,7 @@ def test_a_clerk_runs_a_customer_through_its_lifecycle_and_an_auditor_sees_every
         page.get_by_role("button", name="Bill now").click()
         invoice = Invoice.objects.get(subscription=subscription)
         assert invoice.status == InvoiceStatus.OPEN and invoice.discount_total > 0
-        assert f"{invoice.total.quantize(Decimal('0.01'))} EUR" in preview_text  # the preview's total, to the cent
+        assert fmt.money(invoice.total, "EUR", "en") in preview_text  # the preview's total, to the cent
         page.locator(".messagelist").get_by_role("link", name=invoice.number).first.click()
 
         # 4. a partial payment recorded from the invoice's page, its allocation shown first
