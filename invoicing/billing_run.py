@@ -53,7 +53,6 @@ from core.money import round_amount
 from core.tasks import process_event_batch
 from core.tax_categories import TaxCategory
 from customers.models import Customer
-from customers.seller import seller_snapshot
 from invoicing.einvoice import service as einvoice_service
 from invoicing.models import (
     BillingRun,
@@ -126,24 +125,6 @@ class ChunkOutcome:
 
 
 # --- building invoices in memory ------------------------------------------------------------------------
-
-
-def _einvoice_hold_reason(
-    invoice: Invoice, lines: Sequence[PlannedLine], *, customer: Customer, issue_date: dt.date
-) -> str:
-    """The customer's e-invoice is checked before the invoice takes a number: one that would fail validation is
-    held as a draft, its memo naming each failed rule and the field to fix (docs/decisions/einvoice.md)."""
-    problems = einvoice_service.issue_problems(
-        invoice=invoice,
-        lines=lines,
-        customer=customer_snapshot(customer=customer),
-        seller=seller_snapshot(),
-        issue_date=issue_date,
-    )
-    if not problems:
-        return ""
-    label = einvoice_service.FORMATS[customer.einvoice_format].label
-    return f"held for review: the {label} e-invoice fails validation: " + "; ".join(str(p) for p in problems)
 
 
 def _hold_for_review(customer: Customer) -> bool:
@@ -305,7 +286,12 @@ def invoice_build_for_period(
     if not review_reason and _hold_for_review(customer):
         review_reason = "held for review (customer setting)"
     if not review_reason and customer.einvoice_format:
-        review_reason = _einvoice_hold_reason(invoice, lines, customer=customer, issue_date=period.billing_date)
+        # checked before the invoice takes a number: one that would fail is held, its memo naming each failed
+        # rule and the field to fix (docs/decisions/einvoice.md)
+        problems = einvoice_service.problems_before_issue(
+            invoice, lines, customer=customer_snapshot(customer=customer), issue_date=period.billing_date
+        )
+        review_reason = f"held for review: {problems}" if problems else ""
     invoice.memo = review_reason
     return invoice, lines
 

@@ -579,19 +579,11 @@ def _refuse_invalid_einvoice(invoice: Invoice, lines: Sequence[InvoiceLine], *, 
     customer = invoice.customer
     if not customer.einvoice_format:
         return
-    fmt = einvoice_service.FORMATS[customer.einvoice_format]
-    problems = einvoice_service.issue_problems(
-        invoice=invoice,
-        lines=lines,
-        customer=customer_snapshot(customer=customer),
-        seller=seller_snapshot(),
-        issue_date=issue_date,
+    problems = einvoice_service.problems_before_issue(
+        invoice, lines, customer=customer_snapshot(customer=customer), issue_date=issue_date
     )
     if problems:
-        raise einvoice_service.EInvoiceRejected(problems, label=fmt.label)
-
-
-# --- other transitions ----------------------------------------------------------------------------------
+        raise einvoice_service.EInvoiceRejected(problems)
 
 
 def invoice_void(*, invoice: Invoice, actor: AbstractBaseUser | None = None, reason: str = "") -> Invoice:

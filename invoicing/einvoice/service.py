@@ -23,6 +23,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from core.errors import InvalidInput
+from customers.seller import seller_snapshot
 from invoicing.einvoice import cii, mapping, ubl, validation
 from invoicing.einvoice.model import Document
 from invoicing.einvoice.syntax import EN16931, PEPPOL_BIS, PEPPOL_PROFILE, XRECHNUNG, Profile
@@ -84,9 +85,8 @@ class Problem:
 class EInvoiceRejected(InvalidInput):
     """The customer's e-invoice would fail validation: the invoice is not issued."""
 
-    def __init__(self, problems: Sequence[Problem], *, label: str) -> None:
-        self.problems = list(problems)
-        super().__init__(f"the {label} e-invoice fails validation: " + "; ".join(str(p) for p in problems))
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
 
 
 # What to fix for the rules that fail on our data (the rest name their business term in their message).
@@ -194,6 +194,22 @@ def issue_problems(
     return validation_problems(fmt, fmt.xml(document))
 
 
+def problems_before_issue(
+    invoice: Invoice, lines: Sequence[Any], *, customer: Mapping[str, Any], issue_date: dt.date
+) -> str:
+    """ "" when the draft may be issued; else why not — the format and each problem, for a held draft's memo or
+    the error staff see. ``customer`` is the snapshot the invoice will freeze; the seller is today's profile."""
+    fmt = format_for(customer)
+    if fmt is None:
+        return ""
+    problems = issue_problems(
+        invoice=invoice, lines=lines, customer=customer, seller=seller_snapshot(), issue_date=issue_date
+    )
+    if not problems:
+        return ""
+    return f"the {fmt.label} e-invoice fails validation: " + "; ".join(str(p) for p in problems)
+
+
 def invoice_einvoice(invoice: Invoice, lines: Sequence[Any] | None = None) -> tuple[Format, bytes] | None:
     """The e-invoice of an issued invoice, from what it froze at issue; None when its customer takes none."""
     fmt = format_for(invoice.customer_snapshot)
@@ -236,7 +252,7 @@ def einvoice_store(*, invoice: Invoice | None = None, credit_note: CreditNote | 
     if problems:
         # Checked before issue; failing here means the frozen data changed meaning (a rule set update): staff see
         # the failed event, nothing broken is archived or sent.
-        raise EInvoiceRejected(problems, label=fmt.label)
+        raise EInvoiceRejected(f"the {fmt.label} e-invoice fails validation: " + "; ".join(map(str, problems)))
     sha256 = hashlib.sha256(xml).hexdigest()
     name = default_storage.save(
         einvoice_path(number=document.number, issue_date=document.issue_date, fmt=fmt, sha256=sha256),
