@@ -34,6 +34,7 @@ from core.dates import billing_today
 from core.models import DomainEvent
 from customers.models import Customer
 from invoicing import delivery, documents
+from invoicing.einvoice.service import invoice_einvoice_file
 from invoicing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus
 from invoicing.services import (
     CreditNoteLineSpec,
@@ -235,6 +236,22 @@ class InvoiceViewSet(ApiViewSet):
         invoice = self.object_or_404(Invoice.objects.all(), pk, what="invoice")
         filename, content = documents.invoice_pdf_bytes(invoice_id=invoice.pk, version=self.query_id("version"))
         return _pdf(filename, content)
+
+    @extend_schema(responses={(200, "application/xml"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def einvoice(self, request: Request, pk: str) -> HttpResponse:
+        """The archived e-invoice XML (XRechnung, Factur-X's CII, Peppol BIS) of an issued invoice whose customer
+        takes e-invoices; 404 otherwise (docs/decisions/einvoice.md)."""
+        invoice = self.object_or_404(Invoice.objects.all(), pk, what="invoice")
+        found = invoice_einvoice_file(invoice)
+        if found is None:
+            raise ApiProblem(
+                404, f"Invoice {invoice.pk} has no e-invoice (a draft, or its customer takes none).", code="no_einvoice"
+            )
+        filename, content = found
+        response = HttpResponse(content, content_type="application/xml")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
     @extend_schema(
         parameters=[OpenApiParameter("subscription", int, required=True), AS_OF_PARAMETER],

@@ -12,6 +12,7 @@ from django.core import mail
 from pypdf import PdfReader
 
 from core.models import DomainEvent
+from invoicing.einvoice import validation
 from invoicing.models import CreditNote, Invoice
 from payments.models import Payment, Refund
 from tests.factories import CustomerFactory, InvoiceFactory, PaymentMethodFactory, record_payment
@@ -99,6 +100,24 @@ def test_list_filters_and_bounded_queries(api, issued, series, vat_de, django_as
     assert bad.status_code == 400 and bad.json()["field"] == "issued_from"
     bad = api.get("/api/v1/invoices", {"status": "lost"})
     assert bad.status_code == 400 and bad.json()["field"] == "status"
+
+
+def test_einvoice(reader, series, vat_de):
+    customer = CustomerFactory(einvoice_format="xrechnung_cii", buyer_reference="04011000-12345-34")
+    invoice = InvoiceFactory(
+        customer=customer,
+        lines=[{"description": "Service", "unit_amount": Decimal("100.00")}],
+        finalized=dt.date(2026, 3, 2),
+    )
+    response = reader.get(f"/api/v1/invoices/{invoice.pk}/einvoice")
+    assert response.status_code == 200 and response["Content-Type"] == "application/xml"
+    assert validation.validate(response.content, xrechnung=True).errors == ()
+    assert f"{invoice.number}-xrechnung-cii.xml" in response["Content-Disposition"]
+    plain = InvoiceFactory(
+        lines=[{"description": "Service", "unit_amount": Decimal("10.00")}], finalized=dt.date(2026, 3, 2)
+    )
+    missing = reader.get(f"/api/v1/invoices/{plain.pk}/einvoice")
+    assert missing.status_code == 404 and missing["Content-Type"].startswith("application/problem+json")
 
 
 def test_pdf(api, issued):
