@@ -112,8 +112,8 @@ def test_worker_connection_terminated_mid_chunk_and_the_run_completes(tmp_path):
     """The same with a real worker process on the broker, its backend found by application_name in
     pg_stat_activity and terminated while it holds the chunk's number lock. To be certain to find it there (a
     chunk holds that lock only for its last few milliseconds), another connection holds a SHARE lock on the
-    invoice table: the next chunk takes its numbers, then waits to COPY its invoices — inside its open transaction,
-    holding the number lock — until the lock is released right after the termination."""
+    invoice table: the first chunk takes its numbers, then waits to COPY its invoices — inside its open
+    transaction, holding the number lock — until the lock is released right after the termination."""
     ids = _due(400)
     broker = Broker()
     settings_dict = connection.settings_dict
@@ -122,10 +122,12 @@ def test_worker_connection_terminated_mid_chunk_and_the_run_completes(tmp_path):
     try:
         wait_for(lambda: "ready." in worker.log_text(), timeout=30, message="worker ready")
         with _admin_connection() as admin, _admin_connection() as blocker:
+            # The SHARE lock is taken before the run is published: the first chunk takes its numbers and then
+            # waits at its invoice COPY. (Taken after a first chunk was seen, a fast run could finish every chunk
+            # between two polls of a busy test process, and nothing would be left to catch.)
             blocker.execute("BEGIN")
-            run_id = publish_billing_run(broker=broker, settings_dict=settings_dict, as_of="2026-01-01", chunk_size=50)
-            wait_for(lambda: Invoice.objects.count() >= 50, timeout=60, interval=0.005, message="first chunk billed")
             blocker.execute("LOCK TABLE invoicing_invoice IN SHARE MODE")
+            run_id = publish_billing_run(broker=broker, settings_dict=settings_dict, as_of="2026-01-01", chunk_size=50)
             try:
                 deadline = time.monotonic() + 60
                 while not terminated and time.monotonic() < deadline:
