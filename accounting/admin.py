@@ -25,3 +25,7 @@ class ExchangeRateAdmin(AuditTrailMixin, admin.ModelAdmin):
     def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
         obj.source = "manual"
         super().save_model(request, obj, form, change)
+
+
+# The ledger sync's admin (connections, sync log): accounting/ledger/admin.py.
+from accounting.ledger import admin as _ledger_admin  # noqa: E402, F401

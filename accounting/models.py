@@ -39,3 +39,7 @@ class ExchangeRate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date}: 1 {self.base} = {self.rate.normalize():f} {self.currency}"
+
+
+# The ledger sync's models (Xero, QuickBooks Online) live in their own module: accounting/ledger/models.py.
+from accounting.ledger.models import LedgerConnection, SyncRecord  # noqa: E402, F401

@@ -45,4 +45,13 @@ def deployment_checks(app_configs: Any = None, **kwargs: Any) -> list[CheckMessa
                 id="billing.E005",
             )
         )
+    problem = deployment.ledger_token_key_problem(settings.LEDGER_TOKEN_KEY, settings.LEDGER_PROVIDERS)
+    if problem:
+        errors.append(
+            Error(
+                problem,
+                hint="python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+                id="billing.E006",
+            )
+        )
     return errors

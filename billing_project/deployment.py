@@ -11,6 +11,8 @@ This module knows no Django settings at import time: ``settings.py`` and ``setti
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Iterable
@@ -73,6 +75,30 @@ def secret_key_problem(key: str) -> str | None:
         return "SECRET_KEY looks like a placeholder"
     if len(key) < 50 or len(set(key)) < 5:
         return "SECRET_KEY must be a random string of at least 50 characters"
+    return None
+
+
+# The ledger sync's token keys published with the code (settings_test.py): they decrypt nothing in production.
+PUBLISHED_LEDGER_TOKEN_KEYS = frozenset({"dGVzdC1sZWRnZXItdG9rZW4ta2V5LTMyLWJ5dGVzLSE="})
+
+
+def ledger_token_key_problem(keys: str, providers: dict[str, dict[str, object]]) -> str | None:
+    """Why LEDGER_TOKEN_KEY cannot protect the Xero / QuickBooks tokens at rest, or None. Without a connected
+    provider (no client id) an empty key is fine: there is nothing to encrypt."""
+    configured = sorted(name for name, config in providers.items() if config.get("client_id"))
+    if not keys.strip():
+        if configured:
+            return f"LEDGER_TOKEN_KEY is not set, but {', '.join(configured)} is configured (its client id is set)"
+        return None
+    for key in (part.strip() for part in keys.split(",")):
+        if key in PUBLISHED_LEDGER_TOKEN_KEYS:
+            return "LEDGER_TOKEN_KEY is a key published with the code (settings_test.py)"
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii"))
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            raw = b""
+        if len(raw) != 32:
+            return "LEDGER_TOKEN_KEY is not a Fernet key (32 url-safe base64-encoded bytes)"
     return None
 
 

@@ -61,6 +61,15 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_EXCHANGE_RATES_AT,
         ),
         JobSchedule(
+            name="Ledger sync",
+            task="accounting.sync_ledger",
+            description="Push new customers, invoices, credit notes and payments to the connected Xero / "
+            "QuickBooks Online ledgers — only with LEDGER_SYNC_ENABLED. Idempotent and resumable; a rate limit "
+            "continues after the provider's Retry-After.",
+            command="manage.py sync_ledger --provider xero|quickbooks [--since YYYY-MM-DD]",
+            every_minutes=settings.SCHEDULE_LEDGER_SYNC_EVERY_MINUTES,
+        ),
+        JobSchedule(
             name="Card expiry notices",
             task="payments.card_expiry_notices",
             description="E-mail customers whose default card expires at the end of this month or next, with a "

@@ -332,6 +332,64 @@ EXCHANGE_RATES_URL = env.str(
 )
 # A conversion takes the latest rate on or before the day, at most this many days old (weekends, holidays).
 EXCHANGE_RATE_MAX_AGE_DAYS = env.int("EXCHANGE_RATE_MAX_AGE_DAYS", default=7)
+
+# --- Ledger sync: Xero and QuickBooks Online (accounting/ledger/; docs/decisions/ledger-sync.md) ---
+# Fernet key(s) the OAuth tokens are encrypted with at rest, comma-separated (the first encrypts, all decrypt:
+# rotation). Generate: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'
+LEDGER_TOKEN_KEY = env.str("LEDGER_TOKEN_KEY", default="")
+# The beat job "Ledger sync" pushes new documents of every connected ledger only when this is on.
+LEDGER_SYNC_ENABLED = env.bool("LEDGER_SYNC_ENABLED", default=False)
+SCHEDULE_LEDGER_SYNC_EVERY_MINUTES = env.int("SCHEDULE_LEDGER_SYNC_EVERY_MINUTES", default=60)
+# The OAuth apps registered at the providers, and their endpoints (tests point these at local fakes). The account
+# codes, tax types / tax codes and the QuickBooks item are the ledger's own: set them to the organisation's chart.
+LEDGER_PROVIDERS = {
+    "xero": {
+        "client_id": env.str("LEDGER_XERO_CLIENT_ID", default=""),
+        "client_secret": env.str("LEDGER_XERO_CLIENT_SECRET", default=""),
+        "redirect_uri": env.str("LEDGER_XERO_REDIRECT_URI", default=""),
+        "authorize_url": env.str(
+            "LEDGER_XERO_AUTHORIZE_URL", default="https://login.xero.com/identity/connect/authorize"
+        ),
+        "token_url": env.str("LEDGER_XERO_TOKEN_URL", default="https://identity.xero.com/connect/token"),
+        "api_url": env.str("LEDGER_XERO_API_URL", default="https://api.xero.com"),
+        "scope": "offline_access accounting.transactions accounting.contacts",
+        "sales_account": env.str("LEDGER_XERO_SALES_ACCOUNT", default="200"),
+        "bank_account": env.str("LEDGER_XERO_BANK_ACCOUNT", default="090"),
+        # EN 16931 tax category → Xero TaxType (region-specific in Xero: these are the global defaults)
+        "tax_types": env.json(
+            "LEDGER_XERO_TAX_TYPES",
+            default={
+                "S": "OUTPUT",
+                "AA": "OUTPUT",
+                "Z": "ZERORATEDOUTPUT",
+                "E": "EXEMPTOUTPUT",
+                "AE": "ECZROUTPUTSERVICES",
+                "K": "ECZROUTPUTSERVICES",
+                "G": "EXEMPTEXPORT",
+                "O": "NONE",
+            },
+        ),
+    },
+    "quickbooks": {
+        "client_id": env.str("LEDGER_QUICKBOOKS_CLIENT_ID", default=""),
+        "client_secret": env.str("LEDGER_QUICKBOOKS_CLIENT_SECRET", default=""),
+        "redirect_uri": env.str("LEDGER_QUICKBOOKS_REDIRECT_URI", default=""),
+        "authorize_url": env.str(
+            "LEDGER_QUICKBOOKS_AUTHORIZE_URL", default="https://appcenter.intuit.com/connect/oauth2"
+        ),
+        "token_url": env.str(
+            "LEDGER_QUICKBOOKS_TOKEN_URL", default="https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+        ),
+        # the sandbox companies: https://sandbox-quickbooks.api.intuit.com
+        "api_url": env.str("LEDGER_QUICKBOOKS_API_URL", default="https://quickbooks.api.intuit.com"),
+        "scope": "com.intuit.quickbooks.accounting",
+        "minor_version": env.str("LEDGER_QUICKBOOKS_MINOR_VERSION", default="75"),
+        "item_id": env.str("LEDGER_QUICKBOOKS_ITEM_ID", default="1"),
+        # EN 16931 tax category → QuickBooks TaxCode id ("TAX"/"NON" in US companies; ids elsewhere)
+        "tax_codes": env.json("LEDGER_QUICKBOOKS_TAX_CODES", default={"S": "TAX", "AA": "TAX"}),
+        "default_tax_code": env.str("LEDGER_QUICKBOOKS_DEFAULT_TAX_CODE", default="NON"),
+    },
+}
 # Every this many minutes: render PDFs that are missing (a failed render); archived PDFs are never rendered again.
 SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
 # Every this many minutes: rebuild the metrics snapshot the dashboard and the reports read (reporting/metrics.py;

@@ -15,6 +15,8 @@ from billing_project.settings import *  # noqa: F403
 from billing_project.settings import (
     ANYMAIL,
     CACHES,
+    LEDGER_PROVIDERS,
+    LEDGER_TOKEN_KEY,
     PAYMENTS_ALLOW_SANDBOX,
     PAYMENTS_DEFAULT_GATEWAY,
     PAYMENTS_SANDBOX_WEBHOOK_SECRET,
@@ -36,6 +38,13 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 _cache_problem = deployment.cache_problem(CACHES)
 if _cache_problem:
     raise ImproperlyConfigured(_cache_problem)
+# The Xero / QuickBooks OAuth tokens are encrypted with this key (accounting/ledger/crypto.py).
+_ledger_key_problem = deployment.ledger_token_key_problem(LEDGER_TOKEN_KEY, LEDGER_PROVIDERS)
+if _ledger_key_problem:
+    raise ImproperlyConfigured(
+        f"{_ledger_key_problem}. Generate one: "
+        "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+    )
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

@@ -32,3 +32,5 @@ STATIC_ROOT = tempfile.mkdtemp(prefix="billing-test-static-")
 # The existing admin tests sign in with force_login; the staff two-factor tests turn this on themselves
 # (tests/billing_project/test_staff_auth.py).
 OTP_REQUIRED = False
+# The ledger sync's token key in tests (public: production refuses it, billing_project/deployment.py).
+LEDGER_TOKEN_KEY = "dGVzdC1sZWRnZXItdG9rZW4ta2V5LTMyLWJ5dGVzLSE="  # noqa: S105 - public, refused in production
