@@ -34,6 +34,9 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         ("webhooks", "webhookendpoint", (*CRUD, "rotate_secret")),
         ("webhooks", "webhookdelivery", ("view", "resend")),
         ("accounting", "*", CRUD),
+        # the ledger sync (docs/decisions/ledger-sync.md): connect Xero / QuickBooks, run it, retry failed records
+        ("accounting", "ledgerconnection", (*CRUD, "connect")),
+        ("accounting", "syncrecord", ("view", "retry")),
     ],
     # Clerks do the daily work — customers, subscriptions, drafts, finalizing, credit notes — but delete
     # nothing, cannot void or write off, and only look at tax rates, number series and schedules.

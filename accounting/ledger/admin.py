@@ -65,6 +65,10 @@ class LedgerConnectionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a connection is made by the OAuth flow ("Connect"), never typed in
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # its sync log is what keeps the ledger free of duplicates: switch it off ("active") instead
+        return False
+
     @admin.display(description="sync log")
     def records_link(self, obj: LedgerConnection) -> str:
         url = reverse("admin:accounting_syncrecord_changelist") + f"?connection__id__exact={obj.pk}"
@@ -172,6 +176,9 @@ class SyncRecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # written by the sync only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a deleted record would be pushed again (and linked by its number at best)
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounting.retry_syncrecord")

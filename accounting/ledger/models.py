@@ -73,7 +73,7 @@ class SyncRecord(models.Model):
     object type and local id, so nothing is pushed twice; a crash between the provider's answer and this row is
     caught by looking the record up by ``reference`` (and by idempotency keys) before creating it again."""
 
-    connection = models.ForeignKey(LedgerConnection, on_delete=models.CASCADE, related_name="records")
+    connection = models.ForeignKey(LedgerConnection, on_delete=models.PROTECT, related_name="records")
     object_type = models.CharField(max_length=20, choices=SyncObjectType.choices)
     local_id = models.BigIntegerField(help_text="Primary key of the customer, invoice, credit note or allocation.")
     reference = models.CharField(

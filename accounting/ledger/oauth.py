@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounting.ledger.clients import LedgerError, TokenSet, client_for, provider_settings
+from accounting.ledger.clients import LedgerAuthExpired, LedgerError, TokenSet, client_for, provider_settings
 from accounting.ledger.crypto import token_decrypt, token_encrypt
 from accounting.ledger.models import LedgerConnection, LedgerProvider
 
@@ -114,7 +114,12 @@ def token_refresh(connection: LedgerConnection, *, force: bool = False) -> str:
         if locked.access_token_expires_at > now + REFRESH_MARGIN and not (force and unchanged):
             token = token_decrypt(locked.access_token_encrypted)  # another worker refreshed meanwhile
         else:
-            tokens = client_for(locked.provider).refresh(refresh_token=token_decrypt(locked.refresh_token_encrypted))
+            try:
+                tokens = client_for(locked.provider).refresh(
+                    refresh_token=token_decrypt(locked.refresh_token_encrypted)
+                )
+            except LedgerError as exc:  # invalid_grant: the refresh token expired or the app was disconnected
+                raise LedgerAuthExpired(f"the refresh token was refused: connect the ledger again ({exc})") from exc
             for field, value in _token_fields(tokens, now=now).items():
                 setattr(locked, field, value)
             locked.save(update_fields=["access_token_encrypted", "refresh_token_encrypted", "access_token_expires_at"])

@@ -128,9 +128,16 @@ class _Run:
         self.client: XeroClient | QuickBooksClient = client_for(
             connection.provider, access_token=access_token(connection), tenant_id=connection.tenant_id
         )
-        self.known: dict[tuple[str, int], SyncRecord] = {
-            (record.object_type, record.local_id): record for record in connection.records.all()
-        }
+        # the records this run read or wrote (a run reads only those it needs: a ledger may hold millions)
+        self.known: dict[tuple[str, int], SyncRecord | None] = {}
+
+    def record(self, object_type: str, local_id: int) -> SyncRecord | None:
+        key = (object_type, local_id)
+        if key not in self.known:
+            self.known[key] = SyncRecord.objects.filter(
+                connection=self.connection, object_type=object_type, local_id=local_id
+            ).first()
+        return self.known[key]
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         """One API call; a 401 refreshes the token once (it may have been revoked or expired early)."""
@@ -141,11 +148,11 @@ class _Run:
             try:
                 return method(*args, **kwargs)
             except LedgerAuthExpired as exc:
-                raise LedgerUnavailable(f"the ledger refuses our token: connect it again ({exc})") from exc
+                raise LedgerAuthExpired(f"the ledger refuses a fresh token: connect it again ({exc})") from exc
 
     def external_id(self, object_type: str, obj: Any) -> str:
         """The ledger's id of a record another one needs (the contact of an invoice, the invoice of a payment)."""
-        record = self.known.get((object_type, obj.pk))
+        record = self.record(object_type, obj.pk)
         if record is not None and record.status == SyncStatus.SYNCED:
             return record.external_id
         if record is not None and not self.retrying:
@@ -156,7 +163,7 @@ class _Run:
 
     def push(self, object_type: str, obj: Any) -> str:
         reference = reference_of(object_type, obj)
-        record = self.known.get((object_type, obj.pk))
+        record = self.record(object_type, obj.pk)
         # a new key after a refused attempt: the providers replay a key's first answer
         attempt = record.attempts + 1 if record is not None and record.status == SyncStatus.FAILED else 1
         key = f"cb-{self.connection.pk}-{object_type}-{obj.pk}-{attempt}"
@@ -206,9 +213,6 @@ class _Run:
         contact_id = self.external_id(SyncObjectType.CUSTOMER, obj.invoice.customer)
         invoice_id = self.external_id(SyncObjectType.INVOICE, obj.invoice)
         return client.payment(obj, reference=reference, invoice_id=invoice_id, contact_id=contact_id)
-
-    def pending(self, object_type: str, ids: list[int]) -> list[int]:
-        return [pk for pk in ids if (object_type, pk) not in self.known]
 
 
 def _scope(since: dt.date | None) -> dict[str, Any]:
@@ -271,8 +275,11 @@ def _guarded(connection: LedgerConnection, work: Any, *, retrying: bool = False)
         work(run)
     except LedgerRateLimited as exc:
         outcome.stopped, outcome.retry_after = f"{connection.provider} rate limit (HTTP 429)", exc.retry_after
-    except (LedgerUnavailable, LedgerError) as exc:  # the provider or the network, or the token refresh
+    except LedgerUnavailable as exc:  # the provider or the network: try again later
         outcome.stopped, outcome.retry_after = str(exc)[:200], RETRY_AFTER_UNAVAILABLE
+    except (LedgerAuthExpired, LedgerError) as exc:
+        # the authorization is gone (a refused refresh token, a revoked app): staff connect again, nothing retries
+        outcome.stopped = f"authorization: {str(exc)[:180]}"
     finally:
         _release(connection, outcome)
     return outcome
@@ -285,9 +292,10 @@ def ledger_sync(*, connection: LedgerConnection, since: dt.date | None = None) -
 
     def work(run: _Run) -> None:
         for object_type in ORDER:
-            ids = list(scope[object_type].order_by("pk").values_list("pk", flat=True))
-            for pk in run.pending(object_type, ids):
-                if (object_type, pk) in run.known:  # pushed meanwhile as another record's dependency
+            recorded = SyncRecord.objects.filter(connection=connection, object_type=object_type)
+            pending = scope[object_type].exclude(pk__in=recorded.values("local_id")).order_by("pk")
+            for pk in list(pending.values_list("pk", flat=True)):
+                if run.known.get((object_type, pk)) is not None:  # pushed meanwhile as another record's dependency
                     continue
                 try:
                     run.push(object_type, _load(object_type, pk))
@@ -310,7 +318,8 @@ def ledger_retry(*, records: list[SyncRecord]) -> list[SyncOutcome]:
 
         def work(run: _Run, failed: list[SyncRecord] = failed) -> None:
             for record in failed:
-                if run.known[(record.object_type, record.local_id)].status == SyncStatus.SYNCED:
+                current = run.record(record.object_type, record.local_id)
+                if current is not None and current.status == SyncStatus.SYNCED:
                     continue  # pushed meanwhile as another record's dependency
                 try:
                     run.push(record.object_type, _load(record.object_type, record.local_id))

@@ -130,3 +130,9 @@ def test_check_deploy_names_a_published_key_under_any_settings_module() -> None:
     )
     assert "billing.E001" in result.stderr and "published" in result.stderr
     assert "billing.E003" not in result.stderr
+
+
+def test_check_deploy_names_a_ledger_client_id_without_a_token_key() -> None:
+    env = _env(DEBUG="1", CELERY_BROKER_URL="memory://", LEDGER_XERO_CLIENT_ID="xero-app", LEDGER_TOKEN_KEY="")
+    result = _run([sys.executable, "manage.py", "check", "--deploy"], env)
+    assert "billing.E006" in result.stderr and "LEDGER_TOKEN_KEY is not set, but xero" in result.stderr

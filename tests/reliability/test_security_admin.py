@@ -118,6 +118,21 @@ def _build_every_model() -> dict[type[Model], Model]:
     IntegrityCheck.objects.create(
         started_at=timezone.now(), finished_at=timezone.now(), ok=True, checked={}, problems=[], triggered_by="test"
     )
+    # The ledger sync (accounting/ledger): a connection and one record of its log.
+    from accounting.ledger.crypto import token_encrypt
+    from accounting.ledger.models import LedgerConnection, SyncRecord
+
+    ledger = LedgerConnection.objects.create(
+        provider="xero",
+        tenant_id="tenant-1",
+        access_token_encrypted=token_encrypt("access"),
+        refresh_token_encrypted=token_encrypt("refresh"),
+        access_token_expires_at=timezone.now(),
+        connected_at=timezone.now(),
+    )
+    SyncRecord.objects.create(
+        connection=ledger, object_type="invoice", local_id=invoice.pk, reference=invoice.number, status="failed"
+    )
     rows: dict[type[Model], Model] = {}
     for model, _model_admin in _registry():
         row = model._default_manager.order_by("pk").first()
@@ -451,6 +466,15 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     "webhooks_webhookendpoint_rotate": (
         lambda rows: {"object_id": _row(rows, "webhooks.WebhookEndpoint").pk},
         ("webhooks.rotate_secret_webhookendpoint",),
+    ),
+    # the ledger sync: Connect (a confirmation page, then the provider) and the OAuth callback
+    "accounting_ledgerconnection_connect": (
+        lambda rows: {"provider": "xero"},
+        ("accounting.connect_ledgerconnection",),
+    ),
+    "accounting_ledgerconnection_callback": (
+        lambda rows: {"provider": "xero"},
+        ("accounting.connect_ledgerconnection",),
     ),
     "webhooks_webhookdelivery_resend": (
         lambda rows: {"object_id": _row(rows, "webhooks.WebhookDelivery").pk},
