@@ -3,10 +3,12 @@ with its "Retry" action. Registered from accounting/admin.py."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -78,7 +80,7 @@ class LedgerConnectionAdmin(admin.ModelAdmin):
     @admin.action(description="Sync now (in the background)", permissions=["connect"])
     def sync_now(self, request: HttpRequest, queryset: QuerySet[LedgerConnection]) -> None:
         for connection in queryset.filter(is_active=True):
-            sync_ledger.delay_on_commit(provider=connection.provider)
+            transaction.on_commit(partial(sync_ledger.delay, provider=connection.provider), robust=True)
             self.message_user(request, f"{connection}: sync queued.", messages.SUCCESS)
 
     def has_connect_permission(self, request: HttpRequest) -> bool:

@@ -187,3 +187,16 @@ def test_the_sync_log_lists_in_a_bounded_number_of_queries(admin_client, django_
     with django_assert_max_num_queries(12):
         response = admin_client.get(reverse("admin:accounting_syncrecord_changelist"))
     assert response.status_code == 200 and "INV-40" in response.content.decode()
+
+
+def test_sync_now_queues_the_task_after_commit(fake, admin_client, series, vat_de, django_capture_on_commit_callbacks):
+    InvoiceFactory(customer=CustomerFactory(), finalized=dt.date(2026, 3, 2))
+    connection = _connected(fake, admin_client)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            reverse("admin:accounting_ledgerconnection_changelist"),
+            {"action": "sync_now", "_selected_action": [connection.pk]},
+            follow=True,
+        )
+    assert "sync queued" in response.content.decode()
+    assert SyncRecord.objects.filter(status="synced").count() == 2 and len(fake.xero["Invoices"]) == 1
