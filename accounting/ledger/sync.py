@@ -130,6 +130,7 @@ class _Run:
         )
         # the records this run read or wrote (a run reads only those it needs: a ledger may hold millions)
         self.known: dict[tuple[str, int], SyncRecord | None] = {}
+        self.attempted: set[tuple[str, int]] = set()  # pushed (or tried) in this run: never twice
 
     def record(self, object_type: str, local_id: int) -> SyncRecord | None:
         key = (object_type, local_id)
@@ -155,7 +156,7 @@ class _Run:
         record = self.record(object_type, obj.pk)
         if record is not None and record.status == SyncStatus.SYNCED:
             return record.external_id
-        if record is not None and not self.retrying:
+        if record is not None and (not self.retrying or (object_type, obj.pk) in self.attempted):
             raise RecordFailed(
                 f"{record.get_object_type_display().lower()} {record.reference} failed: {record.last_error}"
             )
@@ -164,6 +165,7 @@ class _Run:
     def push(self, object_type: str, obj: Any) -> str:
         reference = reference_of(object_type, obj)
         record = self.record(object_type, obj.pk)
+        self.attempted.add((object_type, obj.pk))
         # a new key after a refused attempt: the providers replay a key's first answer
         attempt = record.attempts + 1 if record is not None and record.status == SyncStatus.FAILED else 1
         key = f"cb-{self.connection.pk}-{object_type}-{obj.pk}-{attempt}"

@@ -266,3 +266,17 @@ def test_since_leaves_older_documents_out(fake, books):
     # the invoices are of 2 March: only the payment of 10 March, with its invoice and contact as dependencies
     assert outcome.created == 3
     assert _ledger_counts(fake, "xero") == {"Contacts": 1, "Invoices": 1, "CreditNotes": 0, "Payments": 1}
+
+
+def test_a_retry_tries_a_refused_contact_once_however_many_records_need_it(fake, books):
+    connection = _connect(fake, "xero")
+    acme_reference = f"CB-C{books['acme'].pk}"
+    fake.refuse[acme_reference] = "The contact name is already assigned."
+    ledger_sync(connection=connection)
+    failed = list(SyncRecord.objects.filter(status=SyncStatus.FAILED).order_by("pk"))
+    # the contact, and its two invoices, failed with it
+    assert (failed[0].object_type, failed[0].reference) == ("customer", acme_reference)
+    assert len(failed) == 3 and "contact name is already assigned" in failed[2].last_error
+    contact_puts = fake.requests.count(("PUT", "/xero/api.xro/2.0/Contacts"))
+    (outcome,) = ledger_retry(records=failed[1:])  # the two invoices only: their contact comes along, once
+    assert outcome.failed == 3 and fake.requests.count(("PUT", "/xero/api.xro/2.0/Contacts")) == contact_puts + 1
