@@ -32,7 +32,7 @@ from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils.translation import get_language, gettext, ngettext
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 
 from core import formatting as fmt
@@ -103,14 +103,13 @@ def portal_change_items(
         raise InvalidInput(gettext("This plan cannot be chosen here."), field="price")
     limit = max_quantity(price)
     if not 1 <= quantity <= limit:
+        message = (
+            gettext("%(plan)s is a flat fee: choose 1 seat.")
+            if limit == 1
+            else gettext("%(plan)s: choose between 1 and %(max)s seats.")
+        )
         raise InvalidInput(
-            ngettext(
-                "%(plan)s: choose %(max)s seat.",
-                "%(plan)s: choose between 1 and %(max)s seats.",
-                limit,
-            )
-            % {"plan": price.public_name, "max": fmt.quantity(limit, _language())},
-            field="quantity",
+            message % {"plan": price.public_name, "max": fmt.quantity(limit, _language())}, field="quantity"
         )
     if price.pk == item.price_id and quantity == item.quantity:
         raise InvalidInput(gettext("This is your current plan: choose another plan or number of seats."))
@@ -265,6 +264,8 @@ class SubscriptionChangeView(PortalView):
     nav = "subscriptions"
 
     def _setup(self, subscription_id: int) -> tuple[Subscription, SubscriptionItem, list[PriceModel]]:
+        """The customer's subscription, its plan item and the prices offered; ``NotAllowed`` (409) when the portal
+        cannot change it (ended, or nothing to choose from)."""
         subscription = portal_changeable_subscription(customer=self.customer, subscription_id=subscription_id)
         if subscription.status not in CHANGEABLE:
             raise NotAllowed(gettext("This subscription cannot be changed any more."))
@@ -278,7 +279,10 @@ class SubscriptionChangeView(PortalView):
         return self.render(request, "portal/subscription_change.html", context, status=status)
 
     def get(self, request: HttpRequest, subscription_id: int) -> HttpResponse:
-        subscription, item, prices = self._setup(subscription_id)
+        try:
+            subscription, item, prices = self._setup(subscription_id)
+        except NotAllowed as exc:  # a page that says why (a GET is not a refused request)
+            return self._page(request, unavailable=exc.message)
         initial_price = item.price_id if item.price_id in {p.pk for p in prices} else prices[0].pk
         form = PlanChangeForm(prices=prices, initial={"price": initial_price, "quantity": item.quantity})
         return self._page(request, subscription=subscription, item=item, current=price_label(item.price), form=form)

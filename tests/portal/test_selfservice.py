@@ -21,6 +21,7 @@ from djmoney.money import Money
 from core import formatting as fmt
 from invoicing import documents
 from invoicing.billing_run import billing_run
+from invoicing.delivery import invoice_email_resend
 from invoicing.models import Invoice, InvoiceStatus
 from notifications.models import EmailKind, OutboundEmail
 from subscriptions.models import PendingInvoiceItem, Subscription
@@ -270,3 +271,41 @@ def test_staff_mark_a_price_self_service_even_when_it_is_in_use(seats: Seats, ad
     assert response.status_code == 302, response.content.decode()[:2000]
     seats.enterprise.refresh_from_db()
     assert seats.enterprise.self_service and seats.enterprise.self_service_max_quantity == 20
+
+
+# --- billing contacts -----------------------------------------------------------------------------------
+
+
+def test_billing_contacts_receive_invoices_and_are_checked(client_a: Client, account_a: Account) -> None:
+    url = reverse("portal:billing_details")
+    data = {"email": "billing@alpha.example", "country": "DE", "language": "en"}
+    too_many = ", ".join(f"person{n}@alpha.example" for n in range(11))
+    response = client_a.post(url, {**data, "cc_emails": too_many})
+    assert response.status_code == 400 and "At most 10 further recipients; 11 were given." in response.content.decode()
+    response = client_a.post(url, {**data, "cc_emails": "ap@alpha.example; nope"})
+    assert response.status_code == 400
+    assert "&#x27;nope&#x27; is not a valid e-mail address." in response.content.decode()
+    account_a.customer.refresh_from_db()
+    assert account_a.customer.cc_emails == ""
+
+    cc = "ap@alpha.example\nCFO@alpha.example, ap@ALPHA.example, Billing@alpha.example"
+    assert client_a.post(url, {**data, "cc_emails": cc}).status_code == 302
+    account_a.customer.refresh_from_db()
+    assert account_a.customer.cc_emails == "ap@alpha.example, CFO@alpha.example"  # each once, not the billing e-mail
+    email = invoice_email_resend(invoice=account_a.open_invoice)
+    assert (email.to_emails, email.cc_emails) == (["billing@alpha.example"], ["ap@alpha.example", "CFO@alpha.example"])
+
+
+def test_a_subscription_the_portal_cannot_change_says_why(seats: Seats) -> None:
+    seats.pro.self_service = seats.team.self_service = False
+    seats.pro.save(update_fields=["self_service"])
+    seats.team.save(update_fields=["self_service"])
+    client = signed_in_client(seats.portal_user)
+    page = client.get(seats.url)
+    assert (
+        page.status_code == 200
+        and "This subscription cannot be changed here; please contact us." in page.content.decode()
+    )
+    assert "Change plan or seats" not in client.get(reverse("portal:subscriptions")).content.decode().split("<main")[1]
+    response = client.post(seats.url, {"price": seats.pro.pk, "quantity": 8, "preview": "1"})
+    assert response.status_code == 409
