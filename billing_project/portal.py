@@ -30,11 +30,17 @@ from customers.models import Customer, PortalUser
 from customers.portal import PortalView
 from customers.portal_services import customer_update_billing_details
 from invoicing import portal as invoicing_portal
+from invoicing import portal_selfservice
 from invoicing.portal import money, portal_amount_due, portal_invoices
 from payments import portal as payments_portal
 from payments.selectors import customer_credit_balances
-from subscriptions.models import Subscription, SubscriptionItem, SubscriptionStatus
-from subscriptions.services import SubscriptionError, subscription_cancel
+from subscriptions.models import CancellationReason, Price, Subscription, SubscriptionItem, SubscriptionStatus
+from subscriptions.services import (
+    CANCELLATION_COMMENT_MAX,
+    SubscriptionError,
+    subscription_cancel,
+    subscription_cancel_undo,
+)
 
 CANCELABLE = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 LIVE = (*CANCELABLE, SubscriptionStatus.PAUSED)
@@ -72,22 +78,67 @@ def portal_next_invoice_date(*, subscriptions: list[Subscription]) -> dt.date | 
     return min(dates) if dates else None
 
 
-def _subscription_rows(subscriptions: list[Subscription]) -> list[dict[str, Any]]:
+# The portal's words for CancellationReason (its labels are staff's, in English).
+CANCELLATION_REASON_LABELS: dict[str, Any] = {
+    CancellationReason.TOO_EXPENSIVE: _("It's too expensive"),
+    CancellationReason.MISSING_FEATURES: _("Some features are missing"),
+    CancellationReason.SWITCHED_SERVICE: _("I'm switching to another service"),
+    CancellationReason.UNUSED: _("I don't use it enough"),
+    CancellationReason.CUSTOMER_SERVICE: _("Customer service was less than expected"),
+    CancellationReason.TOO_COMPLEX: _("It's too complicated"),
+    CancellationReason.LOW_QUALITY: _("Quality was less than expected"),
+    CancellationReason.OTHER: _("Another reason"),
+}
+
+
+class CancelForm(forms.Form):
+    cancellation_reason = forms.ChoiceField(
+        label=_("Why do you cancel?"),
+        choices=[("", "—"), *CANCELLATION_REASON_LABELS.items()],
+    )
+    cancellation_comment = forms.CharField(
+        label=_("Anything you want to tell us (optional)"),
+        required=False,
+        max_length=CANCELLATION_COMMENT_MAX,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
+def _cancel_form(subscription: Subscription, data: Any = None) -> CancelForm:
+    return CancelForm(data, auto_id=f"id_cancel_{subscription.pk}_%s")
+
+
+def _subscription_rows(
+    subscriptions: list[Subscription], *, bound_cancel: CancelForm | None = None, bound_for: int | None = None
+) -> list[dict[str, Any]]:
+    # One query, whatever the number of subscriptions: the currencies the portal offers plans in.
+    plan_currencies = set(
+        Price.objects.filter(self_service=True, active=True, usage_type="licensed")
+        .values_list("unit_amount_currency", flat=True)
+        .distinct()
+    )
     rows = []
     for subscription in subscriptions:
+        current = getattr(subscription, "current_items", [])
         items = [
-            f"{item.price.product.name}{f' × {item.quantity}' if item.quantity != 1 else ''}"
-            for item in getattr(subscription, "current_items", [])
+            f"{item.price.product.public_name}{f' × {item.quantity}' if item.quantity != 1 else ''}" for item in current
         ]
+        can_cancel = (
+            settings.PORTAL_ALLOW_CANCEL and subscription.status in CANCELABLE and not subscription.cancel_at_period_end
+        )
         rows.append(
             {
                 "subscription": subscription,
                 "items": items,
                 "status_label": str(SUBSCRIPTION_STATUS_LABELS.get(subscription.status, subscription.status)),
                 "period_last_day": subscription.current_period_end - dt.timedelta(days=1),
-                "can_cancel": settings.PORTAL_ALLOW_CANCEL
-                and subscription.status in CANCELABLE
-                and not subscription.cancel_at_period_end,
+                "can_cancel": can_cancel,
+                "cancel_form": (bound_cancel if bound_for == subscription.pk else None)
+                or (_cancel_form(subscription) if can_cancel else None),
+                "can_undo": subscription.cancel_at_period_end and subscription.status in CANCELABLE,
+                "can_change": subscription.status in portal_selfservice.CHANGEABLE
+                and subscription.currency in plan_currencies
+                and sum(1 for item in current if not item.price.is_metered) == 1,
                 "ends_on": subscription.current_period_end if subscription.cancel_at_period_end else None,
             }
         )
@@ -134,6 +185,9 @@ class SubscriptionListView(PortalView):
 
 
 class SubscriptionCancelView(PortalView):
+    """Cancel at the end of the period, with the customer's reason (a choice) and comment, stored on the
+    subscription for staff (``subscription_cancel``, as the admin's and the API's cancel at period end)."""
+
     http_method_names = ["post"]
 
     def post(self, request: HttpRequest, subscription_id: int) -> HttpResponse:
@@ -141,12 +195,26 @@ class SubscriptionCancelView(PortalView):
             raise Http404("cancelling in the portal is switched off")
         subscription = portal_subscription_get(customer=self.customer, subscription_id=subscription_id)
         assert self.access.portal_user is not None
+        form = _cancel_form(subscription, request.POST)
+        if not form.is_valid():
+            subscriptions = list(portal_subscriptions(customer=self.customer))
+            return self.render(
+                request,
+                "portal/subscriptions.html",
+                {
+                    "rows": _subscription_rows(subscriptions, bound_cancel=form, bound_for=subscription.pk),
+                    "allow_cancel": settings.PORTAL_ALLOW_CANCEL,
+                },
+                status=400,
+            )
         try:
             subscription = subscription_cancel(
                 subscription=subscription,
                 as_of=billing_today(),
                 at_period_end=True,
                 reason=f"requested in the customer portal by {self.access.portal_user.email}",
+                cancellation_reason=form.cleaned_data["cancellation_reason"],
+                cancellation_comment=form.cleaned_data["cancellation_comment"],
             )
         except SubscriptionError:
             messages.error(request, gettext("This subscription cannot be cancelled any more."))
@@ -156,6 +224,26 @@ class SubscriptionCancelView(PortalView):
                 gettext("Your subscription will end on %(date)s. You will not be billed after that.")
                 % {"date": fmt.date(subscription.current_period_end, fmt.document_language(get_language()))},
             )
+        return redirect(reverse("portal:subscriptions"))
+
+
+class SubscriptionCancelUndoView(PortalView):
+    """Take back a cancellation at period end before the period ends (``subscription_cancel_undo``)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, subscription_id: int) -> HttpResponse:
+        subscription = portal_subscription_get(customer=self.customer, subscription_id=subscription_id)
+        assert self.access.portal_user is not None
+        try:
+            subscription_cancel_undo(
+                subscription=subscription,
+                reason=f"taken back in the customer portal by {self.access.portal_user.email}",
+            )
+        except SubscriptionError:
+            messages.error(request, gettext("This subscription cannot be renewed any more."))
+        else:
+            messages.success(request, gettext("Your subscription continues. Thank you for staying."))
         return redirect(reverse("portal:subscriptions"))
 
 
@@ -268,4 +356,15 @@ urlpatterns = [
     path("subscriptions/", SubscriptionListView.as_view(), name="subscriptions"),
     path("subscriptions/<int:subscription_id>/cancel/", SubscriptionCancelView.as_view(), name="subscription_cancel"),
     path("billing/", BillingDetailsView.as_view(), name="billing_details"),
+    path(
+        "subscriptions/<int:subscription_id>/cancel/undo/",
+        SubscriptionCancelUndoView.as_view(),
+        name="subscription_cancel_undo",
+    ),
+    path(
+        "subscriptions/<int:subscription_id>/change/",
+        portal_selfservice.SubscriptionChangeView.as_view(),
+        name="subscription_change",
+    ),
+    path("documents/zip/", portal_selfservice.DocumentsZipView.as_view(), name="documents_zip"),
 ]

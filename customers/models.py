@@ -147,7 +147,16 @@ class Customer(models.Model):
             except ValidationError:
                 errors["cc_emails"] = f"'{address}' is not a valid e-mail address."
                 break
-        self.cc_emails = ", ".join(self.cc_email_list)
+        # Each address once, and not the billing e-mail again (it receives every message anyway).
+        seen = {self.email.strip().lower()} if self.email else set()
+        unique = []
+        for address in self.cc_email_list:
+            if address.lower() not in seen:
+                seen.add(address.lower())
+                unique.append(address)
+        if len(unique) > MAX_CC_EMAILS and "cc_emails" not in errors:
+            errors["cc_emails"] = f"At most {MAX_CC_EMAILS} further recipients; {len(unique)} were given."
+        self.cc_emails = ", ".join(unique)
         if self.email:
             self.email = self.email.strip()
         if errors:
@@ -177,6 +186,11 @@ def _country_name(code: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _country_name_in(code: str, language: str | None) -> str:
     return str(countries.name(code))
+
+
+# Further invoice and reminder recipients of one customer (portal, admin, API, import): a distribution list, not
+# a mailing list.
+MAX_CC_EMAILS = 10
 
 
 def split_email_list(value: str) -> list[str]:

@@ -99,6 +99,8 @@ class PriceForm(forms.ModelForm):
             self.add_error("package_size", "A package price needs its package size (units per block).")
         if cleaned.get("metric") is not None and cleaned.get("usage_type") != UsageType.METERED:
             self.add_error("metric", "Only a metered price bills a metric.")
+        if cleaned.get("self_service") and cleaned.get("usage_type") == UsageType.METERED:
+            self.add_error("self_service", "A metered price is billed by usage: customers cannot choose it as a plan.")
         return cleaned
 
 
@@ -141,8 +143,17 @@ class PriceAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
         "tax_behavior",
         "tax_category",
         boolean_column("active", "active"),
+        boolean_column("self_service", "self-service"),
     )
-    list_filter = ("active", "pricing_model", "usage_type", "interval", "unit_amount_currency", "tax_category")
+    list_filter = (
+        "active",
+        "self_service",
+        "pricing_model",
+        "usage_type",
+        "interval",
+        "unit_amount_currency",
+        "tax_category",
+    )
     list_select_related = ("product",)
     search_fields = ("product__name", "nickname")
     autocomplete_fields = ("metric",)
@@ -153,7 +164,9 @@ class PriceAdmin(FormattedNumbersMixin, AuditTrailMixin, admin.ModelAdmin):
         # A price that is in use is never edited: archive it and create a new one.
         fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
         if obj is not None and obj.subscription_items.exists():
-            return (*fields, *(f.name for f in Price._meta.fields if f.name != "active"))
+            # What the portal offers is not what the price bills: staff may still switch it.
+            editable = ("active", "self_service", "self_service_max_quantity")
+            return (*fields, *(f.name for f in Price._meta.fields if f.name not in editable))
         return fields
 
     def get_inlines(self, request: HttpRequest, obj: Price | None) -> Any:
@@ -246,6 +259,8 @@ class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
         "trial_end",
         "cancel_at_period_end",
         "canceled_at",
+        "cancellation_reason",
+        "cancellation_comment",
         "ended_at",
         "paused_at",
         "pause_mode",

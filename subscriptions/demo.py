@@ -76,8 +76,17 @@ def _catalog(currency: str) -> dict[str, Price]:
     api = _product("API calls", "Metered, graduated tiers, billed in arrears.")
     users = _product("Active users", "Metered: distinct users seen in the month (usage events).")
     return {
-        "starter": _price(starter, f"monthly {currency}", Decimal("19.00"), currency),
-        "seats": _price(seats, f"monthly {currency}", Decimal("12.50"), currency, pricing_model=PricingModel.PER_UNIT),
+        # Starter and Pro seats are self-service: the demo customer changes plan or seats in the portal.
+        "starter": _price(starter, f"monthly {currency}", Decimal("19.00"), currency, self_service=True),
+        "seats": _price(
+            seats,
+            f"monthly {currency}",
+            Decimal("12.50"),
+            currency,
+            pricing_model=PricingModel.PER_UNIT,
+            self_service=True,
+            self_service_max_quantity=100,
+        ),
         "seats_yearly": _price(
             seats,
             f"yearly {currency}",
@@ -85,6 +94,8 @@ def _catalog(currency: str) -> dict[str, Price]:
             currency,
             pricing_model=PricingModel.PER_UNIT,
             interval="year",
+            self_service=True,
+            self_service_max_quantity=100,
         ),
         "api": _price(
             api,

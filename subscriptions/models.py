@@ -196,6 +196,18 @@ class Price(models.Model):
         max_length=300, blank=True, db_default="", help_text="Exempt only: the legal reason printed on the invoice."
     )
     active = models.BooleanField(default=True)
+    self_service = models.BooleanField(
+        "self-service",
+        default=False,
+        db_default=False,
+        help_text="Customers may switch to this price, and choose its quantity, in the portal (same currency).",
+    )
+    self_service_max_quantity = models.PositiveIntegerField(
+        "self-service maximum quantity",
+        null=True,
+        blank=True,
+        help_text="Portal only: the most seats (quantity) a customer may choose. Empty: no limit of its own.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -219,6 +231,10 @@ class Price(models.Model):
                 violation_error_message="An exempt price needs the exemption reason printed on the invoice.",
             ),
             models.CheckConstraint(condition=Q(unit_amount__gte=0), name="price_unit_amount_non_negative"),
+            models.CheckConstraint(
+                condition=Q(self_service_max_quantity__isnull=True) | Q(self_service_max_quantity__gte=1),
+                name="price_self_service_max_quantity_positive",
+            ),
             models.CheckConstraint(
                 # package_size IS NOT NULL too: a CHECK passes when its condition is NULL (NULL >= 1)
                 condition=~Q(pricing_model=PricingModel.PACKAGE) | Q(package_size__isnull=False, package_size__gte=1),
@@ -309,6 +325,19 @@ class CollectionMethod(models.TextChoices):
     SEND_INVOICE = "send_invoice", "Send invoice"
 
 
+class CancellationReason(models.TextChoices):
+    """Why a customer cancels (asked in the portal; Stripe's ``cancellation_details.feedback`` values)."""
+
+    TOO_EXPENSIVE = "too_expensive", "It's too expensive"
+    MISSING_FEATURES = "missing_features", "Some features are missing"
+    SWITCHED_SERVICE = "switched_service", "I'm switching to another service"
+    UNUSED = "unused", "I don't use it enough"
+    CUSTOMER_SERVICE = "customer_service", "Customer service was less than expected"
+    TOO_COMPLEX = "too_complex", "It's too complicated"
+    LOW_QUALITY = "low_quality", "Quality was less than expected"
+    OTHER = "other", "Another reason"
+
+
 class PauseMode(models.TextChoices):
     """How a subscription is paused (docs/staff-workflows.md). *Billing*: status ``paused``, no invoices at all.
     *Collection*: the status stays, invoices are still issued, but none of this subscription's invoices is
@@ -357,6 +386,17 @@ class Subscription(models.Model):
     # Keys the invoice of a period re-anchored by an interval change (charges._plan): a change on the day the
     # old period was billed starts the new period on the same date, which must not collide with that invoice.
     interval_changes = models.PositiveSmallIntegerField(default=0)
+    cancellation_reason = models.CharField(
+        max_length=20,
+        choices=CancellationReason.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Why the customer asked to cancel (portal); cleared when the cancellation is taken back.",
+    )
+    cancellation_comment = models.CharField(
+        max_length=1000, blank=True, default="", db_default="", help_text="The customer's own words (portal)."
+    )
     collection_method = models.CharField(
         max_length=20, choices=CollectionMethod.choices, default=CollectionMethod.SEND_INVOICE
     )
@@ -402,6 +442,10 @@ class Subscription(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(pause_mode__in=["", *PauseMode.values]), name="subscription_pause_mode_ok"
+            ),
+            models.CheckConstraint(
+                condition=Q(cancellation_reason__in=["", *CancellationReason.values]),
+                name="subscription_cancellation_reason_ok",
             ),
             # Paused means billing paused, and billing paused means paused: a collection pause keeps the status.
             models.CheckConstraint(

@@ -37,6 +37,7 @@ from subscriptions.models import (
     METRIC_PROPERTY_RE,
     Aggregation,
     BillableMetric,
+    CancellationReason,
     CollectionMethod,
     Coupon,
     CouponDuration,
@@ -105,6 +106,7 @@ class ProrationBehavior(StrEnum):
 # Seats per item: far above any real plan, and quantity × a price must still fit an invoice line (a larger
 # value would be an integer overflow in the database, not a validation error).
 MAX_ITEM_QUANTITY = 1_000_000
+CANCELLATION_COMMENT_MAX = 1000  # Subscription.cancellation_comment's max_length
 
 
 @dataclass(frozen=True)
@@ -681,11 +683,23 @@ def subscription_cancel(
     prorate_credit: bool = False,
     actor: Actor = None,
     reason: str = "",
+    cancellation_reason: str = "",
+    cancellation_comment: str = "",
 ) -> Subscription:
     """Cancel at the end of the current period (billing stops there; status becomes ``ended``) or now.
 
     Cancel now: status ``canceled`` on ``as_of``; the final invoice (at ``as_of``) bills the usage so far and,
-    with ``prorate_credit``, credits the unused time of the already billed period, like a change to nothing."""
+    with ``prorate_credit``, credits the unused time of the already billed period, like a change to nothing.
+
+    ``cancellation_reason`` (a ``CancellationReason``) and ``cancellation_comment`` are the customer's answer to
+    "why" (the portal asks); they are stored on the subscription for staff, and cleared by an undo."""
+    if cancellation_reason and cancellation_reason not in CancellationReason.values:
+        raise InvalidInput(f"'{cancellation_reason}' is not a cancellation reason", field="cancellation_reason")
+    cancellation_comment = cancellation_comment.strip()
+    if len(cancellation_comment) > CANCELLATION_COMMENT_MAX:
+        raise InvalidInput(
+            f"the comment is longer than {CANCELLATION_COMMENT_MAX} characters", field="cancellation_comment"
+        )
     subscription = _locked(subscription)
     why = f": {reason}" if reason else ""
     if at_period_end:
@@ -694,7 +708,11 @@ def subscription_cancel(
         if subscription.cancel_at_period_end:
             return subscription
         Subscription.objects.filter(pk=subscription.pk).update(
-            cancel_at_period_end=True, canceled_at=timezone.now(), updated_at=timezone.now()
+            cancel_at_period_end=True,
+            canceled_at=timezone.now(),
+            updated_at=timezone.now(),
+            cancellation_reason=cancellation_reason,
+            cancellation_comment=cancellation_comment,
         )
         _noted(
             subscription, actor=actor, reason=f"cancel at period end ({subscription.current_period_end}) requested{why}"
@@ -753,6 +771,9 @@ def subscription_cancel(
         # Canceled, its open invoices are collected again (a collection pause ends with the subscription).
         pause_mode="",
         resumes_on=None,
+        # A reason given earlier (cancel at period end) stays unless this request gives one.
+        **({"cancellation_reason": cancellation_reason} if cancellation_reason else {}),
+        **({"cancellation_comment": cancellation_comment} if cancellation_comment else {}),
     )
 
 
@@ -765,7 +786,11 @@ def subscription_cancel_undo(*, subscription: Subscription, actor: Actor = None,
     if subscription.status not in (Status.TRIALING, Status.ACTIVE, Status.PAST_DUE):
         raise InvalidTransition(f"a {subscription.status} subscription cannot be renewed")
     Subscription.objects.filter(pk=subscription.pk).update(
-        cancel_at_period_end=False, canceled_at=None, updated_at=timezone.now()
+        cancel_at_period_end=False,
+        canceled_at=None,
+        updated_at=timezone.now(),
+        cancellation_reason="",
+        cancellation_comment="",
     )
     _noted(subscription, actor=actor, reason=f"cancel at period end taken back{': ' + reason if reason else ''}")
     subscription.refresh_from_db()

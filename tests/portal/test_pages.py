@@ -85,7 +85,7 @@ def test_cancel_at_period_end(client_a: Client, account_a: Account, settings: An
     assert "Cancel at the end" not in client_a.get(reverse("portal:subscriptions")).content.decode()
     assert client_a.post(reverse("portal:subscription_cancel", args=[subscription.pk])).status_code == 404
     settings.PORTAL_ALLOW_CANCEL = True
-    client_a.post(reverse("portal:subscription_cancel", args=[subscription.pk]))
+    client_a.post(reverse("portal:subscription_cancel", args=[subscription.pk]), {"cancellation_reason": "unused"})
     subscription.refresh_from_db()
     assert subscription.cancel_at_period_end and subscription.status == "active"
 

@@ -216,7 +216,9 @@ def test_forms_without_csrf_token_get_403(account_a: Account) -> None:
         (reverse("portal:payment_methods"), {"card": "pm_card_visa"}),
         (reverse("portal:payment_method_default", args=[account_a.payment_method.pk]), {}),
         (reverse("portal:payment_method_remove", args=[account_a.payment_method.pk]), {}),
-        (reverse("portal:subscription_cancel", args=[1]), {}),
+        (reverse("portal:subscription_cancel", args=[1]), {"cancellation_reason": "unused"}),
+        (reverse("portal:subscription_cancel_undo", args=[1]), {}),
+        (reverse("portal:subscription_change", args=[1]), {"price": "1", "quantity": "2", "confirm": "1"}),
         (reverse("portal:logout"), {}),
     ]
     for url, data in posts:

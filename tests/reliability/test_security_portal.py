@@ -51,6 +51,7 @@ NO_OBJECT = frozenset(
         "payment_methods",
         "subscriptions",
         "billing_details",
+        "documents_zip",
     }
 )
 # URLs whose argument is a bearer secret (a sign-in token, a signed deep link): whoever holds it is that customer
@@ -86,6 +87,8 @@ OBJECT_KWARGS: dict[str, Callable[[Account], dict[str, Any]]] = {
     "payment_method_default": lambda acc: {"payment_method_id": acc.payment_method.pk},
     "payment_method_remove": lambda acc: {"payment_method_id": acc.payment_method.pk},
     "subscription_cancel": lambda acc: {"subscription_id": acc.subscription.pk},  # type: ignore[attr-defined]
+    "subscription_cancel_undo": lambda acc: {"subscription_id": acc.subscription.pk},  # type: ignore[attr-defined]
+    "subscription_change": lambda acc: {"subscription_id": acc.subscription.pk},  # type: ignore[attr-defined]
 }
 MISSING_KWARGS: dict[str, dict[str, Any]] = {
     "invoice_detail": {"number": "NOPE-999999"},
@@ -97,8 +100,19 @@ MISSING_KWARGS: dict[str, dict[str, Any]] = {
     "payment_method_default": {"payment_method_id": 999_999_999},
     "payment_method_remove": {"payment_method_id": 999_999_999},
     "subscription_cancel": {"subscription_id": 999_999_999},
+    "subscription_cancel_undo": {"subscription_id": 999_999_999},
+    "subscription_change": {"subscription_id": 999_999_999},
 }
-POST_DATA = {"method": "sandbox:pm_card_visa", "card": "pm_card_visa", "email": "x@evil.example", "country": "DE"}
+POST_DATA = {
+    "method": "sandbox:pm_card_visa",
+    "card": "pm_card_visa",
+    "email": "x@evil.example",
+    "country": "DE",
+    "cancellation_reason": "other",
+    "price": "1",
+    "quantity": "2",
+    "confirm": "1",
+}
 
 
 def _portal_patterns() -> list[URLPattern]:
@@ -174,13 +188,24 @@ def test_another_customers_objects_answer_exactly_like_objects_that_do_not_exist
 def test_own_objects_are_served_so_the_404s_above_mean_something(accounts: Accounts) -> None:
     client = signed_in_client(accounts.a.portal_user)
     for name, kwargs_of in OBJECT_KWARGS.items():
-        if name in ("payment_method_default", "payment_method_remove", "subscription_cancel"):
+        if name in (
+            "payment_method_default",
+            "payment_method_remove",
+            "subscription_cancel",
+            "subscription_cancel_undo",
+        ):
             continue  # POST-only; exercised below
+        if name == "subscription_change":
+            continue  # needs a self-service price; served in tests/portal/test_selfservice.py
         assert client.get(_url(name, kwargs_of(accounts.a))).status_code == 200, name
-    response = client.post(_url("subscription_cancel", OBJECT_KWARGS["subscription_cancel"](accounts.a)))
+    own = OBJECT_KWARGS["subscription_cancel"](accounts.a)
+    response = client.post(_url("subscription_cancel", own), {"cancellation_reason": "too_expensive"})
     assert response.status_code == 302
     accounts.a.subscription.refresh_from_db()  # type: ignore[attr-defined]
     assert accounts.a.subscription.cancel_at_period_end  # type: ignore[attr-defined]
+    assert client.post(_url("subscription_cancel_undo", own)).status_code == 302
+    accounts.a.subscription.refresh_from_db()  # type: ignore[attr-defined]
+    assert not accounts.a.subscription.cancel_at_period_end  # type: ignore[attr-defined]
 
 
 def test_paying_with_another_customers_saved_card_is_refused(accounts: Accounts) -> None:
