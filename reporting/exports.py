@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from django.db.models import Prefetch, QuerySet
 
 from accounting.journal_fx import BaseLine, LazyRates, base_amounts, fx_accounts
 from accounting.rates import RateMissing
+from accounting.recognition import line_entries, months, next_month, recognition_report
 from core.csv_safe import safe_cell
 from core.dates import billing_date_of, billing_tz
 from core.errors import InvalidInput
@@ -60,6 +61,9 @@ DEFAULT_ACCOUNTS: dict[str, Any] = {
     "xero_no_tax": "Tax Exempt",
     # company-currency side of the journal (accounting/journal_fx.py): realised exchange differences when a
     # payment settles an invoice at another rate, and the cents lost converting each line on its own
+    # revenue recognition entries (layout "recognition"): invoiced revenue moved to deferred revenue, and what
+    # each month recognises moved back to the product's revenue account
+    "deferred_revenue": "2400",
     "fx_gain": "fx_gain",
     "fx_loss": "fx_loss",
     "rounding": "rounding",
@@ -81,6 +85,7 @@ class ExportFormat(models.TextChoices):
     CSV = "csv", "Plain CSV (one row per document line)"
     JOURNAL = "journal", "Double-entry journal (CSV)"
     XERO = "xero", "Xero sales invoice import (CSV)"
+    RECOGNITION = "recognition", "Revenue recognition entries per month (journal CSV)"
     EINVOICES = "einvoices", "E-invoices of the period (zip of the archived XML, with a manifest)"
 
 
@@ -256,8 +261,14 @@ def _contact_name(snapshot: dict[str, Any], fallback: str) -> str:
 
 def _revenue_account(product: Any, accounts: dict[str, Any]) -> str:
     if product is not None:
+        return _product_revenue_account(product.pk, product.name, accounts)
+    return str(accounts["revenue"])
+
+
+def _product_revenue_account(product_id: int | None, product_name: str, accounts: dict[str, Any]) -> str:
+    if product_id is not None:
         by_product = accounts["revenue_by_product"]
-        for key in (str(product.pk), product.name):
+        for key in (str(product_id), product_name):
             if key in by_product:
                 return str(by_product[key])
     return str(accounts["revenue"])
@@ -515,6 +526,45 @@ def journal_lines(*, date_from: dt.date, date_to: dt.date, counts: _Counts | Non
     for movement in export_credit_movements(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
         counts.credit_movements += 1
         yield from credit_movement_journal(movement, accounts=accounts, rates=rates)
+
+
+def recognition_journal_lines(*, date_from: dt.date, date_to: dt.date) -> Iterator[JournalLine]:
+    """Revenue recognition entries (docs/decisions/revenue-recognition.md), one per month and currency, dated the
+    month's last day, for the months that end in ``[date_from, date_to]``. The documents' journal credits revenue
+    when an invoice is issued; per revenue account this entry moves the month's invoiced amount (net of credit
+    notes) to deferred revenue and what the month recognises back to revenue, so revenue shows what was
+    recognised and deferred revenue holds the balance (deferred − unbilled)."""
+    wanted = [month for month in months(date_from, date_to) if next_month(month) - dt.timedelta(days=1) <= date_to]
+    if not wanted:
+        return
+    accounts = accounting_accounts()
+    rates = LazyRates(date_from=wanted[0], date_to=date_to)
+    entries = [
+        replace(entry, product=_product_revenue_account(entry.product_id, entry.product_name, accounts))
+        for entry in line_entries(until=date_to)
+    ]
+    rows = recognition_report(date_from=wanted[0], date_to=date_to, entries=entries)
+    deferred = str(accounts["deferred_revenue"])
+    for month in wanted:
+        for currency in sorted({row.currency for row in rows if row.month == month}):
+            month_end = next_month(month) - dt.timedelta(days=1)
+            entry = _Entry(
+                date=month_end,
+                document_type="recognition",
+                number=f"REC-{month:%Y-%m}-{currency}",
+                customer="",
+                currency=currency,
+                rates=rates,
+                accounts=accounts,
+            )
+            for row in rows:
+                if row.month != month or row.currency != currency:
+                    continue
+                entry.debit(row.product, "Invoiced in the month, deferred", row.invoiced)
+                entry.credit(deferred, "Invoiced in the month", row.invoiced)
+                entry.debit(deferred, "Recognised in the month", row.recognised)
+                entry.credit(row.product, "Recognised in the month", row.recognised)
+            yield from entry.lines()
 
 
 JOURNAL_HEADER = (
@@ -804,6 +854,9 @@ def accounting_export_write(
     elif export_format == ExportFormat.XERO:
         header = XERO_HEADER
         rows = _xero_rows(date_from=date_from, date_to=date_to, counts=counts)
+    elif export_format == ExportFormat.RECOGNITION:
+        header = JOURNAL_HEADER
+        rows = _journal_rows(recognition_journal_lines(date_from=date_from, date_to=date_to))
     else:
         raise ExportError(f"unknown format {export_format!r}: choose {', '.join(ExportFormat.values)}")
     writer = _writer(out)
