@@ -86,7 +86,13 @@ class ExportFormat(models.TextChoices):
     JOURNAL = "journal", "Double-entry journal (CSV)"
     XERO = "xero", "Xero sales invoice import (CSV)"
     RECOGNITION = "recognition", "Revenue recognition entries per month (journal CSV)"
+    DATEV = "datev", "DATEV Buchungsstapel (EXTF, Windows-1252)"
+    DATEV_DEBITORS = "datev-debitors", "DATEV Debitoren master data (EXTF, Windows-1252)"
     EINVOICES = "einvoices", "E-invoices of the period (zip of the archived XML, with a manifest)"
+
+
+# Formats written in Windows-1252 (DATEV's files); the others are UTF-8.
+CP1252_FORMATS = frozenset({ExportFormat.DATEV, ExportFormat.DATEV_DEBITORS})
 
 
 class ExportError(InvalidInput):
@@ -838,11 +844,17 @@ def _xero_rows(*, date_from: dt.date, date_to: dt.date, counts: _Counts) -> Iter
 
 
 def accounting_export_write(
-    *, out: TextSink, export_format: str, date_from: dt.date, date_to: dt.date
+    *, out: TextSink, export_format: str, date_from: dt.date, date_to: dt.date, exported_by: str = ""
 ) -> ExportSummary:
-    """Write the export of ``[date_from, date_to]`` in ``export_format`` to ``out`` (text, CSV)."""
+    """Write the export of ``[date_from, date_to]`` in ``export_format`` to ``out`` (text, CSV). The DATEV
+    formats' text holds only Windows-1252 characters: encode it so (``export_encoding``)."""
     if date_to < date_from:
         raise ExportError(f"the period ends ({date_to}) before it starts ({date_from})")
+    if export_format in CP1252_FORMATS:
+        from reporting import datev  # datev builds on this module's selectors
+
+        write = datev.datev_bookings_write if export_format == ExportFormat.DATEV else datev.datev_debitors_write
+        return write(out=out, date_from=date_from, date_to=date_to, exported_by=exported_by)
     counts = _Counts()
     rows: Iterator[list[Any]]
     if export_format == ExportFormat.CSV:
@@ -879,7 +891,14 @@ def accounting_export_write(
     )
 
 
+def export_encoding(export_format: str) -> str:
+    return "cp1252" if export_format in CP1252_FORMATS else "utf-8"
+
+
 def accounting_export_filename(*, export_format: str, date_from: dt.date, date_to: dt.date) -> str:
+    if export_format in CP1252_FORMATS:  # DATEV imports files named EXTF_*.csv
+        kind = "Buchungsstapel" if export_format == ExportFormat.DATEV else "Debitoren"
+        return f"EXTF_{kind}_{date_from:%Y%m%d}_{date_to:%Y%m%d}.csv"
     return f"accounting-{export_format}-{date_from.isoformat()}-{date_to.isoformat()}.csv"
 
 
