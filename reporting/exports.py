@@ -843,6 +843,15 @@ def _xero_rows(*, date_from: dt.date, date_to: dt.date, counts: _Counts) -> Iter
 # --- writing --------------------------------------------------------------------------------------------
 
 
+class FileWriter(Protocol):
+    def __call__(self, *, out: TextSink, date_from: dt.date, date_to: dt.date, exported_by: str) -> ExportSummary: ...
+
+
+# Formats with a file shape of their own, written by another module built on this one's selectors (the DATEV
+# files: reporting/datev.py, registered by reporting.apps so this module does not import it back).
+FILE_WRITERS: dict[str, FileWriter] = {}
+
+
 def accounting_export_write(
     *, out: TextSink, export_format: str, date_from: dt.date, date_to: dt.date, exported_by: str = ""
 ) -> ExportSummary:
@@ -850,11 +859,8 @@ def accounting_export_write(
     formats' text holds only Windows-1252 characters: encode it so (``export_encoding``)."""
     if date_to < date_from:
         raise ExportError(f"the period ends ({date_to}) before it starts ({date_from})")
-    if export_format in CP1252_FORMATS:
-        from reporting import datev  # datev builds on this module's selectors
-
-        write = datev.datev_bookings_write if export_format == ExportFormat.DATEV else datev.datev_debitors_write
-        return write(out=out, date_from=date_from, date_to=date_to, exported_by=exported_by)
+    if export_format in FILE_WRITERS:
+        return FILE_WRITERS[export_format](out=out, date_from=date_from, date_to=date_to, exported_by=exported_by)
     counts = _Counts()
     rows: Iterator[list[Any]]
     if export_format == ExportFormat.CSV:
