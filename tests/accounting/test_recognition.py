@@ -191,3 +191,20 @@ def test_the_admin_report_shows_the_months_and_downloads_them_as_csv(admin_clien
         "2026-07,EUR,Cadence Pro (annual),1200.00,55.89,1144.11,0.00",
         "2026-08,EUR,Cadence Pro (annual),0.00,101.92,1042.19,0.00",
     ]
+
+
+def test_the_report_page_reads_a_bounded_number_of_queries(admin_client, django_assert_max_num_queries):
+    product = ProductFactory(name="monthly")
+    for day in (1, 2, 3, 4, 5):
+        price = PriceFactory(product=product, unit_amount=Money(D("30.00"), "EUR"), interval=Interval.MONTH)
+        SubscriptionFactory(price=price, start_date=dt.date(2026, 7, day))
+    billing_run(as_of=dt.date(2026, 7, 5))
+    admin_client.get("/admin/")  # the session and the admin's own first queries
+    with django_assert_max_num_queries(10):  # 8 today, whatever the number of lines
+        page = admin_client.get(
+            reverse("admin:report", args=["recognition"]), {"date_from": "2026-07-01", "date_to": "2026-09-30"}
+        )
+    assert [(row["month"], row["invoiced"]) for row in page.context["rows"]] == [
+        ("2026-07", D("150.00")),
+        ("2026-08", D("0.00")),
+    ]
