@@ -138,3 +138,17 @@ def test_a_missing_rate_names_currency_and_date_and_writes_no_file(documents, tm
             "--output", str(target),
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_foreign_currency_journal_reads_a_bounded_number_of_queries(
+    series, vat_de, rates, django_assert_max_num_queries
+):
+    for _ in range(10):
+        invoice = InvoiceFactory(
+            customer=CustomerFactory(currency="USD"), lines=[{"unit_amount": D("10.00")}], finalized=MARCH_2
+        )
+        record_payment(customer=invoice.customer, amount="11.90", received_on=APRIL_15, currency="USD")
+    # the period's rates once, and the March rates of the invoices the April payments settle once more
+    with django_assert_max_num_queries(10):
+        rows = _journal(dt.date(2026, 4, 1), dt.date(2026, 4, 30))
+    assert len(rows) == 30 and _balances(rows) == {D(0)}
