@@ -768,7 +768,7 @@ def _debitor_cells(customer: Customer, config: DatevSettings) -> list[Any]:
     tax_id = customer.tax_id.replace(" ", "").upper()
     row[_D["Konto"]] = config.debitor_account(customer.pk)
     row[_D["Name (Adressatentyp Unternehmen)"]] = _text(name, 50)
-    row[_D["Adressatentyp"]] = Text("2")  # 2 Unternehmen (the product bills businesses and people alike)
+    row[_D["Adressatentyp"]] = 2  # 2 Unternehmen (the product bills businesses and people alike)
     row[_D["Kurzbezeichnung"]] = _text(customer.name, 15)
     if tax_id[:2] in EU_COUNTRIES | {"EL"} and len(tax_id) > 2:
         row[_D["EU-Land"]] = Text(tax_id[:2])

@@ -168,7 +168,7 @@ def test_the_debitoren_file_lists_the_customers_of_the_period(march, tmp_path, s
     assert (mueller["Konto"], mueller["Name (Adressatentyp Unternehmen)"], mueller["Adressatentyp"]) == (
         str(march["mueller"]),
         '"Müller GmbH"',
-        '"2"',
+        "2",
     )
     assert (mueller["Straße"], mueller["Postleitzahl"], mueller["Ort"], mueller["Land"]) == (
         '"Hauptstraße 1"',
