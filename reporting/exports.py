@@ -59,11 +59,11 @@ DEFAULT_ACCOUNTS: dict[str, Any] = {
     "xero_tax_types": {},
     # Xero TaxType of lines without tax
     "xero_no_tax": "Tax Exempt",
-    # company-currency side of the journal (accounting/journal_fx.py): realised exchange differences when a
-    # payment settles an invoice at another rate, and the cents lost converting each line on its own
     # revenue recognition entries (layout "recognition"): invoiced revenue moved to deferred revenue, and what
     # each month recognises moved back to the product's revenue account
     "deferred_revenue": "2400",
+    # company-currency side of the journal (accounting/journal_fx.py): realised exchange differences when a
+    # payment settles an invoice at another rate, and the cents lost converting each line on its own
     "fx_gain": "fx_gain",
     "fx_loss": "fx_loss",
     "rounding": "rounding",
