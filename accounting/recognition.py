@@ -73,11 +73,19 @@ class Entry:
     invoiced_month: dt.date
     invoiced: Decimal
     recognised: dict[dt.date, Decimal]
+    # the catalog product (None: a line without a price), for mapping to a revenue account
+    product_id: int | None = None
+    product_name: str = ""
 
 
 def _product(line: InvoiceLine) -> str:
     price = line.price
     return price.product.public_name if price is not None else "One-off and other lines"
+
+
+def _product_key(line: InvoiceLine) -> tuple[int | None, str]:
+    price = line.price
+    return (price.product.pk, price.product.name) if price is not None else (None, "")
 
 
 def line_entries(*, until: dt.date) -> Iterator[Entry]:
@@ -90,6 +98,7 @@ def line_entries(*, until: dt.date) -> Iterator[Entry]:
     )
     schedules: dict[int, dict[dt.date, Decimal]] = {}
     products: dict[int, str] = {}
+    product_keys: dict[int, tuple[int | None, str]] = {}
     for line in lines.iterator(chunk_size=2000):
         invoice = line.invoice
         assert invoice.issue_date is not None
@@ -100,9 +109,15 @@ def line_entries(*, until: dt.date) -> Iterator[Entry]:
             start=line.period_start,
             end=line.period_end,
         )
-        schedules[line.pk], products[line.pk] = plan, _product(line)
+        schedules[line.pk], products[line.pk], product_keys[line.pk] = plan, _product(line), _product_key(line)
         yield Entry(
-            invoice.currency, products[line.pk], invoice.number, month_of(invoice.issue_date), line.net_amount, plan
+            invoice.currency,
+            products[line.pk],
+            invoice.number,
+            month_of(invoice.issue_date),
+            line.net_amount,
+            plan,
+            *product_keys[line.pk],
         )
     by_invoice: dict[int, list[int]] = defaultdict(list)
     for line_id, invoice_id in lines.values_list("pk", "invoice_id"):
@@ -135,6 +150,7 @@ def line_entries(*, until: dt.date) -> Iterator[Entry]:
                 on,
                 -credited,
                 _reversal(credited_plan, credited=credited, currency=note.currency, on=on),
+                *product_keys[line_id],
             )
 
 

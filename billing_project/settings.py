@@ -390,6 +390,11 @@ LEDGER_PROVIDERS = {
         "default_tax_code": env.str("LEDGER_QUICKBOOKS_DEFAULT_TAX_CODE", default="NON"),
     },
 }
+# The DATEV export (reporting/datev.py; docs/decisions/datev.md), as JSON: {"consultant_number": 29098,
+#  "client_number": 55003, "chart": "SKR03"|"SKR04", "account_length": 4, "fiscal_year_start_month": 1,
+#  "revenue_accounts": {"S19": "8400", "AA7": "8300", "AE": "8336", ...}, "bu_keys": {"S19": "3"}, "bank": "1200",
+#  "fx_gain": "2660", "fx_loss": "2150", "lock": false}; anything left out keeps the chart's default.
+DATEV = env.json("DATEV", default={})
 # Every this many minutes: render PDFs that are missing (a failed render); archived PDFs are never rendered again.
 SCHEDULE_RENDER_PDFS_EVERY_MINUTES = env.int("SCHEDULE_RENDER_PDFS_EVERY_MINUTES", default=30)
 # Every this many minutes: rebuild the metrics snapshot the dashboard and the reports read (reporting/metrics.py;

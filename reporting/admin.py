@@ -34,6 +34,7 @@ from reporting.exports import (
     accounting_export_filename,
     accounting_export_write,
     can_export_accounting,
+    export_encoding,
 )
 from reporting.models import IntegrityCheck
 from reporting.timeline import customer_timeline_html
@@ -84,10 +85,15 @@ def _extend_invoice_admin() -> None:
                 filename = accounting_export_filename(
                     export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
                 )
-                response = HttpResponse(content_type="text/csv; charset=utf-8")
+                encoding = "windows-1252" if export_encoding(data["format"]) == "cp1252" else "utf-8"
+                response = HttpResponse(content_type=f"text/csv; charset={encoding}")
                 try:
                     accounting_export_write(
-                        out=response, export_format=data["format"], date_from=data["date_from"], date_to=data["date_to"]
+                        out=response,
+                        export_format=data["format"],
+                        date_from=data["date_from"],
+                        date_to=data["date_to"],
+                        exported_by=request.user.get_username(),
                     )
                 except ExportError as exc:
                     form.add_error(None, str(exc))

@@ -11,3 +11,9 @@ class ReportingConfig(AppConfig):
 
         # the statement of account's PDF, rendered when its e-mail is sent
         register_attachment_provider(statements.statement_email_attachment)
+        from reporting import datev
+        from reporting.exports import FILE_WRITERS, ExportFormat
+
+        # the DATEV files of the accounting export (they read the export's selectors)
+        FILE_WRITERS[ExportFormat.DATEV] = datev.datev_bookings_write
+        FILE_WRITERS[ExportFormat.DATEV_DEBITORS] = datev.datev_debitors_write

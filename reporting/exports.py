@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -29,6 +29,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Prefetch, QuerySet
 
+from accounting.journal_fx import BaseLine, LazyRates, base_amounts, fx_accounts
+from accounting.rates import RateMissing
+from accounting.recognition import line_entries, months, next_month, recognition_report
 from core.csv_safe import safe_cell
 from core.dates import billing_date_of, billing_tz
 from core.errors import InvalidInput
@@ -56,6 +59,14 @@ DEFAULT_ACCOUNTS: dict[str, Any] = {
     "xero_tax_types": {},
     # Xero TaxType of lines without tax
     "xero_no_tax": "Tax Exempt",
+    # revenue recognition entries (layout "recognition"): invoiced revenue moved to deferred revenue, and what
+    # each month recognises moved back to the product's revenue account
+    "deferred_revenue": "2400",
+    # company-currency side of the journal (accounting/journal_fx.py): realised exchange differences when a
+    # payment settles an invoice at another rate, and the cents lost converting each line on its own
+    "fx_gain": "fx_gain",
+    "fx_loss": "fx_loss",
+    "rounding": "rounding",
 }
 
 # Xero reads dates in the organisation's regional format; DD/MM/YYYY is what its template documents (UK, EU, AU,
@@ -74,7 +85,14 @@ class ExportFormat(models.TextChoices):
     CSV = "csv", "Plain CSV (one row per document line)"
     JOURNAL = "journal", "Double-entry journal (CSV)"
     XERO = "xero", "Xero sales invoice import (CSV)"
+    RECOGNITION = "recognition", "Revenue recognition entries per month (journal CSV)"
+    DATEV = "datev", "DATEV Buchungsstapel (EXTF, Windows-1252)"
+    DATEV_DEBITORS = "datev-debitors", "DATEV Debitoren master data (EXTF, Windows-1252)"
     EINVOICES = "einvoices", "E-invoices of the period (zip of the archived XML, with a manifest)"
+
+
+# Formats written in Windows-1252 (DATEV's files); the others are UTF-8.
+CP1252_FORMATS = frozenset({ExportFormat.DATEV, ExportFormat.DATEV_DEBITORS})
 
 
 class ExportError(InvalidInput):
@@ -92,6 +110,12 @@ class JournalLine:
     currency: str
     debit: Decimal
     credit: Decimal
+    # the same line in the company currency (COMPANY_CURRENCY) at ``rate`` (document currency units per company
+    # currency unit; None on the FX and rounding lines, which exist in the company currency only)
+    base_debit: Decimal = ZERO
+    base_credit: Decimal = ZERO
+    base_currency: str = ""
+    rate: Decimal | None = None
 
 
 @dataclass
@@ -243,8 +267,14 @@ def _contact_name(snapshot: dict[str, Any], fallback: str) -> str:
 
 def _revenue_account(product: Any, accounts: dict[str, Any]) -> str:
     if product is not None:
+        return _product_revenue_account(product.pk, product.name, accounts)
+    return str(accounts["revenue"])
+
+
+def _product_revenue_account(product_id: int | None, product_name: str, accounts: dict[str, Any]) -> str:
+    if product_id is not None:
         by_product = accounts["revenue_by_product"]
-        for key in (str(product.pk), product.name):
+        for key in (str(product_id), product_name):
             if key in by_product:
                 return str(by_product[key])
     return str(accounts["revenue"])
@@ -276,46 +306,89 @@ def _safe(row: Iterable[Any]) -> list[str]:
 
 
 class _Entry:
-    """The journal lines of one document, merged per (account, description); signs pick the side."""
+    """The journal lines of one document, merged per (account, description); signs pick the side. Each line is
+    also converted to the company currency at its rate date (the document's, or the settled invoice's issue date
+    for a receivable it clears), with realised FX and rounding lines so the entry balances in both currencies."""
 
-    def __init__(self, *, date: dt.date, document_type: str, number: str, customer: str, currency: str) -> None:
+    def __init__(
+        self,
+        *,
+        date: dt.date,
+        document_type: str,
+        number: str,
+        customer: str,
+        currency: str,
+        rates: LazyRates | None = None,
+        accounts: dict[str, Any] | None = None,
+    ) -> None:
         self.date, self.document_type, self.number = date, document_type, number
         self.customer, self.currency = customer, currency
+        self.rates = rates if rates is not None else LazyRates(date_from=date, date_to=date)
+        self.accounts = accounts if accounts is not None else accounting_accounts()
         self.amounts: dict[tuple[str, str], Decimal] = {}
+        self.rate_dates: dict[tuple[str, str], dt.date] = {}
 
-    def debit(self, account: str, description: str, amount: Decimal) -> None:
+    def debit(self, account: str, description: str, amount: Decimal, *, rate_date: dt.date | None = None) -> None:
         key = (account, description)
         self.amounts[key] = self.amounts.get(key, ZERO) + amount
+        self.rate_dates.setdefault(key, rate_date or self.date)
 
-    def credit(self, account: str, description: str, amount: Decimal) -> None:
-        self.debit(account, description, -amount)
+    def credit(self, account: str, description: str, amount: Decimal, *, rate_date: dt.date | None = None) -> None:
+        self.debit(account, description, -amount, rate_date=rate_date)
+
+    def _line(
+        self, account: str, description: str, amount: Decimal, base: Decimal, rate: Decimal | None
+    ) -> JournalLine:
+        company = self.rates.into
+        return JournalLine(
+            date=self.date,
+            document_type=self.document_type,
+            document_number=self.number,
+            customer=self.customer,
+            account=account,
+            description=description,
+            currency=self.currency,
+            debit=_amount(amount, self.currency) if amount > 0 else ZERO,
+            credit=_amount(-amount, self.currency) if amount < 0 else ZERO,
+            base_debit=base if base > 0 else ZERO,
+            base_credit=-base if base < 0 else ZERO,
+            base_currency=company,
+            rate=rate,
+        )
 
     def lines(self) -> list[JournalLine]:
-        lines = [
-            JournalLine(
-                date=self.date,
-                document_type=self.document_type,
-                document_number=self.number,
-                customer=self.customer,
-                account=account,
-                description=description,
-                currency=self.currency,
-                debit=_amount(amount, self.currency) if amount > 0 else ZERO,
-                credit=_amount(-amount, self.currency) if amount < 0 else ZERO,
-            )
-            for (account, description), amount in self.amounts.items()
-            if amount != 0
-        ]
-        debits = sum((line.debit for line in lines), ZERO)
-        credits = sum((line.credit for line in lines), ZERO)
+        rounded = [(key, _amount(amount, self.currency)) for key, amount in self.amounts.items()]
+        kept = [(key, amount) for key, amount in rounded if amount != 0]
+        debits = sum((amount for _, amount in kept if amount > 0), ZERO)
+        credits = sum((-amount for _, amount in kept if amount < 0), ZERO)
         if debits != credits:
             raise ExportError(
                 f"{self.document_type} {self.number} does not balance: debits {debits}, credits {credits}"
             )
+        try:
+            base = base_amounts(
+                [BaseLine(amount, self.rate_dates[key]) for key, amount in kept],
+                currency=self.currency,
+                document_date=self.date,
+                rates=self.rates,
+            )
+        except RateMissing as exc:
+            raise ExportError(f"{self.document_type} {self.number}: {exc}", field="currency") from exc
+        lines = [
+            self._line(account, description, amount, base_amount, rate)
+            for ((account, description), amount), base_amount, rate in zip(kept, base.amounts, base.rates, strict=True)
+        ]
+        fx_gain, fx_loss, rounding = fx_accounts(self.accounts)
+        if base.fx_difference > 0:
+            lines.append(self._line(fx_loss, "Realised exchange loss", ZERO, base.fx_difference, None))
+        elif base.fx_difference < 0:
+            lines.append(self._line(fx_gain, "Realised exchange gain", ZERO, base.fx_difference, None))
+        if base.rounding:
+            lines.append(self._line(rounding, "Currency conversion rounding", ZERO, base.rounding, None))
         return lines
 
 
-def invoice_journal(invoice: Invoice, *, accounts: dict[str, Any]) -> list[JournalLine]:
+def invoice_journal(invoice: Invoice, *, accounts: dict[str, Any], rates: LazyRates | None = None) -> list[JournalLine]:
     """Receivables (debit, the total) against revenue per account and tax payable per rate (credit)."""
     entry = _Entry(
         date=invoice.issue_date,  # type: ignore[arg-type]
@@ -323,6 +396,8 @@ def invoice_journal(invoice: Invoice, *, accounts: dict[str, Any]) -> list[Journ
         number=invoice.number,
         customer=_contact_name(invoice.customer_snapshot, str(invoice.customer_id)),
         currency=invoice.currency,
+        rates=rates,
+        accounts=accounts,
     )
     entry.debit(str(accounts["receivables"]), f"Invoice {invoice.number}", invoice.total)
     for line in invoice.lines.all():
@@ -334,7 +409,9 @@ def invoice_journal(invoice: Invoice, *, accounts: dict[str, Any]) -> list[Journ
     return entry.lines()
 
 
-def credit_note_journal(credit_note: CreditNote, *, accounts: dict[str, Any]) -> list[JournalLine]:
+def credit_note_journal(
+    credit_note: CreditNote, *, accounts: dict[str, Any], rates: LazyRates | None = None
+) -> list[JournalLine]:
     """The mirror of an invoice: revenue and tax debited back; credited to receivables for the part that reduced
     the invoice's amount due and to customer credit for the rest."""
     entry = _Entry(
@@ -343,6 +420,8 @@ def credit_note_journal(credit_note: CreditNote, *, accounts: dict[str, Any]) ->
         number=credit_note.number,
         customer=_contact_name(credit_note.customer_snapshot, str(credit_note.customer_id)),
         currency=credit_note.currency,
+        rates=rates,
+        accounts=accounts,
     )
     for line in credit_note.lines.all():
         entry.debit(_revenue_account(_invoice_line_product(line.invoice_line), accounts), "Revenue", line.net_amount)
@@ -350,12 +429,17 @@ def credit_note_journal(credit_note: CreditNote, *, accounts: dict[str, Any]) ->
             entry.debit(
                 _tax_account(line.tax_name, accounts), _tax_label(line.tax_name, line.tax_percentage), line.tax_amount
             )
-    entry.credit(str(accounts["receivables"]), f"Invoice {credit_note.invoice.number}", credit_note.amount_applied)
+    entry.credit(
+        str(accounts["receivables"]),
+        f"Invoice {credit_note.invoice.number}",
+        credit_note.amount_applied,
+        rate_date=credit_note.invoice.issue_date,
+    )
     entry.credit(str(accounts["customer_credit"]), "Customer credit", credit_note.amount_to_customer_credit)
     return entry.lines()
 
 
-def payment_journal(payment: Any, *, accounts: dict[str, Any]) -> list[JournalLine]:
+def payment_journal(payment: Any, *, accounts: dict[str, Any], rates: LazyRates | None = None) -> list[JournalLine]:
     """Bank (debit, the amount received) against receivables per settled invoice and customer credit for the
     part that settled nothing (overpayment)."""
     number = payment_number(payment)
@@ -365,17 +449,24 @@ def payment_journal(payment: Any, *, accounts: dict[str, Any]) -> list[JournalLi
         number=number,
         customer=payment.customer.display_legal_name,
         currency=payment.currency,
+        rates=rates,
+        accounts=accounts,
     )
     entry.debit(str(accounts["bank"]), f"Payment {number}", payment.amount)
     allocated = ZERO
     for allocation in payment.allocations.all():
-        entry.credit(str(accounts["receivables"]), f"Invoice {allocation.invoice.number}", allocation.amount)
+        entry.credit(
+            str(accounts["receivables"]),
+            f"Invoice {allocation.invoice.number}",
+            allocation.amount,
+            rate_date=allocation.invoice.issue_date,
+        )
         allocated += allocation.amount
     entry.credit(str(accounts["customer_credit"]), "Customer credit (overpayment)", payment.amount - allocated)
     return entry.lines()
 
 
-def refund_journal(refund: Any, *, accounts: dict[str, Any]) -> list[JournalLine]:
+def refund_journal(refund: Any, *, accounts: dict[str, Any], rates: LazyRates | None = None) -> list[JournalLine]:
     """Bank (credit, the money paid back) against receivables for the part that re-opened invoices and customer
     credit for the rest (credit paid out, or taken back from the customer's balance)."""
     entry = _Entry(
@@ -384,6 +475,8 @@ def refund_journal(refund: Any, *, accounts: dict[str, Any]) -> list[JournalLine
         number=f"REF-{refund.pk}",
         customer=refund.customer.display_legal_name,
         currency=refund.currency,
+        rates=rates,
+        accounts=accounts,
     )
     entry.credit(str(accounts["bank"]), f"Refund REF-{refund.pk}", refund.amount)
     entry.debit(str(accounts["receivables"]), "Invoices re-opened", refund.amount_reopened)
@@ -391,7 +484,9 @@ def refund_journal(refund: Any, *, accounts: dict[str, Any]) -> list[JournalLine
     return entry.lines()
 
 
-def credit_movement_journal(movement: Any, *, accounts: dict[str, Any]) -> list[JournalLine]:
+def credit_movement_journal(
+    movement: Any, *, accounts: dict[str, Any], rates: LazyRates | None = None
+) -> list[JournalLine]:
     """Credit applied to an invoice: customer credit (debit) settles receivables (credit). A manual adjustment:
     customer credit against the adjustments account, in the direction of its sign."""
     entry = _Entry(
@@ -400,12 +495,15 @@ def credit_movement_journal(movement: Any, *, accounts: dict[str, Any]) -> list[
         number=f"CR-{movement.pk}",
         customer=movement.customer.display_legal_name,
         currency=movement.currency,
+        rates=rates,
+        accounts=accounts,
     )
     amount = movement.amount  # the ledger's sign: + credit granted, − credit used
     if movement.kind == "applied_to_invoice":
         number = movement.invoice.number if movement.invoice_id else ""
+        issued = movement.invoice.issue_date if movement.invoice_id else None
         entry.debit(str(accounts["customer_credit"]), "Customer credit applied", -amount)
-        entry.credit(str(accounts["receivables"]), f"Invoice {number}".strip(), -amount)
+        entry.credit(str(accounts["receivables"]), f"Invoice {number}".strip(), -amount, rate_date=issued)
     else:
         entry.debit(str(accounts["credit_adjustments"]), movement.reason or "Credit adjustment", amount)
         entry.credit(str(accounts["customer_credit"]), "Customer credit", amount)
@@ -415,24 +513,64 @@ def credit_movement_journal(movement: Any, *, accounts: dict[str, Any]) -> list[
 def journal_lines(*, date_from: dt.date, date_to: dt.date, counts: _Counts | None = None) -> Iterator[JournalLine]:
     counts = counts if counts is not None else _Counts()
     accounts = accounting_accounts()
+    rates = LazyRates(date_from=date_from, date_to=date_to)
     for invoice in export_invoices(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
         if invoice.status == InvoiceStatus.VOID:
             counts.skipped_void += 1
             continue
         counts.invoices += 1
-        yield from invoice_journal(invoice, accounts=accounts)
+        yield from invoice_journal(invoice, accounts=accounts, rates=rates)
     for credit_note in export_credit_notes(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
         counts.credit_notes += 1
-        yield from credit_note_journal(credit_note, accounts=accounts)
+        yield from credit_note_journal(credit_note, accounts=accounts, rates=rates)
     for payment in export_payments(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
         counts.payments += 1
-        yield from payment_journal(payment, accounts=accounts)
+        yield from payment_journal(payment, accounts=accounts, rates=rates)
     for refund in export_refunds(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
         counts.refunds += 1
-        yield from refund_journal(refund, accounts=accounts)
+        yield from refund_journal(refund, accounts=accounts, rates=rates)
     for movement in export_credit_movements(date_from=date_from, date_to=date_to).iterator(chunk_size=500):
         counts.credit_movements += 1
-        yield from credit_movement_journal(movement, accounts=accounts)
+        yield from credit_movement_journal(movement, accounts=accounts, rates=rates)
+
+
+def recognition_journal_lines(*, date_from: dt.date, date_to: dt.date) -> Iterator[JournalLine]:
+    """Revenue recognition entries (docs/decisions/revenue-recognition.md), one per month and currency, dated the
+    month's last day, for the months that end in ``[date_from, date_to]``. The documents' journal credits revenue
+    when an invoice is issued; per revenue account this entry moves the month's invoiced amount (net of credit
+    notes) to deferred revenue and what the month recognises back to revenue, so revenue shows what was
+    recognised and deferred revenue holds the balance (deferred − unbilled)."""
+    wanted = [month for month in months(date_from, date_to) if next_month(month) - dt.timedelta(days=1) <= date_to]
+    if not wanted:
+        return
+    accounts = accounting_accounts()
+    rates = LazyRates(date_from=wanted[0], date_to=date_to)
+    entries = [
+        replace(entry, product=_product_revenue_account(entry.product_id, entry.product_name, accounts))
+        for entry in line_entries(until=date_to)
+    ]
+    rows = recognition_report(date_from=wanted[0], date_to=date_to, entries=entries)
+    deferred = str(accounts["deferred_revenue"])
+    for month in wanted:
+        for currency in sorted({row.currency for row in rows if row.month == month}):
+            month_end = next_month(month) - dt.timedelta(days=1)
+            entry = _Entry(
+                date=month_end,
+                document_type="recognition",
+                number=f"REC-{month:%Y-%m}-{currency}",
+                customer="",
+                currency=currency,
+                rates=rates,
+                accounts=accounts,
+            )
+            for row in rows:
+                if row.month != month or row.currency != currency:
+                    continue
+                entry.debit(row.product, "Invoiced in the month, deferred", row.invoiced)
+                entry.credit(deferred, "Invoiced in the month", row.invoiced)
+                entry.debit(deferred, "Recognised in the month", row.recognised)
+                entry.credit(row.product, "Recognised in the month", row.recognised)
+            yield from entry.lines()
 
 
 JOURNAL_HEADER = (
@@ -445,6 +583,10 @@ JOURNAL_HEADER = (
     "debit",
     "credit",
     "currency",
+    "base_debit",
+    "base_credit",
+    "base_currency",
+    "rate",
 )
 
 
@@ -460,6 +602,10 @@ def _journal_rows(lines: Iterable[JournalLine]) -> Iterator[list[Any]]:
             line.debit if line.debit else "",
             line.credit if line.credit else "",
             line.currency,
+            line.base_debit if line.base_debit else "",
+            line.base_credit if line.base_credit else "",
+            line.base_currency,
+            "" if line.rate is None else _plain(line.rate),
         ]
 
 
@@ -697,12 +843,24 @@ def _xero_rows(*, date_from: dt.date, date_to: dt.date, counts: _Counts) -> Iter
 # --- writing --------------------------------------------------------------------------------------------
 
 
+class FileWriter(Protocol):
+    def __call__(self, *, out: TextSink, date_from: dt.date, date_to: dt.date, exported_by: str) -> ExportSummary: ...
+
+
+# Formats with a file shape of their own, written by another module built on this one's selectors (the DATEV
+# files: reporting/datev.py, registered by reporting.apps so this module does not import it back).
+FILE_WRITERS: dict[str, FileWriter] = {}
+
+
 def accounting_export_write(
-    *, out: TextSink, export_format: str, date_from: dt.date, date_to: dt.date
+    *, out: TextSink, export_format: str, date_from: dt.date, date_to: dt.date, exported_by: str = ""
 ) -> ExportSummary:
-    """Write the export of ``[date_from, date_to]`` in ``export_format`` to ``out`` (text, CSV)."""
+    """Write the export of ``[date_from, date_to]`` in ``export_format`` to ``out`` (text, CSV). The DATEV
+    formats' text holds only Windows-1252 characters: encode it so (``export_encoding``)."""
     if date_to < date_from:
         raise ExportError(f"the period ends ({date_to}) before it starts ({date_from})")
+    if export_format in FILE_WRITERS:
+        return FILE_WRITERS[export_format](out=out, date_from=date_from, date_to=date_to, exported_by=exported_by)
     counts = _Counts()
     rows: Iterator[list[Any]]
     if export_format == ExportFormat.CSV:
@@ -714,6 +872,9 @@ def accounting_export_write(
     elif export_format == ExportFormat.XERO:
         header = XERO_HEADER
         rows = _xero_rows(date_from=date_from, date_to=date_to, counts=counts)
+    elif export_format == ExportFormat.RECOGNITION:
+        header = JOURNAL_HEADER
+        rows = _journal_rows(recognition_journal_lines(date_from=date_from, date_to=date_to))
     else:
         raise ExportError(f"unknown format {export_format!r}: choose {', '.join(ExportFormat.values)}")
     writer = _writer(out)
@@ -736,7 +897,14 @@ def accounting_export_write(
     )
 
 
+def export_encoding(export_format: str) -> str:
+    return "cp1252" if export_format in CP1252_FORMATS else "utf-8"
+
+
 def accounting_export_filename(*, export_format: str, date_from: dt.date, date_to: dt.date) -> str:
+    if export_format in CP1252_FORMATS:  # DATEV imports files named EXTF_*.csv
+        kind = "Buchungsstapel" if export_format == ExportFormat.DATEV else "Debitoren"
+        return f"EXTF_{kind}_{date_from:%Y%m%d}_{date_to:%Y%m%d}.csv"
     return f"accounting-{export_format}-{date_from.isoformat()}-{date_to.isoformat()}.csv"
 
 

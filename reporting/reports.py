@@ -25,6 +25,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.safestring import SafeString
 
+from accounting import recognition
 from core.csv_safe import safe_cell
 from core.dates import billing_today, billing_tz
 from core.money import round_amount
@@ -270,6 +271,24 @@ def cohort_report(*, filters: ReportFilters) -> list[Row]:
 COHORT_MONTHS = 12
 
 
+def recognition_report_rows(*, filters: ReportFilters) -> list[Row]:
+    """Revenue recognition (accounting/recognition.py, docs/decisions/revenue-recognition.md) per month, currency
+    and product: invoiced, recognised, deferred and unbilled at the month's end, net of tax."""
+    return [
+        {
+            "month": row.month.strftime("%Y-%m"),
+            "currency": row.currency,
+            "product": row.product,
+            "invoiced": round_amount(row.invoiced, row.currency),
+            "recognised": round_amount(row.recognised, row.currency),
+            "deferred": round_amount(row.deferred, row.currency),
+            "unbilled": round_amount(row.unbilled, row.currency),
+        }
+        for row in recognition.recognition_report(date_from=filters.date_from, date_to=filters.date_to)
+        if not filters.currency or row.currency == filters.currency
+    ]
+
+
 # --- Report registry ------------------------------------------------------------------------------------
 
 
@@ -460,6 +479,25 @@ REPORTS: dict[str, Report] = {
             chart_column="ending_mrr",
             link=_mrr_invoices,
             snapshot=True,
+        ),
+        Report(
+            "recognition",
+            "Revenue recognition by month and product",
+            "Net amounts (without tax) of issued invoice lines recognised over their service period, pro rata per "
+            "day (one-offs on the issue date); credit notes reverse their share. Invoiced: lines issued in the "
+            "month minus credit notes. Deferred: invoiced, recognised later. Unbilled: recognised, invoiced later "
+            "(usage before its invoice). Cumulative invoiced − cumulative recognised = deferred − unbilled.",
+            [
+                Column("month", "Month"),
+                Column("currency", "Currency"),
+                Column("product", "Product"),
+                _M("invoiced", "Invoiced"),
+                _M("recognised", "Recognised"),
+                _M("deferred", "Deferred at month end", total=""),
+                _M("unbilled", "Unbilled at month end", total=""),
+            ],
+            recognition_report_rows,
+            chart_column="recognised",
         ),
         Report(
             "cohorts",

@@ -143,7 +143,7 @@ def test_invoices_report_issued_paid_overdue_per_month(admin_client):
 @pytest.mark.usefixtures("dataset")
 def test_reports_index_lists_every_report(admin_client):
     html = admin_client.get("/admin/reports/").content.decode()
-    for slug in ("revenue", "tax", "ageing", "invoices", "mrr", "cohorts"):
+    for slug in ("revenue", "tax", "ageing", "invoices", "mrr", "cohorts", "recognition"):
         assert f'href="/admin/reports/{slug}/"' in html
 
 

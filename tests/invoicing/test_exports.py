@@ -172,13 +172,17 @@ def test_void_invoice_is_listed_in_the_csv_and_left_out_of_journal_and_xero(seri
 
 
 def test_amounts_use_the_currency_minor_unit(series, vat_de):
+    from accounting.models import ExchangeRate
+
+    ExchangeRate.objects.create(date=MARCH_1, currency="JPY", rate=D("160"))
     customer = CustomerFactory(currency="JPY")
-    InvoiceFactory(customer=customer, lines=[{"description": "Plan", "unit_amount": D("1000")}], finalized=True)
+    InvoiceFactory(customer=customer, lines=[{"description": "Plan", "unit_amount": D("1000")}], finalized=MARCH_1)
     rows = list(csv.DictReader(io.StringIO(_export("journal")[0])))
-    assert [(r["debit"], r["credit"], r["currency"]) for r in rows] == [
-        ("1190", "", "JPY"),
-        ("", "1000", "JPY"),
-        ("", "190", "JPY"),
+    # the company-currency amounts at 1 EUR = 160 JPY, to the cent: 7.4375 → 7.44, 6.25, 1.1875 → 1.19
+    assert [(r["debit"], r["credit"], r["currency"], r["base_debit"], r["base_credit"]) for r in rows] == [
+        ("1190", "", "JPY", "7.44", ""),
+        ("", "1000", "JPY", "", "6.25"),
+        ("", "190", "JPY", "", "1.19"),
     ]
 
 

@@ -271,7 +271,7 @@ def _csv_downloads(client: Client) -> Iterator[tuple[str, str]]:
             reverse("admin:invoicing_invoice_accounting_export"), {**period, "format": export_format}
         )
         assert response.status_code == 200 and response["Content-Type"].startswith("text/csv"), export_format
-        yield f"export:{export_format}", response.content.decode()
+        yield f"export:{export_format}", response.content.decode(response.charset)  # DATEV's are Windows-1252
     for slug in REPORTS:
         response = client.get(reverse("admin:report", args=[slug]), {**period, "as_of": "2026-04-15", "format": "csv"})
         assert response.status_code == 200 and response["Content-Type"].startswith("text/csv"), slug
@@ -286,7 +286,8 @@ def test_every_csv_neutralises_formula_cells_and_keeps_negative_amounts_numbers(
     files = dict(_csv_downloads(client))
     assert len(files) == len(CSV_FORMATS) + len(REPORTS)
     for name, text in files.items():
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        delimiter = ";" if name.startswith("export:datev") else ","
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
         assert rows, name
         for row in rows:
             for cell in row:
@@ -301,6 +302,7 @@ def test_every_csv_neutralises_formula_cells_and_keeps_negative_amounts_numbers(
     assert (
         CSV_HOSTILE["city"] in neutralised["export:xero"] and CSV_HOSTILE["address_line1"] in neutralised["export:xero"]
     )
+    assert CSV_HOSTILE["legal_name"] in neutralised["export:datev-debitors"]  # the account's name
     assert CSV_HOSTILE["name"] in neutralised["report:ageing"]
     assert CSV_HOSTILE["product"] in neutralised["report:revenue"]
     assert CSV_HOSTILE["tax_name"] in neutralised["report:tax"]

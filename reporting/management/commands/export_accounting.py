@@ -8,13 +8,14 @@ from django.core.management.base import CommandError
 
 from core.asof import parse_date_option
 from core.commands import BaseCommand
-from reporting.exports import ExportError, ExportFormat, accounting_export_write
+from reporting.exports import ExportError, ExportFormat, accounting_export_write, export_encoding
 
 
 class Command(BaseCommand):
     help = (
         "Export the invoices, credit notes and payments of a period (both dates included) as a plain CSV, a "
-        "double-entry journal or a Xero sales invoice import file."
+        "double-entry journal, a Xero sales invoice import file, the monthly revenue recognition entries, or DATEV's "
+        "Buchungsstapel and Debitoren files (Windows-1252)."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -42,7 +43,7 @@ class Command(BaseCommand):
         if output is None:
             try:
                 summary = accounting_export_write(
-                    out=self.stdout, export_format=export_format, date_from=start, date_to=end
+                    out=self.stdout, export_format=export_format, date_from=start, date_to=end, exported_by="manage.py"
                 )
             except ExportError as exc:
                 raise CommandError(str(exc)) from exc
@@ -52,8 +53,10 @@ class Command(BaseCommand):
         directory = os.path.dirname(os.path.abspath(output))
         handle, partial = tempfile.mkstemp(prefix=".export-", suffix=".csv", dir=directory)
         try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-                summary = accounting_export_write(out=out, export_format=export_format, date_from=start, date_to=end)
+            with os.fdopen(handle, "w", encoding=export_encoding(export_format), newline="") as out:
+                summary = accounting_export_write(
+                    out=out, export_format=export_format, date_from=start, date_to=end, exported_by="manage.py"
+                )
             os.replace(partial, output)
         except ExportError as exc:
             os.unlink(partial)
