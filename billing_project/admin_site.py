@@ -50,6 +50,16 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
             context["dashboard_currency"] = chosen if chosen in currencies else (currencies[0] if currencies else "")
         return super().index(request, extra_context=context)
 
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        # The dashboard asks twice (its list of models and the sidebar's): the permission checks and URLs once.
+        if app_label is not None:
+            return super().get_app_list(request, app_label)
+        app_list: list[Any] | None = getattr(request, "_admin_app_list", None)
+        if app_list is None:
+            app_list = super().get_app_list(request)
+            request._admin_app_list = app_list  # type: ignore[attr-defined]
+        return app_list
+
     def get_urls(self) -> list[URLResolver | URLPattern]:
         from reporting import reports
 

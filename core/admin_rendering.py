@@ -14,6 +14,7 @@ instead. ``tests/invoicing/test_admin_rendering.py`` renders pages both ways and
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from django.contrib.admin.helpers import AdminReadonlyField, Fieldline
 from django.forms.widgets import HiddenInput
@@ -202,3 +203,59 @@ def readonly_tabular_html(formset: Any, *, last: bool) -> SafeString | None:
         f"<table><thead><tr>{''.join(headers)}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"{'</details>' if collapsible else ''}</fieldset></div></div>"
     )
+
+
+def _contains(needle: Any, haystack: str) -> bool:
+    """``{% if needle in haystack %}``: false when the test itself fails (no URL: ``None``)."""
+    try:
+        return bool(needle in haystack)
+    except TypeError:
+        return False
+
+
+def app_list_html(app_list: list[dict[str, Any]], *, path: str, show_changelinks: bool) -> SafeString:
+    """``admin/app_list.html`` (the dashboard's list of models, and the navigation sidebar's on every admin page):
+    a table per app, a row per model with its links; ``path`` (the request's) marks the current app and model."""
+    if not app_list:
+        return format_html("<p>{}</p>", gettext("You don’t have permission to view or edit anything."))
+    path = quote(path, safe="/")  # the template's request.path|urlencode
+    headers = (
+        '<thead class="visually-hidden"><tr>'
+        f'<th scope="col">{escape(gettext("Model name"))}</th><th scope="col">{escape(gettext("Add link"))}</th>'
+        f'<th scope="col">{escape(gettext("Change or view list link"))}</th></tr></thead>'
+    )
+    add, view, change = escape(gettext("Add")), escape(gettext("View")), escape(gettext("Change"))
+    apps = []
+    for app in app_list:
+        label = _text(app["app_label"])
+        rows = []
+        for model in app["models"]:
+            model_name = _text(str(model["object_name"]).lower())
+            row_id = f"{label}-{model_name}"
+            admin_url = model.get("admin_url")
+            current = _contains(admin_url, path)
+            name = _text(model["name"])
+            if admin_url:
+                aria = ' aria-current="page"' if current else ""
+                name = f'<a href="{_text(admin_url)}"{aria}>{name}</a>'
+            cells = [f'<th scope="row" id="{row_id}">{name}</th>']
+            if model.get("add_url"):
+                link = f'<a href="{_text(model["add_url"])}" class="addlink" aria-describedby="{row_id}">{add}</a>'
+                cells.append(f"<td>{link}</td>")
+            else:
+                cells.append("<td></td>")
+            if admin_url and show_changelinks:
+                kind, word = ("viewlink", view) if model.get("view_only") else ("changelink", change)
+                cells.append(
+                    f'<td><a href="{_text(admin_url)}" class="{kind}" aria-describedby="{row_id}">{word}</a></td>'
+                )
+            elif show_changelinks:
+                cells.append("<td></td>")
+            rows.append(f'<tr class="model-{model_name}{" current-model" if current else ""}">{"".join(cells)}</tr>')
+        title = gettext("Models in the %(name)s application") % {"name": _text(app["name"])}
+        apps.append(
+            f'<div class="app-{label} module{" current-app" if _contains(app["app_url"], path) else ""}"><table>'
+            f'<caption><a href="{_text(app["app_url"])}" class="section" title="{title}">{_text(app["name"])}</a>'
+            f"</caption>{headers}{''.join(rows)}</table></div>"
+        )
+    return mark_safe("".join(apps))  # noqa: S308 - every value above is escaped

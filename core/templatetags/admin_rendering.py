@@ -14,7 +14,7 @@ from django.contrib.admin.helpers import Fieldset, InlineAdminFormSet
 from django.template.context import Context
 from django.utils.safestring import SafeString, mark_safe
 
-from core.admin_rendering import readonly_fieldset_html, readonly_tabular_html
+from core.admin_rendering import app_list_html, readonly_fieldset_html, readonly_tabular_html
 
 register = template.Library()
 FIELDSET_TEMPLATE = "admin/includes/fieldset.html"
@@ -47,3 +47,15 @@ def admin_inline(context: Context, inline_admin_formset: InlineAdminFormSet) -> 
         return html
     with context.push(inline_admin_formset=inline_admin_formset):
         return _template(context, inline_admin_formset.opts.template)
+
+
+@register.simple_tag(takes_context=True)
+def admin_app_list(context: Context) -> SafeString:
+    """``admin/app_list.html`` in Python: reads ``app_list``, ``show_changelinks`` and ``request`` as the template
+    does (templates/admin/app_list.html)."""
+    request = context.get("request")
+    return app_list_html(
+        context.get("app_list") or [],
+        path=request.path if request is not None else "",
+        show_changelinks=bool(context.get("show_changelinks")),
+    )
