@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin import AdminSite
 from django.template import Context, Engine
 from django.test.html import parse_html
 
@@ -55,3 +56,17 @@ def test_the_list_of_models_is_the_same_html_as_djangos_template(client, admin_c
     assert 'class="model-invoice current-model"' in fast or url != "/admin/invoicing/invoice/"
     _through_djangos_template(monkeypatch)
     assert parse_html(fast) == parse_html(_html(client, url))
+
+
+@pytest.mark.parametrize("role", [None, "Billing clerk", "Auditor (read-only)"])
+def test_the_sites_models_and_links_are_djangos(rf, admin_user, role):
+    """BillingAdminSite._build_app_dict (its URLs remembered per process) gives what Django's own gives."""
+    request = rf.get("/admin/")
+    request.user = StaffUserFactory(group=role) if role else admin_user
+    for label in (None, "invoicing"):
+        ours = admin.site._build_app_dict(request, label)
+        djangos = AdminSite._build_app_dict(admin.site, request, label)
+        assert ours == djangos and ours
+        assert [m["add_url"] for a in ours.values() for m in a["models"]] == [
+            m["add_url"] for a in djangos.values() for m in a["models"]
+        ]  # (the order of the models too)
