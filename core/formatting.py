@@ -39,6 +39,17 @@ def _locale(language: str) -> Locale:
 
 def money(amount: Decimal | str | int, currency: str, language: str) -> str:
     """``€1,234.50`` (en), ``1.234,50 €`` (de); JPY without and BHD with three decimals."""
+    try:
+        return _money(amount, currency, language)
+    except TypeError:  # an unhashable amount (a signalling NaN): not remembered, and refused as before
+        return _money.__wrapped__(amount, currency, language)
+
+
+# Babel spends ~50 µs on each amount; an admin list or a PDF shows the same amounts again and again (plan prices,
+# the same page for every clerk), so the text of each (amount, currency, language) is kept. Equal amounts format
+# the same whatever their exponent (``1.5`` and ``1.50``): each is rounded to the currency's digits first.
+@lru_cache(maxsize=4096)
+def _money(amount: Decimal | str | int, currency: str, language: str) -> str:
     value = round_amount(Decimal(amount), currency)
     return format_currency(value, currency, locale=_locale(language), currency_digits=True)
 

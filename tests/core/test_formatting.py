@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal as D
+from decimal import InvalidOperation
 
 import pytest
 
@@ -29,6 +30,20 @@ MONEY = {
 )
 def test_money_per_currency_and_language(language, index, currency, amount):
     assert fmt.money(amount, currency, language) == MONEY[language][index]
+
+
+def test_remembered_amounts_read_the_same_whatever_their_form():
+    # the text of an amount is kept per (amount, currency, language): equal amounts written differently, in another
+    # currency or language, and a rounding that differs per currency each get their own, correct text
+    fmt._money.cache_clear()
+    assert [fmt.money(amount, "EUR", "en") for amount in (D("1.5"), D("1.50"), D("1.500"), "1.5", 2)] == [
+        "€1.50", "€1.50", "€1.50", "€1.50", "€2.00"
+    ]  # fmt: skip
+    assert fmt.money(D("1.5"), "JPY", "en") == "¥2" and fmt.money(D("1.5"), "EUR", "de") == f"1,50{NBSP}€"
+    assert (fmt.money(D("-0.005"), "EUR", "en"), fmt.money(D("-0.005"), "BHD", "en")) == ("-€0.01", "-BHD0.005")
+    assert fmt._money.cache_info().hits == 2  # 1.50 and 1.500 read 1.5's text
+    with pytest.raises(InvalidOperation):
+        fmt.money(D("sNaN"), "EUR", "en")  # refused, as before the cache
 
 
 @pytest.mark.parametrize(
