@@ -32,3 +32,6 @@ STATIC_ROOT = tempfile.mkdtemp(prefix="billing-test-static-")
 # The existing admin tests sign in with force_login; the staff two-factor tests turn this on themselves
 # (tests/billing_project/test_staff_auth.py).
 OTP_REQUIRED = False
+# No VIES from the tests (no internet); tests/customers/test_vat_check.py turns it on against a local fake.
+VAT_CHECK_ENABLED = False
+VIES_URL = "http://127.0.0.1:9/vies-not-configured-in-tests"
