@@ -71,7 +71,7 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
     # Columns that fit 1280 px beside the filter; an archived customer's name carries an "Archived" badge.
     list_display = ("name_display", "email_display", "country_display", "currency", "tax_status", "terms_display")
     list_display_links = ("name_display",)
-    list_filter = ("is_archived", "tax_status", "currency", "country", "language")
+    list_filter = ("is_archived", "tax_status", "vat_status", "currency", "country", "language")
     search_fields = ("name", "legal_name", "email", "tax_id", "external_id")
     show_full_result_count = False
     list_per_page = 50

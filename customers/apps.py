@@ -13,3 +13,6 @@ class CustomersConfig(AppConfig):
         register_sender_provider(seller_from_email)
         # A changed EU VAT number queues its VIES check (customers/vat.py).
         connect_signals()
+        from core import alerts
+
+        alerts.alert_register("customers.vat_rejected", "customers.vat.dashboard_alerts")

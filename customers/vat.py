@@ -25,8 +25,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.signals import post_save, pre_save
+from django.urls import reverse
 from django.utils import timezone
 
+from core.alerts import Alert
 from customers.models import EU_VAT_COUNTRIES, Customer, VatCheck, VatCheckStatus, VatStatus
 
 logger = logging.getLogger(__name__)
@@ -271,3 +273,14 @@ def vat_check_now(*, customer: Customer) -> VatCheck | None:
         return vat_check_perform(check_id=check.pk)
     except ViesUnavailable:
         return VatCheck.objects.get(pk=check.pk)
+
+
+def dashboard_alerts(*, user: Any, as_of: dt.date) -> list[Alert]:
+    """The dashboard's operations list: customers whose VAT number VIES found not registered (they are now taxed
+    as consumers); one query, for staff who may view customers."""
+    if not user.has_perm("customers.view_customer"):
+        return []
+    count = Customer.objects.filter(is_archived=False, vat_status=VatStatus.INVALID).count()
+    url = reverse("admin:customers_customer_changelist") + f"?vat_status__exact={VatStatus.INVALID}"
+    note = "taxed as consumers until the number or the tax status is corrected" if count else ""
+    return [Alert("VAT numbers VIES rejected", str(count), url, note)]

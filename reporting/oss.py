@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import F, Sum
-from django.db.models.fields.json import KT
+from django.db.models.fields.json import KeyTextTransform
 
 from accounting.rates import RateBook
 from core.errors import InvalidInput
@@ -97,7 +97,10 @@ def _oss_lines(model: Any, prefix: str, *, seller: str, date_from: dt.date, date
         filters[f"{document}status__in"] = RECOGNISED_STATUSES
     return (
         model.objects.filter(**filters)
-        .annotate(member_state=KT(f"{document}customer_snapshot__country"), currency=F(f"{document}currency"))
+        .annotate(
+            member_state=KeyTextTransform("country", f"{document}customer_snapshot"),
+            currency=F(f"{document}currency"),
+        )
         .filter(member_state__in=sorted(EU_VAT_COUNTRIES - {seller}))
         .values("member_state", "tax_category", "tax_percentage", "currency")
         .annotate(taxable=Sum("net_amount"), tax=Sum("tax_amount"))
@@ -132,7 +135,7 @@ def oss_return(*, date_from: dt.date, date_to: dt.date) -> list[OssRow]:
             invoice__issue_date__lte=date_to,
             tax_category__in=sorted(RATED_CATEGORIES),
         )
-        .annotate(member_state=KT("invoice__customer_snapshot__country"))
+        .annotate(member_state=KeyTextTransform("country", "invoice__customer_snapshot"))
         .filter(member_state__in=sorted(EU_VAT_COUNTRIES - {seller}))
         .values_list("member_state", "tax_category", "tax_percentage", "invoice_id")
         .distinct()
@@ -143,7 +146,7 @@ def oss_return(*, date_from: dt.date, date_to: dt.date) -> list[OssRow]:
         chunk = ids[start : start + 2000]
         snapshots.update(Invoice.objects.filter(pk__in=chunk).values_list("pk", "customer_snapshot"))
     result = []
-    for key in sorted(sums):
+    for key in sorted(sums, key=lambda k: (k[0], -k[2], k[1])):  # per country, highest rate first
         member_state, category, percentage = key
         amounts = sums[key]
         found = invoices.get(key, set())

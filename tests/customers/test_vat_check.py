@@ -232,3 +232,13 @@ def test_admin_check_now_and_the_evidence_on_the_customer_page(vies, admin_clien
     assert 'data-action="check_vat"' in page
     listing = admin_client.get(reverse("admin:customers_vatcheck_changelist")).content.decode()
     assert "WAPIAAAAX0000001" in listing
+
+
+def test_rejected_numbers_show_on_the_dashboard(vies, admin_client, django_capture_on_commit_callbacks):
+    vies.verdicts[FR_VAT] = "invalid"
+    with django_capture_on_commit_callbacks(execute=True):
+        _french_business()
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "VAT numbers VIES rejected" in page
+    listing = admin_client.get(reverse("admin:customers_customer_changelist"), {"vat_status__exact": "invalid"})
+    assert "Client SA" in listing.content.decode()
