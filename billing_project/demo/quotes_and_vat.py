@@ -18,7 +18,7 @@ DEMO_NO_INTERNET = "The demo has no internet, so VIES was not asked; in producti
 
 def _prices(currency: str) -> list[Price]:
     return list(
-        Price.objects.filter(active=True, unit_amount_currency=currency, interval="month", metric__isnull=True)
+        Price.objects.filter(active=True, unit_amount_currency=currency, interval="month", usage_type="licensed")
         .select_related("product")
         .order_by("unit_amount", "pk")[:2]
     )

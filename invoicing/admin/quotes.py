@@ -168,6 +168,10 @@ class QuoteAdmin(QuickActionCheckbox, admin.ModelAdmin):
             renewal_text,
         )
 
+    def save_model(self, request: HttpRequest, obj: Quote, form: Any, change: bool) -> None:
+        obj.currency = obj.customer.currency  # a quote is in its customer's currency, like the subscription
+        super().save_model(request, obj, form, change)
+
     # --- the buttons ---
 
     def get_object_tools(self, request: HttpRequest, quote: Quote) -> list[ObjectTool]:

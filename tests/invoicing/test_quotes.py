@@ -13,6 +13,7 @@ from django.urls import reverse
 from djmoney.money import Money
 from pypdf import PdfReader
 
+from core.dates import billing_today
 from invoicing.billing_run import billing_run
 from invoicing.documents import render_quote_pdf
 from invoicing.models import Invoice, Quote, QuoteStatus
@@ -58,9 +59,9 @@ def test_a_quote_accepted_in_the_portal_is_billed_as_quoted(offer, time_machine,
     assert [line["total"] for line in quote.offer["first"]["lines"]] == ["157.44", "106.03"]
     [email] = mail.outbox
     assert email.subject.startswith("Angebot QUO-2026-000001")
-    assert "263,47 €" in email.body and "/portal/quotes/QUO-2026-000001/" in email.body
+    assert "263,47\xa0€" in email.body and "/portal/quotes/QUO-2026-000001/" in email.body
     text = _text(render_quote_pdf(quote=quote))
-    assert "Angebot" in text and "QUO-2026-000001" in text and "263,47 €" in text and "31.03.2026" in text
+    assert "Angebot" in text and "QUO-2026-000001" in text and "263,47" in text and "31.03.2026" in text
 
     # Accepted three days later by a portal user of the customer: the subscription starts that day.
     time_machine.move_to(dt.datetime(2026, 3, 5, 9, 0), tick=False)
@@ -115,14 +116,14 @@ def test_bad_quotes_are_refused_naming_the_field(offer):
     assert not Quote.objects.exists()
 
 
-def test_a_price_archived_after_sending_leaves_the_quote_accepted_for_staff(offer, admin_client):
+def test_a_failed_conversion_leaves_the_quote_accepted_for_staff(offer, admin_client):
     customer, items, _ = offer
     quote = quote_send(quote=quote_create(customer=customer, items=items, valid_until=MAR_5, as_of=MAR_2), as_of=MAR_2)
-    items[1].price.active = False
-    items[1].price.save()
+    customer.is_archived = True  # archived after the quote was sent: no subscription can start
+    customer.save()
     quote = quote_accept(quote=quote, accepted_by="a@b.example", as_of=MAR_2)
     assert quote.status == QuoteStatus.ACCEPTED and quote.subscription_id is None
-    assert quote.conversion_error
+    assert "archived" in quote.conversion_error
     page = admin_client.get(reverse("admin:invoicing_quote_change", args=[quote.pk])).content.decode()
     assert 'data-action="convert"' in page
 
@@ -134,7 +135,7 @@ def test_staff_draft_send_and_download_from_the_admin(offer, admin_client):
         {
             "customer": customer.pk,
             "title": "Team",
-            "valid_until": "2099-01-31",
+            "valid_until": (billing_today() + dt.timedelta(days=30)).isoformat(),
             "start_date": "",
             "trial_days": "",
             "coupon": "",

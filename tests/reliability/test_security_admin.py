@@ -364,6 +364,16 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
             ("check_vat", ("customers.change_customer",)),
         )
     },
+    # quotes (issue 25)
+    **{
+        f"invoicing_quote_{name}": (lambda rows: {"quote_id": _row(rows, "invoicing.Quote").pk}, needs)
+        for name, needs in (
+            ("send", ("invoicing.change_quote",)),
+            ("withdraw", ("invoicing.change_quote",)),
+            ("convert", ("invoicing.change_quote",)),
+            ("pdf", ("invoicing.view_quote",)),
+        )
+    },
     "invoicing_invoice_pdf": (
         lambda rows: {"invoice_id": _row(rows, "invoicing.Invoice").pk},
         ("invoicing.view_invoice",),
