@@ -24,6 +24,7 @@ TASKS = {
     "api.purge_idempotency_keys",
     "webhooks.send_due",
     "accounting.load_exchange_rates",
+    "customers.recheck_vat_numbers",
 }
 
 
