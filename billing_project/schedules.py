@@ -70,6 +70,14 @@ def job_schedules() -> list[JobSchedule]:
             every_minutes=settings.SCHEDULE_LEDGER_SYNC_EVERY_MINUTES,
         ),
         JobSchedule(
+            name="VAT number checks",
+            task="customers.recheck_vat_numbers",
+            description="Ask the EU's VIES about customers' VAT numbers never answered, left unanswered while VIES "
+            "was down, or last found valid more than VAT_RECHECK_DAYS ago; each answer is kept as evidence.",
+            command="manage.py check_vat_numbers [--customer ID] [--json]",
+            daily_at=settings.SCHEDULE_VAT_CHECKS_AT,
+        ),
+        JobSchedule(
             name="Card expiry notices",
             task="payments.card_expiry_notices",
             description="E-mail customers whose default card expires at the end of this month or next, with a "

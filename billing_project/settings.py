@@ -322,6 +322,20 @@ SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04
 # The ECB publishes its reference rates around 16:00 CET on TARGET working days.
 SCHEDULE_EXCHANGE_RATES_AT = env.str("SCHEDULE_EXCHANGE_RATES_AT", default="16:30")
 
+# --- VAT numbers: the VIES check (docs/decisions/vat-validation.md) ---
+# Queue a VIES check when a customer's EU VAT number changes (off in the demo and the tests: no internet there).
+VAT_CHECK_ENABLED = env.bool("VAT_CHECK_ENABLED", default=not DEBUG)
+# The EU's VIES REST service; the seller's own VAT number as requester gets a consultation number (empty: the
+# seller profile's VAT id).
+VIES_URL = env.str("VIES_URL", default="https://ec.europa.eu/taxation_customs/vies/rest-api/check-vat-number")
+VIES_REQUESTER_VAT_ID = env.str("VIES_REQUESTER_VAT_ID", default="")
+VIES_TIMEOUT_SECONDS = env.int("VIES_TIMEOUT_SECONDS", default=10)
+# Attempts of one check while VIES is down (backoff 5 min, 10, 20, …: 8 attempts span about 21 hours); then the
+# daily job asks again. A number found valid is asked again after this many days.
+VAT_CHECK_MAX_ATTEMPTS = env.int("VAT_CHECK_MAX_ATTEMPTS", default=8)
+VAT_RECHECK_DAYS = env.int("VAT_RECHECK_DAYS", default=90)
+SCHEDULE_VAT_CHECKS_AT = env.str("SCHEDULE_VAT_CHECKS_AT", default="06:15")
+
 # --- Accounting (docs/decisions/exchange-rates.md) ---
 # The currency of the company's books: journals carry each amount in its document currency and in this one.
 COMPANY_CURRENCY = env.str("COMPANY_CURRENCY", default="EUR")

@@ -34,3 +34,6 @@ STATIC_ROOT = tempfile.mkdtemp(prefix="billing-test-static-")
 OTP_REQUIRED = False
 # The ledger sync's token key in tests (public: production refuses it, billing_project/deployment.py).
 LEDGER_TOKEN_KEY = "dGVzdC1sZWRnZXItdG9rZW4ta2V5LTMyLWJ5dGVzLSE="  # noqa: S105 - public, refused in production
+# No VIES from the tests (no internet); tests/customers/test_vat_check.py turns it on against a local fake.
+VAT_CHECK_ENABLED = False
+VIES_URL = "http://127.0.0.1:9/vies-not-configured-in-tests"

@@ -16,7 +16,7 @@ from core.admin_lists import QuickActionCheckbox, badge
 from core.admin_pages import ObjectTool, object_action_page
 from core.audit import AuditTrailMixin
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
-from customers.models import Customer, PortalUser, SellerProfile
+from customers.models import Customer, PortalUser, SellerProfile, VatCheck, VatStatus
 from customers.selectors import customer_has_billing_history
 from customers.services import (
     IMPORT_COLUMNS,
@@ -71,11 +71,11 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
     # Columns that fit 1280 px beside the filter; an archived customer's name carries an "Archived" badge.
     list_display = ("name_display", "email_display", "country_display", "currency", "tax_status", "terms_display")
     list_display_links = ("name_display",)
-    list_filter = ("is_archived", "tax_status", "currency", "country", "language")
+    list_filter = ("is_archived", "tax_status", "vat_status", "currency", "country", "language")
     search_fields = ("name", "legal_name", "email", "tax_id", "external_id")
     show_full_result_count = False
     list_per_page = 50
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "vat_check_display")
     actions = ("archive_customers", "unarchive_customers", "invite_to_portal")
     inlines: ClassVar[list[Any]] = [PortalUserInline]
     fieldsets = (
@@ -85,7 +85,28 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
             "Billing address",
             {"fields": ("address_line1", "address_line2", ("postal_code", "city"), "region", "country")},
         ),
-        ("Tax and terms", {"fields": ("tax_id", "tax_status", "currency", "payment_terms_days", "review_invoices")}),
+        (
+            "Tax and terms",
+            {
+                "fields": (
+                    "tax_id",
+                    "vat_check_display",
+                    "tax_status",
+                    "currency",
+                    "payment_terms_days",
+                    "review_invoices",
+                )
+            },
+        ),
+        (
+            "Where a consumer is (EU OSS evidence)",
+            {
+                "classes": ("collapse",),
+                "description": "With the billing address, two of these pieces must agree for a consumer taxed in "
+                "another EU country (docs/decisions/vat-validation.md).",
+                "fields": (("ip_country", "bank_country"),),
+            },
+        ),
         (
             "E-invoicing",
             {
@@ -114,6 +135,32 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
     @admin.display(description="billing e-mail", ordering="email")
     def email_display(self, obj: Customer) -> str:
         return format_html('<span class="cell-text" title="{}">{}</span>', obj.email, obj.email)
+
+    @admin.display(description="VAT number check")
+    def vat_check_display(self, obj: Customer) -> str:
+        """The VIES verdict on the number and the latest check's evidence (date, consultation number)."""
+        if obj.pk is None or not obj.tax_id:
+            return "—"
+        tone = {
+            VatStatus.VALID: "success",
+            VatStatus.INVALID: "danger",
+            VatStatus.UNAVAILABLE: "warning",
+        }.get(VatStatus(obj.vat_status), "muted")
+        status = badge(obj.get_vat_status_display(), tone)
+        check = obj.vat_checks.filter(vat_number=obj.tax_id).first()
+        if check is None:
+            return status
+        if check.checked_at is None:
+            detail = f"asked {check.requested_at:%Y-%m-%d %H:%M}, {check.attempts} attempt(s)"
+            if check.error:
+                detail += f": {check.error}"
+        else:
+            detail = f"VIES answer of {check.request_date or check.checked_at.date():%Y-%m-%d}"
+            if check.consultation_number:
+                detail += f", consultation number {check.consultation_number}"
+            if check.trader_name:
+                detail += f", registered to {check.trader_name}"
+        return format_html('{} <span class="help">{}</span>', status, detail)
 
     @admin.display(description="terms", ordering="payment_terms_days")
     def terms_display(self, obj: Customer) -> str:
@@ -154,6 +201,9 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
         if request.user.has_perm("customers.change_customer"):
             url = reverse("admin:customers_customer_invite_portal", args=[customer.pk])
             tools.append(ObjectTool("invite_portal", "Invite to portal", url, order=90))
+            if customer.tax_id:
+                url = reverse("admin:customers_customer_check_vat", args=[customer.pk])
+                tools.append(ObjectTool("check_vat", "Check VAT number", url, order=95))
         return tools
 
     def change_view(
@@ -171,8 +221,60 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
                 self.admin_site.admin_view(self.invite_portal_view),
                 name="customers_customer_invite_portal",
             ),
+            path(
+                "<int:customer_id>/check-vat-number/",
+                self.admin_site.admin_view(self.check_vat_view),
+                name="customers_customer_check_vat",
+            ),
             *super().get_urls(),
         ]
+
+    def check_vat_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
+        """Ask VIES about the customer's number now (the daily job does it for numbers due)."""
+        if not request.user.has_perm("customers.change_customer"):
+            raise PermissionDenied
+        customer = get_object_or_404(Customer, pk=customer_id)
+        if request.method == "POST":
+            from customers.vat import vat_check_now
+
+            check = vat_check_now(customer=customer)
+            if check is None:
+                self.message_user(
+                    request, f"{customer.tax_id or 'No number'} is not an EU VAT number VIES can check.", messages.INFO
+                )
+            else:
+                level = {"valid": messages.SUCCESS, "invalid": messages.WARNING}.get(check.status, messages.ERROR)
+                text = {
+                    "valid": f"VIES: {check.vat_number} is valid.",
+                    "invalid": f"VIES: {check.vat_number} is not registered. Reverse charge no longer applies to "
+                    "this customer's new invoices; correct the number or the tax status.",
+                }.get(check.status, f"VIES did not answer ({check.error}); the daily job will ask again.")
+                self.log_change(request, customer, f"Checked the VAT number {check.vat_number}: {check.status}.")
+                self.message_user(request, text, level)
+            return HttpResponseRedirect(reverse("admin:customers_customer_change", args=[customer.pk]))
+        checks = list(customer.vat_checks.all()[:5])
+        return object_action_page(
+            self,
+            request,
+            original=customer,
+            title=f"Check the VAT number of {customer}",
+            intro="Asks the EU's VIES whether the number is registered, now. The answer is kept as evidence (date "
+            "and consultation number). A number VIES finds invalid is no longer used for the reverse charge.",
+            subject_rows=[
+                ("VAT number", customer.tax_id or "— (none)"),
+                ("Status", customer.get_vat_status_display()),
+                *(
+                    (
+                        f"Check of {check.requested_at:%Y-%m-%d %H:%M}",
+                        f"{check.vat_number}: {check.get_status_display()}"
+                        + (f", consultation number {check.consultation_number}" if check.consultation_number else "")
+                        + (f" ({check.error})" if check.error else ""),
+                    )
+                    for check in checks
+                ),
+            ],
+            submit_label="Check now",
+        )
 
     def invite_portal_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
         if not request.user.has_perm("customers.change_customer"):
@@ -370,3 +472,42 @@ class SellerProfileAdmin(AuditTrailMixin, admin.ModelAdmin):
 def _read_only_footer(fields: Any) -> tuple[str, ...]:
     names = [name for name in fields if not str(name).startswith("footer_")]
     return (*names, "invoice_footer") if len(names) < len(fields) else tuple(names)
+
+
+@admin.register(VatCheck)
+class VatCheckAdmin(admin.ModelAdmin):
+    """The VIES answers kept as evidence: read-only (a check is made from the customer's page or by the job)."""
+
+    list_display = ("customer", "vat_number", "status_display", "request_date", "consultation_number", "attempts")
+    list_filter = ("status", "request_date")
+    search_fields = ("vat_number", "consultation_number", "customer__name")
+    list_select_related = ("customer",)
+    show_full_result_count = False
+    list_per_page = 50
+    readonly_fields = (
+        "customer",
+        "vat_number",
+        "status",
+        "requested_at",
+        "checked_at",
+        "request_date",
+        "consultation_number",
+        "trader_name",
+        "trader_address",
+        "error",
+        "attempts",
+    )
+
+    @admin.display(description="status", ordering="status")
+    def status_display(self, obj: VatCheck) -> str:
+        tone = {"valid": "success", "invalid": "danger", "unavailable": "warning"}.get(obj.status, "neutral")
+        return badge(obj.get_status_display(), tone)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: VatCheck | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: VatCheck | None = None) -> bool:
+        return False

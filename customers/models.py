@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.translation import get_language
 from django_countries import countries
 from django_countries.fields import CountryField
@@ -19,6 +20,16 @@ class TaxStatus(models.TextChoices):
     TAXABLE = "taxable", "Taxable"
     EXEMPT = "exempt", "Exempt"
     REVERSE_CHARGE = "reverse_charge", "Reverse charge"
+
+
+class VatStatus(models.TextChoices):
+    """What the EU's VIES said of the customer's VAT number (docs/decisions/vat-validation.md)."""
+
+    UNCHECKED = "unchecked", "Not checked yet"
+    VALID = "valid", "Valid (VIES)"
+    INVALID = "invalid", "Invalid (VIES)"
+    UNAVAILABLE = "unavailable", "VIES unavailable, will retry"
+    NOT_APPLICABLE = "not_applicable", "Not an EU VAT number"
 
 
 class EInvoiceFormat(models.TextChoices):
@@ -50,6 +61,30 @@ class Customer(models.Model):
     country = CountryField()
     tax_id = models.CharField("tax id (VAT number)", max_length=40, blank=True)
     tax_status = models.CharField(max_length=20, choices=TaxStatus.choices, default=TaxStatus.TAXABLE)
+    vat_status = models.CharField(
+        "VAT number check",
+        max_length=20,
+        choices=VatStatus.choices,
+        default=VatStatus.UNCHECKED,
+        db_default=VatStatus.UNCHECKED,
+        editable=False,
+        help_text="Set by the VIES check queued whenever the VAT number changes.",
+    )
+    ip_country = CountryField(
+        "IP address country",
+        blank=True,
+        default="",  # django-countries would wrap a bare db_default in a Country
+        db_default="",
+        help_text="Evidence of where a consumer is (EU OSS): the country of the IP address they signed up from.",
+    )
+    bank_country = CountryField(
+        "bank country",
+        blank=True,
+        default="",  # django-countries would wrap a bare db_default in a Country
+        db_default="",
+        help_text="Evidence of where a consumer is (EU OSS): the country of their card or bank account, set "
+        "when a payment method is saved.",
+    )
     currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES, default=settings.DEFAULT_CURRENCY)
     payment_terms_days = models.PositiveSmallIntegerField(
         default=settings.DEFAULT_PAYMENT_TERMS_DAYS,
@@ -128,6 +163,13 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Customer:
+        instance = super().from_db(db, field_names, values)
+        if "tax_id" in instance.__dict__:  # the number as loaded: a change of it queues a VIES check (customers.vat)
+            instance._saved_tax_id = instance.tax_id  # type: ignore[attr-defined]
+        return instance
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
@@ -435,3 +477,38 @@ class SellerProfile(models.Model):
     def footer_for(self, language: str) -> str:
         footers = self.invoice_footer if isinstance(self.invoice_footer, dict) else {}
         return str(footers.get(language) or footers.get("en") or "")
+
+
+class VatCheckStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    VALID = "valid", "Valid"
+    INVALID = "invalid", "Invalid"
+    UNAVAILABLE = "unavailable", "VIES unavailable"
+
+
+class VatCheck(models.Model):
+    """One consultation of the EU's VIES for a customer's VAT number, kept as evidence: the answer, its date and
+    the consultation number VIES gives a requester who states its own VAT number (docs/decisions/vat-validation.md)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="vat_checks")
+    vat_number = models.CharField("VAT number", max_length=40)
+    status = models.CharField(max_length=20, choices=VatCheckStatus.choices, default=VatCheckStatus.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(null=True, blank=True, help_text="When VIES answered.")
+    request_date = models.DateField(null=True, blank=True, help_text="The date VIES gives for its answer.")
+    consultation_number = models.CharField(max_length=100, blank=True)
+    trader_name = models.CharField(max_length=300, blank=True)
+    trader_address = models.TextField(blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-requested_at", "-pk"]
+        verbose_name = "VAT number check"
+        indexes = [models.Index(fields=["customer", "-requested_at"], name="vatcheck_customer_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=VatCheckStatus.values), name="vatcheck_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vat_number}: {self.get_status_display()}"

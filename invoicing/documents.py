@@ -597,6 +597,100 @@ def credit_note_context(
     return context
 
 
+def quote_context(*, quote: Any) -> dict[str, Any]:
+    """A sent quote as a document (invoicing/quotes.py): its frozen offer — the first invoice's lines, taxes and
+    total — with its validity, the start and the renewal. The customer and seller as they are now (a quote is
+    not a tax document and keeps no snapshot)."""
+    from invoicing.services import customer_snapshot, seller_snapshot
+
+    customer, seller = customer_snapshot(customer=quote.customer), seller_snapshot()
+    lang = fmt.document_language(customer.get("language"))
+    currency = quote.currency
+    offer = quote.offer or {}
+    first = offer.get("first") or {}
+
+    def money(value: Any) -> str:
+        return fmt.money(Decimal(str(value)), currency, lang)
+
+    def day(value: str | None) -> str:
+        return fmt.date(dt.date.fromisoformat(value), lang) if value else ""
+
+    start = (
+        fmt.label(lang, "starts_on_acceptance") if offer.get("starts_on_acceptance") else day(offer.get("start_date"))
+    )
+    notes = []
+    renewal = offer.get("renewal")
+    if renewal:
+        notes.append(fmt.label(lang, "renewal", amount=money(renewal["total"]), date=day(renewal["date"])))
+    if quote.number:
+        from invoicing.quotes import quote_portal_url
+
+        notes.append(fmt.label(lang, "quote_note", url=quote_portal_url(quote)))
+    context = _base_context(customer=customer, seller=seller, currency=currency, lang=lang)
+    context.update(
+        {
+            "kind": "quote",
+            "title": fmt.label(lang, "quote"),
+            "is_draft": False,
+            "number": quote.number,
+            "meta": [
+                (fmt.label(lang, "number"), quote.number),
+                (fmt.label(lang, "quote_date"), fmt.date(quote.quote_date, lang) if quote.quote_date else ""),
+                (fmt.label(lang, "valid_until"), fmt.date(quote.valid_until, lang)),
+                (fmt.label(lang, "starts"), start),
+                (
+                    fmt.label(lang, "period"),
+                    fmt.period(
+                        dt.date.fromisoformat(first["period_start"]) if first.get("period_start") else None,
+                        dt.date.fromisoformat(first["period_end"]) if first.get("period_end") else None,
+                        lang,
+                    ),
+                ),
+            ],
+            "lines": [
+                {
+                    "position": index,
+                    "description": line["description"],
+                    "period": "",
+                    "quantity": fmt.quantity(Decimal(line["quantity"]), lang),
+                    "unit_price": money(line["unit_amount"]),
+                    "tax": fmt.percentage(Decimal(line["tax_percentage"]), lang) if line["tax_name"] else "",
+                    "amount": money(line["amount"]),
+                    "discount": money(-Decimal(line["discount"])) if Decimal(line["discount"]) else "",
+                    "discount_description": line.get("discount_description", ""),
+                }
+                for index, line in enumerate(first.get("lines", []), start=1)
+            ],
+            "totals": [
+                (
+                    fmt.label(lang, "net_total"),
+                    money(Decimal(first.get("subtotal", "0")) - Decimal(first.get("discount_total", "0"))),
+                    False,
+                ),
+                *[
+                    (row["label"], row["amount"], False)
+                    for row in _tax_rows(first.get("tax_summary") or [], currency, lang)
+                ],
+                (fmt.label(lang, "first_invoice"), money(first.get("total", "0")), True),
+            ],
+            "legal_heading": "",
+            "legal_note": "",
+            "memo": quote.memo,
+            "document_footer": "",
+            "payment_terms": "",
+            "show_payment": False,
+            "status_note": "",
+            "credit_effect": "",
+            "document_notes": notes,
+        }
+    )
+    return context
+
+
+def render_quote_pdf(*, quote: Any) -> bytes:
+    return html_to_pdf(render_html(quote_context(quote=quote)))
+
+
 def render_html(context: dict[str, Any], *, preview: bool = False) -> str:
     """The document (PDF and its HTML preview in the portal and admin). Bidi controls are removed from every text
     it prints (customer names, addresses, lines, memos): the stored data keeps them, the document never obeys them."""

@@ -71,6 +71,7 @@ class NumberSeries(models.Model):
     class Kind(models.TextChoices):
         INVOICE = "invoice", "Invoices"
         CREDIT_NOTE = "credit_note", "Credit notes"
+        QUOTE = "quote", "Quotes"
 
     code = models.SlugField(max_length=40, unique=True, help_text="Stable key used by code, e.g. 'invoices'.")
     name = models.CharField(max_length=100)
@@ -90,7 +91,9 @@ class NumberSeries(models.Model):
         ordering = ["kind", "code"]
         constraints = [
             models.UniqueConstraint(fields=["kind"], condition=Q(is_default=True), name="number_series_one_default"),
-            models.CheckConstraint(condition=Q(kind__in=["invoice", "credit_note"]), name="number_series_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["invoice", "credit_note", "quote"]), name="number_series_kind_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -884,3 +887,85 @@ class EInvoiceFile(models.Model):
 
     def __str__(self) -> str:
         return self.file.name
+
+
+# --- Quotes (docs/decisions/quotes.md) --------------------------------------------------------------------
+
+
+class QuoteStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    SENT = "sent", "Sent"
+    ACCEPTED = "accepted", "Accepted"
+    CONVERTED = "converted", "Converted"
+    DECLINED = "declined", "Declined"
+    CANCELED = "canceled", "Withdrawn"
+
+
+class Quote(models.Model):
+    """An offer of a subscription from catalog prices: drafted by staff, numbered and frozen when sent (its first
+    invoice and renewal computed by the billing run's own code), accepted by the customer in the portal, and then
+    converted into the subscription it describes."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="quotes")
+    number = models.CharField(max_length=50, blank=True, help_text="Given when the quote is sent.")
+    series = models.ForeignKey(NumberSeries, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=20, choices=QuoteStatus.choices, default=QuoteStatus.DRAFT)
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    title = models.CharField(max_length=200, blank=True, help_text="Shown above the lines, e.g. the plan's name.")
+    memo = models.TextField(blank=True, help_text="Printed on the quote.")
+    quote_date = models.DateField(null=True, blank=True, help_text="The date it was sent.")
+    valid_until = models.DateField(help_text="The customer can accept it until this day (included).")
+    start_date = models.DateField(
+        null=True, blank=True, help_text="When the subscription starts. Empty: on the day the quote is accepted."
+    )
+    trial_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    coupon = models.ForeignKey(
+        "subscriptions.Coupon", on_delete=models.PROTECT, null=True, blank=True, related_name="quotes"
+    )
+    # Frozen when sent: what the customer was shown (first invoice lines and totals, the renewal's total).
+    offer = models.JSONField(default=dict, blank=True, editable=False)
+    first_total = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True, editable=False)
+    renewal_total = models.DecimalField(max_digits=18, decimal_places=3, null=True, blank=True, editable=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.EmailField(blank=True, help_text="The portal user who accepted it.")
+    accepted_ip = models.GenericIPAddressField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    decline_reason = models.TextField(blank=True)
+    subscription = models.OneToOneField(
+        "subscriptions.Subscription", on_delete=models.PROTECT, null=True, blank=True, related_name="quote"
+    )
+    conversion_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["number"], condition=~Q(number=""), name="quote_number_unique"),
+            models.CheckConstraint(condition=Q(status__in=QuoteStatus.values), name="quote_status_valid"),
+            models.CheckConstraint(condition=Q(status=QuoteStatus.DRAFT) | ~Q(number=""), name="quote_sent_has_number"),
+            models.CheckConstraint(
+                condition=~Q(status=QuoteStatus.CONVERTED) | Q(subscription__isnull=False),
+                name="quote_converted_has_subscription",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"Draft quote {self.pk}"
+
+
+class QuoteItem(models.Model):
+    """A catalog price and quantity the subscription will have."""
+
+    quote = models.ForeignKey(Quote, on_delete=models.CASCADE, related_name="items")
+    price = models.ForeignKey("subscriptions.Price", on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField(default=1)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [models.CheckConstraint(condition=Q(quantity__gte=1), name="quoteitem_quantity_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.price} × {self.quantity}"

@@ -30,6 +30,13 @@ DEFAULT_SERIES: dict[str, dict[str, object]] = {
         "format": "{prefix}{year}-{number:06d}",
         "yearly_reset": True,
     },
+    NumberSeries.Kind.QUOTE: {
+        "code": "quotes",
+        "name": "Quotes",
+        "prefix": "QUO-",
+        "format": "{prefix}{year}-{number:06d}",
+        "yearly_reset": True,
+    },
 }
 
 

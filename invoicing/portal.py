@@ -10,22 +10,33 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from core import formatting as fmt
 from core.errors import InvalidInput
 from core.links import InvalidLink, invoice_link_verify
 from customers.models import Customer
-from customers.portal import PortalView, portal_access, portal_link_grant
-from invoicing.documents import credit_note_pdf_bytes, document_versions, invoice_context, invoice_pdf_bytes
+from customers.portal import PortalView, client_ip, portal_access, portal_link_grant
+from invoicing.documents import (
+    credit_note_pdf_bytes,
+    document_versions,
+    invoice_context,
+    invoice_pdf_bytes,
+    quote_context,
+    render_quote_pdf,
+)
 from invoicing.einvoice.service import einvoice_in_pdf, format_label, invoice_einvoice_file
-from invoicing.models import CreditNote, DocumentPdf, Invoice, InvoiceStatus
+from invoicing.models import CreditNote, DocumentPdf, Invoice, InvoiceStatus, Quote, QuoteStatus
+from invoicing.quotes import quote_accept, quote_decline, quote_is_expired
 
 PORTAL_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
 PAYABLE_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
@@ -240,3 +251,112 @@ def invoice_link(request: HttpRequest, token: str) -> HttpResponse:
     if link.purpose == "pay":
         target = reverse("portal:invoice_pay", args=[invoice.number])
     return redirect(target)
+
+
+# --- quotes (invoicing/quotes.py) -----------------------------------------------------------------------
+
+
+def portal_quotes(*, customer: Customer) -> QuerySet[Quote]:
+    """The customer's sent quotes (never drafts), newest first."""
+    return Quote.objects.filter(customer=customer).exclude(status=QuoteStatus.DRAFT).order_by("-quote_date", "-pk")
+
+
+def portal_quote_get(*, customer: Customer, number: str) -> Quote:
+    quote = portal_quotes(customer=customer).filter(number=number).select_related("customer").first()
+    if quote is None:
+        raise Http404("no such quote")
+    return quote
+
+
+QUOTE_STATUS_LABELS: dict[str, Any] = {
+    QuoteStatus.SENT: _("Awaiting your answer"),
+    QuoteStatus.ACCEPTED: _("Accepted"),
+    QuoteStatus.CONVERTED: _("Accepted"),
+    QuoteStatus.DECLINED: _("Declined"),
+    QuoteStatus.CANCELED: _("Withdrawn"),
+}
+
+
+def quote_status_label(quote: Quote) -> str:
+    if quote_is_expired(quote):
+        return str(_("Expired"))
+    return str(QUOTE_STATUS_LABELS.get(quote.status, quote.status))
+
+
+class QuoteDeclineForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Why not? (optional)"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+
+class QuoteListView(PortalView):
+    nav = "subscriptions"
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        quotes = list(portal_quotes(customer=self.customer)[:100])
+        rows = [
+            {
+                "number": quote.number,
+                "date": quote.quote_date,
+                "valid_until": quote.valid_until,
+                "status": quote_status_label(quote),
+                "total": money(quote.first_total or 0, quote.currency),
+            }
+            for quote in quotes
+        ]
+        return self.render(request, "portal/invoicing/quote_list.html", {"rows": rows})
+
+
+class QuoteDetailView(PortalView):
+    """A quote to read, download and accept (or decline): signed-in portal users of the customer only, so the
+    acceptance records who accepted it."""
+
+    nav = "subscriptions"
+
+    def _page(self, request: HttpRequest, quote: Quote, form: QuoteDeclineForm, status: int = 200) -> HttpResponse:
+        return self.render(
+            request,
+            "portal/invoicing/quote_detail.html",
+            {
+                "quote": quote,
+                "status_label": quote_status_label(quote),
+                "answerable": quote.status == QuoteStatus.SENT and not quote_is_expired(quote),
+                "doc": quote_context(quote=quote),
+                "first_total": money(quote.first_total or 0, quote.currency),
+                "decline_form": form,
+            },
+            status=status,
+        )
+
+    def get(self, request: HttpRequest, number: str) -> HttpResponse:
+        return self._page(request, portal_quote_get(customer=self.customer, number=number), QuoteDeclineForm())
+
+    def post(self, request: HttpRequest, number: str) -> HttpResponse:
+        quote = portal_quote_get(customer=self.customer, number=number)
+        portal_user = self.access.portal_user
+        if portal_user is None:  # link visitors never reach this view (link_allowed is False)
+            raise Http404
+        if request.POST.get("action") == "accept":
+            if not request.POST.get("agree"):
+                messages.error(request, gettext("Tick the box to confirm that you accept the quote."))
+                return self._page(request, quote, QuoteDeclineForm(), status=400)
+            quote = quote_accept(quote=quote, accepted_by=portal_user.email, ip=client_ip(request))
+            done = (
+                gettext("Thank you: you accepted the quote and your subscription is set up.")
+                if quote.status == QuoteStatus.CONVERTED
+                else gettext("Thank you: you accepted the quote. We will set up your subscription.")
+            )
+            messages.success(request, done)
+            return redirect("portal:quote_detail", number=quote.number)
+        form = QuoteDeclineForm(request.POST)
+        if not form.is_valid():
+            return self._page(request, quote, form, status=400)
+        quote_decline(quote=quote, reason=form.cleaned_data["reason"])
+        messages.info(request, gettext("You declined the quote. Thank you for letting us know."))
+        return redirect("portal:quote_detail", number=quote.number)
+
+
+class QuotePdfView(PortalView):
+    def get(self, request: HttpRequest, number: str) -> HttpResponse:
+        quote = portal_quote_get(customer=self.customer, number=number)
+        return pdf_response(f"{quote.number}.pdf", render_quote_pdf(quote=quote))

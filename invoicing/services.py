@@ -197,6 +197,10 @@ def customer_snapshot(*, customer: Customer) -> dict[str, Any]:
         "postal_address": customer.postal_address,
         "tax_id": customer.tax_id,
         "tax_status": customer.tax_status,
+        "vat_status": customer.vat_status,
+        # where a consumer is, with the address's country: the EU OSS evidence (reporting/oss.py)
+        "ip_country": str(customer.ip_country or ""),
+        "bank_country": str(customer.bank_country or ""),
         "language": customer.language,
         "email": customer.email,
         "einvoice_format": customer.einvoice_format,

@@ -20,7 +20,7 @@ from core import formatting as fmt
 from core.errors import NotFound
 from core.money import amount_limit_problem, round_amount
 from core.tax_categories import RATED_CATEGORIES, TaxCategory
-from customers.models import EU_VAT_COUNTRIES, TaxStatus
+from customers.models import EU_VAT_COUNTRIES, TaxStatus, VatStatus
 from customers.seller import seller_country as seller_country_of_profile
 from invoicing.models import Invoice, InvoiceLine, TaxRate, TaxTreatment
 
@@ -149,9 +149,9 @@ def resolve_tax(
 
     1. the line is exempt (E) → E with the line's own reason;
     2. the customer is exempt → E (the customer's exemption); the line is outside the scope (O) → O;
-    3. reverse charge: the customer is marked so, or is an EU business with a VAT id in another member state than
-       the seller → K for goods sold as intra-community supply or export (K, G), otherwise AE; a line sold as AE
-       (domestic reverse charge) is AE for every customer;
+    3. reverse charge: the customer is marked so, or is an EU business with a VAT id (not one VIES found invalid)
+       in another member state than the seller → K for goods sold as intra-community supply or export (K, G),
+       otherwise AE; a line sold as AE (domestic reverse charge) is AE for every customer;
     4. a line sold as export (G) to a customer outside the EU → G;
     5. the active rate of the line's category (S, AA, Z; K and G that did not qualify are taxed at S) for the
        customer's region, else country; Z without a configured rate is 0 %;
@@ -169,12 +169,15 @@ def resolve_tax(
     if category == TaxCategory.OUTSIDE_SCOPE:
         return _zero(TaxCategory.OUTSIDE_SCOPE, OUTSIDE_SCOPE_SUPPLY_NOTE)
     eu_cross_border = country in EU_VAT_COUNTRIES and seller_country in EU_VAT_COUNTRIES and country != seller_country
+    # A number VIES found not registered is no VAT id for the derived reverse charge: the customer is taxed as a
+    # consumer (their country's rate) until staff correct it (docs/decisions/vat-validation.md).
+    vat_id = customer.tax_id if getattr(customer, "vat_status", "") != VatStatus.INVALID else ""
     if (
         customer.tax_status == TaxStatus.REVERSE_CHARGE
-        or (customer.tax_id and eu_cross_border)
+        or (vat_id and eu_cross_border)
         or category == TaxCategory.REVERSE_CHARGE
     ):
-        if category in (TaxCategory.INTRA_COMMUNITY, TaxCategory.EXPORT) and eu_cross_border and customer.tax_id:
+        if category in (TaxCategory.INTRA_COMMUNITY, TaxCategory.EXPORT) and eu_cross_border and vat_id:
             return _zero(TaxCategory.INTRA_COMMUNITY, INTRA_COMMUNITY_NOTE.format(tax_id=customer.tax_id))
         template = REVERSE_CHARGE_EU_NOTE if eu_cross_border else REVERSE_CHARGE_NOTE
         return _zero(TaxCategory.REVERSE_CHARGE, template.format(tax_id=customer.tax_id))

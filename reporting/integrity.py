@@ -41,6 +41,7 @@ from invoicing.models import (
     InvoiceStatus,
     NumberSeries,
     NumberSeriesCounter,
+    Quote,
 )
 from payments.models import (
     CreditEntryKind,
@@ -133,11 +134,18 @@ def check_numbering() -> tuple[int, list[Problem]]:
     problems: list[Problem] = []
     checked = 0
     for series in NumberSeries.objects.order_by("pk"):
-        model: type[Invoice] | type[CreditNote] = Invoice if series.kind == NumberSeries.Kind.INVOICE else CreditNote
-        rows = Invoice.objects.finalized() if model is Invoice else CreditNote.objects.all()
+        model: type[Invoice] | type[CreditNote] | type[Quote]
+        rows: Any
+        if series.kind == NumberSeries.Kind.QUOTE:  # numbered when sent, dated by the quote date
+            model = Quote
+            rows = Quote.objects.filter(series=series).exclude(number="").values_list("pk", "number", "quote_date")
+        else:
+            model = Invoice if series.kind == NumberSeries.Kind.INVOICE else CreditNote
+            documents = Invoice.objects.finalized() if model is Invoice else CreditNote.objects.all()
+            rows = documents.filter(number_series=series).values_list("pk", "number", "issue_date")
         pattern = _number_pattern(series)
         used: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))  # year → n → pks
-        for pk, number, issued in rows.filter(number_series=series).values_list("pk", "number", "issue_date"):
+        for pk, number, issued in rows:
             checked += 1
             issue_date = cast(dt.date, issued)  # finalized documents are dated (a database constraint)
             year = issue_date.year if series.yearly_reset else 0

@@ -30,7 +30,7 @@ from core.csv_safe import safe_cell
 from core.dates import billing_today, billing_tz
 from core.money import round_amount
 from invoicing.models import CreditNoteLine, Invoice, InvoiceLine, InvoiceStatus
-from reporting import metrics
+from reporting import metrics, oss
 from reporting.charts import Bar, bar_chart
 from reporting.dashboard import changelist_url, format_amount
 from reporting.metrics import (
@@ -517,6 +517,36 @@ REPORTS: dict[str, Report] = {
         ),
     )
 }
+
+
+def oss_report(*, filters: ReportFilters) -> list[Row]:
+    """The EU OSS return of the period (reporting/oss.py): in euros, by member state of consumption and rate."""
+    return oss.oss_rows(date_from=filters.date_from, date_to=filters.date_to)
+
+
+REPORTS["oss"] = Report(
+    "oss",
+    "EU OSS return (sales to consumers in other member states)",
+    "Per member state of consumption and VAT rate: taxable amount and VAT of invoice lines to consumers in another "
+    "EU country than the seller, minus credit notes of the period, in euros at the ECB rate of the period's last "
+    "day. Choose a calendar quarter. \u201cEvidence missing\u201d counts invoices without two pieces (address, IP, "
+    "bank country) agreeing on the country.",
+    [
+        Column("member_state", "Member state"),
+        Column("currency", "Currency"),
+        Column("tax_category", "VAT category"),
+        Column("tax_percentage", "Rate %"),
+        _N("invoices", "Invoices"),
+        _M("invoiced_taxable", "Invoiced taxable"),
+        _M("invoiced_tax", "Invoiced VAT"),
+        _M("credited_taxable", "Credited taxable"),
+        _M("credited_tax", "Credited VAT"),
+        _M("taxable", "Taxable"),
+        _M("tax", "VAT"),
+        _N("evidence_missing", "Evidence missing"),
+    ],
+    oss_report,
+)
 
 
 # --- Totals, previous period, charts -------------------------------------------------------------------

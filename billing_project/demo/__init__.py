@@ -21,6 +21,7 @@ from billing_project.demo.exchange_rates import seed_exchange_rates
 from billing_project.demo.history import pay_history, seed_history
 from billing_project.demo.jobs import seed_job_runs
 from billing_project.demo.portal_customer import seed_portal_customer
+from billing_project.demo.quotes_and_vat import seed_quotes, seed_vat_checks
 from billing_project.demo.seller import seed_seller
 from billing_project.portal import seed_portal
 from dunning.services import seed_dunning
@@ -65,6 +66,8 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("dunning policy", seed_dunning),
     ("today's payment reminders (e-mails)", remind_today),
     ("portal user", lambda: _count_created(seed_portal, "customers.PortalUser")),
+    ("quotes (one sent to the portal customer, one draft)", seed_quotes),
+    ("VAT number checks (VIES is not asked in the demo)", seed_vat_checks),
     ("PDFs of issued invoices and credit notes", render_pdfs),
     ("metrics for the dashboard and the reports", refresh_metrics),
     ("periodic jobs: a first run of the integrity check and the sweeps", seed_job_runs),

@@ -25,6 +25,7 @@ TASKS = {
     "webhooks.send_due",
     "accounting.load_exchange_rates",
     "accounting.sync_ledger",
+    "customers.recheck_vat_numbers",
 }
 
 

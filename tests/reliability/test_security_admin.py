@@ -376,6 +376,17 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
             ("adjust_credit", ("payments.add_creditledgerentry",)),
             ("statement", ("customers.view_customer", "notifications.add_outboundemail")),
             ("invite_portal", ("customers.change_customer",)),
+            ("check_vat", ("customers.change_customer",)),
+        )
+    },
+    # quotes (issue 25)
+    **{
+        f"invoicing_quote_{name}": (lambda rows: {"quote_id": _row(rows, "invoicing.Quote").pk}, needs)
+        for name, needs in (
+            ("send", ("invoicing.change_quote",)),
+            ("withdraw", ("invoicing.change_quote",)),
+            ("convert", ("invoicing.change_quote",)),
+            ("pdf", ("invoicing.view_quote",)),
         )
     },
     "invoicing_invoice_pdf": (

@@ -47,6 +47,7 @@ NO_OBJECT = frozenset(
         "logout",
         "invoices",
         "credit_notes",
+        "quotes",
         "payments",
         "payment_methods",
         "subscriptions",
@@ -74,6 +75,24 @@ class Accounts:
             account.customer.einvoice_format = "peppol"
             account.customer.save(update_fields=["einvoice_format"])
             account.einvoice_invoice = make_invoice(account.customer, "80.00")  # type: ignore[attr-defined]
+            account.quote = _sent_quote(account.customer)  # type: ignore[attr-defined]
+
+
+def _sent_quote(customer: Any) -> Any:
+    import datetime as dt
+
+    from djmoney.money import Money
+
+    from core.dates import billing_today
+    from invoicing.quotes import quote_create, quote_send
+    from subscriptions.services import ItemSpec
+    from tests.factories import PriceFactory
+
+    price = PriceFactory(unit_amount=Money("10.00", customer.currency))
+    quote = quote_create(
+        customer=customer, items=[ItemSpec(price=price)], valid_until=billing_today() + dt.timedelta(days=30)
+    )
+    return quote_send(quote=quote)
 
 
 # url name → the URL kwargs naming one of the account's objects
@@ -83,6 +102,8 @@ OBJECT_KWARGS: dict[str, Callable[[Account], dict[str, Any]]] = {
     "invoice_pay": lambda acc: {"number": acc.open_invoice.number},
     "invoice_einvoice": lambda acc: {"number": acc.einvoice_invoice.number},  # type: ignore[attr-defined]
     "credit_note_pdf": lambda acc: {"number": acc.credit_note.number},
+    "quote_detail": lambda acc: {"number": acc.quote.number},  # type: ignore[attr-defined]
+    "quote_pdf": lambda acc: {"number": acc.quote.number},  # type: ignore[attr-defined]
     "payment_detail": lambda acc: {"payment_id": acc.payment.pk},
     "payment_method_default": lambda acc: {"payment_method_id": acc.payment_method.pk},
     "payment_method_remove": lambda acc: {"payment_method_id": acc.payment_method.pk},
@@ -96,6 +117,8 @@ MISSING_KWARGS: dict[str, dict[str, Any]] = {
     "invoice_pay": {"number": "NOPE-999999"},
     "invoice_einvoice": {"number": "NOPE-999999"},
     "credit_note_pdf": {"number": "NOPE-999999"},
+    "quote_detail": {"number": "NOPE-999999"},
+    "quote_pdf": {"number": "NOPE-999999"},
     "payment_detail": {"payment_id": 999_999_999},
     "payment_method_default": {"payment_method_id": 999_999_999},
     "payment_method_remove": {"payment_method_id": 999_999_999},
