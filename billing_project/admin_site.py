@@ -27,6 +27,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
         invoices."""
         from core.dates import billing_today
         from reporting.dashboard import dashboard_context
+        from reporting.metrics import latest_refresh
         from reporting.reports import PERMISSION
 
         context = dict(extra_context or {})
@@ -37,10 +38,13 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
             user = request.user
             # a superuser has every permission without a query
             permissions = "*" if user.is_superuser else ",".join(sorted(user.get_all_permissions()))
-            key = f"admin-dashboard:{as_of}:{hashlib.sha256(permissions.encode()).hexdigest()[:16]}"
+            # A new metrics snapshot (the job, "Refresh now") shows at once: its id is part of the key.
+            refresh = latest_refresh()
+            snapshot = refresh.pk if refresh else 0
+            key = f"admin-dashboard:{as_of}:{snapshot}:{hashlib.sha256(permissions.encode()).hexdigest()[:16]}"
             dashboard = cache.get(key)
             if dashboard is None:
-                dashboard = dashboard_context(as_of=as_of, user=request.user)
+                dashboard = dashboard_context(as_of=as_of, user=request.user, refresh=refresh)
                 dashboard["computed_at"] = timezone.now()
                 cache.set(key, dashboard, settings.DASHBOARD_CACHE_SECONDS)
             context["dashboard"] = dashboard

@@ -154,8 +154,16 @@ def tax_report(*, filters: ReportFilters) -> list[Row]:
 
 
 def ageing_report(*, filters: ReportFilters) -> list[Row]:
-    """Amount due of open invoices per customer and currency, by days past due on ``as_of`` (live)."""
+    """Amount due of open invoices per customer and currency, by days past due on ``as_of``: the metrics
+    snapshot when it is aged on that date, else live."""
     return metrics.ageing_by_customer(as_of=filters.as_of or billing_today(), currency=filters.currency)
+
+
+def ageing_report_page(*, filters: ReportFilters, limit: int) -> metrics.AgeingPage:
+    """The ageing report's page: its first rows, the row count and the totals, from the database."""
+    return metrics.ageing_by_customer_page(
+        as_of=filters.as_of or billing_today(), currency=filters.currency, limit=limit
+    )
 
 
 def invoices_report(*, filters: ReportFilters) -> list[Row]:
@@ -299,6 +307,9 @@ class Report:
     chart_column: str = ""  # a bar chart per currency of this column by month (or by ageing bucket)
     link: Callable[[Row, ReportFilters], tuple[str, dict[str, object]] | None] | None = None  # drill-down
     snapshot: bool = False  # reads the metrics snapshot (reporting.metrics): shows its as-of time
+    live_on_other_dates: bool = False  # the ageing: an as-of date the snapshot is not aged on is computed live
+    # The HTML page's rows, row count and totals without building every row (the ageing: a row per customer)
+    page: Callable[..., metrics.AgeingPage] | None = None
     per_currency: bool = True  # rows carry a currency (totals and charts are per currency)
 
 
@@ -402,6 +413,9 @@ REPORTS: dict[str, Report] = {
             as_of=True,
             chart_column="ageing",
             link=_customer_open_invoices,
+            snapshot=True,
+            live_on_other_dates=True,
+            page=ageing_report_page,
         ),
         Report(
             "invoices",
@@ -525,16 +539,19 @@ def _display(column: Column, value: Any, currency: str) -> str:
     return str(value)
 
 
-def report_charts(report: Report, rows: list[Row]) -> list[tuple[str, SafeString]]:
-    """A bar chart per currency of the report's chart column, by month (the ageing report: by bucket)."""
+def report_charts(
+    report: Report, rows: list[Row], totals: dict[str, dict[str, Any]] | None = None
+) -> list[tuple[str, SafeString]]:
+    """A bar chart per currency of the report's chart column, by month (the ageing report: by bucket, from the
+    per-currency ``totals``)."""
     if not report.chart_column or not report.per_currency:
         return []
     header = {column.key: column.header for column in report.columns}
     sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     if report.chart_column == "ageing":
-        for row in rows:
+        for currency, values in (totals if totals is not None else report_totals(report, rows)).items():
             for bucket in AGEING_BUCKETS:
-                sums[row["currency"]][AGEING_LABELS[bucket]] += row[f"days_{bucket}"]
+                sums[currency][AGEING_LABELS[bucket]] += values.get(f"days_{bucket}", ZERO)
         title = "Amount due by days past due"
     else:
         for row in rows:
@@ -708,16 +725,23 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
                 "as_of": (filters.as_of or today).isoformat(),
             }
         )
-    rows = report.rows(filters=filters)
+    live = False
+    if report.live_on_other_dates and metrics.ageing_snapshot_for(filters.as_of or today) is None:
+        refresh, live = None, True
     download = request.GET.get("format")
     if download == "csv":
-        return report_csv(report=report, rows=rows, filters=filters)
+        return report_csv(report=report, rows=report.rows(filters=filters), filters=filters)
     if download == "xlsx":
-        return report_xlsx(report=report, rows=rows, filters=filters)
+        return report_xlsx(report=report, rows=report.rows(filters=filters), filters=filters)
+    if report.page is not None:  # the database counts and totals; only the rows shown are read
+        page = report.page(filters=filters, limit=HTML_ROW_LIMIT)
+        rows, row_count, current = page.rows, page.count, page.totals
+    else:
+        rows = report.rows(filters=filters)
+        row_count, current = len(rows), report_totals(report, rows) if report.per_currency else {}
     shown = [column for column in report.columns if column.html]
     totals: list[dict[str, Any]] = []
     if report.per_currency:
-        current = report_totals(report, rows)
         previous = report_totals(report, report.rows(filters=previous_filters(filters))) if report.date_range else {}
         for currency, values in current.items():
             before = previous.get(currency, {})
@@ -752,6 +776,7 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
         "filters": filters,
         "previous": previous_filters(filters) if report.date_range else None,
         "refresh": refresh,
+        "live": live,
         "headers": [(column.header, column.is_number) for column in shown],
         "rows": rows,
         "table": [
@@ -770,11 +795,11 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
             }
             for row in rows[:HTML_ROW_LIMIT]
         ],
-        "row_count": len(rows),
-        "row_limit": HTML_ROW_LIMIT if len(rows) > HTML_ROW_LIMIT else None,
+        "row_count": row_count,
+        "row_limit": HTML_ROW_LIMIT if row_count > HTML_ROW_LIMIT else None,
         "has_links": report.link is not None,
         "totals": totals,
-        "charts": report_charts(report, rows),
+        "charts": report_charts(report, rows, current if report.page is not None else None),
         "csv_query": csv_query.urlencode(),
         "xlsx_query": xlsx_query.urlencode(),
     }
