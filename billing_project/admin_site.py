@@ -25,6 +25,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         """The app list, with the dashboard (reporting.dashboard) above it for staff who may view
         invoices."""
+        from billing_project.jobs import metrics_refresh_now_url
         from core.dates import billing_today
         from reporting.dashboard import dashboard_context
         from reporting.metrics import latest_refresh
@@ -46,6 +47,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
             if dashboard is None:
                 dashboard = dashboard_context(as_of=as_of, user=request.user, refresh=refresh)
                 dashboard["computed_at"] = timezone.now()
+                dashboard["refresh_now_url"] = metrics_refresh_now_url(user)  # per permission set, as the key
                 cache.set(key, dashboard, settings.DASHBOARD_CACHE_SECONDS)
             context["dashboard"] = dashboard
             # the currency switcher: one currency's figures at a time, the house currency first
@@ -55,6 +57,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
         return super().index(request, extra_context=context)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
+        from billing_project.jobs import metrics_refresh_now_url
         from reporting import reports
 
         # Before the default URLs: their catch-all "<app_label>/" would otherwise take "reports/".
@@ -69,7 +72,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
             ),
             path(
                 "reports/<slug:slug>/",
-                self.admin_view(partial(reports.report_view, site=self)),
+                self.admin_view(partial(reports.report_view, site=self, refresh_now=metrics_refresh_now_url)),
                 name="report",
             ),
             *super().get_urls(),

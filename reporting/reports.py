@@ -701,7 +701,15 @@ def _row_link(report: Report, row: Row, filters: ReportFilters, user: Any) -> st
     return changelist_url(model_label, **params)
 
 
-def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResponse:
+def report_view(
+    request: HttpRequest,
+    slug: str,
+    *,
+    site: AdminSite,
+    refresh_now: Callable[[Any], str | None] | None = None,
+) -> HttpResponse:
+    """A report's page or download. ``refresh_now``: the URL of "Refresh now" for a user (the "Metrics refresh"
+    job's Run now, which the composition layer knows), or None where they may not run it."""
     _require_permission(request)
     report = REPORTS.get(slug)
     if report is None:
@@ -777,6 +785,7 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
         "previous": previous_filters(filters) if report.date_range else None,
         "refresh": refresh,
         "live": live,
+        "refresh_now_url": refresh_now(request.user) if refresh_now is not None and report.snapshot else None,
         "headers": [(column.header, column.is_number) for column in shown],
         "rows": rows,
         "table": [
