@@ -92,7 +92,10 @@ def main() -> None:
 
     started = time.monotonic()
     refresh = metrics_refresh(triggered_by="bench")
-    print(f"  metrics refresh: {time.monotonic() - started:.1f} s ({refresh.lines_read:,} recurring line groups)")
+    print(
+        f"  metrics refresh: {time.monotonic() - started:.1f} s ({refresh.lines_read:,} recurring line groups, "
+        f"{refresh.open_invoices_read or 0:,} open invoices)"
+    )
     user, _ = User.objects.get_or_create(username="bench", defaults={"is_staff": True, "is_superuser": True})
     client = Client()
     client.force_login(user)

@@ -13,7 +13,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
@@ -23,7 +25,7 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from core.csv_safe import safe_cell
 from core.dates import billing_today, billing_tz
@@ -688,17 +690,25 @@ def reports_index_view(request: HttpRequest, *, site: AdminSite) -> TemplateResp
     return TemplateResponse(request, "admin/reports/index.html", context)
 
 
-def _row_link(report: Report, row: Row, filters: ReportFilters, user: Any) -> str | None:
+def _row_link(report: Report, row: Row, filters: ReportFilters, user: Any, bases: dict[str, str | None]) -> str | None:
+    """The changelist behind a row (``bases``: each model's changelist URL, or None without the view permission,
+    looked up once per page)."""
     if report.link is None:
         return None
     target = report.link(row, filters)
     if target is None:
         return None
     model_label, params = target
-    app_label, model_name = model_label.split(".")
-    if not user.has_perm(f"{app_label}.view_{model_name}"):
+    if model_label not in bases:
+        app_label, model_name = model_label.split(".")
+        bases[model_label] = changelist_url(model_label) if user.has_perm(f"{app_label}.view_{model_name}") else None
+    base = bases[model_label]
+    if base is None:
         return None
-    return changelist_url(model_label, **params)
+    query = urlencode(
+        {key: value.isoformat() if isinstance(value, dt.date) else value for key, value in params.items()}
+    )
+    return f"{base}?{query}" if query else base
 
 
 def report_view(
@@ -775,6 +785,7 @@ def report_view(
     xlsx_query = request.GET.copy()
     xlsx_query["format"] = "xlsx"
     cohort = report.slug == "cohorts"
+    bases: dict[str, str | None] = {}
     context = {
         **site.each_context(request),
         "is_nav_sidebar_enabled": False,  # the width goes to the table (breadcrumbs lead back)
@@ -789,8 +800,8 @@ def report_view(
         "headers": [(column.header, column.is_number) for column in shown],
         "rows": rows,
         "table": [
-            {
-                "cells": [
+            _table_row(
+                [
                     (
                         _cohort_cell(row, column)
                         if cohort
@@ -800,8 +811,8 @@ def report_view(
                     )
                     for column in shown
                 ],
-                "link": _row_link(report, row, filters, request.user),
-            }
+                _row_link(report, row, filters, request.user, bases),
+            )
             for row in rows[:HTML_ROW_LIMIT]
         ],
         "row_count": row_count,
@@ -813,6 +824,19 @@ def report_view(
         "xlsx_query": xlsx_query.urlencode(),
     }
     return TemplateResponse(request, "admin/reports/report.html", context)
+
+
+def _table_row(cells: list[tuple[str, bool, str]], link: str | None) -> dict[str, Any]:
+    """A table row: its cells, and their ``<td>`` markup built here (every value escaped) — a template loop, or
+    ``format_html`` per cell, over 200 rows × 10 cells was most of the ageing report's page time."""
+    parts = []
+    for value, is_number, note in cells:
+        parts.append('<td class="number">' if is_number else "<td>")
+        parts.append(escape(str(value)))
+        if note:
+            parts.append(f'<br><span class="figure-note">{escape(note)}</span>')
+        parts.append("</td>")
+    return {"cells": cells, "html": mark_safe("".join(parts)), "link": link}  # noqa: S308 - escaped above
 
 
 def _customers_note(count: int) -> str:
