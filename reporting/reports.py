@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -589,13 +590,15 @@ def _plain(value: Any) -> Any:
 
 
 def report_csv(*, report: Report, rows: list[Row], filters: ReportFilters) -> HttpResponse:
-    """The rows as shown, numbers as stored (rounded to the currency's minor unit), no formatting."""
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_filename(report, filters, "csv")}"'
-    writer = csv.writer(response)
+    """The rows as shown, numbers as stored (rounded to the currency's minor unit), no formatting. Written to a
+    buffer first: a response encodes every ``write`` on its own (a third of a 25,000-row download's time)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    keys = [column.key for column in report.columns]
     writer.writerow([safe_cell(column.header) for column in report.columns])
-    for row in rows:
-        writer.writerow([safe_cell(_plain(row[column.key])) for column in report.columns])
+    writer.writerows([safe_cell(_plain(row[key])) for key in keys] for row in rows)
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_filename(report, filters, "csv")}"'
     return response
 
 
