@@ -126,7 +126,9 @@ class CustomerAgeing(models.Model):
     the dashboard's per-currency figures equal the live aggregate over the open invoices at the refresh. The
     customer's name is copied at the refresh, like every figure here."""
 
-    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+")
+    # No database constraint: a snapshot row never holds up deleting a customer (seed_scale --reset deletes with
+    # raw SQL); the next refresh drops what no longer exists.
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+", db_constraint=False)
     customer_name = models.CharField(max_length=200, help_text="The customer's name at the refresh (rows sort by it).")
     currency = models.CharField(max_length=3)
     invoices = models.PositiveIntegerField(help_text="Open invoices.")
