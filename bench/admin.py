@@ -37,7 +37,9 @@ PAGES = [
     ("report: MRR movements, XLSX", "/admin/reports/mrr/?format=xlsx"),
     ("report: revenue, CSV", "/admin/reports/revenue/?format=csv"),
     ("report: cohorts", "/admin/reports/cohorts/"),
-    ("report: receivables ageing (live)", "/admin/reports/ageing/"),
+    ("report: receivables ageing by customer (snapshot)", "/admin/reports/ageing/"),
+    ("report: receivables ageing, CSV (snapshot)", "/admin/reports/ageing/?format=csv"),
+    ("report: receivables ageing, other as-of (live)", "/admin/reports/ageing/?as_of=2020-01-01"),
 ]
 
 
@@ -90,7 +92,10 @@ def main() -> None:
 
     started = time.monotonic()
     refresh = metrics_refresh(triggered_by="bench")
-    print(f"  metrics refresh: {time.monotonic() - started:.1f} s ({refresh.lines_read:,} recurring line groups)")
+    print(
+        f"  metrics refresh: {time.monotonic() - started:.1f} s ({refresh.lines_read:,} recurring line groups, "
+        f"{refresh.open_invoices_read or 0:,} open invoices)"
+    )
     user, _ = User.objects.get_or_create(username="bench", defaults={"is_staff": True, "is_superuser": True})
     client = Client()
     client.force_login(user)
@@ -104,7 +109,7 @@ def main() -> None:
                 response = client.get(url)
                 timings.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, (url, response.status_code)
-        print(f"  {label:<36} {statistics.median(timings):7.1f} ms   {len(queries)} queries")
+        print(f"  {label:<50} {statistics.median(timings):7.1f} ms   {len(queries)} queries")
 
 
 if __name__ == "__main__":

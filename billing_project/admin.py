@@ -23,6 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_celery_beat.admin import PeriodicTaskAdmin as CeleryBeatPeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
@@ -157,12 +158,23 @@ class ScheduleAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if request.method == "POST":
             run = jobs.job_run_now(periodic_task=schedule, actor=request.user)
             self.log_change(request, schedule, f"Run now (task {schedule.task}, run {run.task_id}).")
+            # "Refresh now" on the dashboard and the reports posts here and goes back to its page
+            back = request.POST.get("next", "")
+            if not url_has_allowed_host_and_scheme(
+                back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+            ):
+                back = ""
             self.message_user(
                 request,
-                f"“{schedule.name}” was sent to the workers; its run shows on this page when it starts.",
+                f"“{schedule.name}” was sent to the workers; "
+                + (
+                    "the figures show its new as-of time when it has finished."
+                    if back
+                    else "its run shows on this page when it starts."
+                ),
                 messages.SUCCESS,
             )
-            return HttpResponseRedirect(reverse("admin:billing_project_schedule_changelist"))
+            return HttpResponseRedirect(back or reverse("admin:billing_project_schedule_changelist"))
         return object_action_page(
             self,
             request,

@@ -27,8 +27,10 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         """The app list, with the dashboard (reporting.dashboard) above it for staff who may view
         invoices."""
+        from billing_project.jobs import metrics_refresh_now_url
         from core.dates import billing_today
         from reporting.dashboard import dashboard_context
+        from reporting.metrics import latest_refresh
         from reporting.reports import PERMISSION
 
         context = dict(extra_context or {})
@@ -39,11 +41,15 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
             user = request.user
             # a superuser has every permission without a query
             permissions = "*" if user.is_superuser else ",".join(sorted(user.get_all_permissions()))
-            key = f"admin-dashboard:{as_of}:{hashlib.sha256(permissions.encode()).hexdigest()[:16]}"
+            # A new metrics snapshot (the job, "Refresh now") shows at once: its id is part of the key.
+            refresh = latest_refresh()
+            snapshot = refresh.pk if refresh else 0
+            key = f"admin-dashboard:{as_of}:{snapshot}:{hashlib.sha256(permissions.encode()).hexdigest()[:16]}"
             dashboard = cache.get(key)
             if dashboard is None:
-                dashboard = dashboard_context(as_of=as_of, user=request.user)
+                dashboard = dashboard_context(as_of=as_of, user=request.user, refresh=refresh)
                 dashboard["computed_at"] = timezone.now()
+                dashboard["refresh_now_url"] = metrics_refresh_now_url(user)  # per permission set, as the key
                 cache.set(key, dashboard, settings.DASHBOARD_CACHE_SECONDS)
             context["dashboard"] = dashboard
             # the currency switcher: one currency's figures at a time, the house currency first
@@ -118,6 +124,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
         return app_list
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
+        from billing_project.jobs import metrics_refresh_now_url
         from reporting import reports
 
         # Before the default URLs: their catch-all "<app_label>/" would otherwise take "reports/".
@@ -132,7 +139,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
             ),
             path(
                 "reports/<slug:slug>/",
-                self.admin_view(partial(reports.report_view, site=self)),
+                self.admin_view(partial(reports.report_view, site=self, refresh_now=metrics_refresh_now_url)),
                 name="report",
             ),
             *super().get_urls(),

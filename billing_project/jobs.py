@@ -271,6 +271,25 @@ def job_run_now(*, periodic_task: PeriodicTask, actor: Any) -> JobRun:
     return run
 
 
+def run_now_url(*, task: str, user: Any) -> str | None:
+    """The "Run now" of the periodic job of ``task`` (the jobs page's: same permission, audit and sending) for a
+    user who may run jobs; None for others or when the job is not set up (``manage.py setup_schedules``)."""
+    from django.urls import reverse
+
+    if not user.has_perm("billing_project.run_schedule"):
+        return None
+    pk = PeriodicTask.objects.filter(task=task).order_by("pk").values_list("pk", flat=True).first()
+    return reverse("admin:billing_project_schedule_run", args=[pk]) if pk is not None else None
+
+
+METRICS_REFRESH_TASK = "reporting.refresh_metrics"
+
+
+def metrics_refresh_now_url(user: Any) -> str | None:
+    """ "Refresh now" on the dashboard and the snapshot reports: the "Metrics refresh" job run now."""
+    return run_now_url(task=METRICS_REFRESH_TASK, user=user)
+
+
 # --- recording runs (Celery task signals) -------------------------------------------------------------------
 
 

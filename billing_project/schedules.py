@@ -158,7 +158,8 @@ def job_schedules() -> list[JobSchedule]:
             name="Metrics refresh",
             task="reporting.refresh_metrics",
             description="Rebuild the figures the dashboard and the reports show (MRR and its movements, churn, "
-            "NRR/GRR, ARPA, cohorts, revenue by month) from the issued invoices; the pages show their as-of time.",
+            "NRR/GRR, ARPA, cohorts, revenue by month, receivables ageing per customer) from the issued and the open "
+            "invoices; the pages show their as-of time and a Refresh now button.",
             command="manage.py refresh_metrics [--as-of YYYY-MM-DD] [--json]",
             every_minutes=settings.SCHEDULE_METRICS_REFRESH_EVERY_MINUTES,
         ),

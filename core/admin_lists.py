@@ -102,6 +102,23 @@ def yes_no(value: bool | None, *, yes: str = "Yes", no: str = "No", quiet_no: bo
     return badge(no, "muted" if quiet_no else "danger")
 
 
+def readable_booleans() -> None:
+    """Every boolean the admin shows as ✔/✖ icons — a ``BooleanField`` in a changelist or a read-only field, a
+    ``@admin.display(boolean=True)`` column — in every admin, third-party ones included (django-celery-beat,
+    pghistory, django-otp, …), reads as ``yes_no`` words instead: Django renders all of them through
+    ``admin_list._boolean_icon`` (imported at call time by ``admin.utils.display_for_field`` /
+    ``display_for_value`` and ``admin.helpers.AdminReadonlyField``), which this replaces once, at start-up
+    (``CoreConfig.ready``). One mechanism instead of an override per admin; ``tests/billing_project/
+    test_admin_booleans.py`` walks every registered changelist and fails if an icon comes back."""
+    from django.contrib.admin.templatetags import admin_list
+
+    admin_list._boolean_icon = _boolean_words  # type: ignore[attr-defined]
+
+
+def _boolean_words(field_val: bool | None) -> SafeString:
+    return yes_no(field_val)
+
+
 def boolean_column(field: str, description: str, *, yes: str = "Yes", no: str = "No", quiet_no: bool = True) -> Any:
     """A changelist column for a boolean field, as words (``list_display = (…, boolean_column("active",
     "active"))``); sortable by the field."""

@@ -7,3 +7,8 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "Core"
+
+    def ready(self) -> None:
+        from core.admin_lists import readable_booleans
+
+        readable_booleans()  # yes/no words instead of the admin's ✔/✖ icons, in every admin

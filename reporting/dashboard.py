@@ -42,7 +42,7 @@ from reporting.metrics import (
     receivables_ageing,
     revenue_by_month,
 )
-from reporting.models import IntegrityCheck
+from reporting.models import IntegrityCheck, MetricsRefresh
 from subscriptions.models import Subscription, SubscriptionStatus
 
 MRR_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
@@ -297,14 +297,15 @@ def _currency_panel(
     }
 
 
-def dashboard_context(*, as_of: dt.date, user: Viewer) -> dict[str, object]:
+def dashboard_context(*, as_of: dt.date, user: Viewer, refresh: MetricsRefresh | None = None) -> dict[str, object]:
     """Everything ``templates/admin/index.html`` shows above the app list. The business figures are those of
-    the metrics snapshot (as of its refresh); receivables and operations are live."""
-    refresh = latest_refresh()
+    the metrics snapshot (as of its refresh; ``refresh``: the latest, when the caller has read it), receivables
+    ageing included; operations are live."""
+    refresh = refresh or latest_refresh()
     figures_as_of = refresh.as_of if refresh else as_of
     history = mrr_history(as_of=figures_as_of, months=12)
     revenue = revenue_by_month(as_of=figures_as_of, months=12)
-    ageing = receivables_ageing(as_of=as_of)
+    ageing = receivables_ageing(as_of=figures_as_of, latest=refresh)
     active = {
         currency
         for currency, months in history.items()

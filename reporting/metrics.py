@@ -7,8 +7,10 @@ Two kinds of figure:
   every ``METRICS_REFRESH_EVERY_MINUTES``, ``manage.py refresh_metrics`` and the demo seed. Readers show the
   snapshot's as-of time. Rebuilding reads every recurring invoice line once (seconds at a million invoices);
   reading a report then touches a few hundred rows.
-- **Live** (receivables ageing, overdue): the open invoices now, one aggregate query — they change with every
-  payment and are cheap (open invoices are few and indexed).
+- **Receivables ageing** (per customer, per currency, overdue): in the snapshot too (``CustomerAgeing``: one
+  row per customer and currency owing money, aged on the as-of date), because aggregating 250,000 open invoices
+  per customer on every view took 4.8 s. Another as-of date is aggregated live (the ``*_live`` functions, which
+  the snapshot equals at its refresh).
 
 MRR is read from what was **billed**, not from the price list: issued invoices do not change, so every month's
 MRR can be recomputed and the movements add up (start + movements = end) for every month, which a price list
@@ -22,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, F, Min, Q, QuerySet, Sum, Value, When
@@ -29,9 +32,9 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from core.dates import billing_today
-from core.money import round_amount
+from core.money import quantum, round_amount
 from invoicing.models import Invoice, InvoiceLine, InvoiceStatus
-from reporting.models import CohortCell, MetricsRefresh, MrrMonth, RevenueMonth
+from reporting.models import CohortCell, CustomerAgeing, MetricsRefresh, MrrMonth, RevenueMonth
 from subscriptions.models import Interval, LineKind
 
 ZERO = Decimal(0)
@@ -249,9 +252,10 @@ def metrics_refresh(*, as_of: dt.date | None = None, triggered_by: str = "comman
     mrr_rows = _movements(months, customer_mrr)
     cohort_rows = _cohorts(months, customer_mrr)
     revenue_rows = _revenue(as_of=as_of)
+    ageing_rows = _customer_ageing(as_of=as_of)
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            tables = ", ".join(model._meta.db_table for model in (MrrMonth, RevenueMonth, CohortCell))
+            tables = ", ".join(model._meta.db_table for model in (MrrMonth, RevenueMonth, CohortCell, CustomerAgeing))
             with connection.cursor() as cursor:
                 cursor.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
         MrrMonth.objects.all().delete()
@@ -260,11 +264,14 @@ def metrics_refresh(*, as_of: dt.date | None = None, triggered_by: str = "comman
         RevenueMonth.objects.bulk_create(revenue_rows, batch_size=2_000)
         CohortCell.objects.all().delete()
         CohortCell.objects.bulk_create(cohort_rows, batch_size=2_000)
+        CustomerAgeing.objects.all().delete()
+        CustomerAgeing.objects.bulk_create(ageing_rows, batch_size=2_000)
         refresh = MetricsRefresh.objects.create(
             as_of=as_of,
             started_at=started_at,
             finished_at=timezone.now(),
             lines_read=lines_read,
+            open_invoices_read=sum(row.invoices for row in ageing_rows),
             triggered_by=triggered_by,
         )
         stale = MetricsRefresh.objects.order_by("-finished_at", "-pk").values_list("pk", flat=True)[
@@ -467,7 +474,7 @@ def cohort_table(*, as_of: dt.date, months: int = 12) -> list[CohortRow]:
     return rows
 
 
-# --- Live: receivables ----------------------------------------------------------------------------------
+# --- Receivables: ageing (snapshot, live for another date) ------------------------------------------------
 
 
 def bucket_lookups(as_of: dt.date) -> dict[str, dict[str, dt.date]]:
@@ -519,8 +526,50 @@ def open_invoices() -> QuerySet[Invoice]:
     return Invoice.objects.filter(status=InvoiceStatus.OPEN)
 
 
-def receivables_ageing(*, as_of: dt.date, currency: str = "") -> dict[str, Ageing]:
-    """Amount due (and count) of open invoices per currency and ageing bucket on ``as_of``."""
+# Each bucket's column suffix in ``CustomerAgeing`` (``due_<suffix>``, ``count_<suffix>``).
+AGEING_COLUMNS = {"current": "current", "1-30": "1_30", "31-60": "31_60", "61-90": "61_90", "90+": "90_plus"}
+
+
+def _new_ageing(currency: str) -> Ageing:
+    zero = round_amount(ZERO, currency)
+    return Ageing(currency, dict.fromkeys(AGEING_BUCKETS, zero), dict.fromkeys(AGEING_BUCKETS, 0))
+
+
+def ageing_snapshot_for(as_of: dt.date, *, latest: MetricsRefresh | None = None) -> MetricsRefresh | None:
+    """The latest refresh (``latest`` when the caller has read it) when its snapshot holds the receivables aged
+    on ``as_of``, else None (then the ageing is computed live: another date, no refresh yet, or a refresh from
+    before ageing was kept)."""
+    refresh = latest or latest_refresh()
+    if refresh is None or refresh.as_of != as_of or refresh.open_invoices_read is None:
+        return None
+    return refresh
+
+
+def receivables_ageing(
+    *, as_of: dt.date, currency: str = "", latest: MetricsRefresh | None = None
+) -> dict[str, Ageing]:
+    """Amount due (and count) of open invoices per currency and ageing bucket on ``as_of``: from the snapshot
+    when it is aged on that date (a row per customer owing money, summed), else live
+    (``receivables_ageing_live``). ``latest``: the latest refresh, when the caller has read it."""
+    if ageing_snapshot_for(as_of, latest=latest) is None:
+        return receivables_ageing_live(as_of=as_of, currency=currency)
+    rows = CustomerAgeing.objects.filter(currency=currency) if currency else CustomerAgeing.objects.all()
+    sums = {}
+    for suffix in AGEING_COLUMNS.values():
+        sums[f"due_{suffix}"] = Sum(f"due_{suffix}")
+        sums[f"count_{suffix}"] = Sum(f"count_{suffix}")
+    result: dict[str, Ageing] = {}
+    for row in rows.values("currency").annotate(**sums).order_by():
+        code = row["currency"]
+        ageing = result[code] = _new_ageing(code)
+        for bucket, suffix in AGEING_COLUMNS.items():
+            ageing.amounts[bucket] = round_amount(row[f"due_{suffix}"], code)
+            ageing.counts[bucket] = row[f"count_{suffix}"]
+    return dict(sorted(result.items()))
+
+
+def receivables_ageing_live(*, as_of: dt.date, currency: str = "") -> dict[str, Ageing]:
+    """``receivables_ageing`` aggregated over the open invoices now (one query; 0.5 s at 250,000 open)."""
     invoices = open_invoices().filter(currency=currency) if currency else open_invoices()
     rows = (
         invoices.annotate(bucket=ageing_bucket(as_of=as_of))
@@ -532,15 +581,97 @@ def receivables_ageing(*, as_of: dt.date, currency: str = "") -> dict[str, Agein
     for row in rows:
         code = row["currency"]
         if code not in result:
-            zero = round_amount(ZERO, code)
-            result[code] = Ageing(code, dict.fromkeys(AGEING_BUCKETS, zero), dict.fromkeys(AGEING_BUCKETS, 0))
+            result[code] = _new_ageing(code)
         result[code].amounts[row["bucket"]] = round_amount(row["amount"], code)
         result[code].counts[row["bucket"]] = row["count"]
     return dict(sorted(result.items()))
 
 
-def ageing_by_customer(*, as_of: dt.date, currency: str = "") -> list[dict[str, object]]:
-    """The ageing buckets per customer and currency (the ageing report's rows); sums to ``receivables_ageing``."""
+def _ageing_row(
+    customer_id: int, customer: str, currency: str, invoices: int, amounts: Iterable[Decimal], total: Decimal
+) -> dict[str, Any]:
+    unit = quantum(currency)
+    return {
+        "customer_id": customer_id,
+        "customer": customer,
+        "currency": currency,
+        "invoices": invoices,
+        **{
+            f"days_{name}": amount.quantize(unit, rounding=ROUND_HALF_UP)
+            for name, amount in zip(AGEING_BUCKETS, amounts, strict=True)
+        },
+        "total_due": total.quantize(unit, rounding=ROUND_HALF_UP),
+    }
+
+
+# Rows by customer name, currency, customer id — sorted by the database in both paths, so they are in one order.
+AGEING_ORDER = ("customer__name", "currency", "customer_id")
+SNAPSHOT_AGEING_ORDER = ("customer_name", "currency", "customer_id")  # the snapshot's copy of the name (indexed)
+
+
+def _snapshot_ageing(currency: str) -> QuerySet[CustomerAgeing]:
+    return CustomerAgeing.objects.filter(currency=currency) if currency else CustomerAgeing.objects.all()
+
+
+def _snapshot_rows(queryset: QuerySet[CustomerAgeing]) -> list[dict[str, Any]]:
+    amounts = [f"due_{suffix}" for suffix in AGEING_COLUMNS.values()]
+    return [
+        _ageing_row(customer_id, name, code, invoices, due, sum(due, ZERO))
+        for customer_id, name, code, invoices, *due in queryset.values_list(
+            "customer_id", "customer_name", "currency", "invoices", *amounts
+        )
+    ]
+
+
+def ageing_by_customer(*, as_of: dt.date, currency: str = "") -> list[dict[str, Any]]:
+    """The ageing buckets per customer and currency (the ageing report's rows and downloads); sums to
+    ``receivables_ageing``. From the snapshot when it is aged on ``as_of`` (one row per customer owing money),
+    else live (``ageing_by_customer_live``, which the snapshot equals at the refresh)."""
+    if ageing_snapshot_for(as_of) is None:
+        return ageing_by_customer_live(as_of=as_of, currency=currency)
+    return _snapshot_rows(_snapshot_ageing(currency).order_by(*SNAPSHOT_AGEING_ORDER))
+
+
+@dataclass(frozen=True)
+class AgeingPage:
+    """What the ageing report's page shows: its first rows, how many there are, and per currency the column
+    totals (open invoices, each bucket, total due) of every row."""
+
+    rows: list[dict[str, Any]]
+    count: int
+    totals: dict[str, dict[str, Any]]
+
+
+def ageing_by_customer_page(*, as_of: dt.date, currency: str = "", limit: int) -> AgeingPage:
+    """``ageing_by_customer``'s first ``limit`` rows, its row count and per-currency totals, without reading
+    every row from the snapshot (two queries; the live path reads them all). Amounts due are in minor units
+    (every line is rounded, docs/DESIGN.md), so the totals of the rounded rows are the rounded sums."""
+    if ageing_snapshot_for(as_of) is None:
+        rows = ageing_by_customer_live(as_of=as_of, currency=currency)
+        totals: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            entry = totals.setdefault(str(row["currency"]), {})
+            for key in ("invoices", *(f"days_{name}" for name in AGEING_BUCKETS), "total_due"):
+                entry[key] = entry.get(key, 0) + row[key]
+        return AgeingPage(rows=rows[:limit], count=len(rows), totals=dict(sorted(totals.items())))
+    queryset = _snapshot_ageing(currency)
+    sums: dict[str, Sum | Count] = {"rows": Count("pk"), "invoices_sum": Sum("invoices")}
+    for suffix in AGEING_COLUMNS.values():
+        sums[f"due_{suffix}"] = Sum(f"due_{suffix}")
+    totals = {}
+    count = 0
+    for row in queryset.values("currency").annotate(**sums).order_by("currency"):
+        code = row["currency"]
+        count += row["rows"]
+        due = [row[f"due_{suffix}"] for suffix in AGEING_COLUMNS.values()]
+        rounded = _ageing_row(0, "", code, row["invoices_sum"], due, sum(due, ZERO))
+        totals[code] = {key: rounded[key] for key in rounded if key not in ("customer_id", "customer", "currency")}
+    first = _snapshot_rows(queryset.order_by(*SNAPSHOT_AGEING_ORDER)[:limit])
+    return AgeingPage(rows=first, count=count, totals=totals)
+
+
+def ageing_by_customer_live(*, as_of: dt.date, currency: str = "") -> list[dict[str, Any]]:
+    """``ageing_by_customer`` aggregated over the open invoices now (4.8 s at 250,000 open invoices)."""
     sums = {
         f"bucket_{index}": Sum("amount_due", filter=Q(bucket=name), default=ZERO)
         for index, name in enumerate(AGEING_BUCKETS)
@@ -550,20 +681,33 @@ def ageing_by_customer(*, as_of: dt.date, currency: str = "") -> list[dict[str, 
         invoices.annotate(bucket=ageing_bucket(as_of=as_of))
         .values("customer_id", "customer__name", "currency")
         .annotate(invoices=Count("pk"), total=Sum("amount_due"), **sums)
-        .order_by()
+        .order_by(*AGEING_ORDER)
     )
-    result = [
-        {
-            "customer_id": row["customer_id"],
-            "customer": row["customer__name"],
-            "currency": row["currency"],
-            "invoices": row["invoices"],
-            **{
-                f"days_{name}": round_amount(row[f"bucket_{index}"], row["currency"])
-                for index, name in enumerate(AGEING_BUCKETS)
-            },
-            "total_due": round_amount(row["total"], row["currency"]),
-        }
+    return [
+        _ageing_row(
+            row["customer_id"],
+            row["customer__name"],
+            row["currency"],
+            row["invoices"],
+            [row[f"bucket_{index}"] for index in range(len(AGEING_BUCKETS))],
+            row["total"],
+        )
         for row in rows
     ]
-    return sorted(result, key=lambda row: (str(row["customer"]), str(row["currency"]), row["customer_id"]))
+
+
+def _customer_ageing(*, as_of: dt.date) -> list[CustomerAgeing]:
+    """The snapshot's receivables: per customer and currency, the open invoices' amount due and number per
+    ageing bucket on ``as_of`` (exact sums, rounded when read)."""
+    sums: dict[str, Sum | Count] = {}
+    for bucket, suffix in AGEING_COLUMNS.items():
+        sums[f"due_{suffix}"] = Sum("amount_due", filter=Q(bucket=bucket), default=ZERO)
+        sums[f"count_{suffix}"] = Count("pk", filter=Q(bucket=bucket))
+    rows = (
+        open_invoices()
+        .annotate(bucket=ageing_bucket(as_of=as_of))
+        .values("customer_id", "currency")
+        .annotate(customer_name=F("customer__name"), invoices=Count("pk"), **sums)
+        .order_by()
+    )
+    return [CustomerAgeing(**row) for row in rows.iterator(chunk_size=20_000)]

@@ -40,6 +40,11 @@ class MetricsRefresh(models.Model):
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
     lines_read = models.PositiveIntegerField(default=0, help_text="Invoice line groups read.")
+    open_invoices_read = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Open invoices aged into the receivables snapshot (empty: a refresh before ageing was kept).",
+    )
     triggered_by = models.CharField(max_length=40, help_text="command, schedule or demo")
 
     class Meta:
@@ -112,3 +117,39 @@ class CohortCell(models.Model):
 
     def __str__(self) -> str:
         return f"Cohort {self.cohort:%Y-%m} +{self.months_since}"
+
+
+class CustomerAgeing(models.Model):
+    """What one customer owes in one currency on the snapshot's as-of date: the amount due (and number) of its
+    open invoices per ageing bucket (days past the due date, docs/METRICS.md). Amounts are the exact sums of the
+    invoices' ``amount_due`` (rounded when read, per customer or per currency), so the report per customer and
+    the dashboard's per-currency figures equal the live aggregate over the open invoices at the refresh. The
+    customer's name is copied at the refresh, like every figure here."""
+
+    # No database constraint: a snapshot row never holds up deleting a customer (seed_scale --reset deletes with
+    # raw SQL); the next refresh drops what no longer exists.
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    customer_name = models.CharField(max_length=200, help_text="The customer's name at the refresh (rows sort by it).")
+    currency = models.CharField(max_length=3)
+    invoices = models.PositiveIntegerField(help_text="Open invoices.")
+    due_current = models.DecimalField(max_digits=18, decimal_places=3, help_text="Not yet due.")
+    due_1_30 = models.DecimalField(max_digits=18, decimal_places=3)
+    due_31_60 = models.DecimalField(max_digits=18, decimal_places=3)
+    due_61_90 = models.DecimalField(max_digits=18, decimal_places=3)
+    due_90_plus = models.DecimalField(max_digits=18, decimal_places=3)
+    count_current = models.PositiveIntegerField()
+    count_1_30 = models.PositiveIntegerField()
+    count_31_60 = models.PositiveIntegerField()
+    count_61_90 = models.PositiveIntegerField()
+    count_90_plus = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["customer_name", "currency", "customer"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "currency"], name="customer_ageing_unique"),
+        ]
+        # the report's page: the first 200 rows by name without sorting them all
+        indexes = [models.Index(fields=["customer_name", "currency", "customer"], name="customer_ageing_name_idx")]
+
+    def __str__(self) -> str:
+        return f"Ageing {self.currency} customer {self.customer_id}"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from html import escape
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
@@ -23,7 +26,7 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import TruncMonth
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from accounting import recognition
 from core.csv_safe import safe_cell
@@ -155,8 +158,16 @@ def tax_report(*, filters: ReportFilters) -> list[Row]:
 
 
 def ageing_report(*, filters: ReportFilters) -> list[Row]:
-    """Amount due of open invoices per customer and currency, by days past due on ``as_of`` (live)."""
+    """Amount due of open invoices per customer and currency, by days past due on ``as_of``: the metrics
+    snapshot when it is aged on that date, else live."""
     return metrics.ageing_by_customer(as_of=filters.as_of or billing_today(), currency=filters.currency)
+
+
+def ageing_report_page(*, filters: ReportFilters, limit: int) -> metrics.AgeingPage:
+    """The ageing report's page: its first rows, the row count and the totals, from the database."""
+    return metrics.ageing_by_customer_page(
+        as_of=filters.as_of or billing_today(), currency=filters.currency, limit=limit
+    )
 
 
 def invoices_report(*, filters: ReportFilters) -> list[Row]:
@@ -318,6 +329,9 @@ class Report:
     chart_column: str = ""  # a bar chart per currency of this column by month (or by ageing bucket)
     link: Callable[[Row, ReportFilters], tuple[str, dict[str, object]] | None] | None = None  # drill-down
     snapshot: bool = False  # reads the metrics snapshot (reporting.metrics): shows its as-of time
+    live_on_other_dates: bool = False  # the ageing: an as-of date the snapshot is not aged on is computed live
+    # The HTML page's rows, row count and totals without building every row (the ageing: a row per customer)
+    page: Callable[..., metrics.AgeingPage] | None = None
     per_currency: bool = True  # rows carry a currency (totals and charts are per currency)
 
 
@@ -421,6 +435,9 @@ REPORTS: dict[str, Report] = {
             as_of=True,
             chart_column="ageing",
             link=_customer_open_invoices,
+            snapshot=True,
+            live_on_other_dates=True,
+            page=ageing_report_page,
         ),
         Report(
             "invoices",
@@ -593,16 +610,19 @@ def _display(column: Column, value: Any, currency: str) -> str:
     return str(value)
 
 
-def report_charts(report: Report, rows: list[Row]) -> list[tuple[str, SafeString]]:
-    """A bar chart per currency of the report's chart column, by month (the ageing report: by bucket)."""
+def report_charts(
+    report: Report, rows: list[Row], totals: dict[str, dict[str, Any]] | None = None
+) -> list[tuple[str, SafeString]]:
+    """A bar chart per currency of the report's chart column, by month (the ageing report: by bucket, from the
+    per-currency ``totals``)."""
     if not report.chart_column or not report.per_currency:
         return []
     header = {column.key: column.header for column in report.columns}
     sums: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     if report.chart_column == "ageing":
-        for row in rows:
+        for currency, values in (totals if totals is not None else report_totals(report, rows)).items():
             for bucket in AGEING_BUCKETS:
-                sums[row["currency"]][AGEING_LABELS[bucket]] += row[f"days_{bucket}"]
+                sums[currency][AGEING_LABELS[bucket]] += values.get(f"days_{bucket}", ZERO)
         title = "Amount due by days past due"
     else:
         for row in rows:
@@ -638,13 +658,15 @@ def _plain(value: Any) -> Any:
 
 
 def report_csv(*, report: Report, rows: list[Row], filters: ReportFilters) -> HttpResponse:
-    """The rows as shown, numbers as stored (rounded to the currency's minor unit), no formatting."""
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_filename(report, filters, "csv")}"'
-    writer = csv.writer(response)
+    """The rows as shown, numbers as stored (rounded to the currency's minor unit), no formatting. Written to a
+    buffer first: a response encodes every ``write`` on its own (a third of a 25,000-row download's time)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    keys = [column.key for column in report.columns]
     writer.writerow([safe_cell(column.header) for column in report.columns])
-    for row in rows:
-        writer.writerow([safe_cell(_plain(row[column.key])) for column in report.columns])
+    writer.writerows([safe_cell(_plain(row[key])) for key in keys] for row in rows)
+    response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_filename(report, filters, "csv")}"'
     return response
 
 
@@ -739,20 +761,36 @@ def reports_index_view(request: HttpRequest, *, site: AdminSite) -> TemplateResp
     return TemplateResponse(request, "admin/reports/index.html", context)
 
 
-def _row_link(report: Report, row: Row, filters: ReportFilters, user: Any) -> str | None:
+def _row_link(report: Report, row: Row, filters: ReportFilters, user: Any, bases: dict[str, str | None]) -> str | None:
+    """The changelist behind a row (``bases``: each model's changelist URL, or None without the view permission,
+    looked up once per page)."""
     if report.link is None:
         return None
     target = report.link(row, filters)
     if target is None:
         return None
     model_label, params = target
-    app_label, model_name = model_label.split(".")
-    if not user.has_perm(f"{app_label}.view_{model_name}"):
+    if model_label not in bases:
+        app_label, model_name = model_label.split(".")
+        bases[model_label] = changelist_url(model_label) if user.has_perm(f"{app_label}.view_{model_name}") else None
+    base = bases[model_label]
+    if base is None:
         return None
-    return changelist_url(model_label, **params)
+    query = urlencode(
+        {key: value.isoformat() if isinstance(value, dt.date) else value for key, value in params.items()}
+    )
+    return f"{base}?{query}" if query else base
 
 
-def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResponse:
+def report_view(
+    request: HttpRequest,
+    slug: str,
+    *,
+    site: AdminSite,
+    refresh_now: Callable[[Any], str | None] | None = None,
+) -> HttpResponse:
+    """A report's page or download. ``refresh_now``: the URL of "Refresh now" for a user (the "Metrics refresh"
+    job's Run now, which the composition layer knows), or None where they may not run it."""
     _require_permission(request)
     report = REPORTS.get(slug)
     if report is None:
@@ -776,16 +814,23 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
                 "as_of": (filters.as_of or today).isoformat(),
             }
         )
-    rows = report.rows(filters=filters)
+    live = False
+    if report.live_on_other_dates and metrics.ageing_snapshot_for(filters.as_of or today) is None:
+        refresh, live = None, True
     download = request.GET.get("format")
     if download == "csv":
-        return report_csv(report=report, rows=rows, filters=filters)
+        return report_csv(report=report, rows=report.rows(filters=filters), filters=filters)
     if download == "xlsx":
-        return report_xlsx(report=report, rows=rows, filters=filters)
+        return report_xlsx(report=report, rows=report.rows(filters=filters), filters=filters)
+    if report.page is not None:  # the database counts and totals; only the rows shown are read
+        page = report.page(filters=filters, limit=HTML_ROW_LIMIT)
+        rows, row_count, current = page.rows, page.count, page.totals
+    else:
+        rows = report.rows(filters=filters)
+        row_count, current = len(rows), report_totals(report, rows) if report.per_currency else {}
     shown = [column for column in report.columns if column.html]
     totals: list[dict[str, Any]] = []
     if report.per_currency:
-        current = report_totals(report, rows)
         previous = report_totals(report, report.rows(filters=previous_filters(filters))) if report.date_range else {}
         for currency, values in current.items():
             before = previous.get(currency, {})
@@ -811,6 +856,7 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
     xlsx_query = request.GET.copy()
     xlsx_query["format"] = "xlsx"
     cohort = report.slug == "cohorts"
+    bases: dict[str, str | None] = {}
     context = {
         **site.each_context(request),
         "is_nav_sidebar_enabled": False,  # the width goes to the table (breadcrumbs lead back)
@@ -820,11 +866,13 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
         "filters": filters,
         "previous": previous_filters(filters) if report.date_range else None,
         "refresh": refresh,
+        "live": live,
+        "refresh_now_url": refresh_now(request.user) if refresh_now is not None and report.snapshot else None,
         "headers": [(column.header, column.is_number) for column in shown],
         "rows": rows,
         "table": [
-            {
-                "cells": [
+            _table_row(
+                [
                     (
                         _cohort_cell(row, column)
                         if cohort
@@ -834,19 +882,32 @@ def report_view(request: HttpRequest, slug: str, *, site: AdminSite) -> HttpResp
                     )
                     for column in shown
                 ],
-                "link": _row_link(report, row, filters, request.user),
-            }
+                _row_link(report, row, filters, request.user, bases),
+            )
             for row in rows[:HTML_ROW_LIMIT]
         ],
-        "row_count": len(rows),
-        "row_limit": HTML_ROW_LIMIT if len(rows) > HTML_ROW_LIMIT else None,
+        "row_count": row_count,
+        "row_limit": HTML_ROW_LIMIT if row_count > HTML_ROW_LIMIT else None,
         "has_links": report.link is not None,
         "totals": totals,
-        "charts": report_charts(report, rows),
+        "charts": report_charts(report, rows, current if report.page is not None else None),
         "csv_query": csv_query.urlencode(),
         "xlsx_query": xlsx_query.urlencode(),
     }
     return TemplateResponse(request, "admin/reports/report.html", context)
+
+
+def _table_row(cells: list[tuple[str, bool, str]], link: str | None) -> dict[str, Any]:
+    """A table row: its cells, and their ``<td>`` markup built here (every value escaped) — a template loop, or
+    ``format_html`` per cell, over 200 rows × 10 cells was most of the ageing report's page time."""
+    parts = []
+    for value, is_number, note in cells:
+        parts.append('<td class="number">' if is_number else "<td>")
+        parts.append(escape(str(value)))
+        if note:
+            parts.append(f'<br><span class="figure-note">{escape(note)}</span>')
+        parts.append("</td>")
+    return {"cells": cells, "html": mark_safe("".join(parts)), "link": link}  # noqa: S308 - escaped above
 
 
 def _customers_note(count: int) -> str:

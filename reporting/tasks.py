@@ -22,4 +22,8 @@ def verify_integrity() -> dict[str, Any]:
 def refresh_metrics() -> dict[str, Any]:
     """The job "Metrics refresh": rebuild the snapshot the dashboard and the reports read."""
     refresh = metrics_refresh(triggered_by="schedule")
-    return {"as_of": refresh.as_of.isoformat(), "lines_read": refresh.lines_read}
+    return {
+        "as_of": refresh.as_of.isoformat(),
+        "lines_read": refresh.lines_read,
+        "open_invoices_read": refresh.open_invoices_read,
+    }

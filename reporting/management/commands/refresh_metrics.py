@@ -13,7 +13,8 @@ from reporting.metrics import metrics_refresh
 class Command(BaseCommand):
     help = (
         "Rebuild the metrics snapshot the dashboard, the reports and their downloads read (MRR and its movements, "
-        "churn, NRR/GRR, ARPA, cohorts, revenue by month) from the issued invoices. Safe to run at any time."
+        "churn, NRR/GRR, ARPA, cohorts, revenue by month, receivables ageing) from the issued and the open "
+        "invoices. Safe to run at any time."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,12 +27,20 @@ class Command(BaseCommand):
         seconds = (refresh.finished_at - refresh.started_at).total_seconds()
         if options["json"]:
             self.stdout.write(
-                json.dumps({"as_of": refresh.as_of.isoformat(), "seconds": seconds, "lines_read": refresh.lines_read})
+                json.dumps(
+                    {
+                        "as_of": refresh.as_of.isoformat(),
+                        "seconds": seconds,
+                        "lines_read": refresh.lines_read,
+                        "open_invoices_read": refresh.open_invoices_read,
+                    }
+                )
             )
         else:
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Metrics as of {refresh.as_of.isoformat()} rebuilt in {seconds:.1f} s "
-                    f"({refresh.lines_read:,} recurring line groups read)."
+                    f"({refresh.lines_read:,} recurring line groups, {refresh.open_invoices_read or 0:,} open invoices "
+                    "read)."
                 )
             )
