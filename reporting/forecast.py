@@ -37,6 +37,8 @@ from django.db.models import Count, Exists, OuterRef, Sum
 from django.utils import timezone
 
 from core.dates import billing_today
+from core.errors import InvalidInput
+from core.money import round_amount
 from dunning.models import CustomerDunningSettings, DunningAction, DunningActionKind, DunningActionStatus, DunningStep
 from dunning.services import APPLY, SEND, DoneStep, dunning_policies_load, dunning_policy_default, late_fee_amount
 from dunning.services import plan_steps as dunning_plan_steps
@@ -118,29 +120,13 @@ class DayRow:
     cash_in: Decimal = ZERO
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "date": self.day.isoformat(),
-            "currency": self.currency,
-            "invoices": self.invoices,
-            "net": str(self.net),
-            "tax": str(self.tax),
-            "total": str(self.total),
-            "renewals": self.renewals,
-            "new": self.new,
-            "trial_conversions": self.trial_conversions,
-            "plan_changes": self.plan_changes,
-            "final_invoices": self.final_invoices,
-            "cancellations": self.cancellations,
-            "drafts": self.drafts,
-            "drafts_total": str(self.drafts_total),
-            "credit": str(self.credit),
-            "charges": self.charges,
-            "charges_amount": str(self.charges_amount),
-            "reminders": self.reminders,
-            "late_fees": self.late_fees,
-            "late_fees_amount": str(self.late_fees_amount),
-            "cash_in": str(self.cash_in),
-        }
+        """Amounts as strings in the currency's minor unit ("571.20", JPY "1357")."""
+        values: dict[str, Any] = {"date": self.day.isoformat(), "currency": self.currency}
+        for name, value in vars(self).items():
+            if name in ("day", "currency"):
+                continue
+            values[name] = str(round_amount(value, self.currency)) if isinstance(value, Decimal) else value
+        return values
 
 
 @dataclass
@@ -183,13 +169,13 @@ class Forecast:
         ]
 
 
-class ForecastError(ValueError):
+class ForecastError(InvalidInput):
     pass
 
 
 def forecast_check(*, days: int, as_of: dt.date) -> None:
     if not 1 <= days <= MAX_DAYS:
-        raise ForecastError(f"days: give a number of days from 1 to {MAX_DAYS}.")
+        raise ForecastError(f"days: give a number of days from 1 to {MAX_DAYS}.", field="days")
 
 
 # --- the forecast ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
+from reporting.forecast import forecast_store
 from reporting.integrity import integrity_check_record, integrity_verify
 from reporting.metrics import metrics_refresh
 
@@ -23,3 +24,9 @@ def refresh_metrics() -> dict[str, Any]:
     """The job "Metrics refresh": rebuild the snapshot the dashboard and the reports read."""
     refresh = metrics_refresh(triggered_by="schedule")
     return {"as_of": refresh.as_of.isoformat(), "lines_read": refresh.lines_read}
+
+
+@shared_task(name="reporting.store_forecast", acks_late=True)
+def store_forecast() -> dict[str, Any]:
+    """The job "Forecast snapshot": today's 90-day forecast summary, for the forecast-vs-actual comparison."""
+    return {"days": forecast_store(days=90)}
