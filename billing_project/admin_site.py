@@ -51,7 +51,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
         return super().index(request, extra_context=context)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
-        from reporting import reports
+        from reporting import forecast_admin, reports
 
         # Before the default URLs: their catch-all "<app_label>/" would otherwise take "reports/".
         return [
@@ -62,6 +62,16 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
                 "reports/",
                 self.admin_view(partial(reports.reports_index_view, site=self)),
                 name="reports",
+            ),
+            path(
+                "reports/forecast/",
+                self.admin_view(partial(forecast_admin.forecast_view, site=self)),
+                name="forecast",
+            ),
+            path(
+                "reports/forecast/compare/",
+                self.admin_view(partial(forecast_admin.forecast_compare_view, site=self)),
+                name="forecast_compare",
             ),
             path(
                 "reports/<slug:slug>/",
