@@ -86,3 +86,18 @@ def test_a_change_outside_the_days_is_refused(customer):
             days=10,
             change=SeatChange(customer.subscription.pk, customer.seats.pk, 7, dt.date(2026, 3, 20)),
         )
+
+
+def test_the_customer_page_simulates_through_the_admin(customer, admin_client):
+    url = f"/admin/customers/customer/{customer.pk}/simulate/"
+    assert (
+        'data-action="simulate"'
+        in admin_client.get(f"/admin/customers/customer/{customer.pk}/change/").content.decode()
+    )
+    assert admin_client.get(url).status_code == 200
+    before = db_digest()
+    page = admin_client.post(url, {"as_of": "2026-03-25", "days": "10"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "INV-2026-000002" in html and "Payment receipt" in html and "succeeded" in html
+    assert changed_tables(before, db_digest()) == []
