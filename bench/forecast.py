@@ -46,6 +46,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from reporting.forecast import forecast_compute
+    from invoicing.models import Invoice
     from subscriptions.models import Subscription
 
     started = time.perf_counter()
@@ -54,6 +55,7 @@ def main() -> None:
         if args.open_invoices:
             call_command("seed_scale", "--customers", "1000", "--invoices", str(args.open_invoices), verbosity=0)
     args.subscriptions = Subscription.objects.count()
+    args.open_invoices = Invoice.objects.filter(number__startswith="SCL-").count()
     print(
         f"forecast bench — {os.cpu_count()} cores, N={args.subscriptions:,} subscriptions (realistic mix), "
         f"{args.open_invoices:,} bulk invoices; data in {time.perf_counter() - started:.0f} s"
