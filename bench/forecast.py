@@ -45,8 +45,8 @@ def main() -> None:
     setup_django()
     from django.core.management import call_command
 
-    from reporting.forecast import forecast_compute
     from invoicing.models import Invoice
+    from reporting.forecast import forecast_compute
     from subscriptions.models import Subscription
 
     started = time.perf_counter()
