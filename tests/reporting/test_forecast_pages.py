@@ -92,3 +92,38 @@ def test_command_prints_the_issue_s_json_and_stores_the_snapshot(subscriptions, 
 def test_a_bad_horizon_is_named(subscriptions):
     with pytest.raises(CommandError, match="days: give a number of days from 1 to 366"):
         call_command("forecast", "--days", "0")
+
+
+def test_late_fees_and_a_customer_s_own_policy_are_forecast_as_the_reminders_then_apply(subscriptions):
+    from dunning import services as dunning
+    from dunning.models import DunningActionKind, DunningPolicy
+    from reporting.forecast import forecast_actuals, forecast_compute
+    from tests.factories import InvoiceFactory
+    from tests.factories.dunning import CustomerDunningSettingsFactory, DunningStepFactory
+
+    strict = DunningStepFactory(offset_days=1).policy
+    DunningStepFactory(
+        policy=strict,
+        offset_days=5,
+        action=DunningActionKind.LATE_FEE,
+        template="",
+        late_fee_percent=Decimal("2.5"),
+    )
+    overdue = InvoiceFactory(finalized=dt.date(2026, 2, 10))  # 119.00 due February 24
+    CustomerDunningSettingsFactory(customer=overdue.customer, policy=strict)
+    held = InvoiceFactory(finalized=dt.date(2026, 2, 10))
+    dunning.invoice_hold_reminders_set(invoice=held, hold=True)
+    assert DunningPolicy.objects.filter(is_default=True).exists()
+
+    forecast = forecast_compute(days=10, as_of=MARCH_1)
+    for offset in range(10):
+        dunning.send_reminders(as_of=MARCH_1 + dt.timedelta(days=offset))
+    fees = [(row.day, row.late_fees, row.late_fees_amount) for row in forecast.rows if row.late_fees]
+    assert fees == [(MARCH_1, 1, Decimal("2.98"))]  # 2.5 % of 119.00, on due + 5
+    actual = forecast_actuals(start=MARCH_1, end=forecast.last_day)
+    assert {key: row["late_fees"] for key, row in actual.items() if row["late_fees"]} == {(MARCH_1, "EUR"): 1}
+    reminders = {row.day: row.reminders for row in forecast.rows if row.reminders}
+    assert reminders == {MARCH_1: 1}
+    assert reminders == {
+        key[0]: row["reminders"] for key, row in actual.items() if row["reminders"]
+    }  # the +1 of the strict policy (sent on the first day), none for the held invoice
