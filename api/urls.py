@@ -8,6 +8,7 @@ from api.views.billing import CreditNoteViewSet, DomainEventViewSet, InvoiceView
 from api.views.catalog import CouponViewSet, PriceViewSet, ProductViewSet
 from api.views.customers import CustomerViewSet
 from api.views.events import customer_usage, events_create
+from api.views.forecast import ForecastViewSet
 from api.views.reference import ApiReferenceView
 from api.views.subscriptions import SubscriptionViewSet
 
@@ -24,6 +25,7 @@ router.register("credit_notes", CreditNoteViewSet, basename="credit-note")
 router.register("payments", PaymentViewSet, basename="payment")
 # /api/v1/events is the usage-event ingestion (usage app); the business events are domain_events
 router.register("domain_events", DomainEventViewSet, basename="domain-event")
+router.register("forecast", ForecastViewSet, basename="forecast")
 
 urlpatterns = [
     # The schema and its reference page are public: they describe the API, they hold no data.

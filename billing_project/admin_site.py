@@ -125,7 +125,7 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         from billing_project.jobs import metrics_refresh_now_url
-        from reporting import reports
+        from reporting import forecast_admin, reports
 
         # Before the default URLs: their catch-all "<app_label>/" would otherwise take "reports/".
         return [
@@ -136,6 +136,16 @@ class BillingAdminSite(ApplicationErrorsAdminSite):
                 "reports/",
                 self.admin_view(partial(reports.reports_index_view, site=self)),
                 name="reports",
+            ),
+            path(
+                "reports/forecast/",
+                self.admin_view(partial(forecast_admin.forecast_view, site=self)),
+                name="forecast",
+            ),
+            path(
+                "reports/forecast/compare/",
+                self.admin_view(partial(forecast_admin.forecast_compare_view, site=self)),
+                name="forecast_compare",
             ),
             path(
                 "reports/<slug:slug>/",

@@ -155,6 +155,14 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_INTEGRITY_CHECK_AT,
         ),
         JobSchedule(
+            name="Forecast snapshot",
+            task="reporting.store_forecast",
+            description="Store the summary of today's 90-day forecast (before the billing run), so the forecast "
+            "page can set the forecast made N days ago beside what happened.",
+            command="manage.py forecast --days 90 --store [--as-of YYYY-MM-DD]",
+            daily_at=settings.SCHEDULE_FORECAST_AT,
+        ),
+        JobSchedule(
             name="Metrics refresh",
             task="reporting.refresh_metrics",
             description="Rebuild the figures the dashboard and the reports show (MRR and its movements, churn, "

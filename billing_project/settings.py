@@ -319,6 +319,8 @@ SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
 SCHEDULE_CARD_EXPIRY_NOTICES_AT = env.str("SCHEDULE_CARD_EXPIRY_NOTICES_AT", default="10:00")
 # The nightly integrity check (reporting/integrity.py); its result shows on the admin dashboard.
 SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
+# Before the billing run: the stored forecast includes the day's own invoices.
+SCHEDULE_FORECAST_AT = env.str("SCHEDULE_FORECAST_AT", default="04:45")
 # The ECB publishes its reference rates around 16:00 CET on TARGET working days.
 SCHEDULE_EXCHANGE_RATES_AT = env.str("SCHEDULE_EXCHANGE_RATES_AT", default="16:30")
 

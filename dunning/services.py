@@ -285,9 +285,12 @@ class DunningRunResult:
         }
 
 
-def send_reminders(*, as_of: dt.date, dry_run: bool = False, batch_size: int | None = None) -> DunningRunResult:
+def send_reminders(
+    *, as_of: dt.date, dry_run: bool = False, batch_size: int | None = None, customer_id: int | None = None
+) -> DunningRunResult:
     """Apply every dunning step due on or before ``as_of`` (a date in BILLING_TIMEZONE) that has not happened
-    yet. Safe to run any number of times, concurrently too. ``dry_run`` plans and writes nothing."""
+    yet. Safe to run any number of times, concurrently too. ``dry_run`` plans and writes nothing. ``customer_id``
+    (the customer test clock): only that customer's invoices."""
     batch_size = batch_size or settings.DUNNING_BATCH_SIZE
     result = DunningRunResult(as_of=as_of, dry_run=dry_run)
     policies = dunning_policies_load()
@@ -299,6 +302,8 @@ def send_reminders(*, as_of: dt.date, dry_run: bool = False, batch_size: int | N
         return result
     # The earliest step of any policy bounds which due dates can have a step due today.
     candidates = _candidates(latest_due_date=as_of - dt.timedelta(days=min(offsets)))
+    if customer_id is not None:
+        candidates = candidates.filter(customer_id=customer_id)
     last_pk = 0
     while True:
         batch = list(candidates.filter(pk__gt=last_pk)[:batch_size])

@@ -1122,16 +1122,18 @@ def payments_collect_missed(*, as_of: dt.date, errors: list[str] | None = None) 
     return charged
 
 
-def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
+def payment_attempts_retry_due(*, as_of: dt.date, customer_id: int | None = None) -> RetryReport:
     """Retry every soft-declined attempt whose retry date has come (``next_retry_on <= as_of``); each retry is
     a new attempt. Also re-sends stuck ``processing`` attempts, makes the automatic first charges that never
     happened (``payments_collect_missed``) and sends the e-mails that were not sent. Invoices of a subscription
-    whose collection is paused are left alone until it resumes."""
+    whose collection is paused are left alone until it resumes. ``customer_id`` (the customer test clock): only
+    that customer's retries, nothing else."""
     from payments.notifications import send_payment_failed_email
 
     report = RetryReport(as_of=as_of)
-    report.recovered = payment_attempts_recover(as_of=as_of)
-    report.first_charges = payments_collect_missed(as_of=as_of, errors=report.errors)
+    if customer_id is None:
+        report.recovered = payment_attempts_recover(as_of=as_of)
+        report.first_charges = payments_collect_missed(as_of=as_of, errors=report.errors)
     due = (
         PaymentAttempt.objects.filter(status=AttemptStatus.FAILED, next_retry_on__lte=as_of)
         # Collection paused: the retry waits (its date kept) and is made by the first run after the resume.
@@ -1139,6 +1141,8 @@ def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
         .order_by("next_retry_on", "pk")
         .values_list("pk", "invoice_id", "invoice__subscription_id")
     )
+    if customer_id is not None:
+        due = due.filter(invoice__customer_id=customer_id)
     for attempt_id, invoice_id, subscription_id in list(due):
         try:
             attempt = invoice_collect(
@@ -1164,6 +1168,8 @@ def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
     unsent = PaymentAttempt.objects.filter(
         status=AttemptStatus.FAILED, final_failure=True, failure_email_sent_at__isnull=True
     ).values_list("pk", flat=True)
+    if customer_id is not None:
+        unsent = unsent.filter(customer_id=customer_id)
     for attempt_id in unsent:
         if send_payment_failed_email(attempt_id=attempt_id):
             report.notified += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -27,7 +27,7 @@ from core.errors import ApplicationError
 from customers.models import Customer
 from invoicing.einvoice.export import einvoices_zip_filename, einvoices_zip_write
 from invoicing.models import Invoice
-from reporting import statements
+from reporting import statements, test_clock
 from reporting.exports import (
     ExportError,
     ExportFormat,
@@ -38,6 +38,7 @@ from reporting.exports import (
 )
 from reporting.models import IntegrityCheck
 from reporting.timeline import customer_timeline_html
+from subscriptions.models import SubscriptionItem
 
 
 class AccountingExportForm(forms.Form):
@@ -345,3 +346,109 @@ def _extend_customer_admin() -> None:
 
 
 _extend_customer_admin()
+
+
+# --- the customer page: the test clock ("Simulate") -----------------------------------------------------------
+
+
+SIMULATE_PERMISSIONS = ("customers.view_customer", "invoicing.view_invoice")
+
+
+class SimulateForm(forms.Form):
+    as_of = forms.DateField(label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    days = forms.IntegerField(label="Days", min_value=1, max_value=test_clock.MAX_DAYS, initial=30)
+    subscription = forms.TypedChoiceField(label="Change subscription", coerce=int, required=False, empty_value=None)
+    price = forms.TypedChoiceField(label="Price", coerce=int, required=False, empty_value=None)
+    quantity = forms.IntegerField(label="New quantity", min_value=1, required=False)
+    change_on = forms.DateField(label="On", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: Any, customer: Customer, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        items = SubscriptionItem.objects.filter(subscription__customer=customer, removed_on=None).select_related(
+            "price", "subscription"
+        )
+        subscriptions = sorted(
+            {(item.subscription_id, f"#{item.subscription_id} ({item.subscription.status})") for item in items}
+        )
+        prices = sorted({(item.price_id, f"{item.price} (now × {item.quantity})") for item in items})
+        cast(forms.TypedChoiceField, self.fields["subscription"]).choices = [("", "— no change —"), *subscriptions]
+        cast(forms.TypedChoiceField, self.fields["price"]).choices = [("", "—"), *prices]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        wanted = [data.get(name) for name in ("subscription", "price", "quantity", "change_on")]
+        if any(value is not None for value in wanted) and not all(value is not None for value in wanted):
+            raise forms.ValidationError("A change needs its subscription, price, new quantity and day.")
+        return data
+
+    def change(self) -> test_clock.SeatChange | None:
+        data = self.cleaned_data
+        if data.get("subscription") is None:
+            return None
+        return test_clock.SeatChange(data["subscription"], data["price"], data["quantity"], data["change_on"])
+
+
+def _extend_customer_admin_simulate() -> None:
+    base: Any = type(admin.site._registry[Customer])
+
+    class CustomerAdmin(base):  # type: ignore[valid-type, misc]
+        def get_object_tools(self, request: HttpRequest, customer: Customer) -> list[ObjectTool]:
+            tools: list[ObjectTool] = super().get_object_tools(request, customer)
+            if request.user.has_perms(SIMULATE_PERMISSIONS):
+                url = reverse("admin:customers_customer_simulate", args=[customer.pk])
+                tools.append(
+                    ObjectTool(
+                        "simulate",
+                        "Simulate",
+                        url,
+                        kind="view",
+                        title="Test clock: what the next days bring",
+                        order=65,
+                    )
+                )
+            return tools
+
+        def get_urls(self) -> list[Any]:
+            return [
+                path(
+                    "<int:customer_id>/simulate/",
+                    self.admin_site.admin_view(self.simulate_view),
+                    name="customers_customer_simulate",
+                ),
+                *super().get_urls(),
+            ]
+
+        def simulate_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
+            """The test clock: a form (GET), then the simulation (POST), whose rows are all rolled back."""
+            if not request.user.has_perms(SIMULATE_PERMISSIONS):
+                raise PermissionDenied
+            customer = get_object_or_404(Customer, pk=customer_id)
+            initial = {"as_of": billing_today(), "days": 30}
+            form = SimulateForm(request.POST or None, initial=initial, customer=customer)
+            simulation = None
+            if request.method == "POST" and form.is_valid():
+                try:
+                    simulation = test_clock.customer_simulate(
+                        customer=customer,
+                        as_of=form.cleaned_data["as_of"],
+                        days=form.cleaned_data["days"],
+                        change=form.change(),
+                    )
+                except ApplicationError as exc:
+                    form_application_error(form, exc)
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "original": customer,
+                "title": f"Simulate {customer}",
+                "form": form,
+                "simulation": simulation,
+                "cancel_url": reverse("admin:customers_customer_change", args=[customer.pk]),
+            }
+            return TemplateResponse(request, "admin/customers/customer/simulate.html", context)
+
+    admin.site.unregister(Customer)
+    admin.site.register(Customer, CustomerAdmin)
+
+
+_extend_customer_admin_simulate()

@@ -153,3 +153,31 @@ class CustomerAgeing(models.Model):
 
     def __str__(self) -> str:
         return f"Ageing {self.currency} customer {self.customer_id}"
+
+
+class ForecastDay(models.Model):
+    """One day and currency of the forecast made on ``made_on`` (the "Forecast snapshot" job, reporting/forecast.py):
+    kept so that "the forecast made N days ago" can be set beside what happened. Amounts rounded per currency."""
+
+    made_on = models.DateField(help_text="The forecast's as-of date (billing timezone).")
+    day = models.DateField()
+    currency = models.CharField(max_length=3)
+    invoices = models.PositiveIntegerField(default=0)
+    net = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    tax = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    total = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    credit = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    charges = models.PositiveIntegerField(default=0)
+    reminders = models.PositiveIntegerField(default=0)
+    late_fees = models.PositiveIntegerField(default=0)
+    cash_in = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-made_on", "day", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["made_on", "day", "currency"], name="forecast_day_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Forecast of {self.made_on} for {self.day} ({self.currency})"

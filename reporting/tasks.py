@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
+from reporting.forecast import forecast_store
 from reporting.integrity import integrity_check_record, integrity_verify
 from reporting.metrics import metrics_refresh
 
@@ -27,3 +28,9 @@ def refresh_metrics() -> dict[str, Any]:
         "lines_read": refresh.lines_read,
         "open_invoices_read": refresh.open_invoices_read,
     }
+
+
+@shared_task(name="reporting.store_forecast", acks_late=True)
+def store_forecast() -> dict[str, Any]:
+    """The job "Forecast snapshot": today's 90-day forecast summary, for the forecast-vs-actual comparison."""
+    return {"days": forecast_store(days=90)}

@@ -213,3 +213,25 @@ class SandboxGateway:
             return WebhookEventData(event_id=str(event["id"]), event_type=str(event["type"]), payload=event)
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidWebhook(f"not an event: {exc}") from exc
+
+
+class SimulationGateway(SandboxGateway):
+    """The customer test clock's gateway (``payments.gateways.simulation_gateway_only``): the sandbox's answers for
+    its test cards, "succeeded" for any other saved method (a real card's answer cannot be known ahead); it
+    remembers nothing and moves no money (``charges`` stays as it was)."""
+
+    def charge(
+        self,
+        *,
+        method: PaymentMethodRef,
+        amount: Decimal,
+        currency: str,
+        idempotency_key: str,
+        description: str,
+        metadata: Mapping[str, str],
+    ) -> ChargeResult:
+        token = method.token
+        if token.split(":", 1)[0] not in SUCCESS_TOKENS | DECLINE_TOKENS.keys():
+            token = "pm_card_visa"  # noqa: S105 - a sandbox test card, not a secret
+        intent = self._payment_intent(token, amount, currency, idempotency_key, description, metadata)
+        return self.charge_result(intent, currency)

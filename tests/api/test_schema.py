@@ -34,6 +34,7 @@ def test_schema_documents_every_resource_and_its_errors():
         "/api/v1/credit_notes",
         "/api/v1/payments/{id}/refund",
         "/api/v1/domain_events",
+        "/api/v1/forecast",
         "/api/v1/prices",
         "/api/v1/coupons",
         "/api/v1/products",

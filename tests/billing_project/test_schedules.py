@@ -21,6 +21,7 @@ TASKS = {
     "invoicing.sweep_emails",
     "core.process_events",
     "reporting.refresh_metrics",
+    "reporting.store_forecast",
     "api.purge_idempotency_keys",
     "webhooks.send_due",
     "accounting.load_exchange_rates",
@@ -34,7 +35,7 @@ def test_three_runs_create_each_schedule_once(capsys):
         call_command("setup_schedules")
     assert sorted(PeriodicTask.objects.values_list("task", flat=True)) == sorted(TASKS)
     assert PeriodicTask.objects.count() == len(job_schedules()) == len(TASKS)
-    assert CrontabSchedule.objects.count() == 6  # six daily jobs at six different times
+    assert CrontabSchedule.objects.count() == 8  # eight daily jobs at eight different times
     assert "kept" in capsys.readouterr().out
 
 

@@ -455,6 +455,12 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
     ),
     "auth_user_password_change": (lambda rows: {"id": _row(rows, "auth.User").pk}, ("auth.change_user",)),
     "reports": (lambda rows: {}, ("invoicing.view_invoice",)),
+    "forecast": (lambda rows: {}, ("invoicing.view_invoice",)),
+    "customers_customer_simulate": (
+        lambda rows: {"customer_id": _row(rows, "customers.Customer").pk},
+        ("customers.view_customer", "invoicing.view_invoice"),
+    ),
+    "forecast_compare": (lambda rows: {}, ("invoicing.view_invoice",)),
     # Every staff member sets up and verifies their own second factor (billing_project.staff_auth).
     "otp_setup": (lambda rows: {}, ()),
     "otp_verify": (lambda rows: {}, ()),

@@ -1,0 +1,714 @@
+"""The forecast: what the billing run, the payment retries and the reminders will do in the next N days, per day and
+currency, computed with their own code and written nowhere (docs/decisions/forecast.md).
+
+- Invoices: ``subscriptions.charges.plans_for_chunk`` (the run's calendar and pricing, ``lock=False``) walks every
+  subscription to the horizon's last day, and ``invoicing.billing_run.invoice_build_for_period`` taxes and totals
+  each period exactly as the run does; drafts held for review are counted apart (they are not issued). A period
+  due before the as-of date (a missed run) is issued on the as-of date, as the first run would. The due date is
+  ``invoicing.services.due_date_for``, the one rule of ``invoices_issue``.
+- Credit: the customer's balance per currency is applied to the day's invoices as the ``invoice.issued`` handler
+  does (``PAYMENTS_APPLY_CREDIT_ON_FINALIZE``).
+- Charges: an automatically collected invoice with an amount due after credit is charged on its issue day; a
+  soft-declined attempt is retried on its retry date; an open automatic invoice never charged is charged on the
+  first day (the retry job's missed-charge sweep). The forecast assumes every charge succeeds: it cannot know.
+- Reminders and late fees: ``dunning.services.plan_steps`` day by day for every open invoice and every forecast
+  invoice sent for payment, assuming it stays unpaid (an automatic one is paid by its charge).
+- Cash in: automatic charges on their day; invoices sent for payment on their due date (those overdue today are
+  not expected on any given day and are left out).
+
+What it cannot know is named on the page: new sign-ups, usage not reported yet, plan changes and cancellations not
+scheduled yet, payments customers make, and whether a charge succeeds. Paused subscriptions whose pause ends in
+the horizon and dunning steps that pause or cancel a subscription are not followed further either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Sum
+from django.utils import timezone
+
+from core.dates import billing_today
+from core.errors import InvalidInput
+from core.money import round_amount
+from dunning.models import CustomerDunningSettings, DunningAction, DunningActionKind, DunningActionStatus, DunningStep
+from dunning.services import APPLY, SEND, DoneStep, dunning_policies_load, dunning_policy_default, late_fee_amount
+from dunning.services import plan_steps as dunning_plan_steps
+from invoicing.billing_run import invoice_build_for_period
+from invoicing.models import Invoice, InvoiceStatus
+from invoicing.services import due_date_for
+from invoicing.taxes import tax_rates_load
+from payments.models import AttemptStatus, CreditEntryKind, CreditLedgerEntry, Payment, PaymentAttempt, PaymentStatus
+from subscriptions.charges import PriceCache, plans_for_chunk
+from subscriptions.models import BillingReason, CollectionMethod, PauseMode, Subscription, SubscriptionStatus
+from subscriptions.selectors import subscription_ids_due
+
+HORIZONS = (7, 30, 90)
+MAX_DAYS = 366
+ZERO = Decimal(0)
+CACHE_SECONDS = 15 * 60
+CHUNK = 2_000
+
+# What a forecast cannot know: shown beside every forecast and every comparison.
+UNKNOWABLE = (
+    "new sign-ups and subscriptions created after the forecast",
+    "usage not reported yet (metered prices bill only the usage recorded so far)",
+    "plan changes, cancellations and discounts not scheduled yet",
+    "payments customers make themselves (invoices sent for payment are assumed paid on their due date for cash "
+    "in, and unpaid for reminders)",
+    "whether an automatic charge succeeds (every charge is assumed to succeed)",
+    "pauses ending in the horizon, and dunning steps that suspend or cancel a subscription",
+)
+
+# Invoice kinds (the drill-down's figures).
+RENEWAL = "renewal"
+NEW = "new"
+TRIAL_CONVERSION = "trial_conversion"
+FINAL = "final"
+PLAN_CHANGE = "plan_change"
+INVOICE_KINDS = (RENEWAL, NEW, TRIAL_CONVERSION, PLAN_CHANGE, FINAL)
+STOPPING = frozenset({DunningActionKind.SUBSCRIPTION_PAUSE, DunningActionKind.SUBSCRIPTION_CANCEL})
+FIGURES = ("invoices", "drafts", "credit", "charges", "reminders", "late_fees", "cash_in", "cancellations")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing behind a figure: who, which subscription or invoice, how much (in the row's currency)."""
+
+    day: dt.date
+    currency: str
+    figure: str  # one of FIGURES
+    customer_id: int
+    amount: Decimal = ZERO
+    subscription_id: int | None = None
+    invoice_id: int | None = None  # an existing invoice (reminders, retries, cash in of open invoices)
+    kind: str = ""  # the invoice's kind (INVOICE_KINDS), the charge's (first / retry), the reminder's template
+    net: Decimal = ZERO  # invoices: the total without tax
+    tax: Decimal = ZERO
+
+
+@dataclass
+class DayRow:
+    day: dt.date
+    currency: str
+    invoices: int = 0
+    net: Decimal = ZERO
+    tax: Decimal = ZERO
+    total: Decimal = ZERO
+    renewals: int = 0
+    new: int = 0
+    trial_conversions: int = 0
+    plan_changes: int = 0
+    final_invoices: int = 0
+    cancellations: int = 0
+    drafts: int = 0
+    drafts_total: Decimal = ZERO
+    credit: Decimal = ZERO
+    charges: int = 0
+    charges_amount: Decimal = ZERO
+    reminders: int = 0
+    late_fees: int = 0
+    late_fees_amount: Decimal = ZERO
+    cash_in: Decimal = ZERO
+
+    def as_dict(self) -> dict[str, Any]:
+        """Amounts as strings in the currency's minor unit ("571.20", JPY "1357")."""
+        values: dict[str, Any] = {"date": self.day.isoformat(), "currency": self.currency}
+        for name, value in vars(self).items():
+            if name in ("day", "currency"):
+                continue
+            values[name] = str(round_amount(value, self.currency)) if isinstance(value, Decimal) else value
+        return values
+
+
+@dataclass
+class Forecast:
+    as_of: dt.date
+    days: int
+    computed_at: dt.datetime
+    rows: list[DayRow]
+    entries: list[Entry] = field(default_factory=list)
+    subscriptions: int = 0
+
+    @property
+    def last_day(self) -> dt.date:
+        return self.as_of + dt.timedelta(days=self.days - 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "horizon_days": self.days,
+            "computed_at": self.computed_at.isoformat(),
+            "unknown": list(UNKNOWABLE),
+            "days": [row.as_dict() for row in self.rows],
+        }
+
+    def totals(self) -> dict[str, DayRow]:
+        """Per currency, the horizon's sums (``day`` is the as-of date)."""
+        sums: dict[str, DayRow] = {}
+        for row in self.rows:
+            total = sums.setdefault(row.currency, DayRow(self.as_of, row.currency))
+            for name, value in vars(row).items():
+                if name not in ("day", "currency"):
+                    setattr(total, name, getattr(total, name) + value)
+        return dict(sorted(sums.items()))
+
+    def entries_for(self, *, day: dt.date | None, currency: str, figure: str) -> list[Entry]:
+        return [
+            entry
+            for entry in self.entries
+            if entry.currency == currency and entry.figure == figure and (day is None or entry.day == day)
+        ]
+
+
+class ForecastError(InvalidInput):
+    pass
+
+
+def forecast_check(*, days: int, as_of: dt.date) -> None:
+    if not 1 <= days <= MAX_DAYS:
+        raise ForecastError(f"days: give a number of days from 1 to {MAX_DAYS}.", field="days")
+
+
+# --- the forecast ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Chased:
+    """An invoice the reminders will chase (open today, or issued by the forecast and sent for payment)."""
+
+    invoice: Invoice
+    customer_id: int
+    subscription_id: int | None
+    due_date: dt.date
+    done: list[DoneStep]
+    paid_on: dt.date | None = None  # the day an automatic charge (assumed to succeed) pays it
+
+
+def forecast_compute(*, days: int, as_of: dt.date | None = None) -> Forecast:
+    """The forecast for ``[as_of, as_of + days)``; reads only (no row, no number, no lock)."""
+    as_of = as_of or billing_today()
+    forecast_check(days=days, as_of=as_of)
+    last_day = as_of + dt.timedelta(days=days - 1)
+    planned: list[Entry] = []  # drafts and cancellations
+    issued_all = list(_issued_invoices(as_of=as_of, last_day=last_day, entries=planned))
+    subscriptions = len({invoice.subscription_id for invoice, _kind in issued_all})
+    open_entries: list[Entry] = []
+    open_chased: list[_Chased] = []
+    _open_invoices(as_of=as_of, last_day=last_day, entries=open_entries, chased=open_chased)
+    # A dunning step that suspends or cancels a subscription on day P stops its invoices after P; the invoices
+    # left then have reminders of their own, which may stop another: repeat until nothing more stops.
+    stops: dict[int, dt.date] = {}
+    for _round in range(5):
+        issued = [pair for pair in issued_all if not _stopped(pair[0].subscription_id, pair[0].issue_date, stops)]
+        settled: list[Entry] = []
+        chased: list[_Chased] = []
+        _settle(issued, as_of=as_of, entries=settled, chased=chased)
+        reminders: list[Entry] = []
+        found = _reminders([*open_chased, *chased], as_of=as_of, last_day=last_day, entries=reminders)
+        if found == stops:
+            break
+        stops = found
+    kept = [entry for entry in planned if not _stopped(entry.subscription_id, entry.day, stops)]
+    entries = [*kept, *open_entries, *settled, *reminders]
+    entries = [entry for entry in entries if as_of <= entry.day <= last_day]
+    return Forecast(
+        as_of=as_of,
+        days=days,
+        computed_at=timezone.now(),
+        rows=_rows(entries),
+        entries=entries,
+        subscriptions=subscriptions,
+    )
+
+
+def _stopped(subscription_id: int | None, day: dt.date | None, stops: dict[int, dt.date]) -> bool:
+    stop = stops.get(subscription_id or 0)
+    return stop is not None and day is not None and day > stop
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+def _issued_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry]) -> Iterator[tuple[Invoice, str]]:
+    """The run's invoices of the horizon, built by the run's code (held drafts become ``drafts`` entries)."""
+    ids = list(subscription_ids_due(as_of=last_day))
+    tax_rates = tax_rates_load()
+    prices = PriceCache()
+    for chunk in _chunks(ids):
+        for plan in plans_for_chunk(subscription_ids=chunk, as_of=last_day, lock=False, prices=prices):
+            customer = plan.customer
+            assert customer is not None
+            if plan.new_status == SubscriptionStatus.ENDED and plan.status_changes and plan.new_ended_at is not None:
+                entries.append(
+                    Entry(
+                        max(plan.new_ended_at, as_of),
+                        plan.periods[0].currency if plan.periods else customer.currency,
+                        "cancellations",
+                        customer.pk,
+                        subscription_id=plan.subscription_id,
+                    )
+                )
+            for position, period in enumerate(plan.periods):
+                day = max(period.billing_date, as_of)
+                invoice, _lines = invoice_build_for_period(period=period, customer=customer, tax_rates=tax_rates)
+                invoice.issue_date = day
+                if invoice.memo:
+                    entries.append(
+                        Entry(
+                            day,
+                            invoice.currency,
+                            "drafts",
+                            customer.pk,
+                            invoice.total,
+                            plan.subscription_id,
+                            kind=invoice.memo[:120],
+                        )
+                    )
+                    continue
+                invoice.due_date = due_date_for(
+                    issue_date=day,
+                    subscription_days_until_due=plan.days_until_due,
+                    customer_payment_terms_days=customer.payment_terms_days,
+                )
+                invoice.status = InvoiceStatus.PAID if invoice.total == 0 else InvoiceStatus.OPEN
+                kind = _kind(period.billing_reason, period.period_key, period.lines, plan.old_status, position)
+                invoice._forecast_collection = period.collection_method  # type: ignore[attr-defined]
+                yield invoice, kind
+
+
+def _kind(reason: str, period_key: str, lines: Iterable[Any], old_status: str, position: int) -> str:
+    if period_key.endswith("/final"):
+        return FINAL
+    if old_status == SubscriptionStatus.TRIALING and position == 0:
+        return TRIAL_CONVERSION
+    if reason == BillingReason.SUBSCRIPTION_CHANGE or any(line.proration for line in lines):
+        return PLAN_CHANGE
+    if reason == BillingReason.SUBSCRIPTION_CREATE:
+        return NEW
+    return RENEWAL
+
+
+def _settle(issued: list[tuple[Invoice, str]], *, as_of: dt.date, entries: list[Entry], chased: list[_Chased]) -> None:
+    """Credit, then the automatic charge, of every forecast invoice in issue order (the settle phase)."""
+    # Balances and paused collections of everyone, grouped in SQL: cheaper than an IN list of every customer.
+    balances: dict[tuple[int, str], Decimal] = defaultdict(lambda: ZERO)
+    if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE and issued:
+        for customer_id, currency, total in (
+            CreditLedgerEntry.objects.values_list("customer_id", "currency")
+            .annotate(total=Sum("amount"))
+            .filter(total__gt=0)
+            .order_by()
+        ):
+            balances[customer_id, currency] = total
+    paused = set(Subscription.objects.filter(pause_mode=PauseMode.COLLECTION).values_list("pk", flat=True))
+    issued.sort(key=lambda pair: (pair[0].issue_date, pair[0].subscription_id or 0))
+    for invoice, kind in issued:
+        day = invoice.issue_date
+        assert day is not None and invoice.due_date is not None
+        currency = invoice.currency
+        entries.append(
+            Entry(
+                day,
+                currency,
+                "invoices",
+                invoice.customer_id,
+                invoice.total,
+                invoice.subscription_id,
+                kind=kind,
+                net=invoice.total - invoice.tax_total,
+                tax=invoice.tax_total,
+            )
+        )
+        due = invoice.amount_due = invoice.total
+        balance = balances[invoice.customer_id, currency]
+        credit = min(balance, due) if due > 0 else ZERO
+        if credit > 0:
+            balances[invoice.customer_id, currency] = balance - credit
+            due -= credit
+            entries.append(Entry(day, currency, "credit", invoice.customer_id, credit, invoice.subscription_id))
+        if due <= 0:
+            continue
+        invoice.amount_due = due
+        automatic = getattr(invoice, "_forecast_collection", "") == CollectionMethod.CHARGE_AUTOMATICALLY
+        if automatic and invoice.subscription_id not in paused:
+            entries.append(
+                Entry(day, currency, "charges", invoice.customer_id, due, invoice.subscription_id, kind="first")
+            )
+            entries.append(Entry(day, currency, "cash_in", invoice.customer_id, due, invoice.subscription_id))
+            continue
+        entries.append(Entry(invoice.due_date, currency, "cash_in", invoice.customer_id, due, invoice.subscription_id))
+        if not automatic:
+            chased.append(_Chased(invoice, invoice.customer_id, invoice.subscription_id, invoice.due_date, []))
+
+
+def _open_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry], chased: list[_Chased]) -> None:
+    """Open invoices today: retries and missed first charges, cash in by due date, and the reminders' subjects."""
+    open_invoices = list(
+        Invoice.objects.filter(status=InvoiceStatus.OPEN, amount_due__gt=0)
+        .select_related("subscription")
+        .annotate(
+            attempted=Exists(PaymentAttempt.objects.filter(invoice_id=OuterRef("pk"))),
+            processing=Exists(
+                PaymentAttempt.objects.filter(invoice_id=OuterRef("pk"), status=AttemptStatus.PROCESSING)
+            ),
+        )
+        .only(
+            "pk",
+            "customer_id",
+            "subscription_id",
+            "currency",
+            "amount_due",
+            "due_date",
+            "hold_reminders",
+            "status",
+            "number",
+            "subscription__collection_method",
+            "subscription__pause_mode",
+        )
+        .order_by("pk")
+    )
+    retries: dict[int, dt.date] = {}
+    for invoice_id, retry_on in (
+        PaymentAttempt.objects.filter(
+            status=AttemptStatus.FAILED, next_retry_on__isnull=False, invoice__status=InvoiceStatus.OPEN
+        )
+        .order_by("next_retry_on")
+        .values_list("invoice_id", "next_retry_on")
+    ):
+        if retry_on is not None:
+            retries.setdefault(invoice_id, retry_on)
+    done: dict[int, list[DoneStep]] = defaultdict(list)
+    for invoice_id, step_id, offset, action, status in DunningAction.objects.filter(
+        invoice__status=InvoiceStatus.OPEN, invoice__amount_due__gt=0, step__isnull=False
+    ).values_list("invoice_id", "step_id", "step__offset_days", "action", "status"):
+        done[invoice_id].append(DoneStep(step_id, offset, action, status))
+    for invoice in open_invoices:
+        subscription = invoice.subscription
+        paused = subscription is not None and subscription.pause_mode == PauseMode.COLLECTION
+        automatic = subscription is not None and subscription.collection_method == CollectionMethod.CHARGE_AUTOMATICALLY
+        currency = invoice.currency
+        paid_on: dt.date | None = None
+        charge_on: dt.date | None = None
+        kind = ""
+        if invoice.pk in retries and not paused:
+            charge_on, kind = max(retries[invoice.pk], as_of), "retry"
+        elif automatic and not paused and not invoice.attempted:  # type: ignore[attr-defined]
+            charge_on, kind = as_of, "missed first charge"
+        if charge_on is not None and not invoice.processing:  # type: ignore[attr-defined]
+            entries.append(
+                Entry(
+                    charge_on,
+                    currency,
+                    "charges",
+                    invoice.customer_id,
+                    invoice.amount_due,
+                    invoice.subscription_id,
+                    invoice.pk,
+                    kind,
+                )
+            )
+            entries.append(
+                Entry(
+                    charge_on,
+                    currency,
+                    "cash_in",
+                    invoice.customer_id,
+                    invoice.amount_due,
+                    invoice.subscription_id,
+                    invoice.pk,
+                )
+            )
+            paid_on = charge_on
+        elif invoice.due_date is not None and invoice.due_date >= as_of:
+            entries.append(
+                Entry(
+                    invoice.due_date,
+                    currency,
+                    "cash_in",
+                    invoice.customer_id,
+                    invoice.amount_due,
+                    invoice.subscription_id,
+                    invoice.pk,
+                )
+            )
+        if invoice.due_date is not None and not invoice.hold_reminders and not paused:
+            chased.append(
+                _Chased(
+                    invoice, invoice.customer_id, invoice.subscription_id, invoice.due_date, done[invoice.pk], paid_on
+                )
+            )
+
+
+def _reminders(chased: list[_Chased], *, as_of: dt.date, last_day: dt.date, entries: list[Entry]) -> dict[int, dt.date]:
+    """The dunning run's own plan (``plan_steps``), day by day on the days a step falls due, for each invoice.
+    Returns, per subscription, the first day a step suspends or cancels it (billing stops after that day)."""
+    stops: dict[int, dt.date] = {}
+    policies = dunning_policies_load()
+    default = dunning_policy_default(policies.values())
+    settings_by_customer = {
+        row.customer_id: row
+        for row in CustomerDunningSettings.objects.filter(customer_id__in={item.customer_id for item in chased})
+    }
+    for item in chased:
+        custom = settings_by_customer.get(item.customer_id)
+        if custom is not None and custom.hold_reminders:
+            continue
+        policy = policies.get(custom.policy_id) if custom is not None and custom.policy_id else default
+        if policy is None:
+            continue
+        steps: list[DunningStep] = policy.ordered_steps  # type: ignore[attr-defined]
+        done = list(item.done)
+        # Chased from the day it is issued (a forecast invoice) or today (an open one), by the daily run.
+        start = max(as_of, item.invoice.issue_date or as_of) if item.invoice.pk is None else as_of
+        days = sorted({max(start, item.due_date + dt.timedelta(days=step.offset_days)) for step in steps})
+        for day in days:
+            if day > last_day or (item.paid_on is not None and day >= item.paid_on):
+                break
+            stop = False
+            for planned in dunning_plan_steps(due_date=item.due_date, steps=steps, done=done, as_of=day):
+                step = planned.step
+                status = "done" if planned.decision in (SEND, APPLY) else "superseded"
+                done.append(DoneStep(step.pk, step.offset_days, step.action, status))
+                if planned.decision == SEND:
+                    entries.append(
+                        Entry(
+                            day,
+                            item.invoice.currency,
+                            "reminders",
+                            item.customer_id,
+                            item.invoice.amount_due,
+                            item.subscription_id,
+                            item.invoice.pk,
+                            step.template,
+                        )
+                    )
+                elif planned.decision == APPLY and step.action == DunningActionKind.LATE_FEE:
+                    fee = late_fee_amount(step=step, invoice=item.invoice)
+                    if fee is not None and fee > 0:
+                        entries.append(
+                            Entry(
+                                day,
+                                item.invoice.currency,
+                                "late_fees",
+                                item.customer_id,
+                                fee,
+                                item.subscription_id,
+                                item.invoice.pk,
+                            )
+                        )
+                elif planned.decision == APPLY and step.action == DunningActionKind.INVOICE_UNCOLLECTIBLE:
+                    stop = True  # no longer open: no later step
+                elif planned.decision == APPLY and step.action in STOPPING and item.subscription_id is not None:
+                    stops[item.subscription_id] = min(day, stops.get(item.subscription_id, day))
+            if stop:
+                break
+    return stops
+
+
+def _rows(entries: list[Entry]) -> list[DayRow]:
+    rows: dict[tuple[dt.date, str], DayRow] = {}
+    for entry in entries:
+        row = rows.get((entry.day, entry.currency))
+        if row is None:
+            row = rows[entry.day, entry.currency] = DayRow(entry.day, entry.currency)
+        figure = entry.figure
+        if figure == "invoices":
+            row.invoices += 1
+            row.total += entry.amount
+            row.net += entry.net
+            row.tax += entry.tax
+            if entry.kind == RENEWAL:
+                row.renewals += 1
+            elif entry.kind == NEW:
+                row.new += 1
+            elif entry.kind == TRIAL_CONVERSION:
+                row.trial_conversions += 1
+            elif entry.kind == PLAN_CHANGE:
+                row.plan_changes += 1
+            elif entry.kind == FINAL:
+                row.final_invoices += 1
+        elif figure == "drafts":
+            row.drafts += 1
+            row.drafts_total += entry.amount
+        elif figure == "credit":
+            row.credit += entry.amount
+        elif figure == "charges":
+            row.charges += 1
+            row.charges_amount += entry.amount
+        elif figure == "reminders":
+            row.reminders += 1
+        elif figure == "late_fees":
+            row.late_fees += 1
+            row.late_fees_amount += entry.amount
+        elif figure == "cash_in":
+            row.cash_in += entry.amount
+        elif figure == "cancellations":
+            row.cancellations += 1
+    return [rows[key] for key in sorted(rows)]
+
+
+# --- cached, stored, compared ---------------------------------------------------------------------------
+
+
+def _cache_key(days: int, as_of: dt.date) -> str:
+    return f"reporting:forecast:{as_of.isoformat()}:{days}"
+
+
+def forecast_cached(*, days: int, as_of: dt.date | None = None, refresh: bool = False) -> Forecast:
+    """The forecast per (horizon, as-of date), from the cache (Redis) for ``CACHE_SECONDS``; its ``computed_at``
+    says when it was computed."""
+    as_of = as_of or billing_today()
+    forecast_check(days=days, as_of=as_of)
+    key = _cache_key(days, as_of)
+    if not refresh:
+        cached = cache.get(key)
+        if isinstance(cached, Forecast):
+            return cached
+    forecast = forecast_compute(days=days, as_of=as_of)
+    cache.set(key, forecast, CACHE_SECONDS)
+    return forecast
+
+
+def forecast_store(*, as_of: dt.date | None = None, days: int = 90) -> int:
+    """The "Forecast snapshot" job: store the summary of today's forecast (replacing one made today already).
+    Returns the number of day rows stored."""
+    from reporting.models import ForecastDay
+
+    forecast = forecast_cached(days=days, as_of=as_of, refresh=True)
+    rows = [
+        ForecastDay(
+            made_on=forecast.as_of,
+            day=row.day,
+            currency=row.currency,
+            invoices=row.invoices,
+            net=row.net,
+            tax=row.tax,
+            total=row.total,
+            credit=row.credit,
+            charges=row.charges,
+            reminders=row.reminders,
+            late_fees=row.late_fees,
+            cash_in=row.cash_in,
+            computed_at=forecast.computed_at,
+        )
+        for row in forecast.rows
+    ]
+    with transaction.atomic():
+        ForecastDay.objects.filter(made_on=forecast.as_of).delete()
+        ForecastDay.objects.bulk_create(rows)
+    return len(rows)
+
+
+def _actual_row() -> dict[str, Any]:
+    counts = dict.fromkeys(("invoices", "charges", "reminders", "late_fees"), 0)
+    return counts | dict.fromkeys(("total", "net", "tax", "credit", "cash_in"), ZERO)
+
+
+def forecast_actuals(*, start: dt.date, end: dt.date) -> dict[tuple[dt.date, str], dict[str, Any]]:
+    """What happened on each day of ``[start, end]`` per currency, as the forecast counts it: invoices issued
+    (late-fee invoices apart, as ``late_fees``), credit applied, charges attempted, reminder e-mails sent, late
+    fees, payments received (cash in)."""
+    out: dict[tuple[dt.date, str], dict[str, Any]] = defaultdict(_actual_row)
+    late_fee = Exists(DunningAction.objects.filter(late_fee_invoice_id=OuterRef("pk")))
+    for day, currency, count, total, tax in (
+        Invoice.objects.filter(issue_date__range=(start, end))
+        .exclude(status=InvoiceStatus.DRAFT)
+        .exclude(late_fee)
+        .values_list("issue_date", "currency")
+        .annotate(n=Count("pk"), total=Sum("total"), tax=Sum("tax_total"))
+        .order_by()
+    ):
+        row = out[day, currency]
+        row["invoices"], row["total"], row["tax"], row["net"] = count, total, tax, total - tax
+    for day, currency, amount in (
+        CreditLedgerEntry.objects.filter(
+            kind=CreditEntryKind.APPLIED_TO_INVOICE, invoice__issue_date__range=(start, end)
+        )
+        .values_list("invoice__issue_date", "currency")
+        .annotate(amount=Sum("amount"))
+        .order_by()
+    ):
+        out[day, currency]["credit"] = -amount
+    for day, currency, count in (
+        PaymentAttempt.objects.filter(attempted_on__range=(start, end))
+        .values_list("attempted_on", "currency")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        out[day, currency]["charges"] = count
+    for day, currency, count in (
+        DunningAction.objects.filter(
+            as_of__range=(start, end), action=DunningActionKind.EMAIL, status=DunningActionStatus.DONE
+        )
+        .values_list("as_of", "invoice__currency")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        out[day, currency]["reminders"] = count
+    for day, currency, count in (
+        DunningAction.objects.filter(as_of__range=(start, end), late_fee_invoice__isnull=False)
+        .values_list("as_of", "invoice__currency")
+        .annotate(n=Count("pk"))
+        .order_by()
+    ):
+        out[day, currency]["late_fees"] = count
+    for day, currency, amount in (
+        Payment.objects.filter(received_on__range=(start, end), status=PaymentStatus.SUCCEEDED)
+        .values_list("received_on", "currency")
+        .annotate(amount=Sum("amount"))
+        .order_by()
+    ):
+        out[day, currency]["cash_in"] = amount
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    made_on: dt.date
+    computed_at: dt.datetime | None
+    until: dt.date
+    rows: list[dict[str, Any]]  # day, currency, then (forecast, actual) per compared figure
+
+
+COMPARED = ("invoices", "total", "charges", "reminders", "cash_in")
+
+
+def forecast_compare(*, made_on: dt.date, until: dt.date | None = None) -> Comparison:
+    """The stored forecast made on ``made_on`` beside what happened from that day to ``until`` (default:
+    yesterday — today is not over)."""
+    from reporting.models import ForecastDay
+
+    until = until or billing_today() - dt.timedelta(days=1)
+    stored = list(ForecastDay.objects.filter(made_on=made_on, day__lte=until).order_by("day", "currency"))
+    actual = forecast_actuals(start=made_on, end=until) if until >= made_on else {}
+    keys = sorted({(row.day, row.currency) for row in stored} | set(actual))
+    by_key = {(row.day, row.currency): row for row in stored}
+    rows = []
+    for key in keys:
+        made = by_key.get(key)
+        happened = actual.get(key, {})
+        rows.append(
+            {
+                "day": key[0],
+                "currency": key[1],
+                **{name: (getattr(made, name) if made is not None else 0, happened.get(name, 0)) for name in COMPARED},
+            }
+        )
+    return Comparison(made_on, stored[0].computed_at if stored else None, until, rows)
+
+
+def forecast_made_on_dates() -> list[dt.date]:
+    from reporting.models import ForecastDay
+
+    return list(ForecastDay.objects.order_by("-made_on").values_list("made_on", flat=True).distinct()[:120])
