@@ -136,6 +136,16 @@ class InvoiceListView(PortalView):
         )
 
 
+# Notes a higher app adds under an invoice's heading (payments: "will be debited on or after …"): callables
+# ``(invoice) -> list[str]``, registered in its AppConfig.ready(); each runs a bounded number of queries.
+INVOICE_NOTE_PROVIDERS: list[Any] = []
+
+
+def invoice_note_register(provider: Any) -> None:
+    if provider not in INVOICE_NOTE_PROVIDERS:
+        INVOICE_NOTE_PROVIDERS.append(provider)
+
+
 class InvoiceDetailView(PortalView):
     nav = "invoices"
     link_allowed = True
@@ -155,6 +165,7 @@ class InvoiceDetailView(PortalView):
                 # the archived original and any later rendering (a template fix): all stay downloadable
                 "earlier_versions": document_versions(DocumentPdf.objects.filter(invoice=invoice).first())[:-1],
                 "einvoice_label": format_label(invoice) if not einvoice_in_pdf(invoice) else "",
+                "notes": [note for provider in INVOICE_NOTE_PROVIDERS for note in provider(invoice)],
             },
         )
 
@@ -239,4 +250,6 @@ def invoice_link(request: HttpRequest, token: str) -> HttpResponse:
     target = reverse("portal:invoice_detail", args=[invoice.number])
     if link.purpose == "pay":
         target = reverse("portal:invoice_pay", args=[invoice.number])
+    elif link.purpose == "authenticate":
+        target = reverse("portal:invoice_authenticate", args=[invoice.number])
     return redirect(target)

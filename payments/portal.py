@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -63,6 +64,7 @@ assert {token for token, _label in SANDBOX_CARDS} <= SUCCESS_TOKENS | set(DECLIN
 METHOD_LABELS: dict[str, Any] = {
     PaymentMethodKind.BANK_TRANSFER: _("Bank transfer"),
     PaymentMethodKind.CARD: _("Card"),
+    PaymentMethodKind.DIRECT_DEBIT: _("SEPA Direct Debit"),
     PaymentMethodKind.CASH: _("Cash"),
     PaymentMethodKind.CHEQUE: _("Cheque"),
     PaymentMethodKind.OTHER: _("Other"),
@@ -163,6 +165,10 @@ def portal_payment_method_remove(*, payment_method: PaymentMethod) -> None:
         ).exists()
         if successor is not None and not has_default:
             payment_method_set_default(payment_method=successor)
+        if payment_method.gateway == Gateway.STRIPE:
+            from payments.stripe_methods import stripe_method_detach
+
+            transaction.on_commit(partial(stripe_method_detach, payment_method_id=payment_method.pk))
 
 
 # --- views ----------------------------------------------------------------------------------------------
@@ -312,6 +318,7 @@ class PaymentMethodListView(PortalView):
                 "methods": list(portal_payment_methods(customer=self.customer)),
                 "form": form,
                 "sandbox": sandbox_enabled(),
+                "stripe": settings.PAYMENTS_DEFAULT_GATEWAY == Gateway.STRIPE,
             },
             status=status,
         )
