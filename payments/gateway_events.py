@@ -92,7 +92,14 @@ def charge_refunded(*, gateway: str, charge: dict[str, Any], as_of: dt.date) -> 
         return "ignored: no payment for this charge"
     currency = payment.currency
     booked = []
-    for refund in (charge.get("refunds") or {}).get("data") or []:
+    embedded = charge.get("refunds")
+    if isinstance(embedded, dict) and "data" in embedded:
+        refunds = list(embedded["data"] or [])
+    else:  # newer API versions leave the list out: ask Stripe
+        from payments.gateways.stripe_gateway import StripeGateway
+
+        refunds = StripeGateway().refunds_of_charge(str(charge["id"]))
+    for refund in refunds:
         if refund.get("status") not in ("succeeded", "pending"):
             continue
         ours = (refund.get("metadata") or {}).get("refund_id")

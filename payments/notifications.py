@@ -28,6 +28,7 @@ from notifications.models import EmailKind, OutboundEmail
 from notifications.services import email_queue
 from payments.models import (
     AttemptStatus,
+    Dispute,
     Payment,
     PaymentAllocation,
     PaymentAttempt,
@@ -197,6 +198,8 @@ def refund_email_send(*, refund_id: int) -> OutboundEmail | None:
     )
     if refund is None or not refund.customer.email.strip():
         return None
+    if Dispute.objects.filter(refund=refund).exists():
+        return None  # a lost dispute: the customer's bank took the money back, we did not refund anything
     language = fmt.document_language(refund.customer.language)
     payment = refund.payment
     currency = refund.currency

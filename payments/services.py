@@ -1111,8 +1111,13 @@ def payment_attempts_recover(*, now: dt.datetime | None = None, as_of: dt.date |
     as_of = as_of or billing_today()
     cutoff = now - dt.timedelta(minutes=settings.PAYMENTS_PROCESSING_TIMEOUT_MINUTES)
     recovered = 0
+    # Only attempts whose outcome is unknown: one the gateway answered "processing" (a SEPA debit, for days) has its
+    # reference and waits for its webhook — re-sending it after Stripe forgot the key (24 h) would debit twice.
     stuck = PaymentAttempt.objects.filter(
-        status=AttemptStatus.PROCESSING, processing_since__lte=cutoff, payment_method__isnull=False
+        status=AttemptStatus.PROCESSING,
+        processing_since__lte=cutoff,
+        payment_method__isnull=False,
+        gateway_reference="",
     ).order_by("pk")
     for attempt in stuck.select_related("payment_method", "invoice"):
         # Claim, so two sweeps do not send the same attempt at once.
@@ -1131,6 +1136,35 @@ def payment_attempts_recover(*, now: dt.datetime | None = None, as_of: dt.date |
         _refund_send(refund_id=refund_id)
         recovered += 1
     return recovered
+
+
+def payment_attempts_poll_in_flight(*, as_of: dt.date) -> int:
+    """Stripe attempts answered "processing" (SEPA debits) or waiting for 3-D Secure, from before ``as_of``: asked
+    once a day (the retry job) in case their webhook was lost; a final answer is booked like the webhook's.
+    Returns the attempts booked."""
+    from payments.gateways.stripe_gateway import StripeGateway
+
+    pending = (
+        PaymentAttempt.objects.filter(
+            status__in=[AttemptStatus.PROCESSING, AttemptStatus.REQUIRES_ACTION],
+            gateway="stripe",
+            attempted_on__lt=as_of,
+        )
+        .exclude(gateway_reference="")
+        .order_by("pk")
+    )
+    booked = 0
+    for attempt in pending:
+        try:
+            intent = StripeGateway().payment_intent_retrieve(attempt.gateway_reference)
+        except (GatewayUnavailable, InvalidInput):
+            logger.warning("payment attempt %s: Stripe not asked (unavailable or refused)", attempt.pk, exc_info=True)
+            continue
+        result = StripeGateway.charge_result(intent, attempt.currency)
+        if result.status in ("succeeded", "failed"):
+            payment_attempt_record_result(attempt_id=attempt.pk, result=result, as_of=as_of)
+            booked += 1
+    return booked
 
 
 # An invoice finalized less than this long ago may still have its after-finalize hook on the way.
@@ -1181,7 +1215,7 @@ def payment_attempts_retry_due(*, as_of: dt.date) -> RetryReport:
     from payments.notifications import send_payment_failed_email
 
     report = RetryReport(as_of=as_of)
-    report.recovered = payment_attempts_recover(as_of=as_of)
+    report.recovered = payment_attempts_recover(as_of=as_of) + payment_attempts_poll_in_flight(as_of=as_of)
     report.first_charges = payments_collect_missed(as_of=as_of, errors=report.errors)
     due = (
         PaymentAttempt.objects.filter(status=AttemptStatus.FAILED, next_retry_on__lte=as_of)

@@ -239,6 +239,11 @@ class StripeGateway:
     def payment_intent_retrieve(self, payment_intent_id: str) -> dict[str, Any]:
         return self._call(self.client.v1.payment_intents.retrieve, payment_intent_id)
 
+    def refunds_of_charge(self, charge_id: str) -> list[dict[str, Any]]:
+        """The charge's refunds (API versions since 2022-11-15 no longer embed them in ``charge.refunded``)."""
+        page = self._call(self.client.v1.refunds.list, {"charge": charge_id, "limit": 100})
+        return list(page.get("data") or [])
+
     def payment_method_detach(self, payment_method_id: str) -> dict[str, Any]:
         return self._call(self.client.v1.payment_methods.detach, payment_method_id)
 

@@ -189,6 +189,14 @@ class FakeStripe:
                     return 200, obj
             if method == "POST" and parts == ["payment_intents"]:
                 return self._charge(params)
+            if method == "GET" and parts == ["refunds"]:
+                charge = self.objects.get(str(params.get("charge")), {})
+                data = [
+                    o
+                    for o in self.objects.values()
+                    if o.get("object") == "refund" and o.get("charge") == charge.get("id")
+                ]
+                return 200, {"object": "list", "data": data, "has_more": False, "url": "/v1/refunds"}
             if method == "POST" and parts == ["refunds"]:
                 refund = {
                     "id": self._id("re"),
@@ -239,6 +247,29 @@ class FakeStripe:
         return 200, intent
 
     # --- test helpers -------------------------------------------------------------------------------------
+
+    def dashboard_refund(self, payment_intent_id: str, amount: int) -> dict[str, Any]:
+        """A refund made in Stripe's dashboard: the charge (without embedded refunds, as API versions since
+        2022-11-15 send it in ``charge.refunded``) and its refund."""
+        with self.lock:
+            charge = {
+                "id": self._id("ch"),
+                "object": "charge",
+                "payment_intent": payment_intent_id,
+                "amount_refunded": amount,
+            }
+            self.objects[charge["id"]] = charge
+            refund = {
+                "id": self._id("re"),
+                "object": "refund",
+                "amount": amount,
+                "charge": charge["id"],
+                "payment_intent": payment_intent_id,
+                "metadata": {},
+                "status": "succeeded",
+            }
+            self.objects[refund["id"]] = refund
+        return charge
 
     def calls(self, method: str, prefix: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method and r["path"].startswith(prefix)]

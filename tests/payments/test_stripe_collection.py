@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 from djmoney.money import Money
 
 from core.links import method_link_url
@@ -36,6 +37,7 @@ from payments.models import (
     WebhookEvent,
 )
 from payments.selectors import customer_credit_balance
+from payments.services import payment_attempts_recover, payment_attempts_retry_due
 from tests.factories import CustomerFactory, SubscriptionFactory
 from tests.factories.portal import PortalUserFactory
 from tests.factories.subscriptions import PriceFactory
@@ -321,6 +323,10 @@ def test_a_sepa_debit_stays_processing_then_succeeds_by_webhook_days_later(
     page = client.get(f"/portal/invoices/{invoice.number}/").content.decode()
     assert "04.03.2026" in page and method.mandate_reference in page and "3000" in page
 
+    # the stale-work sweep never re-sends a debit the bank is working on (a second PaymentIntent = two debits)
+    payment_attempts_recover(now=timezone.now() + dt.timedelta(days=2))
+    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1
+
     time_machine.move_to(dt.datetime(2026, 3, 4, 9, tzinfo=dt.UTC))
     intent = {**fake_stripe.objects[attempt.gateway_reference], "status": "succeeded"}
     event = fake_stripe.event("payment_intent.succeeded", intent)
@@ -432,7 +438,9 @@ def test_our_own_refund_is_not_booked_again_by_its_charge_refunded_event(paid_by
     assert Refund.objects.count() == 1 and not CreditNote.objects.exists()
 
 
-def test_a_lost_dispute_flags_books_the_fee_and_reopens_the_invoice_once(paid_by_card, fake_stripe):
+def test_a_lost_dispute_flags_books_the_fee_and_reopens_the_invoice_once(
+    paid_by_card, fake_stripe, django_capture_on_commit_callbacks
+):
     customer, invoice, payment = paid_by_card
     dispute = {
         "id": "dp_fake1",
@@ -454,8 +462,10 @@ def test_a_lost_dispute_flags_books_the_fee_and_reopens_the_invoice_once(paid_by
     assert (fee.kind, fee.amount) == (FeeKind.DISPUTE, Decimal("15.00"))
 
     closed = fake_stripe.event("charge.dispute.closed", {**dispute, "status": "lost"})
-    for _ in range(3):
-        assert _deliver(Client(), fake_stripe, closed).status_code == 200
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            assert _deliver(Client(), fake_stripe, closed).status_code == 200
     row.refresh_from_db()
     invoice.refresh_from_db()
     payment.refresh_from_db()
@@ -464,6 +474,7 @@ def test_a_lost_dispute_flags_books_the_fee_and_reopens_the_invoice_once(paid_by
     assert payment.status == PaymentStatus.REFUNDED
     assert invoice.status == InvoiceStatus.OPEN and invoice.amount_due == Decimal("49.00")
     assert not CreditNote.objects.exists() and GatewayFee.objects.count() == 1
+    assert not [m for m in mail.outbox if "erstatt" in m.subject.lower()]  # the bank took it back, not us
     assert not CreditLedgerEntry.objects.filter(customer=customer).exclude(amount=0).exists()
 
 
@@ -485,3 +496,32 @@ def test_card_updates_and_unknown_events_are_acknowledged(account, fake_stripe):
         "/webhooks/stripe/", data=forged[0], content_type="application/json", HTTP_STRIPE_SIGNATURE=forged[1]
     )
     assert response.status_code == 400
+
+
+def test_a_dashboard_refund_without_embedded_refunds_is_listed_from_stripe(paid_by_card, fake_stripe):
+    _customer, invoice, payment = paid_by_card
+    charge = fake_stripe.dashboard_refund(payment.gateway_reference, 4900)
+    for _ in range(3):
+        _deliver(Client(), fake_stripe, fake_stripe.event("charge.refunded", charge, event_id="evt_r"))
+    assert fake_stripe.calls("GET", "/v1/refunds")[0]["params"]["charge"] == charge["id"]
+    refund = Refund.objects.get()
+    assert refund.amount == Decimal("49.00") and CreditNote.objects.get(invoice=invoice).total == Decimal("49.00")
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.REFUNDED
+
+
+def test_a_debit_whose_webhook_was_lost_is_booked_by_the_daily_retry_job(
+    account, fake_stripe, django_capture_on_commit_callbacks, time_machine
+):
+    time_machine.move_to(dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC))
+    _client, invoice, attempt, _method = _sepa_invoice(account, fake_stripe, django_capture_on_commit_callbacks)
+    payment_attempts_retry_due(as_of=MAR_1)  # the same day: not asked yet
+    assert not fake_stripe.calls("GET", "/v1/payment_intents/")
+    fake_stripe.objects[attempt.gateway_reference]["status"] = "succeeded"  # the bank cleared it; no webhook came
+    time_machine.move_to(dt.datetime(2026, 3, 5, 9, tzinfo=dt.UTC))
+    with django_capture_on_commit_callbacks(execute=True):
+        payment_attempts_retry_due(as_of=dt.date(2026, 3, 5))
+    attempt.refresh_from_db()
+    invoice.refresh_from_db()
+    assert attempt.status == AttemptStatus.SUCCEEDED and invoice.status == InvoiceStatus.PAID
+    assert len(fake_stripe.calls("POST", "/v1/payment_intents")) == 1

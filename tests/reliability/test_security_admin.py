@@ -361,6 +361,7 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
             ("adjust_credit", ("payments.add_creditledgerentry",)),
             ("statement", ("customers.view_customer", "notifications.add_outboundemail")),
             ("invite_portal", ("customers.change_customer",)),
+            ("send_method_link", ("payments.add_paymentmethod",)),
         )
     },
     "invoicing_invoice_pdf": (
