@@ -49,6 +49,7 @@ from payments.models import (
     PaymentStatus,
 )
 from payments.services import invoice_charge_now, payment_method_add, payment_method_set_default
+from payments.stripe_methods import attempt_awaiting_action
 
 # The sandbox's test cards, in the order the form lists them: (token, label).
 SANDBOX_CARDS: tuple[tuple[str, Any], ...] = (
@@ -248,6 +249,9 @@ class InvoicePayView(PortalView):
         invoice = portal_invoice_get(customer=self.customer, number=number, only_invoice_id=self.access.invoice_id)
         if not invoice_is_payable(invoice):
             return redirect(reverse("portal:invoice_detail", args=[invoice.number]))
+        if attempt_awaiting_action(invoice_id=invoice.pk) is not None:
+            # a charge of it waits for the customer's 3-D Secure: confirming it is the way to pay
+            return redirect(reverse("portal:invoice_authenticate", args=[invoice.number]))
         form = PayForm(saved=self._saved())
         return self._page(request, invoice, form)
 

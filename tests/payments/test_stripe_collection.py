@@ -236,6 +236,8 @@ def test_requires_action_emails_a_link_completed_in_the_portal_and_dunning_waits
     visitor = Client()
     opened = visitor.get(link[link.index("/portal/") :])
     assert opened["Location"] == f"/portal/invoices/{invoice.number}/authenticate/"
+    pay = visitor.get(f"/portal/invoices/{invoice.number}/pay/")
+    assert pay["Location"] == opened["Location"]  # "Pay now" leads to the pending confirmation, not a new charge
     page = visitor.get(opened["Location"])
     assert page.status_code == 200
     html = page.content.decode()
