@@ -34,6 +34,8 @@ from invoicing.models import Invoice, InvoiceStatus
 from payments.models import (
     AttemptStatus,
     CreditLedgerEntry,
+    Dispute,
+    DisputeStatus,
     Payment,
     PaymentMethod,
     PaymentMethodKind,
@@ -251,6 +253,21 @@ def _extend_invoice_admin() -> None:
             # after Finalize / Send, before the credit note and the rest
             at = next((i for i, tool in enumerate(tools) if tool.name not in ("finalize", "send_email")), len(tools))
             return [*tools[:at], *mine, *tools[at:]]
+
+        def change_view(
+            self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+        ) -> HttpResponse:
+            # The invoice is flagged while a chargeback of its payment is open (charge.dispute.created).
+            if request.method == "GET" and str(object_id).isdigit():
+                for dispute in Dispute.objects.filter(invoice_id=int(object_id), status=DisputeStatus.OPEN):
+                    messages.warning(
+                        request,
+                        f"Disputed: the customer's bank opened dispute {dispute.gateway_reference} over "
+                        f"{money_text(dispute.amount, dispute.currency)} ({dispute.reason or 'no reason given'}); "
+                        "answer it in the Stripe dashboard.",
+                    )
+            response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
+            return response
 
         def invoice_page_urls(self) -> list[Any]:
             def route(suffix: str, view: Any, name: str) -> Any:

@@ -441,7 +441,7 @@ def test_our_own_refund_is_not_booked_again_by_its_charge_refunded_event(paid_by
 
 
 def test_a_lost_dispute_flags_books_the_fee_and_reopens_the_invoice_once(
-    paid_by_card, fake_stripe, django_capture_on_commit_callbacks
+    paid_by_card, fake_stripe, django_capture_on_commit_callbacks, admin_client
 ):
     customer, invoice, payment = paid_by_card
     dispute = {
@@ -462,6 +462,8 @@ def test_a_lost_dispute_flags_books_the_fee_and_reopens_the_invoice_once(
     assert (row.status, row.invoice_id, row.amount, row.reason) == ("open", invoice.pk, Decimal("49.00"), "fraudulent")
     [fee] = GatewayFee.objects.all()
     assert (fee.kind, fee.amount) == (FeeKind.DISPUTE, Decimal("15.00"))
+    page = admin_client.get(f"/admin/invoicing/invoice/{invoice.pk}/change/").content.decode()
+    assert "Disputed: the customer" in page and "opened dispute dp_fake1" in page
 
     closed = fake_stripe.event("charge.dispute.closed", {**dispute, "status": "lost"})
     mail.outbox.clear()
