@@ -33,6 +33,7 @@ from invoicing import portal as invoicing_portal
 from invoicing import portal_selfservice
 from invoicing.portal import money, portal_amount_due, portal_invoices
 from payments import portal as payments_portal
+from payments import portal_methods
 from payments.selectors import customer_credit_balances
 from subscriptions.models import CancellationReason, Price, Subscription, SubscriptionItem, SubscriptionStatus
 from subscriptions.services import (
@@ -370,4 +371,22 @@ urlpatterns = [
         name="subscription_change",
     ),
     path("documents/zip/", portal_selfservice.DocumentsZipView.as_view(), name="documents_zip"),
+]
+# Saving methods at Stripe (SetupIntents, SEPA mandates) and 3-D Secure of a pending charge (payments.portal_methods).
+urlpatterns += [
+    path("method-link/<str:token>/", portal_methods.method_link, name="payment_method_link"),
+    path("payment-methods/add/card/", portal_methods.AddCardView.as_view(), name="payment_method_add_card"),
+    path("payment-methods/add/sepa/", portal_methods.AddSepaView.as_view(), name="payment_method_add_sepa"),
+    path("payment-methods/add/return/", portal_methods.SetupReturnView.as_view(), name="payment_method_setup_return"),
+    path("payment-methods/added/", portal_methods.MethodAddedView.as_view(), name="payment_method_added"),
+    path(
+        "invoices/<str:number>/authenticate/",
+        portal_methods.InvoiceAuthenticateView.as_view(),
+        name="invoice_authenticate",
+    ),
+    path(
+        "invoices/<str:number>/authenticate/return/",
+        portal_methods.InvoiceAuthenticateReturnView.as_view(),
+        name="invoice_authenticate_return",
+    ),
 ]

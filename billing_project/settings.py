@@ -503,6 +503,19 @@ STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Stripe.js for the portal's card page (Payment Element); tests serve a local stand-in from our origin instead.
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_JS_URL = env.str("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+# An off-session charge that needs 3-D Secure: no dunning step for the invoice until this many days after the
+# customer was e-mailed the authentication link (docs/decisions/payments.md).
+# Staff's "send add-card link" e-mails a signed link to the portal's add-a-method page, valid this long.
+PAYMENTS_METHOD_LINK_MAX_AGE_DAYS = env.int("PAYMENTS_METHOD_LINK_MAX_AGE_DAYS", default=7)
+PAYMENT_ACTION_GRACE_DAYS = env.int("PAYMENT_ACTION_GRACE_DAYS", default=7)
+# SEPA Direct Debit: the invoice says "will be debited on or after" the charge day plus this many days.
+PAYMENTS_SEPA_DEBIT_DAYS = env.int("PAYMENTS_SEPA_DEBIT_DAYS", default=3)
+# Fees the gateway charges the business, when its event does not state one ("" = none recorded).
+PAYMENTS_SEPA_FAILURE_FEE = env.str("PAYMENTS_SEPA_FAILURE_FEE", default="")
+PAYMENTS_DISPUTE_FEE = env.str("PAYMENTS_DISPUTE_FEE", default="")
 
 # --- Imports (customer CSV, bank statements): limits checked before any row is validated ----------------
 # [import settings]

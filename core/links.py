@@ -19,7 +19,7 @@ from django.core import signing
 from core.errors import NotFound
 
 _SALT = "billing.portal.invoice-link"
-PURPOSES = ("view", "pay")
+PURPOSES = ("view", "pay", "authenticate")  # authenticate: complete 3-D Secure of the invoice's pending charge
 
 
 class InvalidLink(NotFound):
@@ -59,13 +59,43 @@ def invoice_link_verify(token: str, *, max_age_days: int | None = None) -> Invoi
     return InvoiceLink(invoice_id=value["i"], purpose=value["p"])
 
 
+# --- add-a-payment-method links (staff's "send add-card link") -----------------------------------------
+
+_METHOD_SALT = "billing.portal.method-link"
+
+
+def method_link_token(*, customer_id: int) -> str:
+    """A signed, timestamped link to one customer's add-a-payment-method page; nothing else of the customer."""
+    return signing.TimestampSigner(salt=_METHOD_SALT).sign_object({"c": customer_id}, compress=True)
+
+
+def method_link_url(*, customer_id: int) -> str:
+    token = method_link_token(customer_id=customer_id)
+    return f"{settings.PORTAL_BASE_URL.rstrip('/')}/portal/method-link/{token}/"
+
+
+def method_link_verify(token: str) -> int:
+    """The customer id of a valid link; ``InvalidLink`` when tampered with or older than
+    ``PAYMENTS_METHOD_LINK_MAX_AGE_DAYS``."""
+    max_age = 86400 * settings.PAYMENTS_METHOD_LINK_MAX_AGE_DAYS
+    try:
+        value = signing.TimestampSigner(salt=_METHOD_SALT).unsign_object(token, max_age=max_age)
+    except signing.SignatureExpired as exc:
+        raise InvalidLink("this link has expired") from exc
+    except (signing.BadSignature, ValueError) as exc:
+        raise InvalidLink("this link is not valid") from exc
+    if not isinstance(value, dict) or not isinstance(value.get("c"), int):
+        raise InvalidLink("this link is not valid")
+    return int(value["c"])
+
+
 # --- keeping link secrets out of the logs ---------------------------------------------------------------
 
 # The secret of a sign-in link or a deep link is a path segment. Django logs the path of every 4xx/5xx answer
 # (django.request) and of every CSRF refusal (django.security.csrf) — e.g. a sign-in link whose confirmation was
 # POSTed without the CSRF cookie, while the link is still valid. The filter replaces the segment before any handler
 # sees the record (configured on those loggers in settings.LOGGING).
-_TOKEN_IN_PATH = re.compile(r"(/portal/(?:login|link)/)(?!sent/)[^/\s'\"]+")
+_TOKEN_IN_PATH = re.compile(r"(/portal/(?:login|link|method-link)/)(?!sent/)[^/\s'\"]+")
 REDACTED = "[redacted]"
 
 

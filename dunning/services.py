@@ -54,6 +54,7 @@ from invoicing import delivery
 from invoicing.models import BillingReason, Invoice, InvoiceStatus
 from notifications.models import EmailKind
 from notifications.services import email_queue
+from payments.selectors import invoice_collection_pending
 from subscriptions.models import PauseMode, Subscription
 
 if TYPE_CHECKING:
@@ -169,11 +170,14 @@ def _customer_settings(invoice: Invoice) -> CustomerDunningSettings:
         return CustomerDunningSettings(customer=invoice.customer)
 
 
-def _candidates(*, latest_due_date: dt.date) -> QuerySet[Invoice]:
+def _candidates(*, latest_due_date: dt.date, as_of: dt.date) -> QuerySet[Invoice]:
     return (
         Invoice.objects.filter(
             status=InvoiceStatus.OPEN, amount_due__gt=0, due_date__lte=latest_due_date, hold_reminders=False
         )
+        # A debit with the bank, or a charge waiting for the customer's 3-D Secure (within its grace period):
+        # not chased meanwhile; missed steps are caught up once it is no longer pending.
+        .exclude(invoice_collection_pending(as_of=as_of))
         .exclude(customer__dunning_settings__hold_reminders=True)
         # Collection paused: no step at all until it resumes; then the run catches up as after missed days.
         .exclude(subscription__pause_mode=PauseMode.COLLECTION)
@@ -301,7 +305,7 @@ def send_reminders(
     if not offsets:
         return result
     # The earliest step of any policy bounds which due dates can have a step due today.
-    candidates = _candidates(latest_due_date=as_of - dt.timedelta(days=min(offsets)))
+    candidates = _candidates(latest_due_date=as_of - dt.timedelta(days=min(offsets)), as_of=as_of)
     if customer_id is not None:
         candidates = candidates.filter(customer_id=customer_id)
     last_pk = 0

@@ -147,6 +147,16 @@ class InvoiceListView(PortalView):
         )
 
 
+# Notes a higher app adds under an invoice's heading (payments: "will be debited on or after …"): callables
+# ``(invoice) -> list[str]``, registered in its AppConfig.ready(); each runs a bounded number of queries.
+INVOICE_NOTE_PROVIDERS: list[Any] = []
+
+
+def invoice_note_register(provider: Any) -> None:
+    if provider not in INVOICE_NOTE_PROVIDERS:
+        INVOICE_NOTE_PROVIDERS.append(provider)
+
+
 class InvoiceDetailView(PortalView):
     nav = "invoices"
     link_allowed = True
@@ -166,6 +176,7 @@ class InvoiceDetailView(PortalView):
                 # the archived original and any later rendering (a template fix): all stay downloadable
                 "earlier_versions": document_versions(DocumentPdf.objects.filter(invoice=invoice).first())[:-1],
                 "einvoice_label": format_label(invoice) if not einvoice_in_pdf(invoice) else "",
+                "notes": [note for provider in INVOICE_NOTE_PROVIDERS for note in provider(invoice)],
             },
         )
 
@@ -250,6 +261,8 @@ def invoice_link(request: HttpRequest, token: str) -> HttpResponse:
     target = reverse("portal:invoice_detail", args=[invoice.number])
     if link.purpose == "pay":
         target = reverse("portal:invoice_pay", args=[invoice.number])
+    elif link.purpose == "authenticate":
+        target = reverse("portal:invoice_authenticate", args=[invoice.number])
     return redirect(target)
 
 
@@ -348,6 +361,8 @@ class QuoteDetailView(PortalView):
             )
             messages.success(request, done)
             return redirect("portal:quote_detail", number=quote.number)
+        if request.POST.get("action") != "decline":
+            return self._page(request, quote, QuoteDeclineForm(), status=400)
         form = QuoteDeclineForm(request.POST)
         if not form.is_valid():
             return self._page(request, quote, form, status=400)

@@ -39,6 +39,8 @@ from payments.models import (
     BankStatement,
     BankTransaction,
     CreditLedgerEntry,
+    Dispute,
+    GatewayFee,
     Payment,
     PaymentAllocation,
     PaymentAttempt,
@@ -379,12 +381,13 @@ class PaymentMethodAdmin(AuditTrailMixin, admin.ModelAdmin):
         "__str__",
         "customer",
         "gateway",
+        "type",
         boolean_column("is_default", "default"),
         boolean_column("is_active", "active"),
         "created_at",
     )
-    list_filter = ("gateway", "is_default", "is_active", "brand")
-    search_fields = ("customer__name", "customer__email", "=token", "last4")
+    list_filter = ("gateway", "type", "is_default", "is_active", "brand")
+    search_fields = ("customer__name", "customer__email", "=token", "last4", "=mandate_reference")
     list_select_related = ("customer",)
     autocomplete_fields = ("customer",)
     show_full_result_count = False
@@ -405,6 +408,28 @@ class RefundAdmin(FormattedNumbersMixin, ReadOnlyAdmin):
     list_filter = ("status", "method", "currency")
     search_fields = ("customer__name", "=payment__id", "=gateway_reference")
     list_select_related = ("customer", "payment")
+
+
+@admin.register(Dispute)
+class DisputeAdmin(FormattedNumbersMixin, ReadOnlyAdmin):
+    """Chargebacks from Stripe (``charge.dispute.*`` webhooks); answered in the Stripe dashboard."""
+
+    money_fields = {"amount": "currency"}
+    list_display = ("gateway_reference", "payment", "invoice", "amount", "currency", "reason", "status", "opened_at")
+    list_filter = ("status", "gateway")
+    search_fields = ("=gateway_reference", "=invoice__number", "payment__customer__name")
+    list_select_related = ("payment", "invoice")
+    show_full_result_count = False
+
+
+@admin.register(GatewayFee)
+class GatewayFeeAdmin(FormattedNumbersMixin, ReadOnlyAdmin):
+    money_fields = {"amount": "currency"}
+    list_display = ("__str__", "kind", "customer", "invoice", "amount", "currency", "source_reference", "booked_on")
+    list_filter = ("kind", "gateway", "currency")
+    search_fields = ("=source_reference", "customer__name", "=invoice__number")
+    list_select_related = ("customer", "invoice")
+    show_full_result_count = False
 
 
 @admin.register(WebhookEvent)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,16 +27,20 @@ from core.admin_errors import form_application_error
 from core.admin_pages import ObjectTool, date_text, money_text, object_action_page
 from core.dates import billing_today
 from core.errors import ApplicationError
+from core.links import method_link_url
 from customers.models import Customer
 from invoicing.admin.customers import ACCOUNT_ROWS, account_table, see_all
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import (
     AttemptStatus,
     CreditLedgerEntry,
+    Dispute,
+    DisputeStatus,
     Payment,
     PaymentMethod,
     PaymentMethodKind,
 )
+from payments.notifications import add_method_link_email_send
 from payments.selectors import customer_balances, customer_credit_balance, payment_allocations
 from payments.services import (
     AllocationPreview,
@@ -249,6 +254,21 @@ def _extend_invoice_admin() -> None:
             at = next((i for i, tool in enumerate(tools) if tool.name not in ("finalize", "send_email")), len(tools))
             return [*tools[:at], *mine, *tools[at:]]
 
+        def change_view(
+            self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+        ) -> HttpResponse:
+            # The invoice is flagged while a chargeback of its payment is open (charge.dispute.created).
+            if request.method == "GET" and str(object_id).isdigit():
+                for dispute in Dispute.objects.filter(invoice_id=int(object_id), status=DisputeStatus.OPEN):
+                    messages.warning(
+                        request,
+                        f"Disputed: the customer's bank opened dispute {dispute.gateway_reference} over "
+                        f"{money_text(dispute.amount, dispute.currency)} ({dispute.reason or 'no reason given'}); "
+                        "answer it in the Stripe dashboard.",
+                    )
+            response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
+            return response
+
         def invoice_page_urls(self) -> list[Any]:
             def route(suffix: str, view: Any, name: str) -> Any:
                 return path(f"<int:invoice_id>/{suffix}/", self.admin_site.admin_view(view), name=name)
@@ -395,6 +415,9 @@ def _extend_customer_admin() -> None:
             if request.user.has_perm("payments.add_creditledgerentry"):
                 url = reverse("admin:customers_customer_adjust_credit", args=[customer.pk])
                 tools.append(ObjectTool("adjust_credit", "Adjust credit", url, order=40))
+            if request.user.has_perm("payments.add_paymentmethod") and customer.email:
+                url = reverse("admin:customers_customer_send_method_link", args=[customer.pk])
+                tools.append(ObjectTool("send_method_link", "Send add-card link", url, order=45))
             return tools
 
         def get_urls(self) -> list[Any]:
@@ -404,6 +427,7 @@ def _extend_customer_admin() -> None:
             return [
                 route("record-payment", self.record_payment_view, "customers_customer_record_payment"),
                 route("adjust-credit", self.adjust_credit_view, "customers_customer_adjust_credit"),
+                route("send-method-link", self.send_method_link_view, "customers_customer_send_method_link"),
                 *super().get_urls(),
             ]
 
@@ -412,6 +436,33 @@ def _extend_customer_admin() -> None:
                 raise PermissionDenied
             customer = get_object_or_404(Customer, pk=customer_id)
             return record_payment_page(self, request, customer=customer, invoice=None)
+
+        def send_method_link_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
+            """E-mail the customer a signed link (valid PAYMENTS_METHOD_LINK_MAX_AGE_DAYS) to the portal's
+            add-a-card / SEPA mandate pages; no sign-in needed, nothing else of the customer reachable."""
+            if not request.user.has_perm("payments.add_paymentmethod"):
+                raise PermissionDenied
+            customer = get_object_or_404(Customer, pk=customer_id)
+            if request.method == "POST":
+                email = add_method_link_email_send(
+                    customer=customer, link_url=method_link_url(customer_id=customer.pk), sent_by=request.user
+                )
+                text = f"Add-card link e-mailed to {', '.join(email.to_emails) or customer.email}."
+                self.log_change(request, customer, text)
+                messages.success(request, text)
+                return HttpResponseRedirect(reverse("admin:customers_customer_change", args=[customer.pk]))
+            return object_action_page(
+                self,
+                request,
+                original=customer,
+                title=f"Send {customer} a link to add a card",
+                intro="The customer receives an e-mail (in their language) with a signed link to the portal page "
+                f"where they save a card (3-D Secure) or a SEPA Direct Debit mandate. The link expires after "
+                f"{settings.PAYMENTS_METHOD_LINK_MAX_AGE_DAYS} days.",
+                subject_rows=[("E-mail", customer.email)],
+                form=forms.Form(),
+                submit_label="Send link",
+            )
 
         def adjust_credit_view(self, request: HttpRequest, customer_id: int) -> HttpResponse:
             if not request.user.has_perm("payments.add_creditledgerentry"):

@@ -5,8 +5,13 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
-        from core import events
+        from core import alerts, events
+        from invoicing.portal import invoice_note_register
         from payments import notifications, services, tasks
+        from payments.portal_methods import invoice_debit_notes
+
+        alerts.alert_register("payments.open_disputes", "payments.selectors.dashboard_dispute_alerts")
+        invoice_note_register(invoice_debit_notes)
 
         # Settle phase: money first, before invoicing's deliver phase renders and e-mails the document.
         events.handler_register(

@@ -39,6 +39,11 @@ class Gateway(models.TextChoices):
     STRIPE = "stripe", "Stripe"
 
 
+class MethodType(models.TextChoices):
+    CARD = "card", "Card"
+    SEPA_DEBIT = "sepa_debit", "SEPA Direct Debit"
+
+
 # --- Payment methods ------------------------------------------------------------------------------------
 
 
@@ -56,9 +61,16 @@ class PaymentMethod(models.Model):
         max_length=255, blank=True, help_text="The gateway's customer id the method is attached to (cus_… at Stripe)."
     )
     brand = models.CharField(max_length=30, blank=True)
+    type = models.CharField(max_length=20, choices=MethodType.choices, default=MethodType.CARD, db_default="card")
     last4 = models.CharField(max_length=4, blank=True)
     exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
     exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    mandate_id = models.CharField(
+        max_length=255, blank=True, db_default="", help_text="The gateway's mandate (mandate_… at Stripe), SEPA only."
+    )
+    mandate_reference = models.CharField(
+        max_length=100, blank=True, db_default="", help_text="The mandate reference the bank statement shows."
+    )
     is_default = models.BooleanField("default", default=False)
     is_active = models.BooleanField(default=True, help_text="Inactive methods are never charged.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -71,6 +83,7 @@ class PaymentMethod(models.Model):
                 fields=["customer"], condition=Q(is_default=True), name="payment_method_one_default"
             ),
             models.CheckConstraint(condition=Q(gateway__in=Gateway.values), name="payment_method_gateway_valid"),
+            models.CheckConstraint(condition=Q(type__in=MethodType.values), name="payment_method_type_valid"),
             models.CheckConstraint(
                 condition=Q(exp_month__isnull=True) | (Q(exp_month__gte=1) & Q(exp_month__lte=12)),
                 name="payment_method_exp_month_1_12",
@@ -78,6 +91,9 @@ class PaymentMethod(models.Model):
         ]
 
     def __str__(self) -> str:
+        if self.type == MethodType.SEPA_DEBIT:
+            label = f"SEPA Direct Debit •••• {self.last4}" if self.last4 else self.token
+            return f"{label} ({self.mandate_reference})" if self.mandate_reference else label
         label = f"{self.brand or 'card'} •••• {self.last4}" if self.last4 else self.token
         if self.exp_month and self.exp_year:
             label += f" ({self.exp_month:02d}/{self.exp_year % 100:02d})"
@@ -90,12 +106,31 @@ class PaymentMethod(models.Model):
         return (self.exp_year, self.exp_month) < (day.year, day.month)
 
 
+class GatewayCustomer(models.Model):
+    """Our customer's id at a gateway (``cus_…`` at Stripe), made once when the customer first saves a method."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="gateway_customers")
+    gateway = models.CharField(max_length=20, choices=Gateway.choices)
+    gateway_customer_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "gateway"], name="gateway_customer_once"),
+            models.UniqueConstraint(fields=["gateway", "gateway_customer_id"], name="gateway_customer_id_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.gateway_customer_id}"
+
+
 # --- Payments -------------------------------------------------------------------------------------------
 
 
 class PaymentMethodKind(models.TextChoices):
     BANK_TRANSFER = "bank_transfer", "Bank transfer"
     CARD = "card", "Card"
+    DIRECT_DEBIT = "direct_debit", "SEPA Direct Debit"
     CASH = "cash", "Cash"
     CHEQUE = "cheque", "Cheque"
     OTHER = "other", "Other"
@@ -347,6 +382,7 @@ class Refund(models.Model):
 
 class AttemptStatus(models.TextChoices):
     PROCESSING = "processing", "Processing"
+    REQUIRES_ACTION = "requires_action", "Requires action (3-D Secure)"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
 
@@ -383,6 +419,13 @@ class PaymentAttempt(models.Model):
     processing_since = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     failure_email_sent_at = models.DateTimeField(null=True, blank=True)
+    action_required_on = models.DateField(
+        null=True, blank=True, help_text="When the gateway asked the customer to authenticate (3-D Secure)."
+    )
+    action_email_sent_at = models.DateTimeField(null=True, blank=True)
+    debit_on_or_after = models.DateField(
+        null=True, blank=True, help_text="A direct debit in flight: the earliest day the bank debits the account."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -396,9 +439,14 @@ class PaymentAttempt(models.Model):
         constraints = [
             # A retry that runs twice (two beat workers, a re-run command) cannot create the same try twice.
             models.UniqueConstraint(fields=["invoice", "attempt_number"], name="attempt_invoice_number_unique"),
-            # At most one try of an invoice is in flight.
+            # At most one try of an invoice is in flight (waiting for the bank or for the customer's 3-D Secure).
             models.UniqueConstraint(
                 fields=["invoice"], condition=Q(status="processing"), name="attempt_one_processing_per_invoice"
+            ),
+            models.UniqueConstraint(
+                fields=["invoice"],
+                condition=Q(status="requires_action"),
+                name="attempt_one_requires_action_per_invoice",
             ),
             models.CheckConstraint(condition=Q(status__in=AttemptStatus.values), name="attempt_status_valid"),
             models.CheckConstraint(
@@ -501,6 +549,83 @@ class BankTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.booking_date} {self.amount} {self.currency} {self.counterparty_name}".strip()
+
+
+# --- Disputes and gateway fees -------------------------------------------------------------------------
+
+
+class DisputeStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class Dispute(models.Model):
+    """A chargeback the customer's bank opened on a card payment (Stripe ``dp_…``). While open the invoice is
+    flagged (admin, dashboard alert); a lost dispute takes the money back: booked as a refund of the payment,
+    which re-opens the invoice (docs/decisions/payments.md)."""
+
+    gateway = models.CharField(max_length=20, choices=Gateway.choices)
+    gateway_reference = models.CharField(max_length=255)
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes")
+    invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="disputes"
+    )
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    reason = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=DisputeStatus.choices, default=DisputeStatus.OPEN)
+    refund = models.OneToOneField(
+        Refund, on_delete=models.PROTECT, null=True, blank=True, related_name="dispute", help_text="Lost: the money."
+    )
+    opened_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "gateway_reference"], name="dispute_gateway_reference_unique"),
+            models.CheckConstraint(condition=Q(status__in=DisputeStatus.values), name="dispute_status_valid"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="dispute_amount_positive"),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="dispute_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dispute {self.gateway_reference} {_money(self.amount, self.currency)} ({self.status})"
+
+
+class FeeKind(models.TextChoices):
+    DEBIT_FAILURE = "debit_failure", "Failed direct debit"
+    DISPUTE = "dispute", "Dispute"
+
+
+class GatewayFee(models.Model):
+    """A fee the gateway charged the business (a failed SEPA debit, a dispute): a cost of collection, recorded once
+    per (kind, source reference)."""
+
+    kind = models.CharField(max_length=20, choices=FeeKind.choices)
+    gateway = models.CharField(max_length=20, choices=Gateway.choices)
+    source_reference = models.CharField(max_length=255, help_text="The payment intent or dispute it belongs to.")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="gateway_fees")
+    invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="gateway_fees"
+    )
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    amount = models.DecimalField(**AMOUNT)
+    booked_on = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-booked_on", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "gateway", "source_reference"], name="gateway_fee_once"),
+            models.CheckConstraint(condition=Q(kind__in=FeeKind.values), name="gateway_fee_kind_valid"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="gateway_fee_amount_positive"),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="gateway_fee_currency_iso"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} fee {_money(self.amount, self.currency)}"
 
 
 # --- Webhooks -------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from notifications.models import EmailKind, OutboundEmail
 from notifications.services import email_queue
 from payments.models import (
     AttemptStatus,
+    Dispute,
     Payment,
     PaymentAllocation,
     PaymentAttempt,
@@ -49,6 +50,7 @@ METHOD_LABELS: dict[str, dict[str, str]] = {
     "en": {
         PaymentMethodKind.BANK_TRANSFER: "bank transfer",
         PaymentMethodKind.CARD: "card",
+        PaymentMethodKind.DIRECT_DEBIT: "SEPA direct debit",
         PaymentMethodKind.CASH: "cash",
         PaymentMethodKind.CHEQUE: "cheque",
         PaymentMethodKind.OTHER: "other",
@@ -56,6 +58,7 @@ METHOD_LABELS: dict[str, dict[str, str]] = {
     "de": {
         PaymentMethodKind.BANK_TRANSFER: "Überweisung",
         PaymentMethodKind.CARD: "Karte",
+        PaymentMethodKind.DIRECT_DEBIT: "SEPA-Lastschrift",
         PaymentMethodKind.CASH: "Bargeld",
         PaymentMethodKind.CHEQUE: "Scheck",
         PaymentMethodKind.OTHER: "andere Zahlungsart",
@@ -64,6 +67,7 @@ METHOD_LABELS: dict[str, dict[str, str]] = {
     "fr": {
         PaymentMethodKind.BANK_TRANSFER: "virement bancaire",
         PaymentMethodKind.CARD: "carte",
+        PaymentMethodKind.DIRECT_DEBIT: "prélèvement SEPA",
         PaymentMethodKind.CASH: "espèces",
         PaymentMethodKind.CHEQUE: "chèque",
         PaymentMethodKind.OTHER: "autre moyen de paiement",
@@ -71,6 +75,7 @@ METHOD_LABELS: dict[str, dict[str, str]] = {
     "es": {
         PaymentMethodKind.BANK_TRANSFER: "transferencia bancaria",
         PaymentMethodKind.CARD: "tarjeta",
+        PaymentMethodKind.DIRECT_DEBIT: "adeudo directo SEPA",
         PaymentMethodKind.CASH: "efectivo",
         PaymentMethodKind.CHEQUE: "cheque",
         PaymentMethodKind.OTHER: "otro medio de pago",
@@ -193,6 +198,8 @@ def refund_email_send(*, refund_id: int) -> OutboundEmail | None:
     )
     if refund is None or not refund.customer.email.strip():
         return None
+    if Dispute.objects.filter(refund=refund).exists():
+        return None  # a lost dispute: the customer's bank took the money back, we did not refund anything
     language = fmt.document_language(refund.customer.language)
     payment = refund.payment
     currency = refund.currency
@@ -313,3 +320,123 @@ def card_expiry_notices_send(*, as_of: dt.date) -> CardExpiryReport:
             continue
         report.queued += 1
     return report
+
+
+# --- 3-D Secure needed, SEPA mandate, add-a-method link -------------------------------------------------
+
+# Stripe's SEPA Direct Debit mandate text (the wording Stripe's Payment Element shows), per language; shown on the
+# portal page before the customer confirms and e-mailed with the mandate reference afterwards.
+SEPA_MANDATE_TEXT: dict[str, str] = {
+    "en": (
+        "By providing your payment information and confirming this mandate, you authorise (A) {seller} and Stripe, "
+        "our payment service provider, to send instructions to your bank to debit your account and (B) your bank "
+        "to debit your account in accordance with those instructions. As part of your rights, you are entitled to "
+        "a refund from your bank under the terms and conditions of your agreement with your bank. A refund must be "
+        "claimed within 8 weeks starting from the date on which your account was debited. Your rights are "
+        "explained in a statement that you can obtain from your bank."
+    ),
+    "de": (
+        "Mit der Angabe Ihrer Zahlungsinformationen und der Bestätigung dieses Mandats ermächtigen Sie (A) "
+        "{seller} und Stripe, unseren Zahlungsdienstleister, Ihrer Bank Anweisungen zur Belastung Ihres Kontos zu "
+        "erteilen, und (B) Ihre Bank, Ihr Konto gemäß diesen Anweisungen zu belasten. Sie haben Anspruch auf "
+        "Erstattung durch Ihre Bank gemäß den Bedingungen Ihres Vertrags mit Ihrer Bank. Die Erstattung muss "
+        "innerhalb von 8 Wochen ab dem Tag der Belastung Ihres Kontos verlangt werden. Ihre Rechte erläutert eine "
+        "Erklärung, die Sie von Ihrer Bank erhalten können."
+    ),
+    "fr": (
+        "En fournissant vos informations de paiement et en confirmant ce mandat, vous autorisez (A) {seller} et "
+        "Stripe, notre prestataire de services de paiement, à envoyer des instructions à votre banque pour débiter "
+        "votre compte, et (B) votre banque à débiter votre compte conformément à ces instructions. Vous avez droit à "
+        "un remboursement par votre banque selon les conditions de votre convention avec elle. Le remboursement "
+        "doit être demandé dans un délai de 8 semaines à compter de la date de débit de votre compte. Vos droits "
+        "sont expliqués dans un document que vous pouvez obtenir auprès de votre banque."
+    ),
+    "es": (
+        "Al facilitar sus datos de pago y confirmar esta orden, autoriza (A) a {seller} y a Stripe, nuestro "
+        "proveedor de servicios de pago, a enviar instrucciones a su banco para adeudar su cuenta y (B) a su banco "
+        "a adeudar su cuenta conforme a dichas instrucciones. Tiene derecho a que su banco le reembolse según los "
+        "términos y condiciones del contrato suscrito con él. El reembolso debe solicitarse en un plazo de 8 "
+        "semanas a partir de la fecha en que se adeudó su cuenta. Sus derechos se explican en un documento que "
+        "puede obtener en su banco."
+    ),
+}
+
+
+def sepa_mandate_text(language: str) -> str:
+    text = SEPA_MANDATE_TEXT.get(language) or SEPA_MANDATE_TEXT["en"]
+    return text.format(seller=_seller_context()["seller_name"] or settings.PRODUCT_NAME)
+
+
+def send_payment_action_email(*, attempt_id: int) -> bool:
+    """ "Please confirm the payment (3-D Secure)", once per attempt (``action_email_sent_at`` claimed, key
+    ``payment_action:attempt:<id>``), with a signed link to the portal page that completes the authentication."""
+    from core.links import invoice_link_url
+
+    claimed = PaymentAttempt.objects.filter(
+        pk=attempt_id, status=AttemptStatus.REQUIRES_ACTION, action_email_sent_at__isnull=True
+    ).update(action_email_sent_at=timezone.now())
+    if claimed != 1:
+        return False
+    attempt = PaymentAttempt.objects.select_related("customer", "invoice", "payment_method").get(pk=attempt_id)
+    language = fmt.document_language(attempt.customer.language)
+    email_queue(
+        kind=EmailKind.PAYMENT_FAILED,  # the collection problem family: staff filter these together
+        customer=attempt.customer,
+        idempotency_key=f"payment_action:attempt:{attempt.pk}",
+        template="payments/payment_action",
+        context={
+            "customer": attempt.customer,
+            "invoice": attempt.invoice,
+            "amount": fmt.money(attempt.amount, attempt.currency, language),
+            "payment_method": attempt.payment_method,
+            "action_url": invoice_link_url(invoice_id=attempt.invoice_id, purpose="authenticate"),
+            "link_valid_days": settings.PORTAL_LINK_MAX_AGE_DAYS,
+            "product_name": settings.PRODUCT_NAME,
+        },
+        invoice=attempt.invoice,
+        language=language,
+    )
+    return True
+
+
+def sepa_mandate_email_send(*, payment_method_id: int) -> OutboundEmail | None:
+    """The mandate's reference and text, once per mandate (key ``sepa-mandate:<mandate id>``)."""
+    method = PaymentMethod.objects.select_related("customer").get(pk=payment_method_id)
+    if not method.mandate_id or not method.customer.email.strip():
+        return None
+    customer = method.customer
+    language = fmt.document_language(customer.language)
+    return email_queue(
+        kind=EmailKind.OTHER,
+        customer=customer,
+        idempotency_key=f"sepa-mandate:{method.mandate_id}",
+        template="payments/sepa_mandate",
+        context={
+            "customer_name": customer.display_legal_name or customer.name,
+            "account": f"•••• {method.last4}",
+            "mandate_reference": method.mandate_reference or method.mandate_id,
+            "signed_on": fmt.date(billing_date_of(method.created_at), language),
+            "mandate_text": sepa_mandate_text(language),
+            "payment_methods_url": portal_url("payment-methods/"),
+            **_seller_context(),
+        },
+        language=language,
+    )
+
+
+def add_method_link_email_send(*, customer: Any, link_url: str, sent_by: Any = None) -> OutboundEmail:
+    """Staff's "send add-card link": a signed, expiring link to the portal's add-a-method page."""
+    language = fmt.document_language(customer.language)
+    return email_queue(
+        kind=EmailKind.OTHER,
+        customer=customer,
+        idempotency_key=f"add-method-link:{customer.pk}:{timezone.now().isoformat()}",
+        template="payments/add_method_link",
+        context={
+            "customer_name": customer.display_legal_name or customer.name,
+            "link_url": link_url,
+            "link_valid_days": settings.PAYMENTS_METHOD_LINK_MAX_AGE_DAYS,
+            **_seller_context(),
+        },
+        language=language,
+    )

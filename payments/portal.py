@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -48,6 +49,7 @@ from payments.models import (
     PaymentStatus,
 )
 from payments.services import invoice_charge_now, payment_method_add, payment_method_set_default
+from payments.stripe_methods import attempt_awaiting_action
 
 # The sandbox's test cards, in the order the form lists them: (token, label).
 SANDBOX_CARDS: tuple[tuple[str, Any], ...] = (
@@ -63,6 +65,7 @@ assert {token for token, _label in SANDBOX_CARDS} <= SUCCESS_TOKENS | set(DECLIN
 METHOD_LABELS: dict[str, Any] = {
     PaymentMethodKind.BANK_TRANSFER: _("Bank transfer"),
     PaymentMethodKind.CARD: _("Card"),
+    PaymentMethodKind.DIRECT_DEBIT: _("SEPA Direct Debit"),
     PaymentMethodKind.CASH: _("Cash"),
     PaymentMethodKind.CHEQUE: _("Cheque"),
     PaymentMethodKind.OTHER: _("Other"),
@@ -163,6 +166,10 @@ def portal_payment_method_remove(*, payment_method: PaymentMethod) -> None:
         ).exists()
         if successor is not None and not has_default:
             payment_method_set_default(payment_method=successor)
+        if payment_method.gateway == Gateway.STRIPE:
+            from payments.stripe_methods import stripe_method_detach
+
+            transaction.on_commit(partial(stripe_method_detach, payment_method_id=payment_method.pk))
 
 
 # --- views ----------------------------------------------------------------------------------------------
@@ -242,6 +249,9 @@ class InvoicePayView(PortalView):
         invoice = portal_invoice_get(customer=self.customer, number=number, only_invoice_id=self.access.invoice_id)
         if not invoice_is_payable(invoice):
             return redirect(reverse("portal:invoice_detail", args=[invoice.number]))
+        if attempt_awaiting_action(invoice_id=invoice.pk) is not None:
+            # a charge of it waits for the customer's 3-D Secure: confirming it is the way to pay
+            return redirect(reverse("portal:invoice_authenticate", args=[invoice.number]))
         form = PayForm(saved=self._saved())
         return self._page(request, invoice, form)
 
@@ -312,6 +322,7 @@ class PaymentMethodListView(PortalView):
                 "methods": list(portal_payment_methods(customer=self.customer)),
                 "form": form,
                 "sandbox": sandbox_enabled(),
+                "stripe": settings.PAYMENTS_DEFAULT_GATEWAY == Gateway.STRIPE,
             },
             status=status,
         )

@@ -5,17 +5,25 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.urls import reverse
 
+from core.alerts import Alert
 from customers.models import Customer
 from invoicing.models import Invoice, InvoiceStatus
 from payments.models import (
     QUEUE_STATUSES,
+    AttemptStatus,
     BankTransaction,
     CreditLedgerEntry,
+    Dispute,
+    DisputeStatus,
     Payment,
     PaymentAllocation,
+    PaymentAttempt,
 )
 
 ZERO = Decimal(0)
@@ -108,3 +116,26 @@ def payment_allocations(*, payment: Payment) -> list[tuple[Invoice, Decimal]]:
     """How a recorded payment was allocated, in allocation order (the result shown after recording it)."""
     rows = PaymentAllocation.objects.filter(payment=payment).select_related("invoice").order_by("pk")
     return [(row.invoice, row.amount) for row in rows]
+
+
+def invoice_collection_pending(*, as_of: dt.date) -> Exists:
+    """``Exists`` over an invoice queryset (``OuterRef("pk")``): a charge of it is still in flight — a direct debit
+    with the bank (``processing``), or a card charge waiting for the customer's 3-D Secure, within
+    ``PAYMENT_ACTION_GRACE_DAYS`` of the day it was asked for. Dunning leaves such invoices alone."""
+    grace_start = as_of - dt.timedelta(days=settings.PAYMENT_ACTION_GRACE_DAYS)
+    return Exists(
+        PaymentAttempt.objects.filter(invoice_id=OuterRef("pk")).filter(
+            Q(status=AttemptStatus.PROCESSING)
+            | Q(status=AttemptStatus.REQUIRES_ACTION, action_required_on__gt=grace_start)
+        )
+    )
+
+
+def dashboard_dispute_alerts(*, user: Any, as_of: dt.date) -> list[Alert]:
+    """Open disputes (chargebacks) on the dashboard's operations list: staff must answer them at Stripe before
+    the deadline; one query."""
+    if not user.has_perm("payments.view_dispute"):
+        return []
+    count = Dispute.objects.filter(status=DisputeStatus.OPEN).count()
+    url = reverse("admin:payments_dispute_changelist") + "?status__exact=open"
+    return [Alert("Open payment disputes", str(count), url, "answer them in the Stripe dashboard" if count else "")]

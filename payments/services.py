@@ -37,6 +37,9 @@ from payments.models import (
     CreditEntryKind,
     CreditLedgerEntry,
     DeclineType,
+    FeeKind,
+    GatewayFee,
+    MethodType,
     Payment,
     PaymentAllocation,
     PaymentAttempt,
@@ -852,8 +855,9 @@ def invoice_collect(
             subscription is None or subscription.collection_method != CollectionMethod.CHARGE_AUTOMATICALLY
         ):
             return None
-        if PaymentAttempt.objects.filter(invoice=invoice, status=AttemptStatus.PROCESSING).exists():
-            return None
+        in_flight = (AttemptStatus.PROCESSING, AttemptStatus.REQUIRES_ACTION)
+        if PaymentAttempt.objects.filter(invoice=invoice, status__in=in_flight).exists():
+            return None  # a debit with the bank, or a charge waiting for the customer's 3-D Secure
         last = PaymentAttempt.objects.filter(invoice=invoice).order_by("-attempt_number").first()
         if last is not None and require_automatic and retry_of is None:
             # The automatic charge after finalization happens once. A redelivered collect task (a lost ack) or a
@@ -936,13 +940,35 @@ def payment_attempt_record_result(*, attempt_id: int, result: ChargeResult, as_o
 
 def _record_result_locked(*, attempt: PaymentAttempt, result: ChargeResult, as_of: dt.date, locked: Locked) -> None:
     now = timezone.now()
+    is_debit = attempt.payment_method is not None and attempt.payment_method.type == MethodType.SEPA_DEBIT
     if result.status == "processing":
+        # A SEPA debit stays here for days; its outcome comes by webhook (payment_intent.succeeded / failed).
         PaymentAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.PROCESSING).update(
-            gateway_reference=result.reference
+            gateway_reference=result.reference,
+            debit_on_or_after=(attempt.attempted_on + dt.timedelta(days=settings.PAYMENTS_SEPA_DEBIT_DAYS))
+            if is_debit
+            else None,
         )
+        attempt.refresh_from_db()
+        return
+    if result.status == "requires_action":
+        # Not a decline: no retry of this intent, no failure e-mail; the customer authenticates through the link
+        # e-mailed now, and dunning leaves the invoice alone for PAYMENT_ACTION_GRACE_DAYS.
+        changed = PaymentAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.PROCESSING).update(
+            status=AttemptStatus.REQUIRES_ACTION,
+            gateway_reference=result.reference,
+            decline_code="authentication_required",
+            action_required_on=as_of,
+            next_retry_on=None,
+        )
+        attempt.refresh_from_db()
+        if changed == 1:
+            from payments.notifications import send_payment_action_email
+
+            transaction.on_commit(partial(send_payment_action_email, attempt_id=attempt.pk))
         return
     if result.status == "succeeded":
-        claimable = [AttemptStatus.PROCESSING, AttemptStatus.FAILED]
+        claimable = [AttemptStatus.PROCESSING, AttemptStatus.REQUIRES_ACTION, AttemptStatus.FAILED]
         if not PaymentAttempt.objects.filter(pk=attempt.pk, status__in=claimable).exists():
             return
         payment = Payment.objects.filter(gateway=attempt.gateway, gateway_reference=result.reference).first()
@@ -951,7 +977,7 @@ def _record_result_locked(*, attempt: PaymentAttempt, result: ChargeResult, as_o
                 customer_id=attempt.customer_id,
                 currency=attempt.currency,
                 amount=result.amount if result.amount > 0 else attempt.amount,
-                method=PaymentMethodKind.CARD,
+                method=PaymentMethodKind.DIRECT_DEBIT if is_debit else PaymentMethodKind.CARD,
                 status=PaymentStatus.SUCCEEDED,
                 reference=f"Automatic charge of invoice {attempt.invoice}",
                 received_on=as_of,
@@ -975,8 +1001,9 @@ def _record_result_locked(*, attempt: PaymentAttempt, result: ChargeResult, as_o
         )
         attempt.refresh_from_db()
         return
-    # failed
-    hard = decline_is_hard(result.decline_code)
+    # failed. A failed direct debit is not retried automatically (each failure costs a bank fee): dunning takes
+    # the invoice over from its due date.
+    hard = decline_is_hard(result.decline_code) or is_debit
     schedule = list(settings.PAYMENTS_RETRY_SCHEDULE_DAYS)
     next_retry_on: dt.date | None = None
     if not hard and attempt.attempt_number <= len(schedule):
@@ -984,7 +1011,9 @@ def _record_result_locked(*, attempt: PaymentAttempt, result: ChargeResult, as_o
         next_retry_on = max(
             first_day + dt.timedelta(days=schedule[attempt.attempt_number - 1]), as_of + dt.timedelta(days=1)
         )
-    changed = PaymentAttempt.objects.filter(pk=attempt.pk, status=AttemptStatus.PROCESSING).update(
+    changed = PaymentAttempt.objects.filter(
+        pk=attempt.pk, status__in=[AttemptStatus.PROCESSING, AttemptStatus.REQUIRES_ACTION]
+    ).update(
         status=AttemptStatus.FAILED,
         gateway_reference=result.reference,
         decline_code=result.decline_code[:60],
@@ -995,6 +1024,8 @@ def _record_result_locked(*, attempt: PaymentAttempt, result: ChargeResult, as_o
         processed_at=now,
     )
     attempt.refresh_from_db()
+    if changed == 1 and is_debit:
+        _debit_failure_fee_book(attempt=attempt, result=result, as_of=as_of)
     if changed == 1:
         events.event_record(
             "payment.failed",
@@ -1025,6 +1056,26 @@ def _record_result_locked(*, attempt: PaymentAttempt, result: ChargeResult, as_o
     from payments.notifications import send_payment_failed_email
 
     transaction.on_commit(partial(send_payment_failed_email, attempt_id=attempt.pk))
+
+
+def _debit_failure_fee_book(*, attempt: PaymentAttempt, result: ChargeResult, as_of: dt.date) -> None:
+    """The bank's fee for a failed debit, ``PAYMENTS_SEPA_FAILURE_FEE`` (Stripe states its own fee only on the
+    charge's balance transaction, which is not fetched: docs/decisions/payments.md), once per debit."""
+    fee = Decimal(settings.PAYMENTS_SEPA_FAILURE_FEE or "0")
+    if fee <= 0:
+        return
+    GatewayFee.objects.get_or_create(
+        kind=FeeKind.DEBIT_FAILURE,
+        gateway=attempt.gateway,
+        source_reference=attempt.gateway_reference or f"payment_attempt:{attempt.pk}",
+        defaults={
+            "customer_id": attempt.customer_id,
+            "invoice_id": attempt.invoice_id,
+            "currency": attempt.currency,
+            "amount": round_amount(fee, attempt.currency),
+            "booked_on": as_of,
+        },
+    )
 
 
 @dataclass
@@ -1060,8 +1111,13 @@ def payment_attempts_recover(*, now: dt.datetime | None = None, as_of: dt.date |
     as_of = as_of or billing_today()
     cutoff = now - dt.timedelta(minutes=settings.PAYMENTS_PROCESSING_TIMEOUT_MINUTES)
     recovered = 0
+    # Only attempts whose outcome is unknown: one the gateway answered "processing" (a SEPA debit, for days) has its
+    # reference and waits for its webhook — re-sending it after Stripe forgot the key (24 h) would debit twice.
     stuck = PaymentAttempt.objects.filter(
-        status=AttemptStatus.PROCESSING, processing_since__lte=cutoff, payment_method__isnull=False
+        status=AttemptStatus.PROCESSING,
+        processing_since__lte=cutoff,
+        payment_method__isnull=False,
+        gateway_reference="",
     ).order_by("pk")
     for attempt in stuck.select_related("payment_method", "invoice"):
         # Claim, so two sweeps do not send the same attempt at once.
@@ -1080,6 +1136,35 @@ def payment_attempts_recover(*, now: dt.datetime | None = None, as_of: dt.date |
         _refund_send(refund_id=refund_id)
         recovered += 1
     return recovered
+
+
+def payment_attempts_poll_in_flight(*, as_of: dt.date) -> int:
+    """Stripe attempts answered "processing" (SEPA debits) or waiting for 3-D Secure, from before ``as_of``: asked
+    once a day (the retry job) in case their webhook was lost; a final answer is booked like the webhook's.
+    Returns the attempts booked."""
+    from payments.gateways.stripe_gateway import StripeGateway
+
+    pending = (
+        PaymentAttempt.objects.filter(
+            status__in=[AttemptStatus.PROCESSING, AttemptStatus.REQUIRES_ACTION],
+            gateway="stripe",
+            attempted_on__lt=as_of,
+        )
+        .exclude(gateway_reference="")
+        .order_by("pk")
+    )
+    booked = 0
+    for attempt in pending:
+        try:
+            intent = StripeGateway().payment_intent_retrieve(attempt.gateway_reference)
+        except (GatewayUnavailable, InvalidInput):
+            logger.warning("payment attempt %s: Stripe not asked (unavailable or refused)", attempt.pk, exc_info=True)
+            continue
+        result = StripeGateway.charge_result(intent, attempt.currency)
+        if result.status in ("succeeded", "failed"):
+            payment_attempt_record_result(attempt_id=attempt.pk, result=result, as_of=as_of)
+            booked += 1
+    return booked
 
 
 # An invoice finalized less than this long ago may still have its after-finalize hook on the way.
@@ -1131,8 +1216,8 @@ def payment_attempts_retry_due(*, as_of: dt.date, customer_id: int | None = None
     from payments.notifications import send_payment_failed_email
 
     report = RetryReport(as_of=as_of)
-    if customer_id is None:
-        report.recovered = payment_attempts_recover(as_of=as_of)
+    if customer_id is None:  # the whole book (a test clock simulates one customer: no recovery, no polling)
+        report.recovered = payment_attempts_recover(as_of=as_of) + payment_attempts_poll_in_flight(as_of=as_of)
         report.first_charges = payments_collect_missed(as_of=as_of, errors=report.errors)
     due = (
         PaymentAttempt.objects.filter(status=AttemptStatus.FAILED, next_retry_on__lte=as_of)

@@ -78,7 +78,7 @@ def _charge_result(gateway_name: str, intent: Mapping[str, Any], currency: str) 
 
 def _process(gateway_name: str, data: WebhookEventData) -> str:
     obj = data.object
-    if data.event_type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+    if data.event_type in INTENT_EVENTS:
         metadata = obj.get("metadata") or {}
         attempt = payment_attempts_for_webhook(
             reference=str(obj.get("id", "")), attempt_id=str(metadata.get("payment_attempt_id", ""))
@@ -91,4 +91,35 @@ def _process(gateway_name: str, data: WebhookEventData) -> str:
         if attempt.status == before:
             return f"attempt {attempt.pk} already {attempt.status}: nothing to do"
         return f"attempt {attempt.pk}: {before} → {attempt.status}"
+    if gateway_name == "stripe":
+        return _process_stripe(data)
+    logger.info("%s webhook %s (%s) acknowledged, not handled", gateway_name, data.event_id, data.event_type)
+    return f"ignored: {data.event_type} is not handled"
+
+
+INTENT_EVENTS = (
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+)
+
+
+def _process_stripe(data: WebhookEventData) -> str:
+    """Events of what happened at Stripe outside our own calls (docs/WEBHOOKS.md lists them)."""
+    from payments import gateway_events
+    from payments.stripe_methods import payment_method_update_from_gateway
+
+    obj = dict(data.object)
+    as_of = billing_today()
+    if data.event_type == "charge.refunded":
+        return gateway_events.charge_refunded(gateway="stripe", charge=obj, as_of=as_of)
+    if data.event_type == "charge.dispute.created":
+        return gateway_events.dispute_opened(gateway="stripe", dispute=obj, as_of=as_of)
+    if data.event_type == "charge.dispute.closed":
+        return gateway_events.dispute_closed(gateway="stripe", dispute=obj, as_of=as_of)
+    if data.event_type in ("payment_method.updated", "payment_method.automatically_updated"):
+        changed = payment_method_update_from_gateway(pm=obj)
+        return f"payment method {obj.get('id')}: {changed} saved copy updated"
+    logger.info("stripe webhook %s (%s) acknowledged, not handled", data.event_id, data.event_type)
     return f"ignored: {data.event_type} is not handled"

@@ -49,7 +49,7 @@ class InvalidWebhook(InvalidInput):
 
 @dataclass(frozen=True)
 class ChargeResult:
-    status: Literal["succeeded", "failed", "processing"]
+    status: Literal["succeeded", "failed", "processing", "requires_action"]
     reference: str  # the gateway's id of the payment (a PaymentIntent id)
     amount: Decimal
     currency: str

@@ -17,6 +17,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 
+from core.errors import InvalidInput
 from payments.gateways.base import (
     ChargeResult,
     GatewayUnavailable,
@@ -76,6 +77,10 @@ class StripeGateway:
         except stripe.CardError as exc:
             error = _as_dict((exc.json_body or {}).get("error") if isinstance(exc.json_body, dict) else None)
             pi = _as_dict(error.get("payment_intent"))
+            if error.get("code") == "authentication_required" and pi.get("id"):
+                # Stripe answers an off-session charge that needs 3-D Secure with a 402 carrying the intent (left
+                # in requires_payment_method): the customer confirms that same intent in the portal.
+                return self.charge_result({**pi, "last_payment_error": error}, currency)
             return ChargeResult(
                 status="failed",
                 reference=str(pi.get("id", "")),
@@ -125,11 +130,14 @@ class StripeGateway:
             return ChargeResult(
                 status="processing", reference=intent["id"], amount=amount, currency=currency, raw=intent
             )
-        code = (
-            error.get("decline_code")
-            or error.get("code")
-            or ("authentication_required" if status == "requires_action" else "card_declined")
-        )
+        needs_authentication = status == "requires_payment_method" and error.get("code") == "authentication_required"
+        if status in ("requires_action", "requires_confirmation") or needs_authentication:
+            # 3-D Secure asked for an off-session charge: not a decline. The customer completes it in the portal
+            # (payments/portal_methods.py) and the intent's own webhook or the return page books the outcome.
+            return ChargeResult(
+                status="requires_action", reference=intent["id"], amount=amount, currency=currency, raw=intent
+            )
+        code = error.get("decline_code") or error.get("code") or "card_declined"
         return ChargeResult(
             status="failed",
             reference=intent["id"],
@@ -141,9 +149,15 @@ class StripeGateway:
         )
 
     def refund(self, *, charge_reference: str, amount: Decimal, currency: str, idempotency_key: str) -> RefundResult:
+        refund_id = idempotency_key.removeprefix("refund:")
         try:
             refund = self.client.v1.refunds.create(
-                {"payment_intent": charge_reference, "amount": to_minor_units(amount, currency)},
+                {
+                    "payment_intent": charge_reference,
+                    "amount": to_minor_units(amount, currency),
+                    # charge.refunded lists every refund of the charge: this tells ours from the dashboard's.
+                    "metadata": {"refund_id": refund_id},
+                },
                 {"idempotency_key": idempotency_key},
             )
         except (stripe.APIConnectionError, stripe.RateLimitError, stripe.IdempotencyError) as exc:
@@ -179,3 +193,60 @@ class StripeGateway:
             raise InvalidWebhook(f"not a JSON event: {exc}") from exc
         body = json.loads(payload)
         return WebhookEventData(event_id=str(event.id), event_type=str(event.type), payload=body)
+
+    # --- saving methods (SetupIntents), 3-D Secure, reads ---------------------------------------------------
+    # Each call below raises ``GatewayUnavailable`` when Stripe cannot be reached and ``StripeRequestFailed``
+    # when Stripe refuses the request (the message is Stripe's, for staff and logs).
+
+    def _call(self, call: Any, *args: Any) -> dict[str, Any]:
+        try:
+            return _as_dict(call(*args))
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+            raise GatewayUnavailable(str(exc)) from exc
+        except stripe.StripeError as exc:
+            raise StripeRequestFailed(str(exc.user_message or exc)[:500]) from exc
+
+    def customer_create(self, *, name: str, email: str, our_id: int, idempotency_key: str) -> str:
+        customer = self._call(
+            self.client.v1.customers.create,
+            {"name": name[:256], "email": email, "metadata": {"customer_id": str(our_id)}},
+            {"idempotency_key": idempotency_key},
+        )
+        return str(customer["id"])
+
+    def setup_intent_create(
+        self,
+        *,
+        gateway_customer_id: str,
+        method_type: str,
+        our_customer_id: int,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "customer": gateway_customer_id,
+            "payment_method_types": [method_type],
+            "usage": "off_session",
+            "metadata": {"customer_id": str(our_customer_id)},
+            **(extra or {}),
+        }
+        return self._call(self.client.v1.setup_intents.create, params)
+
+    def setup_intent_retrieve(self, setup_intent_id: str) -> dict[str, Any]:
+        return self._call(
+            self.client.v1.setup_intents.retrieve, setup_intent_id, {"expand": ["payment_method", "mandate"]}
+        )
+
+    def payment_intent_retrieve(self, payment_intent_id: str) -> dict[str, Any]:
+        return self._call(self.client.v1.payment_intents.retrieve, payment_intent_id)
+
+    def refunds_of_charge(self, charge_id: str) -> list[dict[str, Any]]:
+        """The charge's refunds (API versions since 2022-11-15 no longer embed them in ``charge.refunded``)."""
+        page = self._call(self.client.v1.refunds.list, {"charge": charge_id, "limit": 100})
+        return list(page.get("data") or [])
+
+    def payment_method_detach(self, payment_method_id: str) -> dict[str, Any]:
+        return self._call(self.client.v1.payment_methods.detach, payment_method_id)
+
+
+class StripeRequestFailed(InvalidInput):
+    """Stripe refused a request (invalid IBAN at the bank's check, a SetupIntent of another account, …)."""

@@ -223,7 +223,12 @@ def test_stripe_charges_off_session_with_the_attempt_idempotency_key(customer, s
 
     refund = payment_refund(payment=attempt.payment, amount=Decimal("2.34"), reason="goodwill")
     assert refund.status == RefundStatus.SUCCEEDED and refund.gateway_reference == "re_stub_2"
-    assert stripe_stub.requests[-1]["form"] == {"payment_intent": "pi_stub_1", "amount": "234"}
+    # our refund id travels as metadata, so charge.refunded can tell it from a dashboard refund
+    assert stripe_stub.requests[-1]["form"] == {
+        "payment_intent": "pi_stub_1",
+        "amount": "234",
+        "metadata[refund_id]": str(refund.pk),
+    }
     assert stripe_stub.requests[-1]["idempotency_key"] == f"refund:{refund.pk}"
 
 

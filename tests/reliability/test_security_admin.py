@@ -77,7 +77,7 @@ def _build_every_model() -> dict[type[Model], Model]:
     from invoicing.models import Invoice
     from invoicing.services import credit_note_issue
     from notifications.models import EmailAddressStatus
-    from payments.models import Payment, WebhookEvent
+    from payments.models import Dispute, FeeKind, GatewayFee, Payment, WebhookEvent
     from payments.services import payment_refund
     from reporting.models import IntegrityCheck
     from subscriptions.models import BillableMetric, PendingInvoiceItem, Subscription
@@ -96,6 +96,19 @@ def _build_every_model() -> dict[type[Model], Model]:
     payment = Payment.objects.filter(amount_refunded=0).order_by("pk").first()
     assert payment is not None
     payment_refund(payment=payment, reason="security test", amount=Decimal("1.00"))
+    # Stripe's side (issue 23): a dispute and the fee it cost
+    dispute = Dispute.objects.create(
+        gateway="stripe", gateway_reference="dp_security", payment=payment, currency=payment.currency, amount=1
+    )
+    GatewayFee.objects.create(
+        kind=FeeKind.DISPUTE,
+        gateway="stripe",
+        source_reference=dispute.gateway_reference,
+        customer_id=payment.customer_id,
+        currency=payment.currency,
+        amount=Decimal("15.00"),
+        booked_on=dt.date(2026, 3, 2),
+    )
     WebhookEvent.objects.create(gateway="sandbox", event_id="evt_security", event_type="ping", payload={})
     BillableMetric.objects.create(code="security-test", name="Security test", aggregation="count")
     subscription = Subscription.objects.order_by("pk").first()
@@ -377,6 +390,7 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
             ("statement", ("customers.view_customer", "notifications.add_outboundemail")),
             ("invite_portal", ("customers.change_customer",)),
             ("check_vat", ("customers.change_customer",)),
+            ("send_method_link", ("payments.add_paymentmethod",)),
         )
     },
     # quotes (issue 25)

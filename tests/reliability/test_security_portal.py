@@ -21,7 +21,7 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 
 from billing_project import portal as portal_urls
-from core.links import invoice_link_token, invoice_link_verify
+from core.links import invoice_link_token, invoice_link_verify, method_link_token
 from customers.models import LoginToken
 from customers.portal import SESSION_LINK_KEY, SESSION_NEXT_KEY, SESSION_USER_KEY
 from customers.portal_services import portal_user_invite
@@ -53,11 +53,16 @@ NO_OBJECT = frozenset(
         "subscriptions",
         "billing_details",
         "documents_zip",
+        # saving a method at Stripe (payments.portal_methods): the customer's own SetupIntent, checked server-side
+        "payment_method_add_card",
+        "payment_method_add_sepa",
+        "payment_method_setup_return",
+        "payment_method_added",
     }
 )
 # URLs whose argument is a bearer secret (a sign-in token, a signed deep link): whoever holds it is that customer
 # for its scope by design. They are covered by the forging/tampering tests below, not by the ownership test.
-BEARER = frozenset({"login_confirm", "invoice_link"})
+BEARER = frozenset({"login_confirm", "invoice_link", "payment_method_link"})
 
 
 class Accounts:
@@ -110,6 +115,8 @@ OBJECT_KWARGS: dict[str, Callable[[Account], dict[str, Any]]] = {
     "subscription_cancel": lambda acc: {"subscription_id": acc.subscription.pk},  # type: ignore[attr-defined]
     "subscription_cancel_undo": lambda acc: {"subscription_id": acc.subscription.pk},  # type: ignore[attr-defined]
     "subscription_change": lambda acc: {"subscription_id": acc.subscription.pk},  # type: ignore[attr-defined]
+    "invoice_authenticate": lambda acc: {"number": acc.open_invoice.number},
+    "invoice_authenticate_return": lambda acc: {"number": acc.open_invoice.number},
 }
 MISSING_KWARGS: dict[str, dict[str, Any]] = {
     "invoice_detail": {"number": "NOPE-999999"},
@@ -125,6 +132,8 @@ MISSING_KWARGS: dict[str, dict[str, Any]] = {
     "subscription_cancel": {"subscription_id": 999_999_999},
     "subscription_cancel_undo": {"subscription_id": 999_999_999},
     "subscription_change": {"subscription_id": 999_999_999},
+    "invoice_authenticate": {"number": "NOPE-999999"},
+    "invoice_authenticate_return": {"number": "NOPE-999999"},
 }
 POST_DATA = {
     "method": "sandbox:pm_card_visa",
@@ -220,6 +229,11 @@ def test_own_objects_are_served_so_the_404s_above_mean_something(accounts: Accou
             continue  # POST-only; exercised below
         if name == "subscription_change":
             continue  # needs a self-service price; served in tests/portal/test_selfservice.py
+        if name in ("invoice_authenticate", "invoice_authenticate_return"):
+            # nothing waits for 3-D Secure on this invoice: back to the invoice (tests/payments/test_stripe_*)
+            response = client.get(_url(name, kwargs_of(accounts.a)))
+            assert response.status_code == 302 and accounts.a.open_invoice.number in response["Location"]
+            continue
         assert client.get(_url(name, kwargs_of(accounts.a))).status_code == 200, name
     own = OBJECT_KWARGS["subscription_cancel"](accounts.a)
     response = client.post(_url("subscription_cancel", own), {"cancellation_reason": "too_expensive"})
@@ -438,6 +452,7 @@ def test_every_portal_post_without_a_csrf_token_is_refused_and_changes_nothing(a
     tokens = {
         "login_confirm": portal_user_invite(customer=a.customer).token,
         "invoice_link": invoice_link_token(invoice_id=a.open_invoice.pk),
+        "payment_method_link": method_link_token(customer_id=a.customer.pk),
     }
     before = db_digest()
     for signed_in in (True, False):
@@ -473,6 +488,7 @@ def test_every_portal_get_changes_nothing(accounts: Accounts) -> None:
     tokens = {
         "login_confirm": portal_user_invite(customer=a.customer).token,
         "invoice_link": invoice_link_token(invoice_id=a.open_invoice.pk),
+        "payment_method_link": method_link_token(customer_id=a.customer.pk),
     }
     before = db_digest()
     clients = _visitor_clients(accounts)
