@@ -251,6 +251,29 @@ def test_import_usage_events_stores_ndjson_and_csv_and_counts_duplicates(tmp_pat
     assert (period.lines[0].quantity, period.lines[0].amount) == (Decimal("17.5"), Money("17.50", "EUR"))
 
 
+def test_import_usage_events_stores_text_that_copy_must_escape_exactly(tmp_path, capsys, monkeypatch):
+    """The COPY text is built by hand: tabs, newlines, backslashes and quotes in ids and properties arrive as
+    sent; a blank line is skipped, a duplicate in a later chunk is counted, not stored twice."""
+    metered("sum")
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 2)
+    hostile = 'tab\there\\back\\slash "quoted" \\N line\nbreak \r ünïcødé'
+    path = tmp_path / "events.ndjson"
+    lines = [
+        json.dumps(_raw(hostile, D(2026, 3, 2), tokens=1, note=hostile, nested={"a": [hostile, None, 1.5]})),
+        "",
+        json.dumps(_raw("plain", D(2026, 3, 3), tokens=2)),
+        json.dumps(_raw(hostile, D(2026, 3, 4), tokens=99)),  # same id, third chunk: a duplicate
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    call_command("import_usage_events", str(path), "--json")
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["counts"]) == (3, {"accepted": 2, "duplicates": 1})
+    stored = UsageEvent.objects.get(transaction_id=hostile)
+    assert stored.value == Decimal(1)
+    assert stored.properties == {"tokens": 1, "note": hostile, "nested": {"a": [hostile, None, 1.5]}}
+    assert UsageEvent.objects.get(transaction_id="plain").value == Decimal(2)
+
+
 def test_the_subscription_page_shows_the_current_usage(admin_client):
     subscription = metered("unique_count", field_name="user")
     usage_events_ingest(events=[event(f"u{n}", D(2026, 3, 2 + n), user=f"user-{n % 3}") for n in range(5)])
