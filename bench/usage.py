@@ -10,9 +10,9 @@
    ``api-calls`` (sum of the property ``calls``), started 2026-01-01.
 2. HTTP: gunicorn with 2 workers serving ``POST /api/v1/events`` — once with 1 thread per worker, once with
    ``--threads`` (default 2; whether a second thread helps — one request checked while another waits for
-   PostgreSQL — depends on the machine's load) — 4 client threads posting batches of 1,000 events (bodies encoded beforehand); events/s = events
-   accepted / wall time. Baseline: the same service
-   called in-process (no HTTP), and the one-event-per-call path staff and the old CSV use (``usage_record_create``).
+   PostgreSQL — depends on the machine's load) — 4 client threads posting batches of 1,000 events (bodies
+   encoded beforehand); events/s = events accepted / wall time. Baseline: the same service called in-process
+   (no HTTP), and the one-event-per-call path staff and the old CSV use (``usage_record_create``).
    The API's rate limit is off for the run (``API_RATE_LIMIT_PER_MINUTE=0``): it limits requests, not events.
 3. COPY: ``manage.py import_usage_events`` of an NDJSON file of ``--copy-events`` events, with the CPU seconds
    it took in this process (decode, checks, COPY text) and in its PostgreSQL backend (COPY, the one
