@@ -1,17 +1,22 @@
 """Usage events at scale: prints figures side by side with a baseline, asserts nothing (docs/PERFORMANCE.md,
 "Usage events").
 
-    .venv/bin/python bench/usage.py [--customers 200] [--http-batches 120] [--copy-events 300000]
-                                    [--stored 10000000] [--repeat 3] [--database billing_bench_usage] [--keep]
+    .venv/bin/python bench/usage.py [--customers 200] [--one-by-one 1000] [--http-batches 120] [--threads 2]
+                                    [--copy-events 300000] [--stored 10000000] [--repeat 3]
+                                    [--database billing_bench_usage] [--keep]
 
 1. Re-creates its own PostgreSQL database (``--database``, dropped at the end unless ``--keep``), migrates it and
    creates ``--customers`` customers, each with a monthly subscription to a metered price of the metric
    ``api-calls`` (sum of the property ``calls``), started 2026-01-01.
-2. HTTP: gunicorn with 2 sync workers serving ``POST /api/v1/events``, 4 client threads posting batches of
-   1,000 events (bodies encoded beforehand); events/s = events accepted / wall time. Baseline: the same service
-   called in-process (no HTTP), and the one-event-per-call path staff and the old CSV use (``usage_record_create``).
+2. HTTP: gunicorn with 2 workers serving ``POST /api/v1/events`` — once with 1 thread per worker, once with
+   ``--threads`` (default 2; whether a second thread helps — one request checked while another waits for
+   PostgreSQL — depends on the machine's load) — 4 client threads posting batches of 1,000 events (bodies
+   encoded beforehand); events/s = events accepted / wall time. Baseline: the same service called in-process
+   (no HTTP), and the one-event-per-call path staff and the old CSV use (``usage_record_create``).
    The API's rate limit is off for the run (``API_RATE_LIMIT_PER_MINUTE=0``): it limits requests, not events.
-3. COPY: ``manage.py import_usage_events`` of an NDJSON file of ``--copy-events`` events. Baseline: the old
+3. COPY: ``manage.py import_usage_events`` of an NDJSON file of ``--copy-events`` events, with the CPU seconds
+   it took in this process (decode, checks, COPY text) and in its PostgreSQL backend (COPY, the one
+   ``INSERT … SELECT``, commit) — on a busy machine the CPU seconds say more than the wall time. Baseline: the old
    usage CSV import (``import_usage``: every row through the ORM, ``bulk_create``).
 4. Aggregate: ``--stored`` events in the table (written by ``INSERT … SELECT generate_series``, indexes built
    after, then ``VACUUM ANALYZE``), spread evenly over the customers and over January–October; the median time
@@ -158,16 +163,30 @@ def http_rate(port: int, key: str, prefix: str, batches: int, customers: int, th
     return sum(accepted) / elapsed
 
 
-def copy_rate(prefix: str, count: int, customers: int, workdir: Path) -> float:
+def _backend_cpu_seconds() -> float:
+    """CPU seconds used so far by this connection's PostgreSQL backend (same machine: /proc)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def copy_rate(prefix: str, count: int, customers: int, workdir: Path) -> tuple[float, float, float]:
+    """(events/s, this process's CPU seconds, the backend's CPU seconds) of one import."""
     from django.core.management import call_command
 
     path = workdir / f"{prefix}.ndjson"
     with path.open("w", encoding="utf-8") as out:
         for event in event_dicts(prefix, count, customers):
             out.write(json.dumps(event) + "\n")
-    started = time.perf_counter()
+    backend = _backend_cpu_seconds()
+    started, cpu = time.perf_counter(), time.process_time()
     call_command("import_usage_events", str(path), verbosity=0, stdout=open(os.devnull, "w"))  # noqa: SIM115
-    return count / (time.perf_counter() - started)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return count / elapsed, cpu, _backend_cpu_seconds() - backend
 
 
 def old_csv_rate(prefix: str, count: int, subscriptions: list[Any], workdir: Path) -> float:
@@ -280,6 +299,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=200)
     parser.add_argument("--http-batches", type=int, default=120)
+    parser.add_argument("--one-by-one", type=int, default=1000, help="events for the one-per-call baseline")
+    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker (besides 1)")
     parser.add_argument("--copy-events", type=int, default=300_000)
     parser.add_argument("--stored", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -300,26 +321,35 @@ def main() -> None:
     key = api_key_create(name="bench", scope="write").key
     figures: dict[str, Any] = {"customers": args.customers}
 
-    rates = [one_by_one(f"one{r}", 1000, data["subscriptions"]) for r in range(args.repeat)]
+    rates = [one_by_one(f"one{r}", args.one_by_one, data["subscriptions"]) for r in range(args.repeat)]
     figures["one_by_one_per_s"] = statistics.median(rates)
     rates = [in_process(f"proc{r}-", 20, args.customers) for r in range(args.repeat)]
     figures["in_process_per_s"] = statistics.median(rates)
 
-    port = free_port()
-    server = start_gunicorn(port=port, workers=2, threads=1, log=workdir / "gunicorn.log")
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", server)
-        http_rate(port, key, "warm-", 8, args.customers)
-        rates = [http_rate(port, key, f"http{r}-", args.http_batches, args.customers) for r in range(args.repeat)]
-        figures["http_per_s"] = statistics.median(rates)
-        figures["http_runs"] = [round(r) for r in rates]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    for threads in sorted({1, args.threads}):
+        port = free_port()
+        server = start_gunicorn(port=port, workers=2, threads=threads, log=workdir / "gunicorn.log")
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}", server)
+            http_rate(port, key, f"warm{threads}-", 8, args.customers)
+            rates = [
+                http_rate(port, key, f"http{threads}t{r}-", args.http_batches, args.customers)
+                for r in range(args.repeat)
+            ]
+            figures[f"http_{threads}t_per_s"] = statistics.median(rates)
+            figures[f"http_{threads}t_runs"] = [round(r) for r in rates]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
-    rates = [copy_rate(f"copy{r}", args.copy_events, args.customers, workdir) for r in range(args.repeat)]
-    figures["copy_per_s"] = statistics.median(rates)
-    figures["copy_runs"] = [round(r) for r in rates]
+    runs = [copy_rate(f"copy{r}", args.copy_events, args.customers, workdir) for r in range(args.repeat)]
+    figures["copy_per_s"] = statistics.median(rate for rate, _, _ in runs)
+    figures["copy_runs"] = [round(rate) for rate, _, _ in runs]
+    # CPU seconds per 100,000 events: (this process, PostgreSQL backend)
+    figures["copy_cpu_per_100k"] = [
+        (round(cpu * 100_000 / args.copy_events, 2), round(backend * 100_000 / args.copy_events, 2))
+        for _, cpu, backend in runs
+    ]
     rates = [old_csv_rate(f"csv{r}", 50_000, data["subscriptions"], workdir) for r in range(args.repeat)]
     figures["old_csv_per_s"] = statistics.median(rates)
 
@@ -332,13 +362,18 @@ def main() -> None:
 
     plan = figures.pop("plan", "")
     print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in figures.items()}, indent=1))
-    print(f"\nmachine: {os.cpu_count()} CPUs; N: {BATCH} events per batch; medians of {args.repeat} runs")
+    load = os.getloadavg()
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} at the end")
+    print(f"N: {BATCH} events per batch; medians of {args.repeat} runs")
     print(f"{'ingestion':<44}{'events/s':>12}")
     print(f"{'usage_record_create, one event per call':<44}{figures['one_by_one_per_s']:>12,.0f}")
     print(f"{'usage_events_ingest in-process, 1,000/batch':<44}{figures['in_process_per_s']:>12,.0f}")
-    print(f"{'POST /api/v1/events, gunicorn 2 workers':<44}{figures['http_per_s']:>12,.0f}   (target 20,000)")
+    for threads in sorted({1, args.threads}):
+        label = f"POST /api/v1/events, 2 workers x {threads} thr"
+        print(f"{label:<44}{figures[f'http_{threads}t_per_s']:>12,.0f}   (target 20,000)")
     print(f"{'import_usage (old CSV, ORM rows)':<44}{figures['old_csv_per_s']:>12,.0f}")
     print(f"{'import_usage_events (NDJSON, COPY)':<44}{figures['copy_per_s']:>12,.0f}   (target 100,000)")
+    print(f"{'  CPU s per 100,000 (python, postgres)':<44}{figures['copy_cpu_per_100k']}")
     if args.stored:
         print(
             f"\none customer's March over {figures['stored_events']:,} events ({figures['events_per_period']:,} in it)"

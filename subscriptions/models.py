@@ -715,11 +715,29 @@ class UsageEvent(models.Model):
     period was already invoiced (late usage) — the first open date; the late event is then billed on the next
     invoice as an adjustment line."""
 
-    transaction_id = models.CharField(max_length=200, unique=True)
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="usage_events")
-    subscription_item = models.ForeignKey(SubscriptionItem, on_delete=models.PROTECT, related_name="usage_events")
+    # Unique through Meta.constraints, not unique=True: that would add a second (LIKE) index on PostgreSQL,
+    # which every event would pay for and no query uses (the admin searches by the exact id). On PostgreSQL
+    # the column is COLLATE "C" (migration 0012; SQLite has no such collation, so it is not declared here): an
+    # AlterField of this column must keep it, or every insert pays for locale comparisons again.
+    transaction_id = models.CharField(max_length=200)
+    # customer and metric are copies of what the item determines (its subscription's customer, its price's
+    # metric), written by the services from the validated item: no foreign key constraint in the database —
+    # PostgreSQL checks one per row at commit, which was half of a large import's time — and no index of their
+    # own (the covering indexes below start with them). The ORM's PROTECT still refuses deleting a customer or
+    # metric that has events; the item keeps its constraint.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="usage_events", db_constraint=False, db_index=False
+    )
+    subscription_item = models.ForeignKey(
+        SubscriptionItem, on_delete=models.PROTECT, related_name="usage_events", db_index=False
+    )
     metric = models.ForeignKey(
-        BillableMetric, on_delete=models.PROTECT, null=True, blank=True, related_name="usage_events"
+        BillableMetric,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="usage_events",
+        db_constraint=False,
     )
     value = models.DecimalField(max_digits=19, decimal_places=6, default=Decimal(0))
     properties = models.JSONField(default=dict, blank=True)
@@ -744,6 +762,7 @@ class UsageEvent(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["transaction_id"], name="usage_event_transaction_id_unique"),
             models.CheckConstraint(condition=Q(value__gte=0), name="usage_value_non_negative"),
             models.CheckConstraint(condition=Q(billing_date__gte=F("usage_date")), name="usage_billing_not_before"),
         ]

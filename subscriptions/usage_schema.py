@@ -44,6 +44,7 @@ class UsageEventsBody(msgspec.Struct, forbid_unknown_fields=True):
 # Numbers in properties arrive as Decimal, never float (a usage value is as exact as money).
 body_decoder = msgspec.json.Decoder(UsageEventsBody, float_hook=Decimal)
 event_decoder = msgspec.json.Decoder(UsageEventIn, float_hook=Decimal)
+events_decoder = msgspec.json.Decoder(list[UsageEventIn], float_hook=Decimal)  # the lines of an import file
 properties_decoder = msgspec.json.Decoder(dict[str, Any], float_hook=Decimal)
 
 _PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)

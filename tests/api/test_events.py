@@ -88,6 +88,16 @@ def test_a_batch_of_1001_is_refused_whole(api, subscription):
     assert ok.json()["accepted"] == 1000
 
 
+def test_a_body_over_the_size_limit_is_refused_unread(api, subscription):
+    # ≈ 2.5 MB of valid events, under 1,000 of them
+    body = {"events": [ev(f"e{i}", properties={"calls": 1, "note": "x" * 3000}) for i in range(800)]}
+    response = api.post("/api/v1/events", body)
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "payload_too_large"
+    assert not UsageEvent.objects.exists()
+
+
 def test_not_json_and_neither_event_nor_events_are_422(api, subscription):
     assert api.post("/api/v1/events", raw="{").status_code == 422
     response = api.post("/api/v1/events", {})

@@ -251,6 +251,44 @@ def test_import_usage_events_stores_ndjson_and_csv_and_counts_duplicates(tmp_pat
     assert (period.lines[0].quantity, period.lines[0].amount) == (Decimal("17.5"), Money("17.50", "EUR"))
 
 
+def test_a_bad_row_after_chunks_were_written_rolls_the_whole_file_back(tmp_path, capsys, monkeypatch):
+    """Chunks are written while later ones are checked; a bad row in the last chunk still leaves nothing."""
+    metered("sum")
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 2)
+    events = [_raw(f"w{i}", D(2026, 3, 2 + i), tokens=i + 1) for i in range(6)]
+    events.append({**_raw("w6", D(2026, 3, 9), tokens=1), "external_customer_id": "ghost"})
+    with pytest.raises(CommandError, match="1 error"):
+        call_command("import_usage_events", str(_ndjson(tmp_path, events)))
+    assert "row 7, column 'external_customer_id': no customer 'ghost'" in capsys.readouterr().err
+    assert not UsageEvent.objects.exists()
+    call_command("import_usage_events", str(_ndjson(tmp_path, events[:6], name="good.ndjson")))
+    assert "Stored 6 usage event(s); ignored 0" in capsys.readouterr().out
+    assert sorted(UsageEvent.objects.values_list("value", flat=True)) == [Decimal(n) for n in range(1, 7)]
+
+
+def test_import_usage_events_stores_text_that_copy_must_escape_exactly(tmp_path, capsys, monkeypatch):
+    """The COPY text is built by hand: tabs, newlines, backslashes and quotes in ids and properties arrive as
+    sent; a blank line is skipped, a duplicate in a later chunk is counted, not stored twice."""
+    metered("sum")
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 2)
+    hostile = 'tab\there\\back\\slash "quoted" \\N line\nbreak \r ünïcødé'
+    path = tmp_path / "events.ndjson"
+    lines = [
+        json.dumps(_raw(hostile, D(2026, 3, 2), tokens=1, note=hostile, nested={"a": [hostile, None, 1.5]})),
+        "",
+        json.dumps(_raw("plain", D(2026, 3, 3), tokens=2)),
+        json.dumps(_raw(hostile, D(2026, 3, 4), tokens=99)),  # same id, third chunk: a duplicate
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    call_command("import_usage_events", str(path), "--json")
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["counts"]) == (3, {"accepted": 2, "duplicates": 1})
+    stored = UsageEvent.objects.get(transaction_id=hostile)
+    assert stored.value == Decimal(1)
+    assert stored.properties == {"tokens": 1, "note": hostile, "nested": {"a": [hostile, None, 1.5]}}
+    assert UsageEvent.objects.get(transaction_id="plain").value == Decimal(2)
+
+
 def test_the_subscription_page_shows_the_current_usage(admin_client):
     subscription = metered("unique_count", field_name="user")
     usage_events_ingest(events=[event(f"u{n}", D(2026, 3, 2 + n), user=f"user-{n % 3}") for n in range(5)])
