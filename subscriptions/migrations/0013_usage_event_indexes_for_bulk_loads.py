@@ -54,7 +54,7 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("customers", "0009_customer_einvoice_fields"),
-        ("subscriptions", "0011_price_audit_triggers_after_tax_and_metric"),
+        ("subscriptions", "0012_self_service_prices_and_cancellation_reason"),
     ]
 
     operations = [
