@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from celery import shared_task
 from django.conf import settings
 
 from accounting.ledger.models import LedgerConnection
 from accounting.ledger.sync import ledger_sync
 from accounting.rates import ecb_load
+from core.asof import parse_date_option
 
 
 @shared_task(name="accounting.load_exchange_rates", acks_late=True, autoretry_for=(OSError,), max_retries=3)
@@ -31,7 +30,7 @@ def sync_ledger(provider: str | None = None, since: str | None = None) -> list[s
         connections = connections.filter(provider=provider)
     summaries = []
     for connection in connections:
-        outcome = ledger_sync(connection=connection, since=dt.date.fromisoformat(since) if since else None)
+        outcome = ledger_sync(connection=connection, since=parse_date_option(since, option="since") if since else None)
         if outcome.retry_after:
             sync_ledger.apply_async(
                 kwargs={"provider": connection.provider, "since": since}, countdown=outcome.retry_after

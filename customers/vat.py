@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from celery import signature
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -148,9 +149,8 @@ def vat_check_queue(*, customer: Customer) -> VatCheck | None:
     if vat_status_for_number(customer) != VatStatus.UNCHECKED:
         return None
     check = VatCheck.objects.create(customer=customer, vat_number=customer.tax_id)
-    from customers.tasks import check_vat_number
-
-    transaction.on_commit(lambda: check_vat_number.delay(check.pk))
+    # by name: the task module imports this one (customers.tasks → customers.vat)
+    transaction.on_commit(lambda: signature("customers.check_vat_number", args=(check.pk,)).delay())
     return check
 
 

@@ -56,6 +56,17 @@ def _rows_with_booleans(admin_user: Any) -> None:
         started_at=now - dt.timedelta(seconds=3), finished_at=now, ok=True, triggered_by="command"
     )
     WebhookEndpoint.objects.create(url="https://hooks.example.com/billing", event_types=["invoice.paid"], enabled=False)
+    from accounting.ledger.crypto import token_encrypt
+    from accounting.ledger.models import LedgerConnection
+
+    LedgerConnection.objects.create(
+        provider="xero",
+        tenant_id="tenant-1",
+        access_token_encrypted=token_encrypt("access"),
+        refresh_token_encrypted=token_encrypt("refresh"),
+        access_token_expires_at=now,
+        connected_at=now,
+    )
 
 
 def test_no_list_with_a_yes_no_column_shows_boolean_icons(admin_client: Any, admin_user: Any) -> None:

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from accounting.ledger.models import LedgerConnection, LedgerProvider
 from accounting.ledger.sync import ledger_sync
+from core.asof import parse_date_option
 from core.commands import BaseCommand, CommandError
 
 
@@ -19,17 +19,17 @@ class Command(BaseCommand):
         parser.add_argument("--provider", required=True, choices=LedgerProvider.values)
         parser.add_argument(
             "--since",
-            type=dt.date.fromisoformat,
             help="Only documents dated on or after YYYY-MM-DD (default: the connection's 'sync from' day).",
         )
 
-    def handle(self, *args: Any, provider: str, since: dt.date | None = None, **options: Any) -> None:
+    def handle(self, *args: Any, provider: str, since: str | None = None, **options: Any) -> None:
         connection = LedgerConnection.objects.filter(provider=provider).first()
         if connection is None:
             raise CommandError(f"{LedgerProvider(provider).label} is not connected: connect it in the admin first")
         if not connection.is_active:
             raise CommandError(f"the {LedgerProvider(provider).label} connection is inactive (admin)")
-        outcome = ledger_sync(connection=connection, since=since)
+        since_date = parse_date_option(since, option="--since") if since else None
+        outcome = ledger_sync(connection=connection, since=since_date)
         self.stdout.write(f"{LedgerProvider(provider).label}: {outcome.summary}.")
         for failure in outcome.failures:
             self.stdout.write(f"  failed: {failure}")
