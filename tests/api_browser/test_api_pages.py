@@ -35,7 +35,9 @@ def test_reference_page_renders_the_schema(live_server, page, tmp_path):
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(f"{live_server.url}/api/v1/docs/")
     page.get_by_text("Cadence Billing API").first.wait_for(timeout=30_000)
-    page.get_by_text("/api/v1/subscriptions/{id}/change").first.wait_for(timeout=30_000)
+    # Redoc renders the sections near the viewport only: open the subscriptions tag from the sidebar
+    page.get_by_text("subscriptions", exact=True).first.click()
+    page.get_by_text("/api/v1/subscriptions/{id}/change").filter(visible=True).first.wait_for(timeout=30_000)
     page.screenshot(path=str(_shots(tmp_path) / "api-docs.png"))
     # Redoc's own "Redocly" logo is an <img> from their CDN: refused by the page's img-src (it hides itself), so
     # nothing is fetched from elsewhere; that refusal is the one console error allowed.
