@@ -168,6 +168,15 @@ class QuoteAdmin(QuickActionCheckbox, admin.ModelAdmin):
             renewal_text,
         )
 
+    def has_delete_permission(self, request: HttpRequest, obj: Quote | None = None) -> bool:
+        # a sent quote has a number of its gapless series: it is withdrawn, never deleted
+        if obj is not None and obj.status != QuoteStatus.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        super().delete_queryset(request, queryset.filter(status=QuoteStatus.DRAFT))
+
     def save_model(self, request: HttpRequest, obj: Quote, form: Any, change: bool) -> None:
         obj.currency = obj.customer.currency  # a quote is in its customer's currency, like the subscription
         super().save_model(request, obj, form, change)

@@ -161,3 +161,7 @@ def test_staff_draft_send_and_download_from_the_admin(offer, admin_client):
     assert pdf["Content-Type"] == "application/pdf" and quote.number in _text(pdf.content)
     listing = admin_client.get(reverse("admin:invoicing_quote_changelist")).content.decode()
     assert quote.number in listing and "Sent" in listing
+    # a numbered quote is withdrawn, never deleted (its number would leave a gap in the series)
+    delete = admin_client.post(reverse("admin:invoicing_quote_delete", args=[quote.pk]), {"post": "yes"})
+    assert delete.status_code == 403
+    assert Quote.objects.filter(pk=quote.pk).exists()
