@@ -146,16 +146,15 @@ def test_concurrent_duplicate_waits_for_the_first_and_replays_it(monkeypatch):
     first = threading.Thread(target=post, args=("first",))
     first.start()
     assert started.wait(10)
-    second_started = time.monotonic()
     second = threading.Thread(target=post, args=("second",))
     second.start()
     first.join(20)
     second.join(20)
-    status1, body1, replayed1, _ = results["first"]
+    status1, body1, replayed1, finished1 = results["first"]
     status2, body2, replayed2, finished2 = results["second"]
     assert (status1, status2) == (201, 201)
     assert body1 == body2
     assert replayed1 is None and replayed2 == "true"
-    assert finished2 - second_started > 0.3  # it waited for the first
+    assert finished2 >= finished1  # it waited for the first to commit (an ordering, not a duration)
     assert Customer.objects.count() == 1
     assert IdempotencyRecord.objects.count() == 1
