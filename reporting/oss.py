@@ -34,8 +34,8 @@ from core.money import round_amount
 from core.tax_categories import RATED_CATEGORIES
 from customers.models import EU_VAT_COUNTRIES
 from customers.seller import seller_country
-from invoicing.models import CreditNoteLine, Invoice, InvoiceLine
-from reporting.metrics import RECOGNISED_STATUSES
+from invoicing.models import CreditNoteLine, InvoiceLine
+from reporting.metrics import RECOGNISED_STATUSES, add_months
 
 ZERO = Decimal(0)
 OSS_CURRENCY = "EUR"
@@ -53,7 +53,7 @@ def quarter_range(value: str) -> tuple[dt.date, dt.date]:
     if not 1 <= quarter <= 4 or not 2000 <= year <= 2100:
         raise InvalidInput(f"quarter: '{value}' is not a quarter like 2026-Q3", field="quarter")
     first = dt.date(year, 3 * quarter - 2, 1)
-    last = (dt.date(year + (quarter == 4), 1 if quarter == 4 else 3 * quarter + 1, 1)) - dt.timedelta(days=1)
+    last = add_months(first, 3) - dt.timedelta(days=1)
     return first, last
 
 
@@ -102,8 +102,6 @@ def _oss_lines(model: Any, prefix: str, *, seller: str, date_from: dt.date, date
             currency=F(f"{document}currency"),
         )
         .filter(member_state__in=sorted(EU_VAT_COUNTRIES - {seller}))
-        .values("member_state", "tax_category", "tax_percentage", "currency")
-        .annotate(taxable=Sum("net_amount"), tax=Sum("tax_amount"))
         .order_by()
     )
 
@@ -120,31 +118,24 @@ def oss_return(*, date_from: dt.date, date_to: dt.date) -> list[OssRow]:
     rates = RateBook.load(date_from=date_to, date_to=date_to)
     sums: dict[tuple[str, str, Decimal], dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     for prefix, model, document in (("invoiced", InvoiceLine, "invoice"), ("credited", CreditNoteLine, "credit_note")):
-        for row in _oss_lines(model, document, seller=seller, date_from=date_from, date_to=date_to):
+        lines = _oss_lines(model, document, seller=seller, date_from=date_from, date_to=date_to)
+        for row in lines.values("member_state", "tax_category", "tax_percentage", "currency").annotate(
+            taxable=Sum("net_amount"), tax=Sum("tax_amount")
+        ):
             key = (row["member_state"], row["tax_category"], row["tax_percentage"].normalize())
             currency = row["currency"]
             for name in ("taxable", "tax"):
                 amount = round_amount(row[name], currency)
                 sums[key][f"{prefix}_{name}"] += rates.convert(amount, currency, date_to, into=OSS_CURRENCY)
+    # the invoices behind each row, with the customer as issued (the evidence), from the same lines
     invoices: dict[tuple[str, str, Decimal], set[int]] = defaultdict(set)
     snapshots: dict[int, dict[str, Any]] = {}
-    for line in (
-        InvoiceLine.objects.filter(
-            invoice__status__in=RECOGNISED_STATUSES,
-            invoice__issue_date__gte=date_from,
-            invoice__issue_date__lte=date_to,
-            tax_category__in=sorted(RATED_CATEGORIES),
-        )
-        .annotate(member_state=KeyTextTransform("country", "invoice__customer_snapshot"))
-        .filter(member_state__in=sorted(EU_VAT_COUNTRIES - {seller}))
-        .values_list("member_state", "tax_category", "tax_percentage", "invoice_id")
-        .distinct()
-    ):
-        invoices[(line[0], line[1], line[2].normalize())].add(line[3])
-    ids = sorted({pk for found in invoices.values() for pk in found})
-    for start in range(0, len(ids), 2000):
-        chunk = ids[start : start + 2000]
-        snapshots.update(Invoice.objects.filter(pk__in=chunk).values_list("pk", "customer_snapshot"))
+    issued = _oss_lines(InvoiceLine, "invoice", seller=seller, date_from=date_from, date_to=date_to)
+    for member_state, category, percentage, invoice_id, snapshot in issued.values_list(
+        "member_state", "tax_category", "tax_percentage", "invoice_id", "invoice__customer_snapshot"
+    ).distinct():
+        invoices[(member_state, category, percentage.normalize())].add(invoice_id)
+        snapshots[invoice_id] = snapshot
     result = []
     for key in sorted(sums, key=lambda k: (k[0], -k[2], k[1])):  # per country, highest rate first
         member_state, category, percentage = key
