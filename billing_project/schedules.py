@@ -46,6 +46,14 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_BILLING_RUN_AT,
         ),
         JobSchedule(
+            name="Progressive billing",
+            task="invoicing.progressive_billing",
+            description="Invoice at once the usage of subscriptions whose period's usage crossed one of their "
+            "thresholds (once per threshold and period); the period's invoice deducts it.",
+            command="manage.py progressive_billing --as-of YYYY-MM-DD [--dry-run] [--subscription ID]",
+            every_minutes=60,
+        ),
+        JobSchedule(
             name="Payment retries",
             task="payments.retry_payments",
             description="Retry soft-declined automatic charges that are due today; send unsent failure e-mails.",

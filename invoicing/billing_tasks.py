@@ -20,6 +20,7 @@ from invoicing.billing_run import (
     billing_run_open,
 )
 from invoicing.models import BillingRun
+from invoicing.progressive import progressive_billing_run
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,13 @@ def billing_run_chunk_task(run_id: int, subscription_ids: list[int], as_of: str)
     if outcome.run_complete:
         billing_run_finish(run_id=run_id)
     return outcome.invoices
+
+
+@shared_task(name="invoicing.progressive_billing", acks_late=True)
+def progressive_billing(as_of: str | None = None) -> int:
+    """The hourly beat task: issue the threshold invoices of usage that crossed a threshold (once each)."""
+    outcome = progressive_billing_run(as_of=parse_as_of(as_of, option="as_of"))
+    return len(outcome.issued)
 
 
 # The chunk's invoice.issued events are dispatched after commit by core.tasks.process_event_batch.

@@ -35,6 +35,7 @@ from subscriptions.models import (
     Price,
     PriceTier,
     Product,
+    ProgressiveBilling,
     Subscription,
     SubscriptionItem,
     SubscriptionStatus,
@@ -135,6 +136,9 @@ class BillingPlan:
     pending_item_ids: list[int] = field(default_factory=list)
     customer: Customer | None = None  # loaded with the subscription, for the invoice
     days_until_due: int | None = None  # the subscription's own terms (None: the customer's), for the due date
+    # The recurring fees (net) billed in advance for the period the subscription is in after the plan: the
+    # recurring part of its minimum commitment when that period's usage is billed (docs/decisions/commitments.md).
+    new_period_recurring_net: Decimal = Decimal(0)
 
     @property
     def status_changes(self) -> bool:
@@ -165,6 +169,8 @@ class _Loaded:
     pending: dict[int, list[PendingInvoiceItem]]
     usage: dict[UsageSpan, UsageTotal]  # the usage windows' aggregates, and the late usage's corrections
     tiers: dict[int, list[Tier]]
+    # (subscription, usage window start) -> the newest threshold invoice of that window (progressive billing)
+    progressive: dict[tuple[int, dt.date], ProgressiveBilling] = field(default_factory=dict)
 
 
 class PriceCache(dict[int, Price]):
@@ -251,7 +257,23 @@ def _load(subscriptions: Sequence[Subscription], as_of: dt.date, prices: PriceCa
         pending[pending_item.subscription_id].append(pending_item)
 
     usage = _load_usage(subscriptions, items, as_of)
-    return _Loaded(items, by_subscription, by_customer, pending, usage, tiers)
+    with_progressive = [s.pk for s in subscriptions if getattr(s, "has_progressive", True)]
+    return _Loaded(items, by_subscription, by_customer, pending, usage, tiers, _load_progressive(with_progressive))
+
+
+def _load_progressive(subscription_ids: list[int]) -> dict[tuple[int, dt.date], ProgressiveBilling]:
+    """What threshold invoices billed in the windows still open, in one query (none when the chunk has none):
+    per window its newest row, whose lines are the usage billed so far (cumulative)."""
+    if not subscription_ids:
+        return {}
+    rows = (
+        ProgressiveBilling.objects.filter(
+            subscription_id__in=subscription_ids, period_start__gte=F("subscription__usage_open_from")
+        )
+        .only("subscription_id", "period_start", "threshold", "billed_on", "amount", "currency", "lines")
+        .order_by("subscription_id", "period_start", "threshold")
+    )
+    return {(row.subscription_id, row.period_start): row for row in rows}  # the last (highest) wins
 
 
 def _load_usage(
@@ -355,6 +377,11 @@ def plans_for_chunk(
         has_discounts=Exists(Discount.objects.filter(subscription_id=OuterRef("pk")))
         | Exists(Discount.objects.filter(customer_id=OuterRef("customer_id"))),
         has_pending=Exists(PendingInvoiceItem.objects.filter(subscription_id=OuterRef("pk"), billed_at__isnull=True)),
+        has_progressive=Exists(
+            ProgressiveBilling.objects.filter(
+                subscription_id=OuterRef("pk"), period_start__gte=OuterRef("usage_open_from")
+            )
+        ),
     )
     # Only the columns the plan and the invoice read: timestamps and JSON are the costly ones to load (a chunk
     # reads a thousand rows of each), and neither the plan nor the invoice reads these.
@@ -806,6 +833,7 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
     discounts.sort(key=lambda d: (d.start, d.pk))
     pending_left = list(loaded.pending.get(sub.pk, []))
     used: dict[int, int] = {}
+    recurring_net = sub.period_recurring_net  # billed in advance for the window the first step's usage closes
     plan = BillingPlan(
         subscription_id=sub.pk,
         periods=[],
@@ -833,6 +861,22 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
         pending_left = [p for p in pending_left if p.effective_on > boundary]
         lines = _finish(sub, drafts, due_pending, discounts, used, boundary)
         plan.pending_item_ids.extend(p.pk for p in due_pending)
+        if step.usage_start < boundary:  # the invoice closes the usage window [usage_start, boundary)
+            window = (step.usage_start, boundary)
+            true_up = _commitment_true_up(sub, items, lines, recurring_net, window)
+            billed_before = loaded.progressive.get((sub.pk, step.usage_start))
+            if billed_before is not None:
+                lines.extend(_billed_during_period(billed_before, sub.currency))
+            if true_up is not None:
+                lines.append(true_up)
+        recurring_net = (
+            sum(
+                (line.net_amount.amount for line in lines if line.kind == LineKind.RECURRING),
+                Decimal(0),
+            )
+            if step.recurring
+            else Decimal(0)
+        )
         if lines and not any(line.kind == LineKind.RECURRING for line in lines):
             # No recurring fee on this invoice (every price metered, or a final invoice): its service period is
             # what its lines bill — the usage window in arrears — not the recurring period that starts now.
@@ -858,4 +902,259 @@ def _plan(sub: Subscription, loaded: _Loaded, as_of: dt.date) -> BillingPlan:
         plan.new_usage_open_from = max(plan.new_usage_open_from, boundary)
         plan.new_next_billing_date = step.next_boundary
     plan.discount_periods = used
+    plan.new_period_recurring_net = recurring_net
     return plan
+
+
+# --- Minimum commitments and progressive billing (docs/decisions/commitments.md) ------------------------
+
+
+def commitment_for_window(sub: Subscription, window: tuple[dt.date, dt.date]) -> Decimal | None:
+    """The minimum spend of the usage window ``[start, end)``, rounded: the commitment itself for a full period,
+    prorated by days (docs/DESIGN.md) for a shorter one — a first period before the anchor, a final one."""
+    minimum = sub.minimum_commitment
+    if not minimum:
+        return None
+    start, end = window
+    cycle = (sub.billing_cycle_anchor, sub.interval, sub.interval_count)
+    full_start = boundary_on_or_before(*cycle, end - dt.timedelta(days=1))
+    full_end = boundary_after(*cycle, full_start)
+    days, period_days = (end - max(start, full_start)).days, (full_end - full_start).days
+    if days >= period_days:
+        return round_amount(minimum, sub.currency)
+    return round_amount(prorate(minimum, days, period_days), sub.currency)
+
+
+def _plan_price(items: Sequence[_Item]) -> Price | None:
+    """The plan's main price — the first live item's (its tax category taxes the true-up)."""
+    live = [item for item in items if item.removed_on is None] or list(items)
+    return live[0].price if live else None
+
+
+def _commitment_true_up(
+    sub: Subscription,
+    items: Sequence[_Item],
+    lines: list[ChargeLine],
+    recurring_net: Decimal,
+    window: tuple[dt.date, dt.date],
+) -> ChargeLine | None:
+    """The true-up line when what the window was billed falls short of its minimum: the recurring fees billed in
+    advance for it, plus this invoice's usage and prorations of the window, each net of discounts, before tax.
+    Late usage of earlier periods and the "billed during the period" lines do not count (docs/decisions)."""
+    minimum = commitment_for_window(sub, window)
+    price = _plan_price(items)
+    if minimum is None or price is None:
+        return None
+    start, end = window
+    billed = recurring_net + sum(
+        (
+            line.net_amount.amount
+            for line in lines
+            if line.kind in (LineKind.USAGE, LineKind.PRORATION)
+            and line.period_start >= start
+            and line.period_end <= end
+        ),
+        Decimal(0),
+    )
+    shortfall = round_amount(minimum - billed, sub.currency)
+    if shortfall <= 0:
+        return None
+    category, code, reason = price.tax_category_effective
+    currency = sub.currency
+    last_day = format_day(end - dt.timedelta(days=1))
+    return ChargeLine(
+        description=(
+            f"Minimum commitment true-up — {format_day(start)} – {last_day} "
+            f"(minimum {minimum:f} {currency}, billed {round_amount(billed, currency):f})"
+        ),
+        quantity=Decimal(1),
+        unit_amount=_money(shortfall, currency),
+        amount=_money(shortfall, currency),
+        discount_amount=_money(Decimal(0), currency),
+        period_start=start,
+        period_end=end,
+        price_id=None,
+        subscription_item_id=None,
+        kind=LineKind.COMMITMENT,
+        proration=False,
+        tax_behavior=price.tax_behavior,
+        tax_category=category,
+        tax_exemption_reason_code=code,
+        tax_exemption_reason=reason,
+    )
+
+
+def _billed_during_period(billed: ProgressiveBilling, currency: str) -> list[ChargeLine]:
+    """The threshold invoices' usage lines, each negated: the period's invoice bills the window's whole usage and
+    deducts these, so each tax category's tax is exactly the difference and the period sums to one invoice."""
+    on = format_day(billed.billed_on)
+    return [
+        ChargeLine(
+            description=f"Billed during the period (invoiced {on}) — {line['description']}"[:500],
+            quantity=-Decimal(line["quantity"]),
+            unit_amount=_money(Decimal(line["unit_amount"]), currency),
+            amount=_money(-Decimal(line["amount"]), currency),
+            discount_amount=_money(Decimal(0), currency),
+            period_start=dt.date.fromisoformat(line["period_start"]),
+            period_end=dt.date.fromisoformat(line["period_end"]),
+            price_id=line["price_id"],
+            subscription_item_id=line["subscription_item_id"],
+            kind=LineKind.USAGE,
+            proration=False,
+            tax_behavior=line["tax_behavior"],
+            product_id=line.get("product_id"),
+            tax_category=line["tax_category"],
+            tax_exemption_reason_code=line.get("tax_exemption_reason_code", ""),
+            tax_exemption_reason=line.get("tax_exemption_reason", ""),
+        )
+        for line in billed.lines
+    ]
+
+
+def charge_line_record(line: ChargeLine) -> dict[str, object]:
+    """A usage line as a threshold invoice billed it, kept on its ``ProgressiveBilling`` row (JSON)."""
+    return {
+        "description": line.description,
+        "quantity": str(line.quantity),
+        "unit_amount": str(line.unit_amount.amount),
+        "amount": str(line.amount.amount),
+        "period_start": line.period_start.isoformat(),
+        "period_end": line.period_end.isoformat(),
+        "price_id": line.price_id,
+        "subscription_item_id": line.subscription_item_id,
+        "product_id": line.product_id,
+        "tax_behavior": line.tax_behavior,
+        "tax_category": line.tax_category,
+        "tax_exemption_reason_code": line.tax_exemption_reason_code,
+        "tax_exemption_reason": line.tax_exemption_reason,
+    }
+
+
+@dataclass(frozen=True)
+class PeriodAccrual:
+    """A subscription's open usage window up to a day: what its usage comes to so far (list price, before
+    discounts and tax), what threshold invoices billed of it, and its commitment and thresholds."""
+
+    subscription_id: int
+    currency: str
+    window_start: dt.date
+    window_end: dt.date  # exclusive: the day after as-of
+    usage_amount: Decimal
+    usage_lines: list[ChargeLine]
+    billed: ProgressiveBilling | None
+    thresholds: list[Decimal]
+    commitment: Decimal | None  # for the whole window up to the period's end, prorated if it is short
+
+    @property
+    def billed_amount(self) -> Decimal:
+        return self.billed.amount if self.billed is not None else Decimal(0)
+
+    @property
+    def threshold_due(self) -> Decimal | None:
+        """The highest threshold the usage crossed and no threshold invoice of the window billed yet."""
+        crossed = [t for t in self.thresholds if self.usage_amount >= t]
+        if not crossed or (self.billed is not None and self.billed.threshold >= crossed[-1]):
+            return None
+        return crossed[-1]
+
+
+def usage_thresholds_parse(values: Iterable[object], currency: str) -> list[Decimal]:
+    """The thresholds as sorted, distinct, positive amounts rounded to the currency (the stored JSON strings)."""
+    amounts = {round_amount(Decimal(str(value)), currency) for value in values}
+    return sorted(amount for amount in amounts if amount > 0)
+
+
+def period_accruals(
+    *, subscription_ids: list[int], as_of: dt.date, lock: bool = False, only_with_thresholds: bool = True
+) -> list[PeriodAccrual]:
+    """The open usage window ``[usage_open_from, as_of + 1 day)`` of each live subscription whose period does
+    not end by ``as_of`` (those the billing run bills), priced by the billing plan's own usage code: four queries
+    whatever the number (subscriptions, items with prices, tiers, usage), plus the threshold invoices.
+    ``lock`` locks the rows (waiting: the progressive billing job must see what a concurrent run committed)."""
+    queryset = Subscription.objects.filter(
+        pk__in=subscription_ids,
+        status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE],
+        next_billing_date__gt=as_of,
+        usage_open_from__lte=as_of,
+    ).select_related("customer")
+    if only_with_thresholds:
+        queryset = queryset.exclude(usage_thresholds=[])
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    subscriptions = list(queryset.order_by("pk"))
+    if not subscriptions:
+        return []
+    window_end = as_of + dt.timedelta(days=1)
+    items: dict[int, list[_Item]] = defaultdict(list)
+    tiers: dict[int, list[Tier]] = {}
+    metrics: dict[int, BillableMetric | None] = {}
+    spans = []
+    by_pk = {sub.pk: sub for sub in subscriptions}
+    for item in (
+        SubscriptionItem.objects.filter(subscription_id__in=list(by_pk))
+        .filter(Q(removed_on__isnull=True) | Q(removed_on__gt=F("subscription__usage_open_from")))
+        .select_related("price__product", "price__metric")
+        .order_by("pk")
+    ):
+        items[item.subscription_id].append(
+            _Item(item.pk, item.subscription_id, item.price_id, item.quantity, item.removed_on, item.price)
+        )
+        tiers.setdefault(item.price_id, [])
+        if item.price.is_metered:
+            metrics[item.pk] = item.price.metric
+            spans.append(_window_span(item.pk, by_pk[item.subscription_id].usage_open_from, window_end))
+    tiered = {item.price_id for rows in items.values() for item in rows if item.price.is_tiered}
+    if tiered:
+        for tier in PriceTier.objects.filter(price_id__in=tiered).order_by("price_id", "up_to"):
+            tiers[tier.price_id].append(Tier(tier.up_to, tier.unit_amount, tier.flat_amount))
+    loaded = _Loaded(
+        items, {}, {}, {}, usage_totals(spans=spans, metrics=metrics), tiers, _load_progressive(list(by_pk))
+    )
+    accruals = []
+    for sub in subscriptions:
+        start = sub.usage_open_from
+        drafts = [
+            draft
+            for draft in _usage_drafts(items.get(sub.pk, []), loaded, sub, start, window_end)
+            if draft.kind == LineKind.USAGE
+        ]
+        usage_lines = _finish(sub, drafts, [], [], {}, as_of)
+        period_end = sub.next_billing_date or window_end
+        accruals.append(
+            PeriodAccrual(
+                subscription_id=sub.pk,
+                currency=sub.currency,
+                window_start=start,
+                window_end=window_end,
+                usage_amount=sum((line.amount.amount for line in usage_lines), Decimal(0)),
+                usage_lines=usage_lines,
+                billed=loaded.progressive.get((sub.pk, start)),
+                thresholds=usage_thresholds_parse(sub.usage_thresholds or [], sub.currency),
+                commitment=commitment_for_window(sub, (start, period_end)),
+            )
+        )
+    return accruals
+
+
+def threshold_charges(*, accrual: PeriodAccrual, subscription: Subscription, as_of: dt.date) -> PeriodCharges | None:
+    """The mid-period invoice of a threshold the usage crossed: the window's usage so far, less what threshold
+    invoices of the window billed already. Keyed per window and threshold, so it is issued once."""
+    threshold = accrual.threshold_due
+    if threshold is None:
+        return None
+    lines = list(accrual.usage_lines)
+    if accrual.billed is not None:
+        lines.extend(_billed_during_period(accrual.billed, accrual.currency))
+    return PeriodCharges(
+        subscription_id=accrual.subscription_id,
+        customer_id=subscription.customer_id,
+        currency=accrual.currency,
+        period_start=accrual.window_start,
+        period_end=accrual.window_end,
+        billing_reason=BillingReason.SUBSCRIPTION_THRESHOLD,
+        lines=lines,
+        collection_method=subscription.collection_method,
+        days_until_due=_days_until_due(subscription),
+        billing_date=as_of,
+        period_key=f"{accrual.window_start.isoformat()}/threshold-{threshold:f}",
+    )

@@ -401,6 +401,25 @@ class Subscription(models.Model):
         max_length=20, choices=CollectionMethod.choices, default=CollectionMethod.SEND_INVOICE
     )
     days_until_due = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty: customer's terms.")
+    # Commitments and progressive billing (docs/decisions/commitments.md), in the subscription's currency.
+    minimum_commitment = models.DecimalField(
+        max_digits=19,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="Minimum spend per billing period (recurring + usage, after discounts, before tax); a shortfall "
+        "is billed as a true-up line with the period's usage. Empty: none.",
+    )
+    usage_thresholds = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        help_text='Progressive billing: amounts of the period\'s accrued usage (e.g. ["1000.00", "2500.00"]); '
+        "when usage crosses one, the usage so far is invoiced at once and deducted from the period's invoice.",
+    )
+    # What the current period's recurring fees came to when they were billed in advance (net of discounts,
+    # before tax): the recurring part of the minimum commitment, compared when the period's usage is billed.
+    period_recurring_net = models.DecimalField(max_digits=19, decimal_places=3, default=Decimal(0), db_default=0)
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -446,6 +465,10 @@ class Subscription(models.Model):
             models.CheckConstraint(
                 condition=Q(cancellation_reason__in=["", *CancellationReason.values]),
                 name="subscription_cancellation_reason_ok",
+            ),
+            models.CheckConstraint(
+                condition=Q(minimum_commitment__isnull=True) | Q(minimum_commitment__gt=0),
+                name="subscription_commitment_positive",
             ),
             # Paused means billing paused, and billing paused means paused: a collection pause keeps the status.
             models.CheckConstraint(
@@ -643,6 +666,7 @@ class LineKind(models.TextChoices):
     PRORATION = "proration", "Proration"
     ONE_OFF = "one_off", "One-off"
     ADJUSTMENT = "adjustment", "Adjustment"
+    COMMITMENT = "commitment", "Minimum commitment true-up"
 
 
 class BillingReason(models.TextChoices):
@@ -653,10 +677,14 @@ class BillingReason(models.TextChoices):
     SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change"
     MANUAL = "manual", "Manual"
     ONE_OFF = "one_off", "One-off"
+    # A mid-period invoice for the usage so far: the period's usage crossed a threshold (progressive billing).
+    SUBSCRIPTION_THRESHOLD = "subscription_threshold", "Usage threshold"
 
 
 # A pending item becomes a line of its own kind; an adjustment is only ever typed by staff on an invoice.
-PENDING_LINE_KINDS = [(kind.value, kind.label) for kind in LineKind if kind != LineKind.ADJUSTMENT]
+PENDING_LINE_KINDS = [
+    (kind.value, kind.label) for kind in LineKind if kind not in (LineKind.ADJUSTMENT, LineKind.COMMITMENT)
+]
 
 
 class PendingInvoiceItem(models.Model):
@@ -769,3 +797,40 @@ class UsageEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value} on {self.usage_date} ({self.transaction_id})"
+
+
+class ProgressiveBilling(models.Model):
+    """A mid-period invoice of a subscription's usage so far, issued because the period's accrued usage crossed
+    ``threshold`` (docs/decisions/commitments.md). ``lines`` are the usage lines billed up to then (cumulative for
+    the window: a second threshold's invoice bills them less the first's), so the period's own invoice deducts
+    the newest row's lines, line by line with their tax category, and the period adds up to one invoice.
+
+    Once per (subscription, window, threshold) by a unique constraint; the invoice's own (subscription,
+    period_key) constraint refuses a second one too. ``invoice_id`` names the invoice without a foreign key:
+    invoicing sits above this app."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.PROTECT, related_name="progressive_billings")
+    period_start = models.DateField(help_text="The usage window it belongs to starts here (the period's start).")
+    threshold = models.DecimalField(max_digits=19, decimal_places=3)
+    billed_on = models.DateField()
+    amount = models.DecimalField(
+        max_digits=19, decimal_places=3, help_text="Usage billed in the window up to this invoice, before tax."
+    )
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    lines = models.JSONField(default=list)
+    invoice_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["subscription", "period_start", "threshold"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "period_start", "threshold"], name="progressive_billing_once"
+            ),
+            models.CheckConstraint(condition=Q(threshold__gt=0), name="progressive_billing_threshold_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"Subscription #{self.subscription_id}: usage over {self.threshold} {self.currency} billed {self.billed_on}"
+        )

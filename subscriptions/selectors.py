@@ -27,6 +27,19 @@ def subscription_ids_due(
     return queryset.order_by("pk").values_list("pk", flat=True)
 
 
+def subscription_ids_with_thresholds(
+    *, as_of: dt.date, subscription_id: int | None = None
+) -> QuerySet[Subscription, int]:
+    """Ids of the live subscriptions with progressive-billing thresholds whose current period runs past
+    ``as_of`` (a period ending by then is the billing run's), by id (docs/decisions/commitments.md)."""
+    queryset = Subscription.objects.filter(
+        status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE], next_billing_date__gt=as_of
+    ).exclude(usage_thresholds=[])
+    if subscription_id is not None:
+        queryset = queryset.filter(pk=subscription_id)
+    return queryset.order_by("pk").values_list("pk", flat=True)
+
+
 @dataclass(frozen=True)
 class CurrentUsage:
     """A metered item's usage so far in its open window ``[period_start, as_of]``, as the next invoice will

@@ -33,7 +33,7 @@ from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed
 from core.money import CurrencyMismatch, amount_limit_problem, round_amount
 from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
-from subscriptions.charges import BillingPlan, ChargeLine
+from subscriptions.charges import BillingPlan, ChargeLine, PeriodAccrual, charge_line_record, usage_thresholds_parse
 from subscriptions.models import (
     METRIC_PROPERTY_RE,
     Aggregation,
@@ -47,6 +47,7 @@ from subscriptions.models import (
     PauseMode,
     PendingInvoiceItem,
     Price,
+    ProgressiveBilling,
     Subscription,
     SubscriptionEvent,
     SubscriptionItem,
@@ -984,6 +985,82 @@ def subscription_collection_update(
 
 
 @transaction.atomic
+def subscription_commitments_update(
+    *,
+    subscription: Subscription,
+    minimum_commitment: Decimal | None,
+    usage_thresholds: Sequence[Decimal | str | int],
+    actor: Actor = None,
+) -> Subscription:
+    """Set the minimum spend per period and the progressive-billing thresholds (docs/decisions/commitments.md),
+    in the subscription's currency. They take effect from the next invoice that bills a period's usage; threshold
+    invoices issued already stay and are deducted as before."""
+    subscription = _locked(subscription)
+    currency = subscription.currency
+    if minimum_commitment is not None:
+        if isinstance(minimum_commitment, float):
+            raise InvalidInput("the minimum commitment must be a decimal amount", field="minimum_commitment")
+        problem = amount_limit_problem(Decimal(minimum_commitment), currency)
+        if problem:
+            raise InvalidInput(problem, field="minimum_commitment")
+        if Decimal(minimum_commitment) <= 0:
+            raise InvalidInput(
+                "the minimum commitment must be more than zero (empty: none)", field="minimum_commitment"
+            )
+        if round_amount(Decimal(minimum_commitment), currency) != Decimal(minimum_commitment):
+            raise InvalidInput(
+                f"the minimum commitment has more decimals than {currency} allows", field="minimum_commitment"
+            )
+    thresholds: list[Decimal] = []
+    for value in usage_thresholds:
+        if isinstance(value, float):
+            raise InvalidInput("thresholds must be decimal amounts", field="usage_thresholds")
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation:
+            raise InvalidInput(f"{value!r} is not an amount", field="usage_thresholds") from None
+        problem = amount_limit_problem(amount, currency)
+        if problem:
+            raise InvalidInput(problem, field="usage_thresholds")
+        if amount <= 0:
+            raise InvalidInput("every threshold must be more than zero", field="usage_thresholds")
+        thresholds.append(amount)
+    stored = [f"{amount:f}" for amount in usage_thresholds_parse(thresholds, currency)]
+    old = (subscription.minimum_commitment, list(subscription.usage_thresholds or []))
+    if (old[0], old[1]) == (minimum_commitment, stored):
+        return subscription
+    Subscription.objects.filter(pk=subscription.pk).update(
+        minimum_commitment=minimum_commitment, usage_thresholds=stored, updated_at=timezone.now()
+    )
+    subscription.refresh_from_db()
+    commitment = f"{minimum_commitment:f} {currency}" if minimum_commitment is not None else "none"
+    _noted(
+        subscription,
+        actor=actor,
+        reason=f"commitment changed: minimum {commitment}, usage thresholds {', '.join(stored) or 'none'}",
+    )
+    return subscription
+
+
+def progressive_billing_record(
+    *, accrual: PeriodAccrual, threshold: Decimal, invoice_id: int | None, billed_on: dt.date
+) -> ProgressiveBilling:
+    """Record a threshold invoice, in the transaction that issues it (the subscription row locked by the caller):
+    the window's usage lines billed so far, which the period's invoice will deduct. Unique per subscription,
+    window and threshold: a second one raises ``IntegrityError`` and rolls the invoice back with it."""
+    return ProgressiveBilling.objects.create(
+        subscription_id=accrual.subscription_id,
+        period_start=accrual.window_start,
+        threshold=threshold,
+        billed_on=billed_on,
+        amount=accrual.usage_amount,
+        currency=accrual.currency,
+        lines=[charge_line_record(line) for line in accrual.usage_lines],
+        invoice_id=invoice_id,
+    )
+
+
+@transaction.atomic
 def subscription_mark_past_due(*, subscription: Subscription, actor: Actor = None, reason: str = "") -> Subscription:
     """For invoicing/dunning: an invoice of this subscription is overdue."""
     return _transition(_locked(subscription), to=Status.PAST_DUE, actor=actor, reason=reason or "invoice overdue")
@@ -1364,6 +1441,7 @@ _PLAN_FIELDS = (
     "usage_open_from",
     "status",
     "ended_at",
+    "period_recurring_net",
     "updated_at",
 )
 
@@ -1398,9 +1476,10 @@ def _advance_postgresql(rows: list[tuple[Any, ...]], *, now: Any) -> None:
         cursor.execute(
             f"""UPDATE {table} AS s SET current_period_start = v.start, current_period_end = v.end_,
                    next_billing_date = v.next_billing, usage_open_from = v.usage_from, status = v.status,
-                   ended_at = v.ended, updated_at = %s
-               FROM unnest(%s::bigint[], %s::date[], %s::date[], %s::date[], %s::date[], %s::varchar[], %s::date[])
-                   AS v(id, start, end_, next_billing, usage_from, status, ended)
+                   ended_at = v.ended, period_recurring_net = v.recurring_net, updated_at = %s
+               FROM unnest(%s::bigint[], %s::date[], %s::date[], %s::date[], %s::date[], %s::varchar[], %s::date[],
+                   %s::numeric[])
+                   AS v(id, start, end_, next_billing, usage_from, status, ended, recurring_net)
                WHERE s.id = v.id""",  # noqa: S608 — the table name is ours, every value is a parameter
             [now, *(list(column) for column in columns)],
         )
@@ -1442,6 +1521,7 @@ def _apply_plans(by_id: dict[int, BillingPlan], advanced: list[int], *, actor: A
             by_id[pk].new_usage_open_from,
             by_id[pk].new_status,
             by_id[pk].new_ended_at,
+            by_id[pk].new_period_recurring_net,
         )
         for pk in advanced
     ]
@@ -1458,9 +1538,10 @@ def _apply_plans(by_id: dict[int, BillingPlan], advanced: list[int], *, actor: A
                     usage_open_from=usage_from,
                     status=status,
                     ended_at=ended,
+                    period_recurring_net=recurring_net,
                     updated_at=now,
                 )
-                for pk, start, end, next_billing, usage_from, status, ended in rows
+                for pk, start, end, next_billing, usage_from, status, ended, recurring_net in rows
             ],
             list(_PLAN_FIELDS),
         )

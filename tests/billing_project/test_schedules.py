@@ -12,6 +12,7 @@ pytestmark = pytest.mark.django_db
 
 TASKS = {
     "invoicing.run_billing",
+    "invoicing.progressive_billing",
     "payments.retry_payments",
     "payments.card_expiry_notices",
     "billing_project.sweep_stale",
