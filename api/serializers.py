@@ -218,10 +218,15 @@ class SubscriptionOut(ApiSerializer):
     paused_at = serializers.DateField(allow_null=True)
     collection_method = serializers.CharField()
     days_until_due = serializers.IntegerField(allow_null=True)
+    minimum_commitment = AmountField(allow_null=True)
+    usage_thresholds = serializers.SerializerMethodField()
     metadata = serializers.JSONField()
     items = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    def get_usage_thresholds(self, subscription: Subscription) -> list[str]:
+        return [str(value) for value in subscription.usage_thresholds or []]  # stored in the currency's minor unit
 
     @extend_schema_field(SubscriptionItemOut(many=True))
     def get_items(self, subscription: Subscription) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
@@ -12,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from core.admin_errors import form_application_error
 from core.admin_lists import FormattedNumbersMixin, QuickActionCheckbox, badge, boolean_column, status_badge
-from core.admin_pages import date_text
+from core.admin_pages import date_text, money_text
 from core.admin_readonly import ReadOnlyMixin
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
@@ -20,6 +21,7 @@ from core.errors import ApplicationError
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
 from core.money import amount_limit_problem
 from subscriptions.calendar import format_day
+from subscriptions.charges import period_accruals
 from subscriptions.models import (
     BillableMetric,
     Coupon,
@@ -45,6 +47,7 @@ from subscriptions.services import (
     metric_filters_problem,
     subscription_cancel,
     subscription_collection_update,
+    subscription_commitments_update,
     subscription_pause,
     subscription_resume,
     usage_import_csv,
@@ -214,9 +217,43 @@ def _bulk(
 
 
 class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    usage_thresholds = forms.CharField(
+        required=False,
+        help_text="Progressive billing: amounts of the period's usage, separated by commas (1000.00, 2500.00); "
+        "when usage crosses one, the usage so far is invoiced at once and deducted from the period's invoice.",
+    )
+
     class Meta:
         model = Subscription
-        fields = ("customer", "collection_method", "days_until_due", "metadata")
+        fields = (
+            "customer",
+            "collection_method",
+            "days_until_due",
+            "minimum_commitment",
+            "usage_thresholds",
+            "metadata",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["usage_thresholds"] = ", ".join(self.instance.usage_thresholds or [])
+
+    def clean_usage_thresholds(self) -> list[Decimal]:
+        text: str = self.cleaned_data.get("usage_thresholds") or ""
+        amounts = []
+        for part in (piece.strip() for piece in text.split(",")):
+            if not part:
+                continue
+            try:
+                amount = Decimal(part)
+            except InvalidOperation:
+                raise forms.ValidationError(f"{part!r} is not an amount") from None
+            problem = amount_limit_problem(amount) if amount.is_finite() else f"{part!r} is not an amount"
+            if problem or amount <= 0:
+                raise forms.ValidationError(problem or "every threshold must be more than zero")
+            amounts.append(amount)
+        return amounts
 
     def clean_days_until_due(self) -> int | None:
         days: int | None = self.cleaned_data.get("days_until_due")
@@ -311,7 +348,49 @@ class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Subscription | None = None) -> Any:
         fields = tuple(super().get_readonly_fields(request, obj))  # the audit trail, on existing ones
-        return (*fields, "customer", "current_usage") if obj is not None else fields
+        return (*fields, "customer", "current_usage", "commitment_status") if obj is not None else fields
+
+    @admin.display(description="Commitment and thresholds")
+    def commitment_status(self, obj: Subscription) -> str:
+        """The current period's usage so far against the minimum commitment and the progressive-billing
+        thresholds, priced by the billing plan's own code (subscriptions.charges.period_accruals)."""
+        if obj.minimum_commitment is None and not obj.usage_thresholds:
+            return "No minimum commitment, no usage thresholds."
+        accruals = period_accruals(subscription_ids=[obj.pk], as_of=billing_today(), only_with_thresholds=False)
+        if not accruals:
+            return "No open period."
+        accrual = accruals[0]
+        currency = accrual.currency
+        rows: list[tuple[str, str]] = [
+            (
+                f"Usage {format_day(accrual.window_start)} – {format_day(accrual.window_end - dt.timedelta(days=1))}",
+                money_text(accrual.usage_amount, currency),
+            ),
+            ("Recurring fees billed for the period", money_text(obj.period_recurring_net, currency)),
+        ]
+        if accrual.commitment is not None:
+            spent = accrual.usage_amount + obj.period_recurring_net
+            rows.append(
+                (
+                    "Minimum commitment for the period",
+                    f"{money_text(accrual.commitment, currency)} — "
+                    + (
+                        f"{money_text(accrual.commitment - spent, currency)} short so far"
+                        if spent < accrual.commitment
+                        else "reached"
+                    ),
+                )
+            )
+        if accrual.thresholds:
+            rows.append(("Usage thresholds", ", ".join(money_text(t, currency) for t in accrual.thresholds)))
+            rows.append(("Billed during the period", money_text(accrual.billed_amount, currency)))
+            due = accrual.threshold_due
+            if due is not None:
+                rows.append(("Threshold crossed, invoiced at the next hourly job", money_text(due, currency)))
+        return format_html(
+            '<table class="commitment-status"><tbody>{}</tbody></table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        )
 
     @admin.display(description="Current usage")
     def current_usage(self, obj: Subscription) -> str:
@@ -351,6 +430,13 @@ class SubscriptionAdmin(QuickActionCheckbox, AuditTrailMixin, admin.ModelAdmin):
                 subscription=obj,
                 collection_method=data["collection_method"],
                 days_until_due=data["days_until_due"],
+                actor=request.user,
+            )
+        if {"minimum_commitment", "usage_thresholds"} & set(form.changed_data):
+            subscription_commitments_update(
+                subscription=obj,
+                minimum_commitment=data["minimum_commitment"],
+                usage_thresholds=data["usage_thresholds"],
                 actor=request.user,
             )
         if "metadata" in form.changed_data:

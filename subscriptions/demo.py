@@ -31,6 +31,7 @@ from subscriptions.services import (
     discount_create,
     plans_commit,
     subscription_cancel,
+    subscription_commitments_update,
     subscription_create,
     subscription_mark_past_due,
     subscription_pause,
@@ -144,6 +145,7 @@ def seed_catalog_and_subscriptions() -> int:
         Subscription.objects.filter(metadata__has_key="demo_key").values_list("metadata__demo_key", flat=True)
     )
     created = 0
+    commitment_examples = ["minimum", "threshold"]  # docs/decisions/commitments.md: one of each
     with transaction.atomic():
         coupons = _coupons()
         for index, customer in enumerate(customers):
@@ -173,6 +175,16 @@ def seed_catalog_and_subscriptions() -> int:
                 metadata={"demo_key": customer.external_id},
             )
             created += 1
+            metered = any(spec.price.usage_type == "metered" for spec in items)
+            if commitment_examples and metered and kind == "active":
+                example, rate, currency = commitment_examples.pop(0), _RATE[customer.currency], customer.currency
+                subscription_commitments_update(
+                    subscription=subscription,
+                    minimum_commitment=round_amount(250 * rate, currency) if example == "minimum" else None,
+                    usage_thresholds=[round_amount(amount * rate, currency) for amount in (50, 200)]
+                    if example == "threshold"
+                    else [],
+                )
             coupon = (None, coupons["WELCOME20"], None, coupons["LAUNCH15"], None, coupons["LOYAL10"])[index % 6]
             if customer.currency == "EUR" and index % 10 == 7:
                 coupon = coupons["EUR5OFF"]

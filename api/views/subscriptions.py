@@ -14,7 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from api.fields import RowIn
+from api.fields import AmountIn, RowIn
 from api.problems import ApiProblem
 from api.serializers import (
     InvoiceOut,
@@ -41,6 +41,7 @@ from subscriptions.services import (
     ProrationBehavior,
     subscription_cancel,
     subscription_cancel_undo,
+    subscription_commitments_update,
     subscription_create,
     subscription_pause,
     subscription_resume,
@@ -65,6 +66,25 @@ class SubscriptionIn(serializers.Serializer):
     coupon = serializers.SlugRelatedField(
         slug_field="code", queryset=Coupon.objects.all(), required=False, allow_null=True, help_text="A coupon code."
     )
+    minimum_commitment = AmountIn(
+        required=False,
+        allow_null=True,
+        positive=True,
+        help_text="Minimum spend per billing period in the subscription's currency; a shortfall is billed as a "
+        "true-up line with the period's usage (docs/decisions/commitments.md). Null: none.",
+    )
+    usage_thresholds = serializers.ListField(
+        child=AmountIn(positive=True),
+        required=False,
+        max_length=20,
+        help_text="Progressive billing: amounts of the period's usage; crossing one invoices the usage so far at "
+        "once, and the period's invoice deducts it.",
+    )
+
+
+class CommitmentsIn(serializers.Serializer):
+    minimum_commitment = AmountIn(required=False, allow_null=True, positive=True)
+    usage_thresholds = serializers.ListField(child=AmountIn(positive=True), required=False, max_length=20)
 
 
 class ChangeIn(serializers.Serializer):
@@ -162,7 +182,26 @@ class SubscriptionViewSet(ApiViewSet):
             metadata=given.get("metadata"),
             coupon=given.get("coupon"),
         )
+        if given.get("minimum_commitment") is not None or given.get("usage_thresholds"):
+            subscription_commitments_update(
+                subscription=subscription,
+                minimum_commitment=given.get("minimum_commitment"),
+                usage_thresholds=given.get("usage_thresholds") or [],
+            )
         return self.represented(self._subscription(str(subscription.pk)), status=201)
+
+    @extend_schema(request=CommitmentsIn(partial=True), responses=SubscriptionOut)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        """Set the minimum commitment and the usage thresholds (the other fields change through their actions).
+        A field left out keeps its value."""
+        subscription = self._subscription(pk)
+        given = self.typed(CommitmentsIn, partial=True)
+        subscription_commitments_update(
+            subscription=subscription,
+            minimum_commitment=given.get("minimum_commitment", subscription.minimum_commitment),
+            usage_thresholds=given.get("usage_thresholds", subscription.usage_thresholds or []),
+        )
+        return self.represented(self._subscription(pk))
 
     @extend_schema(request=ChangeIn, responses=ChangeOut, parameters=[IDEMPOTENCY_PARAMETER])
     @action(detail=True, methods=["post"])

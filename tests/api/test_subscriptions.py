@@ -4,6 +4,7 @@ resume, upcoming invoice; bad input names the field and writes nothing."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from djmoney.money import Money
@@ -15,6 +16,7 @@ from tests.factories import CustomerFactory, PriceFactory
 
 pytestmark = pytest.mark.django_db
 D = dt.date
+D_ = Decimal
 
 
 @pytest.fixture
@@ -220,3 +222,19 @@ def test_read_key_cannot_change_a_subscription(reader, api, seats):
     assert response.status_code == 403
     subscription.refresh_from_db()
     assert subscription.status == "active"
+
+
+def test_commitment_and_thresholds_are_set_on_create_and_patch(api, seats):
+    response = _create(api, CustomerFactory(), seats, minimum_commitment="500.00", usage_thresholds=["2500", "1000"])
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["minimum_commitment"], body["usage_thresholds"]) == ("500.00", ["1000.00", "2500.00"])
+
+    patched = api.patch(f"/api/v1/subscriptions/{body['id']}", {"usage_thresholds": []})
+    assert patched.status_code == 200, patched.content
+    assert (patched.json()["minimum_commitment"], patched.json()["usage_thresholds"]) == ("500.00", [])
+    refused = api.patch(f"/api/v1/subscriptions/{body['id']}", {"minimum_commitment": "0.001"})
+    assert refused.status_code == 400
+    assert refused.json()["field"] == "minimum_commitment"
+    subscription = Subscription.objects.get()
+    assert (subscription.minimum_commitment, subscription.usage_thresholds) == (D_("500.000"), [])
