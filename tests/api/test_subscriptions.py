@@ -234,7 +234,7 @@ def test_commitment_and_thresholds_are_set_on_create_and_patch(api, seats):
     assert patched.status_code == 200, patched.content
     assert (patched.json()["minimum_commitment"], patched.json()["usage_thresholds"]) == ("500.00", [])
     refused = api.patch(f"/api/v1/subscriptions/{body['id']}", {"minimum_commitment": "0.001"})
-    assert refused.status_code == 400
+    assert refused.status_code == 422  # the service refuses it (InvalidInput), naming the field
     assert refused.json()["field"] == "minimum_commitment"
     subscription = Subscription.objects.get()
     assert (subscription.minimum_commitment, subscription.usage_thresholds) == (D_("500.000"), [])

@@ -17,6 +17,7 @@ from djmoney.money import Money
 from invoicing.billing_run import billing_run
 from invoicing.models import Invoice
 from invoicing.progressive import progressive_billing_run
+from invoicing.subscription_billing import subscription_upcoming_invoice
 from subscriptions.charges import commitment_for_window, period_accruals
 from subscriptions.models import ProgressiveBilling, Subscription
 from subscriptions.services import ItemSpec, subscription_commitments_update, usage_record_create
@@ -61,9 +62,18 @@ def test_usage_below_the_minimum_gets_a_true_up_line_taxed_like_the_plan():
     billing_run(as_of=JAN_1)  # January's fee, 100.00, in advance
     _usage(subscription, "150", 10, "a")
     _usage(subscription, "70", 20, "b")
+    subscription.refresh_from_db()
+    preview = subscription_upcoming_invoice(subscription=subscription, as_of=dt.date(2026, 1, 25))
 
     billing_run(as_of=FEB_1)
 
+    assert preview is not None
+    assert [(line.kind, line.net_amount) for line in preview.lines] == [
+        ("recurring", D("100.00")),
+        ("usage", D("220.00")),
+        ("commitment", D("180.00")),
+    ]
+    assert preview.invoice.total == D("595.00")
     february = Invoice.objects.get(subscription=subscription, issue_date=FEB_1)
     # February's fee in advance; January's usage 220.00; January spent 100.00 + 220.00 = 320.00 → 180.00 short
     assert _lines(february) == [
@@ -257,3 +267,23 @@ def test_the_threshold_invoice_is_issued_once_when_two_jobs_run_at_once(monkeypa
     assert Invoice.objects.filter(billing_reason="subscription_threshold").count() == 3
     assert sorted(Invoice.objects.values_list("number", flat=True)) == [f"INV-2026-{n:06d}" for n in range(1, 4)]
     assert ProgressiveBilling.objects.count() == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("_vat")
+def test_the_migration_backfills_the_recurring_fees_billed_for_the_current_period():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("invoicing.migrations.0017_commitments_threshold_invoices")
+    subscription = _plan_with_usage()
+    unbilled = _plan_with_usage()
+    billing_run(as_of=JAN_1, subscription_id=subscription.pk)  # January's fee: 100.00
+    Subscription.objects.update(period_recurring_net=D(0))  # as before the migration
+
+    migration.current_period_recurring_billed(apps, None)
+
+    subscription.refresh_from_db()
+    unbilled.refresh_from_db()
+    assert (subscription.period_recurring_net, unbilled.period_recurring_net) == (D("100.000"), D("0.000"))
