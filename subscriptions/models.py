@@ -799,6 +799,7 @@ class UsageEvent(models.Model):
         return f"{self.value} on {self.usage_date} ({self.transaction_id})"
 
 
+@audited()
 class ProgressiveBilling(models.Model):
     """A mid-period invoice of a subscription's usage so far, issued because the period's accrued usage crossed
     ``threshold`` (docs/decisions/commitments.md). ``lines`` are the usage lines billed up to then (cumulative for

@@ -445,3 +445,28 @@ def test_collection_settings_on_the_page_go_through_the_service_with_the_actor(c
     )
     too_late = clerk_client.post(url, {**data, "days_until_due": "400"})
     assert too_late.status_code == 200 and "between 0 and 365" in too_late.content.decode()
+
+
+def test_commitment_and_thresholds_are_set_on_the_page_and_the_period_is_shown_against_them(clerk_client, catalog):
+    subscription = _subscription(catalog)  # March billed in advance: 5 × 29.99 + 49.00 = 198.95
+    url = reverse("admin:subscriptions_subscription_change", args=[subscription.pk])
+    data = _change_form_data(clerk_client.get(url))
+    data.update(minimum_commitment="500.00", usage_thresholds="2500.5, 1000")
+
+    response = clerk_client.post(url, data)
+
+    assert response.status_code == 302, response.content.decode()[:3000]
+    subscription.refresh_from_db()
+    assert (subscription.minimum_commitment, subscription.usage_thresholds) == (
+        Decimal("500.000"),
+        ["1000.00", "2500.50"],
+    )
+    assert subscription.period_recurring_net == Decimal("198.950")
+    event = SubscriptionEvent.objects.filter(subscription=subscription).order_by("pk").last()
+    assert event.reason == "commitment changed: minimum 500.00 EUR, usage thresholds 1000.00, 2500.50"
+    page = clerk_client.get(url).content.decode()
+    assert "Recurring fees billed for the period</th><td>€198.95" in page
+    assert "€500.00 — €301.05 short so far" in page
+    assert "Usage thresholds</th><td>€1,000.00, €2,500.50" in page
+    refused = clerk_client.post(url, {**data, "usage_thresholds": "1000, lots"})
+    assert refused.status_code == 200 and "&#x27;lots&#x27; is not an amount" in refused.content.decode()
