@@ -239,9 +239,10 @@ class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         if self.instance.pk is not None:
             self.initial["usage_thresholds"] = ", ".join(self.instance.usage_thresholds or [])
 
-    def clean_usage_thresholds(self) -> list[Decimal]:
+    def clean_usage_thresholds(self) -> list[str]:
+        """Decimal strings: the model field is JSON (the service rounds them to the currency)."""
         text: str = self.cleaned_data.get("usage_thresholds") or ""
-        amounts = []
+        amounts: list[str] = []
         for part in (piece.strip() for piece in text.split(",")):
             if not part:
                 continue
@@ -252,7 +253,7 @@ class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
             problem = amount_limit_problem(amount) if amount.is_finite() else f"{part!r} is not an amount"
             if problem or amount <= 0:
                 raise forms.ValidationError(problem or "every threshold must be more than zero")
-            amounts.append(amount)
+            amounts.append(f"{amount:f}")
         return amounts
 
     def clean_days_until_due(self) -> int | None:
