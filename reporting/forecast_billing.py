@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import F, Max, Min, Q
 
 from customers.models import Customer
 from invoicing.billing_run import invoice_build_for_period
-from invoicing.services import due_date_for
 from invoicing.taxes import tax_rates_load
 from subscriptions.calendar import boundary_on_or_before
 from subscriptions.charges import BillingPlan, PriceCache, _walk, _window_span, plans_for_chunk
@@ -51,6 +50,7 @@ from subscriptions.models import (
     Subscription,
     SubscriptionItem,
     SubscriptionStatus,
+    UsageEvent,
 )
 from subscriptions.usage import UsageSpan, UsageTotal, usage_totals
 
@@ -366,11 +366,33 @@ def _usage(
             wanted[pk] = [
                 _window_span(item_id, step.usage_start, step.boundary) for step in steps for item_id in metered
             ]
-    spans = [span for spans_ in wanted.values() for span in spans_]
+    # A window can hold usage only if an event of its item is billed inside it: ask ``usage_totals`` only for those
+    # (the others have none, as ``usage_totals`` would answer), whose billing dates one grouped query gives.
+    billed = _billing_dates(before=max((span.billed_to for spans_ in wanted.values() for span in spans_), default=None))
+    spans = []
+    for spans_ in wanted.values():
+        for span in spans_:
+            found = billed.get(span.item_id)
+            if found is not None and found[0] < span.billed_to and found[1] >= span.billed_from:
+                spans.append(span)
     totals: dict[UsageSpan, UsageTotal] = {}
     for start in range(0, len(spans), USAGE_SPANS_PER_QUERY):
         totals.update(usage_totals(spans=spans[start : start + USAGE_SPANS_PER_QUERY], metrics=metrics))
     return {pk: tuple(totals.get(span) for span in spans_) for pk, spans_ in wanted.items()}
+
+
+def _billing_dates(*, before: dt.date | None) -> dict[int, tuple[dt.date, dt.date]]:
+    """Per item with usage, the first and last billing date of its events billed before ``before``."""
+    if before is None:
+        return {}
+    return {
+        item_id: (first, last)
+        for item_id, first, last in UsageEvent.objects.filter(billing_date__lt=before)
+        .values_list("subscription_item_id")
+        .annotate(first=Min("billing_date"), last=Max("billing_date"))
+        .values_list("subscription_item_id", "first", "last")
+        .order_by()
+    }
 
 
 def price_representatives(
@@ -422,21 +444,3 @@ def member_results(groups: Groups, *, last_day: dt.date, prices: PriceCache) -> 
         for member in members[1:]:
             if member.subscription_id in own:
                 yield member, own[member.subscription_id]
-
-
-def due_dates() -> Callable[[dt.date, int | None, int | None], dt.date]:
-    """``due_date_for`` memoised per (issue day, the subscription's terms, the customer's)."""
-    memo: dict[tuple[dt.date, int | None, int | None], dt.date] = {}
-
-    def due(day: dt.date, subscription_days: int | None, customer_days: int | None) -> dt.date:
-        key = (day, subscription_days, customer_days)
-        found = memo.get(key)
-        if found is None:
-            found = memo[key] = due_date_for(
-                issue_date=day,
-                subscription_days_until_due=subscription_days,
-                customer_payment_terms_days=customer_days,
-            )
-        return found
-
-    return due
