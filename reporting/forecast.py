@@ -220,7 +220,7 @@ def _forecast(*, days: int, as_of: dt.date, grouped: bool) -> Forecast:
     # A dunning step that suspends or cancels a subscription on day P stops its invoices after P; the invoices
     # left then have reminders of their own, which may stop another: repeat until nothing more stops.
     stops: dict[int, dt.date] = {}
-    schedules: dict[tuple[Any, ...], list[tuple[dt.date, DunningStep, str]]] = {}
+    schedules: dict[tuple[Any, ...], _Schedule] = {}
     balances = _balances() if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE and issued_all else {}
     paused = set(Subscription.objects.filter(pause_mode=PauseMode.COLLECTION).values_list("pk", flat=True))
     issued_all.sort(key=lambda invoice: (invoice.issue_date, invoice.subscription_id))
@@ -505,7 +505,7 @@ def _reminders(
     as_of: dt.date,
     last_day: dt.date,
     entries: list[Entry],
-    schedules: dict[tuple[Any, ...], list[tuple[dt.date, DunningStep, str]]] | None = None,
+    schedules: dict[tuple[Any, ...], _Schedule] | None = None,
 ) -> dict[int, dt.date]:
     """The dunning run's own plan (``plan_steps``), day by day on the days a step falls due, for each invoice.
     Returns, per subscription, the first day a step suspends or cancels it (billing stops after that day).
@@ -518,7 +518,6 @@ def _reminders(
     default = dunning_policy_default(policies.values())
     # Every customer's own settings (a small table): cheaper than an IN list of every chased customer.
     settings_by_customer = {row.customer_id: row for row in CustomerDunningSettings.objects.all()}
-    append = entries.append
     for item in chased:
         custom = settings_by_customer.get(item.customer_id)
         if custom is not None and custom.hold_reminders:
@@ -530,34 +529,45 @@ def _reminders(
         # Chased from the day it is issued (a forecast invoice) or today (an open one), by the daily run.
         start = max(as_of, invoice.issue_date or as_of) if invoice.pk is None else as_of
         if item.done:
-            schedule = _schedule(policy, item.due_date, start, item.paid_on, last_day, item.done)
+            schedule = _Schedule(_schedule(policy, item.due_date, start, item.paid_on, last_day, item.done))
         else:
-            key = (policy.pk, item.due_date, start, item.paid_on, last_day)
+            key = (policy.pk, item.due_date, start, item.paid_on)
             schedule = schedules.get(key)  # type: ignore[assignment]
             if schedule is None:
-                schedule = schedules[key] = _schedule(policy, item.due_date, start, item.paid_on, last_day, [])
-        currency = invoice.currency
-        for day, step, decision in schedule:
-            if decision == SEND:
-                append(
-                    Entry(
-                        day,
-                        currency,
-                        "reminders",
-                        item.customer_id,
-                        invoice.amount_due,
-                        item.subscription_id,
-                        invoice.pk,
-                        step.template,
-                    )
+                schedule = schedules[key] = _Schedule(
+                    _schedule(policy, item.due_date, start, item.paid_on, last_day, [])
                 )
-            elif step.action == DunningActionKind.LATE_FEE:
+        currency, customer_id, subscription_id, pk = (
+            invoice.currency,
+            item.customer_id,
+            item.subscription_id,
+            invoice.pk,
+        )
+        amount_due = invoice.amount_due
+        entries.extend(
+            [
+                Entry(day, currency, "reminders", customer_id, amount_due, subscription_id, pk, template)
+                for day, template in schedule.sends
+            ]
+        )
+        for day, step in schedule.applied:
+            if step.action == DunningActionKind.LATE_FEE:
                 fee = late_fee_amount(step=step, invoice=invoice)  # type: ignore[arg-type]
                 if fee is not None and fee > 0:
-                    append(Entry(day, currency, "late_fees", item.customer_id, fee, item.subscription_id, invoice.pk))
-            elif step.action in STOPPING and item.subscription_id is not None:
-                stops[item.subscription_id] = min(day, stops.get(item.subscription_id, day))
+                    entries.append(Entry(day, currency, "late_fees", customer_id, fee, subscription_id, pk))
+            elif step.action in STOPPING and subscription_id is not None:
+                stops[subscription_id] = min(day, stops.get(subscription_id, day))
     return stops
+
+
+class _Schedule:
+    """One invoice's dunning plan split for emitting: the e-mails (day, template), the applied steps (day, step)."""
+
+    __slots__ = ("applied", "sends")
+
+    def __init__(self, planned: list[tuple[dt.date, DunningStep, str]]) -> None:
+        self.sends = [(day, step.template) for day, step, decision in planned if decision == SEND]
+        self.applied = [(day, step) for day, step, decision in planned if decision == APPLY]
 
 
 def _schedule(

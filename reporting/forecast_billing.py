@@ -225,7 +225,7 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
         if walked is None:
             walked = walks[walk_key] = _steps(_Calendar(walk_key), last_day)
         calendars.append(walked)
-    usage = _usage(rows, calendars, items, item_ids, prices)
+    usage = _usage(rows, calendars, items, item_ids, prices, last_day)
 
     groups = Groups(subscriptions=len(rows))
     by_signature = groups.by_signature
@@ -347,11 +347,18 @@ def _usage(
     items: dict[int, tuple[tuple[Any, ...], ...]],
     item_ids: dict[int, tuple[int, ...]],
     prices: PriceCache,
+    last_day: dt.date,
 ) -> dict[int, tuple[UsageTotal | None, ...]]:
     """Per subscription with a metered item: the usage the run would bill, per step and metered item (the run's
-    ``usage_totals`` over the same windows as ``charges._load_usage``)."""
-    wanted: dict[int, list[UsageSpan]] = {}
+    ``usage_totals`` over the same windows as ``charges._load_usage``).
+
+    A window can hold usage only if an event of its item is billed inside it, so ``usage_totals`` is asked only
+    for those (one grouped query gives each item's first and last billing date); the others have none — the
+    answer ``usage_totals`` gives for a window without events."""
+    billed = _billing_dates(before=last_day + dt.timedelta(days=1))
+    windows: dict[int, list[tuple[int, dt.date, dt.date]]] = {}
     metrics: dict[int, Any] = {}
+    spans: list[UsageSpan] = []
     for row, (steps, _partials) in zip(rows, calendars, strict=True):
         pk = row[0]
         if not steps or pk not in items:
@@ -362,23 +369,18 @@ def _usage(
             if price.is_metered:
                 metered.append(item_id)
                 metrics[item_id] = price.metric
-        if metered:
-            wanted[pk] = [
-                _window_span(item_id, step.usage_start, step.boundary) for step in steps for item_id in metered
-            ]
-    # A window can hold usage only if an event of its item is billed inside it: ask ``usage_totals`` only for those
-    # (the others have none, as ``usage_totals`` would answer), whose billing dates one grouped query gives.
-    billed = _billing_dates(before=max((span.billed_to for spans_ in wanted.values() for span in spans_), default=None))
-    spans = []
-    for spans_ in wanted.values():
-        for span in spans_:
-            found = billed.get(span.item_id)
-            if found is not None and found[0] < span.billed_to and found[1] >= span.billed_from:
-                spans.append(span)
+        if not metered:
+            continue
+        own = windows[pk] = [(item_id, step.usage_start, step.boundary) for step in steps for item_id in metered]
+        for item_id, start, end in own:
+            found = billed.get(item_id)
+            if found is not None and found[0] < end and found[1] >= start:
+                spans.append(_window_span(item_id, start, end))
     totals: dict[UsageSpan, UsageTotal] = {}
-    for start in range(0, len(spans), USAGE_SPANS_PER_QUERY):
-        totals.update(usage_totals(spans=spans[start : start + USAGE_SPANS_PER_QUERY], metrics=metrics))
-    return {pk: tuple(totals.get(span) for span in spans_) for pk, spans_ in wanted.items()}
+    for at in range(0, len(spans), USAGE_SPANS_PER_QUERY):
+        totals.update(usage_totals(spans=spans[at : at + USAGE_SPANS_PER_QUERY], metrics=metrics))
+    by_window = {(span.item_id, span.usage_from, span.usage_to): total for span, total in totals.items()}
+    return {pk: tuple(by_window.get(window) for window in own) for pk, own in windows.items()}
 
 
 def _billing_dates(*, before: dt.date | None) -> dict[int, tuple[dt.date, dt.date]]:
