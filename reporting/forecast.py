@@ -1,9 +1,10 @@
 """The forecast: what the billing run, the payment retries and the reminders will do in the next N days, per day and
 currency, computed with their own code and written nowhere (docs/decisions/forecast.md).
 
-- Invoices: ``subscriptions.charges.plans_for_chunk`` (the run's calendar and pricing, ``lock=False``) walks every
+- Invoices: ``subscriptions.charges.plans_for_chunk`` (the run's calendar and pricing, ``lock=False``) walks a
   subscription to the horizon's last day, and ``invoicing.billing_run.invoice_build_for_period`` taxes and totals
-  each period exactly as the run does; drafts held for review are counted apart (they are not issued). A period
+  each period exactly as the run does — once per pricing signature (``reporting.forecast_billing``: subscriptions
+  that make the run compute the same invoices share one computation); drafts held for review are counted apart. A period
   due before the as-of date (a missed run) is issued on the as-of date, as the first run would. The due date is
   ``invoicing.services.due_date_for``, the one rule of ``invoices_issue``.
 - Credit: the customer's balance per currency is applied to the day's invoices as the ``invoice.issued`` handler
