@@ -225,18 +225,21 @@ def _forecast(*, days: int, as_of: dt.date, grouped: bool) -> Forecast:
     balances = _balances() if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE and issued_all else {}
     paused = set(Subscription.objects.filter(pause_mode=PauseMode.COLLECTION).values_list("pk", flat=True))
     issued_all.sort(key=lambda invoice: (invoice.issue_date, invoice.subscription_id))
+    # The rounds find the stops only (no entry is made); the last pass, with the final stops, makes the entries.
     for _round in range(5):
         issued = [invoice for invoice in issued_all if not _stopped(invoice.subscription_id, invoice.issue_date, stops)]
-        settled: list[Entry] = []
         chased: list[_Chased] = []
-        _settle(issued, balances=dict(balances), paused=paused, entries=settled, chased=chased)
-        reminders: list[Entry] = []
-        found = _reminders(
-            [*open_chased, *chased], as_of=as_of, last_day=last_day, entries=reminders, schedules=schedules
-        )
+        _settle(issued, balances=dict(balances), paused=paused, entries=None, chased=chased)
+        found = _reminders([*open_chased, *chased], as_of=as_of, last_day=last_day, entries=None, schedules=schedules)
         if found == stops:
             break
         stops = found
+    issued = [invoice for invoice in issued_all if not _stopped(invoice.subscription_id, invoice.issue_date, stops)]
+    settled: list[Entry] = []
+    chased = []
+    _settle(issued, balances=dict(balances), paused=paused, entries=settled, chased=chased)
+    reminders: list[Entry] = []
+    _reminders([*open_chased, *chased], as_of=as_of, last_day=last_day, entries=reminders, schedules=schedules)
     kept = [entry for entry in planned if not _stopped(entry.subscription_id, entry.day, stops)]
     entries = [*kept, *open_entries, *settled, *reminders]
     entries = [entry for entry in entries if as_of <= entry.day <= last_day]
@@ -357,30 +360,32 @@ def _settle(
     *,
     balances: dict[tuple[int, str], Decimal],
     paused: set[int],
-    entries: list[Entry],
+    entries: list[Entry] | None,
     chased: list[_Chased],
 ) -> None:
-    """Credit, then the automatic charge, of every forecast invoice in issue order (the settle phase)."""
-    append = entries.append
+    """Credit, then the automatic charge, of every forecast invoice in issue order (the settle phase). With
+    ``entries=None`` only the amounts due and the invoices chased are worked out."""
+    append = entries.append if entries is not None else None
     automatic_method = CollectionMethod.CHARGE_AUTOMATICALLY
     for invoice in issued:
         day = invoice.issue_date
         currency = invoice.currency
         customer_id, subscription_id = invoice.customer_id, invoice.subscription_id
         total = invoice.total
-        append(
-            Entry(
-                day,
-                currency,
-                "invoices",
-                customer_id,
-                total,
-                subscription_id,
-                kind=invoice.kind,
-                net=total - invoice.tax_total,
-                tax=invoice.tax_total,
+        if append is not None:
+            append(
+                Entry(
+                    day,
+                    currency,
+                    "invoices",
+                    customer_id,
+                    total,
+                    subscription_id,
+                    kind=invoice.kind,
+                    net=total - invoice.tax_total,
+                    tax=invoice.tax_total,
+                )
             )
-        )
         due = total
         if balances:
             balance = balances.get((customer_id, currency), ZERO)
@@ -388,16 +393,19 @@ def _settle(
             if credit > 0:
                 balances[customer_id, currency] = balance - credit
                 due -= credit
-                append(Entry(day, currency, "credit", customer_id, credit, subscription_id))
+                if append is not None:
+                    append(Entry(day, currency, "credit", customer_id, credit, subscription_id))
         invoice.amount_due = due
         if due <= 0:
             continue
         automatic = invoice.collection_method == automatic_method
         if automatic and subscription_id not in paused:
-            append(Entry(day, currency, "charges", customer_id, due, subscription_id, kind="first"))
-            append(Entry(day, currency, "cash_in", customer_id, due, subscription_id))
+            if append is not None:
+                append(Entry(day, currency, "charges", customer_id, due, subscription_id, kind="first"))
+                append(Entry(day, currency, "cash_in", customer_id, due, subscription_id))
             continue
-        append(Entry(invoice.due_date, currency, "cash_in", customer_id, due, subscription_id))
+        if append is not None:
+            append(Entry(invoice.due_date, currency, "cash_in", customer_id, due, subscription_id))
         if not automatic:
             chased.append(_Chased(invoice, customer_id, subscription_id, invoice.due_date, []))
 
@@ -505,11 +513,12 @@ def _reminders(
     *,
     as_of: dt.date,
     last_day: dt.date,
-    entries: list[Entry],
+    entries: list[Entry] | None,
     schedules: dict[tuple[Any, ...], _Schedule] | None = None,
 ) -> dict[int, dt.date]:
     """The dunning run's own plan (``plan_steps``), day by day on the days a step falls due, for each invoice.
-    Returns, per subscription, the first day a step suspends or cancels it (billing stops after that day).
+    Returns, per subscription, the first day a step suspends or cancels it (billing stops after that day);
+    ``entries=None`` finds only that.
 
     The plan of an invoice with no step done yet depends only on its policy, due date, first day chased and the
     day it is paid: computed once per such tuple (``schedules``, kept across the forecast's rounds)."""
@@ -545,14 +554,15 @@ def _reminders(
             invoice.pk,
         )
         amount_due = invoice.amount_due
-        entries.extend(
-            [
-                Entry(day, currency, "reminders", customer_id, amount_due, subscription_id, pk, template)
-                for day, template in schedule.sends
-            ]
-        )
+        if entries is not None:
+            entries.extend(
+                [
+                    Entry(day, currency, "reminders", customer_id, amount_due, subscription_id, pk, template)
+                    for day, template in schedule.sends
+                ]
+            )
         for day, step in schedule.applied:
-            if step.action == DunningActionKind.LATE_FEE:
+            if step.action == DunningActionKind.LATE_FEE and entries is not None:
                 fee = late_fee_amount(step=step, invoice=invoice)  # type: ignore[arg-type]
                 if fee is not None and fee > 0:
                     entries.append(Entry(day, currency, "late_fees", customer_id, fee, subscription_id, pk))
@@ -603,7 +613,9 @@ def _rows(entries: list[Entry]) -> list[DayRow]:
         if row is None:
             row = rows[entry.day, entry.currency] = DayRow(entry.day, entry.currency)
         figure = entry.figure
-        if figure == "invoices":
+        if figure == "reminders":  # the most numerous first
+            row.reminders += 1
+        elif figure == "invoices":
             row.invoices += 1
             row.total += entry.amount
             row.net += entry.net
@@ -626,8 +638,6 @@ def _rows(entries: list[Entry]) -> list[DayRow]:
         elif figure == "charges":
             row.charges += 1
             row.charges_amount += entry.amount
-        elif figure == "reminders":
-            row.reminders += 1
         elif figure == "late_fees":
             row.late_fees += 1
             row.late_fees_amount += entry.amount
