@@ -241,8 +241,9 @@ def _forecast(*, days: int, as_of: dt.date, grouped: bool) -> Forecast:
     reminders: list[Entry] = []
     _reminders([*open_chased, *chased], as_of=as_of, last_day=last_day, entries=reminders, schedules=schedules)
     kept = [entry for entry in planned if not _stopped(entry.subscription_id, entry.day, stops)]
-    entries = [*kept, *open_entries, *settled, *reminders]
-    entries = [entry for entry in entries if as_of <= entry.day <= last_day]
+    # Reminders fall inside the horizon by construction; cash in by a due date may fall after it.
+    entries = [entry for entry in (*kept, *open_entries, *settled) if as_of <= entry.day <= last_day]
+    entries.extend(reminders)
     return Forecast(
         as_of=as_of,
         days=days,

@@ -14,6 +14,7 @@ import time_machine
 from djmoney.money import Money
 
 from customers.models import Customer, TaxStatus, VatStatus
+from dunning.models import DunningPolicy
 from invoicing.billing_run import billing_run
 from reporting.forecast import forecast_compute
 from reporting.forecast_billing import group_subscriptions
@@ -37,22 +38,23 @@ FEB_15 = dt.date(2026, 2, 15)
 TODAY = dt.date(2026, 3, 1)
 DAYS = 60
 
-pytestmark = [pytest.mark.django_db]
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture(autouse=True)
 def _setup(db):
     NumberSeriesFactory(default_invoices=True)
     TaxRateFactory(country="DE", percentage=D("19"))
-    TaxRateFactory(country="FR", percentage=D("20"))  # no dunning policy: no reminder stops a renewal here
+    TaxRateFactory(country="FR", percentage=D("20"))
+    DunningPolicy.objects.update(is_default=False)  # no one is chased: no suspension stops a renewal here
 
 
 def _base(capture) -> dict[str, Subscription]:
     """Twins of one base subscription (31.00 EUR a month, German customer, sent for payment), and one variant per
     ingredient of the signature, billed for February; the changes made on February 15."""
-    monthly = PriceFactory(unit_amount=Money(D("31.00"), "EUR"))
-    dearer = PriceFactory(unit_amount=Money(D("32.00"), "EUR"))
-    dollars = PriceFactory(unit_amount=Money(D("31.00"), "USD"))
+    monthly = PriceFactory(unit_amount=Money(D("31.00"), "EUR"), per_unit=True)  # per seat
+    dearer = PriceFactory(unit_amount=Money(D("32.00"), "EUR"), per_unit=True)
+    dollars = PriceFactory(unit_amount=Money(D("31.00"), "USD"), per_unit=True)
     calls = PriceFactory(unit_amount=Money(D("0.0125"), "EUR"), metered=True)
 
     def sub(price=monthly, quantity=1, start=FEB_1, **customer) -> Subscription:
@@ -165,13 +167,13 @@ def test_every_ingredient_is_in_the_signature_and_memoising_changes_no_cent(djan
         "exempt": [D("31.00"), D("31.00")],
         "vat_id": [D("31.00"), D("31.00")],
         "vat_invalid": [D("37.20"), D("37.20")],
-        "currency": [D("31.00"), D("31.00")],  # USD, outside the seller's VAT scope
+        "currency": [D("36.89"), D("36.89")],  # in USD: a German customer pays German VAT in any currency
         "coupon": [D("27.67"), D("36.89")],  # 25 % off March only: 23.25 + 19 %
         "customer_coupon": [D("33.20"), D("33.20")],  # 10 % off forever: 27.90 + 19 %
         "cancel": [],  # ends on March 1: nothing more billed
         "terms": [D("36.89"), D("36.89")],
         "automatic": [D("36.89"), D("36.89")],
-        "metered_used": [D("51.76"), D("36.89")],  # 1,000 calls × 0.0125 = 12.50 with March, then none
+        "metered_used": [D("51.77"), D("36.89")],  # 1,000 calls × 0.0125 = 12.50 (+ 2.38 VAT) in March, then none
         "metered_idle": [D("36.89"), D("36.89")],
     }
     for name, totals in expected.items():
