@@ -227,14 +227,14 @@ def _forecast(*, days: int, as_of: dt.date, grouped: bool) -> Forecast:
     issued_all.sort(key=lambda invoice: (invoice.issue_date, invoice.subscription_id))
     # The rounds find the stops only (no entry is made); the last pass, with the final stops, makes the entries.
     for _round in range(5):
-        issued = [invoice for invoice in issued_all if not _stopped(invoice.subscription_id, invoice.issue_date, stops)]
+        issued = _not_stopped(issued_all, stops)
         chased: list[_Chased] = []
         _settle(issued, balances=dict(balances), paused=paused, entries=None, chased=chased)
         found = _reminders([*open_chased, *chased], as_of=as_of, last_day=last_day, entries=None, schedules=schedules)
         if found == stops:
             break
         stops = found
-    issued = [invoice for invoice in issued_all if not _stopped(invoice.subscription_id, invoice.issue_date, stops)]
+    issued = _not_stopped(issued_all, stops)
     settled: list[Entry] = []
     chased = []
     _settle(issued, balances=dict(balances), paused=paused, entries=settled, chased=chased)
@@ -252,6 +252,15 @@ def _forecast(*, days: int, as_of: dt.date, grouped: bool) -> Forecast:
         entries=entries,
         subscriptions=subscriptions,
     )
+
+
+def _not_stopped(issued: list[_Issued], stops: dict[int, dt.date]) -> list[_Issued]:
+    if not stops:
+        return list(issued)
+    get = stops.get
+    return [
+        invoice for invoice in issued if (stop := get(invoice.subscription_id)) is None or invoice.issue_date <= stop
+    ]
 
 
 def _stopped(subscription_id: int | None, day: dt.date | None, stops: dict[int, dt.date]) -> bool:
@@ -285,8 +294,14 @@ def _issued_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry],
     due_dates: dict[tuple[dt.date, int | None, int | None], dt.date] = {}  # due_date_for, once per tuple
     issued: list[_Issued] = []
     append = issued.append
+    kinds_of: dict[int, list[str]] = {}  # per plan result (shared by its members): its invoices' kinds
     for member, result in member_results(groups, last_day=last_day, prices=prices):
         subscription_id, customer_id = member.subscription_id, member.customer_id
+        kinds = kinds_of.get(id(result))
+        if kinds is None:
+            kinds = kinds_of[id(result)] = [
+                _kind(period, result.old_status, position) for position, period in enumerate(result.periods)
+            ]
         if result.ended_on is not None:
             currency = result.periods[0].currency if result.periods else member.currency
             entries.append(
@@ -326,7 +341,7 @@ def _issued_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry],
                     period.currency,
                     period.total,
                     period.tax_total,
-                    _kind(period, result.old_status, position),
+                    kinds[position],
                     member.collection_method,
                 )
             )
@@ -524,16 +539,21 @@ def _reminders(
     The plan of an invoice with no step done yet depends only on its policy, due date, first day chased and the
     day it is paid: computed once per such tuple (``schedules``, kept across the forecast's rounds)."""
     stops: dict[int, dt.date] = {}
-    schedules = {} if schedules is None else schedules
+    if schedules is None:
+        schedules = {}
     policies = dunning_policies_load()
     default = dunning_policy_default(policies.values())
+    default_pk = default.pk if default is not None else None
     # Every customer's own settings (a small table): cheaper than an IN list of every chased customer.
     settings_by_customer = {row.customer_id: row for row in CustomerDunningSettings.objects.all()}
     for item in chased:
-        custom = settings_by_customer.get(item.customer_id)
-        if custom is not None and custom.hold_reminders:
+        custom = settings_by_customer.get(item.customer_id) if settings_by_customer else None
+        if custom is None:
+            policy = default
+        elif custom.hold_reminders:
             continue
-        policy = policies.get(custom.policy_id) if custom is not None and custom.policy_id else default
+        else:
+            policy = policies.get(custom.policy_id) if custom.policy_id else default
         if policy is None:
             continue
         invoice = item.invoice
@@ -542,7 +562,7 @@ def _reminders(
         if item.done:
             schedule = _Schedule(_schedule(policy, item.due_date, start, item.paid_on, last_day, item.done))
         else:
-            key = (policy.pk, item.due_date, start, item.paid_on)
+            key = (default_pk if policy is default else policy.pk, item.due_date, start, item.paid_on)
             schedule = schedules.get(key)  # type: ignore[assignment]
             if schedule is None:
                 schedule = schedules[key] = _Schedule(
