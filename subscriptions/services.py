@@ -15,10 +15,10 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import msgspec
 import psycopg
@@ -1588,6 +1588,8 @@ class _Target:
     subscription: Subscription
     field_name: str  # the event's field that named the subscription
     items: list[tuple[int, dt.date | None]]  # (item, removed on) of the subscription's prices billing the metric
+    values: dict[Any, Decimal]  # the metric's property value -> the value stored (shared by the metric's targets)
+    places: dict[dt.date, _Place | tuple[str, str]] = field(default_factory=dict)  # usage date -> where, or why not
 
 
 def _usage_event_rows(
@@ -1627,67 +1629,79 @@ def _usage_event_rows(
     if after_lookups is not None:
         after_lookups()
 
-    def target_of(event: UsageEventIn, metric: BillableMetric) -> _Target | tuple[str, str]:
-        """The event's target, or (field, problem)."""
+    values: dict[int, dict[Any, Decimal]] = defaultdict(dict)  # metric -> property value -> value
+
+    def target_of(event: UsageEventIn) -> _Target | tuple[str, str, BillableMetric | None]:
+        """The event's target, or (field, problem, the metric when known: its property is checked first)."""
+        metric = metrics.get(event.code)
+        if metric is None:
+            return "code", f"no billable metric '{event.code}'", None
+        if (event.external_customer_id is None) == (event.subscription_id is None):
+            return "external_customer_id", "give exactly one of external_customer_id, subscription_id", None
         if event.subscription_id is not None:
             subscription = subscriptions.get(event.subscription_id)
             if subscription is None:
-                return "subscription_id", f"no subscription #{event.subscription_id}"
-            return _Target(metric, subscription, "subscription_id", items.get((subscription.pk, metric.pk), []))
-        customer_pk = customer_ids.get(event.external_customer_id or "")
-        if customer_pk is None:
-            return "external_customer_id", f"no customer '{event.external_customer_id}'"
-        billing = by_customer.get((customer_pk, metric.pk), [])
-        if len(billing) != 1:
-            problem = "no subscription of" if not billing else f"{len(billing)} subscriptions of"
-            return "external_customer_id", (
-                f"{problem} customer '{event.external_customer_id}' bill "
-                f"'{metric.code}'{'; name the subscription_id' if billing else ''}"
-            )
-        subscription = subscriptions[billing[0]]
-        return _Target(metric, subscription, "external_customer_id", items.get((subscription.pk, metric.pk), []))
+                return "subscription_id", f"no subscription #{event.subscription_id}", metric
+            field_name = "subscription_id"
+        else:
+            customer_pk = customer_ids.get(event.external_customer_id or "")
+            if customer_pk is None:
+                return "external_customer_id", f"no customer '{event.external_customer_id}'", metric
+            billing = by_customer.get((customer_pk, metric.pk), [])
+            if len(billing) != 1:
+                problem = "no subscription of" if not billing else f"{len(billing)} subscriptions of"
+                return (
+                    "external_customer_id",
+                    f"{problem} customer '{event.external_customer_id}' bill "
+                    f"'{metric.code}'{'; name the subscription_id' if billing else ''}",
+                    metric,
+                )
+            subscription = subscriptions[billing[0]]
+            field_name = "external_customer_id"
+        return _Target(metric, subscription, field_name, items.get((subscription.pk, metric.pk), []), values[metric.pk])
 
-    targets: dict[tuple[str | None, int | None, str], _Target | tuple[str, str]] = {}
-    # (subscription, metric, usage date) -> where its events are stored, or (field, problem)
-    placements: dict[tuple[int, int, dt.date], _Place | tuple[str, str]] = {}
-    values: dict[tuple[int, type, Any], Decimal] = {}  # (metric, type, property value) -> value, when valid
+    # The loop below runs once per event: each step is a dictionary look-up of something worked out once per
+    # batch — the target per (code, customer or subscription), the value per (metric, property value), the
+    # place per (target, usage date). Property values of other types than these (lists, objects, booleans —
+    # True == 1 in a dictionary) are checked each time.
+    cacheable = (int, str, Decimal)
+    targets: dict[tuple[str, str | None, int | None], _Target | tuple[str, str, BillableMetric | None]] = {}
     rows: list[_EventRow] = []
+    append = rows.append
     tz = billing_tz()
     for index, event in enumerate(events):
-        metric = metrics.get(event.code)
-        if metric is None:
-            errors.append((index, "code", f"no billable metric '{event.code}'"))
-            continue
-        if (event.external_customer_id is None) == (event.subscription_id is None):
-            errors.append((index, "external_customer_id", "give exactly one of external_customer_id, subscription_id"))
-            continue
-        raw = event.properties.get(metric.field_name) if metric.field_name else None
-        value_key = (metric.id, type(raw), raw) if isinstance(raw, int | str | Decimal) else None
-        value = values.get(value_key) if value_key is not None else None
-        if value is None:
-            value, problem = _event_value(metric, event.properties)
-            if problem:
-                errors.append((index, problem.split(":", 1)[0], problem.split(": ", 1)[1]))
-                continue
-            if value_key is not None:
-                values[value_key] = value
-        key = (event.external_customer_id, event.subscription_id, event.code)
+        key = (event.code, event.external_customer_id, event.subscription_id)
         target = targets.get(key)
         if target is None:
-            target = targets[key] = target_of(event, metric)
-        if isinstance(target, tuple):
-            errors.append((index, *target))
+            target = targets[key] = target_of(event)
+        if target.__class__ is tuple:
+            field_name, problem, known = cast(tuple[str, str, BillableMetric | None], target)
+            if known is not None:  # a bad property is named before the target
+                _, property_problem = _event_value(known, event.properties)
+                if property_problem:
+                    field_name, problem = property_problem.split(": ", 1)
+            errors.append((index, field_name, problem))
             continue
-        subscription = target.subscription
+        target = cast(_Target, target)
+        metric = target.metric
+        raw = event.properties.get(metric.field_name) if metric.field_name else None
+        value = target.values.get(raw) if raw.__class__ in cacheable else None
+        if value is None:
+            value, value_problem = _event_value(metric, event.properties)
+            if value_problem:
+                field_name, message = value_problem.split(": ", 1)
+                errors.append((index, field_name, message))
+                continue
+            if raw.__class__ in cacheable:
+                target.values[raw] = value
         usage_date = event.timestamp.astimezone(tz).date()
-        place_key = (subscription.id, metric.id, usage_date)
-        place = placements.get(place_key)
+        place = target.places.get(usage_date)
         if place is None:
-            place = placements[place_key] = _placement(target, usage_date)
-        if isinstance(place, tuple):
-            errors.append((index, *place))
+            place = target.places[usage_date] = _placement(target, usage_date)
+        if place.__class__ is tuple:
+            errors.append((index, *cast(tuple[str, str], place)))
             continue
-        rows.append((event.transaction_id, value, event.properties, event.timestamp, place))
+        append((event.transaction_id, value, event.properties, event.timestamp, cast(_Place, place)))
     if errors:
         stored = _stored_transaction_ids([events[index].transaction_id for index, _, _ in errors])
         errors = [error for error in errors if events[error[0]].transaction_id not in stored]
@@ -1816,7 +1830,7 @@ def usage_events_ingest(*, events: Sequence[UsageEventIn]) -> UsageIngestResult:
 
 
 EVENT_COLUMNS = ("transaction_id", "code", "timestamp", "external_customer_id", "subscription_id", "properties")
-EVENT_IMPORT_CHUNK = 10_000
+EVENT_IMPORT_CHUNK = 25_000
 
 
 @dataclass(kw_only=True)
