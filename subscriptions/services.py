@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import msgspec
 import psycopg
@@ -1674,15 +1674,14 @@ def _usage_event_rows(
         target = targets.get(key)
         if target is None:
             target = targets[key] = target_of(event)
-        if target.__class__ is tuple:
-            field_name, problem, known = cast(tuple[str, str, BillableMetric | None], target)
+        if not isinstance(target, _Target):
+            field_name, problem, known = target
             if known is not None:  # a bad property is named before the target
                 _, property_problem = _event_value(known, event.properties)
                 if property_problem:
                     field_name, problem = property_problem.split(": ", 1)
             errors.append((index, field_name, problem))
             continue
-        target = cast(_Target, target)
         metric = target.metric
         raw = event.properties.get(metric.field_name) if metric.field_name else None
         value = target.values.get(raw) if raw.__class__ in cacheable else None
@@ -1698,10 +1697,10 @@ def _usage_event_rows(
         place = target.places.get(usage_date)
         if place is None:
             place = target.places[usage_date] = _placement(target, usage_date)
-        if place.__class__ is tuple:
-            errors.append((index, *cast(tuple[str, str], place)))
+        if not isinstance(place, _Place):
+            errors.append((index, *place))
             continue
-        append((event.transaction_id, value, event.properties, event.timestamp, cast(_Place, place)))
+        append((event.transaction_id, value, event.properties, event.timestamp, place))
     if errors:
         stored = _stored_transaction_ids([events[index].transaction_id for index, _, _ in errors])
         errors = [error for error in errors if events[error[0]].transaction_id not in stored]
