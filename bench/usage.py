@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/usage.py [--customers 200] [--one-by-one 1000] [--http-batches 120] [--threads 2]
                                     [--copy-events 300000] [--stored 10000000] [--repeat 3]
-                                    [--database billing_bench_usage] [--keep]
+                                    [--database billing_bench_usage] [--keep] [--baseline REF] [--only copy]
 
 1. Re-creates its own PostgreSQL database (``--database``, dropped at the end unless ``--keep``), migrates it and
    creates ``--customers`` customers, each with a monthly subscription to a metered price of the metric
@@ -18,11 +18,18 @@
    it took in this process (decode, checks, COPY text) and in its PostgreSQL backend (COPY, the one
    ``INSERT … SELECT``, commit) — on a busy machine the CPU seconds say more than the wall time. Baseline: the old
    usage CSV import (``import_usage``: every row through the ORM, ``bulk_create``).
+   ``--baseline REF`` (e.g. a commit before a change) also puts the import of the code at git ``REF`` side by
+   side with this tree's, same file size, same run: the tree at REF is exported (``git archive``) and each
+   side imports in a child process of its own (its own database, migrated by its own code, so each has its own
+   schema and indexes), the two alternating run by run, so both see the same machine load.
+   ``--only copy`` runs this step alone (setup, then the imports).
 4. Aggregate: ``--stored`` events in the table (written by ``INSERT … SELECT generate_series``, indexes built
    after, then ``VACUUM ANALYZE``), spread evenly over the customers and over January–October; the median time
-   of one customer's March aggregate (a) through the covering index (customer, metric, timestamp) INCLUDE
-   (value), (b) as the billing run reads it (``usage_totals`` on (item, billing date) INCLUDE (usage date,
-   value)), (c) baseline: (a) with index scans disabled (what a table without the index does).
+   of (a) one customer's March aggregate as the billing run reads it (``usage_totals`` on (item, billing date)
+   INCLUDE (usage date, value)), (b) the customer's current usage as the API and the subscription page read it
+   (``usage_current``: its items, then the same aggregate — January 1 to March 31, nothing being invoiced),
+   (c) baseline: the customer's March by (customer, metric, timestamp) with index scans disabled (a table
+   without an index for it; the table has had none since subscriptions 0014). The plan printed is (a)'s.
 Each figure is the median of ``--repeat`` runs (the aggregate: of 25 customers).
 """
 
@@ -189,6 +196,75 @@ def copy_rate(prefix: str, count: int, customers: int, workdir: Path) -> tuple[f
     return count / elapsed, cpu, _backend_cpu_seconds() - backend
 
 
+def copy_child(args: argparse.Namespace) -> None:
+    """One side of ``--baseline``: the import of the code at ``args.tree`` on ``args.database`` (created and
+    set up by that code when ``--fresh``); prints one JSON line: events/s, CPU seconds of this process and of
+    its PostgreSQL backend."""
+    sys.path.insert(0, args.tree)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-usage-child-"))
+    configure(args.database, workdir / "media")
+    if args.fresh:
+        recreate_database(args.database)
+    import django
+
+    django.setup()
+    if args.fresh:
+        setup(args.customers)
+    rate, cpu, backend = copy_rate(args.prefix, args.copy_events, args.customers, workdir)
+    print(json.dumps({"rate": rate, "cpu": cpu, "backend": backend}))
+
+
+def copy_side_by_side(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """This tree's import and the one at ``args.baseline``, each in child processes on its own database,
+    alternating; medians and CPU seconds per 100,000 events of both."""
+    import subprocess
+
+    baseline = workdir / "baseline"
+    baseline.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive.stdout, check=True)
+    sides = {"baseline": (str(baseline), f"{args.database}_base"), "new": (str(ROOT), f"{args.database}_new")}
+    runs: dict[str, list[dict[str, float]]] = {"baseline": [], "new": []}
+    for r in range(args.repeat):
+        for side in ("baseline", "new") if r % 2 == 0 else ("new", "baseline"):
+            tree, database = sides[side]
+            command = [sys.executable, str(Path(__file__).resolve()), "--copy-child", "--tree", tree]
+            command += ["--database", database, "--copy-events", str(args.copy_events)]
+            command += ["--customers", str(args.customers), "--prefix", f"{side}{r}"]
+            if r == 0:
+                command.append("--fresh")
+            output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=tree).stdout
+            runs[side].append(json.loads(output.strip().splitlines()[-1]))
+    if not args.keep:
+        for _, database in sides.values():
+            drop_database(database)
+    per = 100_000 / args.copy_events
+    return {
+        f"copy_{side}": {
+            "per_s": statistics.median(run["rate"] for run in side_runs),
+            "runs": [round(run["rate"]) for run in side_runs],
+            "cpu_per_100k": [(round(run["cpu"] * per, 2), round(run["backend"] * per, 2)) for run in side_runs],
+            "cpu_median": (
+                round(statistics.median(run["cpu"] for run in side_runs) * per, 2),
+                round(statistics.median(run["backend"] for run in side_runs) * per, 2),
+            ),
+        }
+        for side, side_runs in runs.items()
+    }
+
+
+def print_side_by_side(figures: dict[str, Any], ref: str) -> None:
+    base, new = figures["copy_baseline"], figures["copy_new"]
+    print(f"\n{'import_usage_events, NDJSON':<44}{'baseline (' + ref + ')':>30}{'this tree':>24}")
+    print(f"{'events/s (median)':<44}{base['per_s']:>30,.0f}{new['per_s']:>24,.0f}   (target 100,000)")
+    print(f"{'  runs':<44}{base['runs']!s:>30}{new['runs']!s:>24}")
+    for label, index in (("python", 0), ("postgres", 1)):
+        before, after = base["cpu_median"][index], new["cpu_median"][index]
+        print(f"{'  CPU s per 100,000, ' + label:<44}{before:>30.2f}{after:>24.2f}")
+    total_before, total_after = sum(base["cpu_median"]), sum(new["cpu_median"])
+    print(f"{'  CPU s per 100,000, both':<44}{total_before:>30.2f}{total_after:>24.2f}")
+
+
 def old_csv_rate(prefix: str, count: int, subscriptions: list[Any], workdir: Path) -> float:
     from django.core.management import call_command
 
@@ -203,7 +279,7 @@ def old_csv_rate(prefix: str, count: int, subscriptions: list[Any], workdir: Pat
     return count / (time.perf_counter() - started)
 
 
-_INDEXES = ("usage_item_billing_date_idx", "usage_customer_metric_time_idx")
+_INDEXES = ("usage_item_billing_date_idx",)
 
 
 def store_events(total: int, data: dict[str, Any]) -> float:
@@ -250,7 +326,9 @@ def store_events(total: int, data: dict[str, Any]) -> float:
 
 def aggregate_times(data: dict[str, Any], samples: int = 25) -> dict[str, float]:
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
+    from subscriptions.selectors import usage_current
     from subscriptions.usage import UsageSpan, usage_totals
 
     subscriptions = data["subscriptions"][:samples]
@@ -261,23 +339,25 @@ def aggregate_times(data: dict[str, Any], samples: int = 25) -> dict[str, float]
         "SELECT SUM(value), COUNT(*) FROM subscriptions_usageevent "
         "WHERE customer_id = %s AND metric_id = %s AND timestamp >= %s AND timestamp < %s"
     )
-    covering, billing, seq = [], [], []
+    current_times, billing, seq = [], [], []
     quantities = set()
     with connection.cursor() as cursor:
         for subscription in subscriptions:
+            # the customer's current usage as the API (GET /customers/{id}/usage) and the subscription page read
+            # it: the customer's metered items, then usage_totals — nothing is invoiced, so January to March 31
             started = time.perf_counter()
-            cursor.execute(sql, [subscription.customer_id, metric.pk, start, end])
-            _total, count = cursor.fetchone()
-            covering.append(time.perf_counter() - started)
+            (current,) = usage_current(as_of=dt.date(2026, 3, 31), customer_id=subscription.customer_id)
+            current_times.append(time.perf_counter() - started)
             item = subscription.items.get()
             span = UsageSpan(
                 item.pk, dt.date(2026, 3, 1), dt.date(2026, 4, 1), dt.date(2026, 3, 1), dt.date(2026, 4, 1)
             )
             started = time.perf_counter()
-            result = usage_totals(spans=[span], metrics={item.pk: metric})
+            with CaptureQueriesContext(connection) as captured:
+                result = usage_totals(spans=[span], metrics={item.pk: metric})
             billing.append(time.perf_counter() - started)
-            quantities.add((result[span].events, count))
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, [subscriptions[0].customer_id, metric.pk, start, end])
+            quantities.add((result[span].events, current.events))
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + captured.captured_queries[-1]["sql"])
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("SET enable_indexscan = off; SET enable_indexonlyscan = off; SET enable_bitmapscan = off")
         for subscription in subscriptions[:3]:
@@ -287,10 +367,11 @@ def aggregate_times(data: dict[str, Any], samples: int = 25) -> dict[str, float]
             seq.append(time.perf_counter() - started)
         cursor.execute("RESET enable_indexscan; RESET enable_indexonlyscan; RESET enable_bitmapscan")
     return {
-        "covering_ms": statistics.median(covering) * 1000,
+        "current_ms": statistics.median(current_times) * 1000,
         "billing_ms": statistics.median(billing) * 1000,
         "no_index_ms": statistics.median(seq) * 1000,
-        "events_per_period": sorted(quantities)[0][1],
+        "events_per_period": sorted(quantities)[0][0],
+        "events_to_march_31": sorted(quantities)[0][1],
         "plan": plan,  # type: ignore[dict-item]
     }
 
@@ -306,9 +387,24 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--database", default="billing_bench_usage")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--baseline", metavar="REF", help="git ref whose import runs side by side with this tree's")
+    parser.add_argument("--only", choices=["copy"], help="with --baseline: only the two imports side by side")
+    # one side of --baseline (internal)
+    parser.add_argument("--copy-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tree", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", default="copy", help=argparse.SUPPRESS)
+    parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.copy_child:
+        copy_child(args)
+        return
+    if args.only and not args.baseline:
+        parser.error("--only copy needs --baseline REF")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-usage-"))
+    if args.only == "copy":
+        side_by_side(args, workdir)
+        return
     configure(args.database, workdir / "media")
     os.environ["API_RATE_LIMIT_PER_MINUTE"] = "0"
     recreate_database(args.database)
@@ -378,15 +474,28 @@ def main() -> None:
         print(
             f"\none customer's March over {figures['stored_events']:,} events ({figures['events_per_period']:,} in it)"
         )
-        print(f"{'covering index (customer, metric, ts)':<44}{figures['covering_ms']:>10.1f} ms   (target 50 ms)")
-        print(f"{'usage_totals (item, billing date) INCLUDE':<44}{figures['billing_ms']:>10.1f} ms")
-        print(f"{'no index (sequential scan)':<44}{figures['no_index_ms']:>10.1f} ms")
+        print(f"{'usage_totals (item, billing date) INCLUDE':<44}{figures['billing_ms']:>10.1f} ms   (target 50 ms)")
+        label = f"usage_current, Jan 1-Mar 31 ({figures['events_to_march_31']:,})"
+        print(f"{label:<44}{figures['current_ms']:>10.1f} ms")
+        print(f"{'no index (sequential scan), customer + ts':<44}{figures['no_index_ms']:>10.1f} ms")
         print(plan)
     if not args.keep:
         from django.db import connections
 
         connections.close_all()
         drop_database(args.database)
+    if args.baseline:
+        side_by_side(args, workdir)
+
+
+def side_by_side(args: argparse.Namespace, workdir: Path) -> None:
+    load = os.getloadavg()
+    figures = copy_side_by_side(args, workdir)
+    print(json.dumps(figures, indent=1))
+    end = os.getloadavg()
+    print(f"\nmachine: {os.cpu_count()} CPUs, load average {load[0]:.1f} at the start, {end[0]:.1f} at the end")
+    print(f"N: {args.copy_events:,} events per import; medians of {args.repeat} runs, the two sides alternating")
+    print_side_by_side(figures, args.baseline)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ from django.db.models import ManyToOneRel
 
 from customers.models import Customer
 
-# Relations that are part of the customer itself, not billing history.
-_NOT_HISTORY = {"portal_users", "login_tokens"}
+# Relations that are part of the customer itself, not billing history; and relations implied by another one:
+# a usage event is always of a subscription's item (so ``subscriptions`` answers), and the event table has no
+# index on its customer column (docs/decisions/usage-events.md) — looking there would scan it.
+_NOT_HISTORY = {"portal_users", "login_tokens", "usage_events"}
 
 
 def customer_has_billing_history(*, customer: Customer) -> bool:

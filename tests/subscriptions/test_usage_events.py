@@ -8,12 +8,14 @@ from decimal import Decimal
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import ProgrammingError, transaction
 from django.urls import reverse
 from djmoney.money import Money
 
 from core.dates import billing_tz
+from subscriptions import services
 from subscriptions.charges import charges_due
-from subscriptions.models import UsageEvent
+from subscriptions.models import SubscriptionItem, UsageEvent
 from subscriptions.selectors import usage_current
 from subscriptions.services import UsageEventsRejected, usage_events_ingest
 from subscriptions.usage_schema import UsageEventIn
@@ -287,6 +289,92 @@ def test_import_usage_events_stores_text_that_copy_must_escape_exactly(tmp_path,
     assert stored.value == Decimal(1)
     assert stored.properties == {"tokens": 1, "note": hostile, "nested": {"a": [hostile, None, 1.5]}}
     assert UsageEvent.objects.get(transaction_id="plain").value == Decimal(2)
+
+
+class _RecordingWriter(services._EventWriter):
+    """The import's writer, remembered so a test can see which way each chunk went."""
+
+    made: list["_RecordingWriter"] = []
+
+    def __init__(self, raw_connection) -> None:
+        super().__init__(raw_connection)
+        self.ways: list[str] = []
+        _RecordingWriter.made.append(self)
+
+    def write(self, text: str, rows: int) -> int:
+        way, fallbacks = ("copy" if self.optimistic else "staged"), self.fallbacks
+        written = super().write(text, rows)
+        self.ways.append("copy→staged" if self.fallbacks > fallbacks else way)
+        return written
+
+
+def test_chunks_are_copied_straight_in_and_a_chunk_meeting_a_stored_or_repeated_id_is_staged(
+    tmp_path, capsys, monkeypatch
+):
+    """Optimistic COPY per chunk; a chunk whose id is already stored (or repeated in the file, in an earlier
+    chunk or its own) is rolled back to its savepoint and inserted with ON CONFLICT DO NOTHING: duplicates are
+    counted, the first occurrence is what is stored, the chunk after a duplicate is staged, and a clean staged
+    chunk switches back to COPY."""
+    metered("sum")
+    usage_events_ingest(events=[event("stored", D(2026, 3, 2), tokens=50)])
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 2)
+    monkeypatch.setattr("subscriptions.services._EventWriter", _RecordingWriter)
+    _RecordingWriter.made.clear()
+    chunks = [
+        [("a1", 1), ("a2", 2)],  # new: COPY
+        [("stored", 99), ("a3", 3)],  # meets a stored id: rolled back, staged
+        [("a4", 4), ("a5", 5)],  # staged (after a duplicate), none: back to COPY next
+        [("a1", 98), ("a6", 6)],  # a1 again (an earlier chunk of this file): rolled back, staged
+        [("a7", 7), ("a7", 97)],  # repeated within the chunk: staged
+        [("a8", 8), ("a9", 9)],  # staged, clean
+        [("a10", 10)],  # COPY again
+    ]
+    events = [_raw(tid, D(2026, 3, 3), tokens=tokens) for chunk in chunks for tid, tokens in chunk]
+    call_command("import_usage_events", str(_ndjson(tmp_path, events)), "--json")
+    report = json.loads(capsys.readouterr().out)
+    assert (report["rows"], report["counts"]) == (13, {"accepted": 10, "duplicates": 3})
+    (writer,) = _RecordingWriter.made
+    assert writer.ways == ["copy", "copy→staged", "staged", "copy→staged", "staged", "staged", "copy"]
+    stored = dict(UsageEvent.objects.values_list("transaction_id", "value"))
+    assert stored == {"stored": Decimal(50), **{f"a{n}": Decimal(n) for n in range(1, 11)}}
+    assert UsageEvent.objects.filter(transaction_id="a1", properties={"tokens": 1}).exists()
+
+    # The same file again: every chunk a duplicate — one failed COPY (of its first row), then staged.
+    _RecordingWriter.made.clear()
+    call_command("import_usage_events", str(_ndjson(tmp_path, events, name="again.ndjson")), "--json")
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"] == {"accepted": 0, "duplicates": 13}
+    assert _RecordingWriter.made[0].ways == ["copy→staged"] + ["staged"] * 6
+    assert UsageEvent.objects.count() == 11
+
+
+def test_a_bad_line_after_copied_and_staged_chunks_leaves_nothing_and_names_line_and_field(
+    tmp_path, capsys, monkeypatch
+):
+    metered("sum")
+    usage_events_ingest(events=[event("stored", D(2026, 3, 2), tokens=50)])
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 2)
+    events = [
+        _raw("b1", D(2026, 3, 3), tokens=1),
+        _raw("b2", D(2026, 3, 3), tokens=2),  # chunk 1: COPY
+        _raw("stored", D(2026, 3, 3), tokens=3),
+        _raw("b3", D(2026, 3, 3), tokens=3),  # chunk 2: staged
+        _raw("b4", D(2026, 3, 3), tokens=4),
+        _raw("b5", D(2026, 3, 3), tokens="12.0000001"),  # line 6: seven decimals
+    ]
+    with pytest.raises(CommandError, match="1 error"):
+        call_command("import_usage_events", str(_ndjson(tmp_path, events)))
+    assert "row 6, column 'properties.tokens': " in capsys.readouterr().err
+    assert list(UsageEvent.objects.values_list("transaction_id", flat=True)) == ["stored"]
+
+
+def test_a_subscription_item_cannot_be_deleted_in_the_database():
+    """Usage events have no database foreign key to their item; items keep their rows for good instead."""
+    subscription = metered("sum")
+    item = subscription.items.get()
+    with pytest.raises(ProgrammingError, match="Cannot delete rows"), transaction.atomic():
+        SubscriptionItem.objects.filter(pk=item.pk).delete()
+    assert SubscriptionItem.objects.filter(pk=item.pk).exists()
 
 
 def test_the_subscription_page_shows_the_current_usage(admin_client):
