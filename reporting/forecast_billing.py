@@ -212,6 +212,7 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
     sub_at = walk_at + len(_WALK_FIELDS)
     customer_at = sub_at + len(sub_fields)
     einvoice_at = customer_at + customer_fields.index("einvoice_format")
+    thresholds_at = sub_at + sub_fields.index("usage_thresholds")
 
     items, item_ids = _items(last_day=last_day, prices=prices)
     discounts = _discounts(last_day=last_day)
@@ -235,8 +236,9 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
         sub_discounts = [*discounts.get(("s", pk), ()), *discounts.get(("c", customer_id), ())]
         if len(sub_discounts) > 1:
             sub_discounts.sort(key=lambda d: (d[0], d[1]))
+        thresholds = row[thresholds_at]
         signature: tuple[Any, ...] = (
-            row[sub_at:customer_at],
+            row[sub_at:thresholds_at] + (tuple(thresholds),) + row[thresholds_at + 1 : customer_at],
             row[customer_at:],
             bool(row[6]),
             steps,
@@ -256,6 +258,8 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
             signature += (totals,)
             if any(total is not None and total.late_from is not None for total in totals):
                 signature += (("late usage", pk),)  # its late periods read its own dates: priced alone
+        if thresholds:
+            signature += (("thresholds", pk),)  # the period's final invoice deducts its own threshold invoices
         if row[einvoice_at]:
             signature += (("e-invoice", customer_id),)  # the pre-issue check reads the customer's address
         if not grouped:

@@ -84,8 +84,15 @@ def _base(capture) -> dict[str, Subscription]:
         "metered_idle": SubscriptionFactory(
             items=[ItemSpec(price=monthly, quantity=1), ItemSpec(price=calls, quantity=1)], start_date=FEB_1
         ),
+        "commitment": sub(),
+        "thresholds": SubscriptionFactory(
+            items=[ItemSpec(price=monthly, quantity=1), ItemSpec(price=calls, quantity=1)], start_date=FEB_1
+        ),
     }
     Customer.objects.filter(pk=subs["vat_invalid"].customer_id).update(vat_status=VatStatus.INVALID)
+    Subscription.objects.filter(pk=subs["commitment"].pk).update(minimum_commitment=D("50.00"))
+    # a threshold makes the period's invoice read its own threshold invoices: priced alone
+    Subscription.objects.filter(pk=subs["thresholds"].pk).update(usage_thresholds=["100.00"])
     Subscription.objects.filter(pk=subs["automatic"].pk).update(collection_method="charge_automatically")
     with time_machine.travel(dt.datetime(2026, 2, 1, 10, tzinfo=BERLIN), tick=False):
         billing_run(as_of=FEB_1)
@@ -175,6 +182,7 @@ def test_every_ingredient_is_in_the_signature_and_memoising_changes_no_cent(djan
         "automatic": [D("36.89"), D("36.89")],
         "metered_used": [D("51.77"), D("36.89")],  # 1,000 calls × 0.0125 = 12.50 (+ 2.38 VAT) in March, then none
         "metered_idle": [D("36.89"), D("36.89")],
+        "thresholds": [D("36.89"), D("36.89")],  # no usage: no threshold crossed
     }
     for name, totals in expected.items():
         assert [invoice[2] for invoice in _invoices(grouped, subs[name])] == totals, name
