@@ -85,3 +85,21 @@ def on_subscription_resumed_collect(event: DomainEvent) -> None:
     )
     for invoice_id in never_tried:
         collect_invoice.delay(invoice_id, resumed_on)
+
+
+# --- wallets (docs/decisions/wallets.md) -----------------------------------------------------------------
+
+
+@shared_task(name="payments.collect_wallet_top_up")
+def collect_wallet_top_up(invoice_id: int, as_of: str | None = None) -> int | None:
+    from payments.wallets import wallet_top_up_collect
+
+    attempt = wallet_top_up_collect(invoice_id=invoice_id, as_of=parse_as_of(as_of, option="as_of"))
+    return attempt.pk if attempt else None
+
+
+@shared_task(name="payments.expire_wallet_credits")
+def expire_wallet_credits(as_of: str | None = None) -> dict[str, Any]:
+    from payments.wallets import wallet_credits_expire
+
+    return wallet_credits_expire(as_of=parse_as_of(as_of, option="as_of")).as_dict()
