@@ -691,6 +691,11 @@ class Wallet(models.Model):
 
     class Meta:
         ordering = ["customer", "currency"]
+        permissions = [
+            ("grant_wallet", "Can grant free wallet credits"),
+            ("top_up_wallet", "Can top up wallets (issues the top-up invoice)"),
+            ("refund_wallet", "Can refund paid wallet credits"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["customer", "currency"], name="wallet_one_per_customer_currency"),
             models.CheckConstraint(condition=CURRENCY_ISO, name="wallet_currency_iso"),

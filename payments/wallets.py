@@ -34,7 +34,7 @@ from core.money import amount_limit_problem, round_amount
 from core.tax_categories import TaxCategory
 from customers.models import Customer
 from invoicing import services as invoicing_services
-from invoicing.models import Invoice, InvoiceStatus
+from invoicing.models import Invoice
 from payments.locks import lock_in_order
 from payments.models import (
     GrantKind,
@@ -285,7 +285,8 @@ def wallet_top_up_collect(*, invoice_id: int, as_of: dt.date) -> PaymentAttempt 
     return invoice_collect(invoice_id=invoice_id, as_of=as_of, require_automatic=False)
 
 
-def _activate_top_up(*, invoice_id: int, as_of: dt.date) -> WalletGrant | None:
+def wallet_top_up_activate(*, invoice_id: int, as_of: dt.date) -> WalletGrant | None:
+    """The credits of a paid top-up invoice become available (the ``invoice.paid`` handler); once."""
     grant_row = WalletGrant.objects.filter(invoice_id=invoice_id).values("wallet__customer_id", "pk").first()
     if grant_row is None:
         return None
@@ -313,7 +314,7 @@ def _activate_top_up(*, invoice_id: int, as_of: dt.date) -> WalletGrant | None:
 
 def on_invoice_paid_activate_top_up(event: DomainEvent) -> None:
     """``invoice.paid`` (settle, atomic): a paid top-up invoice makes its credits available."""
-    _activate_top_up(invoice_id=event.payload["invoice_id"], as_of=billing_date_of(event.occurred_at))
+    wallet_top_up_activate(invoice_id=event.payload["invoice_id"], as_of=billing_date_of(event.occurred_at))
 
 
 def on_invoice_voided_cancel_top_up(event: DomainEvent) -> None:
