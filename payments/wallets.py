@@ -91,7 +91,9 @@ def _currency(customer: Customer, currency: str | None) -> str:
 def _lock_wallet(*, customer_id: int, currency: str) -> Wallet:
     """The customer's wallet in ``currency``, locked (made when missing). The caller holds the customer's lock,
     so two callers never both create it."""
-    wallet = Wallet.objects.select_for_update().filter(customer_id=customer_id, currency=currency).first()
+    wallet = (
+        Wallet.objects.select_for_update().filter(customer_id=customer_id, currency=currency).order_by("pk").first()
+    )
     if wallet is None:
         wallet = Wallet.objects.create(customer_id=customer_id, currency=currency)
     return wallet
@@ -505,7 +507,7 @@ def wallet_refund(
         raise WalletError("a refund needs a reason", field="reason")
     with transaction.atomic():
         lock_in_order(customer_id=customer.pk)
-        wallet = Wallet.objects.select_for_update().filter(customer=customer, currency=currency).first()
+        wallet = Wallet.objects.select_for_update().filter(customer=customer, currency=currency).order_by("pk").first()
         if wallet is None:
             raise WalletStateError(f"{customer} has no wallet in {currency}")
         balance = wallet_balance(wallet=wallet)
