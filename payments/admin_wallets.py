@@ -94,7 +94,8 @@ class WalletAdmin(AuditTrailMixin, admin.ModelAdmin):
     inlines = (WalletGrantInline, WalletLedgerInline)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Wallet | None = None) -> list[str]:
-        return ["customer", "currency", "balance_display"] if obj is not None else ["balance_display"]
+        own = ["customer", "currency", "balance_display"] if obj is not None else ["balance_display"]
+        return [*super().get_readonly_fields(request, obj), *own]
 
     def has_delete_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
         return False  # the ledger is kept; turn the automatic top-up off instead

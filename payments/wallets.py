@@ -266,7 +266,7 @@ def wallet_top_up(
             reason="automatic top-up" if automatic else "top-up",
             created_by_id=_actor_id(actor),
         )
-        invoicing_services.invoice_finalize(invoice=draft, issue_date=as_of, actor=_user(actor))
+        grant.invoice = invoicing_services.invoice_finalize(invoice=draft, issue_date=as_of, actor=_user(actor))
         if charge:
             from payments.tasks import collect_wallet_top_up
 
