@@ -29,6 +29,8 @@ from payments.wallets import (
     wallet_refund,
     wallet_top_up,
 )
+from reporting.integrity import check_amount_due
+from reporting.statements import statement_of_account
 from subscriptions.services import ItemSpec, usage_record_create
 from tests.factories import CustomerFactory, PaymentMethodFactory, PriceFactory, SubscriptionFactory, record_payment
 from tests.payments.conftest import make_invoice
@@ -119,6 +121,15 @@ def test_usage_across_two_periods_uses_free_credits_first_expiry_voids_the_rest_
         ("consumption", "free", D("-71.40"), D("78.60")),
         ("expiry", "free", D("-28.60"), D("50.00")),
         ("consumption", "paid", D("-50.00"), D("0.00")),
+    ]
+    # The books agree: amounts paid by credits count as paid, the statement shows them like payments and closes at
+    # what is due (11.90 + 11.90 + 21.40 of the three subscription invoices).
+    assert check_amount_due()[1] == []
+    statement = statement_of_account(customer=customer, start=DEC_15, end=FEB_15)
+    assert statement.closing == D("45.20")
+    assert [entry.amount for entry in statement.entries if entry.kind == "wallet"] == [
+        D("-71.40"),
+        D("-50.00"),
     ]
 
 
