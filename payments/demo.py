@@ -129,7 +129,7 @@ def seed_wallets() -> int:
         reference=f"Wallet top-up {grant.invoice.number}",
         invoice=grant.invoice,
     )
-    wallet_top_up_activate(invoice_id=grant.invoice_id, as_of=today)  # the invoice.paid handler's work, if it is off
+    wallet_top_up_activate(invoice_id=grant.invoice.pk, as_of=today)  # the invoice.paid handler's work, if it is off
     draft = invoice_create_draft(
         customer=customer,
         billing_reason=BillingReason.ONE_OFF,

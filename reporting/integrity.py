@@ -238,13 +238,14 @@ def check_invoice_totals() -> tuple[int, list[Problem]]:
 
 def check_amount_due() -> tuple[int, list[Problem]]:
     """Issued invoices: paid = allocations (net of refunds) + credit applied + wallet credits used; credited = credit
-    notes; due = total − paid − credited. A refund that took back the credit a credit note left on a paid invoice is booked on the
-    allocation too, but the invoice stays settled by the credit note: that part (the refund's ledger entry on the
-    invoice, ``payments.services._refund_book``) is not missing from what was paid."""
+    notes; due = total − paid − credited. A refund that took back the credit a credit note left on a paid invoice is
+    booked on the allocation too, but the invoice stays settled by the credit note: that part (the refund's ledger
+    entry on the invoice, ``payments.services._refund_book``) is not missing from what was paid."""
     allocations = PaymentAllocation.objects.filter(invoice=OuterRef("pk"))
     applied = CreditLedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=CreditEntryKind.APPLIED_TO_INVOICE)
     refunded_from_credit = CreditLedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=CreditEntryKind.REFUND)
     credit_notes = CreditNote.objects.filter(invoice=OuterRef("pk"))
+    # prepaid wallet credits that paid the invoice: negative entries
     wallet = WalletTransaction.objects.filter(invoice=OuterRef("pk"), kind=WalletEntryKind.CONSUMPTION)
     invoices = Invoice.objects.finalized().annotate(
         allocated=_sum(allocations, "amount", by="invoice"),
@@ -266,7 +267,7 @@ def check_amount_due() -> tuple[int, list[Problem]]:
             - invoice.allocation_refunded  # type: ignore[attr-defined]
             - invoice.credit_applied  # type: ignore[attr-defined]
             - invoice.refunded_from_credit  # type: ignore[attr-defined]
-            - invoice.wallet_consumed  # type: ignore[attr-defined]  (prepaid credits: negative entries)
+            - invoice.wallet_consumed  # type: ignore[attr-defined]
         )
         credited = invoice.credit_notes_applied  # type: ignore[attr-defined]
         due = invoice.total - paid - credited
