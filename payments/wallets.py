@@ -28,7 +28,7 @@ from django.db.models import Q, Sum
 from django.utils import timezone
 
 from core.dates import billing_date_of, billing_today
-from core.errors import InvalidInput, NotAllowed
+from core.errors import ApplicationError, InvalidInput, NotAllowed
 from core.models import DomainEvent
 from core.money import amount_limit_problem, round_amount
 from core.tax_categories import TaxCategory
@@ -409,14 +409,21 @@ def _auto_top_up_if_due(*, wallet: Wallet, balance: Decimal, as_of: dt.date) -> 
         return None
     wallet.auto_top_up_armed = False
     assert wallet.auto_top_up_amount is not None
-    return wallet_top_up(
-        customer=wallet.customer,
-        amount=wallet.auto_top_up_amount,
-        currency=wallet.currency,
-        as_of=as_of,
-        charge=True,
-        automatic=True,
-    )
+    try:
+        with transaction.atomic():  # a savepoint: a refused top-up never undoes the consumption that triggered it
+            return wallet_top_up(
+                customer=wallet.customer,
+                amount=wallet.auto_top_up_amount,
+                currency=wallet.currency,
+                as_of=as_of,
+                charge=True,
+                automatic=True,
+            )
+    except ApplicationError:  # e.g. an e-invoice customer whose details fail validation: tried again next time
+        logger.warning("automatic top-up of wallet %s refused", wallet.pk, exc_info=True)
+        Wallet.objects.filter(pk=wallet.pk).update(auto_top_up_armed=True)
+        wallet.auto_top_up_armed = True
+        return None
 
 
 def on_invoice_issued_consume_wallet(event: DomainEvent) -> None:
