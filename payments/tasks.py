@@ -14,7 +14,7 @@ from core.asof import parse_as_of
 from core.dates import billing_today
 from core.models import DomainEvent
 from invoicing.models import Invoice
-from payments import services
+from payments import services, wallets
 from payments.models import PaymentAttempt
 from payments.services import PAYABLE
 from subscriptions.models import CollectionMethod, Subscription
@@ -90,16 +90,6 @@ def on_subscription_resumed_collect(event: DomainEvent) -> None:
 # --- wallets (docs/decisions/wallets.md) -----------------------------------------------------------------
 
 
-@shared_task(name="payments.collect_wallet_top_up")
-def collect_wallet_top_up(invoice_id: int, as_of: str | None = None) -> int | None:
-    from payments.wallets import wallet_top_up_collect
-
-    attempt = wallet_top_up_collect(invoice_id=invoice_id, as_of=parse_as_of(as_of, option="as_of"))
-    return attempt.pk if attempt else None
-
-
 @shared_task(name="payments.expire_wallet_credits")
 def expire_wallet_credits(as_of: str | None = None) -> dict[str, Any]:
-    from payments.wallets import wallet_credits_expire
-
-    return wallet_credits_expire(as_of=parse_as_of(as_of, option="as_of")).as_dict()
+    return wallets.wallet_credits_expire(as_of=parse_as_of(as_of, option="as_of")).as_dict()

@@ -267,16 +267,15 @@ def wallet_top_up(
             created_by_id=_actor_id(actor),
         )
         grant.invoice = invoicing_services.invoice_finalize(invoice=draft, issue_date=as_of, actor=_user(actor))
-        if charge:
-            from payments.tasks import collect_wallet_top_up
-
-            transaction.on_commit(partial(collect_wallet_top_up.delay, draft.pk, as_of.isoformat()))
+        if charge:  # after commit: the gateway is never called inside a transaction
+            transaction.on_commit(partial(wallet_top_up_collect, invoice_id=draft.pk, as_of=as_of))
     return grant
 
 
 def wallet_top_up_collect(*, invoice_id: int, as_of: dt.date) -> PaymentAttempt | None:
     """Charge a top-up invoice to the saved default method, once (a second call finds the attempt and does
-    nothing); a customer without a usable method keeps the open invoice (pay-now in the portal)."""
+    nothing); a customer without a usable method keeps the open invoice (pay-now in the portal). A failed charge
+    is retried by the retry job like any other attempt."""
     from payments.services import invoice_collect
 
     invoice = Invoice.objects.filter(pk=invoice_id, wallet_top_up__isnull=False).first()
