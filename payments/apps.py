@@ -20,18 +20,21 @@ class PaymentsConfig(AppConfig):
             name="payments.consume_wallet",
             phase=events.SETTLE,
             handler=wallets.on_invoice_issued_consume_wallet,
+            applies=wallets.wallets_in_use,
         )
         events.handler_register(
             event_type="invoice.paid",
             name="payments.activate_wallet_top_up",
             phase=events.SETTLE,
             handler=wallets.on_invoice_paid_activate_top_up,
+            applies=wallets.wallets_in_use,
         )
         events.handler_register(
             event_type="invoice.voided",
             name="payments.cancel_wallet_top_up",
             phase=events.SETTLE,
             handler=wallets.on_invoice_voided_cancel_top_up,
+            applies=wallets.wallets_in_use,
         )
         events.handler_register(
             event_type="invoice.issued",

@@ -425,6 +425,12 @@ def _auto_top_up_if_due(*, wallet: Wallet, balance: Decimal, as_of: dt.date) -> 
         return None
 
 
+def wallets_in_use(event_type: str) -> bool:
+    """The consumption handler's ``applies``: only once any customer has a wallet (one indexed query), so a book
+    without wallets writes no handler run per issued invoice."""
+    return Wallet.objects.exists()
+
+
 def on_invoice_issued_consume_wallet(event: DomainEvent) -> None:
     """``invoice.issued`` (settle, atomic): wallet credits first (they may expire; customer credit never does),
     then the customer's credit balance, then automatic collection of what is still due."""
