@@ -11,6 +11,7 @@ from api.views.events import customer_usage, events_create
 from api.views.forecast import ForecastViewSet
 from api.views.reference import ApiReferenceView
 from api.views.subscriptions import SubscriptionViewSet
+from api.views.wallets import WalletViewSet
 
 app_name = "api"
 
@@ -32,6 +33,23 @@ urlpatterns = [
     # Usage events: lean views outside DRF (api/views/events.py), before the router's customer routes.
     path("events", events_create, name="events"),
     path("customers/<int:customer_id>/usage", customer_usage, name="customer-usage"),
+    # Wallets (prepaid credits) of a customer: docs/decisions/wallets.md
+    path("customers/<int:customer_id>/wallet", WalletViewSet.as_view({"get": "retrieve"}), name="customer-wallet"),
+    path(
+        "customers/<int:customer_id>/wallet/ledger",
+        WalletViewSet.as_view({"get": "ledger"}),
+        name="customer-wallet-ledger",
+    ),
+    path(
+        "customers/<int:customer_id>/wallet/grants",
+        WalletViewSet.as_view({"post": "grant"}),
+        name="customer-wallet-grants",
+    ),
+    path(
+        "customers/<int:customer_id>/wallet/top_ups",
+        WalletViewSet.as_view({"post": "top_up"}),
+        name="customer-wallet-top-ups",
+    ),
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     path("docs/", ApiReferenceView.as_view(), name="docs"),
     path("", include(router.urls)),

@@ -3,7 +3,7 @@ that every run billed the same invoices (see docs/PERFORMANCE.md).
 
     .venv/bin/python bench/billing_run.py [--database-url postgres://postgres@127.0.0.1:5432/billing_bench_run]
         [--subscriptions 20000] [--workers 1,2] [--repeat 3] [--naive 500] [--chunk-size 1000] [--simple]
-        [--code base=/path/to/another/checkout] [--audit-off]
+        [--code base=/path/to/another/checkout] [--audit-off] [--wallets 0.1]
 
 The database named by ``--database-url`` (default ``billing_bench_run``, its own) is dropped and re-created; the
 name must contain "bench". PDF and e-mail are excluded (``BILLING_AFTER_FINALIZE_HOOKS=false``).
@@ -33,6 +33,14 @@ data, interleaved with this one's — the way to compare before and after on a s
 an inline run with the audit triggers disabled (``ALTER TABLE … DISABLE TRIGGER USER`` on the audited tables), so
 the audit trail's cost shows side by side (docs/decisions/audit.md). The ceiling and the undoing of each run
 always run without them: the ceiling stays the database's own speed.
+
+``--wallets F`` gives a fraction F of the customers a wallet with enough free credit (docs/decisions/wallets.md).
+Wallet credits are consumed in the settle phase of ``invoice.issued``, after the run's commit — the phase this
+bench turns off — so the billing run's figures do not include them. The settle phase's wallet cost is measured
+separately, side by side in the same run: ``wallet_consume`` on the February invoices of the wallet customers
+(consuming), the same number of ``customer_credit_apply`` on other customers' invoices, given as much customer
+credit (the existing settle handler paying as much: the baseline), and ``wallet_consume`` on those invoices
+before (what the handler costs an invoice without a wallet).
 """
 
 from __future__ import annotations
@@ -376,6 +384,11 @@ def reset_state() -> None:
 
     audit_triggers(enabled=False)  # undoing is not a change anyone made
     execute(
+        "DELETE FROM payments_wallettransaction WHERE invoice_id > (SELECT invoice FROM bench_marker)",
+        "DELETE FROM core_eventhandlerrun WHERE event_id > (SELECT event FROM bench_marker)",
+        "DELETE FROM payments_creditledgerentry WHERE invoice_id > (SELECT invoice FROM bench_marker) "
+        "OR reason = 'bench'",
+        "UPDATE payments_walletgrant SET remaining = amount WHERE remaining <> amount",
         "DELETE FROM invoicing_invoiceevent WHERE invoice_id > (SELECT invoice FROM bench_marker)",
         "DELETE FROM invoicing_invoiceline WHERE invoice_id > (SELECT invoice FROM bench_marker)",
         "DELETE FROM invoicing_invoice WHERE id > (SELECT invoice FROM bench_marker)",
@@ -622,6 +635,70 @@ def profile_inline(chunk_size: int) -> None:
     stats.sort_stats("tottime").print_stats(30)
 
 
+def make_wallets(fraction: float) -> int:
+    """A wallet with 1,000,000.00 free credit (never expiring) for every 1/fraction-th customer with a
+    subscription; through the service, so its rows are the product's own."""
+    from payments.wallets import wallet_grant_free
+    from subscriptions.models import Subscription
+
+    customers = sorted({s.customer for s in Subscription.objects.select_related("customer")}, key=lambda c: c.pk)
+    step = max(1, round(1 / fraction))
+    chosen = customers[::step]
+    for customer in chosen:
+        wallet_grant_free(customer=customer, amount=Decimal("1000000.00"), reason="bench", as_of=JAN_1)
+    return len(chosen)
+
+
+def measure_wallet_settle(expected: tuple[int, int], chunk_size: int) -> dict[str, float]:
+    """After a billing run (settle phase off, as measured): the settle phase's wallet cost per invoice, in
+    invoices/s, each figure over the same invoices."""
+    from core import events
+    from invoicing.models import Invoice
+    from payments.models import Wallet
+
+    measure_inline(expected, chunk_size)
+    february = Invoice.objects.filter(issue_date=FEB_1).exclude(number="").order_by("pk")
+    holders = set(Wallet.objects.values_list("customer_id", flat=True))
+    with_wallet = [invoice for invoice in february if invoice.customer_id in holders]
+    without = [invoice for invoice in february if invoice.customer_id not in holders][: len(with_wallet)]
+    figures: dict[str, float] = {}
+    # The handlers' own work, not what their events start (the invoice.paid handlers, e-mails): no handlers.
+    with events.handlers_replaced():
+        _time_settle(figures, with_wallet, without)
+    consumed = Invoice.objects.filter(pk__in=[i.pk for i in with_wallet], status="paid").count()
+    assert consumed == len(with_wallet), f"{consumed} of {len(with_wallet)} wallet invoices paid by credits"
+    return figures
+
+
+def _time_settle(figures: dict[str, float], with_wallet: list[Any], without: list[Any]) -> None:
+    """In this order: the wallet handler on invoices of customers without a wallet (it finds none), the wallet
+    consumption, then the baseline — customer credit applied (the existing settle handler, paying as much) on the
+    invoices without a wallet, their customers given credit first."""
+    from payments.models import CreditEntryKind, CreditLedgerEntry
+    from payments.services import customer_credit_apply
+    from payments.wallets import wallet_consume
+
+    def timed(label: str, invoices: list[Any], work: Callable[[Any], object]) -> None:
+        started = time.perf_counter()
+        for invoice in invoices:
+            work(invoice)
+        figures[label] = len(invoices) / (time.perf_counter() - started) if invoices else 0.0
+
+    timed("settle: wallet handler, no wallet", without, lambda i: wallet_consume(invoice=i))
+    timed("settle: wallet consumption", with_wallet, lambda i: wallet_consume(invoice=i))
+    CreditLedgerEntry.objects.bulk_create(
+        CreditLedgerEntry(
+            customer_id=invoice.customer_id,
+            currency=invoice.currency,
+            amount=Decimal("1000000.00"),
+            kind=CreditEntryKind.MANUAL_ADJUSTMENT,
+            reason="bench",
+        )
+        for invoice in without
+    )
+    timed("settle: customer credit (baseline)", without, lambda i: customer_credit_apply(invoice=i))
+
+
 def describe_mix() -> str:
     from django.db import connection
 
@@ -668,6 +745,9 @@ def main() -> None:
     parser.add_argument(
         "--audit-off", action="store_true", help="also measure the inline run with the audit triggers disabled"
     )
+    parser.add_argument(
+        "--wallets", type=float, default=0.0, help="fraction of customers with a wallet (e.g. 0.1; 0: none)"
+    )
     args = parser.parse_args()
     worker_counts = [int(k) for k in args.workers.split(",") if int(k) > 0]
 
@@ -678,6 +758,7 @@ def main() -> None:
 
     started = time.perf_counter()
     kinds = make_data(args.subscriptions, args.simple)
+    wallets = make_wallets(args.wallets) if args.wallets > 0 else 0
     print(
         f"billing run bench — {urlsplit(args.database_url).path.lstrip('/')}, {os.cpu_count()} cores, "
         f"N={args.subscriptions:,} ({'simple' if args.simple else 'realistic mix'}, {len(kinds)} kinds), "
@@ -686,6 +767,8 @@ def main() -> None:
     # The first run fixes what every later one must bill, and its rows are the ceiling's.
     rate, expected = measure_inline(None, args.chunk_size)
     print(f"  {describe_mix()}")
+    if wallets:
+        print(f"  {wallets:,} customers with a wallet (settle phase off in the run: measured separately below)")
     capture_result()
     print(f"  warm-up inline run: {rate:,.0f} invoices/s")
     n = sum(expected)
@@ -728,6 +811,7 @@ def main() -> None:
         measures.append((suffix, lambda k=k: measure_workers(k, expected, args.chunk_size, broker, logs)))
     if args.naive:
         measures.append((f"naive ORM loop ({args.naive})", lambda: measure_naive(args.naive)))
+    settle: dict[str, list[tuple[float, float]]] = defaultdict(list)
     try:
         for repeat in range(args.repeat):
             for label, measure in measures:
@@ -737,6 +821,11 @@ def main() -> None:
                 print(
                     f"  [{repeat + 1}/{args.repeat}] {label}: {value:,.0f} invoices/s (load {before:.2f})", flush=True
                 )
+            if wallets:
+                before = load()
+                for label, value in measure_wallet_settle(expected, args.chunk_size).items():
+                    settle[label].append((value, before))
+                    print(f"  [{repeat + 1}/{args.repeat}] {label}: {value:,.0f} invoices/s (load {before:.2f})")
     finally:
         broker.purge()
         reset_state()
@@ -747,6 +836,9 @@ def main() -> None:
         loads = ", ".join(f"{b:.1f}" for _, b in runs)
         ratio = medians[label] / ceiling
         print(f"  {label:32} {medians[label]:>9,.0f} invoices/s  {ratio:6.2f}× ceiling  (loads {loads})")
+    for label, runs in settle.items():
+        loads = ", ".join(f"{b:.1f}" for _, b in runs)
+        print(f"  {label:36} {statistics.median(v for v, _ in runs):>9,.0f} invoices/s  (loads {loads})")
     if 1 in worker_counts and 2 in worker_counts:
         for prefix in ["", *(f"{label}: " for label, _ in others)]:
             one, two = medians[f"{prefix}billing run, 1 worker"], medians[f"{prefix}billing run, 2 workers"]

@@ -33,7 +33,7 @@ from invoicing import portal as invoicing_portal
 from invoicing import portal_selfservice
 from invoicing.portal import money, portal_amount_due, portal_invoices
 from payments import portal as payments_portal
-from payments import portal_methods
+from payments import portal_methods, portal_wallet
 from payments.selectors import customer_credit_balances
 from subscriptions.models import CancellationReason, Price, Subscription, SubscriptionItem, SubscriptionStatus
 from subscriptions.services import (
@@ -345,6 +345,7 @@ urlpatterns = [
     path("quotes/<str:number>/pdf/", invoicing_portal.QuotePdfView.as_view(), name="quote_pdf"),
     path("credit-notes/<str:number>/pdf/", invoicing_portal.CreditNotePdfView.as_view(), name="credit_note_pdf"),
     path("payments/", payments_portal.PaymentListView.as_view(), name="payments"),
+    path("credits/", portal_wallet.WalletView.as_view(), name="wallet"),
     path("payments/<int:payment_id>/", payments_portal.PaymentDetailView.as_view(), name="payment_detail"),
     path("payment-methods/", payments_portal.PaymentMethodListView.as_view(), name="payment_methods"),
     path(

@@ -94,6 +94,14 @@ def job_schedules() -> list[JobSchedule]:
             daily_at=settings.SCHEDULE_CARD_EXPIRY_NOTICES_AT,
         ),
         JobSchedule(
+            name="Wallet credit expiry",
+            task="payments.expire_wallet_credits",
+            description="Void what is left of prepaid wallet credits whose expiry day has passed (one ledger entry "
+            "per grant, never twice), before the billing run consumes credits.",
+            command="manage.py expire_wallet_credits --as-of YYYY-MM-DD [--json]",
+            daily_at=settings.SCHEDULE_WALLET_EXPIRY_AT,
+        ),
+        JobSchedule(
             name="Stale work sweeper",
             task="billing_project.sweep_stale",
             description="Work a dead worker left in progress: billing runs without a heartbeat for "

@@ -317,6 +317,8 @@ SCHEDULE_PAYMENT_RETRIES_AT = env.str("SCHEDULE_PAYMENT_RETRIES_AT", default="07
 SCHEDULE_REMINDERS_AT = env.str("SCHEDULE_REMINDERS_AT", default="09:00")
 # "Your card expires soon" e-mails (payments/notifications.py), once per card and expiry month.
 SCHEDULE_CARD_EXPIRY_NOTICES_AT = env.str("SCHEDULE_CARD_EXPIRY_NOTICES_AT", default="10:00")
+# Wallet credits past their expiry day are voided (payments/wallets.py), before the billing run consumes credits.
+SCHEDULE_WALLET_EXPIRY_AT = env.str("SCHEDULE_WALLET_EXPIRY_AT", default="00:30")
 # The nightly integrity check (reporting/integrity.py); its result shows on the admin dashboard.
 SCHEDULE_INTEGRITY_CHECK_AT = env.str("SCHEDULE_INTEGRITY_CHECK_AT", default="04:30")
 # Before the billing run: the stored forecast includes the day's own invoices.

@@ -23,6 +23,7 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
         *((app, "*", CRUD) for app in _BILLING_APPS),
         ("invoicing", "invoice", (*CRUD, "finalize", "void", "mark_uncollectible")),
         ("payments", "payment", (*CRUD, "refund")),
+        ("payments", "wallet", (*CRUD, "grant", "top_up", "refund")),
         ("django_celery_beat", "*", CRUD),
         # the "Periodic jobs" page, and its "Run now"
         ("billing_project", "schedule", ("view", "run")),
@@ -43,6 +44,8 @@ GROUP_PERMISSIONS: dict[str, list[Rule]] = {
     BILLING_CLERK: [
         *((app, "*", ("add", "change", "view")) for app in _BILLING_APPS),
         ("invoicing", "invoice", ("add", "change", "view", "finalize")),
+        # wallets: clerks grant promotions and top up; refunding paid credits is an admin's
+        ("payments", "wallet", ("add", "change", "view", "grant", "top_up")),
         ("invoicing", "taxrate", ("view",)),
         ("invoicing", "numberseries", ("view",)),
         ("customers", "sellerprofile", ("view",)),

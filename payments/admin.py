@@ -712,4 +712,5 @@ class BankStatementAdmin(ImportAdminMixin, ReadOnlyAdmin):
 from payments import (  # noqa: E402
     admin_pages,  # noqa: F401
     admin_subscriptions,  # noqa: F401 — registers the subscription page's "Cancel now"
+    admin_wallets,  # noqa: F401 — the wallets' page and buttons
 )

@@ -7,13 +7,35 @@ class PaymentsConfig(AppConfig):
     def ready(self) -> None:
         from core import alerts, events
         from invoicing.portal import invoice_note_register
-        from payments import notifications, services, tasks
+        from payments import notifications, services, tasks, wallets
         from payments.portal_methods import invoice_debit_notes
 
         alerts.alert_register("payments.open_disputes", "payments.selectors.dashboard_dispute_alerts")
         invoice_note_register(invoice_debit_notes)
 
-        # Settle phase: money first, before invoicing's deliver phase renders and e-mails the document.
+        # Settle phase: money first, before invoicing's deliver phase renders and e-mails the document. Wallet
+        # credits before the customer's credit balance (they may expire; docs/decisions/wallets.md).
+        events.handler_register(
+            event_type="invoice.issued",
+            name="payments.consume_wallet",
+            phase=events.SETTLE,
+            handler=wallets.on_invoice_issued_consume_wallet,
+            applies=wallets.wallets_in_use,
+        )
+        events.handler_register(
+            event_type="invoice.paid",
+            name="payments.activate_wallet_top_up",
+            phase=events.SETTLE,
+            handler=wallets.on_invoice_paid_activate_top_up,
+            applies=wallets.wallets_in_use,
+        )
+        events.handler_register(
+            event_type="invoice.voided",
+            name="payments.cancel_wallet_top_up",
+            phase=events.SETTLE,
+            handler=wallets.on_invoice_voided_cancel_top_up,
+            applies=wallets.wallets_in_use,
+        )
         events.handler_register(
             event_type="invoice.issued",
             name="payments.apply_customer_credit",

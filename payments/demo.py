@@ -8,14 +8,19 @@ that has attempts)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from core.dates import billing_today
 from customers.models import Customer
 from invoicing.demo import DEMO_MEMO
 from invoicing.models import Invoice
-from payments.models import Payment, PaymentAttempt, PaymentMethod, PaymentMethodKind
+from invoicing.services import InvoiceLineSpec, invoice_create_draft, invoice_finalize
+from payments.models import Payment, PaymentAttempt, PaymentMethod, PaymentMethodKind, Wallet
 from payments.services import invoice_charge_now, payment_method_add, payment_record
+from payments.wallets import wallet_configure, wallet_consume, wallet_grant_free, wallet_top_up, wallet_top_up_activate
+from subscriptions.calendar import add_months
+from subscriptions.models import BillingReason, LineKind
 
 # external id → (sandbox token, brand, last4)
 _CARDS = {
@@ -96,3 +101,48 @@ def seed_payments() -> int:
     ):
         created += 1
     return created
+
+
+WALLET_CUSTOMER = "DEMO-0003"
+WALLET_USAGE_MEMO = "Demo: API calls beyond the plan, paid from the wallet"
+
+
+def seed_wallets() -> int:
+    """One customer with a wallet (docs/decisions/wallets.md): a free grant of 100.00 (a launch promotion, usable
+    to the end of next month), a paid top-up of 50.00 (its invoice paid by bank transfer), an automatic top-up of
+    50.00 below 20.00, and a one-off usage invoice the free credits paid. Idempotent: nothing is made twice."""
+    customer = Customer.objects.filter(external_id=WALLET_CUSTOMER).first()
+    if customer is None or Wallet.objects.filter(customer=customer).exists():
+        return 0
+    today = billing_today()
+    end_of_next_month = add_months(today.replace(day=1), 2) - dt.timedelta(days=1)
+    wallet_configure(customer=customer, auto_top_up_threshold=Decimal("20.00"), auto_top_up_amount=Decimal("50.00"))
+    promotion = "Launch promotion"
+    wallet_grant_free(customer=customer, amount=Decimal("100.00"), reason=promotion, expires_on=end_of_next_month)
+    grant = wallet_top_up(customer=customer, amount=Decimal("50.00"), as_of=today)
+    assert grant.invoice is not None
+    payment_record(
+        customer=customer,
+        amount=grant.invoice.total,
+        currency=grant.invoice.currency,
+        received_on=today,
+        reference=f"Wallet top-up {grant.invoice.number}",
+        invoice=grant.invoice,
+    )
+    wallet_top_up_activate(invoice_id=grant.invoice.pk, as_of=today)  # the invoice.paid handler's work, if it is off
+    draft = invoice_create_draft(
+        customer=customer,
+        billing_reason=BillingReason.ONE_OFF,
+        memo=WALLET_USAGE_MEMO,
+        lines=[
+            InvoiceLineSpec(
+                description="API calls beyond the plan (2,400 × 0.0125)",
+                quantity=Decimal(2400),
+                unit_amount=Decimal("0.0125"),
+                kind=LineKind.USAGE,
+            )
+        ],
+    )
+    invoice = invoice_finalize(invoice=draft, issue_date=today)
+    wallet_consume(invoice=invoice)  # the invoice.issued handler's work, if it is off (idempotent)
+    return 4

@@ -652,3 +652,197 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gateway} {self.event_type} {self.event_id}"
+
+
+# --- Wallets (prepaid credits) ------------------------------------------------------------------------
+# docs/decisions/wallets.md: a wallet per customer and currency holds grants (free or paid, each with its own
+# remaining amount and expiry); every movement is a WalletTransaction with the wallet's balance after it.
+
+
+class WalletAppliesTo(models.TextChoices):
+    ALL = "all", "Whole invoices"
+    USAGE = "usage", "Usage lines only"
+
+
+@audited(exclude=("auto_top_up_armed",), money_fields=("auto_top_up_threshold", "auto_top_up_amount"))
+class Wallet(models.Model):
+    """A customer's prepaid credits in one currency. The balance is the sum of its active grants' remaining
+    amounts (``payments.selectors.wallet_balance``); the ledger is its ``transactions``."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="wallets")
+    currency = models.CharField(max_length=3, choices=settings.CURRENCY_CHOICES)
+    applies_to = models.CharField(
+        max_length=10,
+        choices=WalletAppliesTo.choices,
+        default=WalletAppliesTo.ALL,
+        help_text="What the credits pay when an invoice is issued: its whole amount due, or only its usage lines.",
+    )
+    auto_top_up_threshold = models.DecimalField(
+        **AMOUNT, null=True, blank=True, help_text="Empty: no automatic top-up. Below this balance, top up."
+    )
+    auto_top_up_amount = models.DecimalField(
+        **AMOUNT, null=True, blank=True, help_text="The amount of credits an automatic top-up buys."
+    )
+    auto_top_up_armed = models.BooleanField(
+        default=True,
+        help_text="False after an automatic top-up until the balance is back at the threshold (once per crossing).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["customer", "currency"]
+        permissions = [
+            ("grant_wallet", "Can grant free wallet credits"),
+            ("top_up_wallet", "Can top up wallets (issues the top-up invoice)"),
+            ("refund_wallet", "Can refund paid wallet credits"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "currency"], name="wallet_one_per_customer_currency"),
+            models.CheckConstraint(condition=CURRENCY_ISO, name="wallet_currency_iso"),
+            models.CheckConstraint(condition=Q(applies_to__in=WalletAppliesTo.values), name="wallet_applies_to_ok"),
+            models.CheckConstraint(
+                condition=(Q(auto_top_up_threshold__isnull=True) & Q(auto_top_up_amount__isnull=True))
+                | (Q(auto_top_up_threshold__gte=0) & Q(auto_top_up_amount__gt=0)),
+                name="wallet_auto_top_up_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Wallet {self.currency} of {self.customer}"
+
+    @property
+    def auto_top_up_enabled(self) -> bool:
+        return self.auto_top_up_threshold is not None and self.auto_top_up_amount is not None
+
+
+class GrantKind(models.TextChoices):
+    FREE = "free", "Free (promotional)"
+    PAID = "paid", "Paid (top-up)"
+
+
+class GrantStatus(models.TextChoices):
+    PENDING = "pending", "Pending (top-up invoice not paid)"
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    CANCELED = "canceled", "Canceled (top-up invoice voided)"
+
+
+class WalletGrant(models.Model):
+    """Credits added to a wallet at once: a free grant (promotion, by staff or the API) or a paid one (a top-up,
+    pending until its invoice is paid). ``remaining`` is what is left to consume, expire or refund."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="grants")
+    kind = models.CharField(max_length=10, choices=GrantKind.choices)
+    status = models.CharField(max_length=10, choices=GrantStatus.choices, default=GrantStatus.ACTIVE)
+    amount = models.DecimalField(**AMOUNT)
+    remaining = models.DecimalField(**AMOUNT)
+    granted_on = models.DateField()
+    expires_on = models.DateField(null=True, blank=True, help_text="Usable through this day; empty: never expires.")
+    invoice = models.OneToOneField(
+        "invoicing.Invoice",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="wallet_top_up",
+        help_text="The top-up invoice of a paid grant.",
+    )
+    automatic = models.BooleanField(default=False, help_text="Made by the automatic top-up.")
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["wallet", "pk"]
+        indexes = [models.Index(fields=["status", "expires_on"], name="wallet_grant_expiry_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=GrantKind.values), name="wallet_grant_kind_valid"),
+            models.CheckConstraint(condition=Q(status__in=GrantStatus.values), name="wallet_grant_status_valid"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="wallet_grant_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0) & Q(remaining__lte=F("amount")), name="wallet_grant_remaining_in_amount"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=GrantKind.PAID) | Q(invoice__isnull=False), name="wallet_grant_paid_has_invoice"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=GrantKind.FREE) | Q(invoice__isnull=True), name="wallet_grant_free_no_invoice"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {_money(self.amount, self.wallet.currency)} ({self.status})"
+
+
+class WalletEntryKind(models.TextChoices):
+    GRANT = "grant", "Free grant"
+    TOP_UP = "top_up", "Top-up"
+    CONSUMPTION = "consumption", "Consumed by invoice"
+    EXPIRY = "expiry", "Expired"
+    REFUND = "refund", "Refund of paid credits"
+
+
+class WalletTransaction(models.Model):
+    """One movement of a wallet, per grant: added credits positive, consumed, expired or refunded negative, with
+    the wallet's balance after it. Never changed."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transactions")
+    grant = models.ForeignKey(WalletGrant, on_delete=models.PROTECT, related_name="transactions")
+    kind = models.CharField(max_length=20, choices=WalletEntryKind.choices)
+    credit_kind = models.CharField(max_length=10, choices=GrantKind.choices, help_text="Free or paid credits.")
+    amount = models.DecimalField(**AMOUNT)
+    balance_after = models.DecimalField(**AMOUNT)
+    invoice = models.ForeignKey(
+        "invoicing.Invoice", on_delete=models.PROTECT, null=True, blank=True, related_name="wallet_transactions"
+    )
+    refund = models.ForeignKey(
+        "payments.Refund", on_delete=models.PROTECT, null=True, blank=True, related_name="wallet_transactions"
+    )
+    booked_on = models.DateField()
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["wallet", "-pk"]
+        indexes = [models.Index(fields=["wallet", "-id"], name="wallet_tx_wallet_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=WalletEntryKind.values), name="wallet_tx_kind_valid"),
+            models.CheckConstraint(condition=Q(credit_kind__in=GrantKind.values), name="wallet_tx_credit_kind_ok"),
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="wallet_tx_balance_not_negative"),
+            models.CheckConstraint(
+                condition=(Q(kind__in=[WalletEntryKind.GRANT, WalletEntryKind.TOP_UP]) & Q(amount__gt=0))
+                | (~Q(kind__in=[WalletEntryKind.GRANT, WalletEntryKind.TOP_UP]) & Q(amount__lt=0)),
+                name="wallet_tx_sign_by_kind",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=WalletEntryKind.REFUND) | Q(credit_kind=GrantKind.PAID),
+                name="wallet_tx_free_never_refunded",
+            ),
+            # An invoice consumes a grant once, whatever re-runs its settle handler.
+            models.UniqueConstraint(
+                fields=["invoice", "grant"],
+                condition=Q(kind=WalletEntryKind.CONSUMPTION),
+                name="wallet_tx_consumed_once_per_invoice_grant",
+            ),
+            # A grant is added once and expires once.
+            models.UniqueConstraint(
+                fields=["grant"],
+                condition=Q(kind__in=[WalletEntryKind.GRANT, WalletEntryKind.TOP_UP]),
+                name="wallet_tx_grant_added_once",
+            ),
+            models.UniqueConstraint(
+                fields=["grant"], condition=Q(kind=WalletEntryKind.EXPIRY), name="wallet_tx_grant_expires_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {_money(self.amount, self.wallet.currency)}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise ValueError("wallet transactions are never changed")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]

@@ -21,9 +21,14 @@ from payments.models import (
     CreditLedgerEntry,
     Dispute,
     DisputeStatus,
+    GrantKind,
+    GrantStatus,
     Payment,
     PaymentAllocation,
     PaymentAttempt,
+    Wallet,
+    WalletGrant,
+    WalletTransaction,
 )
 
 ZERO = Decimal(0)
@@ -139,3 +144,48 @@ def dashboard_dispute_alerts(*, user: Any, as_of: dt.date) -> list[Alert]:
     count = Dispute.objects.filter(status=DisputeStatus.OPEN).count()
     url = reverse("admin:payments_dispute_changelist") + "?status__exact=open"
     return [Alert("Open payment disputes", str(count), url, "answer them in the Stripe dashboard" if count else "")]
+
+
+# --- wallets --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalletBalance:
+    """A wallet's credits: ``free`` and ``paid`` are available now (active grants), ``pending`` is bought but its
+    top-up invoice not paid yet; ``total`` = free + paid — what the next invoice can consume. Admin, portal and API
+    all show this."""
+
+    currency: str
+    free: Decimal = ZERO
+    paid: Decimal = ZERO
+    pending: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.paid
+
+
+def wallet_balance(*, wallet: Wallet) -> WalletBalance:
+    """One query over the wallet's grants."""
+    sums = WalletGrant.objects.filter(wallet=wallet).aggregate(
+        free=Sum("remaining", filter=Q(kind=GrantKind.FREE, status=GrantStatus.ACTIVE)),
+        paid=Sum("remaining", filter=Q(kind=GrantKind.PAID, status=GrantStatus.ACTIVE)),
+        pending=Sum("remaining", filter=Q(status=GrantStatus.PENDING)),
+    )
+    return WalletBalance(
+        currency=wallet.currency,
+        free=sums["free"] or ZERO,
+        paid=sums["paid"] or ZERO,
+        pending=sums["pending"] or ZERO,
+    )
+
+
+def customer_wallets(*, customer: Customer) -> list[tuple[Wallet, WalletBalance]]:
+    """The customer's wallets with their balances, by currency (the portal's and the API's read)."""
+    return [(wallet, wallet_balance(wallet=wallet)) for wallet in Wallet.objects.filter(customer=customer)]
+
+
+def wallet_ledger(*, wallet: Wallet, limit: int | None = None) -> QuerySet[WalletTransaction]:
+    """The wallet's movements, newest first."""
+    rows = WalletTransaction.objects.filter(wallet=wallet).select_related("invoice").order_by("-pk")
+    return rows[:limit] if limit else rows

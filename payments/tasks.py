@@ -14,7 +14,7 @@ from core.asof import parse_as_of
 from core.dates import billing_today
 from core.models import DomainEvent
 from invoicing.models import Invoice
-from payments import services
+from payments import services, wallets
 from payments.models import PaymentAttempt
 from payments.services import PAYABLE
 from subscriptions.models import CollectionMethod, Subscription
@@ -85,3 +85,11 @@ def on_subscription_resumed_collect(event: DomainEvent) -> None:
     )
     for invoice_id in never_tried:
         collect_invoice.delay(invoice_id, resumed_on)
+
+
+# --- wallets (docs/decisions/wallets.md) -----------------------------------------------------------------
+
+
+@shared_task(name="payments.expire_wallet_credits")
+def expire_wallet_credits(as_of: str | None = None) -> dict[str, Any]:
+    return wallets.wallet_credits_expire(as_of=parse_as_of(as_of, option="as_of")).as_dict()

@@ -51,6 +51,8 @@ from payments.models import (
     PaymentStatus,
     Refund,
     RefundStatus,
+    WalletEntryKind,
+    WalletTransaction,
 )
 from reporting.models import IntegrityCheck
 from subscriptions.models import LineKind
@@ -235,20 +237,23 @@ def check_invoice_totals() -> tuple[int, list[Problem]]:
 
 
 def check_amount_due() -> tuple[int, list[Problem]]:
-    """Issued invoices: paid = allocations (net of refunds) + credit applied; credited = credit notes; due = total
-    − paid − credited. A refund that took back the credit a credit note left on a paid invoice is booked on the
-    allocation too, but the invoice stays settled by the credit note: that part (the refund's ledger entry on the
-    invoice, ``payments.services._refund_book``) is not missing from what was paid."""
+    """Issued invoices: paid = allocations (net of refunds) + credit applied + wallet credits used; credited = credit
+    notes; due = total − paid − credited. A refund that took back the credit a credit note left on a paid invoice is
+    booked on the allocation too, but the invoice stays settled by the credit note: that part (the refund's ledger
+    entry on the invoice, ``payments.services._refund_book``) is not missing from what was paid."""
     allocations = PaymentAllocation.objects.filter(invoice=OuterRef("pk"))
     applied = CreditLedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=CreditEntryKind.APPLIED_TO_INVOICE)
     refunded_from_credit = CreditLedgerEntry.objects.filter(invoice=OuterRef("pk"), kind=CreditEntryKind.REFUND)
     credit_notes = CreditNote.objects.filter(invoice=OuterRef("pk"))
+    # prepaid wallet credits that paid the invoice: negative entries
+    wallet = WalletTransaction.objects.filter(invoice=OuterRef("pk"), kind=WalletEntryKind.CONSUMPTION)
     invoices = Invoice.objects.finalized().annotate(
         allocated=_sum(allocations, "amount", by="invoice"),
         allocation_refunded=_sum(allocations, "amount_refunded", by="invoice"),
         credit_applied=_sum(applied, "amount", by="invoice"),
         refunded_from_credit=_sum(refunded_from_credit, "amount", by="invoice"),
         credit_notes_applied=_sum(credit_notes, "amount_applied", by="invoice"),
+        wallet_consumed=_sum(wallet, "amount", by="invoice"),
     )
     problems: list[Problem] = []
     checked = 0
@@ -262,6 +267,7 @@ def check_amount_due() -> tuple[int, list[Problem]]:
             - invoice.allocation_refunded  # type: ignore[attr-defined]
             - invoice.credit_applied  # type: ignore[attr-defined]
             - invoice.refunded_from_credit  # type: ignore[attr-defined]
+            - invoice.wallet_consumed  # type: ignore[attr-defined]
         )
         credited = invoice.credit_notes_applied  # type: ignore[attr-defined]
         due = invoice.total - paid - credited

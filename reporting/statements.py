@@ -33,14 +33,26 @@ from invoicing.models import CreditNote, Invoice, InvoiceStatus
 from notifications.models import EmailKind, OutboundEmail
 from notifications.sending import Attachment
 from notifications.services import email_queue
-from payments.models import CreditEntryKind, CreditLedgerEntry, Payment, PaymentStatus, Refund, RefundStatus
+from payments.models import (
+    CreditEntryKind,
+    CreditLedgerEntry,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    WalletEntryKind,
+    WalletTransaction,
+)
 
 ZERO = Decimal(0)
 COUNTED_PAYMENTS = (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED, PaymentStatus.PARTIALLY_REFUNDED)
 STATEMENT_KEY_PREFIX = "statement:"
 
 INVOICE, PAYMENT, REFUND, CREDIT_NOTE, ADJUSTMENT = "invoice", "payment", "refund", "credit_note", "adjustment"
-_KIND_ORDER = {INVOICE: 0, CREDIT_NOTE: 1, ADJUSTMENT: 2, PAYMENT: 3, REFUND: 4}
+# Prepaid credits that paid an invoice (docs/decisions/wallets.md): like a payment. The wallet itself is not part
+# of the balance (a voucher), so a refund of paid wallet credits is not a statement line either.
+WALLET = "wallet"
+_KIND_ORDER = {INVOICE: 0, CREDIT_NOTE: 1, ADJUSTMENT: 2, PAYMENT: 3, WALLET: 4, REFUND: 5}
 LABELS = {
     "en": {
         "title": "Statement of account",
@@ -59,6 +71,7 @@ LABELS = {
         REFUND: "Refund",
         CREDIT_NOTE: "Credit note",
         ADJUSTMENT: "Credit adjustment",
+        WALLET: "Prepaid credits",
         "invoices": "Invoices",
         "payments": "Payments (less refunds)",
         "credit_notes": "Credit notes and credit adjustments",
@@ -82,6 +95,7 @@ LABELS = {
         REFUND: "Erstattung",
         CREDIT_NOTE: "Gutschrift",
         ADJUSTMENT: "Guthabenkorrektur",
+        WALLET: "Prepaid-Guthaben",
         "invoices": "Rechnungen",
         "payments": "Zahlungen (abzüglich Erstattungen)",
         "credit_notes": "Gutschriften und Guthabenkorrekturen",
@@ -105,6 +119,7 @@ LABELS = {
         REFUND: "Remboursement",
         CREDIT_NOTE: "Avoir",
         ADJUSTMENT: "Ajustement de crédit",
+        WALLET: "Crédits prépayés",
         "invoices": "Factures",
         "payments": "Paiements (moins les remboursements)",
         "credit_notes": "Avoirs et ajustements de crédit",
@@ -128,6 +143,7 @@ LABELS = {
         REFUND: "Reembolso",
         CREDIT_NOTE: "Factura rectificativa",
         ADJUSTMENT: "Ajuste de saldo",
+        WALLET: "Créditos prepagados",
         "invoices": "Facturas",
         "payments": "Pagos (menos reembolsos)",
         "credit_notes": "Facturas rectificativas y ajustes de saldo",
@@ -169,8 +185,8 @@ class Statement:
 
     @property
     def payments(self) -> Decimal:
-        """Received in the period less refunded in it (a positive number)."""
-        return -self._sum([PAYMENT, REFUND])
+        """Received in the period less refunded in it, and prepaid credits used (a positive number)."""
+        return -self._sum([PAYMENT, REFUND, WALLET])
 
     @property
     def credit_notes(self) -> Decimal:
@@ -204,7 +220,12 @@ def _sources(customer: Customer, currency: str) -> dict[str, QuerySet[Any]]:
         .exclude(number=""),
         CREDIT_NOTE: CreditNote.objects.filter(customer=customer, currency=currency),
         PAYMENT: Payment.objects.filter(customer=customer, currency=currency, status__in=COUNTED_PAYMENTS),
-        REFUND: Refund.objects.filter(customer=customer, currency=currency, status=RefundStatus.SUCCEEDED),
+        REFUND: Refund.objects.filter(customer=customer, currency=currency, status=RefundStatus.SUCCEEDED).exclude(
+            pk__in=WalletTransaction.objects.filter(refund__isnull=False).values("refund_id")
+        ),
+        WALLET: WalletTransaction.objects.filter(
+            wallet__customer=customer, wallet__currency=currency, kind=WalletEntryKind.CONSUMPTION
+        ),
         ADJUSTMENT: CreditLedgerEntry.objects.filter(
             customer=customer, currency=currency, kind=CreditEntryKind.MANUAL_ADJUSTMENT
         ),
@@ -224,6 +245,7 @@ def statement_of_account(*, customer: Customer, start: dt.date, end: dt.date, cu
         - _total(src[PAYMENT].filter(received_on__lt=start), "amount")
         + _total(src[REFUND].filter(processed_at__lt=before), "amount")
         - _total(src[ADJUSTMENT].filter(created_at__lt=before), "amount")
+        + _total(src[WALLET].filter(booked_on__lt=start), "amount")
     )
     entries = [
         *(
@@ -253,6 +275,10 @@ def statement_of_account(*, customer: Customer, start: dt.date, end: dt.date, cu
         *(
             StatementEntry(billing_date_of(row.created_at), ADJUSTMENT, f"#{row.pk}", row.reason, -row.amount)
             for row in src[ADJUSTMENT].filter(created_at__gte=before, created_at__lt=after)
+        ),
+        *(
+            StatementEntry(row.booked_on, WALLET, row.invoice.number if row.invoice else "", row.reason, row.amount)
+            for row in src[WALLET].filter(booked_on__gte=start, booked_on__lte=end).select_related("invoice")
         ),
     ]
     entries.sort(key=lambda entry: (entry.date, _KIND_ORDER[entry.kind], entry.reference))

@@ -27,7 +27,7 @@ from billing_project.portal import seed_portal
 from dunning.services import seed_dunning
 from invoicing.demo import seed_mixed_vat_invoice, seed_one_off_invoices, seed_tax_rates_and_series
 from invoicing.documents import pdfs_render
-from payments.demo import seed_cards, seed_payments
+from payments.demo import seed_cards, seed_payments, seed_wallets
 from reporting.metrics import metrics_refresh
 from subscriptions.demo import seed_catalog_and_subscriptions
 from webhooks.demo import seed_webhooks
@@ -62,6 +62,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("an invoice with mixed VAT rates (19 % + 7 % + exempt)", seed_mixed_vat_invoice),
     ("payments: payments, credit, failed attempts", seed_payments),
     ("earlier customers' bank transfers", pay_history),
+    ("a wallet: free credits, a paid top-up, credits used by a usage invoice", seed_wallets),
     ("portal customer: a credit note and an invoice to pay", seed_portal_customer),
     ("dunning policy", seed_dunning),
     ("today's payment reminders (e-mails)", remind_today),

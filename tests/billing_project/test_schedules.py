@@ -28,6 +28,7 @@ TASKS = {
     "accounting.load_exchange_rates",
     "accounting.sync_ledger",
     "customers.recheck_vat_numbers",
+    "payments.expire_wallet_credits",
 }
 
 
@@ -36,7 +37,7 @@ def test_three_runs_create_each_schedule_once(capsys):
         call_command("setup_schedules")
     assert sorted(PeriodicTask.objects.values_list("task", flat=True)) == sorted(TASKS)
     assert PeriodicTask.objects.count() == len(job_schedules()) == len(TASKS)
-    assert CrontabSchedule.objects.count() == 8  # eight daily jobs at eight different times
+    assert CrontabSchedule.objects.count() == 9  # nine daily jobs at nine different times
     assert "kept" in capsys.readouterr().out
 
 

@@ -439,6 +439,15 @@ PROCESS_SCREENS: dict[str, tuple[Callable[[dict], dict[str, Any]], tuple[str, ..
         ("payments.add_payment",),
     ),
     "payments_bankstatement_import": (lambda rows: {}, ("payments.add_payment",)),
+    # the wallet page's buttons (prepaid credits, issue 25)
+    **{
+        f"payments_wallet_{name}": (lambda rows: {"wallet_id": _row(rows, "payments.Wallet").pk}, needs)
+        for name, needs in (
+            ("grant", ("payments.grant_wallet",)),
+            ("top_up", ("payments.top_up_wallet",)),
+            ("refund", ("payments.refund_wallet",)),
+        )
+    },
     "customers_customer_import": (lambda rows: {}, ("customers.add_customer", "customers.change_customer")),
     "subscriptions_usageevent_import": (lambda rows: {}, ("subscriptions.add_usageevent",)),
     # the subscription page's operations (issue 18)

@@ -49,6 +49,7 @@ NO_OBJECT = frozenset(
         "credit_notes",
         "quotes",
         "payments",
+        "wallet",
         "payment_methods",
         "subscriptions",
         "billing_details",
