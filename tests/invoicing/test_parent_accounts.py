@@ -1,0 +1,235 @@
+"""Parent accounts (issue 25, first bullet; docs/decisions/parent-accounts.md): a consolidated invoice of three
+children with mixed tax, billed once whatever runs twice or overlaps; "parent pays"; dry-run equals the run.
+Exact amounts; the seller is the German GmbH of tests/conftest.py."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal as D
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from djmoney.money import Money
+
+from core.tax_categories import TaxCategory
+from customers.models import BillingMode, Customer
+from invoicing import consolidation
+from invoicing.billing_run import billing_run, billing_run_chunk, billing_run_open
+from invoicing.models import ChildAccountPeriod, Invoice, InvoiceStatus, TaxTreatment
+from invoicing.services import invoice_finalize
+from subscriptions.services import ItemSpec
+from tests.factories import CustomerFactory, PriceFactory, SubscriptionFactory, TaxRateFactory
+from tests.factories.subscriptions import ProductFactory
+
+JAN_1 = dt.date(2026, 1, 1)
+FEB_1 = dt.date(2026, 2, 1)
+
+
+def _rows(summary: list[dict]) -> list[tuple[str, str, str, str]]:
+    return [(row["category"], row["percentage"], row["taxable_amount"], row["tax_amount"]) for row in summary]
+
+
+@pytest.fixture
+def rates(series):
+    TaxRateFactory(country="DE", percentage=D("19"), name="VAT 19 %")
+    TaxRateFactory(country="DE", percentage=D("7"), name="VAT 7 %", category=TaxCategory.REDUCED)
+    TaxRateFactory(country="FR", percentage=D("20"), name="TVA 20 %")
+
+
+@pytest.fixture
+def family(rates):
+    """A German holding with three consolidated children: a German business (19 %), a French business with a VAT
+    id (reverse charge) and a German consumer with a reduced-rate e-book."""
+    plan = PriceFactory(product=ProductFactory(name="Cloud plan"), unit_amount=Money(D("100.00"), "EUR"))
+    ebook = PriceFactory(
+        product=ProductFactory(name="Handbook (e-book)", tax_category=TaxCategory.REDUCED),
+        unit_amount=Money(D("24.99"), "EUR"),
+    )
+    parent = CustomerFactory(name="Holding AG", tax_id="DE811569869", payment_terms_days=30)
+    consolidated = {"parent": parent, "billing_mode": BillingMode.CONSOLIDATED}
+    berlin = CustomerFactory(name="Berlin GmbH", tax_id="DE136695976", **consolidated)
+    paris = CustomerFactory(name="Paris SARL", country="FR", city="Paris", tax_id="FR40303265045", **consolidated)
+    anna = CustomerFactory(name="Anna Schmidt", **consolidated)
+    subscriptions = {
+        "berlin": SubscriptionFactory(customer=berlin, price=plan),
+        "paris": SubscriptionFactory(customer=paris, price=plan),
+        "anna": SubscriptionFactory(
+            customer=anna, items=[ItemSpec(price=plan, quantity=1), ItemSpec(price=ebook, quantity=1)], price=plan
+        ),
+    }
+    return {"parent": parent, "berlin": berlin, "paris": paris, "anna": anna, "subscriptions": subscriptions}
+
+
+def _groups(invoice: Invoice) -> list[tuple[str, list[tuple[str, str, D, D]]]]:
+    lines = list(invoice.lines.order_by("position"))
+    return [
+        (
+            period.account_snapshot["name"],
+            [
+                (line.description.split(" ")[0], line.tax_category, line.net_amount, line.tax_amount)
+                for line in lines
+                if period.first_position <= line.position <= period.last_position
+            ],
+        )
+        for period in invoice.child_periods.order_by("first_position")
+    ]
+
+
+def test_three_children_with_mixed_tax_are_billed_on_one_invoice_to_the_parent(family):
+    run = billing_run(as_of=JAN_1)
+
+    assert run.invoices_created == 1
+    invoice = Invoice.objects.get()
+    assert invoice.customer == family["parent"]
+    assert invoice.customer_snapshot["name"] == "Holding AG"
+    assert (invoice.number, invoice.status, invoice.subscription_id) == ("INV-2026-000001", InvoiceStatus.OPEN, None)
+    assert invoice.due_date == JAN_1 + dt.timedelta(days=30)  # the parent's payment terms
+    # grouped per child, children by name; each child's lines taxed per the child
+    assert _groups(invoice) == [
+        ("Anna Schmidt", [("Cloud", "S", D("100.00"), D("19.00")), ("Handbook", "AA", D("24.99"), D("1.75"))]),
+        ("Berlin GmbH", [("Cloud", "S", D("100.00"), D("19.00"))]),
+        ("Paris SARL", [("Cloud", "AE", D("100.00"), D("0.00"))]),
+    ]
+    assert sorted(_rows(invoice.tax_summary)) == [
+        ("AA", "7", "24.99", "1.75"),
+        ("AE", "0", "100.00", "0.00"),
+        ("S", "19", "200.00", "38.00"),
+    ]
+    assert (invoice.subtotal, invoice.tax_total, invoice.total, invoice.amount_due) == (
+        D("324.99"), D("39.75"), D("364.74"), D("364.74")
+    )  # fmt: skip
+    assert invoice.tax_treatment == TaxTreatment.STANDARD
+    assert "FR40303265045" in invoice.tax_note  # the reverse-charge note of the French group
+    assert sorted(invoice.child_periods.values_list("subscription_id", flat=True)) == sorted(
+        s.pk for s in family["subscriptions"].values()
+    )
+
+
+def test_a_second_run_and_a_redelivered_chunk_bill_nothing_again(family):
+    run, chunks = billing_run_open(as_of=JAN_1, chunk_size=2)
+    # the parent's three subscriptions stay in one chunk whatever the chunk size
+    assert chunks == [sorted(s.pk for s in family["subscriptions"].values())]
+    billing_run_chunk(run=run, subscription_ids=chunks[0], as_of=JAN_1)
+    billing_run_chunk(run=run, subscription_ids=chunks[0], as_of=JAN_1)  # delivered twice
+    again = billing_run(as_of=JAN_1)
+
+    assert again.invoices_created == 0
+    assert Invoice.objects.count() == 1
+    assert ChildAccountPeriod.objects.count() == 3
+    february = billing_run(as_of=FEB_1)
+    assert february.invoices_created == 1
+    assert list(Invoice.objects.order_by("number").values_list("number", "total")) == [
+        ("INV-2026-000001", D("364.74")),
+        ("INV-2026-000002", D("364.74")),
+    ]
+
+
+def test_the_database_refuses_a_child_period_billed_twice(family):
+    billing_run(as_of=JAN_1)
+    period = ChildAccountPeriod.objects.first()
+    assert period is not None
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ChildAccountPeriod.objects.create(
+            invoice=period.invoice,
+            account=period.account,
+            subscription=period.subscription,
+            period_key=period.period_key,
+            first_position=1,
+            last_position=1,
+        )
+
+
+def test_chunks_keep_each_parents_subscriptions_together():
+    payers = {11: 1, 12: 2, 13: 1, 14: 2, 15: 1}
+    assert list(consolidation.chunks_by_payer([1, 2, 3, 11, 12, 13, 14, 15], payers, 2)) == [
+        [1, 2],
+        [3],
+        [11, 13, 15],
+        [12, 14],
+    ]
+
+
+def test_a_failed_chunk_is_billed_again_with_each_parents_subscriptions_together(family):
+    subscriptions = sorted(s.pk for s in family["subscriptions"].values())
+    own = SubscriptionFactory(customer=CustomerFactory()).pk
+    assert consolidation.billing_units([subscriptions[0], own, *subscriptions[1:]]) == [subscriptions, [own]]
+
+
+def test_dry_run_equals_the_real_run(family):
+    dry = billing_run(as_of=JAN_1, dry_run=True)
+    assert Invoice.objects.count() == 0
+    real = billing_run(as_of=JAN_1)
+    assert (dry.invoices_created, dry.totals) == (real.invoices_created, real.totals) == (1, {"EUR": "364.74"})
+
+
+def test_a_run_for_one_child_bills_the_whole_family_on_one_invoice(family):
+    billing_run(as_of=JAN_1, customer_id=family["paris"].pk)
+    assert Invoice.objects.get().total == D("364.74")
+
+
+def test_parent_pays_bills_each_child_on_its_own_invoice_addressed_to_the_parent(family):
+    Customer.objects.filter(pk__in=[family["berlin"].pk, family["paris"].pk, family["anna"].pk]).update(
+        billing_mode=BillingMode.PARENT_PAYS
+    )
+    billing_run(as_of=JAN_1)
+
+    invoices = list(Invoice.objects.order_by("number"))
+    assert [(i.customer_id, i.customer_snapshot["name"]) for i in invoices] == [(family["parent"].pk, "Holding AG")] * 3
+    by_child = {i.child_periods.get().account_snapshot["name"]: i for i in invoices}
+    assert {name: (i.total, i.tax_treatment) for name, i in by_child.items()} == {
+        "Anna Schmidt": (D("145.74"), TaxTreatment.STANDARD),
+        "Berlin GmbH": (D("119.00"), TaxTreatment.STANDARD),
+        "Paris SARL": (D("100.00"), TaxTreatment.REVERSE_CHARGE),
+    }
+    assert by_child["Paris SARL"].subscription_id == family["subscriptions"]["paris"].pk
+    assert [i.number for i in invoices] == ["INV-2026-000001", "INV-2026-000002", "INV-2026-000003"]
+
+
+def test_a_held_consolidated_draft_is_finalized_with_each_childs_tax(family):
+    Customer.objects.filter(pk=family["parent"].pk).update(review_invoices=True)
+    billing_run(as_of=JAN_1)
+    draft = Invoice.objects.get()
+    assert draft.status == InvoiceStatus.DRAFT and draft.memo == "held for review (customer setting)"
+
+    invoice = invoice_finalize(invoice=draft, issue_date=JAN_1)
+    assert (invoice.tax_total, invoice.total) == (D("39.75"), D("364.74"))
+    assert sorted(_rows(invoice.tax_summary))[1] == ("AE", "0", "100.00", "0.00")
+
+
+# --- the parent and its rules ----------------------------------------------------------------------------
+
+
+def test_a_parent_in_another_currency_is_refused_naming_the_field(db):
+    parent = CustomerFactory(currency="USD")
+    child = CustomerFactory(parent=None)
+    child.parent = parent
+    with pytest.raises(ValidationError) as error:
+        child.full_clean()
+    assert "USD" in error.value.message_dict["parent"][0]
+
+
+def test_parents_are_one_level_so_cycles_are_refused(db):
+    top = CustomerFactory(name="Top")
+    middle = CustomerFactory(name="Middle", parent=top)
+    child = CustomerFactory()
+    child.parent = middle
+    with pytest.raises(ValidationError) as error:
+        child.full_clean()
+    assert "one level" in error.value.message_dict["parent"][0]
+    top.parent = middle  # top → middle → top
+    with pytest.raises(ValidationError) as error:
+        top.full_clean()
+    assert "parent" in error.value.message_dict
+    top.parent = top
+    with pytest.raises(ValidationError) as error:
+        top.full_clean()
+    assert error.value.message_dict["parent"] == ["A customer cannot be its own parent."]
+
+
+def test_a_billing_mode_needs_a_parent(db):
+    customer = CustomerFactory()
+    customer.billing_mode = BillingMode.CONSOLIDATED
+    with pytest.raises(ValidationError) as error:
+        customer.full_clean()
+    assert "parent" in error.value.message_dict["billing_mode"][0]
