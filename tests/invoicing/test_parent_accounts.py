@@ -5,22 +5,22 @@ Exact amounts; the seller is the German GmbH of tests/conftest.py."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 from decimal import Decimal as D
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from djmoney.money import Money
+from django.urls import reverse
+from pypdf import PdfReader
 
-from core.tax_categories import TaxCategory
 from customers.models import BillingMode, Customer
-from invoicing import consolidation
+from invoicing import consolidation, documents
 from invoicing.billing_run import billing_run, billing_run_chunk, billing_run_open
 from invoicing.models import ChildAccountPeriod, Invoice, InvoiceStatus, TaxTreatment
 from invoicing.services import invoice_finalize
-from subscriptions.services import ItemSpec
-from tests.factories import CustomerFactory, PriceFactory, SubscriptionFactory, TaxRateFactory
-from tests.factories.subscriptions import ProductFactory
+from tests.factories import CustomerFactory, SubscriptionFactory
+from tests.factories.parent_accounts import parent_family_create
 
 JAN_1 = dt.date(2026, 1, 1)
 FEB_1 = dt.date(2026, 2, 1)
@@ -31,34 +31,8 @@ def _rows(summary: list[dict]) -> list[tuple[str, str, str, str]]:
 
 
 @pytest.fixture
-def rates(series):
-    TaxRateFactory(country="DE", percentage=D("19"), name="VAT 19 %")
-    TaxRateFactory(country="DE", percentage=D("7"), name="VAT 7 %", category=TaxCategory.REDUCED)
-    TaxRateFactory(country="FR", percentage=D("20"), name="TVA 20 %")
-
-
-@pytest.fixture
-def family(rates):
-    """A German holding with three consolidated children: a German business (19 %), a French business with a VAT
-    id (reverse charge) and a German consumer with a reduced-rate e-book."""
-    plan = PriceFactory(product=ProductFactory(name="Cloud plan"), unit_amount=Money(D("100.00"), "EUR"))
-    ebook = PriceFactory(
-        product=ProductFactory(name="Handbook (e-book)", tax_category=TaxCategory.REDUCED),
-        unit_amount=Money(D("24.99"), "EUR"),
-    )
-    parent = CustomerFactory(name="Holding AG", tax_id="DE811569869", payment_terms_days=30)
-    consolidated = {"parent": parent, "billing_mode": BillingMode.CONSOLIDATED}
-    berlin = CustomerFactory(name="Berlin GmbH", tax_id="DE136695976", **consolidated)
-    paris = CustomerFactory(name="Paris SARL", country="FR", city="Paris", tax_id="FR40303265045", **consolidated)
-    anna = CustomerFactory(name="Anna Schmidt", **consolidated)
-    subscriptions = {
-        "berlin": SubscriptionFactory(customer=berlin, price=plan),
-        "paris": SubscriptionFactory(customer=paris, price=plan),
-        "anna": SubscriptionFactory(
-            customer=anna, items=[ItemSpec(price=plan, quantity=1), ItemSpec(price=ebook, quantity=1)], price=plan
-        ),
-    }
-    return {"parent": parent, "berlin": berlin, "paris": paris, "anna": anna, "subscriptions": subscriptions}
+def family(series):
+    return parent_family_create()
 
 
 def _groups(invoice: Invoice) -> list[tuple[str, list[tuple[str, str, D, D]]]]:
@@ -233,3 +207,42 @@ def test_a_billing_mode_needs_a_parent(db):
     with pytest.raises(ValidationError) as error:
         customer.full_clean()
     assert "parent" in error.value.message_dict["billing_mode"][0]
+
+
+# --- the faces: PDF, admin, API ------------------------------------------------------------------------------
+
+
+def _pdf_text(pdf: bytes) -> str:
+    return " ".join(" ".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages).split())
+
+
+def test_the_pdf_groups_the_lines_per_child_with_each_childs_total(family):
+    billing_run(as_of=JAN_1)
+    invoice = Invoice.objects.get()
+    text = _pdf_text(documents.render_invoice_pdf(invoice=invoice))
+    assert "Holding AG" in text
+    assert text.index("Anna Schmidt (DE)") < text.index("Berlin GmbH (DE, Customer VAT ID: DE136695976)")
+    assert "Total Anna Schmidt net €124.99, tax €20.75 €145.74" in text
+    assert "Total Berlin GmbH net €100.00, tax €19.00 €119.00" in text
+    assert "Paris SARL (FR, Customer VAT ID: FR40303265045)" in text
+    assert "Total Paris SARL net €100.00, tax €0.00 €100.00" in text
+    assert "VAT 19 % on €200.00 €38.00 VAT 7 % on €24.99 €1.75 VAT 0 % (Reverse charge) on €100.00 €0.00" in text
+    assert "Total €364.74" in text
+    # the legal note of the French group is the EU reverse charge's: for the child, not for the German parent
+    assert "Paris SARL: Reverse charge: the recipient is liable for the VAT (Article 196" in text
+
+
+def test_the_admin_shows_the_children_and_the_per_child_grouping(family, admin_client):
+    billing_run(as_of=JAN_1)
+    invoice = Invoice.objects.get()
+    page = admin_client.get(reverse("admin:invoicing_invoice_change", args=[invoice.pk])).content.decode()
+    assert "Child accounts (lines per child)" in page
+    assert reverse("admin:customers_customer_change", args=[family["paris"].pk]) in page
+    parent_page = admin_client.get(
+        reverse("admin:customers_customer_change", args=[family["parent"].pk])
+    ).content.decode()
+    assert "Anna Schmidt</a> · On the parent&#x27;s consolidated invoice" in parent_page
+    children = admin_client.get(reverse("admin:customers_customer_changelist") + "?account=child")
+    assert [c.name for c in children.context["cl"].result_list] == ["Anna Schmidt", "Berlin GmbH", "Paris SARL"]
+    parents = admin_client.get(reverse("admin:customers_customer_changelist") + "?account=parent")
+    assert [c.name for c in parents.context["cl"].result_list] == ["Holding AG"]
