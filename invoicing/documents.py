@@ -526,7 +526,9 @@ def _child_legal_notes(
     the EU reverse charge of a French child), named after it; lines outside the groups as for the parent."""
     notes = []
     for group in groups:
-        summary = [{"category": line.tax_category, "exemption_reason": line.tax_exemption_reason} for line in group.lines]
+        summary = [
+            {"category": line.tax_category, "exemption_reason": line.tax_exemption_reason} for line in group.lines
+        ]
         account = {**customer, "country": group.country, "tax_id": group.tax_id}
         note = legal_notes(summary=summary, treatment="", customer=account, seller=seller, lang=lang)
         if note:

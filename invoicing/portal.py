@@ -55,7 +55,7 @@ def _visible_customers(customer: Customer) -> QuerySet[Customer, int]:
     """Whose invoices the customer's portal shows: its own and its child accounts' (a parent sees what its
     children are billed; a child never sees its parent's or its siblings'; docs/decisions/parent-accounts.md).
     A subquery, not a query of its own: the invoice list keeps its index on (customer, issue date)."""
-    return Customer.objects.filter(Q(pk=customer.pk) | Q(parent_id=customer.pk)).values("pk")
+    return Customer.objects.filter(Q(pk=customer.pk) | Q(parent_id=customer.pk)).values_list("pk", flat=True)
 
 
 def portal_invoices(*, customer: Customer, status: str | None = None) -> QuerySet[Invoice]:
@@ -83,9 +83,7 @@ def portal_invoice_get(*, customer: Customer, number: str, only_invoice_id: int 
 
 def portal_open_invoices(*, customer: Customer) -> QuerySet[Invoice]:
     """What the customer itself owes (a child account's own invoices are the child's to pay)."""
-    return portal_invoices(customer=customer).filter(
-        customer=customer, status__in=PAYABLE_STATUSES, amount_due__gt=0
-    )
+    return portal_invoices(customer=customer).filter(customer=customer, status__in=PAYABLE_STATUSES, amount_due__gt=0)
 
 
 def portal_amount_due(*, customer: Customer) -> dict[str, Any]:

@@ -48,7 +48,8 @@ def consolidated_payers_due(
         queryset = queryset.filter(customer__parent_id=payer_id or customer_id)
     if subscription_id is not None:
         queryset = queryset.filter(pk=subscription_id)
-    return dict(queryset.order_by("pk").values_list("pk", "customer__parent_id"))
+    rows = queryset.order_by("pk").values_list("pk", "customer__parent_id")
+    return {subscription_id: parent_id for subscription_id, parent_id in rows if parent_id is not None}
 
 
 @dataclass(frozen=True)
