@@ -62,6 +62,12 @@ def plans_split(plans: Sequence[BillingPlan]) -> tuple[list[BillingPlan], list[B
     return own, to_parent
 
 
+def parents_load(plans: Sequence[BillingPlan]) -> dict[int, Customer]:
+    """The parents of the plans' children billed to their parent, by id, in one query (none without such plans)."""
+    ids = {plan.customer.parent_id for plan in plans if is_billed_to_parent(plan.customer)}  # type: ignore[union-attr]
+    return Customer.objects.in_bulk(ids) if ids else {}
+
+
 def account_snapshot(customer: Customer) -> dict[str, str | int]:
     """What the group heading of a child prints, as it was when billed."""
     return {
@@ -91,7 +97,7 @@ def parent_invoices(
             groups.setdefault(key, []).append((child, period))
     if not groups:
         return []
-    parents = Customer.objects.in_bulk({plan.customer.parent_id for plan in plans if plan.customer is not None})
+    parents = parents_load(plans)
     built = []
     for key, parts in groups.items():
         parts.sort(key=lambda part: (part[0].name.lower(), part[0].pk, part[1].subscription_id, part[1].period_start))

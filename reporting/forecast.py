@@ -42,6 +42,7 @@ from core.money import round_amount
 from dunning.models import CustomerDunningSettings, DunningAction, DunningActionKind, DunningActionStatus, DunningStep
 from dunning.services import APPLY, SEND, DoneStep, dunning_policies_load, dunning_policy_default, late_fee_amount
 from dunning.services import plan_steps as dunning_plan_steps
+from invoicing import consolidation
 from invoicing.billing_run import invoice_build_for_period
 from invoicing.models import Invoice, InvoiceStatus
 from invoicing.services import due_date_for
@@ -246,22 +247,30 @@ def _issued_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry])
     tax_rates = tax_rates_load()
     prices = PriceCache()
     for chunk in _chunks(ids):
-        for plan in plans_for_chunk(subscription_ids=chunk, as_of=last_day, lock=False, prices=prices):
-            customer = plan.customer
-            assert customer is not None
+        plans = plans_for_chunk(subscription_ids=chunk, as_of=last_day, lock=False, prices=prices)
+        parents = consolidation.parents_load(plans)
+        for plan in plans:
+            child = plan.customer
+            assert child is not None
+            # a child billed to its parent: taxed per the child as the run does, owed by the parent on its terms
+            # (docs/decisions/parent-accounts.md); a consolidated invoice has no subscription terms of its own
+            to_parent = consolidation.is_billed_to_parent(child)
+            customer = parents[child.parent_id] if to_parent and child.parent_id is not None else child
+            subscription_terms = None if to_parent and child.billing_mode == "consolidated" else plan.days_until_due
             if plan.new_status == SubscriptionStatus.ENDED and plan.status_changes and plan.new_ended_at is not None:
                 entries.append(
                     Entry(
                         max(plan.new_ended_at, as_of),
-                        plan.periods[0].currency if plan.periods else customer.currency,
+                        plan.periods[0].currency if plan.periods else child.currency,
                         "cancellations",
-                        customer.pk,
+                        child.pk,
                         subscription_id=plan.subscription_id,
                     )
                 )
             for position, period in enumerate(plan.periods):
                 day = max(period.billing_date, as_of)
-                invoice, _lines = invoice_build_for_period(period=period, customer=customer, tax_rates=tax_rates)
+                invoice, _lines = invoice_build_for_period(period=period, customer=child, tax_rates=tax_rates)
+                invoice.customer = customer
                 invoice.issue_date = day
                 if invoice.memo:
                     entries.append(
@@ -278,7 +287,7 @@ def _issued_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry])
                     continue
                 invoice.due_date = due_date_for(
                     issue_date=day,
-                    subscription_days_until_due=plan.days_until_due,
+                    subscription_days_until_due=subscription_terms,
                     customer_payment_terms_days=customer.payment_terms_days,
                 )
                 invoice.status = InvoiceStatus.PAID if invoice.total == 0 else InvoiceStatus.OPEN
