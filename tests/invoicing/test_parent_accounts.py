@@ -19,6 +19,8 @@ from invoicing import consolidation, documents
 from invoicing.billing_run import billing_run, billing_run_chunk, billing_run_open
 from invoicing.models import ChildAccountPeriod, Invoice, InvoiceStatus, TaxTreatment
 from invoicing.services import invoice_finalize
+from invoicing.subscription_billing import subscription_change_invoice
+from subscriptions.services import ItemSpec, ProrationBehavior
 from tests.factories import CustomerFactory, SubscriptionFactory
 from tests.factories.parent_accounts import parent_family_create
 
@@ -246,3 +248,22 @@ def test_the_admin_shows_the_children_and_the_per_child_grouping(family, admin_c
     assert [c.name for c in children.context["cl"].result_list] == ["Anna Schmidt", "Berlin GmbH", "Paris SARL"]
     parents = admin_client.get(reverse("admin:customers_customer_changelist") + "?account=parent")
     assert [c.name for c in parents.context["cl"].result_list] == ["Holding AG"]
+
+
+def test_an_invoice_now_change_of_a_child_is_addressed_to_the_parent_under_the_childs_heading(family):
+    billing_run(as_of=JAN_1)
+    subscription = family["subscriptions"]["berlin"]
+    plan = subscription.items.get().price
+    ebook = family["subscriptions"]["anna"].items.get(price__product__name="Handbook (e-book)").price
+    outcome = subscription_change_invoice(
+        subscription=subscription,
+        items=[ItemSpec(price=plan, quantity=1), ItemSpec(price=ebook, quantity=1)],
+        as_of=dt.date(2026, 1, 16),
+        proration_behavior=ProrationBehavior.ALWAYS_INVOICE,
+    )
+    invoice = outcome.invoice
+    assert invoice is not None and invoice.customer_id == family["parent"].pk
+    assert invoice.customer_snapshot["name"] == "Holding AG"
+    # the e-book for 16 of 31 days: 24.99 × 16/31 = 12.90, 7 % VAT 0.90 (taxed per Berlin GmbH)
+    assert (invoice.subtotal, invoice.tax_total, invoice.total) == (D("12.90"), D("0.90"), D("13.80"))
+    assert [group for group, _ in _groups(invoice)] == ["Berlin GmbH"]
