@@ -35,6 +35,8 @@ CUSTOMER_FIELDS = (
     "external_id",
     "metadata",
     "review_invoices",
+    "parent",
+    "billing_mode",
 )
 
 

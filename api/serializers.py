@@ -104,6 +104,10 @@ class CustomerOut(ApiSerializer):
     payment_terms_days = serializers.IntegerField()
     language = serializers.CharField()
     metadata = serializers.JSONField()
+    parent = serializers.IntegerField(
+        source="parent_id", allow_null=True, help_text="The parent account's id (one level), or null."
+    )
+    billing_mode = serializers.CharField(help_text="own, consolidated or parent_pays (with a parent).")
     is_archived = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

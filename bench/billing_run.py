@@ -3,7 +3,7 @@ that every run billed the same invoices (see docs/PERFORMANCE.md).
 
     .venv/bin/python bench/billing_run.py [--database-url postgres://postgres@127.0.0.1:5432/billing_bench_run]
         [--subscriptions 20000] [--workers 1,2] [--repeat 3] [--naive 500] [--chunk-size 1000] [--simple]
-        [--code base=/path/to/another/checkout] [--audit-off] [--wallets 0.1]
+        [--code base=/path/to/another/checkout] [--audit-off] [--consolidated 0.1] [--wallets 0.1]
 
 The database named by ``--database-url`` (default ``billing_bench_run``, its own) is dropped and re-created; the
 name must contain "bench". PDF and e-mail are excluded (``BILLING_AFTER_FINALIZE_HOOKS=false``).
@@ -13,7 +13,9 @@ The data (``--subscriptions N``), a realistic mix by default: monthly subscripti
 scope); every one has a flat plan and seats (1–10); half a metered API price with January's usage, 30 % a
 graduated tiered price; 20 % a coupon (10 % off forever, 25 % off for 3 months, or a fixed amount once); 10 % changed
 their seats on 15 January (proration credit and charge, pending until the February invoice). ``--simple`` is
-the old easy case (German VAT, EUR, flat + seats, a metered item on every third). The data is made from one
+the old easy case (German VAT, EUR, flat + seats, a metered item on every third). ``--consolidated F`` makes a
+fraction F of the customers child accounts billed on their parent's consolidated invoice (groups of 3–5 customers
+of one currency, each with a new parent; docs/decisions/parent-accounts.md). The data is made from one
 template subscription per kind of mix, built with the services (``subscription_create``, ``discount_create``,
 ``subscription_change``, ``usage_record_create``) and billed for January, then copied row by row in bulk. Each
 measurement bills the February cycle of all N and is undone afterwards.
@@ -334,6 +336,45 @@ def make_data(count: int, simple: bool) -> dict[Kind, int]:
     return dict(per_kind)
 
 
+def make_consolidated(fraction: float) -> tuple[int, int]:
+    """Make ``fraction`` of the customers child accounts billed on their parent's consolidated invoice, in groups
+    of 3, 4 and 5 customers of one currency, spread over the whole id range (so every chunk size meets them);
+    each group gets a new parent (a copy of its first child). Returns (children, parents)."""
+    from customers.models import Customer
+
+    if fraction <= 0:
+        return 0, 0
+    by_currency: dict[str, list[int]] = defaultdict(list)
+    for pk, currency in Customer.objects.order_by("pk").values_list("pk", "currency"):
+        by_currency[currency].append(pk)
+    step = max(1, round(1 / fraction))
+    groups: list[list[int]] = []
+    for ids in by_currency.values():
+        picked = ids[::step]
+        position = 0
+        while position + 3 <= len(picked):
+            size = 3 + len(groups) % 3
+            groups.append(picked[position : position + size])
+            position += size
+    firsts = Customer.objects.in_bulk([group[0] for group in groups])
+    parents = Customer.objects.bulk_create(
+        [
+            Customer(
+                name=f"Parent {n}",
+                email=f"parent{n}@bench.example",
+                country=firsts[group[0]].country,
+                currency=firsts[group[0]].currency,
+                payment_terms_days=30,
+            )
+            for n, group in enumerate(groups)
+        ]
+    )
+    for parent, group in zip(parents, groups, strict=True):
+        Customer.objects.filter(pk__in=group).update(parent_id=parent.pk, billing_mode="consolidated")
+    execute("ANALYZE customers_customer")
+    return sum(len(group) for group in groups), len(parents)
+
+
 # --- undoing a measured run -----------------------------------------------------------------------------
 
 SNAPSHOTS = {
@@ -391,6 +432,7 @@ def reset_state() -> None:
         "UPDATE payments_walletgrant SET remaining = amount WHERE remaining <> amount",
         "DELETE FROM invoicing_invoiceevent WHERE invoice_id > (SELECT invoice FROM bench_marker)",
         "DELETE FROM invoicing_invoiceline WHERE invoice_id > (SELECT invoice FROM bench_marker)",
+        "DELETE FROM invoicing_childaccountperiod WHERE invoice_id > (SELECT invoice FROM bench_marker)",
         "DELETE FROM invoicing_invoice WHERE id > (SELECT invoice FROM bench_marker)",
         "DELETE FROM core_domainevent WHERE id > (SELECT event FROM bench_marker)",
         "DELETE FROM subscriptions_subscriptionevent WHERE id > (SELECT sub_event FROM bench_marker)",
@@ -413,11 +455,13 @@ def capture_result() -> None:
     """Keep the rows a run wrote, for the set-based ceiling."""
     execute(
         "DROP TABLE IF EXISTS ceil_invoice, ceil_line, ceil_event, ceil_domain, ceil_sub, ceil_counter, "
-        "ceil_discount, ceil_pending, ceil_sub_event",
+        "ceil_discount, ceil_pending, ceil_sub_event, ceil_child",
         "CREATE TABLE ceil_invoice AS SELECT * FROM invoicing_invoice WHERE id > (SELECT invoice FROM bench_marker)",
         "CREATE TABLE ceil_line AS SELECT * FROM invoicing_invoiceline "
         "WHERE invoice_id IN (SELECT id FROM ceil_invoice)",
         "CREATE TABLE ceil_event AS SELECT * FROM invoicing_invoiceevent "
+        "WHERE invoice_id IN (SELECT id FROM ceil_invoice)",
+        "CREATE TABLE ceil_child AS SELECT * FROM invoicing_childaccountperiod "
         "WHERE invoice_id IN (SELECT id FROM ceil_invoice)",
         "CREATE TABLE ceil_domain AS SELECT * FROM core_domainevent WHERE id > (SELECT event FROM bench_marker)",
         "CREATE TABLE ceil_sub_event AS SELECT * FROM subscriptions_subscriptionevent "
@@ -441,6 +485,7 @@ def measure_ceiling(expected: int) -> float:
             "INSERT INTO invoicing_invoice SELECT * FROM ceil_invoice",
             "INSERT INTO invoicing_invoiceline SELECT * FROM ceil_line",
             "INSERT INTO invoicing_invoiceevent SELECT * FROM ceil_event",
+            "INSERT INTO invoicing_childaccountperiod SELECT * FROM ceil_child",
             "INSERT INTO core_domainevent SELECT * FROM ceil_domain",
             "INSERT INTO subscriptions_subscriptionevent SELECT * FROM ceil_sub_event",
             "UPDATE subscriptions_subscription s SET status = b.status, current_period_start = b.current_period_start,"
@@ -467,12 +512,20 @@ def check(run: Any, expected: tuple[int, int] | None) -> tuple[int, int]:
     assert run.failed == 0 and run.status == "succeeded", (run.status, run.failed)
     assert expected is None or got == expected, (got, expected)
     with connection.cursor() as cursor:
+        # a consolidated invoice (no subscription of its own) bills its children's periods: each once
         cursor.execute(
-            "SELECT count(*), count(DISTINCT (subscription_id, period_key)) FROM invoicing_invoice "
+            "SELECT count(*), count(DISTINCT (subscription_id, period_key)) FILTER (WHERE subscription_id IS NOT NULL)"
+            " + count(*) FILTER (WHERE subscription_id IS NULL) FROM invoicing_invoice "
             "WHERE id > (SELECT invoice FROM bench_marker)"
         )
         total, distinct = cursor.fetchone()
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT (subscription_id, period_key)) FROM invoicing_childaccountperiod "
+            "WHERE invoice_id > (SELECT invoice FROM bench_marker)"
+        )
+        child_periods, distinct_child_periods = cursor.fetchone()
     assert total == distinct == sum(got), (total, distinct, got)
+    assert child_periods == distinct_child_periods, (child_periods, distinct_child_periods)
     return got
 
 
@@ -736,6 +789,12 @@ def main() -> None:
     parser.add_argument("--simple", action="store_true", help="the old easy data instead of the realistic mix")
     parser.add_argument("--profile", action="store_true", help="profile one inline run (cProfile) and stop")
     parser.add_argument(
+        "--consolidated",
+        type=float,
+        default=0.0,
+        help="fraction of customers billed on a parent's consolidated invoice (0.1: 10 %%, groups of 3-5)",
+    )
+    parser.add_argument(
         "--code",
         action="append",
         default=[],
@@ -758,11 +817,13 @@ def main() -> None:
 
     started = time.perf_counter()
     kinds = make_data(args.subscriptions, args.simple)
+    children, parents = make_consolidated(args.consolidated)
     wallets = make_wallets(args.wallets) if args.wallets > 0 else 0
     print(
         f"billing run bench — {urlsplit(args.database_url).path.lstrip('/')}, {os.cpu_count()} cores, "
         f"N={args.subscriptions:,} ({'simple' if args.simple else 'realistic mix'}, {len(kinds)} kinds), "
-        f"chunks of {args.chunk_size:,}; data in {time.perf_counter() - started:.0f} s"
+        f"chunks of {args.chunk_size:,}; {children:,} customers billed on {parents:,} parents' consolidated "
+        f"invoices; data in {time.perf_counter() - started:.0f} s"
     )
     # The first run fixes what every later one must bill, and its rows are the ceiling's.
     rate, expected = measure_inline(None, args.chunk_size)

@@ -5,11 +5,11 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from core import formatting as fmt
 from core.admin_lists import QuickActionCheckbox, badge
@@ -65,17 +65,50 @@ class PortalUserInline(admin.TabularInline):
     verbose_name_plural = "portal users (sign in with an e-mailed link; use the “Invite to portal” action)"
 
 
+class AccountTypeFilter(admin.SimpleListFilter):
+    """Parent accounts, child accounts (per billing mode) and accounts that are neither."""
+
+    title = "parent account"
+    parameter_name = "account"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("parent", "Parents (with child accounts)"), ("child", "Child accounts"), ("single", "Neither")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+        children = Customer.objects.filter(parent_id=OuterRef("pk"))
+        if self.value() == "parent":
+            return queryset.filter(Exists(children))
+        if self.value() == "child":
+            return queryset.filter(parent__isnull=False)
+        if self.value() == "single":
+            return queryset.filter(parent__isnull=True).exclude(Exists(children))
+        return queryset
+
+
+CHILDREN_SHOWN = 50
+
+
 @admin.register(Customer)
 class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admin.ModelAdmin):
     form = CustomerAdminForm
     # Columns that fit 1280 px beside the filter; an archived customer's name carries an "Archived" badge.
     list_display = ("name_display", "email_display", "country_display", "currency", "tax_status", "terms_display")
     list_display_links = ("name_display",)
-    list_filter = ("is_archived", "tax_status", "vat_status", "currency", "country", "language")
+    list_filter = (
+        "is_archived",
+        "tax_status",
+        "vat_status",
+        "currency",
+        "country",
+        "language",
+        AccountTypeFilter,
+        "billing_mode",
+    )
+    autocomplete_fields = ("parent",)
     search_fields = ("name", "legal_name", "email", "tax_id", "external_id")
     show_full_result_count = False
     list_per_page = 50
-    readonly_fields = ("created_at", "updated_at", "vat_check_display")
+    readonly_fields = ("created_at", "updated_at", "vat_check_display", "children_display")
     actions = ("archive_customers", "unarchive_customers", "invite_to_portal")
     inlines: ClassVar[list[Any]] = [PortalUserInline]
     fieldsets = (
@@ -96,6 +129,15 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
                     "payment_terms_days",
                     "review_invoices",
                 )
+            },
+        ),
+        (
+            "Parent account",
+            {
+                "description": "A child account is billed on its own invoices, on the parent's consolidated invoice "
+                "(lines grouped per child, taxed per child), or on its own invoices addressed to and payable by the "
+                "parent (docs/decisions/parent-accounts.md).",
+                "fields": (("parent", "billing_mode"), "children_display"),
             },
         ),
         (
@@ -161,6 +203,32 @@ class CustomerAdmin(QuickActionCheckbox, AuditTrailMixin, ImportAdminMixin, admi
             if check.trader_name:
                 detail += f", registered to {check.trader_name}"
         return format_html('{} <span class="help">{}</span>', status, detail)
+
+    @admin.display(description="child accounts")
+    def children_display(self, obj: Customer) -> str:
+        """The first children with links and billing mode; the rest behind a link to the filtered list."""
+        if obj.pk is None:
+            return "—"
+        children = list(obj.children.order_by("name", "pk")[: CHILDREN_SHOWN + 1])
+        if not children:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<div class="child-account"><a href="{}">{}</a> · {}</div>',
+            (
+                (
+                    reverse("admin:customers_customer_change", args=[child.pk]),
+                    child.name,
+                    child.get_billing_mode_display(),
+                )
+                for child in children[:CHILDREN_SHOWN]
+            ),
+        )
+        more = ""
+        if len(children) > CHILDREN_SHOWN:
+            url = reverse("admin:customers_customer_changelist") + f"?parent__id__exact={obj.pk}"
+            more = format_html('<div><a href="{}">All child accounts</a></div>', url)
+        return format_html("{}{}", rows, more)
 
     @admin.display(description="terms", ordering="payment_terms_days")
     def terms_display(self, obj: Customer) -> str:

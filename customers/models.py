@@ -6,7 +6,7 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import get_language
@@ -40,6 +40,14 @@ class EInvoiceFormat(models.TextChoices):
     XRECHNUNG_CII = "xrechnung_cii", "XRechnung 3.0 (CII)"
     FACTURX = "facturx", "ZUGFeRD / Factur-X (PDF/A-3 with XML, EN 16931)"
     PEPPOL = "peppol", "Peppol BIS Billing 3.0 (UBL)"
+
+
+class BillingMode(models.TextChoices):
+    """How a child account's subscriptions are invoiced (docs/decisions/parent-accounts.md)."""
+
+    OWN = "own", "Own invoices"
+    CONSOLIDATED = "consolidated", "On the parent's consolidated invoice"
+    PARENT_PAYS = "parent_pays", "Own invoices, billed to the parent"
 
 
 @audited()
@@ -136,6 +144,24 @@ class Customer(models.Model):
         help_text="EAS code of the address: EM e-mail, 0204 Leitweg-ID, 9930 German VAT id, 0088 GLN, 0208 Belgian "
         "company number, 0009 SIRET.",
     )
+    # Parent accounts (docs/decisions/parent-accounts.md): one level — a parent is never a child itself.
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The account that pays for this one (a department or subsidiary of it). Same currency; one level.",
+    )
+    billing_mode = models.CharField(
+        "billing mode",
+        max_length=20,
+        choices=BillingMode.choices,
+        default=BillingMode.OWN,
+        db_default=BillingMode.OWN,
+        help_text="With a parent: own invoices, its periods on the parent's consolidated invoice, or its own "
+        "invoices addressed to and payable by the parent.",
+    )
     is_archived = models.BooleanField("archived", default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -159,6 +185,15 @@ class Customer(models.Model):
             models.CheckConstraint(condition=Q(payment_terms_days__lte=365), name="customer_payment_terms_max_365"),
             models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="customer_currency_iso"),
             models.CheckConstraint(condition=~Q(name=""), name="customer_name_not_empty"),
+            models.CheckConstraint(
+                condition=Q(billing_mode__in=BillingMode.values), name="customer_billing_mode_valid"
+            ),
+            models.CheckConstraint(condition=~Q(parent=F("pk")), name="customer_not_own_parent"),
+            # a billing mode other than "own" needs a parent to bill
+            models.CheckConstraint(
+                condition=Q(billing_mode=BillingMode.OWN) | Q(parent__isnull=False),
+                name="customer_billing_mode_needs_parent",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -201,8 +236,39 @@ class Customer(models.Model):
         self.cc_emails = ", ".join(unique)
         if self.email:
             self.email = self.email.strip()
+        errors.update(self.parent_problems())
         if errors:
             raise ValidationError(errors)
+
+    def parent_problems(self) -> dict[str, str]:
+        """Why this parent and billing mode cannot be (field → message; docs/decisions/parent-accounts.md): parents
+        are one level deep — a parent has no parent, a customer with children is no child — which also refuses
+        every cycle; and a parent bills in its children's currency."""
+        errors: dict[str, str] = {}
+        if self.pk is not None:
+            other = Customer.objects.filter(parent_id=self.pk).exclude(currency=self.currency).first()
+            if other is not None:
+                errors["currency"] = f"The child account {other.name} is billed in {other.currency}: keep the same."
+        parent = self.parent if self.parent_id is not None else None
+        if parent is None:
+            if self.billing_mode != BillingMode.OWN:
+                errors["billing_mode"] = "Only a customer with a parent can be billed to it: choose a parent."
+            return errors
+        if self.pk is not None and parent.pk == self.pk:
+            errors["parent"] = "A customer cannot be its own parent."
+        elif parent.parent_id is not None:
+            errors["parent"] = (
+                f"{parent.name} is itself a child account (of customer #{parent.parent_id}): parent accounts are one "
+                "level deep, so choose the top account."
+            )
+        elif self.pk is not None and Customer.objects.filter(parent_id=self.pk).exists():
+            errors["parent"] = "This customer has child accounts of its own, so it cannot become a child account."
+        elif parent.currency != self.currency:
+            errors["parent"] = (
+                f"{parent.name} is billed in {parent.currency}, this customer in {self.currency}: a parent must "
+                "bill in its children's currency."
+            )
+        return errors
 
     @property
     def display_legal_name(self) -> str:

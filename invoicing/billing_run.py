@@ -53,12 +53,14 @@ from core.money import round_amount
 from core.tasks import process_event_batch
 from core.tax_categories import TaxCategory
 from customers.models import Customer
+from invoicing import consolidation
 from invoicing.einvoice import service as einvoice_service
 from invoicing.models import (
     BillingRun,
     BillingRunChunk,
     BillingRunError,
     BillingRunStatus,
+    ChildAccountPeriod,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
@@ -79,7 +81,7 @@ from invoicing.taxes import (
     tax_rates_load,
 )
 from subscriptions.charges import BillingPlan, PeriodCharges, PriceCache, plans_for_chunk
-from subscriptions.selectors import subscription_ids_due
+from subscriptions.selectors import consolidated_payers_due, subscription_ids_due
 from subscriptions.services import plans_commit, subscriptions_resume_due
 
 logger = logging.getLogger(__name__)
@@ -251,14 +253,16 @@ def _invoice(
 
 def _build(
     plans: Sequence[BillingPlan], *, tax_rates: TaxRates, run: BillingRun | None, outcome: ChunkOutcome
-) -> tuple[list[Invoice], list[Invoice], list[PlannedLine]]:
-    """(to finalize, to keep as drafts, all lines). A draft is kept for staff when the customer (or the
-    installation) reviews invoices, when the period nets to a credit (a negative invoice cannot be issued: staff
-    turn it into customer credit), or when no tax rate is configured for a taxable customer."""
+) -> tuple[list[Invoice], list[Invoice], list[PlannedLine], list[ChildAccountPeriod]]:
+    """(to finalize, to keep as drafts, all lines, the child periods of invoices to parents). A draft is kept for
+    staff when the customer (or the installation) reviews invoices, when the period nets to a credit (a negative
+    invoice cannot be issued: staff turn it into customer credit), or when no tax rate is configured for a taxable
+    customer. Children billed to their parent go on the parent's invoices (``invoicing.consolidation``)."""
     to_issue: list[Invoice] = []
     drafts: list[Invoice] = []
     all_lines: list[PlannedLine] = []
-    for plan in plans:
+    own, to_parent = consolidation.plans_split(plans)
+    for plan in own:
         assert plan.customer is not None
         for period in plan.periods:
             invoice, lines = invoice_build_for_period(
@@ -266,7 +270,45 @@ def _build(
             )
             (drafts if invoice.memo else to_issue).append(invoice)
             all_lines.extend(lines)
-    return to_issue, drafts, all_lines
+    child_periods: list[ChildAccountPeriod] = []
+    if to_parent:
+        for built in parent_invoices_build(to_parent, tax_rates=tax_rates, run=run):
+            (drafts if built.invoice.memo else to_issue).append(built.invoice)
+            all_lines.extend(built.lines)
+            child_periods.extend(built.periods)
+    return to_issue, drafts, all_lines, child_periods
+
+
+def parent_invoices_build(
+    plans: Sequence[BillingPlan], *, tax_rates: TaxRates, run: BillingRun | None = None
+) -> list[consolidation.ParentInvoice]:
+    """The invoices to parents for their children's plans: each child period built (and taxed per the child) by
+    the run's own per-period code, merged per parent; held for review by the same rules as any invoice, the
+    parent's review setting and e-invoice format deciding."""
+
+    def build_period(period: PeriodCharges, child: Customer) -> tuple[Invoice, list[Any], str]:
+        invoice, lines, reason = _invoice_for_period(period=period, customer=child, tax_rates=tax_rates, run=run)
+        return invoice, lines, reason
+
+    built = consolidation.parent_invoices(plans, build_period=build_period, run_id=run.pk if run is not None else None)
+    for parent_invoice in built:
+        invoice = parent_invoice.invoice
+        reason = f"held for review: {parent_invoice.review_reason}" if parent_invoice.review_reason else ""
+        invoice.memo = reason or _review_reason(
+            invoice, parent_invoice.lines, customer=invoice.customer, issue_date=parent_invoice.billing_date
+        )
+    return built
+
+
+def _invoice_for_period(
+    *, period: PeriodCharges, customer: Customer, tax_rates: TaxRates, run: BillingRun | None
+) -> tuple[Invoice, list[PlannedLine], str]:
+    try:
+        invoice, lines = invoice_from_period(period=period, customer=customer, tax_rates=tax_rates, run=run)
+        return invoice, lines, ""
+    except TaxRateMissing as exc:
+        invoice, lines = provisional_invoice_from_period(period=period, customer=customer, run=run)
+        return invoice, lines, str(exc)
 
 
 def invoice_build_for_period(
@@ -275,12 +317,16 @@ def invoice_build_for_period(
     """The billing run's invoice for one period, in memory: taxed and totalled, or — with ``memo`` saying why — a
     draft to hold for review (no tax rate, a net credit, the customer's or installation's review setting). Every
     invoice a subscription gets is built here: the run, an "invoice now" plan change, and their previews."""
-    try:
-        invoice, lines = invoice_from_period(period=period, customer=customer, tax_rates=tax_rates, run=run)
-        review_reason = ""
-    except TaxRateMissing as exc:
-        invoice, lines = provisional_invoice_from_period(period=period, customer=customer, run=run)
-        review_reason = f"held for review: {exc}"
+    invoice, lines, missing = _invoice_for_period(period=period, customer=customer, tax_rates=tax_rates, run=run)
+    if missing:
+        invoice.memo = f"held for review: {missing}"
+    else:
+        invoice.memo = _review_reason(invoice, lines, customer=customer, issue_date=period.billing_date)
+    return invoice, lines
+
+
+def _review_reason(invoice: Invoice, lines: Sequence[PlannedLine], *, customer: Customer, issue_date: dt.date) -> str:
+    review_reason = ""
     if not review_reason and invoice.total < 0:
         review_reason = f"held for review: the period nets to a credit of {invoice.total} {invoice.currency}"
     if not review_reason and _hold_for_review(customer):
@@ -289,11 +335,10 @@ def invoice_build_for_period(
         # checked before the invoice takes a number: one that would fail is held, its memo naming each failed
         # rule and the field to fix (docs/decisions/einvoice.md)
         problems = einvoice_service.problems_before_issue(
-            invoice, lines, customer=customer_snapshot(customer=customer), issue_date=period.billing_date
+            invoice, lines, customer=customer_snapshot(customer=customer), issue_date=issue_date
         )
         review_reason = f"held for review: {problems}" if problems else ""
-    invoice.memo = review_reason
-    return invoice, lines
+    return review_reason
 
 
 # --- one chunk ------------------------------------------------------------------------------------------
@@ -319,7 +364,7 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     outcome = ChunkOutcome()
     plans = plans_for_chunk(subscription_ids=list(subscription_ids), as_of=as_of, lock=True, prices=context.prices)
     outcome.subscriptions = len(plans)
-    to_issue, drafts, lines = _build(plans, tax_rates=context.tax_rates, run=run, outcome=outcome)
+    to_issue, drafts, lines, child_periods = _build(plans, tax_rates=context.tax_rates, run=run, outcome=outcome)
     created = [*to_issue, *drafts]
     # The numbers come last: the counter row they lock is the one row every chunk (and every other issuer) needs,
     # and it stays locked until commit. So on PostgreSQL the invoices take their ids from the sequence first (no
@@ -329,7 +374,7 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     if numbers_last:
         for invoice, pk in zip(created, allocate_ids(Invoice, len(created)), strict=True):
             invoice.pk = pk
-        _write_unnumbered(plans, drafts, lines)
+        _write_unnumbered(plans, drafts, lines, child_periods)
     issued = invoices_issue(
         invoices=to_issue,
         issue_date=as_of,
@@ -339,7 +384,7 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
         subscription_days_until_due={plan.subscription_id: plan.days_until_due for plan in plans},
     )
     if not numbers_last:  # elsewhere (the SQLite demo) the invoices get their ids when they are inserted
-        _write_unnumbered(plans, drafts, lines)
+        _write_unnumbered(plans, drafts, lines, child_periods)
     for invoice in created:
         invoice._loaded_status = invoice.status
         outcome.add_invoice(invoice)
@@ -351,9 +396,17 @@ def _bill(*, run: BillingRun, subscription_ids: Sequence[int], as_of: dt.date, c
     return outcome
 
 
-def _write_unnumbered(plans: list[BillingPlan], drafts: list[Invoice], lines: list[PlannedLine]) -> None:
-    """The chunk's writes that need no invoice number: the held drafts, every line, the subscriptions' advance."""
+def _write_unnumbered(
+    plans: list[BillingPlan],
+    drafts: list[Invoice],
+    lines: list[PlannedLine],
+    child_periods: list[ChildAccountPeriod],
+) -> None:
+    """The chunk's writes that need no invoice number: the held drafts, every line, the child periods of invoices
+    to parents (a period billed twice fails here), the subscriptions' advance."""
     copy_insert(Invoice, drafts, assign_ids=bool(drafts) and drafts[0].pk is None)
+    if child_periods:
+        ChildAccountPeriod.objects.bulk_create(child_periods)
     # The run's lines are not audited one by one: there are tens of thousands per chunk, and the issued invoice
     # (InvoiceEvent) or the held draft's audit row stands for them (docs/decisions/audit.md).
     with audit_skipped("billing_run_lines"):
@@ -429,18 +482,20 @@ def _bill_one_by_one(
     """Each subscription in its own transaction; billing one twice is impossible (a billed subscription has
     moved on), so a concurrent delivery of this chunk does no harm. The chunk is marked done once, at the end."""
     outcome = ChunkOutcome()
-    for subscription_id in subscription_ids:
+    # a parent's consolidated subscriptions stay together: one invoice, billed or failed as one
+    for unit in consolidation.billing_units(subscription_ids):
         try:
             with transaction.atomic():
-                outcome.merge(_bill(run=run, subscription_ids=[subscription_id], as_of=as_of, context=context))
+                outcome.merge(_bill(run=run, subscription_ids=unit, as_of=as_of, context=context))
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
-            logger.warning("billing run %s: subscription %s failed: %s", run.pk, subscription_id, message)
-            outcome.failed += 1
-            outcome.errors.append((subscription_id, message))
-            BillingRunError.objects.create(
-                run=run, subscription_id=subscription_id, message=message[:2000], traceback=traceback.format_exc()
-            )
+            for subscription_id in unit:
+                logger.warning("billing run %s: subscription %s failed: %s", run.pk, subscription_id, message)
+                outcome.failed += 1
+                outcome.errors.append((subscription_id, message))
+                BillingRunError.objects.create(
+                    run=run, subscription_id=subscription_id, message=message[:2000], traceback=traceback.format_exc()
+                )
     with transaction.atomic():
         _mark_chunk_done(run, subscription_ids)
     return outcome
@@ -498,6 +553,18 @@ def _chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(ids[start : start + size])
 
 
+def _due_chunks(
+    *, as_of: dt.date, customer_id: int | None, subscription_id: int | None, size: int
+) -> tuple[list[int], list[list[int]]]:
+    """The due subscription ids and the run's chunks of them: a parent's consolidated subscriptions in one chunk,
+    so one parent gets one invoice per billing date (``invoicing.consolidation.chunks_by_payer``)."""
+    ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
+    payers = consolidated_payers_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id)
+    if customer_id is not None:  # a parent's (or a child's) run bills the family's consolidated subscriptions
+        ids = sorted({*ids, *payers})
+    return ids, list(consolidation.chunks_by_payer(ids, payers, size))
+
+
 def billing_run_open(
     *,
     as_of: dt.date,
@@ -512,8 +579,7 @@ def billing_run_open(
     if customer_id is None and subscription_id is None:
         subscriptions_resume_due(as_of=as_of, actor=actor)
     size = chunk_size or settings.BILLING_RUN_CHUNK_SIZE
-    ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
-    chunks = list(_chunks(ids, size))
+    ids, chunks = _due_chunks(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id, size=size)
     run = BillingRun.objects.create(
         started_at=timezone.now(),
         as_of=as_of,
@@ -544,8 +610,12 @@ def billing_run(
     written, no number is taken). The workers' way is ``invoicing.billing_tasks.billing_run_async``.
     """
     if dry_run:
-        ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
-        chunks = list(_chunks(ids, chunk_size or settings.BILLING_RUN_CHUNK_SIZE))
+        ids, chunks = _due_chunks(
+            as_of=as_of,
+            customer_id=customer_id,
+            subscription_id=subscription_id,
+            size=chunk_size or settings.BILLING_RUN_CHUNK_SIZE,
+        )
         return _dry_run(as_of=as_of, chunks=chunks, subscriptions_seen=len(ids), on_progress=on_progress)
     run, chunks = billing_run_open(
         as_of=as_of, customer_id=customer_id, chunk_size=chunk_size, actor=actor, subscription_id=subscription_id
@@ -616,9 +686,11 @@ def billing_run_invoices_planned(
     """What a run as of ``as_of`` for one customer or subscription would write, built by the run's own code and
     written nowhere: (invoices it would issue, drafts it would hold for review — ``memo`` says why), each with its
     lines, taxed and totalled. Numbers and due dates are given when they are issued."""
-    ids = list(subscription_ids_due(as_of=as_of, customer_id=customer_id, subscription_id=subscription_id))
+    ids, _ = _due_chunks(
+        as_of=as_of, customer_id=customer_id, subscription_id=subscription_id, size=settings.BILLING_RUN_CHUNK_SIZE
+    )
     plans = plans_for_chunk(subscription_ids=ids, as_of=as_of, lock=False) if ids else []
-    to_issue, drafts, lines = _build(plans, tax_rates=tax_rates_load(), run=None, outcome=ChunkOutcome())
+    to_issue, drafts, lines, _ = _build(plans, tax_rates=tax_rates_load(), run=None, outcome=ChunkOutcome())
     by_invoice: dict[int, list[PlannedLine]] = {}
     for line in lines:
         by_invoice.setdefault(id(line.invoice), []).append(line)
@@ -636,7 +708,7 @@ def _dry_run(
     rates = tax_rates_load()
     for chunk in chunks:
         plans = plans_for_chunk(subscription_ids=chunk, as_of=as_of, lock=False)
-        to_issue, drafts, _ = _build(plans, tax_rates=rates, run=None, outcome=outcome)
+        to_issue, drafts, _, _ = _build(plans, tax_rates=rates, run=None, outcome=outcome)
         for invoice in to_issue:
             invoice.status = InvoiceStatus.OPEN
             outcome.add_invoice(invoice)

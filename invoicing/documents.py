@@ -56,6 +56,7 @@ from invoicing.models import (
     InvoiceStatus,
     TaxTreatment,
 )
+from invoicing.selectors import ChildGroup, invoice_child_groups, invoice_ungrouped_lines
 from invoicing.terms import payment_terms_text
 from notifications.models import OutboundEmail
 from notifications.sending import Attachment, AttachmentNotReady
@@ -445,6 +446,8 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
     number = invoice.number
     treatment = invoice.tax_treatment
     status = invoice.status
+    child_groups = invoice_child_groups(invoice=invoice, lines=lines)
+    line_groups = _line_groups(child_groups, lines, line_rows, money=money, lang=lang)
     period_start, period_end = service_period(invoice, lines)
     context = _base_context(customer=customer, seller=seller, currency=currency, lang=lang)
     context.update(
@@ -460,6 +463,7 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
                 (fmt.label(lang, "due_date"), fmt.date(invoice.due_date, lang)),
             ],
             "lines": line_rows,
+            "line_groups": line_groups,
             "totals": [
                 row
                 for row in (
@@ -483,7 +487,9 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
                 if row is not None
             ],
             "legal_heading": "",
-            "legal_note": legal_notes(
+            "legal_note": _child_legal_notes(child_groups, lines, customer=customer, seller=seller, lang=lang)
+            if child_groups
+            else legal_notes(
                 summary=invoice.tax_summary, treatment=treatment, customer=customer, seller=seller, lang=lang
             ),
             "memo": invoice.memo,
@@ -506,6 +512,68 @@ def invoice_context(*, invoice: Invoice, lines: Sequence[InvoiceLine] | None = N
         }
     )
     return context
+
+
+def _child_legal_notes(
+    groups: Sequence[ChildGroup],
+    lines: Sequence[InvoiceLine],
+    *,
+    customer: dict[str, Any],
+    seller: dict[str, Any],
+    lang: str,
+) -> str:
+    """An invoice to a parent: each child's zero-rate notes as for the child (its country and VAT id decide, e.g.
+    the EU reverse charge of a French child), named after it; lines outside the groups as for the parent."""
+    notes = []
+    for group in groups:
+        summary = [
+            {"category": line.tax_category, "exemption_reason": line.tax_exemption_reason} for line in group.lines
+        ]
+        account = {**customer, "country": group.country, "tax_id": group.tax_id}
+        note = legal_notes(summary=summary, treatment="", customer=account, seller=seller, lang=lang)
+        if note:
+            notes.append(f"{group.name}: {note}")
+    rest = invoice_ungrouped_lines(lines=lines, groups=groups)
+    if rest:
+        summary = [{"category": line.tax_category, "exemption_reason": line.tax_exemption_reason} for line in rest]
+        notes.append(legal_notes(summary=summary, treatment="", customer=customer, seller=seller, lang=lang))
+    return " ".join(note for note in notes if note)
+
+
+def _line_groups(
+    groups: Sequence[ChildGroup],
+    lines: Sequence[InvoiceLine],
+    line_rows: list[dict[str, Any]],
+    *,
+    money: Callable[[Decimal], str],
+    lang: str,
+) -> list[dict[str, Any]]:
+    """An invoice to a parent: its line rows per child account, each under the child's name (country, VAT id)
+    with the child's total (net and tax); lines outside every child's group follow without a heading
+    (docs/decisions/parent-accounts.md). Empty for any other invoice."""
+    if not groups:
+        return []
+    row_of = {id(line): row for line, row in zip(lines, line_rows, strict=True)}
+    out = []
+    for group in groups:
+        details = ", ".join(
+            part
+            for part in (group.country, f"{fmt.label(lang, 'customer_tax_id')}: {group.tax_id}" if group.tax_id else "")
+            if part
+        )
+        out.append(
+            {
+                "heading": f"{group.name} ({details})" if details else group.name,
+                "lines": [row_of[id(line)] for line in group.lines],
+                "total_label": fmt.label(lang, "account_total", name=group.name),
+                "total": money(group.total),
+                "net_tax": fmt.label(lang, "account_net_tax", net=money(group.net), tax=money(group.tax)),
+            }
+        )
+    rest = invoice_ungrouped_lines(lines=lines, groups=groups)
+    if rest:
+        out.append({"heading": "", "lines": [row_of[id(line)] for line in rest], "total_label": "", "total": ""})
+    return out
 
 
 def credit_note_context(

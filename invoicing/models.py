@@ -559,6 +559,36 @@ class InvoiceLine(models.Model):
         return Invoice.objects.filter(pk=self.invoice_id, status=InvoiceStatus.DRAFT).exists()
 
 
+class ChildAccountPeriod(models.Model):
+    """A child account's subscription period billed on an invoice addressed to its parent (a consolidated invoice,
+    or a "parent pays" invoice; docs/decisions/parent-accounts.md). Its lines are the invoice's positions
+    ``first_position``–``last_position``; the account's name, country and tax id are kept as they were at billing,
+    for the heading of its group. Unique per (subscription, period_key): the consolidated invoice bills many
+    subscriptions, so the invoice's own (subscription, period_key) constraint cannot refuse a second billing."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="child_periods")
+    account = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="+")
+    account_snapshot = models.JSONField(default=dict, blank=True)
+    subscription = models.ForeignKey("subscriptions.Subscription", on_delete=models.PROTECT, related_name="+")
+    period_key = models.CharField(max_length=40)
+    first_position = models.PositiveIntegerField()
+    last_position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["invoice", "first_position"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "period_key"], name="child_account_period_once"),
+            models.CheckConstraint(
+                # a period without lines (nothing to bill in it) is recorded all the same: last = first - 1
+                condition=Q(last_position__gte=F("first_position") - 1),
+                name="child_account_period_positions",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_snapshot.get('name', self.account_id)}: {self.period_key}"
+
+
 class InvoiceEvent(models.Model):
     """One row per status transition: who, when, from, to, why."""
 

@@ -14,7 +14,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -51,9 +51,17 @@ STATUS_LABELS: dict[str, Any] = {
 # --- selectors: every portal read of invoices goes through these ----------------------------------------
 
 
+def _visible_customers(customer: Customer) -> QuerySet[Customer, int]:
+    """Whose invoices the customer's portal shows: its own and its child accounts' (a parent sees what its
+    children are billed; a child never sees its parent's or its siblings'; docs/decisions/parent-accounts.md).
+    A subquery, not a query of its own: the invoice list keeps its index on (customer, issue date)."""
+    return Customer.objects.filter(Q(pk=customer.pk) | Q(parent_id=customer.pk)).values_list("pk", flat=True)
+
+
 def portal_invoices(*, customer: Customer, status: str | None = None) -> QuerySet[Invoice]:
-    """The customer's issued invoices, newest first; ``status`` one of ``PORTAL_STATUSES`` or None for all."""
-    invoices = Invoice.objects.filter(customer=customer).finalized()
+    """The issued invoices of the customer and of its child accounts, newest first; ``status`` one of
+    ``PORTAL_STATUSES`` or None for all."""
+    invoices = Invoice.objects.filter(customer_id__in=_visible_customers(customer)).finalized()
     if status:
         invoices = invoices.filter(status=status)
     return invoices.only(
@@ -64,7 +72,7 @@ def portal_invoices(*, customer: Customer, status: str | None = None) -> QuerySe
 def portal_invoice_get(*, customer: Customer, number: str, only_invoice_id: int | None = None) -> Invoice:
     """One issued invoice of the customer by number, with its lines; 404 otherwise. ``only_invoice_id`` narrows
     a deep-link visit to the invoice it was signed for."""
-    invoices = Invoice.objects.filter(customer=customer, number=number).finalized()
+    invoices = Invoice.objects.filter(customer_id__in=_visible_customers(customer), number=number).finalized()
     if only_invoice_id is not None:
         invoices = invoices.filter(pk=only_invoice_id)
     invoice = invoices.prefetch_related("lines").first()
@@ -74,7 +82,8 @@ def portal_invoice_get(*, customer: Customer, number: str, only_invoice_id: int 
 
 
 def portal_open_invoices(*, customer: Customer) -> QuerySet[Invoice]:
-    return portal_invoices(customer=customer).filter(status__in=PAYABLE_STATUSES, amount_due__gt=0)
+    """What the customer itself owes (a child account's own invoices are the child's to pay)."""
+    return portal_invoices(customer=customer).filter(customer=customer, status__in=PAYABLE_STATUSES, amount_due__gt=0)
 
 
 def portal_amount_due(*, customer: Customer) -> dict[str, Any]:
@@ -109,13 +118,15 @@ def status_label(status: str) -> str:
     return str(STATUS_LABELS.get(status, status))
 
 
-def invoice_row(invoice: Invoice) -> dict[str, Any]:
+def invoice_row(invoice: Invoice, *, customer: Customer | None = None) -> dict[str, Any]:
+    """``customer``: the portal's; a child account's invoice it sees is shown, not offered for payment."""
+    own = customer is None or invoice.customer_id == customer.pk
     return {
         "invoice": invoice,
         "status_label": status_label(invoice.status),
         "total": money(invoice.total, invoice.currency),
         "amount_due": money(invoice.amount_due, invoice.currency),
-        "payable": invoice_is_payable(invoice),
+        "payable": own and invoice_is_payable(invoice),
     }
 
 
@@ -138,7 +149,7 @@ class InvoiceListView(PortalView):
         page = Paginator(
             portal_invoices(customer=self.customer, status=status or None), settings.PORTAL_INVOICES_PER_PAGE
         ).get_page(request.GET.get("page"))
-        rows = [invoice_row(invoice) for invoice in page.object_list]
+        rows = [invoice_row(invoice, customer=self.customer) for invoice in page.object_list]
         statuses = [(value, status_label(value)) for value in PORTAL_STATUSES]
         return self.render(
             request,
@@ -171,7 +182,7 @@ class InvoiceDetailView(PortalView):
                 "invoice": invoice,
                 "status_label": status_label(invoice.status),
                 "doc": document,
-                "payable": invoice_is_payable(invoice),
+                "payable": invoice.customer_id == self.customer.pk and invoice_is_payable(invoice),
                 "amount_due": money(invoice.amount_due, invoice.currency),
                 # the archived original and any later rendering (a template fix): all stay downloadable
                 "earlier_versions": document_versions(DocumentPdf.objects.filter(invoice=invoice).first())[:-1],

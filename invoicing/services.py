@@ -29,6 +29,7 @@ from core.models import DomainEvent
 from core.money import round_amount
 from core.tax_categories import TaxCategory
 from customers.seller import seller_snapshot
+from invoicing.consolidation import child_taxes_apply
 from invoicing.einvoice import service as einvoice_service
 from invoicing.models import (
     BillingReason,
@@ -274,8 +275,14 @@ _STATUS_EVENTS: Mapping[str, str] = {
 def _recompute(invoice: Invoice, lines: list[InvoiceLine], *, strict: bool) -> None:
     """Resolve each line's tax for the customer as of now and total the invoice. Not strict (a draft): a line
     whose rate is missing shows provisional untaxed totals; finalizing (strict) refuses until a rate exists."""
-    rates = tax_rates_load(countries=[str(invoice.customer.country)])
-    taxes = apply_line_taxes(lines, customer=invoice.customer, tax_rates_by_country=rates, strict=strict)
+    taxes = (
+        child_taxes_apply(invoice, lines, strict=strict)
+        if invoice.pk is not None
+        else None  # an invoice to a parent taxes each child's lines per the child (invoicing.consolidation)
+    )
+    if taxes is None:
+        rates = tax_rates_load(countries=[str(invoice.customer.country)])
+        taxes = apply_line_taxes(lines, customer=invoice.customer, tax_rates_by_country=rates, strict=strict)
     apply_totals(invoice, lines, compute_invoice_totals(lines, invoice.currency))
     invoice.tax_treatment = taxes.treatment
     invoice.tax_note = taxes.note

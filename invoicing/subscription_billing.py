@@ -33,13 +33,14 @@ from core.bulk import copy_insert, copy_rows
 from core.dates import billing_today
 from core.models import DomainEvent
 from customers.models import Customer
+from invoicing import consolidation
 from invoicing.billing_run import (
     PlannedLine,
     billing_run,
     billing_run_invoices_planned,
     invoice_build_for_period,
 )
-from invoicing.models import BillingRun, Invoice, InvoiceLine, InvoiceStatus
+from invoicing.models import BillingRun, ChildAccountPeriod, Invoice, InvoiceLine, InvoiceStatus
 from invoicing.services import due_date_for, invoices_issue
 from invoicing.taxes import tax_rates_load
 from subscriptions.charges import change_invoice_now_charges, plans_for_chunk
@@ -252,6 +253,19 @@ def _issue_invoice_now(
         return None, None, ""
     customer = Customer.objects.get(pk=subscription.customer_id)
     invoice, lines = invoice_build_for_period(period=period, customer=customer, tax_rates=tax_rates_load())
+    child_period = None
+    if customer.parent_id is not None and consolidation.is_billed_to_parent(customer):
+        # a child billed to its parent: taxed per the child, addressed to the parent, under the child's heading
+        # (docs/decisions/parent-accounts.md)
+        invoice.customer = Customer.objects.get(pk=customer.parent_id)
+        child_period = ChildAccountPeriod(
+            account=customer,
+            account_snapshot=consolidation.account_snapshot(customer),
+            subscription_id=period.subscription_id,
+            period_key=period.period_key,
+            first_position=1,
+            last_position=len(lines),
+        )
     if invoice.total < 0:
         return (
             None,
@@ -275,6 +289,9 @@ def _issue_invoice_now(
             reason="issued for a plan change (always invoice)",
         )
     copy_rows(InvoiceLine, PlannedLine.COLUMNS, [line.row() for line in lines])
+    if child_period is not None:
+        child_period.invoice = invoice
+        child_period.save()
     return preview, invoice, ""
 
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from django.db.models import F, Max, Min, Q
 
-from customers.models import Customer
+from customers.models import BillingMode, Customer
 from invoicing.billing_run import invoice_build_for_period
 from invoicing.taxes import tax_rates_load
 from subscriptions.calendar import boundary_on_or_before
@@ -175,6 +175,7 @@ class Member:
     customer_terms_days: int | None
     collection_method: str
     currency: str
+    payer_id: int  # the customer the invoice is addressed to: the parent of a child billed to it
 
 
 @dataclass
@@ -203,16 +204,19 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
         "currency",
         "customer__payment_terms_days",
         "customer__tax_id",
+        "customer__parent__payment_terms_days",
         *_WALK_FIELDS,
         *sub_fields,
         *(f"customer__{name}" for name in customer_fields),
     )
     rows = list(due.order_by("pk").values_list(*columns))
-    walk_at = 7
+    walk_at = 8
     sub_at = walk_at + len(_WALK_FIELDS)
     customer_at = sub_at + len(sub_fields)
     einvoice_at = customer_at + customer_fields.index("einvoice_format")
     thresholds_at = sub_at + sub_fields.index("usage_thresholds")
+    parent_at = customer_at + customer_fields.index("parent_id")
+    mode_at = customer_at + customer_fields.index("billing_mode")
 
     items, item_ids = _items(last_day=last_day, prices=prices)
     discounts = _discounts(last_day=last_day)
@@ -264,7 +268,14 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
             signature += (("e-invoice", customer_id),)  # the pre-issue check reads the customer's address
         if not grouped:
             signature = (pk,)
-        member = Member(pk, customer_id, row[2], row[5], row[3], row[4])
+        member = Member(pk, customer_id, row[2], row[5], row[3], row[4], customer_id)
+        if row[parent_at] is not None and row[mode_at] != BillingMode.OWN:
+            # billed to the parent (docs/decisions/parent-accounts.md): taxed per the child (the signature holds the
+            # child's columns), owed by the parent on its terms; a consolidated invoice has no subscription terms
+            member.payer_id = row[parent_at]
+            member.customer_terms_days = row[7]
+            if row[mode_at] == BillingMode.CONSOLIDATED:
+                member.days_until_due = None
         members = by_signature.get(signature)
         if members is None:
             by_signature[signature] = [member]

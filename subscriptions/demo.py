@@ -236,3 +236,68 @@ def seed_catalog_and_subscriptions() -> int:
                 end = subscription.current_period_end
                 plans_commit(plans=plans_for_chunk(subscription_ids=[subscription.pk], as_of=end))
     return created
+
+
+# A group billed on one consolidated invoice (docs/decisions/parent-accounts.md): a German holding and three
+# subsidiaries of mixed tax — a German business (19 %), a French business with a VAT id (reverse charge) and a
+# German training arm that also buys a reduced-rate e-book (7 %). Keyed by external id.
+_PARENT = ("GROUP-0001", "Helios Holding AG", "DE", "Berlin", "10117", "Unter den Linden 5", "DE811569869")
+_CHILDREN = (
+    ("GROUP-0002", "Helios Software GmbH", "DE", "München", "80331", "Marienplatz 2", "DE129273398", False),
+    ("GROUP-0003", "Helios France SARL", "FR", "Lyon", "69002", "12 rue de la République", "FR40303265045", False),
+    ("GROUP-0004", "Helios Akademie", "DE", "Hamburg", "20095", "Mönckebergstraße 7", "", True),
+)
+
+
+def seed_parent_accounts() -> int:
+    """The parent with its three consolidated children and their subscriptions (started together, so the billing
+    run bills them on one invoice per billing date); returns how many customers were created."""
+    if Customer.objects.filter(external_id=_PARENT[0]).exists():
+        return 0
+    today = billing_today()
+    start = today - dt.timedelta(days=12)
+    with transaction.atomic():
+        external_id, name, country, city, postal, street, tax_id = _PARENT
+        parent = Customer.objects.create(
+            external_id=external_id,
+            name=name,
+            legal_name=name,
+            email="finance@helios-holding.example",
+            country=country,
+            city=city,
+            postal_code=postal,
+            address_line1=street,
+            tax_id=tax_id,
+            currency="EUR",
+            payment_terms_days=30,
+        )
+        catalog = _catalog("EUR")
+        ebook = _price(
+            _product("Admin handbook (e-book)", "The administrator's handbook as an e-book."),
+            "Admin handbook (e-book)",
+            Decimal("24.99"),
+            "EUR",
+            tax_category="AA",
+        )
+        for external_id, name, country, city, postal, street, tax_id, buys_ebook in _CHILDREN:
+            child = Customer.objects.create(
+                external_id=external_id,
+                name=name,
+                legal_name=name,
+                email=f"billing@{external_id.lower()}.example",
+                country=country,
+                city=city,
+                postal_code=postal,
+                address_line1=street,
+                tax_id=tax_id,
+                currency="EUR",
+                parent=parent,
+                billing_mode="consolidated",
+            )
+            items = [ItemSpec(catalog["seats"], 5)]
+            if buys_ebook:
+                items.append(ItemSpec(ebook, 2))
+            subscription_create(
+                customer=child, items=items, start_date=start, metadata={"demo_key": external_id}, trial_days=0
+            )
+    return 1 + len(_CHILDREN)

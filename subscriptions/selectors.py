@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.db.models import F, Q, QuerySet
 
+from customers.models import BillingMode, Customer
 from subscriptions.models import Aggregation, Price, Subscription, SubscriptionItem, SubscriptionStatus, UsageType
 from subscriptions.usage import UsageSpan, usage_totals
 
@@ -38,6 +39,30 @@ def subscription_ids_with_thresholds(
     if subscription_id is not None:
         queryset = queryset.filter(pk=subscription_id)
     return queryset.order_by("pk").values_list("pk", flat=True)
+
+
+def consolidated_payers_due(
+    *, as_of: dt.date, customer_id: int | None = None, subscription_id: int | None = None
+) -> dict[int, int]:
+    """The due subscriptions (as ``subscription_ids_due``) of child accounts billed on their parent's consolidated
+    invoice → that parent's id. The billing run keeps each parent's subscriptions in one chunk with it, so one
+    parent gets one invoice per billing date. ``customer_id`` of a parent or of one of its consolidated children
+    means the whole family: a run for one of them still bills one invoice for all (docs/decisions/parent-accounts.md).
+    """
+    queryset = Subscription.objects.filter(
+        next_billing_date__lte=as_of, customer__billing_mode=BillingMode.CONSOLIDATED, customer__parent__isnull=False
+    ).exclude(status=SubscriptionStatus.PAUSED)
+    if customer_id is not None:
+        payer_id = (
+            Customer.objects.filter(pk=customer_id, billing_mode=BillingMode.CONSOLIDATED)
+            .values_list("parent_id", flat=True)
+            .first()
+        )
+        queryset = queryset.filter(customer__parent_id=payer_id or customer_id)
+    if subscription_id is not None:
+        queryset = queryset.filter(pk=subscription_id)
+    rows = queryset.order_by("pk").values_list("pk", "customer__parent_id")
+    return {subscription_id: parent_id for subscription_id, parent_id in rows if parent_id is not None}
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,14 @@ class CustomerIn(serializers.Serializer):
     external_id = serializers.CharField(max_length=100, required=False, allow_blank=True)
     metadata = serializers.DictField(required=False)
     review_invoices = serializers.BooleanField(required=False)
+    parent = serializers.IntegerField(
+        required=False, allow_null=True, help_text="The parent account's id: same currency, one level deep."
+    )
+    billing_mode = serializers.CharField(
+        required=False,
+        help_text="own (default), consolidated (on the parent's invoice, grouped per child) or parent_pays (own "
+        "invoices addressed to the parent); not own needs a parent.",
+    )
 
 
 BalanceOut = inline_serializer(

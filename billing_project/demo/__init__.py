@@ -29,7 +29,7 @@ from invoicing.demo import seed_mixed_vat_invoice, seed_one_off_invoices, seed_t
 from invoicing.documents import pdfs_render
 from payments.demo import seed_cards, seed_payments, seed_wallets
 from reporting.metrics import metrics_refresh
-from subscriptions.demo import seed_catalog_and_subscriptions
+from subscriptions.demo import seed_catalog_and_subscriptions, seed_parent_accounts
 from webhooks.demo import seed_webhooks
 
 
@@ -55,6 +55,7 @@ SEED_STEPS: list[tuple[str, Callable[[], object]]] = [
     ("exchange rates (ECB-style, a year of weekdays)", seed_exchange_rates),
     ("saved test cards", seed_cards),
     ("catalog and subscriptions", seed_catalog_and_subscriptions),
+    ("a parent account with three child accounts on one consolidated invoice", seed_parent_accounts),
     ("number series and tax rates", seed_tax_rates_and_series),
     ("earlier customers: a year of subscriptions, changes and invoices, replayed", seed_history),
     ("invoices: a billing run for each billing date up to today", bill_up_to_today),

@@ -41,7 +41,7 @@ from invoicing.models import (
     InvoiceLine,
     InvoiceStatus,
 )
-from invoicing.selectors import invoice_creditable_amount
+from invoicing.selectors import invoice_child_groups, invoice_creditable_amount
 from invoicing.services import (
     BulkOutcome,
     CreditNoteLineSpec,
@@ -312,6 +312,7 @@ _COMPUTED_FIELDS = (
     "tax_treatment",
     "tax_note",
     "tax_summary_display",
+    "child_accounts_display",
     "customer_snapshot_display",
     "seller_snapshot_display",
     "documents_display",
@@ -413,6 +414,11 @@ class InvoiceAdmin(
                         "tax_summary_display",
                     )
                 },
+            ),
+            *(
+                [("Child accounts (lines per child)", {"fields": ("child_accounts_display",)})]
+                if obj.child_periods.exists()
+                else []
             ),
             (
                 "Snapshots",
@@ -600,6 +606,30 @@ class InvoiceAdmin(
                     else "",
                 )
                 for row in obj.tax_summary
+            ),
+        )
+
+    @admin.display(description="per child account")
+    def child_accounts_display(self, obj: Invoice) -> str:
+        """An invoice to a parent: each child's lines (positions) and subtotals, as the PDF groups them."""
+        groups = invoice_child_groups(invoice=obj)
+        if not groups:
+            return "—"
+        return format_html_join(
+            "",
+            '<div class="child-account-group"><a href="{}">{}</a> {} {} · lines {}: net {}, tax {}, total {}</div>',
+            (
+                (
+                    reverse("admin:customers_customer_change", args=[group.account_id]),
+                    group.name,
+                    group.country,
+                    group.tax_id,
+                    ", ".join(str(line.position) for line in group.lines) or "—",
+                    _amount(group.net, obj.currency),
+                    _amount(group.tax, obj.currency),
+                    _amount(group.total, obj.currency),
+                )
+                for group in groups
             ),
         )
 

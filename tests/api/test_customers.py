@@ -146,3 +146,32 @@ def test_balance_with_open_invoice_overdue(api, series, vat_de):
     body = api.get(f"/api/v1/customers/{invoice.customer_id}/balance", {"as_of": "2026-06-01"}).json()
     [row] = body["balances"]
     assert row["amount_due"] == "119.00" and row["overdue"] == "119.00" and row["overdue_invoices"] == 1
+
+
+def test_parent_and_billing_mode_on_the_customer_resource(api):
+    parent = CustomerFactory(name="Holding AG")
+    response = api.post(
+        "/api/v1/customers",
+        {
+            "name": "Branch",
+            "email": "b@example.com",
+            "country": "DE",
+            "parent": parent.pk,
+            "billing_mode": "consolidated",
+        },
+    )
+    assert response.status_code == 201, response.content
+    assert (response.json()["parent"], response.json()["billing_mode"]) == (parent.pk, "consolidated")
+    child = Customer.objects.get(name="Branch")
+    assert (child.parent_id, child.billing_mode) == (parent.pk, "consolidated")
+    assert api.get(f"/api/v1/customers/{parent.pk}").json()["parent"] is None
+
+
+def test_a_parent_in_another_currency_is_a_problem_naming_the_parent(api):
+    parent = CustomerFactory(currency="USD")
+    response = api.post(
+        "/api/v1/customers",
+        {"name": "Branch", "email": "b@example.com", "country": "DE", "currency": "EUR", "parent": parent.pk},
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == "parent" and "USD" in response.json()["detail"]

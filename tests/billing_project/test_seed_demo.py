@@ -84,7 +84,17 @@ def test_seed_demo_leaves_a_complete_demo():
     _assert_every_issued_document_has_its_current_pdf()
     _assert_the_portal_customer_has_something_on_every_portal_page()
     _assert_reminders_only_for_open_invoices_whose_step_is_due()
+    _assert_the_parent_account_is_billed_on_one_consolidated_invoice()
     _assert_the_demo_bank_statement_pays_open_demo_invoices()  # last: it pays invoices
+
+
+def _assert_the_parent_account_is_billed_on_one_consolidated_invoice():
+    parent = Customer.objects.get(external_id="GROUP-0001")
+    assert parent.children.filter(billing_mode="consolidated").count() == 3
+    invoice = Invoice.objects.filter(customer=parent).exclude(status=InvoiceStatus.DRAFT).get()
+    assert invoice.child_periods.count() == 3
+    assert {row["category"] for row in invoice.tax_summary} == {"S", "AA", "AE"}
+    assert not Invoice.objects.filter(customer__parent=parent).exists()
 
 
 def _assert_every_issued_document_has_its_current_pdf():
