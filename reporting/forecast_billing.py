@@ -242,7 +242,7 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
             sub_discounts.sort(key=lambda d: (d[0], d[1]))
         thresholds = row[thresholds_at]
         signature: tuple[Any, ...] = (
-            row[sub_at:thresholds_at] + (tuple(thresholds),) + row[thresholds_at + 1 : customer_at],
+            (*row[sub_at:thresholds_at], tuple(thresholds), *row[thresholds_at + 1 : customer_at]),
             row[customer_at:],
             bool(row[6]),
             steps,

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("customers", "0011_customer_parent_and_billing_mode"),
-        ("invoicing", "0016_quotes"),
+        ("invoicing", "0017_commitments_threshold_invoices"),
         ("subscriptions", "0013_usage_event_indexes_for_bulk_loads"),
     ]
 
