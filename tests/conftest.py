@@ -7,6 +7,9 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,6 +64,15 @@ def _service_address(url_env: str, default_host: str, default_port: int) -> tupl
     return parsed.hostname or default_host, parsed.port or default_port
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers its marker itself; `-p no:xdist` (a single process) must know it too
+    config.addinivalue_line(
+        "markers",
+        "xdist_group(name): tests sharing a per-process fixture (the seeded demo, a migrated SQLite) run on one "
+        "xdist worker (`make test` distributes with --dist loadgroup)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     required = os.environ.get("REQUIRE_SERVICES") == "1"
     pg_ok = _reachable(*_service_address("DATABASE_URL", "127.0.0.1", 5432))
@@ -74,6 +86,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="PostgreSQL is not reachable"))
         if not redis_ok and item.get_closest_marker("redis"):
             item.add_marker(pytest.mark.skip(reason="Redis is not reachable"))
+    # The long tests first (docs/PERFORMANCE.md, "Test suite"): xdist hands tests out in this order, so the two
+    # workers do not end with one of them still running a long test alone. Stable: a module's tests stay in order.
+    items[:] = [item for item in items if item.get_closest_marker("slow")] + [
+        item for item in items if not item.get_closest_marker("slow")
+    ]
     # Browser tests are end-to-end tests: `make test` runs them after the parallel part, in a process of their own.
     for item in items:
         if item.get_closest_marker("browser"):
@@ -120,3 +137,55 @@ def seller(request: pytest.FixtureRequest) -> Any:
     from tests.factories.customers import seller_profile_create
 
     return seller_profile_create()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: None) -> None:
+    """Each test process's database is a copy of one migrated template (tests/databases.py), not migrated again."""
+    from django.conf import settings
+
+    from tests.databases import migrated_template
+
+    settings.DATABASES["default"]["TEST"]["TEMPLATE"] = migrated_template()
+
+
+@dataclass(frozen=True)
+class SeededDemo:
+    database: str
+    media: Path
+
+
+@pytest.fixture(scope="session")
+def seeded_demo(django_db_setup: None, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[SeededDemo]:
+    """The demo, seeded once per test process as `make demo` seeds it — `seed_demo` on a freshly migrated
+    database with real commits, so the after-commit hooks (PDFs, e-mails, automatic charges) run where they
+    would — in a database of its own (``<test database>_demo``, a copy of the migrated template) with its
+    PDFs in a folder of its own. The tests that need the whole demo (tests/billing_project/test_seed_demo.py,
+    tests/reliability/test_security_admin.py, tests/reporting/test_integrity.py) run on it inside a transaction
+    rolled back at their module's end (``tests.databases.rolled_back_on``) and share the xdist group "demo", so
+    one worker seeds it once. Seeding took 20–45 s; it was done five times."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import override_settings
+
+    from tests.databases import create_copy, drop, migrated_template, use_database
+
+    name = f"{connection.settings_dict['NAME']}_demo"
+    media = tmp_path_factory.mktemp("demo-media")
+    template = settings.DATABASES["default"]["TEST"].get("TEMPLATE") or migrated_template()
+    create_copy(name, template=template)
+    with django_db_blocker.unblock(), use_database(name), override_settings(MEDIA_ROOT=str(media)):
+        call_command("seed_demo", stdout=StringIO())
+    yield SeededDemo(database=name, media=media)
+    drop(name)
+
+
+@pytest.fixture(scope="module")
+def demo_media(seeded_demo: SeededDemo, tmp_path_factory: Any) -> Path:
+    """A copy of the seeded demo's PDFs for one module: what a test does to a file stays in its module."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("demo-module-media")
+    shutil.copytree(seeded_demo.media, folder, dirs_exist_ok=True)
+    return folder
