@@ -73,6 +73,26 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _django_order(item: pytest.Item) -> int:
+    """pytest-django's order of a test (its pytest_collection_modifyitems): 0 database, 1 transactional, 2 no
+    database."""
+    from django.test import TestCase, TransactionTestCase
+    from pytest_django.fixtures import validate_django_db
+
+    test_cls = getattr(item, "cls", None)
+    if test_cls and issubclass(test_cls, TransactionTestCase):
+        return 0 if issubclass(test_cls, TestCase) else 1
+    marker = item.get_closest_marker("django_db")
+    transactional, uses_db = False, False
+    if marker:
+        transaction, reset_sequences, *_ = validate_django_db(marker)
+        transactional, uses_db = bool(transaction or reset_sequences), True
+    fixtures = getattr(item, "fixturenames", ())
+    transactional = transactional or "transactional_db" in fixtures or "live_server" in fixtures
+    uses_db = uses_db or "db" in fixtures
+    return 1 if transactional else 0 if uses_db else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     required = os.environ.get("REQUIRE_SERVICES") == "1"
     pg_ok = _reachable(*_service_address("DATABASE_URL", "127.0.0.1", 5432))
@@ -87,10 +107,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if not redis_ok and item.get_closest_marker("redis"):
             item.add_marker(pytest.mark.skip(reason="Redis is not reachable"))
     # The long tests first (docs/PERFORMANCE.md, "Test suite"): xdist hands tests out in this order, so the two
-    # workers do not end with one of them still running a long test alone. Stable: a module's tests stay in order.
-    items[:] = [item for item in items if item.get_closest_marker("slow")] + [
-        item for item in items if not item.get_closest_marker("slow")
-    ]
+    # workers do not end with one of them still running a long test alone. Only within pytest-django's order
+    # (database tests, then transactional ones, then the rest), which this keeps: a transactional test's flush
+    # deletes what the data migrations created (the staff groups, the dunning policy), so no database test may
+    # follow one on the same worker. Stable: otherwise a module's tests stay in order.
+    items.sort(key=lambda item: (_django_order(item), not item.get_closest_marker("slow")))
     # Browser tests are end-to-end tests: `make test` runs them after the parallel part, in a process of their own.
     for item in items:
         if item.get_closest_marker("browser"):
