@@ -123,6 +123,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for item in items if not item.get_closest_marker("browser")] + [
         item for item in items if item.get_closest_marker("browser")
     ]
+    _name_xdist_groups(config, items)
+
+
+def _name_xdist_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """What pytest-xdist 3.8's loadgroup does on a worker — ``<nodeid>@<group>``, so that its scheduler sends a
+    group to one worker — for pytest 9, which keeps a node's id in ``_id`` where xdist still sets ``_nodeid``
+    (without this every test is scheduled on its own and each worker seeds the demo)."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        names = sorted(
+            {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        )
+        if names and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
