@@ -153,6 +153,17 @@ def _fresh_cache() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_sandbox_gateway() -> Iterator[None]:
+    """The sandbox gateway's remembered answers (per idempotency key) never carry one test's charge into the next:
+    with the slow tests first, a test in tests/api met a failed answer an earlier test had left for the same key."""
+    from payments.gateways.sandbox import SandboxGateway
+
+    SandboxGateway.reset()
+    yield
+    SandboxGateway.reset()
+
+
+@pytest.fixture(autouse=True)
 def _media_root(settings: Any, tmp_path: Any) -> Iterator[None]:
     settings.MEDIA_ROOT = str(tmp_path / "media")
     yield
