@@ -47,10 +47,15 @@ demo: install
 system-packages:
 	@bash scripts/system-packages.sh
 
+# mypy's cache lives outside the checkout (MYPY_CACHE_DIR), so a fresh clone starts warm (~4 s instead of ~45 s on
+# 2 cores): mypy checks each cached module against the source's hash when the file's mtime differs, so a cache
+# written by another checkout is only reused for files whose contents are the same.
+MYPY_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cadence-billing/mypy
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(APPS)
+	$(BIN)/mypy --cache-dir "$(MYPY_CACHE_DIR)" $(APPS)
 	$(BIN)/lint-imports --no-cache
 
 # The gettext catalogues (locale/<lang>/LC_MESSAGES/django.po, docs/i18n.md) compiled to the .mo files Django
@@ -64,11 +69,14 @@ migrations-check: install
 # The suite in two parts: everything but the long end-to-end tests on TEST_WORKERS processes (pytest-xdist, one
 # PostgreSQL test database each), then the e2e tests (load test under wrk, browser) in one process, so they
 # neither compete with the rest for the CPU nor share a process with it. Then the 15 slowest tests and the time.
+# --dist loadgroup: the tests of one xdist_group (those sharing the seeded demo, the migrated SQLite) go to one
+# worker, the biggest group first; the rest one by one, the slow ones first (tests/conftest.py), so that both
+# workers finish together. Every test database is a copy of one migrated template (tests/databases.py).
 TEST_WORKERS ?= 2
 pytest: install system-packages
 	@mkdir -p var/test-results && rm -f var/test-results/*.xml
 	@started=$$(date +%s); status=0; \
-	$(BIN)/pytest -n $(TEST_WORKERS) -m "not e2e" --junitxml=var/test-results/parallel.xml $(PYTEST_ARGS) \
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e" --junitxml=var/test-results/parallel.xml $(PYTEST_ARGS) \
 		|| status=$$?; \
 	$(BIN)/pytest -m e2e --junitxml=var/test-results/e2e.xml $(PYTEST_ARGS) || { rc=$$?; [ $$rc = 5 ] || status=$$rc; }; \
 	$(PY) scripts/test_report.py --slowest 15 --started $$started var/test-results/*.xml; \

@@ -1,11 +1,13 @@
 """Portal and admin under wrk while billing runs: prints figures (see docs/PERFORMANCE.md, "Load").
 
     .venv/bin/python bench/load.py [--seconds 60] [--customers 300] [--invoices 6000] [--subscriptions 500]
-                                   [--database billing_load] [--workers 2] [--threads 4] [--json] [--keep]
+                                   [--database billing_load] [--template DB] [--workers 2] [--threads 4]
+                                   [--json] [--keep]
 
-1. Re-creates its own PostgreSQL database (``--database``, dropped at the end unless ``--keep``), migrates it and
-   fills it: ``seed_scale`` customers and invoices with two lines each, a staff superuser, a portal user whose
-   customer has invoices, and ``--subscriptions`` monthly subscriptions for the billing loop.
+1. Re-creates its own PostgreSQL database (``--database``, dropped at the end unless ``--keep``; a copy of
+   ``--template``, a migrated database, when given), migrates it and fills it: ``seed_scale`` customers and
+   invoices with two lines each, a staff superuser, a portal user whose customer has invoices, and
+   ``--subscriptions`` monthly subscriptions for the billing loop.
 2. Starts gunicorn (gthread workers) on 127.0.0.1 with a free port, signs a staff user in through the admin login
    form and a portal user through the portal's e-mail link (the confirmation POST), and checks that every page of
    the mix answers 200 with those cookies.
@@ -76,12 +78,14 @@ def configure(database: str, media_root: Path) -> dict[str, str]:
     return values
 
 
-def recreate_database(name: str) -> None:
+def recreate_database(name: str, template: str = "") -> None:
+    """An empty database, or a copy of ``template`` (a migrated database nobody is connected to: the test suite's,
+    tests/databases.py), so that ``migrate`` finds nothing left to do."""
     import psycopg
 
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
 
 
 def drop_database(name: str) -> None:
@@ -455,6 +459,7 @@ def run_load(
     *,
     seconds: int = 60,
     database: str = "billing_load",
+    template: str = "",
     customers: int = 300,
     invoices: int = 6000,
     subscriptions: int = 500,
@@ -468,7 +473,7 @@ def run_load(
 ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="billing-load-"))
     configure(database, workdir / "media")
-    recreate_database(database)
+    recreate_database(database, template)
     import django
 
     django.setup()
@@ -603,6 +608,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("LOAD_SECONDS", "60")))
     parser.add_argument("--database", default="billing_load")
+    parser.add_argument(
+        "--template", default="", help="copy this migrated database instead of migrating an empty one (the tests')"
+    )  # fmt: skip
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--invoices", type=int, default=6000)
     parser.add_argument("--subscriptions", type=int, default=500)
@@ -623,6 +631,7 @@ def main() -> None:
     result = run_load(
         seconds=options.seconds,
         database=options.database,
+        template=options.template,
         customers=options.customers,
         invoices=options.invoices,
         subscriptions=options.subscriptions,

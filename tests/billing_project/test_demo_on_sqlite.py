@@ -12,11 +12,51 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# Both tests on one worker (`make test` runs xdist with --dist loadgroup), so the database is migrated once.
+pytestmark = pytest.mark.xdist_group("sqlite")
+
+
+@pytest.fixture(scope="module")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated as `make demo` migrates it (``manage.py migrate`` in a process of its own), once
+    for the module: each test works on a copy of it. Migrating SQLite takes most of these tests' time."""
+    folder = tmp_path_factory.mktemp("sqlite-migrated")
+    database = folder / "migrated.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "billing_project.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{database}",
+        "CELERY_BROKER_URL": "memory://",
+        "MEDIA_ROOT": str(folder / "media"),
+        "EMAIL_FILE_PATH": str(folder / "mail"),
+        "LOG_LEVEL": "WARNING",
+        "OTP_REQUIRED": "false",
+    }
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    return database
+
+
+def _copy(source: Path, target: Path) -> None:
+    """SQLite's own backup (a consistent copy whatever its journal mode)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
 
 
 @pytest.mark.slow
-def test_the_demo_seeds_on_sqlite(tmp_path: Path) -> None:
+def test_the_demo_seeds_on_sqlite(tmp_path: Path, migrated_sqlite: Path) -> None:
     database = tmp_path / "demo.sqlite3"
+    _copy(migrated_sqlite, database)
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "billing_project.settings",
@@ -29,7 +69,7 @@ def test_the_demo_seeds_on_sqlite(tmp_path: Path) -> None:
         "LOG_LEVEL": "WARNING",
         "OTP_REQUIRED": "false",
     }
-    for command in (["migrate", "--noinput", "-v", "0"], ["seed_demo"]):
+    for command in (["migrate", "--noinput", "-v", "0"], ["seed_demo"]):  # migrate: nothing left but the check
         done = subprocess.run(
             [sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
         )
@@ -56,8 +96,11 @@ print(edit.status_code, *(page.status_code for page in pages), *explained)
 
 
 @pytest.mark.slow
-def test_the_audit_pages_explain_on_sqlite_that_the_trail_needs_postgresql(tmp_path: Path) -> None:
+def test_the_audit_pages_explain_on_sqlite_that_the_trail_needs_postgresql(
+    tmp_path: Path, migrated_sqlite: Path
+) -> None:
     """pgtrigger installs nothing on SQLite: the audit list and the customer timeline say so instead of failing."""
+    _copy(migrated_sqlite, tmp_path / "demo.sqlite3")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "billing_project.settings",

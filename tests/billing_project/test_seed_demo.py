@@ -1,16 +1,17 @@
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth import authenticate
-from django.contrib.auth.models import Group
 from django.core.management import call_command
+from django.test import override_settings
 from django.utils import timezone
 
 from billing_project.demo.camt053 import demo_statement
 from billing_project.demo.history import history_counts
 from billing_project.portal import DEMO_PORTAL_EMAIL
-from billing_project.staff_groups import AUDITOR, BILLING_ADMIN, BILLING_CLERK, sync_staff_group_permissions
 from core.dates import billing_today
 from core.events import events_sweep
 from core.models import DomainEvent, EventStatus
@@ -22,14 +23,32 @@ from payments.bank_import import bank_statement_import, parse_camt053
 from payments.models import Payment, PaymentMethod
 from reporting.dashboard import add_months, month_start
 from reporting.reports import default_filters, mrr_movements_report
+from tests.databases import rolled_back_on
 
 SAMPLE_CAMT053 = Path(__file__).resolve().parents[2] / "docs" / "samples" / "camt053-demo.xml"
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 
-def test_seed_demo_is_realistic_and_idempotent():
-    call_command("seed_demo", stdout=None)
+@pytest.fixture(scope="module")
+def _seeded(seeded_demo: Any, demo_media: Path, django_db_blocker: Any) -> Iterator[None]:
+    """The demo seeded once per test process (tests/conftest.py ``seeded_demo``: `seed_demo` with real commits on
+    a freshly migrated database, as `make demo` runs it), for this module inside a transaction rolled back at its
+    end (each test runs in a savepoint inside it), with a copy of its PDFs."""
+    with (
+        django_db_blocker.unblock(),
+        override_settings(MEDIA_ROOT=str(demo_media)),
+        rolled_back_on(seeded_demo.database),
+    ):
+        yield
+
+
+@pytest.fixture
+def demo(_seeded: None, demo_media: Path, settings: Any) -> None:
+    settings.MEDIA_ROOT = str(demo_media)
+
+
+def test_seed_demo_is_realistic_and_idempotent(demo):
     customers = list(Customer.objects.all())
     assert len(customers) >= 50
     assert len({str(c.country) for c in customers}) >= 3
@@ -73,14 +92,9 @@ def _assert_a_year_of_history():
         assert any(row[movement] > 0 for row in rows if row["currency"] == "EUR"), movement
 
 
-@pytest.mark.django_db(transaction=True)
-def test_seed_demo_leaves_a_complete_demo():
-    """Seeded as `make demo` does it: real commits, so the after-commit hooks (PDFs, e-mails, automatic charges)
-    run where they would, in the seed's own process."""
-    for name in (AUDITOR, BILLING_ADMIN, BILLING_CLERK):  # a transactional test before this one flushed them
-        Group.objects.get_or_create(name=name)
-    sync_staff_group_permissions()
-    call_command("seed_demo", stdout=None)
+def test_seed_demo_leaves_a_complete_demo(demo):
+    """Seeded as `make demo` does it (the ``seeded_demo`` fixture): real commits, so the after-commit hooks (PDFs,
+    e-mails, automatic charges) ran where they would, in the seed's own process."""
     _assert_every_issued_document_has_its_current_pdf()
     _assert_the_portal_customer_has_something_on_every_portal_page()
     _assert_reminders_only_for_open_invoices_whose_step_is_due()

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import migrated_template
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,8 +41,11 @@ def test_portal_and_admin_under_wrk_while_billing_answer_every_request_and_bill_
     # 30 s of load in the suite (it asserts correctness under load, no latency); the figures come from bench/load.py
     seconds = int(os.environ.get("LOAD_SECONDS", "30"))
     database = f"{os.environ.get('TEST_DATABASE_NAME', 'test_billing')}_load"
+    # a copy of the suite's migrated template (tests/databases.py) instead of migrating an empty database again
+    template = migrated_template()
+    command = [sys.executable, str(ROOT / "bench" / "load.py"), "--json", "--seconds", str(seconds)]
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "load.py"), "--json", "--seconds", str(seconds), "--database", database],
+        [*command, "--database", database, "--template", template],
         cwd=ROOT,
         capture_output=True,
         text=True,

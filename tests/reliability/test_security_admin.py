@@ -20,19 +20,26 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Model, Q
 from django.test import Client, RequestFactory, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from billing_project.staff_groups import AUDITOR, BILLING_ADMIN, BILLING_CLERK
+from tests.databases import rolled_back_on
 from tests.factories import BankTransactionFactory, CustomerDunningSettingsFactory, StaffUserFactory
 from tests.reliability.conftest_security import changed_tables, db_digest
 
 # The module's rows (one of every model, a PDF among them) are built once, before each test's own media folder
 # exists, so the archived-file check cannot read that PDF; every other invariant is checked after each test.
-pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.integrity_except("pdfs")]
+# The demo data comes from the demo seeded once per test process (tests/conftest.py ``seeded_demo``).
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.slow,
+    pytest.mark.integrity_except("pdfs"),
+    pytest.mark.xdist_group("demo"),
+]
 
 ROLES = (BILLING_ADMIN, BILLING_CLERK, AUDITOR, "staff without group", "not staff")
 # Writes that a refused request may legitimately cause: none but the session.
@@ -68,8 +75,9 @@ def _request(user: User) -> Any:
 
 
 def _build_every_model() -> dict[type[Model], Model]:
-    """At least one row of every model registered in the admin: the demo data, the periodic jobs, and what the
-    demo leaves empty. A newly registered model without a row makes this fail, so it gets covered."""
+    """At least one row of every model registered in the admin: the demo data (already seeded: ``_module_rows``),
+    the periodic jobs, and what the demo leaves empty. A newly registered model without a row makes this fail, so
+    it gets covered."""
     from django_celery_beat.models import ClockedSchedule, IntervalSchedule, SolarSchedule
     from django_otp.plugins.otp_static.models import StaticDevice
     from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -82,7 +90,6 @@ def _build_every_model() -> dict[type[Model], Model]:
     from reporting.models import IntegrityCheck
     from subscriptions.models import BillableMetric, PendingInvoiceItem, Subscription
 
-    call_command("seed_demo", stdout=None)
     call_command("setup_schedules", stdout=None)
     ClockedSchedule.objects.get_or_create(clocked_time=timezone.now())
     IntervalSchedule.objects.get_or_create(every=10, period=IntervalSchedule.MINUTES)
@@ -155,19 +162,14 @@ def _build_every_model() -> dict[type[Model], Model]:
 
 
 @pytest.fixture(scope="module")
-def _module_rows(django_db_setup: Any, django_db_blocker: Any) -> Iterator[dict[type[Model], Model]]:
-    """Built once for this module inside a transaction that is rolled back at its end (each test runs in a
-    savepoint inside it), so the demo data is seeded once, not per test, and nothing outlives the module."""
-    with django_db_blocker.unblock():
-        outer = transaction.atomic()
-        outer.__enter__()
-        try:
-            with override_settings(BILLING_AFTER_FINALIZE_HOOKS=False):
-                rows = _build_every_model()
-            yield rows
-        finally:
-            transaction.set_rollback(True)
-            outer.__exit__(None, None, None)
+def _module_rows(seeded_demo: Any, django_db_blocker: Any) -> Iterator[dict[type[Model], Model]]:
+    """Built once for this module on the seeded demo inside a transaction that is rolled back at its end (each
+    test runs in a savepoint inside it), so the demo data is seeded once, not per test, and nothing outlives the
+    module."""
+    with django_db_blocker.unblock(), rolled_back_on(seeded_demo.database):
+        with override_settings(BILLING_AFTER_FINALIZE_HOOKS=False):
+            rows = _build_every_model()
+        yield rows
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.urls import reverse
 
 from invoicing.models import DocumentPdf, Invoice, InvoiceLine, InvoiceStatus, NumberSeriesCounter
@@ -20,36 +20,29 @@ from payments.models import CreditLedgerEntry, Payment, PaymentStatus
 from reporting.integrity import integrity_verify
 from reporting.models import IntegrityCheck
 from subscriptions.models import LineKind
+from tests.databases import rolled_back_on
 from tests.factories import StaffUserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 
 @pytest.fixture(scope="module")
-def _demo_media(tmp_path_factory: Any) -> Path:
-    return tmp_path_factory.mktemp("integrity-media")
-
-
-@pytest.fixture(scope="module")
-def _seeded(django_db_setup: Any, django_db_blocker: Any, _demo_media: Path) -> Iterator[None]:
-    """The demo, seeded once for the module in a transaction rolled back at its end (each test runs in a savepoint
-    inside it), with its PDFs in a folder of the module's."""
+def _seeded(seeded_demo: Any, demo_media: Path, django_db_blocker: Any) -> Iterator[None]:
+    """The demo seeded once per test process (tests/conftest.py ``seeded_demo``), for this module inside a
+    transaction rolled back at its end (each test runs in a savepoint inside it), with a copy of its PDFs."""
     from django.test import override_settings
 
-    with django_db_blocker.unblock(), override_settings(MEDIA_ROOT=str(_demo_media)):
-        outer = transaction.atomic()
-        outer.__enter__()
-        try:
-            call_command("seed_demo", stdout=StringIO())
-            yield
-        finally:
-            transaction.set_rollback(True)
-            outer.__exit__(None, None, None)
+    with (
+        django_db_blocker.unblock(),
+        override_settings(MEDIA_ROOT=str(demo_media)),
+        rolled_back_on(seeded_demo.database),
+    ):
+        yield
 
 
 @pytest.fixture
-def demo(_seeded: None, _demo_media: Path, settings: Any) -> None:
-    settings.MEDIA_ROOT = str(_demo_media)
+def demo(_seeded: None, demo_media: Path, settings: Any) -> None:
+    settings.MEDIA_ROOT = str(demo_media)
 
 
 def _sql(statement: str, params: list[Any]) -> None:
