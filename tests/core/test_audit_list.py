@@ -203,6 +203,7 @@ def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_p
     from api.keys import api_key_create
     from core.audit import audit_specs
     from customers.seller import seller_profile
+    from payments.wallets import wallet_configure
     from subscriptions.models import Discount
     from tests.factories import (
         CouponFactory,
@@ -239,6 +240,7 @@ def test_every_audited_model_with_an_admin_shows_its_audit_trail_on_its_change_p
         ExchangeRate.objects.create(date=dt.date(2026, 12, 4), currency="USD", rate="1.0512"),
         BillableMetricFactory(),
         api_key_create(name="audit test", scope="read").api_key,
+        wallet_configure(customer=customer),
     ]
     registered = {spec.model._meta.concrete_model for spec in audit_specs()} & set(admin.site._registry)
     assert registered <= {type(obj) for obj in objects}
