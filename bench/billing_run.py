@@ -163,9 +163,13 @@ class Catalog:
 def make_catalog(simple: bool) -> Catalog:
     from djmoney.money import Money
 
+    from customers.models import SellerProfile
     from invoicing.models import TaxRate
     from subscriptions.models import Coupon, CouponDuration, Price, PriceTier, Product
 
+    # The seller is a German company: without a country on its profile, a Dutch business with a VAT number is no
+    # cross-border EU customer and was taxed at the Dutch rate instead of reverse charge (the mix's own description).
+    SellerProfile.objects.update(country="DE")
     for country, name, percentage in (("DE", "VAT 19 %", 19), ("FR", "TVA 20 %", 20), ("NL", "BTW 21 %", 21)):
         TaxRate.objects.create(country=country, region="", active=True, name=name, percentage=percentage)
     TaxRate.objects.create(country="GB", region="", active=True, name="VAT 20 %", percentage=20)
