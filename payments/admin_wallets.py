@@ -22,6 +22,7 @@ from core.admin_pages import ObjectTool, date_text, money_text, object_action_pa
 from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.errors import ApplicationError
+from core.money import round_amount
 from payments.models import PaymentMethodKind, Wallet, WalletGrant, WalletTransaction
 from payments.selectors import wallet_balance
 from payments.wallets import wallet_configure, wallet_grant_free, wallet_refund, wallet_top_up
@@ -99,6 +100,19 @@ class WalletAdmin(AuditTrailMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
         return False  # the ledger is kept; turn the automatic top-up off instead
+
+    def get_form(self, request: HttpRequest, obj: Wallet | None = None, change: bool = False, **kwargs: Any) -> Any:
+        base = super().get_form(request, obj, change, **kwargs)
+
+        class WalletForm(base):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                for name in ("auto_top_up_threshold", "auto_top_up_amount"):  # 20.00, not the column's 20.000
+                    value = self.initial.get(name)
+                    if value is not None and self.instance.pk is not None:
+                        self.initial[name] = round_amount(value, self.instance.currency)
+
+        return WalletForm
 
     @admin.display(description="automatic top-up")
     def auto_top_up_display(self, obj: Wallet) -> str:

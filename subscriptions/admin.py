@@ -19,7 +19,7 @@ from core.audit import AuditTrailMixin
 from core.dates import billing_today
 from core.errors import ApplicationError
 from core.imports import ImportAdminMixin, ImportReport, ImportUploadForm
-from core.money import amount_limit_problem
+from core.money import amount_limit_problem, round_amount
 from subscriptions.calendar import format_day
 from subscriptions.charges import period_accruals
 from subscriptions.models import (
@@ -238,6 +238,10 @@ class SubscriptionAdminForm(forms.ModelForm):  # type: ignore[type-arg]
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None:
             self.initial["usage_thresholds"] = ", ".join(self.instance.usage_thresholds or [])
+            if self.instance.minimum_commitment is not None:  # 500.00, not the column's 500.000
+                self.initial["minimum_commitment"] = round_amount(
+                    self.instance.minimum_commitment, self.instance.currency
+                )
 
     def clean_usage_thresholds(self) -> list[str]:
         """Decimal strings: the model field is JSON (the service rounds them to the currency)."""

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from invoicing.models import Invoice
 from payments.models import GrantStatus, Wallet, WalletGrant
-from payments.wallets import wallet_consume, wallet_grant_free
+from payments.wallets import wallet_configure, wallet_consume, wallet_grant_free
 from tests.factories import CustomerFactory, InvoiceFactory, PortalUserFactory
 from tests.portal.conftest import signed_in_client
 
@@ -78,6 +78,10 @@ def test_admin_grant_button_grants_free_credits(admin_client, customer):
     response = admin_client.post(url, {"amount": "20.00", "reason": "webinar", "expires_on": ""})
     assert response.status_code == 302
     assert WalletGrant.objects.filter(wallet_id=grant.wallet_id, reason="webinar", amount=D("20.00")).exists()
+    wallet_configure(customer=customer, auto_top_up_threshold=D("20"), auto_top_up_amount=D("50"))
+    page = admin_client.get(reverse("admin:payments_wallet_change", args=[grant.wallet_id])).content.decode()
+    # the form shows the currency's cents (20.00), not the column's 20.000 (twenty thousand to a German reader)
+    assert 'name="auto_top_up_threshold" value="20.00"' in page and 'name="auto_top_up_amount" value="50.00"' in page
 
 
 def test_portal_buy_credits_issues_one_top_up_invoice_to_pay(customer):

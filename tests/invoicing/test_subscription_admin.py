@@ -468,5 +468,6 @@ def test_commitment_and_thresholds_are_set_on_the_page_and_the_period_is_shown_a
     assert "Recurring fees billed for the period</th><td>€198.95" in page
     assert "€500.00 — €301.05 short so far" in page
     assert "Usage thresholds</th><td>€1,000.00, €2,500.50" in page
+    assert 'name="minimum_commitment" value="500.00"' in page  # the currency's cents, not the column's 500.000
     refused = clerk_client.post(url, {**data, "usage_thresholds": "1000, lots"})
     assert refused.status_code == 200 and "&#x27;lots&#x27; is not an amount" in refused.content.decode()
