@@ -283,11 +283,20 @@ def test_a_bad_row_after_chunks_were_written_rolls_the_whole_file_back(tmp_path,
 
 @pytest.mark.parametrize("ndjson", [True, False])
 def test_a_small_first_chunk_then_full_ones_keep_every_row_and_its_number(tmp_path, capsys, monkeypatch, ndjson):
-    """The first chunk is smaller (PostgreSQL starts writing sooner); rows are neither lost nor numbered wrong
-    across the uneven chunks: 1, then 3, 3, 1."""
+    """The first chunk is smaller (PostgreSQL starts writing sooner) and the last is checked in pieces of that size
+    (only a small write is left at the end): 8 events in chunks of 2, 3, 3 are checked as 2, 3, 2, 1 — and rows
+    are neither lost nor numbered wrong across the uneven chunks."""
     subscription = metered("sum")
-    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_FIRST_CHUNK", 1)
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_FIRST_CHUNK", 2)
     monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 3)
+    checked: list[int] = []
+    check = services._usage_event_rows
+
+    def counting(events, **kwargs):
+        checked.append(len(events))
+        return check(events, **kwargs)
+
+    monkeypatch.setattr("subscriptions.services._usage_event_rows", counting)
     events = [_raw(f"u{i}", D(2026, 3, 2 + i), tokens=i + 1) for i in range(8)]
     bad = [*events[:5], {**events[5], "code": "nope"}, *events[6:]]
     if ndjson:
@@ -300,8 +309,10 @@ def test_a_small_first_chunk_then_full_ones_keep_every_row_and_its_number(tmp_pa
         call_command("import_usage_events", str(bad_path))
     assert f"row {bad_row}, column 'code': no billable metric 'nope'" in capsys.readouterr().err
     assert not UsageEvent.objects.exists()
+    checked.clear()
     call_command("import_usage_events", str(path))
     assert "Stored 8 usage event(s); ignored 0" in capsys.readouterr().out
+    assert checked == [2, 3, 2, 1]
     assert sorted(UsageEvent.objects.values_list("transaction_id", "value")) == [
         (f"u{i}", Decimal(i + 1)) for i in range(8)
     ]
