@@ -115,13 +115,15 @@ def fill(*, customers: int, invoices: int, subscriptions: int) -> Dataset:
     from django.core.management import call_command
     from djmoney.money import Money
 
-    from customers.models import Customer, PortalUser
+    from customers.models import Customer, PortalUser, SellerProfile
     from invoicing.models import Invoice, InvoiceLine, TaxRate
     from subscriptions.models import Price, Product, Subscription, SubscriptionItem
     from subscriptions.services import ItemSpec, subscription_create
 
     call_command("migrate", verbosity=0)
     call_command("seed_scale", customers=customers, invoices=invoices, stdout=io.StringIO())
+    # a German seller: without a country on the profile the billing loop's invoices would be held for review
+    SellerProfile.objects.filter(country="").update(country="DE")
     TaxRate.objects.get_or_create(country="DE", region="", active=True, defaults={"name": "VAT 19 %", "percentage": 19})
     staff = User.objects.create_superuser(STAFF_USERNAME, "load-admin@example.com", STAFF_PASSWORD)
     # staff sign in with a second factor (billing_project/staff_auth.py): the load's admin has an authenticator

@@ -16,3 +16,4 @@ class CustomersConfig(AppConfig):
         from core import alerts
 
         alerts.alert_register("customers.vat_rejected", "customers.vat.dashboard_alerts")
+        alerts.alert_register("customers.seller_country", "customers.seller.dashboard_alerts")

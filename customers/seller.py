@@ -8,7 +8,9 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.urls import reverse
 
+from core.alerts import Alert
 from customers.models import SellerProfile
 
 # The keys of a document's ``seller_snapshot``. Older documents were snapshotted with the first eight of them
@@ -64,6 +66,16 @@ def seller_snapshot(profile: SellerProfile | None = None) -> dict[str, Any]:
 
 def seller_country() -> str:
     return str(seller_profile().country or "").upper()
+
+
+def dashboard_alerts(*, user: Any, as_of: Any) -> list[Alert]:
+    """The dashboard's operations list: a seller profile without a country (a new installation's empty row) holds
+    every taxed invoice for review (``invoicing.taxes.SellerCountryMissing``); one query, shown only then, to staff
+    who may change the profile (with the way to it)."""
+    if not user.has_perm("customers.change_sellerprofile") or seller_country():
+        return []
+    note = "every taxed invoice is held for review until it is filled in"
+    return [Alert("Seller profile", "no country", reverse("admin:customers_sellerprofile_changelist"), note)]
 
 
 SENDER_CACHE_KEY = "seller-profile:email-sender"

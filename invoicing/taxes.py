@@ -77,6 +77,19 @@ class TaxRateMissing(NotFound):
     never silently 0 %."""
 
 
+class SellerCountryMissing(TaxRateMissing):
+    """The seller profile has no country (a new installation's empty profile): which sales are domestic, EU
+    cross-border (reverse charge) or outside the EU cannot be told, so no taxable line is taxed — the billing run
+    holds such invoices for review with this message, and issuing a draft refuses naming it, as for a missing
+    rate."""
+
+
+SELLER_COUNTRY_MISSING = (
+    "the seller profile has no country (Customers › Seller profile): domestic, EU cross-border and export sales "
+    "cannot be told apart"
+)
+
+
 @dataclass(frozen=True)
 class TaxResolution:
     """How one line (or, for ``resolve_tax`` without a category, a standard-rated line) is taxed for a customer:
@@ -156,7 +169,8 @@ def resolve_tax(
     5. the active rate of the line's category (S, AA, Z; K and G that did not qualify are taxed at S) for the
        customer's region, else country; Z without a configured rate is 0 %;
     6. no rate and the customer is outside the EU and not in the seller's country → O;
-    7. otherwise ``TaxRateMissing``, naming the country and the category."""
+    7. otherwise ``TaxRateMissing``, naming the country and the category.
+    From step 3 on the seller's country decides: without one (an empty seller profile) ``SellerCountryMissing``."""
     if seller_country is None:
         seller_country = getattr(tax_rates_by_country, "seller_country", None)
     seller_country = (seller_country if seller_country is not None else seller_country_of_profile()).upper()
@@ -168,6 +182,8 @@ def resolve_tax(
         return _zero(TaxCategory.EXEMPT, EXEMPT_NOTE, reason=EXEMPT_NOTE)
     if category == TaxCategory.OUTSIDE_SCOPE:
         return _zero(TaxCategory.OUTSIDE_SCOPE, OUTSIDE_SCOPE_SUPPLY_NOTE)
+    if not seller_country:
+        raise SellerCountryMissing(SELLER_COUNTRY_MISSING)
     eu_cross_border = country in EU_VAT_COUNTRIES and seller_country in EU_VAT_COUNTRIES and country != seller_country
     # A number VIES found not registered is no VAT id for the derived reverse charge: the customer is taxed as a
     # consumer (their country's rate) until staff correct it (docs/decisions/vat-validation.md).

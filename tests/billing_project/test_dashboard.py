@@ -215,8 +215,9 @@ def test_dashboard_page_shows_the_figures_in_a_bounded_number_of_queries(
     metrics.metrics_refresh(as_of=TODAY)
     # session, user, the latest metrics refresh, MRR months, revenue months, ageing, last run, operations (one
     # round trip for six counts), the last integrity check, the "Metrics refresh" job (Refresh now), recent actions,
-    # one per alert provider (disabled webhook endpoints, open payment disputes, rejected VAT numbers)
-    with django_assert_max_num_queries(14):
+    # one per alert provider (disabled webhook endpoints, open payment disputes, rejected VAT numbers, the seller
+    # profile's country)
+    with django_assert_max_num_queries(15):
         response = admin_client.get("/admin/")
     assert response.status_code == 200
     html = response.content.decode()

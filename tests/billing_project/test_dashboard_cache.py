@@ -29,3 +29,21 @@ def test_cached_dashboard_for_staff_with_a_role_stays_within_six_queries(client,
     with django_assert_max_num_queries(6):
         second = client.get(reverse("admin:index"))
     assert b"billing-dashboard" in second.content
+
+
+def test_staff_who_may_fill_in_the_seller_profile_are_alerted_when_it_has_no_country(admin_client, client, settings):
+    """A new installation's empty seller profile holds every taxed invoice for review (invoicing.taxes): the
+    dashboard's operations list says so, with the way to fix it, to staff who may change the profile."""
+    from customers.models import SellerProfile
+    from tests.factories import StaffUserFactory
+
+    settings.DASHBOARD_CACHE_SECONDS = 0
+    alert = b"every taxed invoice is held for review until it is filled in"
+    assert alert not in admin_client.get(reverse("admin:index")).content
+    SellerProfile.objects.update(country="")
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert alert.decode() in page and "no country" in page
+    assert f'href="{reverse("admin:customers_sellerprofile_changelist")}"' in page
+    client.force_login(StaffUserFactory(group="Auditor (read-only)"))  # sees the dashboard, may not change it
+    assert b"billing-dashboard" in (auditor := client.get(reverse("admin:index")).content)
+    assert alert not in auditor

@@ -165,6 +165,35 @@ def test_customer_reviewing_invoices_gets_drafts_without_numbers(settings):
     assert billing_run(as_of=JAN_1).drafts_created == 1
 
 
+def test_without_the_sellers_country_invoices_are_held_and_issuing_names_the_profile():
+    """A new installation's empty seller profile: the run does not guess domestic VAT for a Dutch business with a
+    VAT number (it would be reverse charge from Germany) — it holds the drafts for review saying why, and issuing
+    one refuses naming the profile, until staff fill it in."""
+    from customers.models import SellerProfile
+    from invoicing.services import InvoiceError, invoice_finalize
+
+    TaxRateFactory(country="NL", percentage=D(21))
+    customer = CustomerFactory(country="NL", tax_id="NL000099998B57", tax_status="taxable")
+    SubscriptionFactory(customer=customer, start_date=JAN_1)
+    SellerProfile.objects.update(country="")
+    run = billing_run(as_of=JAN_1)
+    assert (run.invoices_created, run.drafts_created) == (0, 1)
+    draft = Invoice.objects.get(customer=customer)
+    assert (draft.status, draft.number) == (InvoiceStatus.DRAFT, "")
+    assert draft.memo == "held for review: the seller profile has no country (Customers › Seller profile): " + (
+        "domestic, EU cross-border and export sales cannot be told apart"
+    )
+    with pytest.raises(InvoiceError, match="seller profile has no country"):
+        invoice_finalize(invoice=draft)
+    draft.refresh_from_db()
+    assert (draft.status, draft.number) == (InvoiceStatus.DRAFT, "")
+
+    SellerProfile.objects.update(country="DE")
+    issued = invoice_finalize(invoice=draft)
+    assert (issued.status, issued.tax_total, issued.tax_treatment) == (InvoiceStatus.OPEN, D("0.00"), "reverse_charge")
+    assert issued.number == "INV-2026-000001"
+
+
 def test_staff_finalize_a_reviewed_draft_keeping_the_computed_proration_amounts():
     from invoicing.services import invoice_finalize
 

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from invoicing.models import InvoiceLine, InvoiceStatus, TaxRate, TaxTreatment
 from invoicing.services import InvoiceError, InvoiceLineSpec, invoice_create_draft, invoice_finalize
 from invoicing.taxes import (
+    SellerCountryMissing,
     TaxRateMissing,
     TaxRateTable,
     compute_invoice_totals,
@@ -214,6 +215,25 @@ def test_customer_outside_the_eu_without_a_rate_is_outside_scope():
 def test_eu_customer_without_a_rate_is_a_configuration_error():
     with pytest.raises(TaxRateMissing, match="FR"):
         resolve_tax(customer=CustomerFactory.build(country="FR"), tax_rates_by_country=RATES)
+
+
+def test_without_the_sellers_country_no_taxable_line_is_taxed():
+    """An empty seller profile (a new installation) cannot tell a domestic sale from an EU cross-border one (reverse
+    charge): a configuration error, never the customer's rate by default; exempt and out-of-scope lines need no
+    seller country."""
+    rates = TaxRateTable(RATES)
+    rates.seller_country = ""
+    for customer in (
+        CustomerFactory.build(country="DE"),
+        CustomerFactory.build(country="AT", tax_id="ATU13585627", tax_status="taxable"),
+        CustomerFactory.build(country="US", currency="USD"),
+    ):
+        with pytest.raises(SellerCountryMissing, match="seller profile has no country"):
+            resolve_tax(customer=customer, tax_rates_by_country=rates)
+    assert resolve_tax(customer=CustomerFactory.build(exempt=True), tax_rates_by_country=rates).percentage == 0
+    outside = resolve_tax(customer=CustomerFactory.build(), tax_rates_by_country=rates, category="O")
+    assert outside.treatment == TaxTreatment.OUTSIDE_SCOPE
+    assert issubclass(SellerCountryMissing, TaxRateMissing)  # every caller holds or refuses it like a missing rate
 
 
 def test_regional_rate_wins_over_the_national_one():
