@@ -2002,38 +2002,31 @@ def _ndjson_chunk(
     return numbers, events
 
 
-def _last_in_pieces(
-    chunks: Iterator[tuple[list[int], list[UsageEventIn]]],
-) -> Iterator[tuple[list[int], list[UsageEventIn]]]:
-    """The chunks, reading one ahead to know the last, which comes in pieces of ``EVENT_IMPORT_FIRST_CHUNK``: each
-    piece is written while the next is checked, so only the last piece's write is left at the end."""
+def _pieces(numbers: list[int], events: list[UsageEventIn]) -> Iterator[tuple[list[int], list[UsageEventIn]]]:
+    """The file's last chunk in pieces of ``EVENT_IMPORT_FIRST_CHUNK``: each piece is written while the next is
+    checked, so only the last piece's write is left once Python is done."""
     piece = max(1, EVENT_IMPORT_FIRST_CHUNK)
-    ahead = next(chunks, None)
-    while ahead is not None:
-        (numbers, events), ahead = ahead, next(chunks, None)
-        if ahead is not None:
-            yield numbers, events
-            continue
-        for at in range(0, len(events), piece):
-            yield numbers[at : at + piece], events[at : at + piece]
+    for at in range(0, len(events), piece):
+        yield numbers[at : at + piece], events[at : at + piece]
 
 
 def _read_events(
     stream: IO[bytes], *, ndjson: bool, report: UsageEventsImportReport
 ) -> Iterator[tuple[list[int], list[UsageEventIn]]]:
-    """The records in chunks of up to ``EVENT_IMPORT_CHUNK`` (the first of ``EVENT_IMPORT_FIRST_CHUNK``): (row
-    numbers, events); problems go to the report. CSV rows are numbered as a spreadsheet shows them (the header is
-    row 1), NDJSON lines from 1."""
+    """The records in chunks of up to ``EVENT_IMPORT_CHUNK`` — the first of ``EVENT_IMPORT_FIRST_CHUNK``, the last
+    (when it is known to be the last: the file ends inside it) in pieces of that size: (row numbers, events);
+    problems go to the report. CSV rows are numbered as a spreadsheet shows them (the header is row 1), NDJSON
+    lines from 1."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     size = min(EVENT_IMPORT_FIRST_CHUNK, EVENT_IMPORT_CHUNK)
     if ndjson:
         first_line = 1
         while lines := list(itertools.islice(text, size)):
-            size = EVENT_IMPORT_CHUNK
+            last, size = len(lines) < size, EVENT_IMPORT_CHUNK
             chunk = _ndjson_chunk(first_line, lines, report)
             first_line += len(lines)
             if chunk[1]:
-                yield chunk
+                yield from _pieces(*chunk) if last else (chunk,)
         return
     reader = csv.reader(text)
     header = next(reader, None)
@@ -2063,7 +2056,7 @@ def _read_events(
                 yield numbers, events
                 numbers, events, size = [], [], EVENT_IMPORT_CHUNK
     if events:
-        yield numbers, events
+        yield from _pieces(numbers, events)
 
 
 # COPY's columns, in the order of the text built by _copy_text (the columns of a _Place first: written once per
@@ -2227,8 +2220,10 @@ def usage_events_import(*, stream: IO[bytes], ndjson: bool, dry_run: bool = Fals
                 report.accepted += _insert_event_rows(rows)
 
         try:
-            for numbers, events in _last_in_pieces(_read_events(stream, ndjson=ndjson, report=report)):
+            for position, (numbers, events) in enumerate(_read_events(stream, ndjson=ndjson, report=report)):
                 check(numbers, events)
+                if position == 0:
+                    write_held()  # the first, small chunk is written at once, while the next one is read
             wait()
             write_held()
         finally:

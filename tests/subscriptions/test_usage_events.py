@@ -283,12 +283,12 @@ def test_a_bad_row_after_chunks_were_written_rolls_the_whole_file_back(tmp_path,
 
 @pytest.mark.parametrize("ndjson", [True, False])
 def test_a_small_first_chunk_then_full_ones_keep_every_row_and_its_number(tmp_path, capsys, monkeypatch, ndjson):
-    """The first chunk is smaller (PostgreSQL starts writing sooner) and the last is checked in pieces of that size
-    (only a small write is left at the end): 8 events in chunks of 2, 3, 3 are checked as 2, 3, 2, 1 — and rows
-    are neither lost nor numbered wrong across the uneven chunks."""
+    """The first chunk is smaller (PostgreSQL starts writing sooner) and the last, once the file ends inside it,
+    is checked in pieces of that size (only a small write is left at the end): 9 events in chunks of 2, 4, 3 are
+    checked as 2, 4, 2, 1 — and rows are neither lost nor numbered wrong across the uneven chunks."""
     subscription = metered("sum")
     monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_FIRST_CHUNK", 2)
-    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 3)
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 4)
     checked: list[int] = []
     check = services._usage_event_rows
 
@@ -297,7 +297,7 @@ def test_a_small_first_chunk_then_full_ones_keep_every_row_and_its_number(tmp_pa
         return check(events, **kwargs)
 
     monkeypatch.setattr("subscriptions.services._usage_event_rows", counting)
-    events = [_raw(f"u{i}", D(2026, 3, 2 + i), tokens=i + 1) for i in range(8)]
+    events = [_raw(f"u{i}", D(2026, 3, 2 + i), tokens=i + 1) for i in range(9)]
     bad = [*events[:5], {**events[5], "code": "nope"}, *events[6:]]
     if ndjson:
         path, bad_path = _ndjson(tmp_path, events), _ndjson(tmp_path, bad, name="bad.ndjson")
@@ -311,13 +311,13 @@ def test_a_small_first_chunk_then_full_ones_keep_every_row_and_its_number(tmp_pa
     assert not UsageEvent.objects.exists()
     checked.clear()
     call_command("import_usage_events", str(path))
-    assert "Stored 8 usage event(s); ignored 0" in capsys.readouterr().out
-    assert checked == [2, 3, 2, 1]
+    assert "Stored 9 usage event(s); ignored 0" in capsys.readouterr().out
+    assert checked == [2, 4, 2, 1]
     assert sorted(UsageEvent.objects.values_list("transaction_id", "value")) == [
-        (f"u{i}", Decimal(i + 1)) for i in range(8)
+        (f"u{i}", Decimal(i + 1)) for i in range(9)
     ]
     (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
-    assert period.lines[0].amount == Money(str(sum(range(1, 9))), "EUR")
+    assert period.lines[0].amount == Money(str(sum(range(1, 10))), "EUR")
 
 
 def test_import_usage_events_stores_text_that_copy_must_escape_exactly(tmp_path, capsys, monkeypatch):
