@@ -447,17 +447,19 @@ def _result(plan: BillingPlan, tax_rates: Any) -> PlanResult:
     return PlanResult(tuple(periods), plan.new_ended_at if ended else None, plan.old_status)
 
 
-def member_results(groups: Groups, *, last_day: dt.date, prices: PriceCache) -> Iterator[tuple[Member, PlanResult]]:
-    """Every due subscription with its plan's result: its representative's, computed once per signature. A group
-    whose representative has no plan (it changed between the queries) is priced member by member."""
+def signature_results(
+    groups: Groups, *, last_day: dt.date, prices: PriceCache
+) -> Iterator[tuple[list[Member], PlanResult]]:
+    """Every signature's members with their plan's result: its representative's, computed once per signature. A
+    group whose representative has no plan (it changed between the queries) is priced member by member (each
+    yielded alone)."""
     results = price_representatives(groups.representatives, last_day=last_day, prices=prices)
     for members in groups.by_signature.values():
         result = results.get(members[0].subscription_id)
         if result is not None:
-            for member in members:
-                yield member, result
+            yield members, result
             continue
         own = price_representatives([m.subscription_id for m in members[1:]], last_day=last_day, prices=prices)
         for member in members[1:]:
             if member.subscription_id in own:
-                yield member, own[member.subscription_id]
+                yield [member], own[member.subscription_id]
