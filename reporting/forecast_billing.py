@@ -226,18 +226,24 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
 
     walks: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[bool, ...]]] = {}
     calendars: list[tuple[tuple[Any, ...], tuple[bool, ...]]] = []
+    # Per distinct calendar (steps, short-first-period tests): a number standing for it in the signatures — equal
+    # calendars, equal numbers — so a signature does not hash its steps (dataclasses) once per subscription.
+    numbers: dict[tuple[tuple[Any, ...], tuple[bool, ...]], int] = {}
+    number_of: dict[int, int] = {}  # id(calendar) -> its number
     for row in rows:
         walk_key = row[walk_at:sub_at]
         walked = walks.get(walk_key)
         if walked is None:
             walked = walks[walk_key] = _steps(_Calendar(walk_key), last_day)
+            number_of[id(walked)] = numbers.setdefault(walked, len(numbers))
         calendars.append(walked)
     usage = _usage(rows, calendars, items, item_ids, prices, last_day)
 
     has_thresholds: dict[str | None, bool] = {}  # per JSON text of ``usage_thresholds``: is the list not empty
     groups = Groups(subscriptions=len(rows))
     by_signature = groups.by_signature
-    for row, (steps, partials) in zip(rows, calendars, strict=True):
+    for row, steps_and_partials in zip(rows, calendars, strict=True):
+        steps = steps_and_partials[0]
         pk, customer_id = row[0], row[1]
         boundaries = [step.boundary for step in steps]
         sub_discounts = [*discounts.get(("s", pk), ()), *discounts.get(("c", customer_id), ())]
@@ -250,8 +256,7 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
             row[sub_at:customer_at],
             row[customer_at:],
             bool(row[6]),
-            steps,
-            partials,
+            number_of[id(steps_and_partials)],
             items.get(pk, ()),
             tuple(
                 (coupon_id, applied, tuple(start <= b and (end is None or b < end) for b in boundaries))
