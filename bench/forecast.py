@@ -133,7 +133,7 @@ def main() -> None:
             loads.append(before)
         invoices = sum(row.invoices for row in forecast.rows)  # type: ignore[attr-defined]
         reminders = sum(row.reminders for row in forecast.rows)  # type: ignore[attr-defined]
-        entries = len(forecast.entries)  # type: ignore[attr-defined]
+        entries = forecast.entry_count  # type: ignore[attr-defined]
         print(
             f"  {days:>2} days: {statistics.median(walls):6.2f} s wall (runs {', '.join(f'{w:.2f}' for w in walls)}), "
             f"{statistics.median(cpus):5.2f} s CPU + {statistics.median(dbs):5.2f} s PostgreSQL — {invoices:,} "

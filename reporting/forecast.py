@@ -27,7 +27,8 @@ from __future__ import annotations
 import datetime as dt
 import gc
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -46,7 +47,7 @@ from dunning.services import plan_steps as dunning_plan_steps
 from invoicing.models import Invoice, InvoiceStatus
 from invoicing.services import due_date_for
 from payments.models import AttemptStatus, CreditEntryKind, CreditLedgerEntry, Payment, PaymentAttempt, PaymentStatus
-from reporting.forecast_billing import PeriodResult, group_subscriptions, member_results
+from reporting.forecast_billing import PeriodResult, group_subscriptions, signature_results
 from subscriptions.charges import PriceCache
 from subscriptions.models import BillingReason, CollectionMethod, PauseMode, Subscription, SubscriptionStatus
 
@@ -79,8 +80,7 @@ FIGURES = ("invoices", "drafts", "credit", "charges", "reminders", "late_fees", 
 
 
 class Entry(NamedTuple):
-    """One thing behind a figure: who, which subscription or invoice, how much (in the row's currency). A named
-    tuple: a 90-day forecast of 100,000 subscriptions holds about a million."""
+    """One thing behind a figure: who, which subscription or invoice, how much (in the row's currency)."""
 
     day: dt.date
     currency: str
@@ -92,6 +92,50 @@ class Entry(NamedTuple):
     kind: str = ""  # the invoice's kind (INVOICE_KINDS), the charge's (first / retry), the reminder's template
     net: Decimal = ZERO  # invoices: the total without tax
     tax: Decimal = ZERO
+
+
+class EntryGroup(NamedTuple):
+    """Entries that differ only in who they are about: the same figure, currency and amounts on each ``when`` (day,
+    kind) for every (customer, subscription) of ``who``. The forecast keeps these, not its entries: the members of a
+    pricing signature share their invoices, and an invoice its reminder schedule, so a 90-day forecast of 100,000
+    subscriptions is a few thousand groups standing for about a million entries. ``who`` lists are shared between
+    the groups of one invoice (its invoice, charge, cash in, reminders): the pickled forecast (the cache) holds each
+    once."""
+
+    figure: str  # one of FIGURES
+    currency: str
+    when: tuple[tuple[dt.date, str], ...]  # (day, kind): one, or a reminder schedule's e-mails
+    who: list[tuple[int, int | None]]  # (customer_id, subscription_id)
+    amount: Decimal = ZERO
+    invoice_id: int | None = None
+    net: Decimal = ZERO
+    tax: Decimal = ZERO
+
+    def expand(self, day: dt.date | None = None) -> Iterator[Entry]:
+        """The entries the group stands for (on ``day`` only, if given)."""
+        figure, currency, amount, invoice_id, net, tax = (
+            self.figure,
+            self.currency,
+            self.amount,
+            self.invoice_id,
+            self.net,
+            self.tax,
+        )
+        for on, kind in self.when:
+            if day is None or on == day:
+                for customer_id, subscription_id in self.who:
+                    yield Entry(on, currency, figure, customer_id, amount, subscription_id, invoice_id, kind, net, tax)
+
+
+def _entry_order(entry: Entry) -> tuple[Any, ...]:
+    return (
+        entry.day,
+        entry.currency,
+        entry.figure,
+        entry.subscription_id or 0,
+        entry.invoice_id or 0,
+        entry.customer_id,
+    )
 
 
 @dataclass
@@ -134,12 +178,22 @@ class Forecast:
     days: int
     computed_at: dt.datetime
     rows: list[DayRow]
-    entries: list[Entry] = field(default_factory=list)
+    groups: list[EntryGroup] = field(default_factory=list)  # the entries behind the figures, grouped
     subscriptions: int = 0
 
     @property
     def last_day(self) -> dt.date:
         return self.as_of + dt.timedelta(days=self.days - 1)
+
+    @property
+    def entries(self) -> list[Entry]:
+        """Every entry behind the figures, in order of day, currency, figure, subscription, invoice (a million for
+        100,000 subscriptions over 90 days: the drill-down expands only what it shows, ``entries_for``)."""
+        return sorted((entry for group in self.groups for entry in group.expand()), key=_entry_order)
+
+    @property
+    def entry_count(self) -> int:
+        return sum(len(group.when) * len(group.who) for group in self.groups)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -161,11 +215,16 @@ class Forecast:
         return dict(sorted(sums.items()))
 
     def entries_for(self, *, day: dt.date | None, currency: str, figure: str) -> list[Entry]:
-        return [
+        """The entries behind one figure of one currency, on one day or (``day=None``) over the horizon, in order of
+        day, subscription, invoice."""
+        found = [
             entry
-            for entry in self.entries
-            if entry.currency == currency and entry.figure == figure and (day is None or entry.day == day)
+            for group in self.groups
+            if group.currency == currency and group.figure == figure
+            for entry in group.expand(day)
         ]
+        found.sort(key=_entry_order)
+        return found
 
 
 class ForecastError(InvalidInput):
@@ -180,27 +239,16 @@ def forecast_check(*, days: int, as_of: dt.date) -> None:
 # --- the forecast ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Chased:
-    """An invoice the reminders will chase (open today, or issued by the forecast and sent for payment)."""
-
-    invoice: Invoice | _Issued
-    customer_id: int
-    subscription_id: int | None
-    due_date: dt.date
-    done: list[DoneStep]
-    paid_on: dt.date | None = None  # the day an automatic charge (assumed to succeed) pays it
-
-
 def forecast_compute(*, days: int, as_of: dt.date | None = None, grouped: bool = True) -> Forecast:
     """The forecast for ``[as_of, as_of + days)``; reads only (no row, no number, no lock).
 
     ``grouped=False`` prices every subscription on its own (the run's code once per subscription, as before the
-    pricing signatures): the same answer, slower; the bench and the signature tests compare the two."""
+    pricing signatures) and settles and chases every invoice on its own: the same answer, slower; the bench and the
+    signature tests compare the two."""
     as_of = as_of or billing_today()
     forecast_check(days=days, as_of=as_of)
-    # A 90-day forecast of 100,000 subscriptions allocates millions of short-lived tuples and holds about a million
-    # entries: the cyclic collector would walk them hundreds of times for nothing (they form no cycles).
+    # The forecast allocates hundreds of thousands of short-lived tuples: the cyclic collector would walk them many
+    # times for nothing (they form no cycles).
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -212,139 +260,186 @@ def forecast_compute(*, days: int, as_of: dt.date | None = None, grouped: bool =
 
 def _forecast(*, days: int, as_of: dt.date, grouped: bool) -> Forecast:
     last_day = as_of + dt.timedelta(days=days - 1)
-    planned: list[Entry] = []  # drafts and cancellations
-    issued_all = _issued_invoices(as_of=as_of, last_day=last_day, entries=planned, grouped=grouped)
-    subscriptions = len({invoice.subscription_id for invoice in issued_all})
-    open_entries: list[Entry] = []
+    balances = _balances() if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE else {}
+    paused = set(Subscription.objects.filter(pause_mode=PauseMode.COLLECTION).values_list("pk", flat=True))
+    planned: list[EntryGroup] = []  # drafts and cancellations
+    issued_all = _issued_invoices(
+        as_of=as_of,
+        last_day=last_day,
+        entries=planned,
+        grouped=grouped,
+        alone={customer_id for customer_id, _currency in balances},
+        paused=paused,
+    )
+    subscriptions = len({subscription_id for invoice in issued_all for _customer, subscription_id in invoice.who})
+    open_entries: list[EntryGroup] = []
     open_chased: list[_Chased] = []
     _open_invoices(as_of=as_of, last_day=last_day, entries=open_entries, chased=open_chased)
+    policies = _Policies()
+    # Credit is consumed in issue order (per customer and currency).
+    issued_all.sort(key=lambda invoice: (invoice.issue_date, invoice.who[0][1]))
     # A dunning step that suspends or cancels a subscription on day P stops its invoices after P; the invoices
-    # left then have reminders of their own, which may stop another: repeat until nothing more stops.
+    # left then have reminders of their own, which may stop another: repeat until nothing more stops (at once if
+    # no policy suspends or cancels). Each round's groups are those of its stops; the last round's are kept.
     stops: dict[int, dt.date] = {}
     schedules: dict[tuple[Any, ...], _Schedule] = {}
-    balances = _balances() if settings.PAYMENTS_APPLY_CREDIT_ON_FINALIZE and issued_all else {}
-    paused = set(Subscription.objects.filter(pause_mode=PauseMode.COLLECTION).values_list("pk", flat=True))
-    issued_all.sort(key=lambda invoice: (invoice.issue_date, invoice.subscription_id))
-    # The rounds find the stops only (no entry is made); the last pass, with the final stops, makes the entries.
-    for _round in range(5):
+    settled: list[EntryGroup] = []
+    reminders: list[EntryGroup] = []
+    for _round in range(6):
         issued = _not_stopped(issued_all, stops)
+        settled, reminders = [], []
         chased: list[_Chased] = []
-        _settle(issued, balances=dict(balances), paused=paused, entries=None, chased=chased)
-        found = _reminders([*open_chased, *chased], as_of=as_of, last_day=last_day, entries=None, schedules=schedules)
+        _settle(issued, balances=dict(balances), entries=settled, chased=chased)
+        found = _reminders(
+            [*open_chased, *chased], last_day=last_day, entries=reminders, schedules=schedules, policies=policies
+        )
         if found == stops:
             break
         stops = found
-    issued = _not_stopped(issued_all, stops)
-    settled: list[Entry] = []
-    chased = []
-    _settle(issued, balances=dict(balances), paused=paused, entries=settled, chased=chased)
-    reminders: list[Entry] = []
-    _reminders([*open_chased, *chased], as_of=as_of, last_day=last_day, entries=reminders, schedules=schedules)
-    kept = [entry for entry in planned if not _stopped(entry.subscription_id, entry.day, stops)]
+    kept = _groups_not_stopped(planned, stops)
     # Reminders fall inside the horizon by construction; cash in by a due date may fall after it.
-    entries = [entry for entry in (*kept, *open_entries, *settled) if as_of <= entry.day <= last_day]
-    entries.extend(reminders)
+    groups = [group for group in (*kept, *open_entries, *settled) if as_of <= group.when[0][0] <= last_day]
+    groups.extend(reminders)
     return Forecast(
         as_of=as_of,
         days=days,
         computed_at=timezone.now(),
-        rows=_rows(entries),
-        entries=entries,
+        rows=_rows(groups),
+        groups=groups,
         subscriptions=subscriptions,
     )
+
+
+@dataclass(slots=True)
+class _Issued:
+    """Forecast invoices of the same amounts, kind, dates and collection, one per (customer, subscription) of
+    ``who`` — the members of one pricing signature that settle alike (no credit balance, same terms and
+    collection); a member with a credit balance or a paused collection is alone. Not an ``Invoice``: ``pk`` is None,
+    as for an invoice not written."""
+
+    issue_date: dt.date
+    due_date: dt.date
+    currency: str
+    total: Decimal
+    tax_total: Decimal
+    kind: str
+    collection_method: str
+    who: list[tuple[int, int | None]]  # (customer the invoice is addressed to, subscription)
+    paused: bool = False  # the (one) subscription's collection is paused: no charge
+    amount_due: Decimal = ZERO
+    pk: None = None
+
+
+@dataclass(slots=True)
+class _Chased:
+    """Invoices the reminders will chase alike (open today, or issued by the forecast and sent for payment)."""
+
+    invoice: Invoice | _Issued  # what a late fee reads: amount due, currency
+    who: list[tuple[int, int | None]]  # (customer, subscription) per invoice
+    due_date: dt.date
+    start: dt.date  # the first day the daily run chases it: today, or the day it is issued
+    done: list[DoneStep]
+    paid_on: dt.date | None = None  # the day an automatic charge (assumed to succeed) pays it
 
 
 def _not_stopped(issued: list[_Issued], stops: dict[int, dt.date]) -> list[_Issued]:
     if not stops:
         return list(issued)
     get = stops.get
-    return [
-        invoice for invoice in issued if (stop := get(invoice.subscription_id)) is None or invoice.issue_date <= stop
-    ]
+    kept = []
+    for invoice in issued:
+        day, who = invoice.issue_date, invoice.who
+        left = [pair for pair in who if (stop := get(pair[1] or 0)) is None or day <= stop]
+        if len(left) == len(who):
+            kept.append(invoice)
+        elif left:
+            kept.append(replace(invoice, who=left))
+    return kept
 
 
-def _stopped(subscription_id: int | None, day: dt.date | None, stops: dict[int, dt.date]) -> bool:
-    stop = stops.get(subscription_id or 0)
-    return stop is not None and day is not None and day > stop
+def _groups_not_stopped(groups: list[EntryGroup], stops: dict[int, dt.date]) -> list[EntryGroup]:
+    """Single-day groups (drafts, cancellations) without the subscriptions stopped before their day."""
+    if not stops:
+        return groups
+    get = stops.get
+    kept = []
+    for group in groups:
+        day = group.when[0][0]
+        left = [pair for pair in group.who if (stop := get(pair[1] or 0)) is None or day <= stop]
+        if left:
+            kept.append(group if len(left) == len(group.who) else group._replace(who=left))
+    return kept
 
 
-@dataclass(slots=True)
-class _Issued:
-    """A forecast invoice (not an ``Invoice``: hundreds of thousands of them) with what settling and chasing it
-    read; ``pk`` is None, as for an invoice not written."""
-
-    issue_date: dt.date
-    due_date: dt.date
-    customer_id: int
-    subscription_id: int
-    currency: str
-    total: Decimal
-    tax_total: Decimal
-    kind: str
-    collection_method: str
-    amount_due: Decimal = ZERO
-    pk: None = None
-
-
-def _issued_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry], grouped: bool) -> list[_Issued]:
+def _issued_invoices(
+    *, as_of: dt.date, last_day: dt.date, entries: list[EntryGroup], grouped: bool, alone: set[int], paused: set[int]
+) -> list[_Issued]:
     """The run's invoices of the horizon, priced by the run's code once per pricing signature
-    (``reporting.forecast_billing``; held drafts become ``drafts`` entries, cancellations ``cancellations``)."""
+    (``reporting.forecast_billing``; held drafts become ``drafts`` entries, cancellations ``cancellations``).
+    Members billed to a customer of ``alone`` (a credit balance: consumed invoice by invoice) or whose collection is
+    paused get invoices of their own; the others share them per due-date terms and collection method
+    (``grouped=False``: every member alone)."""
     prices = PriceCache()
     groups = group_subscriptions(last_day=last_day, prices=prices, grouped=grouped)
     due_dates: dict[tuple[dt.date, int | None, int | None], dt.date] = {}  # due_date_for, once per tuple
     issued: list[_Issued] = []
     append = issued.append
-    kinds_of: dict[int, list[str]] = {}  # per plan result (shared by its members): its invoices' kinds
-    for member, result in member_results(groups, last_day=last_day, prices=prices):
-        subscription_id, customer_id = member.subscription_id, member.customer_id
-        kinds = kinds_of.get(id(result))
-        if kinds is None:
-            kinds = kinds_of[id(result)] = [
-                _kind(period, result.old_status, position) for position, period in enumerate(result.periods)
-            ]
+    for members, result in signature_results(groups, last_day=last_day, prices=prices):
         if result.ended_on is not None:
-            currency = result.periods[0].currency if result.periods else member.currency
+            currency = result.periods[0].currency if result.periods else members[0].currency
             entries.append(
-                Entry(
-                    max(result.ended_on, as_of), currency, "cancellations", customer_id, subscription_id=subscription_id
+                EntryGroup(
+                    "cancellations",
+                    currency,
+                    ((max(result.ended_on, as_of), ""),),
+                    [(member.customer_id, member.subscription_id) for member in members],
                 )
             )
+        if not result.periods:
+            continue
+        payers: list[tuple[int, int | None]] = [(member.payer_id, member.subscription_id) for member in members]
+        cohorts: dict[tuple[Any, ...], list[tuple[int, int | None]]] = {}
+        for member, payer in zip(members, payers, strict=True):
+            own = not grouped or member.payer_id in alone or member.subscription_id in paused
+            key = (
+                member.days_until_due,
+                member.customer_terms_days,
+                member.collection_method,
+                member.subscription_id if own else None,
+            )
+            cohort = cohorts.get(key)
+            if cohort is None:
+                cohorts[key] = [payer]
+            else:
+                cohort.append(payer)
         for position, period in enumerate(result.periods):
             day = max(period.billing_date, as_of)
             if period.memo:
-                entries.append(
-                    Entry(
+                entries.append(EntryGroup("drafts", period.currency, ((day, period.memo[:120]),), payers, period.total))
+                continue
+            kind = _kind(period, result.old_status, position)
+            for (days_until_due, terms_days, collection_method, own_id), who in cohorts.items():
+                due_key = (day, days_until_due, terms_days)
+                due_date = due_dates.get(due_key)
+                if due_date is None:
+                    due_date = due_dates[due_key] = due_date_for(
+                        issue_date=day,
+                        subscription_days_until_due=days_until_due,
+                        customer_payment_terms_days=terms_days,
+                    )
+                append(
+                    _Issued(
                         day,
+                        due_date,
                         period.currency,
-                        "drafts",
-                        member.payer_id,
                         period.total,
-                        subscription_id,
-                        kind=period.memo[:120],
+                        period.tax_total,
+                        kind,
+                        collection_method,
+                        who,
+                        paused=own_id is not None and own_id in paused,
                     )
                 )
-                continue
-            due_key = (day, member.days_until_due, member.customer_terms_days)
-            due_date = due_dates.get(due_key)
-            if due_date is None:
-                due_date = due_dates[due_key] = due_date_for(
-                    issue_date=day,
-                    subscription_days_until_due=member.days_until_due,
-                    customer_payment_terms_days=member.customer_terms_days,
-                )
-            append(
-                _Issued(
-                    day,
-                    due_date,
-                    member.payer_id,  # the parent of a child billed to it (docs/decisions/parent-accounts.md)
-                    subscription_id,
-                    period.currency,
-                    period.total,
-                    period.tax_total,
-                    kinds[position],
-                    member.collection_method,
-                )
-            )
     return issued
 
 
@@ -375,58 +470,53 @@ def _settle(
     issued: list[_Issued],
     *,
     balances: dict[tuple[int, str], Decimal],
-    paused: set[int],
-    entries: list[Entry] | None,
+    entries: list[EntryGroup],
     chased: list[_Chased],
 ) -> None:
-    """Credit, then the automatic charge, of every forecast invoice in issue order (the settle phase). With
-    ``entries=None`` only the amounts due and the invoices chased are worked out."""
-    append = entries.append if entries is not None else None
+    """Credit, then the automatic charge, of every forecast invoice in issue order (the settle phase). Invoices
+    shared by several subscriptions have no credit to consume (see ``_Issued``)."""
+    append = entries.append
     automatic_method = CollectionMethod.CHARGE_AUTOMATICALLY
     for invoice in issued:
         day = invoice.issue_date
         currency = invoice.currency
-        customer_id, subscription_id = invoice.customer_id, invoice.subscription_id
+        who = invoice.who
         total = invoice.total
-        if append is not None:
-            append(
-                Entry(
-                    day,
-                    currency,
-                    "invoices",
-                    customer_id,
-                    total,
-                    subscription_id,
-                    kind=invoice.kind,
-                    net=total - invoice.tax_total,
-                    tax=invoice.tax_total,
-                )
+        append(
+            EntryGroup(
+                "invoices",
+                currency,
+                ((day, invoice.kind),),
+                who,
+                total,
+                None,
+                total - invoice.tax_total,
+                invoice.tax_total,
             )
+        )
         due = total
-        if balances:
+        if balances and len(who) == 1:
+            customer_id = who[0][0]
             balance = balances.get((customer_id, currency), ZERO)
             credit = min(balance, due) if due > 0 else ZERO
             if credit > 0:
                 balances[customer_id, currency] = balance - credit
                 due -= credit
-                if append is not None:
-                    append(Entry(day, currency, "credit", customer_id, credit, subscription_id))
+                append(EntryGroup("credit", currency, ((day, ""),), who, credit))
         invoice.amount_due = due
         if due <= 0:
             continue
         automatic = invoice.collection_method == automatic_method
-        if automatic and subscription_id not in paused:
-            if append is not None:
-                append(Entry(day, currency, "charges", customer_id, due, subscription_id, kind="first"))
-                append(Entry(day, currency, "cash_in", customer_id, due, subscription_id))
+        if automatic and not invoice.paused:
+            append(EntryGroup("charges", currency, ((day, "first"),), who, due))
+            append(EntryGroup("cash_in", currency, ((day, ""),), who, due))
             continue
-        if append is not None:
-            append(Entry(invoice.due_date, currency, "cash_in", customer_id, due, subscription_id))
+        append(EntryGroup("cash_in", currency, ((invoice.due_date, ""),), who, due))
         if not automatic:
-            chased.append(_Chased(invoice, customer_id, subscription_id, invoice.due_date, []))
+            chased.append(_Chased(invoice, who, invoice.due_date, day, []))
 
 
-def _open_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry], chased: list[_Chased]) -> None:
+def _open_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[EntryGroup], chased: list[_Chased]) -> None:
     """Open invoices today: retries and missed first charges, cash in by due date, and the reminders' subjects."""
     open_invoices = list(
         Invoice.objects.filter(status=InvoiceStatus.OPEN, amount_due__gt=0)
@@ -472,6 +562,7 @@ def _open_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry], c
         paused = subscription is not None and subscription.pause_mode == PauseMode.COLLECTION
         automatic = subscription is not None and subscription.collection_method == CollectionMethod.CHARGE_AUTOMATICALLY
         currency = invoice.currency
+        who: list[tuple[int, int | None]] = [(invoice.customer_id, invoice.subscription_id)]
         paid_on: dt.date | None = None
         charge_on: dt.date | None = None
         kind = ""
@@ -480,126 +571,100 @@ def _open_invoices(*, as_of: dt.date, last_day: dt.date, entries: list[Entry], c
         elif automatic and not paused and not invoice.attempted:  # type: ignore[attr-defined]
             charge_on, kind = as_of, "missed first charge"
         if charge_on is not None and not invoice.processing:  # type: ignore[attr-defined]
-            entries.append(
-                Entry(
-                    charge_on,
-                    currency,
-                    "charges",
-                    invoice.customer_id,
-                    invoice.amount_due,
-                    invoice.subscription_id,
-                    invoice.pk,
-                    kind,
-                )
-            )
-            entries.append(
-                Entry(
-                    charge_on,
-                    currency,
-                    "cash_in",
-                    invoice.customer_id,
-                    invoice.amount_due,
-                    invoice.subscription_id,
-                    invoice.pk,
-                )
-            )
+            entries.append(EntryGroup("charges", currency, ((charge_on, kind),), who, invoice.amount_due, invoice.pk))
+            entries.append(EntryGroup("cash_in", currency, ((charge_on, ""),), who, invoice.amount_due, invoice.pk))
             paid_on = charge_on
         elif invoice.due_date is not None and invoice.due_date >= as_of:
             entries.append(
-                Entry(
-                    invoice.due_date,
-                    currency,
-                    "cash_in",
-                    invoice.customer_id,
-                    invoice.amount_due,
-                    invoice.subscription_id,
-                    invoice.pk,
-                )
+                EntryGroup("cash_in", currency, ((invoice.due_date, ""),), who, invoice.amount_due, invoice.pk)
             )
         if invoice.due_date is not None and not invoice.hold_reminders and not paused:
-            chased.append(
-                _Chased(
-                    invoice, invoice.customer_id, invoice.subscription_id, invoice.due_date, done[invoice.pk], paid_on
-                )
-            )
+            chased.append(_Chased(invoice, who, invoice.due_date, as_of, done[invoice.pk], paid_on))
+
+
+class _Policies:
+    """The dunning policies (with their steps) and every customer's own settings (a small table: cheaper than an IN
+    list of every chased customer), loaded once per forecast."""
+
+    def __init__(self) -> None:
+        self.by_pk = dunning_policies_load()
+        self.default = dunning_policy_default(self.by_pk.values())
+        self.custom = {row.customer_id: row for row in CustomerDunningSettings.objects.all()}
+
+    def of(self, customer_id: int) -> Any:
+        """The customer's policy, or None if they are not chased (held, or no policy at all)."""
+        custom = self.custom.get(customer_id)
+        if custom is None:
+            return self.default
+        if custom.hold_reminders:
+            return None
+        return self.by_pk.get(custom.policy_id) if custom.policy_id else self.default
 
 
 def _reminders(
     chased: list[_Chased],
     *,
-    as_of: dt.date,
     last_day: dt.date,
-    entries: list[Entry] | None,
-    schedules: dict[tuple[Any, ...], _Schedule] | None = None,
+    entries: list[EntryGroup],
+    schedules: dict[tuple[Any, ...], _Schedule],
+    policies: _Policies,
 ) -> dict[int, dt.date]:
     """The dunning run's own plan (``plan_steps``), day by day on the days a step falls due, for each invoice.
-    Returns, per subscription, the first day a step suspends or cancels it (billing stops after that day);
-    ``entries=None`` finds only that.
+    Returns, per subscription, the first day a step suspends or cancels it (billing stops after that day).
 
     The plan of an invoice with no step done yet depends only on its policy, due date, first day chased and the
-    day it is paid: computed once per such tuple (``schedules``, kept across the forecast's rounds)."""
+    day it is paid: computed once per such tuple (``schedules``, kept across the forecast's rounds) and shared by
+    the invoices of a ``_Chased``, whose customers have the same policy unless some have settings of their own."""
     stops: dict[int, dt.date] = {}
-    if schedules is None:
-        schedules = {}
-    policies = dunning_policies_load()
-    default = dunning_policy_default(policies.values())
-    default_pk = default.pk if default is not None else None
-    # Every customer's own settings (a small table): cheaper than an IN list of every chased customer.
-    settings_by_customer = {row.customer_id: row for row in CustomerDunningSettings.objects.all()}
+    default = policies.default
     for item in chased:
-        custom = settings_by_customer.get(item.customer_id) if settings_by_customer else None
-        if custom is None:
-            policy = default
-        elif custom.hold_reminders:
-            continue
+        parts: list[tuple[Any, list[tuple[int, int | None]]]]
+        if policies.custom:
+            by_policy: dict[int, tuple[Any, list[tuple[int, int | None]]]] = {}
+            for pair in item.who:
+                policy = policies.of(pair[0])
+                if policy is not None:
+                    by_policy.setdefault(policy.pk, (policy, []))[1].append(pair)
+            parts = list(by_policy.values())
         else:
-            policy = policies.get(custom.policy_id) if custom.policy_id else default
-        if policy is None:
-            continue
+            parts = [(default, item.who)] if default is not None else []
         invoice = item.invoice
-        # Chased from the day it is issued (a forecast invoice) or today (an open one), by the daily run.
-        start = max(as_of, invoice.issue_date or as_of) if invoice.pk is None else as_of
-        if item.done:
-            schedule = _Schedule(_schedule(policy, item.due_date, start, item.paid_on, last_day, item.done))
-        else:
-            key = (default_pk if policy is default else policy.pk, item.due_date, start, item.paid_on)
-            schedule = schedules.get(key)  # type: ignore[assignment]
-            if schedule is None:
-                schedule = schedules[key] = _Schedule(
-                    _schedule(policy, item.due_date, start, item.paid_on, last_day, [])
-                )
-        currency, customer_id, subscription_id, pk = (
-            invoice.currency,
-            item.customer_id,
-            item.subscription_id,
-            invoice.pk,
-        )
-        amount_due = invoice.amount_due
-        if entries is not None:
-            entries.extend(
-                [
-                    Entry(day, currency, "reminders", customer_id, amount_due, subscription_id, pk, template)
-                    for day, template in schedule.sends
-                ]
-            )
-        for day, step in schedule.applied:
-            if step.action == DunningActionKind.LATE_FEE and entries is not None:
-                fee = late_fee_amount(step=step, invoice=invoice)  # type: ignore[arg-type]
-                if fee is not None and fee > 0:
-                    entries.append(Entry(day, currency, "late_fees", customer_id, fee, subscription_id, pk))
-            elif step.action in STOPPING and subscription_id is not None:
-                stops[subscription_id] = min(day, stops.get(subscription_id, day))
+        currency, amount_due, invoice_id = invoice.currency, invoice.amount_due, invoice.pk
+        for policy, who in parts:
+            if item.done:
+                schedule = _Schedule(_schedule(policy, item.due_date, item.start, item.paid_on, last_day, item.done))
+            else:
+                key = (policy.pk, item.due_date, item.start, item.paid_on)
+                schedule = schedules.get(key)  # type: ignore[assignment]
+                if schedule is None:
+                    schedule = schedules[key] = _Schedule(
+                        _schedule(policy, item.due_date, item.start, item.paid_on, last_day, [])
+                    )
+            if schedule.sends:
+                entries.append(EntryGroup("reminders", currency, schedule.sends, who, amount_due, invoice_id))
+            for day, step in schedule.applied:
+                if step.action == DunningActionKind.LATE_FEE:
+                    fee = late_fee_amount(step=step, invoice=invoice)  # type: ignore[arg-type]
+                    if fee is not None and fee > 0:
+                        entries.append(EntryGroup("late_fees", currency, ((day, ""),), who, fee, invoice_id))
+            stop = schedule.stop
+            if stop is not None:
+                for _customer_id, subscription_id in who:
+                    if subscription_id is not None:
+                        stops[subscription_id] = min(stop, stops.get(subscription_id, stop))
     return stops
 
 
 class _Schedule:
-    """One invoice's dunning plan split for emitting: the e-mails (day, template), the applied steps (day, step)."""
+    """One invoice's dunning plan split for emitting: the e-mails (day, template), the applied steps (day, step),
+    and the first day a step suspends or cancels its subscription."""
 
-    __slots__ = ("applied", "sends")
+    __slots__ = ("applied", "sends", "stop")
 
     def __init__(self, planned: list[tuple[dt.date, DunningStep, str]]) -> None:
-        self.sends = [(day, step.template) for day, step, decision in planned if decision == SEND]
+        self.sends = tuple((day, step.template) for day, step, decision in planned if decision == SEND)
         self.applied = [(day, step) for day, step, decision in planned if decision == APPLY]
+        self.stop = min((day for day, step in self.applied if step.action in STOPPING), default=None)
 
 
 def _schedule(
@@ -627,45 +692,47 @@ def _schedule(
     return out
 
 
-def _rows(entries: list[Entry]) -> list[DayRow]:
+def _rows(groups: list[EntryGroup]) -> list[DayRow]:
+    """The day rows, summed per group: a group adds its amounts once per member (``who``) on each of its days."""
     rows: dict[tuple[dt.date, str], DayRow] = {}
-    for entry in entries:
-        row = rows.get((entry.day, entry.currency))
-        if row is None:
-            row = rows[entry.day, entry.currency] = DayRow(entry.day, entry.currency)
-        figure = entry.figure
-        if figure == "reminders":  # the most numerous first
-            row.reminders += 1
-        elif figure == "invoices":
-            row.invoices += 1
-            row.total += entry.amount
-            row.net += entry.net
-            row.tax += entry.tax
-            if entry.kind == RENEWAL:
-                row.renewals += 1
-            elif entry.kind == NEW:
-                row.new += 1
-            elif entry.kind == TRIAL_CONVERSION:
-                row.trial_conversions += 1
-            elif entry.kind == PLAN_CHANGE:
-                row.plan_changes += 1
-            elif entry.kind == FINAL:
-                row.final_invoices += 1
-        elif figure == "drafts":
-            row.drafts += 1
-            row.drafts_total += entry.amount
-        elif figure == "credit":
-            row.credit += entry.amount
-        elif figure == "charges":
-            row.charges += 1
-            row.charges_amount += entry.amount
-        elif figure == "late_fees":
-            row.late_fees += 1
-            row.late_fees_amount += entry.amount
-        elif figure == "cash_in":
-            row.cash_in += entry.amount
-        elif figure == "cancellations":
-            row.cancellations += 1
+    for group in groups:
+        figure, currency, amount, count = group.figure, group.currency, group.amount, len(group.who)
+        for day, kind in group.when:
+            row = rows.get((day, currency))
+            if row is None:
+                row = rows[day, currency] = DayRow(day, currency)
+            if figure == "reminders":
+                row.reminders += count
+            elif figure == "invoices":
+                row.invoices += count
+                row.total += amount * count
+                row.net += group.net * count
+                row.tax += group.tax * count
+                if kind == RENEWAL:
+                    row.renewals += count
+                elif kind == NEW:
+                    row.new += count
+                elif kind == TRIAL_CONVERSION:
+                    row.trial_conversions += count
+                elif kind == PLAN_CHANGE:
+                    row.plan_changes += count
+                elif kind == FINAL:
+                    row.final_invoices += count
+            elif figure == "drafts":
+                row.drafts += count
+                row.drafts_total += amount * count
+            elif figure == "credit":
+                row.credit += amount * count
+            elif figure == "charges":
+                row.charges += count
+                row.charges_amount += amount * count
+            elif figure == "late_fees":
+                row.late_fees += count
+                row.late_fees_amount += amount * count
+            elif figure == "cash_in":
+                row.cash_in += amount * count
+            elif figure == "cancellations":
+                row.cancellations += count
     return [rows[key] for key in sorted(rows)]
 
 
@@ -673,7 +740,7 @@ def _rows(entries: list[Entry]) -> list[DayRow]:
 
 
 def _cache_key(days: int, as_of: dt.date) -> str:
-    return f"reporting:forecast:{as_of.isoformat()}:{days}"
+    return f"reporting:forecast:v2:{as_of.isoformat()}:{days}"  # v2: the entries grouped (EntryGroup)
 
 
 def forecast_cached(*, days: int, as_of: dt.date | None = None, refresh: bool = False) -> Forecast:

@@ -30,13 +30,15 @@ ingredient and compares with every subscription computed on its own).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Max, Min, Q
+from django.db.models import F, Max, Min, Q, TextField
+from django.db.models.functions import Cast
 
 from customers.models import BillingMode, Customer
 from invoicing.billing_run import invoice_build_for_period
@@ -55,7 +57,7 @@ from subscriptions.models import (
 from subscriptions.usage import UsageSpan, UsageTotal, usage_totals
 
 CHUNK = 2_000
-USAGE_SPANS_PER_QUERY = 5_000
+USAGE_SPANS_PER_QUERY = 100_000  # arrays (``usage_totals``): one query is cheaper than chunks
 
 # Subscription columns the run's planning does not read (identity, texts, timestamps).
 SUBSCRIPTION_NOT_PRICED = frozenset(
@@ -206,15 +208,15 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
         "customer__tax_id",
         "customer__parent__payment_terms_days",
         *_WALK_FIELDS,
-        *sub_fields,
-        *(f"customer__{name}" for name in customer_fields),
+        *_as_text(Subscription, sub_fields, ""),
+        *_as_text(Customer, customer_fields, "customer__"),
     )
     rows = list(due.order_by("pk").values_list(*columns))
     walk_at = 8
     sub_at = walk_at + len(_WALK_FIELDS)
     customer_at = sub_at + len(sub_fields)
     einvoice_at = customer_at + customer_fields.index("einvoice_format")
-    thresholds_at = sub_at + sub_fields.index("usage_thresholds")
+    thresholds_at = sub_at + sub_fields.index("usage_thresholds")  # JSON text (``_as_text``)
     parent_at = customer_at + customer_fields.index("parent_id")
     mode_at = customer_at + customer_fields.index("billing_mode")
 
@@ -224,29 +226,37 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
 
     walks: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[bool, ...]]] = {}
     calendars: list[tuple[tuple[Any, ...], tuple[bool, ...]]] = []
+    # Per distinct calendar (steps, short-first-period tests): a number standing for it in the signatures — equal
+    # calendars, equal numbers — so a signature does not hash its steps (dataclasses) once per subscription.
+    numbers: dict[tuple[tuple[Any, ...], tuple[bool, ...]], int] = {}
+    number_of: dict[int, int] = {}  # id(calendar) -> its number
     for row in rows:
         walk_key = row[walk_at:sub_at]
         walked = walks.get(walk_key)
         if walked is None:
             walked = walks[walk_key] = _steps(_Calendar(walk_key), last_day)
+            number_of[id(walked)] = numbers.setdefault(walked, len(numbers))
         calendars.append(walked)
     usage = _usage(rows, calendars, items, item_ids, prices, last_day)
 
+    has_thresholds: dict[str | None, bool] = {}  # per JSON text of ``usage_thresholds``: is the list not empty
     groups = Groups(subscriptions=len(rows))
     by_signature = groups.by_signature
-    for row, (steps, partials) in zip(rows, calendars, strict=True):
+    for row, steps_and_partials in zip(rows, calendars, strict=True):
+        steps = steps_and_partials[0]
         pk, customer_id = row[0], row[1]
         boundaries = [step.boundary for step in steps]
         sub_discounts = [*discounts.get(("s", pk), ()), *discounts.get(("c", customer_id), ())]
         if len(sub_discounts) > 1:
             sub_discounts.sort(key=lambda d: (d[0], d[1]))
-        thresholds = row[thresholds_at]
+        thresholds = has_thresholds.get(row[thresholds_at])
+        if thresholds is None:
+            thresholds = has_thresholds[row[thresholds_at]] = bool(json.loads(row[thresholds_at] or "null"))
         signature: tuple[Any, ...] = (
-            (*row[sub_at:thresholds_at], tuple(thresholds), *row[thresholds_at + 1 : customer_at]),
+            row[sub_at:customer_at],
             row[customer_at:],
             bool(row[6]),
-            steps,
-            partials,
+            number_of[id(steps_and_partials)],
             items.get(pk, ()),
             tuple(
                 (coupon_id, applied, tuple(start <= b and (end is None or b < end) for b in boundaries))
@@ -282,6 +292,17 @@ def group_subscriptions(*, last_day: dt.date, prices: PriceCache, grouped: bool 
         else:
             members.append(member)
     return groups
+
+
+def _as_text(model: type[Any], names: Iterable[str], prefix: str) -> list[str | Cast]:
+    """The columns to select; a JSON column as its text (equal values, equal texts: what a signature needs) rather
+    than parsed into a list or dict per row, which would be half the query's cost and unhashable."""
+    return [
+        Cast(f"{prefix}{name}", TextField())
+        if model._meta.get_field(name).get_internal_type() == "JSONField"
+        else f"{prefix}{name}"
+        for name in names
+    ]
 
 
 def _steps(calendar: _Calendar, last_day: dt.date) -> tuple[tuple[Any, ...], tuple[bool, ...]]:
@@ -447,17 +468,19 @@ def _result(plan: BillingPlan, tax_rates: Any) -> PlanResult:
     return PlanResult(tuple(periods), plan.new_ended_at if ended else None, plan.old_status)
 
 
-def member_results(groups: Groups, *, last_day: dt.date, prices: PriceCache) -> Iterator[tuple[Member, PlanResult]]:
-    """Every due subscription with its plan's result: its representative's, computed once per signature. A group
-    whose representative has no plan (it changed between the queries) is priced member by member."""
+def signature_results(
+    groups: Groups, *, last_day: dt.date, prices: PriceCache
+) -> Iterator[tuple[list[Member], PlanResult]]:
+    """Every signature's members with their plan's result: its representative's, computed once per signature. A
+    group whose representative has no plan (it changed between the queries) is priced member by member (each
+    yielded alone)."""
     results = price_representatives(groups.representatives, last_day=last_day, prices=prices)
     for members in groups.by_signature.values():
         result = results.get(members[0].subscription_id)
         if result is not None:
-            for member in members:
-                yield member, result
+            yield members, result
             continue
         own = price_representatives([m.subscription_id for m in members[1:]], last_day=last_day, prices=prices)
         for member in members[1:]:
             if member.subscription_id in own:
-                yield member, own[member.subscription_id]
+                yield [member], own[member.subscription_id]

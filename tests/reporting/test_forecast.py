@@ -4,6 +4,7 @@ retries and the reminders then do, day by day, to the cent."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ import time_machine
 from djmoney.money import Money
 
 from dunning import services as dunning
+from dunning.models import DunningAction, DunningActionKind, DunningActionStatus
 from invoicing.billing_run import billing_run
 from invoicing.models import Invoice
 from payments.models import PaymentAttempt, PaymentMethod
@@ -130,6 +132,31 @@ def test_the_forecast_for_60_days_is_what_the_jobs_then_do_day_by_day(django_cap
         if any(values[name] for name in COMPARED)
     }
     assert predicted == happened
+
+    # The drill-down names who: the invoices and reminder e-mails behind the figures are those of the same
+    # customers and subscriptions, on the same days (an existing invoice's reminders name the invoice too).
+    def drill(figure: str) -> Counter[tuple[object, ...]]:
+        return Counter(
+            (entry.day, entry.customer_id, entry.subscription_id, entry.invoice_id, entry.amount)
+            for currency in ("EUR", "USD")
+            for entry in forecast.entries_for(day=None, currency=currency, figure=figure)
+        )
+
+    issued = Invoice.objects.filter(issue_date__range=(TODAY, forecast.last_day)).exclude(
+        pk__in=DunningAction.objects.filter(late_fee_invoice__isnull=False).values("late_fee_invoice_id")
+    )
+    assert drill("invoices") == Counter(
+        (invoice.issue_date, invoice.customer_id, invoice.subscription_id, None, invoice.total) for invoice in issued
+    )
+    sent = DunningAction.objects.filter(
+        as_of__range=(TODAY, forecast.last_day), action=DunningActionKind.EMAIL, status=DunningActionStatus.DONE
+    ).select_related("invoice")
+    assert Counter(key[:3] for key in drill("reminders")) == Counter(
+        (action.as_of, action.invoice.customer_id, action.invoice.subscription_id) for action in sent
+    )
+    assert {key[3] for key in drill("reminders")} - {None} == {
+        action.invoice_id for action in sent if action.invoice.issue_date < TODAY
+    }
 
     # The cash the automatic charges brought is what the forecast expected of them, on the same days.
     charged = {(row.day, row.currency): row.charges_amount for row in forecast.rows if row.charges_amount}
