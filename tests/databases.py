@@ -129,6 +129,13 @@ def create_copy(name: str, *, template: str) -> None:
         conn.execute(f"CREATE DATABASE {_quote(name)} TEMPLATE {_quote(template)}")
 
 
+def create_empty(name: str) -> None:
+    """(Re-)create database ``name`` empty (no migration applied)."""
+    with _maintenance_connection() as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {_quote(name)}")
+
+
 def drop(name: str) -> None:
     with _maintenance_connection() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
