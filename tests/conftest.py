@@ -193,9 +193,10 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix: N
     """Each test process's database is a copy of one migrated template (tests/databases.py), not migrated again."""
     from django.conf import settings
 
-    from tests.databases import migrated_template
+    from tests.databases import flush_with_delete, migrated_template
 
     settings.DATABASES["default"]["TEST"]["TEMPLATE"] = migrated_template()
+    flush_with_delete()
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,13 @@ def create_copy(name: str, *, template: str) -> None:
         conn.execute(f"CREATE DATABASE {_quote(name)} TEMPLATE {_quote(template)}")
 
 
+def create_empty(name: str) -> None:
+    """(Re-)create database ``name`` empty (no migration applied)."""
+    with _maintenance_connection() as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {_quote(name)}")
+
+
 def drop(name: str) -> None:
     with _maintenance_connection() as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)")
@@ -164,3 +171,46 @@ def rolled_back_on(name: str) -> Iterator[None]:
         finally:
             transaction.set_rollback(True)
             outer.__exit__(None, None, None)
+
+
+def _delete_all_sql(tables: list[str]) -> str:
+    """One statement that empties ``tables`` with DELETE, every trigger off for the transaction (foreign keys
+    included: every table goes, so none is left pointing at a deleted row; the audit trail's triggers neither
+    record nor refuse the deletions, as with TRUNCATE)."""
+    # Django's own table names, each quoted as an SQL string literal; the loop quotes it as an identifier
+    names = ", ".join("'" + table.replace("'", "''") + "'" for table in tables)
+    loop = f"FOREACH t IN ARRAY ARRAY[{names}]::text[] LOOP EXECUTE 'DELETE FROM ' || quote_ident(t); END LOOP;"  # noqa: S608
+    return f"DO $flush$ DECLARE t text; BEGIN SET LOCAL session_replication_role = replica; {loop} END $flush$;"
+
+
+def flush_with_delete() -> None:
+    """The transactional tests' flush (Django's ``flush`` after each one) with DELETE instead of TRUNCATE.
+
+    TRUNCATE gives each of the ~120 tables and its indexes new files: 0.7 s a flush on a quiet 2-core machine and
+    2.5–3 s while the suite runs, after each of the ~80 transactional tests; DELETE of the few rows a test left
+    takes a few milliseconds. The same rows go (every table Django flushes, no sequence reset, as TRUNCATE without
+    RESTART IDENTITY); a flush that resets sequences or cascades, or a database user who may not turn triggers
+    off (``session_replication_role`` needs a superuser), keeps Django's TRUNCATE. Test processes only: this
+    replaces the method on PostgreSQL's DatabaseOperations in the process that calls it."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+    if getattr(truncate, "deletes", False):
+        return
+
+    def sql_flush(
+        self: DatabaseOperations, style: Any, tables: Any, *, reset_sequences: bool = False, allow_cascade: bool = False
+    ) -> list[str]:
+        if tables and not reset_sequences and not allow_cascade and _may_disable_triggers(self.connection):
+            return [_delete_all_sql(list(tables))]
+        return truncate(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+
+    sql_flush.deletes = True  # type: ignore[attr-defined]
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign]
+
+
+def _may_disable_triggers(connection: Any) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        row = cursor.fetchone()
+    return bool(row and row[0])

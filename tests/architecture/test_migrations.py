@@ -1,11 +1,15 @@
 """Migrations from the previous main keep every row: a database populated at the state before the layered
 redesign (outbox and dunning inside invoicing) is migrated forward, and every row is read back through the models
-of the apps that own them now, with the permissions of the staff groups still attached to them."""
+of the apps that own them now, with the permissions of the staff groups still attached to them.
+
+The database from before the redesign is built as one was: an empty database of its own migrated forward from
+zero to that state (only the migrations it needs), not the test database migrated backwards from today's state:
+the test took twice as long that way (≈ 100 s against ≈ 50 s in the suite on 2 cores), and migrating backwards is
+no part of what it proves."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 
 import pytest
 from django.core.management import call_command
@@ -14,6 +18,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from dunning.models import CustomerDunningSettings, DunningAction, DunningPolicy
 from notifications.models import EmailAddressStatus, EmailEvent, OutboundEmail
+from tests.databases import create_empty, drop, use_database
 
 BEFORE_REDESIGN = [("invoicing", "0006_billing_run_chunk"), ("payments", "0001_initial")]
 
@@ -21,6 +26,16 @@ BEFORE_REDESIGN = [("invoicing", "0006_billing_run_chunk"), ("payments", "0001_i
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_populated_database_from_before_the_redesign_migrates_forward_with_every_row() -> None:
+    name = f"{connection.settings_dict['NAME']}_before_redesign"
+    create_empty(name)
+    try:
+        with use_database(name):
+            _populate_before_the_redesign_migrate_and_check()
+    finally:
+        drop(name)
+
+
+def _populate_before_the_redesign_migrate_and_check() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE_REDESIGN)
     old = executor.loader.project_state(BEFORE_REDESIGN).apps
@@ -46,9 +61,7 @@ def test_a_populated_database_from_before_the_redesign_migrates_forward_with_eve
         event_id="esp:1", outbound_email=email, esp_name="test", event_type="delivered", received_at=now
     )
     old.get_model("invoicing", "EmailAddressStatus").objects.create(email="bounce@example.com", bounced_at=now)
-    # created by invoicing 0004; a transactional test that ran before in this process flushed every row, and
-    # migrating back does not run that data migration again: run it here (it creates the policy only if missing)
-    importlib.import_module("invoicing.migrations.0004_dunning").create_default_policy(old, None)
+    # created by invoicing 0004's data migration, as on the databases of the previous main
     policy = old.get_model("invoicing", "DunningPolicy").objects.get(is_default=True)
     step = policy.steps.get(offset_days=1)
     old.get_model("invoicing", "DunningAction").objects.create(
