@@ -1911,9 +1911,6 @@ def usage_events_ingest(*, events: Sequence[UsageEventIn]) -> UsageIngestResult:
 
 EVENT_COLUMNS = ("transaction_id", "code", "timestamp", "external_customer_id", "subscription_id", "properties")
 EVENT_IMPORT_CHUNK = 25_000
-# The first chunk is small, and the last is checked in pieces of that size: PostgreSQL has nothing to write until
-# the first is checked, and Python nothing to check while the last is written — time lost once at each end.
-EVENT_IMPORT_FIRST_CHUNK = 2_500
 
 
 @dataclass(kw_only=True)
@@ -2002,31 +1999,19 @@ def _ndjson_chunk(
     return numbers, events
 
 
-def _pieces(numbers: list[int], events: list[UsageEventIn]) -> Iterator[tuple[list[int], list[UsageEventIn]]]:
-    """The file's last chunk in pieces of ``EVENT_IMPORT_FIRST_CHUNK``: each piece is written while the next is
-    checked, so only the last piece's write is left once Python is done."""
-    piece = max(1, EVENT_IMPORT_FIRST_CHUNK)
-    for at in range(0, len(events), piece):
-        yield numbers[at : at + piece], events[at : at + piece]
-
-
 def _read_events(
     stream: IO[bytes], *, ndjson: bool, report: UsageEventsImportReport
 ) -> Iterator[tuple[list[int], list[UsageEventIn]]]:
-    """The records in chunks of up to ``EVENT_IMPORT_CHUNK`` — the first of ``EVENT_IMPORT_FIRST_CHUNK``, the last
-    (when it is known to be the last: the file ends inside it) in pieces of that size: (row numbers, events);
-    problems go to the report. CSV rows are numbered as a spreadsheet shows them (the header is row 1), NDJSON
-    lines from 1."""
+    """The records in chunks of up to ``EVENT_IMPORT_CHUNK``: (row numbers, events); problems go to the report.
+    CSV rows are numbered as a spreadsheet shows them (the header is row 1), NDJSON lines from 1."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    size = min(EVENT_IMPORT_FIRST_CHUNK, EVENT_IMPORT_CHUNK)
     if ndjson:
         first_line = 1
-        while lines := list(itertools.islice(text, size)):
-            last, size = len(lines) < size, EVENT_IMPORT_CHUNK
+        while lines := list(itertools.islice(text, EVENT_IMPORT_CHUNK)):
             chunk = _ndjson_chunk(first_line, lines, report)
             first_line += len(lines)
             if chunk[1]:
-                yield from _pieces(*chunk) if last else (chunk,)
+                yield chunk
         return
     reader = csv.reader(text)
     header = next(reader, None)
@@ -2052,11 +2037,11 @@ def _read_events(
         if event is not None:
             numbers.append(row_number)
             events.append(event)
-            if len(events) == size:
+            if len(events) == EVENT_IMPORT_CHUNK:
                 yield numbers, events
-                numbers, events, size = [], [], EVENT_IMPORT_CHUNK
+                numbers, events = [], []
     if events:
-        yield from _pieces(numbers, events)
+        yield numbers, events
 
 
 # COPY's columns, in the order of the text built by _copy_text (the columns of a _Place first: written once per
@@ -2220,10 +2205,8 @@ def usage_events_import(*, stream: IO[bytes], ndjson: bool, dry_run: bool = Fals
                 report.accepted += _insert_event_rows(rows)
 
         try:
-            for position, (numbers, events) in enumerate(_read_events(stream, ndjson=ndjson, report=report)):
+            for numbers, events in _read_events(stream, ndjson=ndjson, report=report):
                 check(numbers, events)
-                if position == 0:
-                    write_held()  # the first, small chunk is written at once, while the next one is read
             wait()
             write_held()
         finally:

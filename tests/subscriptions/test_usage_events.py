@@ -1,7 +1,6 @@
 """Usage events and billable metrics: each aggregation with property filters, duplicates, late events as an
 adjustment line, refusals naming the event and field, and the COPY import (all or nothing per file)."""
 
-import csv
 import datetime as dt
 import json
 from decimal import Decimal
@@ -204,18 +203,6 @@ def _ndjson(tmp_path, events, name="events.ndjson"):
     return path
 
 
-def _csv(tmp_path, events, name="events.csv"):
-    path = tmp_path / name
-    with path.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(["transaction_id", "code", "timestamp", "external_customer_id", "properties"])
-        for e in events:
-            writer.writerow(
-                [e["transaction_id"], e["code"], e["timestamp"], e["external_customer_id"], json.dumps(e["properties"])]
-            )
-    return path
-
-
 def _raw(tid, day, **properties):
     return {
         "transaction_id": tid,
@@ -279,45 +266,6 @@ def test_a_bad_row_after_chunks_were_written_rolls_the_whole_file_back(tmp_path,
     call_command("import_usage_events", str(_ndjson(tmp_path, events[:6], name="good.ndjson")))
     assert "Stored 6 usage event(s); ignored 0" in capsys.readouterr().out
     assert sorted(UsageEvent.objects.values_list("value", flat=True)) == [Decimal(n) for n in range(1, 7)]
-
-
-@pytest.mark.parametrize("ndjson", [True, False])
-def test_a_small_first_chunk_then_full_ones_keep_every_row_and_its_number(tmp_path, capsys, monkeypatch, ndjson):
-    """The first chunk is smaller (PostgreSQL starts writing sooner) and the last, once the file ends inside it,
-    is checked in pieces of that size (only a small write is left at the end): 9 events in chunks of 2, 4, 3 are
-    checked as 2, 4, 2, 1 — and rows are neither lost nor numbered wrong across the uneven chunks."""
-    subscription = metered("sum")
-    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_FIRST_CHUNK", 2)
-    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 4)
-    checked: list[int] = []
-    check = services._usage_event_rows
-
-    def counting(events, **kwargs):
-        checked.append(len(events))
-        return check(events, **kwargs)
-
-    monkeypatch.setattr("subscriptions.services._usage_event_rows", counting)
-    events = [_raw(f"u{i}", D(2026, 3, 2 + i), tokens=i + 1) for i in range(9)]
-    bad = [*events[:5], {**events[5], "code": "nope"}, *events[6:]]
-    if ndjson:
-        path, bad_path = _ndjson(tmp_path, events), _ndjson(tmp_path, bad, name="bad.ndjson")
-        bad_row = 6
-    else:
-        path, bad_path = _csv(tmp_path, events), _csv(tmp_path, bad, name="bad.csv")
-        bad_row = 7  # the header is row 1
-    with pytest.raises(CommandError, match="1 error"):
-        call_command("import_usage_events", str(bad_path))
-    assert f"row {bad_row}, column 'code': no billable metric 'nope'" in capsys.readouterr().err
-    assert not UsageEvent.objects.exists()
-    checked.clear()
-    call_command("import_usage_events", str(path))
-    assert "Stored 9 usage event(s); ignored 0" in capsys.readouterr().out
-    assert checked == [2, 4, 2, 1]
-    assert sorted(UsageEvent.objects.values_list("transaction_id", "value")) == [
-        (f"u{i}", Decimal(i + 1)) for i in range(9)
-    ]
-    (period,) = charges_due(subscription=subscription, as_of=D(2026, 4, 1))
-    assert period.lines[0].amount == Money(str(sum(range(1, 10))), "EUR")
 
 
 def test_import_usage_events_stores_text_that_copy_must_escape_exactly(tmp_path, capsys, monkeypatch):
