@@ -18,7 +18,9 @@ from django.urls import reverse
 
 from core.csv_safe import safe_cell
 from core.dates import billing_today
+from core.money import round_amount
 from customers.models import Customer
+from dunning.models import ReminderTemplate
 from reporting.charts import Bar, bar_chart
 from reporting.dashboard import format_amount
 from reporting.forecast import (
@@ -33,6 +35,9 @@ from reporting.forecast import (
     forecast_made_on_dates,
 )
 from reporting.reports import HTML_ROW_LIMIT, _require_permission
+
+# A reminder's kind is its e-mail template ("reminders/final"): shown by the name staff chose it by in the policy.
+REMINDER_NAMES = {str(value): str(label) for value, label in ReminderTemplate.choices}
 
 # (figure for the drill-down, header, the DayRow attribute shown, money?)
 COLUMNS: tuple[tuple[str, str, str, bool], ...] = (
@@ -144,9 +149,9 @@ def forecast_view(request: HttpRequest, *, site: AdminSite) -> HttpResponse:
                 if entry.invoice_id
                 else "",
                 "invoice_id": entry.invoice_id,
-                "kind": entry.kind.replace("_", " "),
+                "kind": REMINDER_NAMES.get(entry.kind) or entry.kind.replace("_", " "),
                 "amount": format_amount(entry.amount, drill_currency) if entry.amount else "",
-                "plain_amount": entry.amount,
+                "plain_amount": round_amount(entry.amount, drill_currency),  # 119.00, not the column's 119.000
                 "customer_id": entry.customer_id,
             }
             for entry in entries

@@ -127,3 +127,22 @@ def test_late_fees_and_a_customer_s_own_policy_are_forecast_as_the_reminders_the
     assert reminders == {
         key[0]: row["reminders"] for key, row in actual.items() if row["reminders"]
     }  # the +1 of the strict policy (sent on the first day), none for the held invoice
+
+
+def test_the_reminders_drill_down_names_each_e_mail_as_the_policy_does(admin_client):
+    """A reminder's kind is its e-mail template: the drill-down and its CSV show the template's name ("Payment
+    reminder"), not its file ("reminders/reminder")."""
+    from dunning.models import ReminderTemplate
+    from tests.factories import InvoiceFactory
+    from tests.factories.dunning import CustomerDunningSettingsFactory, DunningStepFactory
+
+    NumberSeriesFactory(default_invoices=True)
+    TaxRateFactory(country="DE", percentage=Decimal("19"))
+    policy = DunningStepFactory(offset_days=1, template=ReminderTemplate.REMINDER).policy
+    overdue = InvoiceFactory(finalized=dt.date(2026, 2, 10))  # 119.00 due February 24
+    CustomerDunningSettingsFactory(customer=overdue.customer, policy=policy)
+    query = {"days": "7", "as_of": "2026-03-01", "figure": "reminders", "drill_currency": "EUR", "day": "2026-03-01"}
+    html = admin_client.get("/admin/reports/forecast/", query).content.decode()
+    assert overdue.customer.name in html and "Payment reminder" in html and "reminders/reminder" not in html
+    rows = admin_client.get("/admin/reports/forecast/", {**query, "format": "csv"}).content.decode().splitlines()
+    assert len(rows) == 2 and rows[1].endswith(",Payment reminder,119.00")
