@@ -368,6 +368,82 @@ def test_a_bad_line_after_copied_and_staged_chunks_leaves_nothing_and_names_line
     assert list(UsageEvent.objects.values_list("transaction_id", flat=True)) == ["stored"]
 
 
+def test_an_import_reads_what_its_chunks_name_once_and_resolves_later_names_and_metrics(
+    tmp_path, capsys, monkeypatch, django_assert_num_queries
+):
+    """The import keeps what its chunks read (``_Lookups``) for the rest of the file: a chunk naming only what
+    earlier chunks read runs no query, and one naming a new customer, subscription or metric reads just those —
+    each event still lands on the item that bills it."""
+    subscription = metered("sum")
+    pages = BillableMetricFactory(code="pages", aggregation="sum", field_name="pages")
+    pages_item = SubscriptionItem.objects.create(
+        subscription=subscription,
+        price=PriceFactory(metered=True, metric=pages, unit_amount=Money("0.10", "EUR"), product__name="Pages"),
+        quantity=0,
+    )
+    other = SubscriptionFactory(
+        customer=CustomerFactory(external_id="globex"),
+        price=subscription.items.get(price__metric__code="tokens").price,
+        quantity=0,
+        start_date=D(2026, 3, 1),
+    )
+    lookups = services._Lookups()
+    with transaction.atomic():
+        services._usage_event_rows([event("q1", D(2026, 3, 2), tokens=1)], lookups=lookups)
+        with django_assert_num_queries(0):  # the same customer and metric, another day
+            (row,) = services._usage_event_rows([event("q2", D(2026, 3, 9), tokens=2)], lookups=lookups)
+        assert row[4].item == subscription.items.get(price__metric__code="tokens").pk
+        # a new metric of a customer already read: the metric and its items, nothing else
+        with django_assert_num_queries(2):
+            (row,) = services._usage_event_rows([event("q3", D(2026, 3, 9), code="pages", pages=7)], lookups=lookups)
+        assert (row[1], row[4].item) == (Decimal(7), pages_item.pk)
+
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", 2)
+    events = [
+        _raw("f1", D(2026, 3, 2), tokens=1),
+        _raw("f2", D(2026, 3, 3), tokens=2),  # chunk 1: acme, tokens
+        _raw("f3", D(2026, 3, 4), tokens=3),
+        {**_raw("f4", D(2026, 3, 4), pages=40), "code": "pages"},  # chunk 2: a new metric
+        {**_raw("f5", D(2026, 3, 5), tokens=5), "external_customer_id": "globex"},
+        {**_raw("f6", D(2026, 3, 5), tokens=6), "external_customer_id": None, "subscription_id": other.pk},
+    ]
+    call_command("import_usage_events", str(_ndjson(tmp_path, events)), "--json")
+    assert json.loads(capsys.readouterr().out)["counts"] == {"accepted": 6, "duplicates": 0}
+    stored = {
+        e.transaction_id: (e.subscription_item.subscription_id, e.metric.code, e.value)
+        for e in UsageEvent.objects.all()
+    }
+    assert stored == {
+        "f1": (subscription.pk, "tokens", Decimal(1)),
+        "f2": (subscription.pk, "tokens", Decimal(2)),
+        "f3": (subscription.pk, "tokens", Decimal(3)),
+        "f4": (subscription.pk, "pages", Decimal(40)),
+        "f5": (other.pk, "tokens", Decimal(5)),
+        "f6": (other.pk, "tokens", Decimal(6)),
+    }
+
+
+def test_a_re_sent_event_of_an_ended_subscription_does_not_make_its_customer_ambiguous(tmp_path, capsys):
+    """An event naming an ended subscription by id (already stored: a re-send) is a duplicate; the customer's
+    other events, sent by external id, still go to the one subscription that runs."""
+    ended = metered("sum")
+    usage_events_ingest(events=[event("old", D(2026, 3, 2), tokens=1)])
+    services.subscription_cancel(subscription=ended, as_of=D(2026, 3, 10))
+    bill(ended, D(2026, 3, 10))  # the final invoice: the subscription has ended
+    ended.refresh_from_db()
+    assert ended.next_billing_date is None
+    running = SubscriptionFactory(
+        customer=ended.customer, price=ended.items.get().price, quantity=0, start_date=D(2026, 3, 10)
+    )
+    events = [
+        {**_raw("old", D(2026, 3, 2), tokens=1), "external_customer_id": None, "subscription_id": ended.pk},
+        _raw("new", D(2026, 3, 12), tokens=4),
+    ]
+    call_command("import_usage_events", str(_ndjson(tmp_path, events)), "--json")
+    assert json.loads(capsys.readouterr().out)["counts"] == {"accepted": 1, "duplicates": 1}
+    assert UsageEvent.objects.get(transaction_id="new").subscription_item.subscription_id == running.pk
+
+
 def test_a_subscription_item_cannot_be_deleted_in_the_database():
     """Usage events have no database foreign key to their item; items keep their rows for good instead."""
     subscription = metered("sum")
