@@ -1,11 +1,35 @@
-"""Query helpers that save round trips on pages that show many small figures."""
+"""Query helpers: fewer round trips on pages that show many small figures, and long lists of values passed as
+one parameter."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from typing import Any
 
-from django.db import connections
-from django.db.models import QuerySet
+from django.db import connection, connections
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+# Below this many values a plain IN list is as cheap (and lets the planner see the values).
+VALUES_AS_ONE_PARAMETER = 100
+
+
+def values_in(field: str, values: Collection[int] | Collection[str]) -> Q:
+    """``field IN values`` for a long list of ids or codes. On PostgreSQL the values travel as one parameter that
+    the server splits (``string_to_array`` for whole numbers, ``json_array_elements_text`` for text): Django and
+    psycopg otherwise quote each value into the statement in Python — for 20,000 values that took longer than
+    running the query. Other databases (the SQLite demo) and short lists get the plain ``__in``."""
+    items = list(values)
+    if connection.vendor != "postgresql" or len(items) < VALUES_AS_ONE_PARAMETER:
+        return Q(**{f"{field}__in": items})
+    if all(isinstance(value, int) and not isinstance(value, bool) for value in items):
+        return Q(
+            **{f"{field}__in": RawSQL("SELECT unnest(string_to_array(%s, ','))::bigint", [",".join(map(str, items))])}
+        )
+    return Q(
+        **{f"{field}__in": RawSQL("SELECT json_array_elements_text(%s::json)", [json.dumps([str(v) for v in items])])}
+    )
 
 
 def counts(**querysets: QuerySet[Any]) -> dict[str, int]:

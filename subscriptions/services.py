@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import msgspec
 import psycopg
@@ -33,6 +33,7 @@ from core.csvfile import RowError, read_csv
 from core.dates import billing_date_of, billing_tz
 from core.errors import ApplicationError, Conflict, InvalidInput, NotAllowed
 from core.money import CurrencyMismatch, amount_limit_problem, round_amount
+from core.queries import values_in
 from customers.models import Customer
 from subscriptions.calendar import add_interval, boundary_after, boundary_on_or_before, format_day
 from subscriptions.charges import BillingPlan, ChargeLine, PeriodAccrual, charge_line_record, usage_thresholds_parse
@@ -1198,8 +1199,22 @@ def usage_quantity_problem(quantity: Decimal) -> str | None:
     return None
 
 
+class _UsageTerms(NamedTuple):
+    """What a usage check reads of a subscription (``_usage_billing_date``): the import reads thousands at a time,
+    as rows, not model instances (a model instance cost as much as the rest of a chunk's look-ups)."""
+
+    pk: int
+    customer_id: int
+    status: str
+    start_date: dt.date
+    trial_end: dt.date | None
+    ended_at: dt.date | None
+    next_billing_date: dt.date | None
+    usage_open_from: dt.date
+
+
 def _usage_billing_date(
-    *, item_id: int, removed_on: dt.date | None, subscription: Subscription, usage_date: dt.date
+    *, item_id: int, removed_on: dt.date | None, subscription: Subscription | _UsageTerms, usage_date: dt.date
 ) -> dt.date:
     """Whether a usage date can be billed on ``item`` (raises ``UsageRejected`` naming why not), and on which
     date: the usage date, or the first open date when that period was already invoiced (late usage)."""
@@ -1644,10 +1659,10 @@ def _event_value(metric: BillableMetric, properties: dict[str, Any]) -> tuple[De
     return value, None
 
 
-@dataclass(frozen=True, slots=True)
-class _Place:
-    """Where an event is stored: the same for every event of a (subscription, metric, usage date) in a batch,
-    so it is worked out — and written as COPY text — once per batch, not per event."""
+class _Place(NamedTuple):
+    """Where an event is stored: the same for every event of a (subscription, metric, usage date), so it is
+    worked out — and written as COPY text — once, not per event (a tuple: made for many (customer, day) pairs
+    of a large file, it costs a third of a frozen dataclass)."""
 
     customer: int
     item: int
@@ -1666,7 +1681,7 @@ class _Target:
     """Whose usage of which metric an event is: resolved once per (customer or subscription, code) in an import."""
 
     metric: BillableMetric
-    subscription: Subscription
+    subscription: _UsageTerms
     field_name: str  # the event's field that named the subscription
     items: list[tuple[int, dt.date | None]]  # (item, removed on) of the subscription's prices billing the metric
     values: dict[Any, Decimal]  # the metric's property value -> the value stored (shared by the metric's targets)
@@ -1690,7 +1705,7 @@ class _Lookups:
     codes: set[str] = field(default_factory=set)  # looked up, found or not
     customer_ids: dict[str, int] = field(default_factory=dict)  # external id -> customer
     external_ids: set[str] = field(default_factory=set)  # looked up, found or not
-    subscriptions: dict[int, Subscription] = field(default_factory=dict)  # read and locked
+    subscriptions: dict[int, _UsageTerms] = field(default_factory=dict)  # read and locked
     subscription_ids: set[int] = field(default_factory=set)  # named by events: looked up, found or not
     # (subscription, metric) -> items of that subscription's prices billing the metric, in id order
     items: dict[tuple[int, int], list[tuple[int, dt.date | None]]] = field(default_factory=lambda: defaultdict(list))
@@ -1706,31 +1721,42 @@ class _Lookups:
         subscription_ids = {e.subscription_id for e in events if e.subscription_id} - self.subscription_ids
         if not codes and not external_ids and not subscription_ids:
             return
+        # Thousands of customers in a chunk are common (a day's usage of every customer): the long lists go as one
+        # parameter each (values_in), and the subscriptions are read as rows of the fields the checks read.
         new_metrics = list(BillableMetric.objects.filter(code__in=codes)) if codes else []
         self.metrics.update((m.code, m) for m in new_metrics)
         self.codes |= codes
         new_customers: dict[str, int] = {}
         if external_ids:
-            new_customers = dict(Customer.objects.filter(external_id__in=external_ids).values_list("external_id", "pk"))
+            new_customers = dict(
+                Customer.objects.filter(values_in("external_id", external_ids))
+                .order_by()
+                .values_list("external_id", "pk")
+            )
             self.customer_ids.update(new_customers)
             self.external_ids |= external_ids
         self.subscription_ids |= subscription_ids
-        wanted = Q(customer_id__in=new_customers.values(), next_billing_date__isnull=False) | Q(
-            pk__in=subscription_ids - set(self.subscriptions)
+        wanted = (values_in("customer_id", list(new_customers.values())) & Q(next_billing_date__isnull=False)) | (
+            values_in("pk", list(subscription_ids - set(self.subscriptions)))
         )
         new_subscriptions = {
-            s.pk: s
-            for s in Subscription.objects.select_for_update(no_key=True).filter(wanted).order_by("pk")
-            if s.pk not in self.subscriptions
+            row[0]: _UsageTerms._make(row)
+            for row in Subscription.objects.select_for_update(no_key=True)
+            .filter(wanted)
+            .order_by("pk")
+            .values_list(*_UsageTerms._fields)
+            if row[0] not in self.subscriptions
         }
         old_subscriptions = list(self.subscriptions)
         self.subscriptions.update(new_subscriptions)
         # the items of the new subscriptions for every metric read, and of the others for the new metrics
-        pairs = Q(
-            subscription_id__in=list(new_subscriptions), price__metric_id__in=[m.pk for m in self.metrics.values()]
+        pairs = values_in("subscription_id", list(new_subscriptions)) & Q(
+            price__metric_id__in=[m.pk for m in self.metrics.values()]
         )
         if new_metrics and old_subscriptions:
-            pairs |= Q(subscription_id__in=old_subscriptions, price__metric_id__in=[m.pk for m in new_metrics])
+            pairs |= values_in("subscription_id", old_subscriptions) & Q(
+                price__metric_id__in=[m.pk for m in new_metrics]
+            )
         for item_id, subscription_id, metric_id, removed_on in (
             SubscriptionItem.objects.filter(pairs)
             .order_by("pk")
@@ -1849,15 +1875,17 @@ def _placement(target: _Target, usage_date: dt.date) -> _Place | tuple[str, str]
     """Where the target's events of ``usage_date`` are stored — the item billing its metric that day and the
     billing date — or (field, problem)."""
     subscription = target.subscription
-    live = [
-        (item_id, removed_on) for item_id, removed_on in target.items if removed_on is None or removed_on > usage_date
-    ]
-    if not live:
-        return (
-            target.field_name,
-            f"subscription #{subscription.pk} does not bill '{target.metric.code}' on {usage_date}",
-        )
-    item_id, removed_on = live[0]
+    items = target.items
+    if len(items) == 1 and items[0][1] is None:  # most often: one item, never removed
+        item_id, removed_on = items[0]
+    else:
+        live = [(item, removed) for item, removed in items if removed is None or removed > usage_date]
+        if not live:
+            return (
+                target.field_name,
+                f"subscription #{subscription.pk} does not bill '{target.metric.code}' on {usage_date}",
+            )
+        item_id, removed_on = live[0]
     try:
         billing_date = _usage_billing_date(
             item_id=item_id, removed_on=removed_on, subscription=subscription, usage_date=usage_date

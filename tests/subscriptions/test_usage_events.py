@@ -13,6 +13,7 @@ from django.urls import reverse
 from djmoney.money import Money
 
 from core.dates import billing_tz
+from core.queries import VALUES_AS_ONE_PARAMETER
 from subscriptions import services
 from subscriptions.charges import charges_due
 from subscriptions.models import SubscriptionItem, UsageEvent
@@ -421,6 +422,37 @@ def test_an_import_reads_what_its_chunks_name_once_and_resolves_later_names_and_
         "f5": (other.pk, "tokens", Decimal(5)),
         "f6": (other.pk, "tokens", Decimal(6)),
     }
+
+
+def test_an_import_naming_more_customers_than_an_in_list_takes_reads_them_as_one_parameter(
+    tmp_path, capsys, monkeypatch
+):
+    """Past ``VALUES_AS_ONE_PARAMETER`` names, the look-ups pass customers, subscriptions and items as one
+    parameter each: every event still lands on its customer's item, with its value."""
+    first = metered("sum")
+    price = first.items.get().price
+    count = VALUES_AS_ONE_PARAMETER + 10
+    subscriptions = [first] + [
+        SubscriptionFactory(
+            customer=CustomerFactory(external_id=f"cust-{n}"), price=price, quantity=0, start_date=D(2026, 3, 1)
+        )
+        for n in range(1, count)
+    ]
+    monkeypatch.setattr("subscriptions.services.EVENT_IMPORT_CHUNK", count * 2)  # one chunk names them all
+    events = [
+        {**_raw(f"m{n}-{day}", D(2026, 3, day), tokens=n), "external_customer_id": s.customer.external_id}
+        for n, s in enumerate(subscriptions)
+        for day in (2, 3)
+    ]
+    call_command("import_usage_events", str(_ndjson(tmp_path, events)), "--json")
+    assert json.loads(capsys.readouterr().out)["counts"] == {"accepted": 2 * count, "duplicates": 0}
+    stored = {
+        (item, value)
+        for item, value in UsageEvent.objects.filter(transaction_id__endswith="-3").values_list(
+            "subscription_item__subscription_id", "value"
+        )
+    }
+    assert stored == {(s.pk, Decimal(n)) for n, s in enumerate(subscriptions)}
 
 
 def test_a_re_sent_event_of_an_ended_subscription_does_not_make_its_customer_ambiguous(tmp_path, capsys):
