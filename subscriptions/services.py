@@ -1910,17 +1910,11 @@ _json_encoder = msgspec.json.Encoder(decimal_format="number")
 
 
 def _stored_transaction_ids(transaction_ids: list[str]) -> set[str]:
-    if connection.vendor != "postgresql":
-        return set(
-            UsageEvent.objects.filter(transaction_id__in=transaction_ids).values_list("transaction_id", flat=True)
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT transaction_id FROM subscriptions_usageevent "
-            "WHERE transaction_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
-            [_json_encoder.encode(transaction_ids).decode()],
-        )
-        return {row[0] for row in cursor.fetchall()}
+    return set(
+        UsageEvent.objects.filter(values_in("transaction_id", transaction_ids))
+        .order_by()
+        .values_list("transaction_id", flat=True)
+    )
 
 
 _INSERT_EVENTS = """
@@ -2026,6 +2020,9 @@ def _csv_event(values: dict[str, str], row: int, errors: list[RowError]) -> Usag
         moment = dt.datetime.fromisoformat(values.get("timestamp") or "")
         if moment.tzinfo is None:
             errors.append(RowError(row, "timestamp", "needs a time zone (e.g. 2026-03-05T10:00:00Z)"))
+        elif (moment.utcoffset() or dt.timedelta(0)) % dt.timedelta(minutes=1):
+            # RFC 3339, as the API and NDJSON: an offset in whole minutes (the COPY text writes no seconds)
+            errors.append(RowError(row, "timestamp", "the time zone offset must be whole minutes (e.g. +05:30)"))
     except ValueError:
         errors.append(RowError(row, "timestamp", "not an ISO 8601 date and time"))
     subscription_id = None

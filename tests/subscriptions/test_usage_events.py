@@ -254,6 +254,27 @@ def test_import_usage_events_stores_ndjson_and_csv_and_counts_duplicates(tmp_pat
     assert (period.lines[0].quantity, period.lines[0].amount) == (Decimal("17.5"), Money("17.50", "EUR"))
 
 
+def test_csv_timestamps_keep_their_offset_and_an_offset_with_seconds_is_refused(tmp_path, capsys):
+    """CSV timestamps are read by Python (which takes offsets like +05:30:15), NDJSON's by RFC 3339: the COPY
+    text writes offsets in whole minutes, so a CSV offset with seconds is refused, not shifted."""
+    metered("sum")
+    csv_file = tmp_path / "events.csv"
+    header = "transaction_id,code,timestamp,external_customer_id,properties\n"
+    csv_file.write_text(
+        header + 'k1,tokens,2026-03-02T23:30:00.25-05:30,acme,"{""tokens"": 1}"\n'
+        'k2,tokens,2026-03-02T10:00:00+05:30:15,acme,"{""tokens"": 1}"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(CommandError, match="1 error"):
+        call_command("import_usage_events", str(csv_file))
+    assert "row 3, column 'timestamp': the time zone offset must be whole minutes" in capsys.readouterr().err
+    csv_file.write_text(header + 'k1,tokens,2026-03-02T23:30:00.25-05:30,acme,"{""tokens"": 1}"\n', encoding="utf-8")
+    call_command("import_usage_events", str(csv_file))
+    stored = UsageEvent.objects.get()
+    assert stored.timestamp == dt.datetime(2026, 3, 3, 5, 0, 0, 250000, tzinfo=dt.UTC)
+    assert stored.usage_date == stored.timestamp.astimezone(billing_tz()).date()
+
+
 def test_a_bad_row_after_chunks_were_written_rolls_the_whole_file_back(tmp_path, capsys, monkeypatch):
     """Chunks are written while later ones are checked; a bad row in the last chunk still leaves nothing."""
     metered("sum")
