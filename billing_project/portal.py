@@ -168,7 +168,7 @@ class OverviewView(PortalView):
                 or [money(0, self.customer.currency)],
                 "next_invoice_date": portal_next_invoice_date(subscriptions=subscriptions),
                 "subscriptions": _subscription_rows([s for s in subscriptions if s.status in LIVE]),
-                "recent": [invoicing_portal.invoice_row(invoice, customer=self.customer) for invoice in recent],
+                "recent": invoicing_portal.invoice_rows(recent, customer=self.customer),
             },
         )
 

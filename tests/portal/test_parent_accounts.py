@@ -50,6 +50,29 @@ def test_the_parent_sees_the_consolidated_invoice_and_its_childrens_own_invoices
     assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
 
 
+def test_the_parents_list_and_overview_name_the_child_of_each_childs_invoice(family, django_assert_max_num_queries):
+    """A child's own invoice in the parent's list says whose it is ("for Berlin GmbH") and offers no payment; the
+    parent's own invoices name nobody; in German the label is translated."""
+    user = PortalUserFactory(customer=family["parent"], email="finance@holding.example")
+    client = signed_in_client(user)
+    for url in (reverse("portal:invoices"), reverse("portal:overview")):
+        with django_assert_max_num_queries(12):
+            response = client.get(url)
+        rows = {row["invoice"].number: row for row in response.context["rows" if "invoices" in url else "recent"]}
+        assert rows[family["berlin_own"].number]["account"] == "Berlin GmbH"
+        assert rows[family["paris_own"].number]["account"] == "Paris SARL"
+        assert rows[family["consolidated"].number]["account"] == ""
+        assert [row["payable"] for number, row in rows.items() if row["account"]] == [False, False]
+        html = response.content.decode()
+        assert '<span class="sub">for Berlin GmbH</span>' in html and "for Holding AG" not in html
+    family["parent"].language = "de"
+    family["parent"].save(update_fields=["language"])
+    assert '<span class="sub">für Paris SARL</span>' in client.get(reverse("portal:invoices")).content.decode()
+    # a child's own portal names nobody: every invoice it sees is its own
+    child = signed_in_client(PortalUserFactory(customer=family["berlin"], email="it@berlin.example"))
+    assert [row["account"] for row in child.get(reverse("portal:invoices")).context["rows"]] == [""]
+
+
 def test_a_child_sees_only_its_own_invoices_never_the_parents_or_a_siblings(family):
     client = signed_in_client(PortalUserFactory(customer=family["berlin"], email="it@berlin.example"))
     assert _numbers(client) == [family["berlin_own"].number]
