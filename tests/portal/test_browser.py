@@ -75,4 +75,13 @@ def test_sign_in_open_download_and_pay_an_invoice(
     width = phone_page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px)"
     _shot(phone_page, tmp_path, "7-phone-invoice")
+    # The invoice list on a phone: each row a card, its total and buttons in view — nothing scrolls sideways.
+    phone_page.goto(f"{live_server.url}/portal/invoices/")
+    table = phone_page.locator("table.table-cards")
+    overflow = table.evaluate("t => t.closest('.table-wrap').scrollWidth - t.closest('.table-wrap').clientWidth")
+    assert overflow <= 0, f"the invoice list scrolls sideways on a phone ({overflow}px hidden)"
+    row = table.locator("tbody tr", has_text=invoice.number)
+    expect(row.locator(".cell-amount")).to_be_in_viewport()
+    expect(row.get_by_role("link", name=f"PDF {invoice.number}")).to_be_in_viewport()
+    _shot(phone_page, tmp_path, "8-phone-invoice-list")
     phone.close()
